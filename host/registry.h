@@ -1,0 +1,66 @@
+/* registry.h - loading connector plugins from a directory with dlopen.
+ *
+ * Each *.so in the plugin directory is copied to a private, content-named
+ * path (<private_dir>/<name>-<sha256 prefix>.so) and opened from there with
+ * dlopen(RTLD_NOW | RTLD_LOCAL), so a file overwritten in place cannot crash
+ * a running process. The descriptor returned by pagoflex_connector_v1() is
+ * checked field by field; a rejection is logged as
+ *   plugin rejected: file=<path> field=<field> expected=<...> found=<...>: <how to fix>
+ * and every other plugin still loads.
+ */
+#ifndef PAGOFLEX_REGISTRY_H
+#define PAGOFLEX_REGISTRY_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include <pagoflex/connector.h>
+
+#include "secrets.h"
+#include "services.h"
+
+typedef struct registry_plugin {
+    char *name;         /* file name without ".so": credentials are <name>.cfg.enc */
+    char *file;         /* path in the plugin directory */
+    char *private_path; /* the copy that was dlopen'd */
+    char sha256[65];    /* of the file's content */
+    void *handle;       /* dlopen handle */
+    const pagoflex_connector *desc; /* inside the loaded object */
+    services_plugin services;       /* this plugin's host-services table */
+    void *state;                    /* from desc->init */
+    time_t loaded_at;
+} registry_plugin;
+
+typedef struct registry_options {
+    const char *plugin_dir;
+    const char *credentials_dir; /* <credentials_dir>/<name>.cfg.enc */
+    const char *private_dir;     /* where private copies go (created 0700) */
+    const secrets_key *master_key;
+} registry_options;
+
+typedef struct registry registry;
+
+/* Empty registry. NULL on OOM. */
+registry *registry_new(const registry_options *opts);
+
+/* Load every *.so of opts->plugin_dir in name order. Returns how many were
+ * loaded, or -1 if the directory cannot be read (reason in err). */
+int registry_load_dir(registry *r, char *err, size_t errlen);
+
+/* Load and check one file. 0 on success; -1 with the rejection line in err
+ * (also logged). */
+int registry_load_file(registry *r, const char *path, char *err, size_t errlen);
+
+/* The plugin with connector key `key` / webhook path `path`, or NULL. */
+const registry_plugin *registry_find_key(const registry *r, const char *key);
+const registry_plugin *registry_find_webhook(const registry *r, const char *path);
+
+/* Number of loaded plugins and the i-th one (in load order). */
+size_t registry_count(const registry *r);
+const registry_plugin *registry_at(const registry *r, size_t i);
+
+/* Call each plugin's fini, dlclose and remove the private copies. Only when
+ * no thread can still run plugin code. NULL is a no-op. */
+void registry_free(registry *r);
+
+#endif

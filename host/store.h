@@ -1,0 +1,85 @@
+/* store.h - payment operations and webhook events in PostgreSQL (libpq).
+ *
+ * A store is a small pool of connections shared by the threads of a process.
+ * Every call takes a connection, runs its statements and gives it back. A
+ * call that finds PostgreSQL unreachable returns STORE_UNAVAILABLE; the
+ * connection is reset on a later call, so the host reconnects by itself.
+ */
+#ifndef PAGOFLEX_STORE_H
+#define PAGOFLEX_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pagoflex/connector.h>
+
+typedef struct store store;
+
+typedef enum store_result {
+    STORE_OK = 0,
+    STORE_NOT_FOUND = 1,   /* no such payment */
+    STORE_CONFLICT = 2,    /* transition refused (state did not allow it) */
+    STORE_DUPLICATE = 3,   /* event or id already stored */
+    STORE_UNAVAILABLE = 4, /* PostgreSQL unreachable; retry later */
+    STORE_ERROR = 5        /* anything else; logged */
+} store_result;
+
+/* A payment row. Strings live in the arena passed to the call; NULL when SQL NULL. */
+typedef struct store_payment {
+    const char *id;
+    const char *connector;
+    int64_t amount;
+    const char *currency;
+    pagoflex_state state;
+    const char *provider_reference_id;
+    const char *reference;
+    const char *description;
+    const char *error_code;
+    const char *error_message;
+    const char *created_at; /* RFC 3339, UTC */
+    const char *updated_at;
+} store_payment;
+
+/* Open a pool of `pool_size` connections to `conninfo`. Connections are made
+ * lazily, so this succeeds even while PostgreSQL is down. NULL on OOM. */
+store *store_open(const char *conninfo, int pool_size);
+
+/* Close every connection and free the pool. NULL is a no-op. */
+void store_close(store *s);
+
+/* Apply the versioned migrations that are not applied yet, under an advisory
+ * lock (safe to run twice, safe with two hosts starting at once). */
+store_result store_migrate(store *s, char *err, size_t errlen);
+
+/* Insert a new payment in state `created`. p->id is chosen by the caller. */
+store_result store_payment_insert(store *s, const store_payment *p, pagoflex_arena *arena,
+                                  store_payment *out);
+
+/* Fetch one payment. STORE_NOT_FOUND if absent. */
+store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
+                               store_payment *out);
+
+/* Move payment `id` to `to` with a conditional UPDATE (state = ANY(allowed
+ * from)); provider_ref (if not NULL) is stored when none is stored yet;
+ * error_code/error_message are stored with a failed state. On STORE_OK or
+ * STORE_CONFLICT, *out holds the row as it is now. */
+store_result store_payment_transition(store *s, const char *id, pagoflex_state to,
+                                      const char *provider_ref, const char *error_code,
+                                      const char *error_message, pagoflex_arena *arena,
+                                      store_payment *out);
+
+/* Store a verified webhook event of `connector` once per (connector,
+ * event_id) and apply its transition to the payment it names (by
+ * ev->payment_id, else by provider_reference_id = ev->tx_id), in one
+ * transaction. Returns STORE_OK (applied, or refused by the state machine:
+ * *applied tells), STORE_DUPLICATE (already stored: nothing changed),
+ * STORE_NOT_FOUND (no such payment: nothing stored). *out holds the row. */
+store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
+                                 const unsigned char *body, size_t body_len,
+                                 pagoflex_arena *arena, store_payment *out, bool *applied);
+
+/* True if a connection can run "SELECT 1" now. */
+bool store_ping(store *s);
+
+#endif

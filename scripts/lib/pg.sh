@@ -1,0 +1,62 @@
+# A private PostgreSQL 15 cluster for development and tests. Source after common.sh.
+#   pg_start <name>   starts (creating on first use) the cluster <name>, exports
+#                     PGHOST PGPORT PGUSER PGDATABASE and PAGOFLEX_PG (a conninfo)
+#   pg_stop <name>    stops it (fast shutdown)
+# The cluster runs as the postgres user when we are root (initdb refuses root).
+# Its data lives under var/pg-<name> when the postgres user can reach that
+# folder, otherwise under a postgres-owned folder in /tmp recorded in var/.
+
+pg_as() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Folder of cluster $1 (created, owned by the user that runs PostgreSQL).
+pg_dir() {
+  local name=$1 dir=$VAR/pg-$1 rec=$VAR/pg-$1.path
+  mkdir -p "$VAR"
+  if [ -f "$rec" ]; then cat "$rec"; return; fi
+  if [ "$(id -u)" -eq 0 ]; then
+    mkdir -p "$dir"; chown postgres: "$dir"
+    if ! runuser -u postgres -- test -w "$dir"; then
+      rmdir "$dir" 2>/dev/null || true
+      dir=$(mktemp -d "/tmp/pagoflex-pg-$name.XXXXXX"); chown postgres: "$dir"
+      say "postgres cannot reach $VAR; using $dir"
+    fi
+  else
+    mkdir -p "$dir"
+  fi
+  echo "$dir" >"$rec"
+  echo "$dir"
+}
+
+pg_start() {
+  local name=${1:-dev} dir
+  dir=$(pg_dir "$name")
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    say "creating PostgreSQL cluster in $dir/data"
+    pg_as "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-instructions >/dev/null
+  fi
+  local port
+  if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(free_port); fi
+  if ! pg_as "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    # A port left by an earlier run may be taken now: pick another.
+    if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$port))" 2>/dev/null; then
+      port=$(free_port)
+    fi
+    pg_as sh -c "echo $port >'$dir/port'"
+    pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on -c synchronous_commit=on" \
+      start >/dev/null || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+  fi
+  export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+  export PAGOFLEX_PG="host=$dir port=$port user=postgres dbname=postgres"
+  export PAGOFLEX_PG_DATA=$dir/data
+}
+
+pg_stop() {
+  local name=${1:-dev} rec=$VAR/pg-${1:-dev}.path dir
+  [ -f "$rec" ] || return 0
+  dir=$(cat "$rec")
+  [ -f "$dir/data/PG_VERSION" ] || return 0
+  pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
