@@ -32,26 +32,39 @@ typedef struct registry_plugin {
 } registry_plugin;
 
 typedef struct registry_options {
-    const char *plugin_dir;
+    const char *plugin_dir;      /* may be NULL if only registry_load_file is used */
     const char *credentials_dir; /* <credentials_dir>/<name>.cfg.enc */
-    const char *private_dir;     /* where private copies go (created 0700) */
-    const secrets_key *master_key;
+    const char *private_dir;     /* where private copies go (created 0700, with
+                                    parents; refused if others may write to it).
+                                    registry_free removes the copies, so give
+                                    each process its own when generations overlap */
+    const secrets_key *master_key; /* borrowed; may be NULL if no plugin has a
+                                      credentials file */
 } registry_options;
 
 typedef struct registry registry;
 
-/* Empty registry. NULL on OOM. */
+/* Empty registry; the option strings are copied, master_key is borrowed and
+ * must outlive the registry. NULL on OOM or when credentials_dir or
+ * private_dir is NULL. A loaded registry is read-only: lookups may run from
+ * any number of threads; loading and freeing may not run concurrently with
+ * anything else. */
 registry *registry_new(const registry_options *opts);
 
-/* Load every *.so of opts->plugin_dir in name order. Returns how many were
+/* Load every *.so of opts->plugin_dir in name order (dotfiles skipped).
+ * A rejected file is logged and never stops the others; on a duplicate key
+ * or webhook path the file first in name order wins. Returns how many were
  * loaded, or -1 if the directory cannot be read (reason in err). */
 int registry_load_dir(registry *r, char *err, size_t errlen);
 
-/* Load and check one file. 0 on success; -1 with the rejection line in err
- * (also logged). */
+/* Load and check one file: private copy, dlopen, descriptor checks,
+ * credentials, init. 0 on success (the plugin is owned by the registry);
+ * -1 with the rejection line in err (also logged), and nothing of the
+ * plugin is left loaded or on disk. */
 int registry_load_file(registry *r, const char *path, char *err, size_t errlen);
 
-/* The plugin with connector key `key` / webhook path `path`, or NULL. */
+/* The plugin with connector key `key` / webhook path `path`, or NULL.
+ * Owned by the registry, valid until registry_free. */
 const registry_plugin *registry_find_key(const registry *r, const char *key);
 const registry_plugin *registry_find_webhook(const registry *r, const char *path);
 

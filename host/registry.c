@@ -1,0 +1,880 @@
+/* registry.c - loading connector plugins from a directory with dlopen.
+ *
+ * A load goes through fixed steps, each of which may reject the plugin:
+ *   1. read the file, hash it, copy it to a private content-named path;
+ *   2. dlopen the copy with RTLD_NOW | RTLD_LOCAL;
+ *   3. find and call the entry point, get the descriptor;
+ *   4. check the descriptor field by field (header first, so nothing beyond
+ *      what the plugin says it has is ever read);
+ *   5. decrypt its credentials and check the required names;
+ *   6. call init.
+ * A rejection is collected in a `rejection` (field, expected, found, how to
+ * fix), turned into one log line, and the plugin is undone. Strings taken
+ * from the plugin are copied into the rejection before dlclose.
+ */
+#include "registry.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "creds.h"
+#include "log.h"
+
+/* A v1.0 descriptor ends with parse_webhook; later minors only append, so a
+ * larger size is a newer plugin (accepted) and a smaller one is short. */
+#define REGISTRY_V1_MIN_SIZE                                                  \
+    (offsetof(pagoflex_connector, parse_webhook) +                            \
+     sizeof(((pagoflex_connector *)0)->parse_webhook))
+
+#define REGISTRY_MAX_FILE (256u << 20)   /* refuse absurd plugin files */
+#define REGISTRY_MAX_CREDENTIALS 64      /* bound on required_credentials */
+#define REGISTRY_NAME_MAX 32             /* key and webhook path length */
+#define REGISTRY_QUOTE_MAX 64            /* plugin strings shown in logs */
+
+struct registry {
+    char *plugin_dir;
+    char *credentials_dir;
+    char *private_dir;
+    const secrets_key *master_key;
+    registry_plugin **plugins; /* pointers: a plugin's services table must
+                                  not move once init has seen it */
+    size_t count;
+    size_t cap;
+};
+
+/* Why a plugin was refused; becomes the log line. */
+typedef struct rejection {
+    const char *field;
+    char expected[160];
+    char found[400];
+    char fix[768];
+} rejection;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int reject(rejection *rj, const char *field, const char *expected, const char *found,
+                  const char *fix_fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Record a rejection; always returns -1 so callers can `return reject(...)`. */
+static int reject(rejection *rj, const char *field, const char *expected, const char *found,
+                  const char *fix_fmt, ...)
+{
+    va_list ap;
+    rj->field = field;
+    snprintf(rj->expected, sizeof rj->expected, "%s", expected);
+    snprintf(rj->found, sizeof rj->found, "%s", found);
+    va_start(ap, fix_fmt);
+    vsnprintf(rj->fix, sizeof rj->fix, fix_fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Quote an untrusted string for a log line: at most `max` characters,
+ * anything but printable ASCII (and quotes, backslashes) as \xNN. NULL is
+ * shown as the bare word NULL. */
+static void quote(char *out, size_t cap, const char *s, size_t max)
+{
+    size_t o = 0;
+    if (cap < 8) {
+        if (cap)
+            out[0] = '\0';
+        return;
+    }
+    if (!s) {
+        snprintf(out, cap, "NULL");
+        return;
+    }
+    out[o++] = '"';
+    size_t i = 0;
+    for (; s[i] && i < max && o + 6 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    if (s[i] && o + 4 < cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+static const char *status_name(int status)
+{
+    static const char *const names[] = {
+        "PAGOFLEX_OK",          "PAGOFLEX_ERR_INVALID", "PAGOFLEX_ERR_UNSUPPORTED",
+        "PAGOFLEX_ERR_SIGNATURE", "PAGOFLEX_ERR_CREDENTIALS", "PAGOFLEX_ERR_NOMEM",
+        "PAGOFLEX_ERR_TRANSPORT", "PAGOFLEX_ERR_INTERNAL",
+    };
+    if (status >= 0 && (size_t)status < sizeof names / sizeof names[0])
+        return names[status];
+    return "unknown status";
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int is_key_char(int c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static int is_path_char(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+/* 1 if s is 1..REGISTRY_NAME_MAX characters, each accepted by `ok`. */
+static int name_matches(const char *s, int (*ok)(int))
+{
+    if (!s)
+        return 0;
+    size_t n = strnlen(s, REGISTRY_NAME_MAX + 1);
+    if (n == 0 || n > REGISTRY_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!ok((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* ---- plugin objects --------------------------------------------------- */
+
+static void plugin_free(registry_plugin *p)
+{
+    if (!p)
+        return;
+    free(p->name);
+    free(p->file);
+    free(p->private_path);
+    free(p);
+}
+
+/* A plugin record for `path`: name is the basename without ".so". */
+static registry_plugin *plugin_new(const char *path)
+{
+    registry_plugin *p = calloc(1, sizeof *p);
+    if (!p)
+        goto fail;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (has_suffix(base, ".so"))
+        n -= 3;
+    p->file = strdup(path);
+    p->name = strndup(base, n);
+    if (!p->file || !p->name)
+        goto fail;
+    return p;
+fail:
+    plugin_free(p);
+    return NULL;
+}
+
+static int registry_private_in_use(const registry *r, const char *private_path)
+{
+    for (size_t i = 0; i < r->count; i++)
+        if (strcmp(r->plugins[i]->private_path, private_path) == 0)
+            return 1;
+    return 0;
+}
+
+/* Undo a plugin that did not make it into the registry (init not called or
+ * failed, so there is nothing to fini). */
+static void plugin_discard(registry *r, registry_plugin *p)
+{
+    if (p->handle)
+        dlclose(p->handle);
+    if (p->private_path && !registry_private_in_use(r, p->private_path))
+        unlink(p->private_path);
+    plugin_free(p);
+}
+
+/* ---- step 1: private content-named copy ------------------------------- */
+
+static int read_file(const char *path, unsigned char **out, size_t *out_len, rejection *rj)
+{
+    unsigned char *data = NULL;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        reject(rj, "file", "a readable file", strerror(errno),
+               "check that the file exists and this process may read it");
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        reject(rj, "file", "a regular file", "not a regular file",
+               "only regular *.so files belong in the plugin directory");
+        goto fail;
+    }
+    if ((unsigned long long)st.st_size > REGISTRY_MAX_FILE) {
+        char found[64];
+        snprintf(found, sizeof found, "%lld bytes", (long long)st.st_size);
+        reject(rj, "file", "at most 256 MiB", found, "this is not a connector plugin");
+        goto fail;
+    }
+    size_t len = (size_t)st.st_size, got = 0;
+    data = malloc(len ? len : 1);
+    if (!data) {
+        reject(rj, "file", "memory to read it", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    while (got < len) {
+        ssize_t n = read(fd, data + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            reject(rj, "file", "a readable file", n < 0 ? strerror(errno) : "file shrank while read",
+                   "do not modify a plugin while the host loads it; retry");
+            goto fail;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    *out = data;
+    *out_len = len;
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    free(data);
+    return -1;
+}
+
+/* Create `dir` (and missing parents) 0700; refuse one others may write to,
+ * since whoever can swap a private copy runs code in this process. */
+static int ensure_private_dir(const char *dir, rejection *rj)
+{
+    char *path = strdup(dir);
+    struct stat st;
+    if (!path) {
+        reject(rj, "private_dir", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    for (char *s = path + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            reject(rj, "private_dir", dir, strerror(errno),
+                   "create %s or set another private directory", path);
+            goto fail;
+        }
+        *s = '/';
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        reject(rj, "private_dir", dir, strerror(errno),
+               "create it (mode 0700) or set another private directory");
+        goto fail;
+    }
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        reject(rj, "private_dir", "a directory", "not a directory",
+               "point the private directory at a directory this process owns");
+        goto fail;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+        char found[64];
+        snprintf(found, sizeof found, "uid %ld mode %04o", (long)st.st_uid,
+                 (unsigned)(st.st_mode & 07777));
+        reject(rj, "private_dir", "owned by this user, not writable by others", found,
+               "run: chown %ld %s && chmod 0700 %s", (long)geteuid(), dir, dir);
+        goto fail;
+    }
+    free(path);
+    return 0;
+fail:
+    free(path);
+    return -1;
+}
+
+static int sha256_hex(const unsigned char *data, size_t len, char out[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (!EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) || md_len != 32)
+        return -1;
+    for (unsigned int i = 0; i < md_len; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[64] = '\0';
+    return 0;
+}
+
+/* Copy p->file to <private_dir>/<name>-<sha256 prefix>.so through a temp
+ * file and rename, so the copy is complete whenever it has its final name.
+ * Sets p->sha256 and, once the copy exists, p->private_path. */
+static int plugin_copy_private(registry *r, registry_plugin *p, rejection *rj)
+{
+    unsigned char *data = NULL;
+    size_t len = 0;
+    char *tmp = NULL, *final = NULL;
+    int fd = -1, rc = -1;
+
+    if (read_file(p->file, &data, &len, rj) != 0)
+        goto fail;
+    if (sha256_hex(data, len, p->sha256) != 0) {
+        reject(rj, "file", "a SHA-256 digest", "OpenSSL EVP_Digest failed",
+               "check the OpenSSL installation");
+        goto fail;
+    }
+    if (ensure_private_dir(r->private_dir, rj) != 0)
+        goto fail;
+    /* asprintf leaves its pointer undefined on failure: reset it. */
+    if (asprintf(&final, "%s/%s-%.16s.so", r->private_dir, p->name, p->sha256) < 0)
+        final = NULL;
+    if (asprintf(&tmp, "%s/.%s.XXXXXX", r->private_dir, p->name) < 0)
+        tmp = NULL;
+    if (!final || !tmp) {
+        reject(rj, "private_copy", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        reject(rj, "private_copy", r->private_dir, strerror(errno),
+               "make the private directory writable by this process");
+        goto fail;
+    }
+    int werr = write_all(fd, data, len) != 0 || fchmod(fd, 0500) != 0;
+    int cerr = close(fd) != 0;
+    fd = -1;
+    if (werr || cerr || rename(tmp, final) != 0) {
+        reject(rj, "private_copy", final, strerror(errno),
+               "check free space and permissions of the private directory");
+        unlink(tmp);
+        goto fail;
+    }
+    p->private_path = final;
+    final = NULL;
+    rc = 0;
+fail:
+    if (fd >= 0) {
+        close(fd);
+        unlink(tmp);
+    }
+    free(final);
+    free(tmp);
+    free(data);
+    return rc;
+}
+
+/* ---- steps 2-3: dlopen and the entry point ---------------------------- */
+
+static int plugin_open(registry_plugin *p, rejection *rj)
+{
+    char found[sizeof rj->found];
+    void *sym;
+    pagoflex_connector_entry_fn entry;
+
+    dlerror();
+    p->handle = dlopen(p->private_path, RTLD_NOW | RTLD_LOCAL);
+    if (!p->handle) {
+        const char *why = dlerror();
+        quote(found, sizeof found, why ? why : "unknown dlopen error", 300);
+        return reject(rj, "dlopen", "a shared object whose symbols all resolve", found,
+                      "rebuild the plugin against this host's SDK and link every library "
+                      "it uses (RTLD_NOW resolves all symbols at load)");
+    }
+    dlerror();
+    sym = dlsym(p->handle, PAGOFLEX_ENTRY_SYMBOL);
+    if (!sym)
+        return reject(rj, "entry_point", PAGOFLEX_ENTRY_SYMBOL, "absent",
+                      "export it with PAGOFLEX_DEFINE_CONNECTOR(descriptor) "
+                      "from <pagoflex/connector.h>");
+    /* POSIX guarantees a function pointer survives the round trip. */
+    memcpy(&entry, &sym, sizeof entry);
+    p->desc = entry();
+    if (!p->desc)
+        return reject(rj, "descriptor", "a descriptor", "NULL",
+                      PAGOFLEX_ENTRY_SYMBOL "() must return the address of a static "
+                      "const struct pagoflex_connector");
+    return 0;
+}
+
+/* ---- step 4: the descriptor ------------------------------------------- */
+
+static int check_header(const pagoflex_connector *d, rejection *rj)
+{
+    char exp[64], found[sizeof rj->found];
+
+    if (d->magic != PAGOFLEX_MAGIC) {
+        snprintf(exp, sizeof exp, "0x%08x", (unsigned)PAGOFLEX_MAGIC);
+        snprintf(found, sizeof found, "0x%08x", (unsigned)d->magic);
+        return reject(rj, "magic", exp, found,
+                      "not a Pagoflex connector descriptor; fill its header with "
+                      "PAGOFLEX_CONNECTOR_HEADER and rebuild against this host's SDK");
+    }
+    if (d->abi_major != PAGOFLEX_ABI_MAJOR) {
+        snprintf(exp, sizeof exp, "%d", PAGOFLEX_ABI_MAJOR);
+        snprintf(found, sizeof found, "%u", (unsigned)d->abi_major);
+        return reject(rj, "abi_major", exp, found,
+                      "plugin built for ABI %u, this host speaks ABI %d: rebuild the plugin "
+                      "against this host's SDK",
+                      (unsigned)d->abi_major, PAGOFLEX_ABI_MAJOR);
+    }
+    if (d->size < REGISTRY_V1_MIN_SIZE) {
+        snprintf(exp, sizeof exp, ">=%zu", (size_t)REGISTRY_V1_MIN_SIZE);
+        snprintf(found, sizeof found, "%u", (unsigned)d->size);
+        return reject(rj, "size", exp, found,
+                      "descriptor is short for ABI %d.0: fill its header with "
+                      "PAGOFLEX_CONNECTOR_HEADER and rebuild against this host's SDK",
+                      PAGOFLEX_ABI_MAJOR);
+    }
+    if (!d->build_signature || strcmp(d->build_signature, PAGOFLEX_BUILD_SIGNATURE) != 0) {
+        quote(exp, sizeof exp, PAGOFLEX_BUILD_SIGNATURE, REGISTRY_QUOTE_MAX);
+        quote(found, sizeof found, d->build_signature, REGISTRY_QUOTE_MAX);
+        return reject(rj, "build_signature", exp, found,
+                      "plugin built for another platform (pointer, long or size_t width, "
+                      "byte order): rebuild it on this platform against this host's SDK");
+    }
+    return 0;
+}
+
+static int check_identity(const pagoflex_connector *d, rejection *rj)
+{
+    char found[sizeof rj->found];
+
+    if (!name_matches(d->key, is_key_char)) {
+        quote(found, sizeof found, d->key, REGISTRY_QUOTE_MAX);
+        return reject(rj, "key", "[A-Z0-9_]{1,32}", found,
+                      "set .key to the connector key clients use, e.g. \"BANCO_X\"");
+    }
+    if (!name_matches(d->webhook_path, is_path_char)) {
+        quote(found, sizeof found, d->webhook_path, REGISTRY_QUOTE_MAX);
+        return reject(rj, "webhook_path", "[a-z0-9_-]{1,32}", found,
+                      "set .webhook_path to the last segment of /webhooks/<path>, "
+                      "e.g. \"bancox\"");
+    }
+    if (!d->version || !d->version[0]) {
+        quote(found, sizeof found, d->version, REGISTRY_QUOTE_MAX);
+        return reject(rj, "version", "non-empty string", found,
+                      "set .version to the plugin's version, e.g. \"1.0.0\"");
+    }
+    return 0;
+}
+
+static int check_entry_points(const pagoflex_connector *d, rejection *rj)
+{
+    const struct {
+        const char *name;
+        int present;
+    } required[] = {
+        {"init", d->init != NULL},
+        {"build_request", d->build_request != NULL},
+        {"handle_response", d->handle_response != NULL},
+        {"verify_webhook", d->verify_webhook != NULL},
+        {"parse_webhook", d->parse_webhook != NULL},
+    };
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!required[i].present)
+            return reject(rj, required[i].name, "non-NULL", "NULL",
+                          "every ABI %d connector implements %s; only fini and "
+                          "execute_request may be NULL",
+                          PAGOFLEX_ABI_MAJOR, required[i].name);
+    return 0;
+}
+
+static int check_unique(const registry *r, const pagoflex_connector *d, rejection *rj)
+{
+    char found[sizeof rj->found];
+    for (size_t i = 0; i < r->count; i++) {
+        const registry_plugin *o = r->plugins[i];
+        if (strcmp(o->desc->key, d->key) == 0) {
+            quote(found, sizeof found, d->key, REGISTRY_QUOTE_MAX);
+            return reject(rj, "key", "unique", found,
+                          "key %s is already served by %s; remove one of the two plugins",
+                          d->key, o->file);
+        }
+        if (strcmp(o->desc->webhook_path, d->webhook_path) == 0) {
+            quote(found, sizeof found, d->webhook_path, REGISTRY_QUOTE_MAX);
+            return reject(rj, "webhook_path", "unique", found,
+                          "webhook path /webhooks/%s is already served by %s (key %s); "
+                          "give one of the two plugins another path",
+                          d->webhook_path, o->file, o->desc->key);
+        }
+    }
+    return 0;
+}
+
+/* The checks in the order the header promises: nothing past the header is
+ * read before size says it is there. A loaded v1 descriptor has every v1.0
+ * field; a field added by a later minor must be read only when
+ * PAGOFLEX_HAS_FIELD(desc, pagoflex_connector, field) holds. */
+static int check_descriptor(const registry *r, const pagoflex_connector *d, rejection *rj)
+{
+    if (check_header(d, rj) != 0 || check_identity(d, rj) != 0 ||
+        check_entry_points(d, rj) != 0 || check_unique(r, d, rj) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- step 5: credentials ---------------------------------------------- */
+
+/* "A, B, C" from a plugin's required_credentials, for a hint. */
+static void list_names(const char *const *names, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; names && names[i] && i < REGISTRY_MAX_CREDENTIALS && o < cap; i++) {
+        char q[REGISTRY_QUOTE_MAX * 4 + 8];
+        quote(q, sizeof q, names[i], REGISTRY_QUOTE_MAX);
+        /* show names bare: strip the quotes quote() added */
+        size_t n = strlen(q);
+        q[n - 1] = '\0';
+        int w = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", q + 1);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+}
+
+static int required_present(const registry_plugin *p, const pagoflex_credentials *creds,
+                            const char *path, rejection *rj)
+{
+    const char *const *req = p->desc->required_credentials;
+    char name[REGISTRY_QUOTE_MAX * 4 + 8];
+    for (size_t i = 0; req && req[i]; i++) {
+        if (i >= REGISTRY_MAX_CREDENTIALS)
+            return reject(rj, "required_credentials", "at most 64 names", "more",
+                          "is required_credentials NULL-terminated?");
+        const char *v = creds_get(creds, req[i]);
+        if (v && v[0])
+            continue;
+        quote(name, sizeof name, req[i], REGISTRY_QUOTE_MAX);
+        size_t n = strlen(name);
+        if (n >= 2 && name[0] == '"') { /* a name is shown bare, like in the file */
+            memmove(name, name + 1, n - 2);
+            name[n - 2] = '\0';
+        }
+        return reject(rj, "credentials", name, v ? "empty" : "absent",
+                      "%s has no non-empty %s; re-create it with: pagoflex secrets encrypt "
+                      "--plugin %s",
+                      path, name, p->name);
+    }
+    return 0;
+}
+
+/* Decrypt <credentials_dir>/<name>.cfg.enc (or an empty set when the file
+ * is absent and nothing is required) and check the required names. */
+static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credentials **out,
+                              rejection *rj)
+{
+    const char *const *req = p->desc->required_credentials;
+    pagoflex_credentials *creds = NULL;
+    char *path = NULL;
+    char why[sizeof rj->found - 2], found[sizeof rj->found];
+    struct stat st;
+    int rc = -1;
+
+    if (asprintf(&path, "%s/%s.cfg.enc", r->credentials_dir, p->name) < 0) {
+        path = NULL;
+        reject(rj, "credentials", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    if (stat(path, &st) != 0 && errno == ENOENT) {
+        if (req && req[0]) {
+            char names[256];
+            list_names(req, names, sizeof names);
+            reject(rj, "credentials", path, "no such file",
+                   "create it with: pagoflex secrets encrypt --plugin %s (settings: %s)",
+                   p->name, names);
+            goto fail;
+        }
+        creds = creds_new();
+        if (!creds) {
+            reject(rj, "credentials", "memory", "out of memory", "free memory and retry");
+            goto fail;
+        }
+    } else {
+        if (!r->master_key) {
+            reject(rj, "credentials", "a master key", "none",
+                   "set PAGOFLEX_MASTER_KEY or the master key file so %s can be decrypted",
+                   path);
+            goto fail;
+        }
+        why[0] = '\0';
+        if (secrets_load_credentials(r->master_key, path, p->name, &creds, why, sizeof why) !=
+            0) {
+            creds = NULL;
+            quote(found, sizeof found, why[0] ? why : "cannot decrypt", sizeof why);
+            reject(rj, "credentials", path, found,
+                   "re-create it for plugin %s under this host's master key with: "
+                   "pagoflex secrets encrypt --plugin %s",
+                   p->name, p->name);
+            goto fail;
+        }
+    }
+    if (required_present(p, creds, path, rj) != 0)
+        goto fail;
+    *out = creds;
+    creds = NULL;
+    rc = 0;
+fail:
+    creds_free(creds);
+    free(path);
+    return rc;
+}
+
+/* ---- step 6: init ----------------------------------------------------- */
+
+static int plugin_init(registry_plugin *p, const pagoflex_credentials *creds, rejection *rj)
+{
+    char found[64];
+    void *state = NULL;
+    services_init(&p->services, p->desc->key);
+    int status = p->desc->init(&p->services.table, creds, &state);
+    if (status != PAGOFLEX_OK) {
+        snprintf(found, sizeof found, "%s (%d)", status_name(status), status);
+        return reject(rj, "init", "PAGOFLEX_OK", found,
+                      "init returned %s (%d); the plugin's log lines above say why",
+                      status_name(status), status);
+    }
+    p->state = state;
+    return 0;
+}
+
+/* ---- the registry ----------------------------------------------------- */
+
+registry *registry_new(const registry_options *opts)
+{
+    registry *r = NULL;
+    if (!opts || !opts->credentials_dir || !opts->private_dir)
+        goto fail;
+    r = calloc(1, sizeof *r);
+    if (!r)
+        goto fail;
+    r->plugin_dir = opts->plugin_dir ? strdup(opts->plugin_dir) : NULL;
+    r->credentials_dir = strdup(opts->credentials_dir);
+    r->private_dir = strdup(opts->private_dir);
+    r->master_key = opts->master_key;
+    if ((opts->plugin_dir && !r->plugin_dir) || !r->credentials_dir || !r->private_dir)
+        goto fail;
+    return r;
+fail:
+    registry_free(r);
+    return NULL;
+}
+
+static int registry_reserve(registry *r)
+{
+    if (r->count < r->cap)
+        return 0;
+    size_t cap = r->cap ? 2 * r->cap : 8;
+    registry_plugin **p = realloc(r->plugins, cap * sizeof *p);
+    if (!p)
+        return -1;
+    r->plugins = p;
+    r->cap = cap;
+    return 0;
+}
+
+static void report_rejection(const rejection *rj, const char *path, char *err, size_t errlen)
+{
+    char line[2048];
+    snprintf(line, sizeof line,
+             "plugin rejected: file=%s field=%s expected=%s found=%s: %s", path,
+             rj->field ? rj->field : "?", rj->expected, rj->found, rj->fix);
+    log_error("%s", line);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", line);
+}
+
+int registry_load_file(registry *r, const char *path, char *err, size_t errlen)
+{
+    rejection rj = {0};
+    pagoflex_credentials *creds = NULL;
+    registry_plugin *p = plugin_new(path);
+
+    if (!p) {
+        reject(&rj, "file", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    if (registry_reserve(r) != 0) {
+        reject(&rj, "registry", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    if (plugin_copy_private(r, p, &rj) != 0 || plugin_open(p, &rj) != 0 ||
+        check_descriptor(r, p->desc, &rj) != 0 || plugin_credentials(r, p, &creds, &rj) != 0 ||
+        plugin_init(p, creds, &rj) != 0)
+        goto fail;
+    /* The plugin copied what it needs during init. */
+    creds_free(creds);
+    p->loaded_at = time(NULL);
+    r->plugins[r->count++] = p;
+    char version[REGISTRY_QUOTE_MAX * 4 + 8];
+    quote(version, sizeof version, p->desc->version, REGISTRY_QUOTE_MAX);
+    log_info("plugin loaded: file=%s key=%s version=%s abi=%u.%u webhook=/webhooks/%s "
+             "sha256=%.16s",
+             p->file, p->desc->key, version, (unsigned)p->desc->abi_major,
+             (unsigned)p->desc->abi_minor, p->desc->webhook_path, p->sha256);
+    return 0;
+fail:
+    creds_free(creds);
+    /* Report before dlclose: rj holds copies, but say it while all is mapped. */
+    report_rejection(&rj, path, err, errlen);
+    if (p)
+        plugin_discard(r, p);
+    return -1;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names of *.so entries in `dir` (no dotfiles), sorted. */
+static int list_plugin_files(const char *dir, char ***out, size_t *out_n, char *err,
+                             size_t errlen)
+{
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "cannot read plugin directory %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".so"))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 16;
+            char **grown = realloc(names, ncap * sizeof *grown);
+            if (!grown)
+                goto oom;
+            names = grown;
+            cap = ncap;
+        }
+        if (!(names[n] = strdup(de->d_name)))
+            goto oom;
+        n++;
+        errno = 0;
+    }
+    if (errno) {
+        snprintf(err, errlen, "cannot read plugin directory %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, compare_names);
+    *out = names;
+    *out_n = n;
+    return 0;
+oom:
+    snprintf(err, errlen, "cannot list plugin directory %s: out of memory", dir);
+fail:
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return -1;
+}
+
+int registry_load_dir(registry *r, char *err, size_t errlen)
+{
+    char **names = NULL;
+    size_t n = 0;
+    int loaded = 0;
+
+    if (!r->plugin_dir) {
+        snprintf(err, errlen, "no plugin directory configured");
+        return -1;
+    }
+    if (list_plugin_files(r->plugin_dir, &names, &n, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char *path = NULL;
+        char why[1024];
+        if (asprintf(&path, "%s/%s", r->plugin_dir, names[i]) < 0) {
+            log_error("plugin rejected: file=%s/%s: out of memory", r->plugin_dir, names[i]);
+            continue;
+        }
+        if (registry_load_file(r, path, why, sizeof why) == 0)
+            loaded++;
+        free(path);
+    }
+    log_info("plugins: %d loaded, %zu rejected from %s", loaded, n - (size_t)loaded,
+             r->plugin_dir);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return loaded;
+}
+
+const registry_plugin *registry_find_key(const registry *r, const char *key)
+{
+    for (size_t i = 0; r && key && i < r->count; i++)
+        if (strcmp(r->plugins[i]->desc->key, key) == 0)
+            return r->plugins[i];
+    return NULL;
+}
+
+const registry_plugin *registry_find_webhook(const registry *r, const char *path)
+{
+    for (size_t i = 0; r && path && i < r->count; i++)
+        if (strcmp(r->plugins[i]->desc->webhook_path, path) == 0)
+            return r->plugins[i];
+    return NULL;
+}
+
+size_t registry_count(const registry *r)
+{
+    return r ? r->count : 0;
+}
+
+const registry_plugin *registry_at(const registry *r, size_t i)
+{
+    return r && i < r->count ? r->plugins[i] : NULL;
+}
+
+void registry_free(registry *r)
+{
+    if (!r)
+        return;
+    /* Reverse load order, like destructors. */
+    for (size_t i = r->count; i-- > 0;) {
+        registry_plugin *p = r->plugins[i];
+        if (p->desc->fini)
+            p->desc->fini(p->state);
+        dlclose(p->handle);
+        unlink(p->private_path);
+        plugin_free(p);
+    }
+    free(r->plugins);
+    free(r->plugin_dir);
+    free(r->credentials_dir);
+    free(r->private_dir);
+    free(r);
+}
