@@ -36,6 +36,8 @@ pg_start() {
     say "creating PostgreSQL cluster in $dir/data"
     pg_as "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --no-instructions >/dev/null
   fi
+  grep -q "pagoflex.conf" "$dir/data/postgresql.conf" ||
+    pg_as sh -c "echo \"include_if_exists = '$dir/pagoflex.conf'\" >>'$dir/data/postgresql.conf'"
   local port
   if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(free_port); fi
   if ! pg_as "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
@@ -44,9 +46,18 @@ pg_start() {
       port=$(free_port)
     fi
     pg_as sh -c "echo $port >'$dir/port'"
-    pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on -c synchronous_commit=on" \
-      start >/dev/null || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+    # Settings live in a file the cluster includes, so a plain `pg_ctl start`
+    # (as tests that restart PostgreSQL do) comes back the same way.
+    pg_as sh -c "cat >'$dir/pagoflex.conf'" <<CONF
+port = $port
+unix_socket_directories = '$dir'
+listen_addresses = '127.0.0.1'
+max_connections = 300
+fsync = on
+synchronous_commit = on
+CONF
+    pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
+      || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
   fi
   export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
   export PAGOFLEX_PG="host=$dir port=$port user=postgres dbname=postgres"

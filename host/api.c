@@ -1,0 +1,611 @@
+/* api.c - the HTTP API (GNU libmicrohttpd, JSON with Jansson).
+ *
+ * Routes:
+ *   POST /v1/payments          create a payment through a connector
+ *   GET  /v1/payments/{id}     read one payment
+ *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
+ *   GET  /v1/connectors        the loaded connectors
+ *   GET  /healthz              liveness and database reachability
+ *
+ * Every error is {"error": {"code", "message", "field"}}. The body is read in
+ * full (up to max_body_bytes) before a route runs; handlers run on the
+ * server's thread pool.
+ */
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "arena.h"
+#include "executor.h"
+#include "log.h"
+#include "payment.h"
+#include "payreq.h"
+
+#define API_ID_CHARS 26
+
+struct api_server {
+    struct MHD_Daemon *daemon;
+    api_context *ctx;
+};
+
+/* Per-request state, from the first callback to the completion notice. */
+typedef struct api_request {
+    api_context *ctx;
+    struct MHD_Connection *conn;
+    pagoflex_arena *arena;
+    char *body;
+    size_t body_len;
+    size_t body_cap;
+    bool too_large;
+    bool responded; /* a reply was queued already */
+    const char *method;
+    const char *url;
+} api_request;
+
+/* ---- replies ---------------------------------------------------------- */
+
+static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!text)
+        return MHD_NO;
+    size_t len = strlen(text);
+    text[len] = '\0';
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result api_error(api_request *r, unsigned status, const char *code, const char *field,
+                                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static enum MHD_Result api_error(api_request *r, unsigned status, const char *code, const char *field,
+                                 const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    json_t *err = json_pack("{s:s, s:s, s:o}", "code", code, "message", message, "field",
+                            field ? json_string(field) : json_null());
+    return api_reply(r, status, json_pack("{s:o}", "error", err));
+}
+
+static enum MHD_Result api_db_unavailable(api_request *r)
+{
+    return api_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "database_unavailable", NULL,
+                     "the payment database is unreachable; nothing was changed; retry shortly");
+}
+
+static json_t *api_string_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *api_payment_json(const store_payment *p)
+{
+    json_t *error = json_null();
+    if (p->error_code)
+        error = json_pack("{s:s, s:o}", "code", p->error_code, "message",
+                          api_string_or_null(p->error_message));
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "id", p->id, "status",
+                     payment_state_name(p->state), "amount", (json_int_t)p->amount, "currency",
+                     p->currency, "connector", p->connector, "provider_reference_id",
+                     api_string_or_null(p->provider_reference_id), "reference",
+                     api_string_or_null(p->reference), "description",
+                     api_string_or_null(p->description), "created_at",
+                     api_string_or_null(p->created_at), "updated_at",
+                     api_string_or_null(p->updated_at), "error", error);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* "pay_" + 26 random characters of [0-9a-z]. */
+static char *api_new_id(pagoflex_arena *arena, const char *prefix)
+{
+    static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    unsigned char raw[API_ID_CHARS];
+    char id[API_ID_CHARS + 1];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return NULL;
+    for (int i = 0; i < API_ID_CHARS; i++)
+        id[i] = alphabet[raw[i] % 36]; /* bias of 256 % 36 is harmless for ids */
+    id[API_ID_CHARS] = '\0';
+    return arena_printf(arena, "%s_%s", prefix, id);
+}
+
+/* True if the request carries one of the configured API keys. */
+static bool api_authorized(api_request *r)
+{
+    const config *cfg = r->ctx->cfg;
+    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
+    const char *key = auth + 7;
+    unsigned char digest[32];
+    char hex[65];
+    if (!EVP_Digest(key, strlen(key), digest, NULL, EVP_sha256(), NULL))
+        return false;
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    bool ok = false;
+    for (size_t i = 0; i < cfg->api_key_count; i++)
+        ok |= CRYPTO_memcmp(hex, cfg->api_key_sha256[i], 64) == 0;
+    return ok;
+}
+
+static bool api_json_content_type(api_request *r)
+{
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct)
+        return false;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Make sure the schema is migrated; false if PostgreSQL is unreachable. */
+static bool api_db_ready(api_context *ctx)
+{
+    if (atomic_load(&ctx->schema_ready))
+        return true;
+    char err[256];
+    pthread_mutex_lock(&ctx->schema_lock);
+    if (!atomic_load(&ctx->schema_ready)) {
+        if (store_migrate(ctx->store, err, sizeof err) == STORE_OK)
+            atomic_store(&ctx->schema_ready, true);
+        else
+            log_warn("database schema not ready: %s", err);
+    }
+    pthread_mutex_unlock(&ctx->schema_lock);
+    return atomic_load(&ctx->schema_ready);
+}
+
+static bool api_currency_supported(const pagoflex_connector *desc, const char *currency)
+{
+    if (!desc->currencies)
+        return true;
+    for (const char *const *c = desc->currencies; *c; c++)
+        if (strcmp(*c, currency) == 0)
+            return true;
+    return false;
+}
+
+/* ---- routes ------------------------------------------------------------- */
+
+/* Call the bank for a stored payment and map its answer; never fails: an
+ * unknown outcome is PROCESSING with the reason. */
+static void api_call_bank(api_request *r, const registry_plugin *pl, const pagoflex_payment *pay,
+                          const pagoflex_http_request *breq, pagoflex_payment_result *res)
+{
+    const pagoflex_connector *d = pl->desc;
+    pagoflex_http_response resp = {0};
+    if (d->execute_request) {
+        if (d->execute_request(pl->state, breq, r->arena, &resp) != PAGOFLEX_OK) {
+            memset(&resp, 0, sizeof resp);
+            resp.transport = PAGOFLEX_TRANSPORT_ERROR;
+        }
+    } else {
+        executor_perform(breq, r->ctx->cfg->bank_timeout_ms, r->arena, &resp);
+    }
+    memset(res, 0, sizeof *res);
+    int rc = d->handle_response(pl->state, pay, &resp, r->arena, res);
+    if (rc != PAGOFLEX_OK || res->state == PAGOFLEX_STATE_CREATED ||
+        (int)res->state < 0 || (int)res->state >= PAYMENT_STATE_COUNT) {
+        log_warn("connector %s: handle_response returned status %d, state %d for payment %s; "
+                 "keeping it processing",
+                 d->key, rc, (int)res->state, pay->id);
+        memset(res, 0, sizeof *res);
+        res->state = PAGOFLEX_STATE_PROCESSING;
+        res->error_code = "connector_error";
+        res->error_message = "the connector could not read the bank's answer; the outcome is unknown";
+    }
+}
+
+static enum MHD_Result api_payment_create(api_request *r)
+{
+    api_context *ctx = r->ctx;
+    if (!api_authorized(r))
+        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
+                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    if (!api_json_content_type(r))
+        return api_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
+                         "send the body as Content-Type: application/json");
+    payreq pr;
+    payreq_error perr;
+    if (payreq_parse(r->body ? r->body : "", r->body_len, r->arena, &pr, &perr))
+        return api_error(r, (unsigned)perr.status, perr.code, perr.field, "%s", perr.message);
+
+    const registry_plugin *pl = registry_find_key(ctx->registry, pr.connector);
+    if (!pl)
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unknown_connector", "connector",
+                         "unknown connector '%.32s'; GET /v1/connectors lists the loaded ones", pr.connector);
+    if (!api_currency_supported(pl->desc, pr.currency))
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_currency", "currency",
+                         "connector %s does not support currency %s", pl->desc->key, pr.currency);
+
+    pagoflex_payment pay = {
+        .id = api_new_id(r->arena, "pay"),
+        .amount = pr.amount,
+        .currency = pr.currency,
+        .reference = pr.reference,
+        .description = pr.description,
+        .webhook_url = arena_printf(r->arena, "%s/webhooks/%s", ctx->cfg->public_url, pl->desc->webhook_path),
+    };
+    if (!pay.id || !pay.webhook_url)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+
+    /* Build the bank request before storing anything: a payment the
+     * connector cannot express is refused with nothing written. */
+    pagoflex_http_request breq = {0};
+    int rc = pl->desc->build_request(pl->state, &pay, r->arena, &breq);
+    if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID)
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
+                         "connector %s cannot take this payment (status %d); nothing was stored",
+                         pl->desc->key, rc);
+    if (rc != PAGOFLEX_OK || !breq.url || !breq.method)
+        return api_error(r, MHD_HTTP_BAD_GATEWAY, "connector_error", NULL,
+                         "connector %s failed to build the bank request (status %d); nothing was stored",
+                         pl->desc->key, rc);
+
+    if (!api_db_ready(ctx))
+        return api_db_unavailable(r);
+    store_payment row = {.id = pay.id, .connector = pl->desc->key, .amount = pay.amount,
+                         .currency = pay.currency, .state = PAGOFLEX_STATE_CREATED,
+                         .reference = pay.reference, .description = pay.description};
+    store_payment stored;
+    store_result sr = store_payment_insert(ctx->store, &row, r->arena, &stored);
+    if (sr == STORE_UNAVAILABLE)
+        return api_db_unavailable(r);
+    if (sr != STORE_OK)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "the payment could not be stored (store error %d); nothing was sent to the bank",
+                         (int)sr);
+
+    pagoflex_payment_result res;
+    api_call_bank(r, pl, &pay, &breq, &res);
+
+    sr = store_payment_transition(ctx->store, pay.id, res.state, res.provider_reference_id,
+                                  res.error_code, res.error_message, r->arena, &stored);
+    if (sr == STORE_UNAVAILABLE)
+        return api_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "database_unavailable", NULL,
+                         "payment %s was sent to the bank but its result could not be recorded; "
+                         "GET /v1/payments/%s later for its state",
+                         pay.id, pay.id);
+    if (sr != STORE_OK && sr != STORE_CONFLICT)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "payment %s was sent to the bank but its result could not be recorded "
+                         "(store error %d)",
+                         pay.id, (int)sr);
+    return api_reply(r, MHD_HTTP_CREATED, api_payment_json(&stored));
+}
+
+static enum MHD_Result api_payment_get(api_request *r, const char *id)
+{
+    if (!api_authorized(r))
+        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
+                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    if (strlen(id) > 64)
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
+    if (!api_db_ready(r->ctx))
+        return api_db_unavailable(r);
+    store_payment p;
+    store_result sr = store_payment_get(r->ctx->store, id, r->arena, &p);
+    if (sr == STORE_NOT_FOUND)
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with id '%s'", id);
+    if (sr == STORE_UNAVAILABLE)
+        return api_db_unavailable(r);
+    if (sr != STORE_OK)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+    return api_reply(r, MHD_HTTP_OK, api_payment_json(&p));
+}
+
+struct api_header_list {
+    pagoflex_arena *arena;
+    pagoflex_header *items;
+    size_t count;
+    size_t cap;
+};
+
+static enum MHD_Result api_collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    (void)kind;
+    struct api_header_list *l = cls;
+    if (l->count == l->cap)
+        return MHD_NO;
+    l->items[l->count].name = key;
+    l->items[l->count].value = value ? value : "";
+    l->count++;
+    return MHD_YES;
+}
+
+static enum MHD_Result api_webhook(api_request *r, const char *path)
+{
+    api_context *ctx = r->ctx;
+    const registry_plugin *pl = registry_find_webhook(ctx->registry, path);
+    if (!pl)
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%.40s", path);
+
+    struct api_header_list headers = {.arena = r->arena, .cap = 128};
+    headers.items = arena_alloc(r->arena, headers.cap * sizeof *headers.items);
+    if (!headers.items)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, api_collect_header, &headers);
+
+    const unsigned char *body = (const unsigned char *)(r->body ? r->body : "");
+    if (pl->desc->verify_webhook(pl->state, headers.items, headers.count, body, r->body_len, r->arena) !=
+        PAGOFLEX_OK) {
+        unsigned long n = atomic_fetch_add(&ctx->webhook_bad_signature, 1) + 1;
+        log_warn("webhook refused: connector=%s path=/webhooks/%s reason=signature bytes=%zu refused_total=%lu",
+                 pl->desc->key, path, r->body_len, n);
+        return api_error(r, MHD_HTTP_UNAUTHORIZED, "invalid_signature", NULL,
+                         "webhook signature is missing, invalid or too old");
+    }
+    pagoflex_webhook_event ev = {0};
+    if (pl->desc->parse_webhook(pl->state, body, r->body_len, r->arena, &ev) != PAGOFLEX_OK || !ev.event_id ||
+        !*ev.event_id || (int)ev.state < 0 || (int)ev.state >= PAYMENT_STATE_COUNT)
+        return api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
+                         "connector %s could not parse the webhook body", pl->desc->key);
+    if (!ev.payment_id && !ev.tx_id)
+        return api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
+                         "webhook names no payment (neither our reference nor a bank transaction id)");
+
+    if (!api_db_ready(ctx))
+        return api_db_unavailable(r);
+    store_payment p;
+    bool applied = false;
+    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, &ev, body, r->body_len, r->arena, &p,
+                                          &applied);
+    switch (sr) {
+    case STORE_OK:
+        log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
+                 pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
+        return api_reply(r, MHD_HTTP_OK,
+                         json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
+                                   "event_id", ev.event_id, "payment_id", p.id, "status",
+                                   payment_state_name(p.state)));
+    case STORE_DUPLICATE:
+        return api_reply(r, MHD_HTTP_OK,
+                         json_pack("{s:s, s:s}", "result", "duplicate", "event_id", ev.event_id));
+    case STORE_NOT_FOUND:
+        return api_error(r, MHD_HTTP_NOT_FOUND, "unknown_payment", NULL,
+                         "no payment matches this webhook (ref %s, tx %s)", ev.payment_id ? ev.payment_id : "-",
+                         ev.tx_id ? ev.tx_id : "-");
+    case STORE_UNAVAILABLE:
+        return api_db_unavailable(r);
+    default:
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+    }
+}
+
+static enum MHD_Result api_connectors(api_request *r)
+{
+    json_t *list = json_array();
+    registry *reg = r->ctx->registry;
+    for (size_t i = 0; i < registry_count(reg); i++) {
+        const registry_plugin *pl = registry_at(reg, i);
+        char loaded[32];
+        struct tm tm;
+        gmtime_r(&pl->loaded_at, &tm);
+        strftime(loaded, sizeof loaded, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char abi[16];
+        snprintf(abi, sizeof abi, "%u.%u", (unsigned)pl->desc->abi_major, (unsigned)pl->desc->abi_minor);
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "key", pl->desc->key, "version",
+                            pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
+                            "file", pl->file, "sha256", pl->sha256, "loaded_at", loaded, "generation",
+                            (json_int_t)r->ctx->generation));
+    }
+    return api_reply(r, MHD_HTTP_OK, json_pack("{s:o}", "connectors", list));
+}
+
+static enum MHD_Result api_healthz(api_request *r)
+{
+    bool db = store_ping(r->ctx->store);
+    return api_reply(r, db ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                     json_pack("{s:s, s:s, s:I, s:I}", "status", db ? "ok" : "degraded", "database",
+                               db ? "ok" : "unavailable", "connectors",
+                               (json_int_t)registry_count(r->ctx->registry), "generation",
+                               (json_int_t)r->ctx->generation));
+}
+
+static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowed)
+{
+    return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s", r->method,
+                     r->url, allowed);
+}
+
+static enum MHD_Result api_route(api_request *r)
+{
+    const char *url = r->url;
+    bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+    if (r->too_large)
+        return api_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", NULL,
+                         "request body is over the limit of %zu bytes", r->ctx->cfg->max_body_bytes);
+    if (strcmp(url, "/v1/payments") == 0)
+        return post ? api_payment_create(r) : api_method_not_allowed(r, "POST");
+    if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
+        return get ? api_payment_get(r, url + 13) : api_method_not_allowed(r, "GET");
+    if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/'))
+        return post ? api_webhook(r, url + 10) : api_method_not_allowed(r, "POST");
+    if (strcmp(url, "/v1/connectors") == 0)
+        return get ? api_connectors(r) : api_method_not_allowed(r, "GET");
+    if (strcmp(url, "/healthz") == 0)
+        return get ? api_healthz(r) : api_method_not_allowed(r, "GET");
+    return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route for %s %.100s", r->method, url);
+}
+
+/* ---- libmicrohttpd glue -------------------------------------------------- */
+
+static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    api_context *ctx = cls;
+    api_request *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->ctx = ctx;
+        r->conn = conn;
+        r->arena = arena_new();
+        r->method = method;
+        r->url = url;
+        *con_cls = r;
+        if (!r->arena)
+            return MHD_NO;
+        atomic_fetch_add(&ctx->requests, 1);
+        /* A body far over the limit is refused before it is read (the
+         * connection is then closed); one a little over is read and dropped,
+         * so the client sees the 413 and keep-alive survives. */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > 16 * ctx->cfg->max_body_bytes) {
+            r->too_large = true;
+            r->responded = true;
+            return api_route(r);
+        }
+        return MHD_YES;
+    }
+    r->conn = conn;
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->responded || r->too_large || r->body_len + n > r->ctx->cfg->max_body_bytes) {
+            r->too_large = true;
+            return MHD_YES;
+        }
+        if (r->body_len + n + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 1024;
+            while (cap < r->body_len + n + 1)
+                cap *= 2;
+            char *p = realloc(r->body, cap);
+            if (!p)
+                return MHD_NO;
+            r->body = p;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        r->body[r->body_len] = '\0';
+        return MHD_YES;
+    }
+    if (r->responded)
+        return MHD_YES;
+    r->responded = true;
+    return api_route(r);
+}
+
+static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                          enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    api_request *r = *con_cls;
+    if (!r)
+        return;
+    arena_free(r->arena);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+int api_listen(const char *address, int port, int *bound_port, char *err, size_t errlen)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, address, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "listen address '%s' is not an IPv4 address", address);
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s (is another pagoflexd running? set port or PAGOFLEX_PORT)",
+                 address, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    if (bound_port)
+        *bound_port = ntohs(sa.sin_port);
+    return fd;
+}
+
+void api_context_init(api_context *ctx, const config *cfg, store *st, registry *reg)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->cfg = cfg;
+    ctx->store = st;
+    ctx->registry = reg;
+    pthread_mutex_init(&ctx->schema_lock, NULL);
+    atomic_init(&ctx->schema_ready, false);
+    atomic_init(&ctx->webhook_bad_signature, 0);
+    atomic_init(&ctx->requests, 0);
+}
+
+api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
+{
+    api_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->ctx = ctx;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, api_access, ctx, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
+        NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    if (!srv->daemon) {
+        snprintf(err, errlen, "libmicrohttpd could not start on the listening socket");
+        free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+void api_quiesce(api_server *srv)
+{
+    if (srv && srv->daemon)
+        MHD_quiesce_daemon(srv->daemon);
+}
+
+void api_stop(api_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->daemon)
+        MHD_stop_daemon(srv->daemon);
+    free(srv);
+}

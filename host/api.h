@@ -1,0 +1,44 @@
+/* api.h - the HTTP API (GNU libmicrohttpd, JSON with Jansson). */
+#ifndef PAGOFLEX_API_H
+#define PAGOFLEX_API_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <pthread.h>
+
+#include "config.h"
+#include "registry.h"
+#include "store.h"
+
+/* What the handlers need; owned by the caller, alive while the server runs. */
+typedef struct api_context {
+    const config *cfg;
+    store *store;
+    registry *registry;
+    unsigned generation;
+    pthread_mutex_t schema_lock;
+    atomic_bool schema_ready;
+    atomic_ulong webhook_bad_signature; /* webhooks refused by verify_webhook */
+    atomic_ulong requests;
+} api_context;
+
+typedef struct api_server api_server;
+
+/* A listening TCP socket on address:port (port 0 picks one; *bound_port gets
+ * it). -1 with a reason in err on failure. */
+int api_listen(const char *address, int port, int *bound_port, char *err, size_t errlen);
+
+/* Serve `ctx` on the listening socket `fd` with ctx->cfg->threads threads.
+ * NULL with a reason in err on failure. */
+api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen);
+
+/* Stop accepting new connections; requests in flight go on. */
+void api_quiesce(api_server *srv);
+
+/* Finish requests in flight, stop the threads, free the server. */
+void api_stop(api_server *srv);
+
+/* Initialise the fields of ctx that are not the caller's. */
+void api_context_init(api_context *ctx, const config *cfg, store *st, registry *reg);
+
+#endif

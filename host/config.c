@@ -1,0 +1,194 @@
+/* config.c - the host configuration file (libconfig syntax). */
+#include "config.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libconfig.h>
+
+#include "log.h"
+
+/* Path `value` made absolute against `base_dir` unless it already is. */
+static char *config_path(const char *base_dir, const char *value)
+{
+    if (value[0] == '/')
+        return strdup(value);
+    char *out = NULL;
+    if (asprintf(&out, "%s/%s", base_dir, value) < 0)
+        return NULL;
+    return out;
+}
+
+static int config_string(const config_t *cf, const char *name, const char *def, const char *base_dir,
+                         char **out, char *err, size_t errlen)
+{
+    const char *v = def;
+    config_setting_t *s = config_lookup(cf, name);
+    if (s) {
+        if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+            snprintf(err, errlen, "line %d: setting '%s' must be a string", config_setting_source_line(s), name);
+            return -1;
+        }
+        v = config_setting_get_string(s);
+    }
+    if (!v) {
+        *out = NULL;
+        return 0;
+    }
+    *out = base_dir ? config_path(base_dir, v) : strdup(v);
+    if (!*out) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int config_int(const config_t *cf, const char *name, long long def, long long min, long long max,
+                      long long *out, char *err, size_t errlen)
+{
+    *out = def;
+    config_setting_t *s = config_lookup(cf, name);
+    if (!s)
+        return 0;
+    int t = config_setting_type(s);
+    if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
+        snprintf(err, errlen, "line %d: setting '%s' must be an integer", config_setting_source_line(s), name);
+        return -1;
+    }
+    long long v = config_setting_get_int64(s);
+    if (v < min || v > max) {
+        snprintf(err, errlen, "line %d: setting '%s' is %lld; it must be between %lld and %lld",
+                 config_setting_source_line(s), name, v, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int config_api_keys(const config_t *cf, config *c, char *err, size_t errlen)
+{
+    config_setting_t *s = config_lookup(cf, "api_key_sha256");
+    if (!s)
+        return 0;
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+        snprintf(err, errlen, "line %d: setting 'api_key_sha256' must be a list of strings",
+                 config_setting_source_line(s));
+        return -1;
+    }
+    int n = config_setting_length(s);
+    c->api_key_sha256 = calloc((size_t)n + 1, sizeof(char *));
+    if (!c->api_key_sha256)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const char *h = config_setting_get_string_elem(s, i);
+        if (!h || strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64) {
+            snprintf(err, errlen,
+                     "line %d: api_key_sha256[%d] must be 64 lower-case hex digits (sha256sum of the key)",
+                     config_setting_source_line(s), i);
+            return -1;
+        }
+        c->api_key_sha256[i] = strdup(h);
+        c->api_key_count++;
+    }
+    return 0;
+}
+
+int config_load(const char *path, config *out, char *err, size_t errlen)
+{
+    config_t cf;
+    config c = {0};
+    int rc = -1;
+    char inner[512] = "";
+    char *path_copy = strdup(path);
+    const char *base = path_copy ? dirname(path_copy) : ".";
+    long long v;
+
+    config_init(&cf);
+    if (!config_read_file(&cf, path)) {
+        if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
+            snprintf(inner, sizeof inner, "cannot read it (%s)", strerror(errno ? errno : ENOENT));
+        else
+            snprintf(inner, sizeof inner, "line %d: %s", config_error_line(&cf), config_error_text(&cf));
+        goto fail;
+    }
+    if (config_string(&cf, "listen", "127.0.0.1", NULL, &c.listen_address, inner, sizeof inner) ||
+        config_string(&cf, "plugin_dir", "plugins", base, &c.plugin_dir, inner, sizeof inner) ||
+        config_string(&cf, "credentials_dir", "credentials", base, &c.credentials_dir, inner, sizeof inner) ||
+        config_string(&cf, "master_key_file", "master.key", base, &c.master_key_file, inner, sizeof inner) ||
+        config_string(&cf, "private_dir", "plugin-cache", base, &c.private_dir, inner, sizeof inner) ||
+        config_string(&cf, "database", "dbname=pagoflex", NULL, &c.database, inner, sizeof inner) ||
+        config_string(&cf, "public_url", NULL, NULL, &c.public_url, inner, sizeof inner) ||
+        config_string(&cf, "log_level", "info", NULL, &c.log_level, inner, sizeof inner))
+        goto fail;
+    if (config_int(&cf, "port", 8080, 0, 65535, &v, inner, sizeof inner))
+        goto fail;
+    c.port = (int)v;
+    if (config_int(&cf, "db_pool_size", 8, 1, 64, &v, inner, sizeof inner))
+        goto fail;
+    c.db_pool_size = (int)v;
+    if (config_int(&cf, "threads", 16, 1, 256, &v, inner, sizeof inner))
+        goto fail;
+    c.threads = (int)v;
+    if (config_int(&cf, "max_body_bytes", 65536, 1024, 16 << 20, &v, inner, sizeof inner))
+        goto fail;
+    c.max_body_bytes = (size_t)v;
+    if (config_int(&cf, "bank_timeout_ms", 10000, 100, 300000, &v, inner, sizeof inner))
+        goto fail;
+    c.bank_timeout_ms = (long)v;
+    if (config_api_keys(&cf, &c, inner, sizeof inner))
+        goto fail;
+
+    const char *env_port = getenv("PAGOFLEX_PORT");
+    if (env_port && *env_port) {
+        char *end;
+        long p = strtol(env_port, &end, 10);
+        if (*end || p < 0 || p > 65535) {
+            snprintf(inner, sizeof inner, "PAGOFLEX_PORT=%s is not a port number", env_port);
+            goto fail;
+        }
+        c.port = (int)p;
+    }
+    const char *env_db = getenv("PAGOFLEX_DATABASE");
+    if (env_db && *env_db) {
+        free(c.database);
+        c.database = strdup(env_db);
+    }
+    if (!c.public_url && asprintf(&c.public_url, "http://%s:%d", c.listen_address, c.port) < 0) {
+        c.public_url = NULL;
+        goto fail;
+    }
+    if (log_level_parse(c.log_level) < 0) {
+        snprintf(inner, sizeof inner, "setting 'log_level' is '%s'; use debug, info, warn or error", c.log_level);
+        goto fail;
+    }
+    *out = c;
+    rc = 0;
+fail:
+    if (rc) {
+        snprintf(err, errlen, "config %s: %s", path, inner[0] ? inner : "out of memory");
+        config_free(&c);
+    }
+    config_destroy(&cf);
+    free(path_copy);
+    return rc;
+}
+
+void config_free(config *c)
+{
+    free(c->listen_address);
+    free(c->public_url);
+    free(c->plugin_dir);
+    free(c->credentials_dir);
+    free(c->master_key_file);
+    free(c->private_dir);
+    free(c->database);
+    free(c->log_level);
+    for (size_t i = 0; i < c->api_key_count; i++)
+        free(c->api_key_sha256[i]);
+    free(c->api_key_sha256);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,33 @@
+/* config.h - the host configuration file (libconfig syntax). */
+#ifndef PAGOFLEX_CONFIG_H
+#define PAGOFLEX_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct config {
+    char *listen_address;  /* "127.0.0.1" */
+    int port;              /* 8080; $PAGOFLEX_PORT overrides */
+    char *public_url;      /* base URL banks call back, e.g. http://127.0.0.1:8080 */
+    char *plugin_dir;      /* *.so connectors */
+    char *credentials_dir; /* <plugin>.cfg.enc */
+    char *master_key_file; /* 0600 file with 64 hex digits ($PAGOFLEX_MASTER_KEY wins) */
+    char *private_dir;     /* private copies of loaded plugins */
+    char *database;        /* libpq conninfo; $PAGOFLEX_DATABASE overrides */
+    int db_pool_size;      /* connections per process */
+    int threads;           /* HTTP threads per process */
+    size_t max_body_bytes; /* request body limit (413 above) */
+    long bank_timeout_ms;  /* default timeout of a bank call */
+    char **api_key_sha256; /* hex SHA-256 of each accepted API key */
+    size_t api_key_count;
+    char *log_level;       /* debug | info | warn | error */
+} config;
+
+/* Read `path` into *out (defaults for absent settings; relative paths are
+ * taken relative to the folder of `path`). 0 on success; -1 with a one-line
+ * reason naming the file, line and setting in err. *out untouched on error. */
+int config_load(const char *path, config *out, char *err, size_t errlen);
+
+/* Free everything config_load allocated. */
+void config_free(config *c);
+
+#endif

@@ -1,0 +1,165 @@
+/* executor.c - the host's libcurl executor for connector HTTP requests. */
+#include "executor.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "arena.h"
+#include "log.h"
+
+/* One easy handle per thread: reusing it keeps connections to banks alive. */
+static pthread_key_t executor_key;
+static pthread_once_t executor_once = PTHREAD_ONCE_INIT;
+
+static void executor_handle_free(void *h)
+{
+    curl_easy_cleanup(h);
+}
+
+static void executor_make_key(void)
+{
+    pthread_key_create(&executor_key, executor_handle_free);
+}
+
+int executor_global_init(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return -1;
+    pthread_once(&executor_once, executor_make_key);
+    return 0;
+}
+
+static CURL *executor_handle(void)
+{
+    pthread_once(&executor_once, executor_make_key);
+    CURL *h = pthread_getspecific(executor_key);
+    if (!h) {
+        h = curl_easy_init();
+        if (h)
+            pthread_setspecific(executor_key, h);
+    } else {
+        curl_easy_reset(h);
+    }
+    return h;
+}
+
+struct executor_body {
+    char *data;
+    size_t len;
+    size_t cap;
+    int overflow;
+};
+
+static size_t executor_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct executor_body *b = userdata;
+    size_t n = size * nmemb;
+    if (b->len + n > EXECUTOR_MAX_RESPONSE) {
+        b->overflow = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (!p)
+            return 0;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static pagoflex_transport executor_transport(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return PAGOFLEX_TRANSPORT_TIMEOUT;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return PAGOFLEX_TRANSPORT_CONNECT;
+    default:
+        return PAGOFLEX_TRANSPORT_ERROR;
+    }
+}
+
+void executor_perform(const pagoflex_http_request *req, long default_timeout_ms,
+                      pagoflex_arena *arena, pagoflex_http_response *out)
+{
+    struct executor_body body = {0};
+    struct curl_slist *headers = NULL;
+    memset(out, 0, sizeof *out);
+    out->transport = PAGOFLEX_TRANSPORT_ERROR;
+
+    CURL *h = executor_handle();
+    if (!h)
+        goto done;
+    for (size_t i = 0; i < req->header_count; i++) {
+        char *line = arena_printf(arena, "%s: %s", req->headers[i].name, req->headers[i].value);
+        struct curl_slist *next = line ? curl_slist_append(headers, line) : NULL;
+        if (!next)
+            goto done;
+        headers = next;
+    }
+    /* curl adds "Expect: 100-continue" for large bodies: a round trip we don't need. */
+    struct curl_slist *next = curl_slist_append(headers, "Expect:");
+    if (!next)
+        goto done;
+    headers = next;
+
+    long timeout = req->timeout_ms > 0 ? req->timeout_ms : default_timeout_ms;
+    curl_easy_setopt(h, CURLOPT_URL, req->url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    if (req->body_len > 0 || strcmp(req->method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? (const char *)req->body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+    }
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout < 5000 ? timeout : 5000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, executor_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        out->transport = body.overflow ? PAGOFLEX_TRANSPORT_ERROR : executor_transport(rc);
+        log_debug("bank call %s %s: %s", req->method, req->url, curl_easy_strerror(rc));
+        goto done;
+    }
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    out->transport = PAGOFLEX_TRANSPORT_OK;
+    out->status = (int)status;
+    if (body.len) {
+        unsigned char *copy = arena_alloc(arena, body.len + 1);
+        if (!copy) {
+            out->transport = PAGOFLEX_TRANSPORT_ERROR;
+            out->status = 0;
+            goto done;
+        }
+        memcpy(copy, body.data, body.len);
+        out->body = copy;
+        out->body_len = body.len;
+    }
+done:
+    if (h) {
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    }
+    curl_slist_free_all(headers);
+    free(body.data);
+}

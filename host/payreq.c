@@ -1,0 +1,117 @@
+/* payreq.c - parsing and validating the body of POST /v1/payments. */
+#include "payreq.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "arena.h"
+
+static int payreq_fail(payreq_error *err, int status, const char *code, const char *field,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int payreq_fail(payreq_error *err, int status, const char *code, const char *field,
+                       const char *fmt, ...)
+{
+    err->status = status;
+    err->code = code;
+    err->field = field;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Optional string field: absent or null is fine; anything else must be a
+ * string of at most `max` bytes without NUL bytes. */
+static int payreq_opt_string(json_t *root, const char *name, size_t max, pagoflex_arena *arena,
+                             const char **out, payreq_error *err)
+{
+    json_t *v = json_object_get(root, name);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return payreq_fail(err, 422, "invalid_field", name, "%s must be a string", name);
+    size_t len = json_string_length(v);
+    if (len > max)
+        return payreq_fail(err, 422, "invalid_field", name, "%s is %zu bytes long; the limit is %zu",
+                           name, len, max);
+    if (memchr(json_string_value(v), '\0', len))
+        return payreq_fail(err, 422, "invalid_field", name, "%s must not contain NUL characters", name);
+    *out = arena_strndup(arena, json_string_value(v), len);
+    if (!*out)
+        return payreq_fail(err, 500, "internal", NULL, "out of memory");
+    return 0;
+}
+
+int payreq_parse(const char *body, size_t len, pagoflex_arena *arena, payreq *out, payreq_error *err)
+{
+    payreq p = {0};
+    json_error_t jerr;
+    int rc = -1;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        payreq_fail(err, 400, "invalid_json", NULL, "request body is not valid JSON: %s (line %d, column %d)",
+                    jerr.text, jerr.line, jerr.column);
+        goto fail;
+    }
+    if (!json_is_object(root)) {
+        payreq_fail(err, 400, "invalid_json", NULL, "request body must be a JSON object");
+        goto fail;
+    }
+
+    json_t *amount = json_object_get(root, "amount");
+    if (!amount) {
+        payreq_fail(err, 422, "missing_field", "amount", "amount is required (integer, minor units)");
+        goto fail;
+    }
+    if (!json_is_integer(amount) || json_integer_value(amount) <= 0 ||
+        json_integer_value(amount) > PAYREQ_AMOUNT_MAX) {
+        payreq_fail(err, 422, "invalid_field", "amount",
+                    "amount must be a positive integer in minor units, at most %lld",
+                    (long long)PAYREQ_AMOUNT_MAX);
+        goto fail;
+    }
+    p.amount = (int64_t)json_integer_value(amount);
+
+    json_t *currency = json_object_get(root, "currency");
+    if (!currency) {
+        payreq_fail(err, 422, "missing_field", "currency", "currency is required (ISO 4217 code, e.g. \"ARS\")");
+        goto fail;
+    }
+    if (!json_is_string(currency) || !currency_is_iso4217(json_string_value(currency))) {
+        payreq_fail(err, 422, "invalid_field", "currency",
+                    "currency must be an upper-case ISO 4217 code such as \"ARS\" or \"USD\"");
+        goto fail;
+    }
+    memcpy(p.currency, json_string_value(currency), 4);
+
+    json_t *connector = json_object_get(root, "connector");
+    if (!connector) {
+        payreq_fail(err, 422, "missing_field", "connector", "connector is required (e.g. \"BANCO_X\")");
+        goto fail;
+    }
+    if (!json_is_string(connector) || json_string_length(connector) == 0 ||
+        json_string_length(connector) > 32) {
+        payreq_fail(err, 422, "invalid_field", "connector", "connector must be a connector key such as \"BANCO_X\"");
+        goto fail;
+    }
+    p.connector = arena_strdup(arena, json_string_value(connector));
+
+    if (payreq_opt_string(root, "reference", PAYREQ_REFERENCE_MAX, arena, &p.reference, err) ||
+        payreq_opt_string(root, "description", PAYREQ_DESCRIPTION_MAX, arena, &p.description, err))
+        goto fail;
+    if (!p.connector) {
+        payreq_fail(err, 500, "internal", NULL, "out of memory");
+        goto fail;
+    }
+    *out = p;
+    rc = 0;
+fail:
+    json_decref(root);
+    return rc;
+}

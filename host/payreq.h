@@ -1,0 +1,39 @@
+/* payreq.h - parsing and validating the body of POST /v1/payments. */
+#ifndef PAGOFLEX_PAYREQ_H
+#define PAGOFLEX_PAYREQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pagoflex/connector.h>
+
+#define PAYREQ_REFERENCE_MAX 128
+#define PAYREQ_DESCRIPTION_MAX 1024
+#define PAYREQ_AMOUNT_MAX 1000000000000000LL /* 10^15 minor units */
+
+typedef struct payreq {
+    int64_t amount;
+    char currency[4];
+    const char *connector;   /* in the arena */
+    const char *reference;   /* or NULL */
+    const char *description; /* or NULL */
+} payreq;
+
+/* Why a body was refused: HTTP status 400 (not JSON) or 422 (a field). */
+typedef struct payreq_error {
+    int status;
+    const char *code;  /* "invalid_json", "missing_field", "invalid_field" */
+    const char *field; /* or NULL */
+    char message[256];
+} payreq_error;
+
+/* Parse `body`; strings are copied into `arena`. 0 and *out filled on
+ * success; -1 and *err filled otherwise (nothing else is touched). */
+int payreq_parse(const char *body, size_t len, pagoflex_arena *arena, payreq *out,
+                 payreq_error *err);
+
+/* True if `code` is an active ISO 4217 currency code. */
+bool currency_is_iso4217(const char *code);
+
+#endif

@@ -1,0 +1,246 @@
+"""Integration harness: real pagoflexd, real PostgreSQL, the bank simulator.
+
+Every test environment gets its own database on the cluster named by
+$PAGOFLEX_PG (scripts/test starts it), its own master key, credentials and
+plugin directory in a temporary folder, and processes on free loopback ports.
+Everything is stopped and dropped in close().
+"""
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+BUILD = os.environ.get("PAGOFLEX_BUILD_DIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+PG = os.environ.get("PAGOFLEX_PG")
+
+BANCOX_API_KEY = "sk_test_" + uuid.uuid4().hex
+BANCOX_SECRET = "whsec_" + uuid.uuid4().hex
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def psql(sql, dbname="postgres"):
+    """Run SQL on the test cluster; return stdout stripped."""
+    conn = PG.replace("dbname=postgres", "dbname=" + dbname)
+    out = subprocess.run(["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-d", conn, "-c", sql],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def wait_for_file(path, proc, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path) and open(path).read().strip():
+            return int(open(path).read().strip())
+        if proc.poll() is not None:
+            raise RuntimeError("process exited with %s before it was ready" % proc.returncode)
+        time.sleep(0.05)
+    raise RuntimeError("timed out waiting for " + path)
+
+
+class Response:
+    def __init__(self, status, body, headers):
+        self.status = status
+        self.raw = body
+        self.headers = headers
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "Response(%d, %r)" % (self.status, self.raw[:300])
+
+
+def http(method, url, body=None, headers=None, timeout=30):
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Response(r.status, r.read(), dict(r.headers))
+    except urllib.error.HTTPError as e:
+        return Response(e.code, e.read(), dict(e.headers))
+
+
+def sign_bancox(body, secret=BANCOX_SECRET, t=None):
+    t = int(time.time()) if t is None else t
+    mac = hmac.new(secret.encode(), str(t).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return "t=%d,v1=%s" % (t, mac)
+
+
+class Env:
+    """A private Pagoflex: database, key, credentials, simulator, host."""
+
+    def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config=""):
+        if not PG:
+            raise RuntimeError("PAGOFLEX_PG is not set: run the integration tests through scripts/test")
+        self.dir = tempfile.mkdtemp(prefix="pagoflex-it-")
+        os.chmod(self.dir, 0o755)
+        self.db = "pf_it_" + uuid.uuid4().hex[:12]
+        psql("CREATE DATABASE %s" % self.db)
+        self.conninfo = PG.replace("dbname=postgres", "dbname=" + self.db)
+        self.procs = []
+        self.sim = None
+        self.host = None
+        self.api_key = "pk_test_" + uuid.uuid4().hex
+        self.plugin_dir = os.path.join(self.dir, "plugins")
+        self.cred_dir = os.path.join(self.dir, "credentials")
+        os.makedirs(self.plugin_dir)
+        os.makedirs(self.cred_dir)
+        self.key_file = os.path.join(self.dir, "master.key")
+        self.cli(["secrets", "keygen", "--out", self.key_file])
+        self.start_sim(sim_args)
+        for name in plugins:
+            self.add_plugin(name)
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.extra_config = extra_config
+        self.write_config()
+        if start_host:
+            self.start_host()
+
+    # ---- pieces -------------------------------------------------------
+    def cli(self, args, input=None, check=True):
+        env = dict(os.environ, PAGOFLEX_MASTER_KEY_FILE=getattr(self, "key_file", ""))
+        return subprocess.run([os.path.join(BUILD, "host", "pagoflex")] + args, input=input,
+                              capture_output=True, text=True, check=check, env=env)
+
+    def start_sim(self, args=()):
+        port_file = os.path.join(self.dir, "sim.port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        self.sim_log = open(os.path.join(self.dir, "banksim.log"), "ab")
+        self.sim = subprocess.Popen(
+            [os.path.join(BUILD, "tests", "banksim", "banksim"), "--port", "0", "--port-file", port_file,
+             "--api-key", BANCOX_API_KEY, "--secret", BANCOX_SECRET, "--webhook-delay-ms", "50"]
+            + list(args), stdout=self.sim_log, stderr=subprocess.STDOUT)
+        self.procs.append(self.sim)
+        self.sim_port = wait_for_file(port_file, self.sim)
+        self.sim_url = "http://127.0.0.1:%d" % self.sim_port
+
+    def add_plugin(self, name, creds=None):
+        """Copy a built plugin into the plugin dir and encrypt its credentials."""
+        src = os.path.join(BUILD, "plugins", name + ".so")
+        if not os.path.exists(src):
+            src = os.path.join(BUILD, "fixtures", name + ".so")
+        shutil.copy(src, os.path.join(self.plugin_dir, name + ".so"))
+        if creds is None and name == "banco_x":
+            creds = {"BANCOX_API_KEY": BANCOX_API_KEY, "BANCOX_SECRET": BANCOX_SECRET,
+                     "BANCOX_BASE_URL": self.sim_url, "BANCOX_TIMEOUT_MS": "5000"}
+        if creds:
+            text = "".join('%s = "%s";\n' % kv for kv in creds.items())
+            self.cli(["secrets", "encrypt", "--plugin", name, "--key-file", self.key_file,
+                      "--out", os.path.join(self.cred_dir, name + ".cfg.enc")], input=text)
+
+    def write_config(self):
+        digest = hashlib.sha256(self.api_key.encode()).hexdigest()
+        self.config = os.path.join(self.dir, "pagoflex.cfg")
+        with open(self.config, "w") as f:
+            f.write('listen = "127.0.0.1";\nport = %d;\n' % self.port)
+            f.write('plugin_dir = "%s";\ncredentials_dir = "%s";\n' % (self.plugin_dir, self.cred_dir))
+            f.write('master_key_file = "%s";\nprivate_dir = "%s";\n'
+                    % (self.key_file, os.path.join(self.dir, "cache")))
+            f.write('database = "%s";\napi_key_sha256 = ["%s"];\n' % (self.conninfo, digest))
+            f.write('threads = 8;\ndb_pool_size = 4;\nlog_level = "info";\n')
+            f.write(self.extra_config)
+
+    def start_host(self, wait=True):
+        port_file = os.path.join(self.dir, "host.port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        self.host_log_path = os.path.join(self.dir, "pagoflexd.log")
+        self.host_log = open(self.host_log_path, "ab")
+        self.host = subprocess.Popen([os.path.join(BUILD, "host", "pagoflexd"), "-c", self.config,
+                                      "--port-file", port_file],
+                                     stdout=self.host_log, stderr=subprocess.STDOUT)
+        self.procs.append(self.host)
+        if wait:
+            wait_for_file(port_file, self.host)
+        return self.host
+
+    def stop_host(self, sig=signal.SIGTERM, timeout=20):
+        if self.host and self.host.poll() is None:
+            self.host.send_signal(sig)
+            try:
+                self.host.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.host.kill()
+                self.host.wait()
+        return self.host.returncode if self.host else None
+
+    def log(self):
+        with open(self.host_log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    # ---- API --------------------------------------------------------
+    def auth(self, extra=None):
+        h = {"Authorization": "Bearer " + self.api_key, "Content-Type": "application/json"}
+        h.update(extra or {})
+        return h
+
+    def pay(self, amount=1050, currency="ARS", connector="BANCO_X", **fields):
+        body = dict(amount=amount, currency=currency, connector=connector, **fields)
+        return http("POST", self.url + "/v1/payments", body, self.auth())
+
+    def get(self, pid):
+        return http("GET", self.url + "/v1/payments/" + pid, headers=self.auth())
+
+    def wait_status(self, pid, want, timeout=10):
+        deadline = time.time() + timeout
+        r = None
+        while time.time() < deadline:
+            r = self.get(pid)
+            if r.status == 200 and r.json["status"] in want:
+                return r
+            time.sleep(0.05)
+        raise AssertionError("payment %s did not reach %s: last %r" % (pid, want, r))
+
+    def webhook(self, body, signature=None, path="bancox"):
+        raw = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        sig = sign_bancox(raw) if signature is None else signature
+        headers = {"Content-Type": "application/json"}
+        if sig is not False:
+            headers["X-BancoX-Signature"] = sig
+        return http("POST", self.url + "/webhooks/" + path, raw, headers)
+
+    def sim_stats(self):
+        return http("GET", self.sim_url + "/_sim/stats").json
+
+    def sql(self, query):
+        return psql(query, self.db)
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for attempt in range(20):
+            try:
+                psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.db)
+                break
+            except subprocess.CalledProcessError:
+                time.sleep(0.5)
+        if os.environ.get("PAGOFLEX_KEEP_TEST_DIRS"):
+            print("kept", self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
