@@ -231,8 +231,8 @@ int secrets_key_load(const char *key_file, secrets_key *out, char *err, size_t e
         key_file = getenv(SECRETS_ENV_KEY_FILE);
     if (!key_file || !*key_file) {
         secrets_err(err, errlen,
-                    "no master key given; set $" SECRETS_ENV_KEY_FILE " (or $" SECRETS_ENV_KEY
-                    ") or name a key file (pagoflex: --key-file FILE)");
+                    "no master key given; name a master key file or set $" SECRETS_ENV_KEY_FILE
+                    " (or $" SECRETS_ENV_KEY ")");
         return -1;
     }
     return secrets_key_from_file(key_file, out, err, errlen);
@@ -446,14 +446,14 @@ static int secrets_has_include(const char *text)
 static const char *secrets_type_name(int type)
 {
     switch (type) {
-    case CONFIG_TYPE_GROUP: return "group";
-    case CONFIG_TYPE_INT: return "integer";
-    case CONFIG_TYPE_INT64: return "64-bit integer";
-    case CONFIG_TYPE_FLOAT: return "float";
-    case CONFIG_TYPE_BOOL: return "boolean";
-    case CONFIG_TYPE_ARRAY: return "array";
-    case CONFIG_TYPE_LIST: return "list";
-    default: return "non-string value";
+    case CONFIG_TYPE_GROUP: return "a group";
+    case CONFIG_TYPE_INT: return "an integer";
+    case CONFIG_TYPE_INT64: return "a 64-bit integer";
+    case CONFIG_TYPE_FLOAT: return "a float";
+    case CONFIG_TYPE_BOOL: return "a boolean";
+    case CONFIG_TYPE_ARRAY: return "an array";
+    case CONFIG_TYPE_LIST: return "a list";
+    default: return "a non-string value";
     }
 }
 
@@ -476,7 +476,7 @@ static int secrets_collect(const config_t *cfg, pagoflex_credentials **out, char
         int type = config_setting_type(s);
         if (type != CONFIG_TYPE_STRING) {
             secrets_err(err, errlen,
-                        "setting %s is a %s, not a string; write it as %s = \"...\";",
+                        "setting %s is %s, not a string; write it as %s = \"...\";",
                         name ? name : "(unnamed)", secrets_type_name(type),
                         name ? name : "NAME");
             goto fail;
@@ -554,7 +554,7 @@ int secrets_read_file(const char *path, size_t max, unsigned char **out, size_t 
     int fd = -1, rc = -1;
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        secrets_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        secrets_err(err, errlen, "cannot open %s: %s; check the path", path, strerror(errno));
         goto fail;
     }
     if (fstat(fd, &st) != 0) {

@@ -1,0 +1,22 @@
+/* cli_secrets.h - `pagoflex secrets ...`: master keys and credential files. */
+#ifndef PAGOFLEX_CLI_SECRETS_H
+#define PAGOFLEX_CLI_SECRETS_H
+
+#include "cli.h"
+
+/* pagoflex secrets keygen [--out FILE] [--force]
+ * Write a new master key (64 hex digits and a newline) to FILE (mode 0600,
+ * never overwriting without --force) or to stdout. */
+int cli_secrets_keygen(const cli_command *cmd, int argc, char **argv);
+
+/* pagoflex secrets encrypt --plugin NAME [--key-file F] [--in PLAIN] [--out FILE]
+ * Validate a plaintext libconfig credentials document (only string
+ * settings) and write it encrypted for NAME (default NAME.cfg.enc, mode
+ * 0600, atomic replace). */
+int cli_secrets_encrypt(const cli_command *cmd, int argc, char **argv);
+
+/* pagoflex secrets decrypt --plugin NAME [--key-file F] FILE
+ * Print the plaintext of FILE on stdout. */
+int cli_secrets_decrypt(const cli_command *cmd, int argc, char **argv);
+
+#endif

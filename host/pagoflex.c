@@ -1,0 +1,150 @@
+/* pagoflex.c - the operator CLI: `pagoflex <group> <command> [options]`.
+ *
+ * To add a command, add a row to cli_commands below and put its handler in
+ * host/cli_<group>.c (see cli.h for the handler contract). The dispatcher
+ * here handles `--help` at every level, unknown groups and commands, and
+ * exit codes: 0 ok, 1 error, 2 usage error.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_secrets.h"
+
+#define KEY_SOURCE_HELP                                                                  \
+    "  --key-file FILE   master key file (mode 0600); without it, $PAGOFLEX_MASTER_KEY\n"  \
+    "                    (64 hex digits), then $PAGOFLEX_MASTER_KEY_FILE\n"
+
+static const cli_command cli_commands[] = {
+    {"secrets", "keygen", cli_secrets_keygen, "[--out FILE] [--force]",
+     "Generate a new 32-byte master key (64 hex digits).",
+     "  --out FILE   write the key to FILE, created with mode 0600 (default: stdout)\n"
+     "  --force      replace FILE if it exists (files encrypted under the old key\n"
+     "               become unreadable)\n"},
+    {"secrets", "encrypt", cli_secrets_encrypt,
+     "--plugin NAME [--key-file FILE] [--in PLAIN] [--out FILE.cfg.enc]",
+     "Encrypt a plugin's credentials (libconfig, string settings only).",
+     "  --plugin NAME     the plugin the file is for; the file only decrypts for it\n"
+     KEY_SOURCE_HELP
+     "  --in PLAIN        plaintext libconfig file (default: stdin), e.g.\n"
+     "                      BANCOX_API_KEY = \"...\";\n"
+     "  --out FILE        encrypted output, mode 0600, replaced atomically\n"
+     "                    (default: NAME.cfg.enc)\n"},
+    {"secrets", "decrypt", cli_secrets_decrypt, "--plugin NAME [--key-file FILE] FILE.cfg.enc",
+     "Print a plugin's decrypted credentials on stdout.",
+     "  --plugin NAME     the plugin the file was encrypted for\n" KEY_SOURCE_HELP},
+};
+
+#define CLI_COMMAND_COUNT (sizeof cli_commands / sizeof cli_commands[0])
+
+static int is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0;
+}
+
+/* Does argv[from..argc-1] ask for help (before a "--")? */
+static int wants_help(int argc, char **argv, int from)
+{
+    for (int i = from; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return 0;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int group_exists(const char *group)
+{
+    for (size_t i = 0; i < CLI_COMMAND_COUNT; i++)
+        if (cli_commands[i].group && strcmp(cli_commands[i].group, group) == 0)
+            return 1;
+    return 0;
+}
+
+static const cli_command *find_command(const char *group, const char *name)
+{
+    for (size_t i = 0; i < CLI_COMMAND_COUNT; i++) {
+        const cli_command *c = &cli_commands[i];
+        if ((group ? c->group && strcmp(c->group, group) == 0 : !c->group) &&
+            strcmp(c->name, name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+/* List the commands of `group` (every command when group is NULL). */
+static void print_commands(FILE *f, const char *group)
+{
+    for (size_t i = 0; i < CLI_COMMAND_COUNT; i++) {
+        const cli_command *c = &cli_commands[i];
+        if (group && (!c->group || strcmp(c->group, group) != 0))
+            continue;
+        char head[64];
+        snprintf(head, sizeof head, "%s%s%s", c->group ? c->group : "", c->group ? " " : "",
+                 c->name);
+        fprintf(f, "  %-18s %s\n", head, c->summary);
+    }
+}
+
+static void print_main_usage(FILE *f)
+{
+    fprintf(f, "usage: pagoflex <command> [options]\n"
+               "       pagoflex <command> --help\n\n"
+               "Operator tool for the Pagoflex payment-connector host.\n\ncommands:\n");
+    print_commands(f, NULL);
+    fprintf(f, "\nexit status: 0 ok, 1 error, 2 usage error\n");
+}
+
+static void print_group_usage(FILE *f, const char *group)
+{
+    fprintf(f, "usage: pagoflex %s <command> [options]\n\ncommands:\n", group);
+    print_commands(f, group);
+    fprintf(f, "\nRun 'pagoflex %s <command> --help' for a command's options.\n", group);
+}
+
+/* Run `cmd` with argv[0] = its name; `--help` anywhere prints its help. */
+static int run_command(const cli_command *cmd, int argc, char **argv)
+{
+    if (wants_help(argc, argv, 1)) {
+        cli_print_help(stdout, cmd);
+        return CLI_OK;
+    }
+    return cmd->run(cmd, argc, argv);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_main_usage(stderr);
+        return CLI_USAGE;
+    }
+    if (is_help(argv[1])) {
+        print_main_usage(stdout);
+        return CLI_OK;
+    }
+    const cli_command *cmd = find_command(NULL, argv[1]);
+    if (cmd)
+        return run_command(cmd, argc - 1, argv + 1);
+    if (!group_exists(argv[1])) {
+        fprintf(stderr, "pagoflex: unknown command '%s'; run 'pagoflex --help' for the list\n",
+                argv[1]);
+        return CLI_USAGE;
+    }
+    if (argc < 3) {
+        print_group_usage(stderr, argv[1]);
+        return CLI_USAGE;
+    }
+    if (is_help(argv[2])) {
+        print_group_usage(stdout, argv[1]);
+        return CLI_OK;
+    }
+    cmd = find_command(argv[1], argv[2]);
+    if (!cmd) {
+        fprintf(stderr,
+                "pagoflex: unknown command '%s %s'; run 'pagoflex %s --help' for the list\n",
+                argv[1], argv[2], argv[1]);
+        return CLI_USAGE;
+    }
+    return run_command(cmd, argc - 2, argv + 2);
+}
