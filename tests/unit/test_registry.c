@@ -1,0 +1,535 @@
+/* Unit tests for the plugin loader (host/registry.c), on the real fixture
+ * plugins of tests/fixtures/reject (build/fixtures/<name>.so). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "arena.h"
+#include "registry.h"
+#include "secrets.h"
+
+/* A scratch tree per test: plugins/, creds/ and a private dir that does
+ * not exist yet (the registry must create it). */
+typedef struct env {
+    char base[64];
+    char plugins[128];
+    char creds[128];
+    char private_dir[160];
+    secrets_key key;
+    registry *reg;
+} env;
+
+static char fixture_dir[PATH_MAX];
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void find_fixture_dir(void)
+{
+    const char *envdir = getenv("PAGOFLEX_FIXTURE_DIR");
+    if (envdir && *envdir) {
+        snprintf(fixture_dir, sizeof fixture_dir, "%s", envdir);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    /* test binaries live in build/tests/unit/ */
+    snprintf(fixture_dir, sizeof fixture_dir, "%s/../../fixtures", dirname(exe));
+}
+
+static int read_all(const char *path, unsigned char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *out = malloc((size_t)n + 1);
+    *len = fread(*out, 1, (size_t)n, f);
+    fclose(f);
+    return *len == (size_t)n ? 0 : -1;
+}
+
+/* Write like cp does over an existing file: same inode, O_TRUNC, write. */
+static void write_in_place(const char *path, const unsigned char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    assert_int_equal(close(fd), 0);
+}
+
+static void fixture_path(char *out, size_t cap, const char *fixture)
+{
+    snprintf(out, cap, "%s/%s.so", fixture_dir, fixture);
+}
+
+/* Copy fixture <name>.so into the plugin dir as `as` (or <name>.so). */
+static void add_plugin(const env *e, const char *fixture, const char *as, char *path,
+                       size_t cap)
+{
+    char src[PATH_MAX];
+    unsigned char *data;
+    size_t len;
+    fixture_path(src, sizeof src, fixture);
+    if (read_all(src, &data, &len) != 0)
+        fail_msg("fixture %s missing: build the fixture targets first", src);
+    char dst[PATH_MAX];
+    if (as)
+        snprintf(dst, sizeof dst, "%s/%s", e->plugins, as);
+    else
+        snprintf(dst, sizeof dst, "%s/%s.so", e->plugins, fixture);
+    write_in_place(dst, data, len);
+    free(data);
+    if (path)
+        snprintf(path, cap, "%s", dst);
+}
+
+static size_t count_entries(const char *dir)
+{
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void write_credentials(const env *e, const secrets_key *key, const char *plugin,
+                              const char *file_name, const char *text)
+{
+    unsigned char *blob = NULL;
+    size_t blob_len = 0;
+    char err[512], path[PATH_MAX];
+    assert_int_equal(secrets_encrypt(key, plugin, (const unsigned char *)text, strlen(text),
+                                     &blob, &blob_len, err, sizeof err),
+                     0);
+    snprintf(path, sizeof path, "%s/%s.cfg.enc", e->creds, file_name);
+    write_in_place(path, blob, blob_len);
+    free(blob);
+}
+
+static registry *new_registry(env *e, const secrets_key *key)
+{
+    registry_options o = {.plugin_dir = e->plugins,
+                          .credentials_dir = e->creds,
+                          .private_dir = e->private_dir,
+                          .master_key = key};
+    registry *r = registry_new(&o);
+    assert_non_null(r);
+    return r;
+}
+
+/* Call the plugin's build_request: proves its code is mapped and callable. */
+static void call_build_request(const registry_plugin *p, const char *want_url_part,
+                               const char *want_auth)
+{
+    pagoflex_arena *arena = arena_new();
+    pagoflex_payment pay = {.id = "pay_1", .amount = 100, .currency = "EUR"};
+    pagoflex_http_request req = {0};
+    assert_int_equal(p->desc->build_request(p->state, &pay, arena, &req), PAGOFLEX_OK);
+    assert_string_equal(req.method, "POST");
+    assert_non_null(strstr(req.url, want_url_part));
+    if (want_auth) {
+        assert_int_equal(req.header_count, 1);
+        assert_string_equal(req.headers[0].value, want_auth);
+    } else {
+        assert_int_equal(req.header_count, 0);
+    }
+    arena_free(arena);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    chmod(path, 0700);
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    env *e = calloc(1, sizeof *e);
+    snprintf(e->base, sizeof e->base, "/tmp/pgfx-registry-XXXXXX");
+    if (!mkdtemp(e->base))
+        return -1;
+    snprintf(e->plugins, sizeof e->plugins, "%s/plugins", e->base);
+    snprintf(e->creds, sizeof e->creds, "%s/creds", e->base);
+    snprintf(e->private_dir, sizeof e->private_dir, "%s/var/private", e->base);
+    if (mkdir(e->plugins, 0755) != 0 || mkdir(e->creds, 0700) != 0)
+        return -1;
+    if (secrets_key_generate(&e->key) != 0)
+        return -1;
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    env *e = *state;
+    registry_free(e->reg);
+    secrets_key_wipe(&e->key);
+    nftw(e->base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(e);
+    return 0;
+}
+
+/* ---- a good plugin ---------------------------------------------------- */
+
+static void test_good_a_loads(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "good_a", NULL, path, sizeof path);
+    e->reg = new_registry(e, NULL); /* needs no credentials, so no key */
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), 0);
+    assert_int_equal(registry_count(e->reg), 1);
+
+    const registry_plugin *p = registry_find_key(e->reg, "GOOD_A");
+    assert_non_null(p);
+    assert_ptr_equal(registry_find_webhook(e->reg, "gooda"), p);
+    assert_ptr_equal(registry_at(e->reg, 0), p);
+    assert_null(registry_find_key(e->reg, "GOOD_B"));
+    assert_null(registry_find_webhook(e->reg, "goodb"));
+    assert_string_equal(p->file, path);
+    assert_string_equal(p->name, "good_a");
+    assert_string_equal(p->desc->version, "1.0.0-test");
+    assert_true(p->loaded_at > 0);
+    call_build_request(p, "/GOOD_A/pay_1", NULL);
+
+    /* the private dir was created 0700 */
+    struct stat st;
+    assert_int_equal(stat(e->private_dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+}
+
+/* ---- every rejection path --------------------------------------------- */
+
+typedef struct rejection_case {
+    const char *fixture;
+    const char *parts[5]; /* substrings the err line must contain */
+} rejection_case;
+
+static void check_rejection(env *e, const rejection_case *c)
+{
+    char good[PATH_MAX], path[PATH_MAX], err[1024] = "", want[PATH_MAX + 32];
+    add_plugin(e, "good_a", NULL, good, sizeof good);
+    add_plugin(e, c->fixture, NULL, path, sizeof path);
+    registry_free(e->reg);
+    e->reg = new_registry(e, &e->key);
+    assert_int_equal(registry_load_file(e->reg, good, err, sizeof err), 0);
+
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), -1);
+    print_message("  %s\n", err);
+    snprintf(want, sizeof want, "plugin rejected: file=%s field=", path);
+    assert_ptr_equal(strstr(err, want), err);
+    for (size_t i = 0; i < 5 && c->parts[i]; i++)
+        if (!strstr(err, c->parts[i]))
+            fail_msg("%s: \"%s\" not in: %s", c->fixture, c->parts[i], err);
+
+    /* The rejected plugin left nothing behind; good_a is untouched. */
+    assert_int_equal(registry_count(e->reg), 1);
+    assert_int_equal(count_entries(e->private_dir), 1);
+    call_build_request(registry_find_key(e->reg, "GOOD_A"), "/GOOD_A/", NULL);
+    registry_free(e->reg);
+    e->reg = NULL;
+    assert_int_equal(count_entries(e->private_dir), 0);
+    unlink(path);
+}
+
+static void test_rejections(void **state)
+{
+    env *e = *state;
+    char size_exp[32], size_found[32], sig_exp[128], creds_exp[PATH_MAX + 16];
+    char dup_key_fix[PATH_MAX + 64], dup_path_fix[PATH_MAX + 64];
+    snprintf(size_exp, sizeof size_exp, "expected=>=%zu",
+             offsetof(pagoflex_connector, parse_webhook) + sizeof(void *));
+    snprintf(size_found, sizeof size_found, "found=%zu",
+             offsetof(pagoflex_connector, parse_webhook));
+    snprintf(sig_exp, sizeof sig_exp, "expected=\"%s\"", PAGOFLEX_BUILD_SIGNATURE);
+    snprintf(creds_exp, sizeof creds_exp, "expected=%s/good_b.cfg.enc", e->creds);
+    snprintf(dup_key_fix, sizeof dup_key_fix, "key GOOD_A is already served by %s/good_a.so",
+             e->plugins);
+    snprintf(dup_path_fix, sizeof dup_path_fix,
+             "webhook path /webhooks/gooda is already served by %s/good_a.so", e->plugins);
+
+    const rejection_case cases[] = {
+        {"no_entry", {"field=entry_point", "expected=pagoflex_connector_v1", "found=absent",
+                      "PAGOFLEX_DEFINE_CONNECTOR"}},
+        {"bad_magic", {"field=magic", "expected=0x50474658", "found=0x58464750"}},
+        {"abi_major2", {"field=abi_major", "expected=1", "found=2",
+                        "plugin built for ABI 2, this host speaks ABI 1: rebuild the plugin "
+                        "against this host's SDK"}},
+        {"short_size", {"field=size", size_exp, size_found, "short"}},
+        {"bad_signature", {"field=build_signature", sig_exp,
+                           "found=\"pagoflex-abi=1,ptr=4,long=4,size_t=4,endian=le\""}},
+        {"dup_key", {"field=key", "expected=unique", "found=\"GOOD_A\"", dup_key_fix}},
+        {"dup_path", {"field=webhook_path", "expected=unique", "found=\"gooda\"",
+                      dup_path_fix}},
+        {"init_fails", {"field=init", "expected=PAGOFLEX_OK",
+                        "found=PAGOFLEX_ERR_INTERNAL (7)",
+                        "init returned PAGOFLEX_ERR_INTERNAL (7)"}},
+        {"null_entry", {"field=build_request", "expected=non-NULL", "found=NULL"}},
+        {"undefined_symbol", {"field=dlopen", "undefined symbol: fixture_symbol_nobody_defines"}},
+        {"good_b", {"field=credentials", creds_exp, "found=no such file",
+                    "create it with: pagoflex secrets encrypt --plugin good_b",
+                    "GOODB_TOKEN"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_rejection(e, &cases[i]);
+}
+
+/* A plugin of a newer minor has a larger descriptor: accepted. */
+static void test_future_minor_loads(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "future_minor", NULL, path, sizeof path);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), 0);
+    const registry_plugin *p = registry_find_webhook(e->reg, "future-minor");
+    assert_non_null(p);
+    assert_int_equal(p->desc->abi_minor, PAGOFLEX_ABI_MINOR + 1);
+    assert_true(p->desc->size > sizeof(pagoflex_connector));
+    call_build_request(p, "/FUTURE_MINOR/pay_1", NULL);
+}
+
+/* ---- a whole directory ------------------------------------------------ */
+
+static void test_load_dir(void **state)
+{
+    env *e = *state;
+    char err[1024] = "";
+    static const char *const fixtures[] = {
+        "good_a",     "good_b",        "no_entry",     "bad_magic",        "abi_major2",
+        "short_size", "bad_signature", "init_fails",   "null_entry",       "future_minor",
+        "undefined_symbol",
+    };
+    for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++)
+        add_plugin(e, fixtures[i], NULL, NULL, 0);
+    /* The first file in name order wins a duplicate: these sort after good_a. */
+    add_plugin(e, "dup_key", "zz_dup_key.so", NULL, 0);
+    add_plugin(e, "dup_path", "zz_dup_path.so", NULL, 0);
+    /* Neither a dotfile nor a non-.so file is a plugin. */
+    add_plugin(e, "good_b", ".hidden.so", NULL, 0);
+    add_plugin(e, "good_b", "good_b.so.bak", NULL, 0);
+
+    e->reg = new_registry(e, &e->key);
+    assert_int_equal(registry_load_dir(e->reg, err, sizeof err), 2);
+    assert_int_equal(registry_count(e->reg), 2);
+    assert_string_equal(registry_at(e->reg, 0)->desc->key, "FUTURE_MINOR");
+    assert_string_equal(registry_at(e->reg, 1)->desc->key, "GOOD_A");
+
+    const registry_plugin *a = registry_find_key(e->reg, "GOOD_A");
+    assert_non_null(a);
+    assert_ptr_equal(registry_find_webhook(e->reg, "gooda"), a);
+    char want[PATH_MAX];
+    snprintf(want, sizeof want, "%s/good_a.so", e->plugins);
+    assert_string_equal(a->file, want);
+    assert_null(registry_find_key(e->reg, "DUP_PATH"));
+    assert_null(registry_find_webhook(e->reg, "dupkey"));
+    assert_null(registry_find_key(e->reg, "INIT_FAILS"));
+    assert_null(registry_find_key(e->reg, "GOOD_B"));
+    assert_int_equal(count_entries(e->private_dir), 2);
+}
+
+static void test_load_dir_first_in_name_order_wins(void **state)
+{
+    env *e = *state;
+    char err[1024] = "";
+    add_plugin(e, "good_a", NULL, NULL, 0);
+    add_plugin(e, "dup_key", "a_dup_key.so", NULL, 0);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_dir(e->reg, err, sizeof err), 1);
+    assert_non_null(strstr(registry_find_key(e->reg, "GOOD_A")->file, "/a_dup_key.so"));
+}
+
+static void test_load_dir_unreadable(void **state)
+{
+    env *e = *state;
+    char err[1024] = "";
+    snprintf(e->plugins, sizeof e->plugins, "%s/absent", e->base);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_dir(e->reg, err, sizeof err), -1);
+    assert_non_null(strstr(err, e->plugins));
+}
+
+/* ---- credentials ------------------------------------------------------ */
+
+static void test_credentials_loaded(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "good_b", NULL, path, sizeof path);
+    write_credentials(e, &e->key, "good_b", "good_b", "GOODB_TOKEN = \"t0k3n\";\n");
+    e->reg = new_registry(e, &e->key);
+    if (registry_load_file(e->reg, path, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    /* init copied the token before the registry wiped the set */
+    call_build_request(registry_find_key(e->reg, "GOOD_B"), "/GOOD_B/", "Bearer t0k3n");
+}
+
+static void expect_credentials_rejected(env *e, const secrets_key *key, const char *want1,
+                                        const char *want2, const char *secret)
+{
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "good_b", NULL, path, sizeof path);
+    registry_free(e->reg);
+    e->reg = new_registry(e, key);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), -1);
+    print_message("  %s\n", err);
+    assert_non_null(strstr(err, "field=credentials"));
+    if (!strstr(err, want1) || (want2 && !strstr(err, want2)))
+        fail_msg("want \"%s\" and \"%s\" in: %s", want1, want2 ? want2 : "", err);
+    if (secret && strstr(err, secret))
+        fail_msg("a credential value leaked into: %s", err);
+    assert_int_equal(registry_count(e->reg), 0);
+    assert_int_equal(count_entries(e->private_dir), 0);
+}
+
+static void test_credentials_missing_name(void **state)
+{
+    env *e = *state;
+    write_credentials(e, &e->key, "good_b", "good_b", "OTHER_SETTING = \"s3cr3t-value\";\n");
+    expect_credentials_rejected(e, &e->key, "expected=GOODB_TOKEN", "found=absent",
+                                "s3cr3t-value");
+    write_credentials(e, &e->key, "good_b", "good_b",
+                      "GOODB_TOKEN = \"\";\nOTHER_SETTING = \"s3cr3t-value\";\n");
+    expect_credentials_rejected(e, &e->key, "expected=GOODB_TOKEN", "found=empty",
+                                "s3cr3t-value");
+}
+
+static void test_credentials_undecryptable(void **state)
+{
+    env *e = *state;
+    secrets_key other;
+    assert_int_equal(secrets_key_generate(&other), 0);
+    /* under another master key */
+    write_credentials(e, &other, "good_b", "good_b", "GOODB_TOKEN = \"t0k3n\";\n");
+    expect_credentials_rejected(e, &e->key, "/good_b.cfg.enc", NULL, "t0k3n");
+    /* bound to another plugin, then copied over */
+    write_credentials(e, &e->key, "good_a", "good_b", "GOODB_TOKEN = \"t0k3n\";\n");
+    expect_credentials_rejected(e, &e->key, "/good_b.cfg.enc", NULL, "t0k3n");
+    /* a file but no master key */
+    expect_credentials_rejected(e, NULL, "expected=a master key", NULL, NULL);
+    secrets_key_wipe(&other);
+}
+
+/* ---- private copies --------------------------------------------------- */
+
+static void test_private_copy_survives_overwrite(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], src[PATH_MAX], err[1024] = "";
+    unsigned char *orig, *other;
+    size_t orig_len, other_len;
+    add_plugin(e, "good_a", NULL, path, sizeof path);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), 0);
+    const registry_plugin *p = registry_find_key(e->reg, "GOOD_A");
+
+    /* content-named: <private_dir>/good_a-<first 16 hex of sha256>.so */
+    assert_int_equal(read_all(path, &orig, &orig_len), 0);
+    unsigned char md[32];
+    unsigned int md_len = 0;
+    assert_true(EVP_Digest(orig, orig_len, md, &md_len, EVP_sha256(), NULL));
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    assert_string_equal(p->sha256, hex);
+    char want[PATH_MAX];
+    snprintf(want, sizeof want, "%s/good_a-%.16s.so", e->private_dir, hex);
+    assert_string_equal(p->private_path, want);
+    assert_string_not_equal(p->private_path, p->file);
+
+    /* overwrite the deployed file in place, as cp does */
+    fixture_path(src, sizeof src, "bad_magic");
+    assert_int_equal(read_all(src, &other, &other_len), 0);
+    write_in_place(path, other, other_len);
+    call_build_request(p, "/GOOD_A/pay_1", NULL);
+
+    /* a second load of the same path sees the new content, not the old
+     * mapping glibc would return for an already-open path */
+    registry *r2 = new_registry(e, NULL);
+    assert_int_equal(registry_load_file(r2, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "field=magic"));
+    free(other);
+    fixture_path(src, sizeof src, "future_minor");
+    assert_int_equal(read_all(src, &other, &other_len), 0);
+    write_in_place(path, other, other_len);
+    assert_int_equal(registry_load_file(r2, path, err, sizeof err), 0);
+    assert_non_null(registry_find_key(r2, "FUTURE_MINOR"));
+    call_build_request(p, "/GOOD_A/pay_1", NULL);
+    registry_free(r2);
+
+    /* freeing removes the private copy */
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", p->private_path);
+    assert_int_equal(access(copy, F_OK), 0);
+    registry_free(e->reg);
+    e->reg = NULL;
+    assert_int_equal(access(copy, F_OK), -1);
+    free(orig);
+    free(other);
+}
+
+static void test_private_dir_open_to_others_refused(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "good_a", NULL, path, sizeof path);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s/var", e->base);
+    mkdir(parent, 0700);
+    assert_int_equal(mkdir(e->private_dir, 0700), 0);
+    assert_int_equal(chmod(e->private_dir, 0777), 0);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "field=private_dir"));
+    assert_non_null(strstr(err, "chmod 0700"));
+}
+
+int main(void)
+{
+    find_fixture_dir();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_good_a_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_future_minor_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_dir_first_in_name_order_wins, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_load_dir_unreadable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credentials_loaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credentials_missing_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credentials_undecryptable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_private_copy_survives_overwrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_private_dir_open_to_others_refused, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
