@@ -40,15 +40,16 @@ pg_start() {
     pg_as sh -c "echo \"include_if_exists = '$dir/pagoflex.conf'\" >>'$dir/data/postgresql.conf'"
   local port
   if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(free_port); fi
-  if ! pg_as "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-    # A port left by an earlier run may be taken now: pick another.
-    if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$port))" 2>/dev/null; then
-      port=$(free_port)
-    fi
-    pg_as sh -c "echo $port >'$dir/port'"
-    # Settings live in a file the cluster includes, so a plain `pg_ctl start`
-    # (as tests that restart PostgreSQL do) comes back the same way.
-    pg_as sh -c "cat >'$dir/pagoflex.conf'" <<CONF
+  local running=0
+  pg_as "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1 && running=1
+  # A port left by an earlier run may be taken now: pick another.
+  if [ $running = 0 ] && ! python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',$port))" 2>/dev/null; then
+    port=$(free_port)
+  fi
+  pg_as sh -c "echo $port >'$dir/port'"
+  # Settings live in a file the cluster includes, so a plain `pg_ctl start`
+  # (as tests that restart PostgreSQL do) comes back the same way.
+  pg_as sh -c "cat >'$dir/pagoflex.conf'" <<CONF
 port = $port
 unix_socket_directories = '$dir'
 listen_addresses = '127.0.0.1'
@@ -56,6 +57,7 @@ max_connections = 300
 fsync = on
 synchronous_commit = on
 CONF
+  if [ $running = 0 ]; then
     pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
       || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
   fi
