@@ -111,6 +111,17 @@ static void quote(char *out, size_t cap, const char *s, size_t max)
     out[o] = '\0';
 }
 
+/* Like quote(), without the quotes: for names shown as in a config file. */
+static void quote_bare(char *out, size_t cap, const char *s)
+{
+    quote(out, cap, s, REGISTRY_QUOTE_MAX);
+    size_t n = strlen(out);
+    if (n >= 2 && out[0] == '"') {
+        memmove(out, out + 1, n - 2);
+        out[n - 2] = '\0';
+    }
+}
+
 static const char *status_name(int status)
 {
     static const char *const names[] = {
@@ -547,11 +558,8 @@ static void list_names(const char *const *names, char *out, size_t cap)
     out[0] = '\0';
     for (size_t i = 0; names && names[i] && i < REGISTRY_MAX_CREDENTIALS && o < cap; i++) {
         char q[REGISTRY_QUOTE_MAX * 4 + 8];
-        quote(q, sizeof q, names[i], REGISTRY_QUOTE_MAX);
-        /* show names bare: strip the quotes quote() added */
-        size_t n = strlen(q);
-        q[n - 1] = '\0';
-        int w = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", q + 1);
+        quote_bare(q, sizeof q, names[i]);
+        int w = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", q);
         if (w < 0)
             break;
         o += (size_t)w;
@@ -570,16 +578,11 @@ static int required_present(const registry_plugin *p, const pagoflex_credentials
         const char *v = creds_get(creds, req[i]);
         if (v && v[0])
             continue;
-        quote(name, sizeof name, req[i], REGISTRY_QUOTE_MAX);
-        size_t n = strlen(name);
-        if (n >= 2 && name[0] == '"') { /* a name is shown bare, like in the file */
-            memmove(name, name + 1, n - 2);
-            name[n - 2] = '\0';
-        }
+        quote_bare(name, sizeof name, req[i]);
         return reject(rj, "credentials", name, v ? "empty" : "absent",
                       "%s has no non-empty %s; re-create it with: pagoflex secrets encrypt "
-                      "--plugin %s",
-                      path, name, p->name);
+                      "--plugin %s --in <plain.cfg> --out %s",
+                      path, name, p->name, path);
     }
     return 0;
 }
@@ -606,8 +609,9 @@ static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credenti
             char names[256];
             list_names(req, names, sizeof names);
             reject(rj, "credentials", path, "no such file",
-                   "create it with: pagoflex secrets encrypt --plugin %s (settings: %s)",
-                   p->name, names);
+                   "create it with: pagoflex secrets encrypt --plugin %s --in <plain.cfg> "
+                   "--out %s (settings: %s)",
+                   p->name, path, names);
             goto fail;
         }
         creds = creds_new();
@@ -627,10 +631,10 @@ static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credenti
             0) {
             creds = NULL;
             quote(found, sizeof found, why[0] ? why : "cannot decrypt", sizeof why);
-            reject(rj, "credentials", path, found,
-                   "re-create it for plugin %s under this host's master key with: "
-                   "pagoflex secrets encrypt --plugin %s",
-                   p->name, p->name);
+            reject(rj, "credentials", "decryptable", found,
+                   "re-create it under this host's master key with: pagoflex secrets "
+                   "encrypt --plugin %s --in <plain.cfg> --out %s",
+                   p->name, path);
             goto fail;
         }
     }
