@@ -432,6 +432,24 @@ static int plugin_open(registry_plugin *p, rejection *rj)
     return 0;
 }
 
+/* Copy, then dlopen the copy. Another process sharing private_dir may
+ * remove that copy (its registry_free) between our rename and dlopen: when
+ * dlopen failed because the file is gone, copy once more. */
+static int plugin_copy_and_open(registry *r, registry_plugin *p, rejection *rj)
+{
+    if (plugin_copy_private(r, p, rj) != 0)
+        return -1;
+    if (plugin_open(p, rj) == 0)
+        return 0;
+    if (p->handle || access(p->private_path, F_OK) == 0 || errno != ENOENT)
+        return -1;
+    free(p->private_path);
+    p->private_path = NULL;
+    if (plugin_copy_private(r, p, rj) != 0)
+        return -1;
+    return plugin_open(p, rj);
+}
+
 /* ---- step 4: the descriptor ------------------------------------------- */
 
 static int check_header(const pagoflex_connector *d, rejection *rj)
@@ -727,7 +745,7 @@ int registry_load_file(registry *r, const char *path, char *err, size_t errlen)
         reject(&rj, "registry", "memory", "out of memory", "free memory and retry");
         goto fail;
     }
-    if (plugin_copy_private(r, p, &rj) != 0 || plugin_open(p, &rj) != 0 ||
+    if (plugin_copy_and_open(r, p, &rj) != 0 ||
         check_descriptor(r, p->desc, &rj) != 0 || plugin_credentials(r, p, &creds, &rj) != 0 ||
         plugin_init(p, creds, &rj) != 0)
         goto fail;

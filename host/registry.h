@@ -36,17 +36,20 @@ typedef struct registry_options {
     const char *credentials_dir; /* <credentials_dir>/<name>.cfg.enc */
     const char *private_dir;     /* where private copies go (created 0700, with
                                     parents; refused if others may write to it).
-                                    registry_free removes the copies, so give
-                                    each process its own when generations overlap */
-    const secrets_key *master_key; /* borrowed; may be NULL if no plugin has a
-                                      credentials file */
+                                    may be shared by processes: a copy removed
+                                    by another process's registry_free while
+                                    this one loads is copied again */
+    const secrets_key *master_key; /* borrowed, used only while loading (it
+                                      may be wiped after the last load); may
+                                      be NULL if no plugin has a credentials
+                                      file */
 } registry_options;
 
 typedef struct registry registry;
 
-/* Empty registry; the option strings are copied, master_key is borrowed and
- * must outlive the registry. NULL on OOM or when credentials_dir or
- * private_dir is NULL. A loaded registry is read-only: lookups may run from
+/* Empty registry; the option strings are copied, master_key is borrowed
+ * and must stay valid while plugins are loaded. NULL on OOM or when
+ * credentials_dir or private_dir is NULL. A loaded registry is read-only: lookups may run from
  * any number of threads; loading and freeing may not run concurrently with
  * anything else. */
 registry *registry_new(const registry_options *opts);
