@@ -63,21 +63,67 @@ store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
 /* Move payment `id` to `to` with a conditional UPDATE (state = ANY(allowed
  * from)); provider_ref (if not NULL) is stored when none is stored yet;
  * error_code/error_message are stored with a failed state. On STORE_OK or
- * STORE_CONFLICT, *out holds the row as it is now. */
+ * STORE_CONFLICT, *out holds the row as it is now. The history row has
+ * source "api"; see store_payment_transition_from() for the details. */
 store_result store_payment_transition(store *s, const char *id, pagoflex_state to,
                                       const char *provider_ref, const char *error_code,
                                       const char *error_message, pagoflex_arena *arena,
                                       store_payment *out);
+
+/* Where a transition came from; stored in payment_history.source. */
+#define STORE_SOURCE_API "api"
+#define STORE_SOURCE_BANK_REPLY "bank_reply"
+#define STORE_SOURCE_WEBHOOK "webhook"
+#define STORE_SOURCE_SYNC "sync"
+
+/* store_payment_transition() with the origin of the change recorded in the
+ * payment's history: `source` is one of STORE_SOURCE_*, `detail` (or NULL) a
+ * short note such as an event id. In one statement: the conditional UPDATE
+ * and, when it moves the row, one payment_history row.
+ * Error fields: error_code/error_message, when error_code is not NULL, are
+ * stored with any state (a payment left `processing` may say why); moving to
+ * `succeeded` clears them; otherwise they are kept.
+ * A provider_ref refused with the transition (STORE_CONFLICT) is still
+ * stored if the row has none: a bank reply that lost the race to a webhook
+ * still records the bank's id.
+ * Returns STORE_OK (moved), STORE_CONFLICT (state did not allow it),
+ * STORE_NOT_FOUND, STORE_UNAVAILABLE or STORE_ERROR (logged); on STORE_OK
+ * and STORE_CONFLICT *out holds the row as it is now, else *out is untouched. */
+store_result store_payment_transition_from(store *s, const char *id, pagoflex_state to,
+                                           const char *source, const char *detail,
+                                           const char *provider_ref, const char *error_code,
+                                           const char *error_message, pagoflex_arena *arena,
+                                           store_payment *out);
 
 /* Store a verified webhook event of `connector` once per (connector,
  * event_id) and apply its transition to the payment it names (by
  * ev->payment_id, else by provider_reference_id = ev->tx_id), in one
  * transaction. Returns STORE_OK (applied, or refused by the state machine:
  * *applied tells), STORE_DUPLICATE (already stored: nothing changed),
- * STORE_NOT_FOUND (no such payment: nothing stored). *out holds the row. */
+ * STORE_NOT_FOUND (no such payment: nothing stored). *out holds the row
+ * on STORE_OK and STORE_DUPLICATE. The payment must belong to `connector`.
+ * ev->tx_id is stored as provider_reference_id when the row has none; error
+ * fields follow store_payment_transition_from(); the history row has source
+ * "webhook" and the event id as detail. Concurrent calls with the same event
+ * (any number of threads or hosts) store and apply it exactly once. */
 store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
                                  const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied);
+
+/* One state change of a payment, oldest first. Strings live in the arena. */
+typedef struct store_history_entry {
+    int from_state;       /* a pagoflex_state, or -1 for the row's creation */
+    pagoflex_state to_state;
+    const char *source;   /* STORE_SOURCE_* */
+    const char *detail;   /* e.g. the webhook event id; NULL if none */
+    const char *at;       /* RFC 3339, UTC, milliseconds */
+} store_history_entry;
+
+/* Read the history of payment `id`: *entries (an array in the arena, NULL
+ * when empty) and *count. STORE_NOT_FOUND if there is no such payment. The
+ * outputs are written only on STORE_OK. */
+store_result store_payment_history(store *s, const char *id, pagoflex_arena *arena,
+                                   store_history_entry **entries, size_t *count);
 
 /* True if a connection can run "SELECT 1" now. */
 bool store_ping(store *s);

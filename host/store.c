@@ -1,0 +1,771 @@
+/* store.c - payment operations and webhook events in PostgreSQL (libpq).
+ *
+ * The pool is an array of connections guarded by one mutex; a call takes an
+ * idle slot (waiting while all are busy), connects it if it has no
+ * connection, runs its statements and gives the slot back. A connection
+ * that fails with a connection-class error is closed, the call returns
+ * STORE_UNAVAILABLE and a later call connects again, so the host survives a
+ * PostgreSQL restart without help.
+ *
+ * Every transition is one statement: the row is locked (so the history row
+ * knows the state it leaves), then changed by a conditional UPDATE whose
+ * WHERE holds the states it may leave (payment_states_into()). Values only
+ * ever travel as parameters.
+ */
+#include "store.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "arena.h"
+#include "log.h"
+#include "payment.h"
+#include "store_migrations.h"
+
+/* Seconds a connection attempt may take unless the conninfo says otherwise. */
+#define STORE_CONNECT_TIMEOUT "2"
+
+/* Key of the advisory lock that serialises migrations ("pagoflx"). */
+#define STORE_MIGRATE_LOCK "31647118617357432"
+
+struct store {
+    pthread_mutex_t mu;
+    pthread_cond_t idle; /* signalled when a slot is given back */
+    char *conninfo;
+    int size;
+    PGconn **conns; /* NULL: not connected (or taken by a call) */
+    bool *busy;
+    bool down; /* the last attempt found PostgreSQL unreachable (logged once) */
+};
+
+/* One call's hold on a pooled connection. */
+typedef struct store_call {
+    store *s;
+    int slot;
+    PGconn *conn;
+    bool broken;     /* close the connection when it is given back */
+    char error[256]; /* primary message of the last failed statement */
+} store_call;
+
+/* ---- SQL ---------------------------------------------------------------- */
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* The columns read into a store_payment, from table or CTE alias `t`. */
+#define PAYMENT_COLS(t)                                                                 \
+    t ".id, " t ".connector, " t ".amount, " t ".currency, " t ".state, " t             \
+    ".provider_reference_id, " t ".reference, " t ".description, " t ".error_code, " t \
+    ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at")
+#define PAYMENT_NCOLS 12
+
+/* Error fields: a given error_code is stored (with its message) in any
+ * state; `succeeded` clears them; otherwise they are kept. $E = the state
+ * entered, $C/$M = code/message. */
+#define ERROR_FIELDS(E, C, M)                                                          \
+    "error_code = CASE WHEN " C "::text IS NOT NULL THEN " C "::text WHEN " E          \
+    "::text = 'succeeded' THEN NULL ELSE p.error_code END, "                           \
+    "error_message = CASE WHEN " C "::text IS NOT NULL THEN " M "::text WHEN " E       \
+    "::text = 'succeeded' THEN NULL ELSE p.error_message END"
+
+static const char sql_insert[] =
+    "WITH p AS ("
+    " INSERT INTO payments (id, connector, amount, currency, state, reference, description)"
+    " VALUES ($1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text)"
+    " RETURNING *"
+    "), h AS ("
+    " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
+    " SELECT id, NULL, state, 'api' FROM p"
+    ") SELECT " PAYMENT_COLS("p") " FROM p";
+
+static const char sql_get[] = "SELECT " PAYMENT_COLS("p") " FROM payments p WHERE p.id = $1::text";
+
+/* $1 id, $2 to, $3 allowed from, $4 provider ref, $5 error code, $6 error
+ * message, $7 source, $8 detail. First column: true if the row moved. */
+static const char sql_transition[] =
+    "WITH cur AS MATERIALIZED ("
+    " SELECT * FROM payments WHERE id = $1::text FOR UPDATE"
+    "), upd AS ("
+    " UPDATE payments p SET state = $2::text,"
+    " provider_reference_id = COALESCE(p.provider_reference_id, $4::text), "
+    ERROR_FIELDS("$2", "$5", "$6") ", updated_at = now()"
+    " FROM cur WHERE p.id = cur.id AND p.state = ANY ($3::text[])"
+    " RETURNING p.*, cur.state AS from_state"
+    "), h AS ("
+    " INSERT INTO payment_history (payment_id, from_state, to_state, source, detail)"
+    " SELECT id, from_state, state, $7::text, $8::text FROM upd"
+    ") SELECT true, " PAYMENT_COLS("upd") " FROM upd"
+    " UNION ALL"
+    " SELECT false, " PAYMENT_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+
+/* A refused transition still records the bank's id: $1 id, $2 provider ref. */
+static const char sql_set_ref[] =
+    "WITH u AS ("
+    " UPDATE payments SET provider_reference_id = $2::text, updated_at = now()"
+    " WHERE id = $1::text AND provider_reference_id IS NULL RETURNING *"
+    ") SELECT " PAYMENT_COLS("u") " FROM u"
+    " UNION ALL"
+    " SELECT " PAYMENT_COLS("p") " FROM payments p"
+    " WHERE p.id = $1::text AND NOT EXISTS (SELECT 1 FROM u)";
+
+/* $1 connector, $2 event id, $3 payment id, $4 tx id, $5 to, $6 body, $7
+ * allowed from, $8 error code, $9 error message. The payment row is locked
+ * first, so concurrent deliveries of one event queue on it and the event
+ * insert of all but the first finds the conflict. First column: applied,
+ * refused or duplicate; no row: no such payment. */
+static const char sql_webhook[] =
+    "WITH cur AS MATERIALIZED ("
+    " SELECT * FROM payments WHERE connector = $1::text AND CASE WHEN $3::text IS NOT NULL"
+    " THEN id = $3::text ELSE provider_reference_id = $4::text END"
+    " FOR UPDATE"
+    "), ev AS ("
+    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied)"
+    " SELECT $1::text, $2::text, cur.id, $5::text, $4::text, $6::text,"
+    " cur.state = ANY ($7::text[]) FROM cur"
+    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id"
+    "), upd AS ("
+    " UPDATE payments p SET state = $5::text,"
+    " provider_reference_id = COALESCE(p.provider_reference_id, $4::text), "
+    ERROR_FIELDS("$5", "$8", "$9") ", updated_at = now()"
+    " FROM cur WHERE p.id = cur.id AND p.state = ANY ($7::text[])"
+    " AND EXISTS (SELECT 1 FROM ev)"
+    " RETURNING p.*, cur.state AS from_state"
+    "), h AS ("
+    " INSERT INTO payment_history (payment_id, from_state, to_state, source, detail)"
+    " SELECT id, from_state, state, 'webhook', $2::text FROM upd"
+    ") SELECT 'applied', " PAYMENT_COLS("upd") " FROM upd"
+    " UNION ALL"
+    " SELECT CASE WHEN EXISTS (SELECT 1 FROM ev) THEN 'refused' ELSE 'duplicate' END, "
+    PAYMENT_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+
+static const char sql_history[] =
+    "SELECT h.from_state, h.to_state, h.source, h.detail, " TS("h.at")
+    " FROM payments p LEFT JOIN payment_history h ON h.payment_id = p.id"
+    " WHERE p.id = $1::text ORDER BY h.id";
+
+static const char sql_migrations_table[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())";
+
+/* ---- pool --------------------------------------------------------------- */
+
+/* Length of the first line of a libpq message (they end in "\n"). */
+static int first_line(const char *msg)
+{
+    return msg ? (int)strcspn(msg, "\n") : 0;
+}
+
+static void store_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    log_debug("store: postgres: %.*s", first_line(msg), msg);
+}
+
+/* Connect; the conninfo's own connect_timeout wins over ours because array
+ * entries before the expanded dbname are overridden by it. */
+static PGconn *store_connect(const char *conninfo)
+{
+    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
+    const char *const vals[] = {STORE_CONNECT_TIMEOUT, "pagoflex", conninfo, NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (conn && PQstatus(conn) == CONNECTION_OK)
+        PQsetNoticeProcessor(conn, store_notice, NULL);
+    return conn;
+}
+
+/* Log the first failure of a run of failures. */
+static void store_note_down(store *s, const char *why)
+{
+    pthread_mutex_lock(&s->mu);
+    bool first = !s->down;
+    s->down = true;
+    pthread_mutex_unlock(&s->mu);
+    if (first)
+        log_warn("store: PostgreSQL unreachable (%.*s); calls fail as unavailable until it is back",
+                 first_line(why), why ? why : "");
+}
+
+static void store_note_up(store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool was_down = s->down;
+    s->down = false;
+    pthread_mutex_unlock(&s->mu);
+    if (was_down)
+        log_warn("store: PostgreSQL reachable again");
+}
+
+/* Best-effort check of an idle connection without a round trip: a server
+ * that shut down has sent its FATAL message and closed the socket; reading
+ * the message, then the end of file, marks the connection bad. */
+static bool store_conn_alive(PGconn *conn)
+{
+    for (int i = 0; i < 2; i++)
+        if (!PQconsumeInput(conn))
+            return false;
+    return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
+}
+
+static void store_release(store *s, int slot, PGconn *conn)
+{
+    pthread_mutex_lock(&s->mu);
+    s->conns[slot] = conn;
+    s->busy[slot] = false;
+    pthread_cond_signal(&s->idle);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Take an idle slot, preferring one that is connected. */
+static int store_take_slot(store *s, PGconn **conn)
+{
+    int slot = -1;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        for (int i = 0; i < s->size; i++) {
+            if (s->busy[i])
+                continue;
+            if (s->conns[i]) {
+                slot = i;
+                break;
+            }
+            if (slot < 0)
+                slot = i;
+        }
+        if (slot >= 0)
+            break;
+        pthread_cond_wait(&s->idle, &s->mu);
+    }
+    s->busy[slot] = true;
+    *conn = s->conns[slot];
+    s->conns[slot] = NULL;
+    pthread_mutex_unlock(&s->mu);
+    return slot;
+}
+
+/* Hold a live connection for one call. STORE_UNAVAILABLE if none can be made. */
+static store_result call_begin(store *s, store_call *c)
+{
+    PGconn *conn = NULL;
+    int slot = store_take_slot(s, &conn);
+    if (conn && !store_conn_alive(conn)) {
+        PQfinish(conn);
+        conn = NULL;
+    }
+    if (!conn) {
+        conn = store_connect(s->conninfo);
+        if (!conn || PQstatus(conn) != CONNECTION_OK) {
+            store_note_down(s, conn ? PQerrorMessage(conn) : "out of memory");
+            goto fail;
+        }
+        store_note_up(s);
+    }
+    c->s = s;
+    c->slot = slot;
+    c->conn = conn;
+    c->broken = false;
+    c->error[0] = '\0';
+    return STORE_OK;
+
+fail:
+    PQfinish(conn);
+    store_release(s, slot, NULL);
+    return STORE_UNAVAILABLE;
+}
+
+/* Give the connection back; one that is broken or left inside a
+ * transaction is closed instead. */
+static void call_end(store_call *c)
+{
+    PGconn *conn = c->conn;
+    if (c->broken || PQstatus(conn) != CONNECTION_OK ||
+        PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        PQfinish(conn);
+        conn = NULL;
+    }
+    store_release(c->s, c->slot, conn);
+}
+
+/* Connection lost, or the server is shutting down: class 08, 57P01..03. */
+static bool store_conn_lost(PGconn *conn, const char *sqlstate)
+{
+    if (PQstatus(conn) != CONNECTION_OK)
+        return true;
+    if (!sqlstate)
+        return false;
+    return strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
+           strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0;
+}
+
+/* Run one statement (several when `n` is 0: simple protocol, no values).
+ * On STORE_OK *res holds the result; the caller PQclear()s it. A lost
+ * connection gives STORE_UNAVAILABLE; a unique violation gives
+ * STORE_DUPLICATE when dup_ok; anything else STORE_ERROR, logged as `what`. */
+static store_result call_exec(store_call *c, const char *what, const char *sql, int n,
+                              const char *const *params, bool dup_ok, PGresult **res)
+{
+    PGresult *r = n > 0 ? PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0)
+                        : PQexec(c->conn, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        *res = r;
+        return STORE_OK;
+    }
+    const char *sqlstate = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!msg)
+        msg = PQerrorMessage(c->conn);
+    snprintf(c->error, sizeof c->error, "%.*s", first_line(msg), msg);
+
+    store_result rc = STORE_ERROR;
+    if (store_conn_lost(c->conn, sqlstate)) {
+        c->broken = true;
+        store_note_down(c->s, c->error);
+        rc = STORE_UNAVAILABLE;
+    } else if (dup_ok && sqlstate && strcmp(sqlstate, "23505") == 0) {
+        rc = STORE_DUPLICATE;
+    } else {
+        log_error("store: %s failed: %s (SQLSTATE %s)", what, c->error,
+                  sqlstate ? sqlstate : "none");
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Take a connection, run one statement, give the connection back. */
+static store_result store_run(store *s, const char *what, const char *sql, int n,
+                              const char *const *params, bool dup_ok, PGresult **res)
+{
+    store_call c;
+    store_result rc = call_begin(s, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = call_exec(&c, what, sql, n, params, dup_ok, res);
+    call_end(&c);
+    return rc;
+}
+
+/* ---- rows --------------------------------------------------------------- */
+
+/* Copy a field into the arena; NULL for SQL NULL. *oom set on failure. */
+static const char *row_text(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                            bool *oom)
+{
+    if (PQgetisnull(r, row, col))
+        return NULL;
+    char *v = arena_strdup(arena, PQgetvalue(r, row, col));
+    if (!v)
+        *oom = true;
+    return v;
+}
+
+/* Read PAYMENT_NCOLS columns from `col` on into *out. */
+static store_result payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                     store_payment *out)
+{
+    store_payment p = {0};
+    bool oom = false;
+    p.id = row_text(r, row, col + 0, arena, &oom);
+    p.connector = row_text(r, row, col + 1, arena, &oom);
+    p.amount = strtoll(PQgetvalue(r, row, col + 2), NULL, 10);
+    p.currency = row_text(r, row, col + 3, arena, &oom);
+    int state = payment_state_parse(PQgetvalue(r, row, col + 4));
+    p.provider_reference_id = row_text(r, row, col + 5, arena, &oom);
+    p.reference = row_text(r, row, col + 6, arena, &oom);
+    p.description = row_text(r, row, col + 7, arena, &oom);
+    p.error_code = row_text(r, row, col + 8, arena, &oom);
+    p.error_message = row_text(r, row, col + 9, arena, &oom);
+    p.created_at = row_text(r, row, col + 10, arena, &oom);
+    p.updated_at = row_text(r, row, col + 11, arena, &oom);
+    if (oom) {
+        log_error("store: out of memory reading payment row");
+        return STORE_ERROR;
+    }
+    if (state < 0) {
+        log_error("store: payment %s has unknown state \"%s\"", p.id,
+                  PQgetvalue(r, row, col + 4));
+        return STORE_ERROR;
+    }
+    p.state = (pagoflex_state)state;
+    *out = p;
+    return STORE_OK;
+}
+
+/* "{created,processing}": the states `to` may be entered from. */
+static void allowed_from_array(pagoflex_state to, char *buf, size_t len)
+{
+    pagoflex_state from[PAYMENT_STATE_COUNT];
+    size_t n = payment_states_into(to, from);
+    size_t used = (size_t)snprintf(buf, len, "{");
+    for (size_t i = 0; i < n && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? "," : "",
+                                 payment_state_name(from[i]));
+    if (used < len)
+        snprintf(buf + used, len - used, "}");
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+store *store_open(const char *conninfo, int pool_size)
+{
+    bool mu_ok = false;
+    if (pool_size < 1)
+        pool_size = 1;
+    store *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->size = pool_size;
+    s->conninfo = strdup(conninfo ? conninfo : "");
+    s->conns = calloc((size_t)pool_size, sizeof *s->conns);
+    s->busy = calloc((size_t)pool_size, sizeof *s->busy);
+    if (!s->conninfo || !s->conns || !s->busy)
+        goto fail;
+    if (pthread_mutex_init(&s->mu, NULL) != 0)
+        goto fail;
+    mu_ok = true;
+    if (pthread_cond_init(&s->idle, NULL) != 0)
+        goto fail;
+    return s;
+
+fail:
+    if (mu_ok)
+        pthread_mutex_destroy(&s->mu);
+    free(s->busy);
+    free(s->conns);
+    free(s->conninfo);
+    free(s);
+    return NULL;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->size; i++)
+        PQfinish(s->conns[i]);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->mu);
+    free(s->busy);
+    free(s->conns);
+    free(s->conninfo);
+    free(s);
+}
+
+/* Record in err the reason a migration step failed. */
+static void migrate_error(char *err, size_t errlen, const char *step, const store_call *c)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s: %s", step, c->error[0] ? c->error : "PostgreSQL unreachable");
+}
+
+static bool migration_recorded(const PGresult *r, int version)
+{
+    for (int i = 0; i < PQntuples(r); i++)
+        if (atoi(PQgetvalue(r, i, 0)) == version)
+            return true;
+    return false;
+}
+
+/* Apply every embedded migration not recorded in `done`; returns how many
+ * ran, or -1 (err written). Runs inside the caller's transaction. */
+static int migrate_apply(store_call *c, const PGresult *done, char *err, size_t errlen,
+                         store_result *rc)
+{
+    size_t count = 0;
+    const store_migration *m = store_migrations(&count);
+    int applied = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (migration_recorded(done, m[i].version))
+            continue;
+        char version[16], step[128];
+        snprintf(version, sizeof version, "%d", m[i].version);
+        snprintf(step, sizeof step, "migration %d (%s)", m[i].version, m[i].name);
+        const char *const params[] = {version};
+        PGresult *r = NULL;
+        *rc = call_exec(c, step, m[i].sql, 0, NULL, false, &r);
+        PQclear(r);
+        r = NULL;
+        if (*rc == STORE_OK)
+            *rc = call_exec(c, step, "INSERT INTO schema_migrations (version) VALUES ($1::int)",
+                            1, params, false, &r);
+        PQclear(r);
+        if (*rc != STORE_OK) {
+            migrate_error(err, errlen, step, c);
+            return -1;
+        }
+        log_info("store: applied %s", step);
+        applied++;
+    }
+    return applied;
+}
+
+store_result store_migrate(store *s, char *err, size_t errlen)
+{
+    store_call c;
+    PGresult *r = NULL;
+    bool in_tx = false;
+    const char *const lock[] = {STORE_MIGRATE_LOCK};
+    store_result rc = call_begin(s, &c);
+    if (rc != STORE_OK) {
+        if (err && errlen)
+            snprintf(err, errlen, "PostgreSQL unreachable; retry when it is up");
+        return rc;
+    }
+    rc = call_exec(&c, "migrate: BEGIN", "BEGIN", 0, NULL, false, &r);
+    PQclear(r);
+    r = NULL;
+    if (rc != STORE_OK)
+        goto fail;
+    in_tx = true;
+    /* Two hosts starting at once: the second waits here, then finds the
+     * first one's work committed. */
+    rc = call_exec(&c, "migrate: lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock,
+                   false, &r);
+    PQclear(r);
+    r = NULL;
+    if (rc == STORE_OK)
+        rc = call_exec(&c, "migrate: schema_migrations", sql_migrations_table, 0, NULL, false, &r);
+    PQclear(r);
+    r = NULL;
+    if (rc == STORE_OK)
+        rc = call_exec(&c, "migrate: read versions", "SELECT version FROM schema_migrations", 0,
+                       NULL, false, &r);
+    if (rc != STORE_OK) {
+        migrate_error(err, errlen, "preparing migrations", &c);
+        goto fail;
+    }
+    int applied = migrate_apply(&c, r, err, errlen, &rc);
+    PQclear(r);
+    r = NULL;
+    if (applied < 0)
+        goto fail;
+    rc = call_exec(&c, "migrate: COMMIT", "COMMIT", 0, NULL, false, &r);
+    PQclear(r);
+    r = NULL;
+    if (rc != STORE_OK) {
+        migrate_error(err, errlen, "commit", &c);
+        goto fail;
+    }
+    if (applied == 0)
+        log_debug("store: schema is up to date");
+    call_end(&c);
+    return STORE_OK;
+
+fail:
+    if (in_tx && !c.broken)
+        PQclear(PQexec(c.conn, "ROLLBACK"));
+    call_end(&c);
+    return rc;
+}
+
+store_result store_payment_insert(store *s, const store_payment *p, pagoflex_arena *arena,
+                                  store_payment *out)
+{
+    PGresult *r = NULL;
+    char amount[24];
+    if (!p || !p->id || !p->connector || !p->currency) {
+        log_error("store: payment insert without id, connector or currency");
+        return STORE_ERROR;
+    }
+    snprintf(amount, sizeof amount, "%" PRId64, p->amount);
+    const char *const params[] = {p->id, p->connector, amount, p->currency, p->reference,
+                                  p->description};
+    store_result rc = store_run(s, "payment insert", sql_insert, 6, params, true, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, out) : STORE_ERROR;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
+                               store_payment *out)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {id};
+    store_result rc = store_run(s, "payment get", sql_get, 1, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+/* After a refused transition: store provider_ref if the row has none. */
+static store_result transition_keep_ref(store *s, const char *id, const char *provider_ref,
+                                        pagoflex_arena *arena, store_payment *row)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {id, provider_ref};
+    store_result rc = store_run(s, "payment provider reference", sql_set_ref, 2, params, false,
+                                &r);
+    if (rc != STORE_OK)
+        goto fail;
+    rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, row) : STORE_NOT_FOUND;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_payment_transition_from(store *s, const char *id, pagoflex_state to,
+                                           const char *source, const char *detail,
+                                           const char *provider_ref, const char *error_code,
+                                           const char *error_message, pagoflex_arena *arena,
+                                           store_payment *out)
+{
+    PGresult *r = NULL;
+    store_payment row;
+    char allowed[128];
+    const char *to_name = payment_state_name(to);
+    if (!id || payment_state_parse(to_name) < 0) {
+        log_error("store: transition of payment %s to invalid state %d", id ? id : "(null)",
+                  (int)to);
+        return STORE_ERROR;
+    }
+    allowed_from_array(to, allowed, sizeof allowed);
+    const char *const params[] = {id,         to_name,       allowed, provider_ref,
+                                  error_code, error_message, source,  detail};
+    store_result rc = store_run(s, "payment transition", sql_transition, 8, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
+    rc = payment_from_row(r, 0, 1, arena, &row);
+    if (rc != STORE_OK)
+        goto fail;
+    if (!moved && provider_ref && !row.provider_reference_id) {
+        rc = transition_keep_ref(s, id, provider_ref, arena, &row);
+        if (rc != STORE_OK)
+            goto fail;
+    }
+    *out = row;
+    rc = moved ? STORE_OK : STORE_CONFLICT;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_payment_transition(store *s, const char *id, pagoflex_state to,
+                                      const char *provider_ref, const char *error_code,
+                                      const char *error_message, pagoflex_arena *arena,
+                                      store_payment *out)
+{
+    return store_payment_transition_from(s, id, to, STORE_SOURCE_API, NULL, provider_ref,
+                                         error_code, error_message, arena, out);
+}
+
+store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
+                                 const unsigned char *body, size_t body_len,
+                                 pagoflex_arena *arena, store_payment *out, bool *applied)
+{
+    PGresult *r = NULL;
+    store_payment row;
+    char allowed[128];
+    char *text = NULL;
+    const char *to_name = ev ? payment_state_name(ev->state) : NULL;
+    if (!connector || !ev || !ev->event_id || payment_state_parse(to_name) < 0) {
+        log_error("store: webhook event without connector, event id or valid state");
+        return STORE_ERROR;
+    }
+    if (body && (memchr(body, '\0', body_len) ||
+                 !(text = arena_strndup(arena, (const char *)body, body_len)))) {
+        log_error("store: webhook %s from %s: body has a NUL byte or no memory", ev->event_id,
+                  connector);
+        return STORE_ERROR;
+    }
+    allowed_from_array(ev->state, allowed, sizeof allowed);
+    const char *const params[] = {connector, ev->event_id, ev->payment_id,    ev->tx_id,
+                                  to_name,   text,         allowed,           ev->error_code,
+                                  ev->error_message};
+    store_result rc = store_run(s, "webhook apply", sql_webhook, 9, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    const char *outcome = PQgetvalue(r, 0, 0);
+    rc = payment_from_row(r, 0, 1, arena, &row);
+    if (rc != STORE_OK)
+        goto fail;
+    *out = row;
+    if (strcmp(outcome, "duplicate") == 0)
+        rc = STORE_DUPLICATE;
+    else
+        *applied = strcmp(outcome, "applied") == 0;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+/* Fill one history entry from row `i`. */
+static store_result history_from_row(const PGresult *r, int i, pagoflex_arena *arena,
+                                     store_history_entry *e)
+{
+    bool oom = false;
+    int from = PQgetisnull(r, i, 0) ? -1 : payment_state_parse(PQgetvalue(r, i, 0));
+    int to = payment_state_parse(PQgetvalue(r, i, 1));
+    if (to < 0 || (from < 0 && !PQgetisnull(r, i, 0))) {
+        log_error("store: payment history row with unknown state");
+        return STORE_ERROR;
+    }
+    e->from_state = from;
+    e->to_state = (pagoflex_state)to;
+    e->source = row_text(r, i, 2, arena, &oom);
+    e->detail = row_text(r, i, 3, arena, &oom);
+    e->at = row_text(r, i, 4, arena, &oom);
+    return oom ? STORE_ERROR : STORE_OK;
+}
+
+store_result store_payment_history(store *s, const char *id, pagoflex_arena *arena,
+                                   store_history_entry **entries, size_t *count)
+{
+    PGresult *r = NULL;
+    store_history_entry *list = NULL;
+    const char *const params[] = {id};
+    store_result rc = store_run(s, "payment history", sql_history, 1, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    size_t n = PQgetisnull(r, 0, 1) ? 0 : (size_t)rows; /* LEFT JOIN: no history */
+    if (n > 0 && !(list = arena_alloc(arena, n * sizeof *list))) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rc = history_from_row(r, (int)i, arena, &list[i]);
+        if (rc != STORE_OK)
+            goto fail;
+    }
+    *entries = list;
+    *count = n;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+bool store_ping(store *s)
+{
+    PGresult *r = NULL;
+    store_result rc = store_run(s, "ping", "SELECT 1", 0, NULL, false, &r);
+    PQclear(r);
+    return rc == STORE_OK;
+}

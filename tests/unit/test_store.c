@@ -1,0 +1,862 @@
+/* Unit tests for the PostgreSQL store (host/store.c) against a real server.
+ *
+ * PAGOFLEX_PG holds a conninfo to a server where we may create databases
+ * (scripts/test sets it). Each run creates pf_store_<pid> (and a second,
+ * empty one for the concurrent-migration test) and drops them at the end.
+ * Without PAGOFLEX_PG the program exits 77 (skipped).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <regex.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "arena.h"
+#include "store.h"
+#include "store_migrations.h"
+
+#define ST(x) PAGOFLEX_STATE_##x
+#define CONNECTOR "BANCO_X"
+#define RACERS 8
+
+static const char *g_admin;     /* PAGOFLEX_PG */
+static char g_db[64];           /* pf_store_<pid> */
+static char g_fresh_db[80];     /* pf_store_<pid>_fresh: never migrated before its test */
+static char *g_conninfo;        /* g_admin with dbname=g_db */
+static char *g_fresh_conninfo;
+static store *g_store;          /* pool of RACERS connections on g_db, migrated */
+static PGconn *g_check;         /* direct connection to g_db for counting rows */
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Append key='value' (quoted as libpq wants) to buf. */
+static void conninfo_add(char *buf, size_t len, const char *key, const char *val)
+{
+    size_t n = strlen(buf);
+    n += (size_t)snprintf(buf + n, len - n, "%s%s='", n ? " " : "", key);
+    for (const char *p = val; *p && n + 3 < len; p++) {
+        if (*p == '\'' || *p == '\\')
+            buf[n++] = '\\';
+        buf[n++] = *p;
+    }
+    snprintf(buf + n, len - n, "'");
+}
+
+/* `base` (key=value or URI) with its dbname replaced; malloc'd. */
+static char *conninfo_with_db(const char *base, const char *db)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(base, &err);
+    if (!opts) {
+        fprintf(stderr, "PAGOFLEX_PG is not a valid conninfo: %s", err ? err : "?\n");
+        PQfreemem(err);
+        return NULL;
+    }
+    char *buf = calloc(1, 4096);
+    for (PQconninfoOption *o = opts; buf && o->keyword; o++)
+        if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
+            conninfo_add(buf, 4096, o->keyword, o->val);
+    if (buf)
+        conninfo_add(buf, 4096, "dbname", db);
+    PQconninfoFree(opts);
+    return buf;
+}
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* Run one command as the admin; false (and a message) on failure. */
+static bool admin_exec(const char *sql)
+{
+    PGconn *c = PQconnectdb(g_admin);
+    bool ok = PQstatus(c) == CONNECTION_OK;
+    if (ok) {
+        PQsetNoticeProcessor(c, quiet, NULL);
+        PGresult *r = PQexec(c, sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok)
+            fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+    } else {
+        fprintf(stderr, "cannot connect to PAGOFLEX_PG: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return ok;
+}
+
+/* Integer result of a one-parameter query on the test database; -1 on error. */
+static long count_rows(const char *sql, const char *param)
+{
+    const char *const params[] = {param};
+    PGresult *r = PQexecParams(g_check, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    long n = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        n = atol(PQgetvalue(r, 0, 0));
+    else
+        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return n;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static store_payment sample(const char *id, int64_t amount, const char *currency)
+{
+    store_payment p = {.id = id, .connector = CONNECTOR, .amount = amount, .currency = currency,
+                       .reference = "order-42", .description = "two books"};
+    return p;
+}
+
+/* Insert payment `id` (1000 EUR) and assert it worked. */
+static void make_payment(const char *id)
+{
+    pagoflex_arena *a = arena_new();
+    store_payment p = sample(id, 1000, "EUR"), out;
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    arena_free(a);
+}
+
+static void move(const char *id, pagoflex_state to, const char *ref)
+{
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    assert_int_equal(store_payment_transition(g_store, id, to, ref, NULL, NULL, a, &out), STORE_OK);
+    arena_free(a);
+}
+
+static pagoflex_state state_of(const char *id)
+{
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    assert_int_equal(store_payment_get(g_store, id, a, &out), STORE_OK);
+    pagoflex_state st = out.state;
+    arena_free(a);
+    return st;
+}
+
+static bool is_rfc3339_ms(const char *s)
+{
+    regex_t re;
+    regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$",
+            REG_EXTENDED | REG_NOSUB);
+    bool ok = s && regexec(&re, s, 0, NULL, 0) == 0;
+    regfree(&re);
+    return ok;
+}
+
+static pagoflex_webhook_event event(const char *event_id, const char *payment_id,
+                                    const char *tx_id, pagoflex_state state)
+{
+    pagoflex_webhook_event ev = {.event_id = event_id, .payment_id = payment_id,
+                                 .tx_id = tx_id, .state = state};
+    return ev;
+}
+
+static store_result apply(const pagoflex_webhook_event *ev, store_payment *out, bool *applied)
+{
+    static const char body[] = "{\"event\":\"payment.updated\"}";
+    pagoflex_arena *a = arena_new();
+    store_payment row = {0};
+    store_result rc = store_webhook_apply(g_store, CONNECTOR, ev, (const unsigned char *)body,
+                                          sizeof body - 1, a, &row, applied);
+    if (out) {
+        /* The arena goes away: keep what the tests look at. */
+        out->state = row.state;
+        out->provider_reference_id = row.provider_reference_id ? "set" : NULL;
+    }
+    arena_free(a);
+    return rc;
+}
+
+/* A loopback TCP port with a listener that never answers (backlog only), or
+ * with nothing listening when `listen_too` is false. */
+static int loopback_port(bool listen_too, int *fd_out)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    if (listen_too) {
+        assert_int_equal(listen(fd, 16), 0);
+        *fd_out = fd;
+    } else {
+        close(fd);
+    }
+    return ntohs(sa.sin_port);
+}
+
+/* ---- migrations ---------------------------------------------------------- */
+
+static void test_migrate_twice(void **unused)
+{
+    (void)unused;
+    char err[256] = "";
+    size_t n = 0;
+    store_migrations(&n);
+    /* The group setup migrated once already. */
+    assert_int_equal(store_migrate(g_store, err, sizeof err), STORE_OK);
+    assert_int_equal(store_migrate(g_store, err, sizeof err), STORE_OK);
+    assert_int_equal(count_rows("SELECT count(*) FROM schema_migrations", NULL), (long)n);
+}
+
+struct migrate_arg {
+    pthread_barrier_t *start;
+    store_result rc;
+    char err[256];
+};
+
+static void *migrate_thread(void *p)
+{
+    struct migrate_arg *arg = p;
+    store *s = store_open(g_fresh_conninfo, 1); /* a host of its own */
+    pthread_barrier_wait(arg->start);
+    arg->rc = s ? store_migrate(s, arg->err, sizeof arg->err) : STORE_ERROR;
+    store_close(s);
+    return NULL;
+}
+
+static void test_migrate_concurrent_fresh(void **unused)
+{
+    (void)unused;
+    pthread_barrier_t start;
+    pthread_t t[2];
+    struct migrate_arg arg[2] = {{.start = &start}, {.start = &start}};
+    size_t n = 0;
+    store_migrations(&n);
+    pthread_barrier_init(&start, NULL, 2);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, migrate_thread, &arg[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < 2; i++) {
+        if (arg[i].rc != STORE_OK)
+            fprintf(stderr, "migrate %d: %s\n", i, arg[i].err);
+        assert_int_equal(arg[i].rc, STORE_OK);
+    }
+    PGconn *c = PQconnectdb(g_fresh_conninfo);
+    PGresult *r = PQexec(c, "SELECT count(*), (SELECT count(*) FROM payments) FROM schema_migrations");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(atol(PQgetvalue(r, 0, 0)), (long)n);
+    assert_int_equal(atol(PQgetvalue(r, 0, 1)), 0);
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* ---- payments ------------------------------------------------------------ */
+
+static void test_insert_get(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment p = sample("pay_ins_1", 1999, "EUR"), out, got;
+    p.state = ST(SUCCEEDED); /* ignored: a new payment is always created */
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    assert_string_equal(out.id, "pay_ins_1");
+    assert_string_equal(out.connector, CONNECTOR);
+    assert_int_equal(out.amount, 1999);
+    assert_string_equal(out.currency, "EUR");
+    assert_int_equal(out.state, ST(CREATED));
+    assert_string_equal(out.reference, "order-42");
+    assert_string_equal(out.description, "two books");
+    assert_null(out.provider_reference_id);
+    assert_null(out.error_code);
+    assert_true(is_rfc3339_ms(out.created_at));
+    assert_true(is_rfc3339_ms(out.updated_at));
+
+    assert_int_equal(store_payment_get(g_store, "pay_ins_1", a, &got), STORE_OK);
+    assert_string_equal(got.id, out.id);
+    assert_int_equal(got.amount, 1999);
+    assert_string_equal(got.created_at, out.created_at);
+
+    store_payment untouched = {.id = "sentinel"};
+    assert_int_equal(store_payment_get(g_store, "pay_nope", a, &untouched), STORE_NOT_FOUND);
+    assert_string_equal(untouched.id, "sentinel");
+
+    /* NULL optional fields stay NULL; a large amount survives. */
+    store_payment q = {.id = "pay_ins_2", .connector = CONNECTOR, .amount = INT64_MAX,
+                       .currency = "JPY"};
+    assert_int_equal(store_payment_insert(g_store, &q, a, &out), STORE_OK);
+    assert_null(out.reference);
+    assert_null(out.description);
+    assert_true(out.amount == INT64_MAX);
+    arena_free(a);
+}
+
+static void test_insert_duplicate(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment p = sample("pay_dup", 500, "USD"), out;
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    p.amount = 700;
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_DUPLICATE);
+    assert_int_equal(store_payment_get(g_store, "pay_dup", a, &out), STORE_OK);
+    assert_int_equal(out.amount, 500);
+    assert_int_equal(count_rows("SELECT count(*) FROM payment_history WHERE payment_id = $1",
+                                "pay_dup"),
+                     1);
+    arena_free(a);
+}
+
+static void test_insert_check_refused(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out = {.id = "sentinel"};
+    store_payment zero = sample("pay_chk_zero", 0, "EUR");
+    store_payment neg = sample("pay_chk_neg", -5, "EUR");
+    store_payment lower = sample("pay_chk_cur", 100, "eur");
+    store_payment longc = sample("pay_chk_cur2", 100, "EURO");
+    assert_int_equal(store_payment_insert(g_store, &zero, a, &out), STORE_ERROR);
+    assert_int_equal(store_payment_insert(g_store, &neg, a, &out), STORE_ERROR);
+    assert_int_equal(store_payment_insert(g_store, &lower, a, &out), STORE_ERROR);
+    assert_int_equal(store_payment_insert(g_store, &longc, a, &out), STORE_ERROR);
+    assert_string_equal(out.id, "sentinel");
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id LIKE $1", "pay_chk%"), 0);
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM payment_history WHERE payment_id LIKE $1", "pay_chk%"), 0);
+    /* The pool is still usable after refused statements. */
+    assert_true(store_ping(g_store));
+    arena_free(a);
+}
+
+static void test_transitions(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    make_payment("pay_tr");
+    assert_int_equal(store_payment_transition(g_store, "pay_tr", ST(PROCESSING), NULL, NULL, NULL,
+                                              a, &out),
+                     STORE_OK);
+    assert_int_equal(out.state, ST(PROCESSING));
+    /* canceled is never entered from processing: refused, row as it is. */
+    assert_int_equal(store_payment_transition(g_store, "pay_tr", ST(CANCELED), NULL, NULL, NULL,
+                                              a, &out),
+                     STORE_CONFLICT);
+    assert_int_equal(out.state, ST(PROCESSING));
+    assert_string_equal(out.id, "pay_tr");
+    assert_int_equal(store_payment_transition(g_store, "pay_tr", ST(SUCCEEDED), "TX-TR", NULL,
+                                              NULL, a, &out),
+                     STORE_OK);
+    assert_int_equal(out.state, ST(SUCCEEDED));
+    assert_string_equal(out.provider_reference_id, "TX-TR");
+    /* Terminal never regresses, whatever the target. */
+    for (int to = 0; to < 7; to++) {
+        store_payment cur;
+        assert_int_equal(store_payment_transition(g_store, "pay_tr", (pagoflex_state)to, NULL,
+                                                  "x", "y", a, &cur),
+                         STORE_CONFLICT);
+        assert_int_equal(cur.state, ST(SUCCEEDED));
+        assert_null(cur.error_code);
+    }
+    assert_int_equal(state_of("pay_tr"), ST(SUCCEEDED));
+    /* Refusals write no history: created, processing, succeeded. */
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM payment_history WHERE payment_id = $1", "pay_tr"), 3);
+
+    store_payment untouched = {.id = "sentinel"};
+    assert_int_equal(store_payment_transition(g_store, "pay_missing", ST(PENDING), NULL, NULL,
+                                              NULL, a, &untouched),
+                     STORE_NOT_FOUND);
+    assert_string_equal(untouched.id, "sentinel");
+    arena_free(a);
+}
+
+static void test_transition_error_fields(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    make_payment("pay_err");
+    assert_int_equal(store_payment_transition_from(g_store, "pay_err", ST(PROCESSING),
+                                                   STORE_SOURCE_BANK_REPLY, NULL, NULL,
+                                                   "bank_unavailable", "no answer in 10 s", a,
+                                                   &out),
+                     STORE_OK);
+    assert_string_equal(out.error_code, "bank_unavailable");
+    /* Kept while the payment is not resolved. */
+    move("pay_err", ST(PENDING), NULL);
+    assert_int_equal(store_payment_get(g_store, "pay_err", a, &out), STORE_OK);
+    assert_string_equal(out.error_code, "bank_unavailable");
+    assert_string_equal(out.error_message, "no answer in 10 s");
+    /* Failed sets its own. */
+    assert_int_equal(store_payment_transition(g_store, "pay_err", ST(FAILED), NULL,
+                                              "card_declined", "insufficient funds", a, &out),
+                     STORE_OK);
+    assert_string_equal(out.error_code, "card_declined");
+    assert_string_equal(out.error_message, "insufficient funds");
+
+    /* Succeeded clears them. */
+    make_payment("pay_err_ok");
+    assert_int_equal(store_payment_transition(g_store, "pay_err_ok", ST(PROCESSING), NULL,
+                                              "bank_unavailable", "timeout", a, &out),
+                     STORE_OK);
+    move("pay_err_ok", ST(SUCCEEDED), NULL);
+    assert_int_equal(store_payment_get(g_store, "pay_err_ok", a, &out), STORE_OK);
+    assert_null(out.error_code);
+    assert_null(out.error_message);
+    arena_free(a);
+}
+
+static void test_provider_ref_kept_on_conflict(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    /* The webhook won the race and carried no tx id; the bank's reply comes
+     * later with one: refused, but the id is recorded. */
+    make_payment("pay_ref");
+    move("pay_ref", ST(SUCCEEDED), NULL);
+    assert_int_equal(store_payment_transition_from(g_store, "pay_ref", ST(PENDING),
+                                                   STORE_SOURCE_BANK_REPLY, NULL, "TX-LATE", NULL,
+                                                   NULL, a, &out),
+                     STORE_CONFLICT);
+    assert_int_equal(out.state, ST(SUCCEEDED));
+    assert_string_equal(out.provider_reference_id, "TX-LATE");
+    assert_int_equal(store_payment_get(g_store, "pay_ref", a, &out), STORE_OK);
+    assert_string_equal(out.provider_reference_id, "TX-LATE");
+    /* An id already stored is never replaced. */
+    assert_int_equal(store_payment_transition(g_store, "pay_ref", ST(PENDING), "TX-OTHER", NULL,
+                                              NULL, a, &out),
+                     STORE_CONFLICT);
+    assert_string_equal(out.provider_reference_id, "TX-LATE");
+    make_payment("pay_ref2");
+    move("pay_ref2", ST(PROCESSING), "TX-FIRST");
+    move("pay_ref2", ST(PENDING), "TX-SECOND");
+    assert_int_equal(store_payment_get(g_store, "pay_ref2", a, &out), STORE_OK);
+    assert_string_equal(out.provider_reference_id, "TX-FIRST");
+    arena_free(a);
+}
+
+/* ---- webhooks ------------------------------------------------------------ */
+
+static void test_webhook_applied_and_duplicate(void **unused)
+{
+    (void)unused;
+    store_payment out;
+    bool applied = false;
+    make_payment("pay_wh");
+    move("pay_wh", ST(PENDING), NULL);
+    pagoflex_webhook_event ev = event("evt_wh_1", "pay_wh", "TX-WH", ST(SUCCEEDED));
+    assert_int_equal(apply(&ev, &out, &applied), STORE_OK);
+    assert_true(applied);
+    assert_int_equal(out.state, ST(SUCCEEDED));
+    assert_non_null(out.provider_reference_id);
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id = $1 AND "
+                                "applied AND payment_id = 'pay_wh' AND tx_id = 'TX-WH' AND "
+                                "state = 'succeeded' AND body LIKE '{%'",
+                                "evt_wh_1"),
+                     1);
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1 AND "
+                                "provider_reference_id = 'TX-WH'",
+                                "pay_wh"),
+                     1);
+
+    /* The same event again: nothing changes. */
+    applied = true;
+    pagoflex_webhook_event again = event("evt_wh_1", "pay_wh", "TX-WH", ST(FAILED));
+    assert_int_equal(apply(&again, &out, &applied), STORE_DUPLICATE);
+    assert_int_equal(out.state, ST(SUCCEEDED));
+    assert_int_equal(state_of("pay_wh"), ST(SUCCEEDED));
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM webhook_events WHERE event_id = $1", "evt_wh_1"), 1);
+
+    /* A new event the state machine refuses: stored, not applied. */
+    pagoflex_webhook_event late = event("evt_wh_2", "pay_wh", "TX-WH", ST(FAILED));
+    applied = true;
+    assert_int_equal(apply(&late, &out, &applied), STORE_OK);
+    assert_false(applied);
+    assert_int_equal(out.state, ST(SUCCEEDED));
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id = $1 AND "
+                                "NOT applied",
+                                "evt_wh_2"),
+                     1);
+
+    /* A redelivered event that the current state would now allow still
+     * changes nothing: requires_action, then pending, then the first again. */
+    make_payment("pay_wh_redo");
+    pagoflex_webhook_event act = event("evt_wh_3", "pay_wh_redo", NULL, ST(REQUIRES_ACTION));
+    assert_int_equal(apply(&act, &out, &applied), STORE_OK);
+    assert_true(applied);
+    move("pay_wh_redo", ST(PENDING), NULL);
+    assert_int_equal(apply(&act, &out, &applied), STORE_DUPLICATE);
+    assert_int_equal(out.state, ST(PENDING));
+    assert_int_equal(state_of("pay_wh_redo"), ST(PENDING));
+}
+
+static void test_webhook_unknown_payment(void **unused)
+{
+    (void)unused;
+    store_payment out = {.id = "sentinel"};
+    bool applied = true;
+    pagoflex_webhook_event by_id = event("evt_unk_1", "pay_unknown", "TX-UNK", ST(SUCCEEDED));
+    pagoflex_webhook_event by_tx = event("evt_unk_2", NULL, "TX-UNK", ST(SUCCEEDED));
+    pagoflex_webhook_event neither = event("evt_unk_3", NULL, NULL, ST(SUCCEEDED));
+    assert_int_equal(apply(&by_id, &out, &applied), STORE_NOT_FOUND);
+    assert_int_equal(apply(&by_tx, &out, &applied), STORE_NOT_FOUND);
+    assert_int_equal(apply(&neither, &out, &applied), STORE_NOT_FOUND);
+    assert_true(applied);
+    /* Another connector's payment is not found either. */
+    make_payment("pay_other_bank");
+    pagoflex_arena *a = arena_new();
+    store_payment row;
+    pagoflex_webhook_event foreign = event("evt_unk_4", "pay_other_bank", NULL, ST(FAILED));
+    assert_int_equal(store_webhook_apply(g_store, "BANCO_Y", &foreign, NULL, 0, a, &row, &applied),
+                     STORE_NOT_FOUND);
+    arena_free(a);
+    assert_int_equal(state_of("pay_other_bank"), ST(CREATED));
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", "evt_unk%"), 0);
+}
+
+static void test_webhook_by_tx_id(void **unused)
+{
+    (void)unused;
+    store_payment out;
+    bool applied = false;
+    make_payment("pay_tx");
+    move("pay_tx", ST(PENDING), "TX-LOOKUP");
+    pagoflex_webhook_event ev = event("evt_tx_1", NULL, "TX-LOOKUP", ST(FAILED));
+    ev.error_code = "card_declined";
+    ev.error_message = "do not honour";
+    assert_int_equal(apply(&ev, &out, &applied), STORE_OK);
+    assert_true(applied);
+    assert_int_equal(out.state, ST(FAILED));
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1 AND "
+                                "error_code = 'card_declined' AND error_message = 'do not honour'",
+                                "pay_tx"),
+                     1);
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id = $1 AND "
+                                "payment_id = 'pay_tx'",
+                                "evt_tx_1"),
+                     1);
+}
+
+struct racer {
+    pthread_barrier_t *start;
+    pagoflex_webhook_event ev;
+    store_result rc;
+    bool applied;
+};
+
+static void *race_thread(void *p)
+{
+    struct racer *r = p;
+    store_payment out;
+    pthread_barrier_wait(r->start);
+    r->rc = apply(&r->ev, &out, &r->applied);
+    return NULL;
+}
+
+/* Start `n` racers at once and wait for all. */
+static void race(struct racer *r, int n)
+{
+    pthread_barrier_t start;
+    pthread_t t[RACERS];
+    pthread_barrier_init(&start, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        r[i].start = &start;
+        r[i].applied = false;
+        assert_int_equal(pthread_create(&t[i], NULL, race_thread, &r[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+}
+
+static void test_webhook_race_same_event(void **unused)
+{
+    (void)unused;
+    for (int round = 0; round < 5; round++) {
+        char id[32], evid[32];
+        snprintf(id, sizeof id, "pay_race_%d", round);
+        snprintf(evid, sizeof evid, "evt_race_%d", round);
+        make_payment(id);
+        char tx[32]; /* one per round: (connector, provider ref) is unique */
+        snprintf(tx, sizeof tx, "TX-RACE-%d", round);
+        struct racer r[RACERS];
+        for (int i = 0; i < RACERS; i++)
+            r[i].ev = event(evid, id, tx, ST(SUCCEEDED));
+        race(r, RACERS);
+        int ok = 0, dup = 0, applied = 0;
+        for (int i = 0; i < RACERS; i++) {
+            ok += r[i].rc == STORE_OK;
+            dup += r[i].rc == STORE_DUPLICATE;
+            applied += r[i].rc == STORE_OK && r[i].applied;
+        }
+        assert_int_equal(ok, 1);
+        assert_int_equal(applied, 1);
+        assert_int_equal(dup, RACERS - 1);
+        assert_int_equal(state_of(id), ST(SUCCEEDED));
+        assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id = $1",
+                                    evid),
+                         1);
+        assert_int_equal(count_rows("SELECT count(*) FROM payment_history WHERE payment_id = $1 "
+                                    "AND source = 'webhook'",
+                                    id),
+                         1);
+    }
+}
+
+static void test_webhook_race_conflicting_events(void **unused)
+{
+    (void)unused;
+    for (int round = 0; round < 10; round++) {
+        char id[32], ok_id[32], ko_id[32];
+        snprintf(id, sizeof id, "pay_clash_%d", round);
+        snprintf(ok_id, sizeof ok_id, "evt_clash_ok_%d", round);
+        snprintf(ko_id, sizeof ko_id, "evt_clash_ko_%d", round);
+        make_payment(id);
+        move(id, ST(PENDING), NULL);
+        struct racer r[2];
+        r[0].ev = event(ok_id, id, NULL, ST(SUCCEEDED));
+        r[1].ev = event(ko_id, id, NULL, ST(FAILED));
+        race(r, 2);
+        assert_int_equal(r[0].rc, STORE_OK);
+        assert_int_equal(r[1].rc, STORE_OK);
+        assert_true(r[0].applied != r[1].applied);
+        assert_int_equal(state_of(id), r[0].applied ? ST(SUCCEEDED) : ST(FAILED));
+        assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE payment_id = $1",
+                                    id),
+                         2);
+        assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE payment_id = $1 "
+                                    "AND applied",
+                                    id),
+                         1);
+        assert_int_equal(count_rows("SELECT count(*) FROM payment_history WHERE payment_id = $1 "
+                                    "AND source = 'webhook'",
+                                    id),
+                         1);
+    }
+}
+
+/* ---- history ------------------------------------------------------------- */
+
+static void test_history(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    store_history_entry *h = NULL;
+    size_t n = 0;
+    bool applied = false;
+    make_payment("pay_hist");
+    assert_int_equal(store_payment_transition_from(g_store, "pay_hist", ST(PROCESSING),
+                                                   STORE_SOURCE_BANK_REPLY, "http 503", NULL,
+                                                   "bank_unavailable", NULL, a, &out),
+                     STORE_OK);
+    move("pay_hist", ST(PENDING), "TX-HIST");
+    /* Refused: no history row. */
+    assert_int_equal(store_payment_transition(g_store, "pay_hist", ST(CREATED), NULL, NULL, NULL,
+                                              a, &out),
+                     STORE_CONFLICT);
+    pagoflex_webhook_event ev = event("evt_hist", NULL, "TX-HIST", ST(SUCCEEDED));
+    assert_int_equal(apply(&ev, NULL, &applied), STORE_OK);
+    assert_true(applied);
+
+    assert_int_equal(store_payment_history(g_store, "pay_hist", a, &h, &n), STORE_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(h[0].from_state, -1);
+    assert_int_equal(h[0].to_state, ST(CREATED));
+    assert_string_equal(h[0].source, "api");
+    assert_int_equal(h[1].from_state, ST(CREATED));
+    assert_int_equal(h[1].to_state, ST(PROCESSING));
+    assert_string_equal(h[1].source, "bank_reply");
+    assert_string_equal(h[1].detail, "http 503");
+    assert_int_equal(h[2].from_state, ST(PROCESSING));
+    assert_int_equal(h[2].to_state, ST(PENDING));
+    assert_string_equal(h[2].source, "api");
+    assert_null(h[2].detail);
+    assert_int_equal(h[3].from_state, ST(PENDING));
+    assert_int_equal(h[3].to_state, ST(SUCCEEDED));
+    assert_string_equal(h[3].source, "webhook");
+    assert_string_equal(h[3].detail, "evt_hist");
+    for (size_t i = 0; i < n; i++)
+        assert_true(is_rfc3339_ms(h[i].at));
+
+    store_history_entry *untouched = (store_history_entry *)&n;
+    assert_int_equal(store_payment_history(g_store, "pay_nohist", a, &untouched, &n),
+                     STORE_NOT_FOUND);
+    assert_ptr_equal(untouched, &n);
+    arena_free(a);
+}
+
+/* ---- availability --------------------------------------------------------- */
+
+static void test_unavailable_refused(void **unused)
+{
+    (void)unused;
+    char conninfo[128];
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=postgres dbname=postgres",
+             loopback_port(false, NULL));
+    store *s = store_open(conninfo, 2);
+    assert_non_null(s);
+    pagoflex_arena *a = arena_new();
+    store_payment out = {.id = "sentinel"}, p = sample("pay_down", 100, "EUR");
+    bool applied = false;
+    pagoflex_webhook_event ev = event("evt_down", "pay_down", NULL, ST(SUCCEEDED));
+    char err[128] = "";
+    double t0 = now_s();
+    assert_false(store_ping(s));
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_UNAVAILABLE);
+    assert_true(err[0] != '\0');
+    assert_int_equal(store_payment_insert(s, &p, a, &out), STORE_UNAVAILABLE);
+    assert_int_equal(store_payment_get(s, "pay_down", a, &out), STORE_UNAVAILABLE);
+    assert_int_equal(store_payment_transition(s, "pay_down", ST(PENDING), NULL, NULL, NULL, a,
+                                              &out),
+                     STORE_UNAVAILABLE);
+    assert_int_equal(store_webhook_apply(s, CONNECTOR, &ev, NULL, 0, a, &out, &applied),
+                     STORE_UNAVAILABLE);
+    assert_string_equal(out.id, "sentinel");
+    assert_true(now_s() - t0 < 3.0);
+    arena_free(a);
+    store_close(s);
+}
+
+static void test_unavailable_hung_server(void **unused)
+{
+    (void)unused;
+    /* Accepts TCP connections (backlog) but never speaks: connect_timeout. */
+    int fd = -1;
+    char conninfo[128];
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=postgres dbname=postgres",
+             loopback_port(true, &fd));
+    store *s = store_open(conninfo, 1);
+    double t0 = now_s();
+    assert_false(store_ping(s));
+    assert_true(now_s() - t0 < 3.0);
+    store_close(s);
+    close(fd);
+}
+
+static void test_reconnect_after_termination(void **unused)
+{
+    (void)unused;
+    char *conninfo = malloc(strlen(g_conninfo) + 64);
+    sprintf(conninfo, "%s application_name=pf_reconnect", g_conninfo);
+    store *s = store_open(conninfo, 1);
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    make_payment("pay_reconnect");
+    assert_int_equal(store_payment_get(s, "pay_reconnect", a, &out), STORE_OK);
+    /* Kill the pooled backend (admin shutdown, SQLSTATE 57P01), wait until gone. */
+    assert_true(admin_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'pf_reconnect'"));
+    for (int i = 0; i < 200 && count_rows("SELECT count(*) FROM pg_stat_activity WHERE "
+                                          "application_name = $1",
+                                          "pf_reconnect") > 0;
+         i++)
+        usleep(10000);
+    /* The dead connection is noticed before use: no failed call. */
+    assert_int_equal(store_payment_get(s, "pay_reconnect", a, &out), STORE_OK);
+    assert_true(store_ping(s));
+
+    /* Killed while idle but not yet noticed: at most one call fails. */
+    assert_true(admin_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'pf_reconnect'"));
+    store_result rc = store_payment_get(s, "pay_reconnect", a, &out);
+    assert_true(rc == STORE_OK || rc == STORE_UNAVAILABLE);
+    assert_int_equal(store_payment_get(s, "pay_reconnect", a, &out), STORE_OK);
+    arena_free(a);
+    store_close(s);
+    free(conninfo);
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+static int group_setup(void **unused)
+{
+    (void)unused;
+    char sql[256], err[256] = "";
+    snprintf(g_db, sizeof g_db, "pf_store_%d", (int)getpid());
+    snprintf(g_fresh_db, sizeof g_fresh_db, "%s_fresh", g_db);
+    const char *dbs[] = {g_db, g_fresh_db};
+    for (int i = 0; i < 2; i++) {
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbs[i]);
+        if (!admin_exec(sql))
+            return -1;
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbs[i]);
+        if (!admin_exec(sql))
+            return -1;
+    }
+    g_conninfo = conninfo_with_db(g_admin, g_db);
+    g_fresh_conninfo = conninfo_with_db(g_admin, g_fresh_db);
+    if (!g_conninfo || !g_fresh_conninfo)
+        return -1;
+    g_store = store_open(g_conninfo, RACERS);
+    if (!g_store || store_migrate(g_store, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "migration failed: %s\n", err);
+        return -1;
+    }
+    g_check = PQconnectdb(g_conninfo);
+    return PQstatus(g_check) == CONNECTION_OK ? 0 : -1;
+}
+
+static int group_teardown(void **unused)
+{
+    (void)unused;
+    char sql[256];
+    store_close(g_store);
+    PQfinish(g_check);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
+    bool ok = admin_exec(sql);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_fresh_db);
+    ok = admin_exec(sql) && ok;
+    free(g_conninfo);
+    free(g_fresh_conninfo);
+    return ok ? 0 : -1;
+}
+
+int main(void)
+{
+    g_admin = getenv("PAGOFLEX_PG");
+    if (!g_admin || !*g_admin) {
+        fprintf(stderr, "test_store: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL where "
+                        "databases may be created); skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migrate_twice),
+        cmocka_unit_test(test_migrate_concurrent_fresh),
+        cmocka_unit_test(test_insert_get),
+        cmocka_unit_test(test_insert_duplicate),
+        cmocka_unit_test(test_insert_check_refused),
+        cmocka_unit_test(test_transitions),
+        cmocka_unit_test(test_transition_error_fields),
+        cmocka_unit_test(test_provider_ref_kept_on_conflict),
+        cmocka_unit_test(test_webhook_applied_and_duplicate),
+        cmocka_unit_test(test_webhook_unknown_payment),
+        cmocka_unit_test(test_webhook_by_tx_id),
+        cmocka_unit_test(test_webhook_race_same_event),
+        cmocka_unit_test(test_webhook_race_conflicting_events),
+        cmocka_unit_test(test_history),
+        cmocka_unit_test(test_unavailable_refused),
+        cmocka_unit_test(test_unavailable_hung_server),
+        cmocka_unit_test(test_reconnect_after_termination),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
