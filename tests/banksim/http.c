@@ -12,13 +12,21 @@
  *                                "webhooks_dropped", "webhooks_pending",
  *                                "by_status": {"PENDING",...,"REJECTED"}}
  *   GET  /_sim/payments?ref=R    {"ref":R, "count":n, "ids":[...]}: the
- *                                bank-side payments carrying ref R
+ *                                bank-side payments carrying ref R, oldest
+ *                                first (an at-once REJECTED one counts: the
+ *                                bank keeps a record of it)
  *   GET  /_sim/config            the run-time knobs below
  *   POST /_sim/config            JSON object with any of latency_ms,
  *                                webhook_delay_ms, reorder_ms (integers >= 0),
  *                                fail_rate, timeout_rate, duplicate_rate
  *                                (numbers 0..1), reorder, webhook_first,
  *                                no_webhooks (booleans); answers the result
+ *
+ * Status seen by GET /pay/{id}: PENDING until webhook_delay_ms after
+ * creation (the bank's decision time, when the first webhook attempt is
+ * due), then APPROVED or DECLINED; with --webhook-first it is final at once.
+ * Amount % 100 == 77 settles the same way but never sends a webhook; an
+ * at-once REJECTED payment (99) reads as DECLINED with its "reason".
  *
  * Every handler answers only once the upload phase is over (MHD calls the
  * handler again with *upload_data_size == 0), so keep-alive connections
