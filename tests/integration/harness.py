@@ -46,8 +46,11 @@ def psql(sql, dbname="postgres"):
 def wait_for_file(path, proc, timeout=15):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if os.path.exists(path) and open(path).read().strip():
-            return int(open(path).read().strip())
+        if os.path.exists(path):
+            with open(path) as f:
+                text = f.read().strip()
+            if text:
+                return int(text)
         if proc.poll() is not None:
             raise RuntimeError("process exited with %s before it was ready" % proc.returncode)
         time.sleep(0.05)
@@ -226,6 +229,9 @@ class Env:
         return psql(query, self.db)
 
     def close(self):
+        for f in (getattr(self, "sim_log", None), getattr(self, "host_log", None)):
+            if f:
+                f.close()
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
