@@ -30,8 +30,8 @@
 /* Seconds a connection attempt may take unless the conninfo says otherwise. */
 #define STORE_CONNECT_TIMEOUT "2"
 
-/* Key of the advisory lock that serialises migrations ("pagoflx"). */
-#define STORE_MIGRATE_LOCK "31647118617357432"
+/* Key of the advisory lock that serialises migrations: "pagoflx" in ASCII. */
+#define STORE_MIGRATE_LOCK "31632294270102648"
 
 struct store {
     pthread_mutex_t mu;
@@ -40,6 +40,7 @@ struct store {
     int size;
     PGconn **conns; /* NULL: not connected (or taken by a call) */
     bool *busy;
+    bool *fatal; /* the slot's server said FATAL while idle: about to close */
     bool down; /* the last attempt found PostgreSQL unreachable (logged once) */
 };
 
@@ -159,21 +160,28 @@ static int first_line(const char *msg)
     return msg ? (int)strcspn(msg, "\n") : 0;
 }
 
-static void store_notice(void *arg, const char *msg)
+/* Notices, and errors that arrive while no query runs: libpq hands both
+ * here. A FATAL one (e.g. 57P01 on shutdown) means the server is closing
+ * this connection; *fatal lets the next call drop it before use. */
+static void store_notice(void *fatal, const PGresult *r)
 {
-    (void)arg;
+    const char *severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorMessage(r);
+    if (severity && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+        *(bool *)fatal = true;
     log_debug("store: postgres: %.*s", first_line(msg), msg);
 }
 
-/* Connect; the conninfo's own connect_timeout wins over ours because array
- * entries before the expanded dbname are overridden by it. */
-static PGconn *store_connect(const char *conninfo)
+/* Connect slot `slot`; the conninfo's own connect_timeout wins over ours
+ * because array entries before the expanded dbname are overridden by it. */
+static PGconn *store_connect(store *s, int slot)
 {
     const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-    const char *const vals[] = {STORE_CONNECT_TIMEOUT, "pagoflex", conninfo, NULL};
+    const char *const vals[] = {STORE_CONNECT_TIMEOUT, "pagoflex", s->conninfo, NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    s->fatal[slot] = false;
     if (conn && PQstatus(conn) == CONNECTION_OK)
-        PQsetNoticeProcessor(conn, store_notice, NULL);
+        PQsetNoticeReceiver(conn, store_notice, &s->fatal[slot]);
     return conn;
 }
 
@@ -199,14 +207,17 @@ static void store_note_up(store *s)
         log_warn("store: PostgreSQL reachable again");
 }
 
-/* Best-effort check of an idle connection without a round trip: a server
- * that shut down has sent its FATAL message and closed the socket; reading
- * the message, then the end of file, marks the connection bad. */
-static bool store_conn_alive(PGconn *conn)
+/* Best-effort check of an idle connection without a round trip (reads
+ * only what already arrived): a backend that was shut down has sent a FATAL
+ * message, then closed the socket. A backend killed just now may still
+ * pass; its first query then fails as unavailable. */
+static bool store_conn_alive(store *s, int slot, PGconn *conn)
 {
-    for (int i = 0; i < 2; i++)
-        if (!PQconsumeInput(conn))
-            return false;
+    if (!PQconsumeInput(conn))
+        return false;
+    (void)PQisBusy(conn); /* parses what arrived: a FATAL reaches store_notice */
+    if (s->fatal[slot] || !PQconsumeInput(conn))
+        return false;
     return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
 }
 
@@ -251,12 +262,12 @@ static store_result call_begin(store *s, store_call *c)
 {
     PGconn *conn = NULL;
     int slot = store_take_slot(s, &conn);
-    if (conn && !store_conn_alive(conn)) {
+    if (conn && !store_conn_alive(s, slot, conn)) {
         PQfinish(conn);
         conn = NULL;
     }
     if (!conn) {
-        conn = store_connect(s->conninfo);
+        conn = store_connect(s, slot);
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
             store_note_down(s, conn ? PQerrorMessage(conn) : "out of memory");
             goto fail;
@@ -421,7 +432,8 @@ store *store_open(const char *conninfo, int pool_size)
     s->conninfo = strdup(conninfo ? conninfo : "");
     s->conns = calloc((size_t)pool_size, sizeof *s->conns);
     s->busy = calloc((size_t)pool_size, sizeof *s->busy);
-    if (!s->conninfo || !s->conns || !s->busy)
+    s->fatal = calloc((size_t)pool_size, sizeof *s->fatal);
+    if (!s->conninfo || !s->conns || !s->busy || !s->fatal)
         goto fail;
     if (pthread_mutex_init(&s->mu, NULL) != 0)
         goto fail;
@@ -433,6 +445,7 @@ store *store_open(const char *conninfo, int pool_size)
 fail:
     if (mu_ok)
         pthread_mutex_destroy(&s->mu);
+    free(s->fatal);
     free(s->busy);
     free(s->conns);
     free(s->conninfo);
@@ -448,6 +461,7 @@ void store_close(store *s)
         PQfinish(s->conns[i]);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->mu);
+    free(s->fatal);
     free(s->busy);
     free(s->conns);
     free(s->conninfo);
@@ -459,6 +473,22 @@ static void migrate_error(char *err, size_t errlen, const char *step, const stor
 {
     if (err && errlen)
         snprintf(err, errlen, "%s: %s", step, c->error[0] ? c->error : "PostgreSQL unreachable");
+}
+
+/* Warn when the database has versions this build does not know: a newer
+ * build migrated it; this one runs, but may miss columns it never heard of. */
+static void migrate_check_newer(const PGresult *done, const store_migration *m, size_t count)
+{
+    int known = count ? m[count - 1].version : 0;
+    for (int i = 0; i < PQntuples(done); i++) {
+        int v = atoi(PQgetvalue(done, i, 0));
+        if (v > known) {
+            log_warn("store: database schema version %d is newer than this build's %d; "
+                     "upgrade pagoflex on this host",
+                     v, known);
+            return;
+        }
+    }
 }
 
 static bool migration_recorded(const PGresult *r, int version)
@@ -477,6 +507,7 @@ static int migrate_apply(store_call *c, const PGresult *done, char *err, size_t 
     size_t count = 0;
     const store_migration *m = store_migrations(&count);
     int applied = 0;
+    migrate_check_newer(done, m, count);
     for (size_t i = 0; i < count; i++) {
         if (migration_recorded(done, m[i].version))
             continue;
