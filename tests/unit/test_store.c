@@ -24,6 +24,7 @@
 #include <libpq-fe.h>
 
 #include "arena.h"
+#include "payment.h"
 #include "store.h"
 #include "store_migrations.h"
 
@@ -559,6 +560,7 @@ static void test_webhook_by_tx_id(void **unused)
 struct racer {
     pthread_barrier_t *start;
     pagoflex_webhook_event ev;
+    store *api; /* if set: store_payment_transition(ev.payment_id, ev.state) on it */
     store_result rc;
     bool applied;
 };
@@ -568,7 +570,18 @@ static void *race_thread(void *p)
     struct racer *r = p;
     store_payment out;
     pthread_barrier_wait(r->start);
-    r->rc = apply(&r->ev, &out, &r->applied);
+    if (r->api) {
+        pagoflex_arena *a = arena_new();
+        r->rc = store_payment_transition(r->api, r->ev.payment_id, r->ev.state, NULL, NULL, NULL,
+                                         a, &out);
+        r->applied = r->rc == STORE_OK;
+        /* The row handed back is the one this call saw win or lose against. */
+        if (r->rc == STORE_CONFLICT && !payment_state_terminal(out.state))
+            r->rc = STORE_ERROR;
+        arena_free(a);
+    } else {
+        r->rc = apply(&r->ev, &out, &r->applied);
+    }
     return NULL;
 }
 
@@ -598,7 +611,7 @@ static void test_webhook_race_same_event(void **unused)
         make_payment(id);
         char tx[32]; /* one per round: (connector, provider ref) is unique */
         snprintf(tx, sizeof tx, "TX-RACE-%d", round);
-        struct racer r[RACERS];
+        struct racer r[RACERS] = {0};
         for (int i = 0; i < RACERS; i++)
             r[i].ev = event(evid, id, tx, ST(SUCCEEDED));
         race(r, RACERS);
@@ -632,7 +645,7 @@ static void test_webhook_race_conflicting_events(void **unused)
         snprintf(ko_id, sizeof ko_id, "evt_clash_ko_%d", round);
         make_payment(id);
         move(id, ST(PENDING), NULL);
-        struct racer r[2];
+        struct racer r[2] = {0};
         r[0].ev = event(ok_id, id, NULL, ST(SUCCEEDED));
         r[1].ev = event(ko_id, id, NULL, ST(FAILED));
         race(r, 2);
@@ -652,6 +665,41 @@ static void test_webhook_race_conflicting_events(void **unused)
                                     id),
                          1);
     }
+}
+
+static void test_transition_race(void **unused)
+{
+    (void)unused;
+    /* Two connections for eight callers: callers also queue for the pool. */
+    store *s = store_open(g_conninfo, 2);
+    assert_non_null(s);
+    for (int round = 0; round < 5; round++) {
+        char id[32];
+        snprintf(id, sizeof id, "pay_api_race_%d", round);
+        make_payment(id);
+        move(id, ST(PENDING), NULL);
+        struct racer r[RACERS] = {0};
+        for (int i = 0; i < RACERS; i++) {
+            r[i].ev = event("unused", id, NULL, i % 2 ? ST(FAILED) : ST(SUCCEEDED));
+            r[i].api = s;
+        }
+        race(r, RACERS);
+        int ok = 0, conflict = 0, winner = -1;
+        for (int i = 0; i < RACERS; i++) {
+            ok += r[i].rc == STORE_OK;
+            conflict += r[i].rc == STORE_CONFLICT;
+            if (r[i].rc == STORE_OK)
+                winner = i;
+        }
+        assert_int_equal(ok, 1);
+        assert_int_equal(conflict, RACERS - 1);
+        assert_int_equal(state_of(id), r[winner].ev.state);
+        assert_int_equal(count_rows("SELECT count(*) FROM payment_history WHERE payment_id = $1 "
+                                    "AND from_state = 'pending'",
+                                    id),
+                         1);
+    }
+    store_close(s);
 }
 
 /* ---- history ------------------------------------------------------------- */
@@ -853,6 +901,7 @@ int main(void)
         cmocka_unit_test(test_webhook_by_tx_id),
         cmocka_unit_test(test_webhook_race_same_event),
         cmocka_unit_test(test_webhook_race_conflicting_events),
+        cmocka_unit_test(test_transition_race),
         cmocka_unit_test(test_history),
         cmocka_unit_test(test_unavailable_refused),
         cmocka_unit_test(test_unavailable_hung_server),
