@@ -172,12 +172,16 @@ static void store_notice(void *fatal, const PGresult *r)
     log_debug("store: postgres: %.*s", first_line(msg), msg);
 }
 
-/* Connect slot `slot`; the conninfo's own connect_timeout wins over ours
- * because array entries before the expanded dbname are overridden by it. */
+/* Connect slot `slot`. Our defaults come before the expanded dbname, so the
+ * conninfo's own settings win. Over TCP, keepalives and tcp_user_timeout
+ * end a call within seconds when the server's host vanishes mid-query. */
 static PGconn *store_connect(store *s, int slot)
 {
-    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-    const char *const vals[] = {STORE_CONNECT_TIMEOUT, "pagoflex", s->conninfo, NULL};
+    const char *const keys[] = {"connect_timeout",  "keepalives_idle",  "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "fallback_application_name",
+                                "dbname",           NULL};
+    const char *const vals[] = {STORE_CONNECT_TIMEOUT, "10", "2", "3", "10000", "pagoflex",
+                                s->conninfo, NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     s->fatal[slot] = false;
     if (conn && PQstatus(conn) == CONNECTION_OK)

@@ -45,7 +45,8 @@ typedef struct store_payment {
  * lazily, so this succeeds even while PostgreSQL is down. NULL on OOM. */
 store *store_open(const char *conninfo, int pool_size);
 
-/* Close every connection and free the pool. NULL is a no-op. */
+/* Close every connection and free the pool. No call may be running. NULL
+ * is a no-op. */
 void store_close(store *s);
 
 /* Apply the versioned migrations that are not applied yet, under an advisory
