@@ -80,7 +80,8 @@ static void write_in_place(const char *path, const unsigned char *data, size_t l
 
 static void fixture_path(char *out, size_t cap, const char *fixture)
 {
-    snprintf(out, cap, "%s/%s.so", fixture_dir, fixture);
+    if (snprintf(out, cap, "%s/%s.so", fixture_dir, fixture) >= (int)cap)
+        fail_msg("fixture path too long: %s/%s.so", fixture_dir, fixture);
 }
 
 /* Copy fixture <name>.so into the plugin dir as `as` (or <name>.so). */
