@@ -3,6 +3,7 @@
  * Routes:
  *   POST /v1/payments          create a payment through a connector
  *   GET  /v1/payments/{id}     read one payment
+ *   GET  /v1/payments/{id}/events  the payment's state changes, oldest first
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
  *   GET  /v1/connectors        the loaded connectors
  *   GET  /healthz              liveness and database reachability
@@ -30,10 +31,14 @@
 #include <openssl/rand.h>
 
 #include "arena.h"
-#include "executor.h"
+#include "bankcall.h"
+#include "idempotency.h"
 #include "log.h"
 #include "payment.h"
 #include "payreq.h"
+#include "store_idem.h"
+#include "store_orphan.h"
+#include "store_recon.h"
 
 #define API_ID_CHARS 26
 
@@ -72,6 +77,22 @@ static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Queue `text` (JSON, copied) with `status`; extra header name/value if not NULL. */
+static enum MHD_Result api_reply_text(api_request *r, unsigned status, const char *text,
+                                      const char *hname, const char *hvalue)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (hname)
+        MHD_add_response_header(resp, hname, hvalue);
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -165,8 +186,7 @@ static bool api_json_content_type(api_request *r)
     return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* Make sure the schema is migrated; false if PostgreSQL is unreachable. */
-static bool api_db_ready(api_context *ctx)
+bool api_db_ready(api_context *ctx)
 {
     if (atomic_load(&ctx->schema_ready))
         return true;
@@ -194,33 +214,110 @@ static bool api_currency_supported(const pagoflex_connector *desc, const char *c
 
 /* ---- routes ------------------------------------------------------------- */
 
-/* Call the bank for a stored payment and map its answer; never fails: an
- * unknown outcome is PROCESSING with the reason. */
-static void api_call_bank(api_request *r, const registry_plugin *pl, const pagoflex_payment *pay,
-                          const pagoflex_http_request *breq, pagoflex_payment_result *res)
+/* The idempotency scope of this request: an opaque string naming the API
+ * key it authenticated with (today the key's SHA-256 in hex). NULL on
+ * failure. Where API keys live may change; only this function knows. */
+static const char *api_idempotency_scope(api_request *r)
 {
-    const pagoflex_connector *d = pl->desc;
-    pagoflex_http_response resp = {0};
-    if (d->execute_request) {
-        if (d->execute_request(pl->state, breq, r->arena, &resp) != PAGOFLEX_OK) {
-            memset(&resp, 0, sizeof resp);
-            resp.transport = PAGOFLEX_TRANSPORT_ERROR;
+    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    char *hex = arena_alloc(r->arena, 65);
+    if (!auth || strlen(auth) < 7 || !hex || idempotency_request_hash(auth + 7, strlen(auth + 7), hex) != 0)
+        return NULL;
+    return hex;
+}
+
+/* The Idempotency-Key of a request that took over a key whose first
+ * request never answered: answer with the payment as it is now. */
+static enum MHD_Result api_payment_answer_stored(api_request *r, const char *scope, const char *key,
+                                                 const char *payment_id)
+{
+    store_payment p;
+    store_result sr = store_payment_get(r->ctx->store, payment_id, r->arena, &p);
+    if (sr == STORE_UNAVAILABLE)
+        return api_db_unavailable(r);
+    if (sr != STORE_OK)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "payment %s of this Idempotency-Key cannot be read (store error %d)", payment_id,
+                         (int)sr);
+    char *text = json_dumps(api_payment_json(&p), JSON_COMPACT);
+    if (!text)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    store_idem_complete(r->ctx->store, scope, key, MHD_HTTP_CREATED, text);
+    enum MHD_Result ret = api_reply_text(r, MHD_HTTP_CREATED, text, "Idempotent-Replayed", "true");
+    free(text);
+    return ret;
+}
+
+/* Another request holds `key`: replay its answer, refuse, or ask to retry.
+ * *again is set when the key expired meanwhile (claim it again). */
+static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, const char *key,
+                                            const char *hash, bool *again)
+{
+    const config *cfg = r->ctx->cfg;
+    int status = 0;
+    const char *response = NULL, *payment_id = NULL;
+    *again = false;
+    switch (idempotency_await(r->ctx->store, scope, key, hash, cfg->idempotency_wait_ms,
+                              cfg->idempotency_stale_ms, r->arena, &status, &response, &payment_id)) {
+    case IDEMPOTENCY_REPLAY:
+        return api_reply_text(r, (unsigned)status, response, "Idempotent-Replayed", "true");
+    case IDEMPOTENCY_MISMATCH:
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "idempotency_key_reused", "Idempotency-Key",
+                         "this Idempotency-Key was used with a different request body; use a new key "
+                         "for a new payment");
+    case IDEMPOTENCY_STALE:
+        return api_payment_answer_stored(r, scope, key, payment_id);
+    case IDEMPOTENCY_GONE:
+        *again = true;
+        return MHD_YES;
+    case IDEMPOTENCY_UNAVAILABLE:
+        return api_db_unavailable(r);
+    case IDEMPOTENCY_BUSY:
+    default: {
+        json_t *err = json_pack("{s:s, s:s, s:s}", "code", "idempotency_key_in_use", "message",
+                                "a request with this Idempotency-Key is still being processed; retry "
+                                "after a second",
+                                "field", "Idempotency-Key");
+        char *text = json_dumps(json_pack("{s:o}", "error", err), JSON_COMPACT);
+        if (!text)
+            return MHD_NO;
+        enum MHD_Result ret = api_reply_text(r, MHD_HTTP_CONFLICT, text, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+        free(text);
+        return ret;
+    }
+    }
+}
+
+/* Insert the payment row, under `key` when the request has one. Returns
+ * MHD_YES with *done false when the row is stored (in *stored); otherwise
+ * the reply was queued (*done true) and its result is returned. */
+static enum MHD_Result api_payment_store(api_request *r, const store_payment *row, const char *scope,
+                                         const char *key, const char *hash, store_payment *stored,
+                                         bool *done)
+{
+    api_context *ctx = r->ctx;
+    *done = true;
+    for (int tries = 0; tries < 3; tries++) {
+        store_result sr = key ? store_idem_create_payment(ctx->store, scope, key, hash,
+                                                          ctx->cfg->idempotency_ttl_s, row, r->arena, stored)
+                              : store_payment_insert(ctx->store, row, r->arena, stored);
+        if (sr == STORE_OK) {
+            *done = false;
+            return MHD_YES;
         }
-    } else {
-        executor_perform(breq, r->ctx->cfg->bank_timeout_ms, r->arena, &resp);
+        if (sr == STORE_UNAVAILABLE)
+            return api_db_unavailable(r);
+        if (sr != STORE_DUPLICATE || !key)
+            return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                             "the payment could not be stored (store error %d); nothing was sent to the bank",
+                             (int)sr);
+        bool again = false;
+        enum MHD_Result ret = api_idempotent_other(r, scope, key, hash, &again);
+        if (!again)
+            return ret;
     }
-    memset(res, 0, sizeof *res);
-    int rc = d->handle_response(pl->state, pay, &resp, r->arena, res);
-    if (rc != PAGOFLEX_OK || res->state == PAGOFLEX_STATE_CREATED ||
-        (int)res->state < 0 || (int)res->state >= PAYMENT_STATE_COUNT) {
-        log_warn("connector %s: handle_response returned status %d, state %d for payment %s; "
-                 "keeping it processing",
-                 d->key, rc, (int)res->state, pay->id);
-        memset(res, 0, sizeof *res);
-        res->state = PAGOFLEX_STATE_PROCESSING;
-        res->error_code = "connector_error";
-        res->error_message = "the connector could not read the bank's answer; the outcome is unknown";
-    }
+    return api_error(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use", "Idempotency-Key",
+                     "this Idempotency-Key is changing hands; retry");
 }
 
 static enum MHD_Result api_payment_create(api_request *r)
@@ -232,6 +329,18 @@ static enum MHD_Result api_payment_create(api_request *r)
     if (!api_json_content_type(r))
         return api_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
                          "send the body as Content-Type: application/json");
+    const char *idem_key =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
+    const char *scope = NULL;
+    char hash[65] = "";
+    if (idem_key) {
+        if (!idempotency_key_valid(idem_key))
+            return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "Idempotency-Key",
+                             "Idempotency-Key must be 1 to %d printable ASCII characters", IDEMPOTENCY_KEY_MAX);
+        scope = api_idempotency_scope(r);
+        if (!scope || idempotency_request_hash(r->body, r->body_len, hash) != 0)
+            return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    }
     payreq pr;
     payreq_error perr;
     if (payreq_parse(r->body ? r->body : "", r->body_len, r->arena, &pr, &perr))
@@ -275,19 +384,26 @@ static enum MHD_Result api_payment_create(api_request *r)
                          .currency = pay.currency, .state = PAGOFLEX_STATE_CREATED,
                          .reference = pay.reference, .description = pay.description};
     store_payment stored;
-    store_result sr = store_payment_insert(ctx->store, &row, r->arena, &stored);
-    if (sr == STORE_UNAVAILABLE)
-        return api_db_unavailable(r);
-    if (sr != STORE_OK)
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                         "the payment could not be stored (store error %d); nothing was sent to the bank",
-                         (int)sr);
+    bool done = false;
+    enum MHD_Result ret = api_payment_store(r, &row, scope, idem_key, hash, &stored, &done);
+    if (done)
+        return ret;
 
     pagoflex_payment_result res;
-    api_call_bank(r, pl, &pay, &breq, &res);
+    pagoflex_transport transport = PAGOFLEX_TRANSPORT_ERROR;
+    bankcall_create(pl, &pay, &breq, ctx->cfg->bank_timeout_ms, r->arena, &res, &transport);
 
-    sr = store_payment_transition(ctx->store, pay.id, res.state, res.provider_reference_id,
-                                  res.error_code, res.error_message, r->arena, &stored);
+    store_result sr = store_payment_transition_from(ctx->store, pay.id, res.state, STORE_SOURCE_BANK_REPLY,
+                                                    NULL, res.provider_reference_id, res.error_code,
+                                                    res.error_message, r->arena, &stored);
+    if (sr == STORE_OK && res.state == PAGOFLEX_STATE_PROCESSING)
+        store_recon_schedule(ctx->store, pay.id, ctx->cfg->retry_base_ms, res.error_code,
+                             transport != PAGOFLEX_TRANSPORT_CONNECT, true);
+    int orphans = 0;
+    if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id &&
+        store_orphan_apply(ctx->store, pl->desc->key, res.provider_reference_id, &orphans) == STORE_OK &&
+        orphans > 0)
+        sr = store_payment_get(ctx->store, pay.id, r->arena, &stored);
     if (sr == STORE_UNAVAILABLE)
         return api_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "database_unavailable", NULL,
                          "payment %s was sent to the bank but its result could not be recorded; "
@@ -298,7 +414,47 @@ static enum MHD_Result api_payment_create(api_request *r)
                          "payment %s was sent to the bank but its result could not be recorded "
                          "(store error %d)",
                          pay.id, (int)sr);
-    return api_reply(r, MHD_HTTP_CREATED, api_payment_json(&stored));
+    if (!idem_key)
+        return api_reply(r, MHD_HTTP_CREATED, api_payment_json(&stored));
+    char *text = json_dumps(api_payment_json(&stored), JSON_COMPACT);
+    if (!text)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    store_idem_complete(ctx->store, scope, idem_key, MHD_HTTP_CREATED, text);
+    ret = api_reply_text(r, MHD_HTTP_CREATED, text, NULL, NULL);
+    free(text);
+    return ret;
+}
+
+static json_t *api_history_json(const store_history_entry *e)
+{
+    return json_pack("{s:o, s:s, s:s, s:o, s:s}", "from",
+                     e->from_state < 0 ? json_null() : json_string(payment_state_name((pagoflex_state)e->from_state)),
+                     "to", payment_state_name(e->to_state), "source", e->source, "detail",
+                     api_string_or_null(e->detail), "at", e->at);
+}
+
+static enum MHD_Result api_payment_events(api_request *r, const char *id)
+{
+    if (!api_authorized(r))
+        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
+                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    if (strlen(id) > 64)
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
+    if (!api_db_ready(r->ctx))
+        return api_db_unavailable(r);
+    store_history_entry *entries = NULL;
+    size_t count = 0;
+    store_result sr = store_payment_history(r->ctx->store, id, r->arena, &entries, &count);
+    if (sr == STORE_NOT_FOUND)
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with id '%s'", id);
+    if (sr == STORE_UNAVAILABLE)
+        return api_db_unavailable(r);
+    if (sr != STORE_OK)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+    json_t *list = json_array();
+    for (size_t i = 0; i < count; i++)
+        json_array_append_new(list, api_history_json(&entries[i]));
+    return api_reply(r, MHD_HTTP_OK, json_pack("{s:s, s:o}", "payment_id", id, "events", list));
 }
 
 static enum MHD_Result api_payment_get(api_request *r, const char *id)
@@ -341,6 +497,29 @@ static enum MHD_Result api_collect_header(void *cls, enum MHD_ValueKind kind, co
     return MHD_YES;
 }
 
+/* A verified event for a bank id we do not know yet: keep it (202, so the
+ * bank stops retrying) and apply it once the bank id is stored. */
+static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin *pl,
+                                          const pagoflex_webhook_event *ev, const unsigned char *body)
+{
+    store *st = r->ctx->store;
+    store_result sr = store_orphan_keep(st, pl->desc->key, ev, body, r->body_len, r->arena);
+    if (sr == STORE_UNAVAILABLE)
+        return api_db_unavailable(r);
+    if (sr == STORE_DUPLICATE)
+        return api_reply(r, MHD_HTTP_OK, json_pack("{s:s, s:s}", "result", "duplicate", "event_id", ev->event_id));
+    if (sr != STORE_OK)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+    /* The bank id may have been stored between our lookup and the insert. */
+    int applied = 0;
+    store_orphan_apply(st, pl->desc->key, ev->tx_id, &applied);
+    log_info("webhook kept: connector=%s event=%s tx=%s (no payment with that bank id yet)%s", pl->desc->key,
+             ev->event_id, ev->tx_id, applied ? "; applied at once" : "");
+    return api_reply(r, MHD_HTTP_ACCEPTED,
+                     json_pack("{s:s, s:s, s:s}", "result", applied ? "applied" : "stored", "event_id",
+                               ev->event_id, "tx_id", ev->tx_id));
+}
+
 static enum MHD_Result api_webhook(api_request *r, const char *path)
 {
     api_context *ctx = r->ctx;
@@ -379,17 +558,23 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     store_result sr = store_webhook_apply(ctx->store, pl->desc->key, &ev, body, r->body_len, r->arena, &p,
                                           &applied);
     switch (sr) {
-    case STORE_OK:
+    case STORE_OK: {
+        int orphans = 0;
+        if (p.provider_reference_id)
+            store_orphan_apply(ctx->store, pl->desc->key, p.provider_reference_id, &orphans);
         log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
         return api_reply(r, MHD_HTTP_OK,
                          json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
                                    "event_id", ev.event_id, "payment_id", p.id, "status",
                                    payment_state_name(p.state)));
+    }
     case STORE_DUPLICATE:
         return api_reply(r, MHD_HTTP_OK,
                          json_pack("{s:s, s:s}", "result", "duplicate", "event_id", ev.event_id));
     case STORE_NOT_FOUND:
+        if (!ev.payment_id && ev.tx_id)
+            return api_webhook_orphan(r, pl, &ev, body);
         return api_error(r, MHD_HTTP_NOT_FOUND, "unknown_payment", NULL,
                          "no payment matches this webhook (ref %s, tx %s)", ev.payment_id ? ev.payment_id : "-",
                          ev.tx_id ? ev.tx_id : "-");
@@ -448,6 +633,15 @@ static enum MHD_Result api_route(api_request *r)
         return post ? api_payment_create(r) : api_method_not_allowed(r, "POST");
     if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
         return get ? api_payment_get(r, url + 13) : api_method_not_allowed(r, "GET");
+    if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] != '/' && strchr(url + 13, '/')) {
+        const char *slash = strchr(url + 13, '/');
+        if (strcmp(slash, "/events") == 0 && slash - (url + 13) <= 64) {
+            char *id = arena_strndup(r->arena, url + 13, (size_t)(slash - (url + 13)));
+            if (!id)
+                return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+            return get ? api_payment_events(r, id) : api_method_not_allowed(r, "GET");
+        }
+    }
     if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/'))
         return post ? api_webhook(r, url + 10) : api_method_not_allowed(r, "POST");
     if (strcmp(url, "/v1/connectors") == 0)

@@ -38,6 +38,10 @@ void api_quiesce(api_server *srv);
 /* Finish requests in flight, stop the threads, free the server. */
 void api_stop(api_server *srv);
 
+/* Make sure the schema is migrated (once per process, under ctx's lock);
+ * false if PostgreSQL is unreachable. */
+bool api_db_ready(api_context *ctx);
+
 /* Initialise the fields of ctx that are not the caller's. */
 void api_context_init(api_context *ctx, const config *cfg, store *st, registry *reg);
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,45 @@ static int config_api_keys(const config_t *cf, config *c, char *err, size_t errl
     return 0;
 }
 
+/* The payment lifecycle settings (idempotency and reconciler). */
+static int config_lifecycle(const config_t *cf, config *c, char *err, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        long long def, min, max;
+        size_t offset;
+    } longs[] = {
+        {"idempotency_ttl_s", 86400, 1, 90LL * 86400, offsetof(config, idempotency_ttl_s)},
+        {"idempotency_wait_ms", 5000, 0, 600000, offsetof(config, idempotency_wait_ms)},
+        {"idempotency_stale_ms", 60000, 100, 86400000, offsetof(config, idempotency_stale_ms)},
+        {"reconcile_interval_ms", 1000, 10, 3600000, offsetof(config, reconcile_interval_ms)},
+        {"reconcile_lease_ms", 60000, 100, 86400000, offsetof(config, reconcile_lease_ms)},
+        {"retry_base_ms", 1000, 10, 86400000, offsetof(config, retry_base_ms)},
+        {"retry_max_ms", 300000, 10, 86400000, offsetof(config, retry_max_ms)},
+        {"webhook_grace_s", 60, 0, 30LL * 86400, offsetof(config, webhook_grace_s)},
+        {"payment_deadline_s", 86400, 1, 90LL * 86400, offsetof(config, payment_deadline_s)},
+        {"recover_after_ms", 60000, 100, 86400000, offsetof(config, recover_after_ms)},
+    };
+    long long v;
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++) {
+        if (config_int(cf, longs[i].name, longs[i].def, longs[i].min, longs[i].max, &v, err, errlen))
+            return -1;
+        *(long *)((char *)c + longs[i].offset) = (long)v;
+    }
+    if (config_int(cf, "reconcile_workers", 2, 0, 64, &v, err, errlen))
+        return -1;
+    c->reconcile_workers = (int)v;
+    if (config_int(cf, "reconcile_batch", 16, 1, 1000, &v, err, errlen))
+        return -1;
+    c->reconcile_batch = (int)v;
+    if (c->retry_max_ms < c->retry_base_ms) {
+        snprintf(err, errlen, "setting 'retry_max_ms' (%ld) must not be below 'retry_base_ms' (%ld)",
+                 c->retry_max_ms, c->retry_base_ms);
+        return -1;
+    }
+    return 0;
+}
+
 int config_load(const char *path, config *out, char *err, size_t errlen)
 {
     config_t cf;
@@ -140,6 +180,8 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
         goto fail;
     c.bank_timeout_ms = (long)v;
     if (config_api_keys(&cf, &c, inner, sizeof inner))
+        goto fail;
+    if (config_lifecycle(&cf, &c, inner, sizeof inner))
         goto fail;
 
     const char *env_port = getenv("PAGOFLEX_PORT");

@@ -20,6 +20,20 @@ typedef struct config {
     char **api_key_sha256; /* hex SHA-256 of each accepted API key */
     size_t api_key_count;
     char *log_level;       /* debug | info | warn | error */
+
+    /* Payment lifecycle (idempotency, reconciler); see etc/pagoflex.cfg. */
+    long idempotency_ttl_s;     /* how long an Idempotency-Key is remembered */
+    long idempotency_wait_ms;   /* a second request waits this long for the first */
+    long idempotency_stale_ms;  /* an unanswered key this old: answer from the payment */
+    long reconcile_interval_ms; /* reconciler poll period */
+    int reconcile_workers;      /* reconciler threads per process (0: none) */
+    int reconcile_batch;        /* payments claimed per poll and worker */
+    long reconcile_lease_ms;    /* a claimed payment is left alone this long */
+    long retry_base_ms;         /* first retry delay, doubling ... */
+    long retry_max_ms;          /* ... up to this, with jitter */
+    long webhook_grace_s;       /* a pending payment is synced after this */
+    long payment_deadline_s;    /* then it gets a final state that says why */
+    long recover_after_ms;      /* a `created` row this old: its host died */
 } config;
 
 /* Read `path` into *out (defaults for absent settings; relative paths are

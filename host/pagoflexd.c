@@ -17,6 +17,7 @@
 #include "config.h"
 #include "executor.h"
 #include "log.h"
+#include "reconciler.h"
 #include "registry.h"
 #include "secrets.h"
 #include "store.h"
@@ -149,6 +150,9 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    /* Background settling of open payments (retries, status sync, deadlines). */
+    if (reconciler_start(&ctx) != 0)
+        goto out;
     if (port_file && write_port_file(port_file, port)) {
         log_error("cannot write port file %s: %s", port_file, strerror(errno));
         goto out;
@@ -170,6 +174,7 @@ int main(int argc, char **argv)
     api_quiesce(srv);
     rc = 0;
 out:
+    reconciler_stop();
     api_stop(srv);
     if (fd >= 0)
         close(fd);

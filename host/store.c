@@ -25,6 +25,7 @@
 #include "arena.h"
 #include "log.h"
 #include "payment.h"
+#include "store_internal.h"
 #include "store_migrations.h"
 
 /* Seconds a connection attempt may take unless the conninfo says otherwise. */
@@ -44,25 +45,7 @@ struct store {
     bool down; /* the last attempt found PostgreSQL unreachable (logged once) */
 };
 
-/* One call's hold on a pooled connection. */
-typedef struct store_call {
-    store *s;
-    int slot;
-    PGconn *conn;
-    bool broken;     /* close the connection when it is given back */
-    char error[256]; /* primary message of the last failed statement */
-} store_call;
-
 /* ---- SQL ---------------------------------------------------------------- */
-
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
-/* The columns read into a store_payment, from table or CTE alias `t`. */
-#define PAYMENT_COLS(t)                                                                 \
-    t ".id, " t ".connector, " t ".amount, " t ".currency, " t ".state, " t             \
-    ".provider_reference_id, " t ".reference, " t ".description, " t ".error_code, " t \
-    ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at")
-#define PAYMENT_NCOLS 12
 
 /* Error fields: a given error_code is stored (with its message) in any
  * state; `succeeded` clears them; otherwise they are kept. $E = the state
@@ -87,7 +70,7 @@ static const char sql_get[] = "SELECT " PAYMENT_COLS("p") " FROM payments p WHER
 
 /* $1 id, $2 to, $3 allowed from, $4 provider ref, $5 error code, $6 error
  * message, $7 source, $8 detail. First column: true if the row moved. */
-static const char sql_transition[] =
+const char sql_transition[] =
     "WITH cur AS MATERIALIZED ("
     " SELECT * FROM payments WHERE id = $1::text FOR UPDATE"
     "), upd AS ("
@@ -262,7 +245,7 @@ static int store_take_slot(store *s, PGconn **conn)
 }
 
 /* Hold a live connection for one call. STORE_UNAVAILABLE if none can be made. */
-static store_result call_begin(store *s, store_call *c)
+store_result call_begin(store *s, store_call *c)
 {
     PGconn *conn = NULL;
     int slot = store_take_slot(s, &conn);
@@ -293,7 +276,7 @@ fail:
 
 /* Give the connection back; one that is broken or left inside a
  * transaction is closed instead. */
-static void call_end(store_call *c)
+void call_end(store_call *c)
 {
     PGconn *conn = c->conn;
     if (c->broken || PQstatus(conn) != CONNECTION_OK ||
@@ -319,7 +302,7 @@ static bool store_conn_lost(PGconn *conn, const char *sqlstate)
  * On STORE_OK *res holds the result; the caller PQclear()s it. A lost
  * connection gives STORE_UNAVAILABLE; a unique violation gives
  * STORE_DUPLICATE when dup_ok; anything else STORE_ERROR, logged as `what`. */
-static store_result call_exec(store_call *c, const char *what, const char *sql, int n,
+store_result call_exec(store_call *c, const char *what, const char *sql, int n,
                               const char *const *params, bool dup_ok, PGresult **res)
 {
     PGresult *r = n > 0 ? PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0)
@@ -351,7 +334,7 @@ static store_result call_exec(store_call *c, const char *what, const char *sql, 
 }
 
 /* Take a connection, run one statement, give the connection back. */
-static store_result store_run(store *s, const char *what, const char *sql, int n,
+store_result store_run(store *s, const char *what, const char *sql, int n,
                               const char *const *params, bool dup_ok, PGresult **res)
 {
     store_call c;
@@ -366,7 +349,7 @@ static store_result store_run(store *s, const char *what, const char *sql, int n
 /* ---- rows --------------------------------------------------------------- */
 
 /* Copy a field into the arena; NULL for SQL NULL. *oom set on failure. */
-static const char *row_text(const PGresult *r, int row, int col, pagoflex_arena *arena,
+const char *row_text(const PGresult *r, int row, int col, pagoflex_arena *arena,
                             bool *oom)
 {
     if (PQgetisnull(r, row, col))
@@ -378,7 +361,7 @@ static const char *row_text(const PGresult *r, int row, int col, pagoflex_arena 
 }
 
 /* Read PAYMENT_NCOLS columns from `col` on into *out. */
-static store_result payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
+store_result payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
                                      store_payment *out)
 {
     store_payment p = {0};
@@ -410,7 +393,7 @@ static store_result payment_from_row(const PGresult *r, int row, int col, pagofl
 }
 
 /* "{created,processing}": the states `to` may be entered from. */
-static void allowed_from_array(pagoflex_state to, char *buf, size_t len)
+void allowed_from_array(pagoflex_state to, char *buf, size_t len)
 {
     pagoflex_state from[PAYMENT_STATE_COUNT];
     size_t n = payment_states_into(to, from);

@@ -76,6 +76,7 @@ store_result store_payment_transition(store *s, const char *id, pagoflex_state t
 #define STORE_SOURCE_BANK_REPLY "bank_reply"
 #define STORE_SOURCE_WEBHOOK "webhook"
 #define STORE_SOURCE_SYNC "sync"
+#define STORE_SOURCE_RECONCILER "reconciler"
 
 /* store_payment_transition() with the origin of the change recorded in the
  * payment's history: `source` is one of STORE_SOURCE_*, `detail` (or NULL) a

@@ -60,8 +60,55 @@ static const char migration_0001_init[] =
     ");\n"
     "CREATE INDEX payment_history_payment ON payment_history (payment_id, id);\n";
 
+#define STATE_NAMES_V2 STATE_NAMES ", 'requires_review'"
+
+static const char migration_0002_lifecycle[] =
+    /* requires_review: the reconciler's "a person must look" state. */
+    "ALTER TABLE payments DROP CONSTRAINT payments_state_check,\n"
+    "    ADD CONSTRAINT payments_state_check CHECK (state IN (" STATE_NAMES_V2 ")),\n"
+    /* Reconciler bookkeeping: when to look again, how often it did, why the
+     * last attempt did not settle it, and whether the bank may have it
+     * (false only while every create call failed to connect). */
+    "    ADD COLUMN next_attempt_at timestamptz,\n"
+    "    ADD COLUMN attempts int NOT NULL DEFAULT 0,\n"
+    "    ADD COLUMN last_attempt_error text,\n"
+    "    ADD COLUMN maybe_at_bank boolean NOT NULL DEFAULT true;\n"
+    "CREATE INDEX payments_open ON payments (updated_at)\n"
+    "    WHERE state IN ('created', 'processing', 'pending');\n"
+    "ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_state_check,\n"
+    "    ADD CONSTRAINT webhook_events_state_check CHECK (state IN (" STATE_NAMES_V2 ")),\n"
+    /* An orphan event (payment_id NULL) keeps what it needs to be applied later. */
+    "    ADD COLUMN error_code text,\n"
+    "    ADD COLUMN error_message text;\n"
+    "CREATE INDEX webhook_events_orphans ON webhook_events (connector, tx_id)\n"
+    "    WHERE payment_id IS NULL;\n"
+    "ALTER TABLE payment_history DROP CONSTRAINT payment_history_from_state_check,\n"
+    "    DROP CONSTRAINT payment_history_to_state_check,\n"
+    "    DROP CONSTRAINT payment_history_source_check,\n"
+    "    ADD CONSTRAINT payment_history_from_state_check CHECK (from_state IN (" STATE_NAMES_V2 ")),\n"
+    "    ADD CONSTRAINT payment_history_to_state_check CHECK (to_state IN (" STATE_NAMES_V2 ")),\n"
+    "    ADD CONSTRAINT payment_history_source_check\n"
+    "        CHECK (source IN ('api', 'bank_reply', 'webhook', 'sync', 'reconciler'));\n"
+    /* Idempotency-Key of POST /v1/payments, per API key scope. A row is
+     * written in the same statement as its payment; status/response are
+     * the first answer, NULL while it is being made. */
+    "CREATE TABLE idempotency_keys (\n"
+    "    scope text NOT NULL,\n"
+    "    key text NOT NULL,\n"
+    "    request_hash text NOT NULL,\n"
+    "    status int,\n"
+    "    response text,\n"
+    "    payment_id text,\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    expires_at timestamptz NOT NULL,\n"
+    "    PRIMARY KEY (scope, key)\n"
+    ");\n"
+    "CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
+    {2, "lifecycle: idempotency keys, reconciler columns, orphan events, requires_review",
+     migration_0002_lifecycle},
 };
 
 const store_migration *store_migrations(size_t *count)

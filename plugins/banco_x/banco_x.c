@@ -587,6 +587,88 @@ static int bx_handle_response(void *state, const pagoflex_payment *payment,
     return bx_bad_response(st, status, arena, out);
 }
 
+/* ------------------------------------------------------------------ sync */
+
+/*
+ * Describe GET {base}/pay/{provider_reference_id} (ABI 1.1). Everything in
+ * *out lives in `arena`; *out is written only on success.
+ * PAGOFLEX_ERR_NOT_FOUND when the payment has no bank id yet (the host
+ * re-sends POST /pay instead, safe under its Idempotency-Key);
+ * PAGOFLEX_ERR_INVALID for an id unsafe in a URL; PAGOFLEX_ERR_NOMEM.
+ */
+static int bx_sync_request(void *state, const pagoflex_payment *payment, pagoflex_arena *arena,
+                           pagoflex_http_request *out)
+{
+    const bx_state *st = state;
+    if (!st || !payment || !arena || !out)
+        return PAGOFLEX_ERR_INVALID;
+    const pagoflex_host_services *host = st->host;
+    const char *ref = payment->provider_reference_id;
+    if (!ref || !*ref)
+        return PAGOFLEX_ERR_NOT_FOUND;
+    if (!bx_token_ok(ref, strlen(ref), BX_ID_MAX) || strpbrk(ref, "/?#%")) {
+        host->log(host, PAGOFLEX_LOG_ERROR, "payment %s: bank id is not a safe URL segment",
+                  payment->id ? payment->id : "(null)");
+        return PAGOFLEX_ERR_INVALID;
+    }
+    pagoflex_http_request req = {.method = "GET", .timeout_ms = st->timeout_ms};
+    pagoflex_header *h = host->arena_alloc(arena, sizeof *h);
+    if (!h)
+        return PAGOFLEX_ERR_NOMEM;
+    h[0].name = "Authorization";
+    h[0].value = host->arena_printf(arena, "Bearer %s", st->api_key);
+    req.url = host->arena_printf(arena, "%s/pay/%s", st->base_url, ref);
+    if (!h[0].value || !req.url)
+        return PAGOFLEX_ERR_NOMEM;
+    req.headers = h;
+    req.header_count = 1;
+    *out = req;
+    return PAGOFLEX_OK;
+}
+
+/*
+ * Map the answer to GET /pay/{id} (ABI 1.1): 200 PENDING -> PENDING,
+ * APPROVED -> SUCCEEDED, DECLINED -> FAILED ("declined", the bank's reason);
+ * 404 -> PAGOFLEX_ERR_NOT_FOUND; transport failure, 408/409/425/429, 5xx,
+ * another status or an unexpected body -> PROCESSING (nothing learned).
+ * *out (strings in `arena`) is written only on PAGOFLEX_OK.
+ */
+static int bx_sync_response(void *state, const pagoflex_payment *payment,
+                            const pagoflex_http_response *resp, pagoflex_arena *arena,
+                            pagoflex_payment_result *out)
+{
+    const bx_state *st = state;
+    if (!st || !payment || !resp || !arena || !out)
+        return PAGOFLEX_ERR_INVALID;
+    const pagoflex_host_services *host = st->host;
+    if (resp->transport != PAGOFLEX_TRANSPORT_OK)
+        return bx_on_transport(st, resp, arena, out);
+    if (resp->status == 404)
+        return PAGOFLEX_ERR_NOT_FOUND;
+    if (resp->status != 200)
+        return bx_result(host, arena, out, PAGOFLEX_STATE_PROCESSING, NULL, "bank_unavailable",
+                         "Banco X answered HTTP %d to a status query; the payment will be "
+                         "synced again",
+                         resp->status);
+    int rc;
+    json_t *o = bx_json_object(resp->body, resp->body_len);
+    const char *status = o ? json_string_value(json_object_get(o, "status")) : NULL;
+    const char *ref = payment->provider_reference_id;
+    if (status && strcmp(status, "PENDING") == 0) {
+        rc = bx_result(host, arena, out, PAGOFLEX_STATE_PENDING, ref, NULL, NULL);
+    } else if (status && strcmp(status, "APPROVED") == 0) {
+        rc = bx_result(host, arena, out, PAGOFLEX_STATE_SUCCEEDED, ref, NULL, NULL);
+    } else if (status && strcmp(status, "DECLINED") == 0) {
+        const char *reason = bx_bank_text(host, arena, json_object_get(o, "reason"));
+        rc = bx_result(host, arena, out, PAGOFLEX_STATE_FAILED, ref, "declined", "%s",
+                       reason ? reason : "Banco X declined the payment");
+    } else {
+        rc = bx_bad_response(st, 200, arena, out);
+    }
+    json_decref(o);
+    return rc;
+}
+
 /* --------------------------------------------------------- verify_webhook */
 
 /* Drop spaces and tabs at both ends of [*b, *e). */
@@ -808,7 +890,7 @@ static const struct pagoflex_connector bx_connector = {
     PAGOFLEX_CONNECTOR_HEADER,
     .key = "BANCO_X",
     .webhook_path = "bancox",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .required_credentials = bx_required,
     .currencies = bx_currencies,
     .init = bx_init,
@@ -818,6 +900,8 @@ static const struct pagoflex_connector bx_connector = {
     .handle_response = bx_handle_response,
     .verify_webhook = bx_verify_webhook,
     .parse_webhook = bx_parse_webhook,
+    .sync_request = bx_sync_request,
+    .sync_response = bx_sync_response,
 };
 
 /* The plugin's only exported symbol: returns the constant descriptor. */

@@ -199,7 +199,7 @@ static void test_descriptor(void **unused)
     assert_string_equal(bx->build_signature, PAGOFLEX_BUILD_SIGNATURE);
     assert_string_equal(bx->key, "BANCO_X");
     assert_string_equal(bx->webhook_path, "bancox");
-    assert_string_equal(bx->version, "1.0.0");
+    assert_string_equal(bx->version, "1.1.0");
     assert_string_equal(bx->required_credentials[0], "BANCOX_API_KEY");
     assert_string_equal(bx->required_credentials[1], "BANCOX_SECRET");
     assert_null(bx->required_credentials[2]);
@@ -898,6 +898,108 @@ static void test_parse_garbage(void **state)
     }
 }
 
+/* ------------------------------------------------------------ sync (1.1) */
+
+#define BX_REF "bx_01JD8Y7A2B3C4D5E6F7G8H9J0K"
+
+static void test_sync_request_exact(void **state)
+{
+    fx *f = *state;
+    pagoflex_payment p = payment(77077, "ARS");
+    p.provider_reference_id = BX_REF;
+    pagoflex_http_request req;
+    assert_true(PAGOFLEX_HAS_FIELD(bx, pagoflex_connector, sync_response));
+    assert_int_equal(bx->sync_request(f->state, &p, f->arena, &req), PAGOFLEX_OK);
+    assert_string_equal(req.method, "GET");
+    assert_string_equal(req.url, BASE_URL "/pay/" BX_REF);
+    assert_int_equal(req.header_count, 1);
+    assert_string_equal(req.headers[0].name, "Authorization");
+    assert_string_equal(req.headers[0].value, "Bearer " API_KEY);
+    assert_int_equal(req.body_len, 0);
+}
+
+static void test_sync_request_needs_bank_id(void **state)
+{
+    fx *f = *state;
+    pagoflex_payment p = payment(1055, "ARS");
+    pagoflex_http_request req;
+    memset(&req, 0xa5, sizeof req);
+    /* No bank id: nothing to ask by; the host re-sends POST /pay instead. */
+    assert_int_equal(bx->sync_request(f->state, &p, f->arena, &req), PAGOFLEX_ERR_NOT_FOUND);
+    p.provider_reference_id = "bx_../../admin";
+    assert_int_equal(bx->sync_request(f->state, &p, f->arena, &req), PAGOFLEX_ERR_INVALID);
+    p.provider_reference_id = "bx_a?b=c";
+    assert_int_equal(bx->sync_request(f->state, &p, f->arena, &req), PAGOFLEX_ERR_INVALID);
+    assert_int_equal(((unsigned char *)&req)[0], 0xa5);
+}
+
+static int sync_respond(fx *f, pagoflex_transport transport, int status, const char *body,
+                        pagoflex_payment_result *out)
+{
+    pagoflex_payment p = payment(77077, "ARS");
+    p.provider_reference_id = BX_REF;
+    pagoflex_http_response resp = {.transport = transport, .status = status,
+                                   .body = (const unsigned char *)body,
+                                   .body_len = body ? strlen(body) : 0};
+    memset(out, 0xa5, sizeof *out);
+    return bx->sync_response(f->state, &p, &resp, f->arena, out);
+}
+
+static void test_sync_response_states(void **state)
+{
+    fx *f = *state;
+    pagoflex_payment_result r;
+    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 200,
+                                  "{\"id\":\"" BX_REF "\",\"ref\":\"p\",\"status\":\"PENDING\"}", &r),
+                     PAGOFLEX_OK);
+    expect(r, PAGOFLEX_STATE_PENDING, NULL, BX_REF);
+    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 200,
+                                  "{\"id\":\"" BX_REF "\",\"ref\":\"p\",\"status\":\"APPROVED\"}", &r),
+                     PAGOFLEX_OK);
+    expect(r, PAGOFLEX_STATE_SUCCEEDED, NULL, BX_REF);
+    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 200,
+                                  "{\"id\":\"" BX_REF "\",\"status\":\"DECLINED\","
+                                  "\"reason\":\"stolen card\"}",
+                                  &r),
+                     PAGOFLEX_OK);
+    expect(r, PAGOFLEX_STATE_FAILED, "declined", BX_REF);
+    assert_string_equal(r.error_message, "stolen card");
+}
+
+static void test_sync_response_not_found(void **state)
+{
+    fx *f = *state;
+    pagoflex_payment_result r;
+    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 404, "{\"error\":\"not found\"}", &r),
+                     PAGOFLEX_ERR_NOT_FOUND);
+    assert_int_equal(((unsigned char *)&r)[0], 0xa5); /* nothing written */
+}
+
+static void test_sync_response_unknown_never_final(void **state)
+{
+    fx *f = *state;
+    pagoflex_payment_result r;
+    static const int statuses[] = {500, 502, 503, 504, 429, 408, 401, 302};
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, statuses[i], "", &r), PAGOFLEX_OK);
+        assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+        assert_non_null(r.error_code);
+    }
+    static const pagoflex_transport transports[] = {PAGOFLEX_TRANSPORT_TIMEOUT,
+                                                    PAGOFLEX_TRANSPORT_CONNECT,
+                                                    PAGOFLEX_TRANSPORT_ERROR};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(sync_respond(f, transports[i], 0, NULL, &r), PAGOFLEX_OK);
+        assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    }
+    static const char *const bodies[] = {"", "not json", "[1]", "{\"status\":\"WEIRD\"}",
+                                         "{\"status\":7}", "{}"};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 200, bodies[i], &r), PAGOFLEX_OK);
+        expect_unknown(r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -937,6 +1039,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_declined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_optional_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_request_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_request_needs_bank_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_response_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_response_not_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_response_unknown_never_final, setup, teardown),
     };
     return cmocka_run_group_tests_name("banco_x", tests, group_setup, group_teardown);
 }

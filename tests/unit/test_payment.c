@@ -42,6 +42,23 @@ static void test_terminal_never_regresses(void **unused)
     assert_false(payment_state_terminal(ST(PROCESSING)));
 }
 
+static void test_requires_review(void **unused)
+{
+    (void)unused;
+    /* The reconciler's give-up state: entered from any open state the
+     * bank may have, left only by a final answer (a late webhook). */
+    assert_string_equal(payment_state_name(ST(REQUIRES_REVIEW)), "requires_review");
+    assert_int_equal(payment_state_parse("requires_review"), ST(REQUIRES_REVIEW));
+    assert_false(payment_state_terminal(ST(REQUIRES_REVIEW)));
+    assert_true(payment_transition_allowed(ST(PROCESSING), ST(REQUIRES_REVIEW)));
+    assert_true(payment_transition_allowed(ST(PENDING), ST(REQUIRES_REVIEW)));
+    assert_true(payment_transition_allowed(ST(REQUIRES_REVIEW), ST(SUCCEEDED)));
+    assert_true(payment_transition_allowed(ST(REQUIRES_REVIEW), ST(FAILED)));
+    assert_false(payment_transition_allowed(ST(REQUIRES_REVIEW), ST(PENDING)));
+    assert_false(payment_transition_allowed(ST(REQUIRES_REVIEW), ST(CANCELED)));
+    assert_false(payment_transition_allowed(ST(SUCCEEDED), ST(REQUIRES_REVIEW)));
+}
+
 static void test_refused_transitions(void **unused)
 {
     (void)unused;
@@ -89,6 +106,7 @@ int main(void)
         cmocka_unit_test(test_happy_path_allowed),
         cmocka_unit_test(test_webhook_may_overtake_reply),
         cmocka_unit_test(test_terminal_never_regresses),
+        cmocka_unit_test(test_requires_review),
         cmocka_unit_test(test_refused_transitions),
         cmocka_unit_test(test_states_into_matches_allowed),
         cmocka_unit_test(test_names_round_trip),

@@ -40,7 +40,7 @@ extern "C" {
 /* "PGFX" read as a big-endian 32-bit number. */
 #define PAGOFLEX_MAGIC 0x50474658u
 #define PAGOFLEX_ABI_MAJOR 1
-#define PAGOFLEX_ABI_MINOR 0
+#define PAGOFLEX_ABI_MINOR 1
 
 /* Name of the entry point a plugin exports for ABI major 1. */
 #define PAGOFLEX_ENTRY_SYMBOL "pagoflex_connector_v1"
@@ -81,7 +81,9 @@ typedef enum pagoflex_status {
     PAGOFLEX_ERR_CREDENTIALS = 4, /* a credential is missing or unusable */
     PAGOFLEX_ERR_NOMEM = 5,       /* allocation failed */
     PAGOFLEX_ERR_TRANSPORT = 6,   /* execute_request could not get an answer */
-    PAGOFLEX_ERR_INTERNAL = 7     /* anything else; the plugin logged why */
+    PAGOFLEX_ERR_INTERNAL = 7,    /* anything else; the plugin logged why */
+    PAGOFLEX_ERR_NOT_FOUND = 8    /* 1.1, sync: the bank does not know the payment,
+                                     or there is nothing to ask it by */
 } pagoflex_status;
 
 /* Payment states. Numbers are part of the ABI. */
@@ -92,7 +94,11 @@ typedef enum pagoflex_state {
     PAGOFLEX_STATE_SUCCEEDED = 3,
     PAGOFLEX_STATE_FAILED = 4,
     PAGOFLEX_STATE_REQUIRES_ACTION = 5,
-    PAGOFLEX_STATE_CANCELED = 6
+    PAGOFLEX_STATE_CANCELED = 6,
+    /* 1.1: the host gave up settling the payment by itself (deadline passed,
+     * the bank may have it): a person must look. A webhook may still settle
+     * it. Set by the host's reconciler; connectors need not return it. */
+    PAGOFLEX_STATE_REQUIRES_REVIEW = 7
 } pagoflex_state;
 
 typedef enum pagoflex_log_level {
@@ -276,6 +282,24 @@ struct pagoflex_connector {
     /* Parse a verified webhook body; PAGOFLEX_ERR_INVALID on garbage. */
     int (*parse_webhook)(void *state, const unsigned char *body, size_t body_len,
                          pagoflex_arena *arena, pagoflex_webhook_event *out);
+
+    /* ---- ABI 1.1: status sync (test PAGOFLEX_HAS_FIELD(desc,
+     * pagoflex_connector, sync_response); either may be NULL = no sync). */
+
+    /* Describe the bank call that reads the current status of `payment`
+     * (payment->provider_reference_id is the bank's id when known).
+     * PAGOFLEX_ERR_NOT_FOUND when there is nothing to ask the bank by (no
+     * bank id yet): the host then re-sends build_request's call, which is
+     * safe because the payment id is the bank-side idempotency key. */
+    int (*sync_request)(void *state, const pagoflex_payment *payment,
+                        pagoflex_arena *arena, pagoflex_http_request *out);
+    /* Map the answer to sync_request's call: PAGOFLEX_OK with out->state
+     * PENDING (bank still deciding), SUCCEEDED or FAILED (final), or
+     * PROCESSING (the answer says nothing: timeout, 429, 5xx, garbage);
+     * PAGOFLEX_ERR_NOT_FOUND when the bank says it has no such payment. */
+    int (*sync_response)(void *state, const pagoflex_payment *payment,
+                         const pagoflex_http_response *resp, pagoflex_arena *arena,
+                         pagoflex_payment_result *out);
 };
 
 /* Fills the header fields of a pagoflex_connector initializer. */

@@ -1,0 +1,114 @@
+/* bankcall.c - calling a bank through a connector: create and status sync. */
+#include "bankcall.h"
+
+#include <string.h>
+
+#include "arena.h"
+#include "executor.h"
+#include "log.h"
+#include "payment.h"
+
+int bankcall_payment(const char *public_url, const registry_plugin *pl, const store_payment *row,
+                     pagoflex_arena *arena, pagoflex_payment *out)
+{
+    pagoflex_payment p = {
+        .id = row->id,
+        .amount = row->amount,
+        .currency = row->currency,
+        .reference = row->reference,
+        .description = row->description,
+        .webhook_url = arena_printf(arena, "%s/webhooks/%s", public_url, pl->desc->webhook_path),
+        .provider_reference_id = row->provider_reference_id,
+    };
+    if (!p.webhook_url)
+        return -1;
+    *out = p;
+    return 0;
+}
+
+/* Perform `req` with the connector's executor, or the host's. */
+static void bankcall_perform(const registry_plugin *pl, const pagoflex_http_request *req,
+                             long default_timeout_ms, pagoflex_arena *arena,
+                             pagoflex_http_response *resp)
+{
+    const pagoflex_connector *d = pl->desc;
+    memset(resp, 0, sizeof *resp);
+    if (d->execute_request) {
+        if (d->execute_request(pl->state, req, arena, resp) != PAGOFLEX_OK) {
+            memset(resp, 0, sizeof *resp);
+            resp->transport = PAGOFLEX_TRANSPORT_ERROR;
+        }
+    } else {
+        executor_perform(req, default_timeout_ms, arena, resp);
+    }
+}
+
+/* True if a connector's verdict is a state it may report. */
+static bool bankcall_state_ok(pagoflex_state s)
+{
+    return (int)s > (int)PAGOFLEX_STATE_CREATED && (int)s < PAYMENT_STATE_COUNT &&
+           s != PAGOFLEX_STATE_REQUIRES_REVIEW;
+}
+
+static void bankcall_unknown(pagoflex_payment_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->state = PAGOFLEX_STATE_PROCESSING;
+    res->error_code = "connector_error";
+    res->error_message = "the connector could not read the bank's answer; the outcome is unknown";
+}
+
+void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
+                     const pagoflex_http_request *req, long default_timeout_ms,
+                     pagoflex_arena *arena, pagoflex_payment_result *res,
+                     pagoflex_transport *transport)
+{
+    const pagoflex_connector *d = pl->desc;
+    pagoflex_http_response resp;
+    bankcall_perform(pl, req, default_timeout_ms, arena, &resp);
+    if (transport)
+        *transport = resp.transport;
+    memset(res, 0, sizeof *res);
+    int rc = d->handle_response(pl->state, pay, &resp, arena, res);
+    if (rc != PAGOFLEX_OK || !bankcall_state_ok(res->state)) {
+        log_warn("connector %s: handle_response returned status %d, state %d for payment %s; "
+                 "keeping it processing",
+                 d->key, rc, (int)res->state, pay->id);
+        bankcall_unknown(res);
+    }
+}
+
+bool bankcall_has_sync(const registry_plugin *pl)
+{
+    const pagoflex_connector *d = pl->desc;
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, sync_response) && d->sync_request &&
+           d->sync_response;
+}
+
+int bankcall_sync(const registry_plugin *pl, const pagoflex_payment *pay,
+                  long default_timeout_ms, pagoflex_arena *arena, pagoflex_payment_result *res)
+{
+    const pagoflex_connector *d = pl->desc;
+    if (!bankcall_has_sync(pl))
+        return PAGOFLEX_ERR_UNSUPPORTED;
+    pagoflex_http_request req = {0};
+    int rc = d->sync_request(pl->state, pay, arena, &req);
+    if (rc != PAGOFLEX_OK)
+        return rc;
+    if (!req.url || !req.method)
+        return PAGOFLEX_ERR_INTERNAL;
+    pagoflex_http_response resp;
+    bankcall_perform(pl, &req, default_timeout_ms, arena, &resp);
+    pagoflex_payment_result out = {0};
+    rc = d->sync_response(pl->state, pay, &resp, arena, &out);
+    if (rc == PAGOFLEX_ERR_NOT_FOUND)
+        return rc;
+    if (rc != PAGOFLEX_OK || !bankcall_state_ok(out.state)) {
+        log_warn("connector %s: sync_response returned status %d, state %d for payment %s; "
+                 "outcome still unknown",
+                 d->key, rc, (int)out.state, pay->id);
+        bankcall_unknown(&out);
+    }
+    *res = out;
+    return PAGOFLEX_OK;
+}

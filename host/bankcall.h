@@ -1,0 +1,42 @@
+/* bankcall.h - calling a bank through a connector: create and status sync.
+ *
+ * Shared by the API (the first create call) and the reconciler (retries and
+ * syncs), so both map answers the same way: an answer the connector cannot
+ * read is an unknown outcome (processing), never a failure.
+ */
+#ifndef PAGOFLEX_BANKCALL_H
+#define PAGOFLEX_BANKCALL_H
+
+#include <stdbool.h>
+
+#include <pagoflex/connector.h>
+
+#include "registry.h"
+#include "store.h"
+
+/* The pagoflex_payment a connector sees for stored row `row` (its webhook
+ * URL is <public_url>/webhooks/<path>). Strings in the arena. 0, or -1 on OOM. */
+int bankcall_payment(const char *public_url, const registry_plugin *pl, const store_payment *row,
+                     pagoflex_arena *arena, pagoflex_payment *out);
+
+/* Perform `req` for `pay` and map the answer with handle_response into
+ * *res (strings in the arena). Never fails: an unreadable answer is
+ * PROCESSING with error_code "connector_error". *transport (if not NULL)
+ * gets how the request ended. */
+void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
+                     const pagoflex_http_request *req, long default_timeout_ms,
+                     pagoflex_arena *arena, pagoflex_payment_result *res,
+                     pagoflex_transport *transport);
+
+/* True if the connector implements ABI 1.1 status sync. */
+bool bankcall_has_sync(const registry_plugin *pl);
+
+/* Ask the bank for the status of `pay`. PAGOFLEX_OK with *res (PENDING,
+ * SUCCEEDED, FAILED, or PROCESSING = the answer says nothing);
+ * PAGOFLEX_ERR_NOT_FOUND (the bank has no such payment, or there is no bank
+ * id to ask by); PAGOFLEX_ERR_UNSUPPORTED (no sync in this connector);
+ * another error if the connector could not build the request. */
+int bankcall_sync(const registry_plugin *pl, const pagoflex_payment *pay,
+                  long default_timeout_ms, pagoflex_arena *arena, pagoflex_payment_result *res);
+
+#endif

@@ -1,0 +1,130 @@
+/* store_idem.c - Idempotency-Key records of POST /v1/payments in PostgreSQL. */
+#include "store_idem.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store_internal.h"
+
+/* $1 scope, $2 key, $3 hash, $4 ttl s, $5 id, $6 connector, $7 amount, $8
+ * currency, $9 reference, $10 description. No row: a live key exists. */
+static const char sql_claim[] =
+    "WITH k AS ("
+    " INSERT INTO idempotency_keys AS k (scope, key, request_hash, payment_id, expires_at)"
+    " VALUES ($1::text, $2::text, $3::text, $5::text, now() + $4::bigint * interval '1 second')"
+    " ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,"
+    " payment_id = EXCLUDED.payment_id, status = NULL, response = NULL, created_at = now(),"
+    " expires_at = EXCLUDED.expires_at"
+    " WHERE k.expires_at <= now()"
+    " RETURNING k.payment_id"
+    "), p AS ("
+    " INSERT INTO payments (id, connector, amount, currency, state, reference, description)"
+    " SELECT k.payment_id, $6::text, $7::bigint, $8::text, 'created', $9::text, $10::text FROM k"
+    " RETURNING *"
+    "), h AS ("
+    " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
+    " SELECT id, NULL, state, 'api' FROM p"
+    ") SELECT " PAYMENT_COLS("p") " FROM p";
+
+/* $1 scope, $2 key, $3 stale ms. */
+static const char sql_get[] =
+    "SELECT request_hash, status, response, payment_id,"
+    " status IS NULL AND created_at + $3::bigint * interval '1 millisecond' <= now()"
+    " FROM idempotency_keys WHERE scope = $1::text AND key = $2::text AND expires_at > now()";
+
+static const char sql_complete[] =
+    "UPDATE idempotency_keys SET status = $3::int, response = $4::text"
+    " WHERE scope = $1::text AND key = $2::text AND status IS NULL";
+
+static const char sql_purge[] =
+    "DELETE FROM idempotency_keys WHERE ctid IN ("
+    " SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT $1::int)";
+
+store_result store_idem_create_payment(store *s, const char *scope, const char *key,
+                                       const char *request_hash, long ttl_s,
+                                       const store_payment *p, pagoflex_arena *arena,
+                                       store_payment *out)
+{
+    PGresult *r = NULL;
+    char ttl[24], amount[24];
+    store_result rc = STORE_ERROR;
+    if (!scope || !key || !request_hash || !p || !p->id || !p->connector || !p->currency) {
+        log_error("store: idempotent payment insert without scope, key, hash or payment");
+        goto fail;
+    }
+    snprintf(ttl, sizeof ttl, "%ld", ttl_s);
+    snprintf(amount, sizeof amount, "%" PRId64, p->amount);
+    const char *const params[] = {scope,         key,        request_hash, ttl,
+                                  p->id,         p->connector, amount,     p->currency,
+                                  p->reference,  p->description};
+    rc = store_run(s, "idempotent payment insert", sql_claim, 10, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, out) : STORE_DUPLICATE;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_idem_get(store *s, const char *scope, const char *key, long stale_ms,
+                            pagoflex_arena *arena, store_idem_key *out)
+{
+    PGresult *r = NULL;
+    char stale[24];
+    bool oom = false;
+    snprintf(stale, sizeof stale, "%ld", stale_ms);
+    const char *const params[] = {scope, key, stale};
+    store_result rc = store_run(s, "idempotency key get", sql_get, 3, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    store_idem_key k = {0};
+    k.request_hash = row_text(r, 0, 0, arena, &oom);
+    k.status = PQgetisnull(r, 0, 1) ? 0 : atoi(PQgetvalue(r, 0, 1));
+    k.response = row_text(r, 0, 2, arena, &oom);
+    k.payment_id = row_text(r, 0, 3, arena, &oom);
+    k.stale = PQgetvalue(r, 0, 4)[0] == 't';
+    if (oom) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    *out = k;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_idem_complete(store *s, const char *scope, const char *key, int status,
+                                 const char *response)
+{
+    PGresult *r = NULL;
+    char st[16];
+    snprintf(st, sizeof st, "%d", status);
+    const char *const params[] = {scope, key, st, response};
+    store_result rc = store_run(s, "idempotency key complete", sql_complete, 4, params, false, &r);
+    if (rc == STORE_OK && atoi(PQcmdTuples(r)) != 1)
+        rc = STORE_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+store_result store_idem_purge(store *s, int limit, int *deleted)
+{
+    PGresult *r = NULL;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *const params[] = {lim};
+    store_result rc = store_run(s, "idempotency key purge", sql_purge, 1, params, false, &r);
+    if (rc == STORE_OK)
+        *deleted = atoi(PQcmdTuples(r));
+    PQclear(r);
+    return rc;
+}

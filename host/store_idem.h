@@ -1,0 +1,48 @@
+/* store_idem.h - Idempotency-Key records of POST /v1/payments in PostgreSQL.
+ *
+ * A key lives in a scope (one per API key), holds the hash of the first
+ * request's body, the payment it created and, once made, the first answer.
+ * The key row and its payment are inserted by ONE statement (INSERT ... ON
+ * CONFLICT), so any number of threads and hosts agree on who owns a key
+ * and a key never exists without its payment.
+ */
+#ifndef PAGOFLEX_STORE_IDEM_H
+#define PAGOFLEX_STORE_IDEM_H
+
+#include "store.h"
+
+/* A stored key. Strings live in the arena of the call. */
+typedef struct store_idem_key {
+    const char *request_hash;
+    int status;           /* HTTP status of the first answer; 0 while it is being made */
+    const char *response; /* body of the first answer; NULL while it is being made */
+    const char *payment_id;
+    bool stale;           /* being made for longer than the caller's stale bound */
+} store_idem_key;
+
+/* Claim (scope, key) for `ttl_s` seconds and insert payment `p` (state
+ * created, history source "api") in one statement. An expired key is taken
+ * over. STORE_OK: claimed, *out holds the payment. STORE_DUPLICATE: a live
+ * row holds the key (read it with store_idem_get); nothing was written.
+ * STORE_UNAVAILABLE / STORE_ERROR: nothing was written. */
+store_result store_idem_create_payment(store *s, const char *scope, const char *key,
+                                       const char *request_hash, long ttl_s,
+                                       const store_payment *p, pagoflex_arena *arena,
+                                       store_payment *out);
+
+/* Read the live row of (scope, key); `stale_ms` sets out->stale. STORE_OK
+ * (*out written), STORE_NOT_FOUND (absent or expired), STORE_UNAVAILABLE,
+ * STORE_ERROR. */
+store_result store_idem_get(store *s, const char *scope, const char *key, long stale_ms,
+                            pagoflex_arena *arena, store_idem_key *out);
+
+/* Record the first answer of (scope, key) unless one is recorded already
+ * (the first writer wins). STORE_OK, STORE_CONFLICT (already answered or
+ * gone), STORE_UNAVAILABLE, STORE_ERROR. */
+store_result store_idem_complete(store *s, const char *scope, const char *key, int status,
+                                 const char *response);
+
+/* Delete up to `limit` expired keys; *deleted gets how many. */
+store_result store_idem_purge(store *s, int limit, int *deleted);
+
+#endif

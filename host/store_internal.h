@@ -1,0 +1,68 @@
+/* store_internal.h - the pool and row helpers of store.c, for the store's
+ * other modules (store_idem.c, store_recon.c). Not for the rest of the host:
+ * everything else goes through store.h.
+ */
+#ifndef PAGOFLEX_STORE_INTERNAL_H
+#define PAGOFLEX_STORE_INTERNAL_H
+
+#include <stdbool.h>
+
+#include <libpq-fe.h>
+
+#include "store.h"
+
+/* One call's hold on a pooled connection. */
+typedef struct store_call {
+    store *s;
+    int slot;
+    PGconn *conn;
+    bool broken;     /* close the connection when it is given back */
+    char error[256]; /* primary message of the last failed statement */
+} store_call;
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* The columns read into a store_payment, from table or CTE alias `t`. */
+#define PAYMENT_COLS(t)                                                                 \
+    t ".id, " t ".connector, " t ".amount, " t ".currency, " t ".state, " t             \
+    ".provider_reference_id, " t ".reference, " t ".description, " t ".error_code, " t \
+    ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at")
+#define PAYMENT_NCOLS 12
+
+/* The conditional transition of store_payment_transition_from(), for use
+ * inside a caller's transaction: $1 id, $2 to, $3 allowed from (text[]), $4
+ * provider ref, $5 error code, $6 error message, $7 source, $8 detail.
+ * One row when the payment exists: first column true if it moved, then
+ * PAYMENT_COLS. */
+extern const char sql_transition[];
+
+/* Hold a live connection for one call. STORE_UNAVAILABLE if none can be made. */
+store_result call_begin(store *s, store_call *c);
+
+/* Give the connection back; one that is broken or left inside a
+ * transaction is closed instead. */
+void call_end(store_call *c);
+
+/* Run one statement (several when `n` is 0). On STORE_OK *res holds the
+ * result (caller PQclear()s it); STORE_UNAVAILABLE on a lost connection,
+ * STORE_DUPLICATE on a unique violation when dup_ok, else STORE_ERROR
+ * (logged as `what`). */
+store_result call_exec(store_call *c, const char *what, const char *sql, int n,
+                       const char *const *params, bool dup_ok, PGresult **res);
+
+/* Take a connection, run one statement, give the connection back. */
+store_result store_run(store *s, const char *what, const char *sql, int n,
+                       const char *const *params, bool dup_ok, PGresult **res);
+
+/* Copy a field into the arena; NULL for SQL NULL. *oom set on failure. */
+const char *row_text(const PGresult *r, int row, int col, pagoflex_arena *arena, bool *oom);
+
+/* Read PAYMENT_NCOLS columns from `col` on into *out (written on STORE_OK only). */
+store_result payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                              store_payment *out);
+
+/* "{created,processing}": the states `to` may be entered from, as a
+ * PostgreSQL text[] literal. */
+void allowed_from_array(pagoflex_state to, char *buf, size_t len);
+
+#endif
