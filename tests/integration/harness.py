@@ -90,7 +90,11 @@ def sign_bancox(body, secret=BANCOX_SECRET, t=None):
 class Env:
     """A private Pagoflex: database, key, credentials, simulator, host."""
 
-    def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config=""):
+    def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config="",
+                 bancox=None, extra_hosts=0):
+        """bancox: credentials merged over the banco_x defaults (e.g. BANCOX_BASE_URL);
+        extra_hosts: that many more pagoflexd on the same database (start_extra_hosts()),
+        and the simulator fans every webhook out to all of them."""
         if not PG:
             raise RuntimeError("PAGOFLEX_PG is not set: run the integration tests through scripts/test")
         self.dir = tempfile.mkdtemp(prefix="pagoflex-it-")
@@ -108,11 +112,17 @@ class Env:
         os.makedirs(self.cred_dir)
         self.key_file = os.path.join(self.dir, "master.key")
         self.cli(["secrets", "keygen", "--out", self.key_file])
+        self.bancox = dict(bancox or {})
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.extra_ports = [free_port() for _ in range(extra_hosts)]
+        self.extra = []
+        if extra_hosts:
+            urls = ["http://127.0.0.1:%d" % p for p in [self.port] + self.extra_ports]
+            sim_args = list(sim_args) + ["--webhook-fanout", ",".join(urls)]
         self.start_sim(sim_args)
         for name in plugins:
             self.add_plugin(name)
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
         self.extra_config = extra_config
         self.write_config()
         if start_host:
@@ -146,22 +156,42 @@ class Env:
         if creds is None and name == "banco_x":
             creds = {"BANCOX_API_KEY": BANCOX_API_KEY, "BANCOX_SECRET": BANCOX_SECRET,
                      "BANCOX_BASE_URL": self.sim_url, "BANCOX_TIMEOUT_MS": "5000"}
+            creds.update(self.bancox)
         if creds:
             text = "".join('%s = "%s";\n' % kv for kv in creds.items())
             self.cli(["secrets", "encrypt", "--plugin", name, "--key-file", self.key_file,
                       "--out", os.path.join(self.cred_dir, name + ".cfg.enc")], input=text)
 
-    def write_config(self):
+    def write_config(self, port=None, name="pagoflex.cfg"):
         digest = hashlib.sha256(self.api_key.encode()).hexdigest()
-        self.config = os.path.join(self.dir, "pagoflex.cfg")
-        with open(self.config, "w") as f:
-            f.write('listen = "127.0.0.1";\nport = %d;\n' % self.port)
+        path = os.path.join(self.dir, name)
+        if port is None:
+            self.config = path
+        with open(path, "w") as f:
+            f.write('listen = "127.0.0.1";\nport = %d;\n' % (port or self.port))
             f.write('plugin_dir = "%s";\ncredentials_dir = "%s";\n' % (self.plugin_dir, self.cred_dir))
             f.write('master_key_file = "%s";\nprivate_dir = "%s";\n'
                     % (self.key_file, os.path.join(self.dir, "cache")))
             f.write('database = "%s";\napi_key_sha256 = ["%s"];\n' % (self.conninfo, digest))
             f.write('threads = 8;\ndb_pool_size = 4;\nlog_level = "info";\n')
             f.write(self.extra_config)
+        return path
+
+    def start_extra_hosts(self):
+        """Start the extra_hosts pagoflexd processes; returns their base URLs."""
+        urls = []
+        for i, port in enumerate(self.extra_ports):
+            cfg = self.write_config(port=port, name="pagoflex-%d.cfg" % (i + 2))
+            port_file = os.path.join(self.dir, "host-%d.port" % (i + 2))
+            log = open(os.path.join(self.dir, "pagoflexd-%d.log" % (i + 2)), "ab")
+            self.extra_logs = getattr(self, "extra_logs", []) + [log]
+            proc = subprocess.Popen([os.path.join(BUILD, "host", "pagoflexd"), "-c", cfg,
+                                     "--port-file", port_file], stdout=log, stderr=subprocess.STDOUT)
+            self.procs.append(proc)
+            self.extra.append(proc)
+            wait_for_file(port_file, proc)
+            urls.append("http://127.0.0.1:%d" % port)
+        return urls
 
     def start_host(self, wait=True):
         port_file = os.path.join(self.dir, "host.port")
@@ -201,6 +231,21 @@ class Env:
         body = dict(amount=amount, currency=currency, connector=connector, **fields)
         return http("POST", self.url + "/v1/payments", body, self.auth())
 
+    def pay_idem(self, key, amount=1050, currency="ARS", connector="BANCO_X", timeout=30, **fields):
+        body = dict(amount=amount, currency=currency, connector=connector, **fields)
+        return http("POST", self.url + "/v1/payments", body, self.auth({"Idempotency-Key": key}),
+                    timeout=timeout)
+
+    def events(self, pid):
+        return http("GET", self.url + "/v1/payments/%s/events" % pid, headers=self.auth())
+
+    def sim_refs(self, ref):
+        """The bank-side payments the simulator holds for Pagoflex payment `ref`."""
+        return http("GET", self.sim_url + "/_sim/payments?ref=" + ref).json
+
+    def sim_config(self, **values):
+        return http("POST", self.sim_url + "/_sim/config", values, {"Content-Type": "application/json"})
+
     def get(self, pid):
         return http("GET", self.url + "/v1/payments/" + pid, headers=self.auth())
 
@@ -229,7 +274,7 @@ class Env:
         return psql(query, self.db)
 
     def close(self):
-        for f in (getattr(self, "sim_log", None), getattr(self, "host_log", None)):
+        for f in [getattr(self, "sim_log", None), getattr(self, "host_log", None)] + getattr(self, "extra_logs", []):
             if f:
                 f.close()
         for p in reversed(self.procs):

@@ -1,0 +1,221 @@
+"""Payment lifecycle: Idempotency-Key, unknown outcomes settled by the
+reconciler (retry, status sync, deadline), out-of-order webhooks, history."""
+import json
+import os
+import sys
+import threading
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Env, free_port, http, sign_bancox  # noqa: E402
+
+# Short reconciler timings so every path settles in seconds.
+FAST = """
+reconcile_interval_ms = 100;
+retry_base_ms = 200;
+retry_max_ms = 800;
+webhook_grace_s = 1;
+recover_after_ms = 1500;
+reconcile_lease_ms = 4000;
+idempotency_wait_ms = 3000;
+idempotency_stale_ms = 3000;
+"""
+
+
+def sources(env, pid):
+    r = env.events(pid)
+    assert r.status == 200, r
+    return [(e["source"], e["to"]) for e in r.json["events"]]
+
+
+class Idempotency(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env(extra_config=FAST + "payment_deadline_s = 60;\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def test_same_key_same_body_replays_without_calling_the_bank(self):
+        key = "order-" + uuid.uuid4().hex
+        before = self.env.sim_stats()["pay_requests"]
+        first = self.env.pay_idem(key, amount=1050, reference="o-1")
+        self.assertEqual(first.status, 201, first)
+        second = self.env.pay_idem(key, amount=1050, reference="o-1")
+        self.assertEqual(second.status, 201, second)
+        self.assertEqual(second.raw, first.raw)
+        self.assertEqual(second.headers.get("Idempotent-Replayed"), "true")
+        self.assertEqual(self.env.sim_stats()["pay_requests"] - before, 1)
+        self.assertEqual(self.env.sim_refs(first.json["id"])["count"], 1)
+
+    def test_same_key_other_body_is_422(self):
+        key = "order-" + uuid.uuid4().hex
+        self.assertEqual(self.env.pay_idem(key, amount=1050).status, 201)
+        r = self.env.pay_idem(key, amount=2050)
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json["error"]["code"], "idempotency_key_reused")
+        self.assertEqual(r.json["error"]["field"], "Idempotency-Key")
+
+    def test_invalid_key_is_422_naming_the_header(self):
+        before = self.env.sql("SELECT count(*) FROM payments")
+        for bad in ("k" * 256, "caf\u00e9"):
+            r = http("POST", self.env.url + "/v1/payments",
+                     {"amount": 1050, "currency": "ARS", "connector": "BANCO_X"},
+                     self.env.auth({"Idempotency-Key": bad}))
+            self.assertEqual(r.status, 422, r)
+            self.assertEqual(r.json["error"]["code"], "invalid_field")
+            self.assertEqual(r.json["error"]["field"], "Idempotency-Key")
+        self.assertEqual(self.env.sql("SELECT count(*) FROM payments"), before)
+        self.assertEqual(self.env.pay_idem("k" * 255).status, 201)
+
+    def test_twenty_concurrent_requests_one_payment(self):
+        key = "burst-" + uuid.uuid4().hex
+        self.env.sim_config(latency_ms=400)  # the first request is still at the bank
+        try:
+            answers = [None] * 20
+            def one(i):
+                answers[i] = self.env.pay_idem(key, amount=3050)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            self.env.sim_config(latency_ms=0)
+        created = [a for a in answers if a.status == 201]
+        busy = [a for a in answers if a.status == 409]
+        self.assertEqual(len(created) + len(busy), 20, [a for a in answers if a.status not in (201, 409)])
+        self.assertTrue(created)
+        self.assertEqual({a.raw for a in created}, {created[0].raw})
+        for b in busy:
+            self.assertEqual(b.headers.get("Retry-After"), "1")
+            self.assertEqual(b.json["error"]["field"], "Idempotency-Key")
+        pid = created[0].json["id"]
+        self.assertEqual(self.env.sql("SELECT count(*) FROM idempotency_keys WHERE key='%s'" % key), "1")
+        self.assertEqual(self.env.sql("SELECT count(*) FROM payments WHERE id='%s'" % pid), "1")
+        self.assertEqual(self.env.sql("SELECT count(*) FROM payments WHERE amount=3050"), "1")
+        self.assertEqual(self.env.sim_refs(pid)["count"], 1)
+        print("concurrent Idempotency-Key: %d x 201 (same body), %d x 409" % (len(created), len(busy)))
+
+    def test_events_endpoint(self):
+        r = self.env.pay(amount=1150)
+        pid = r.json["id"]
+        self.env.wait_status(pid, {"succeeded"})
+        ev = self.env.events(pid)
+        self.assertEqual(ev.status, 200, ev)
+        got = [(e["from"], e["to"], e["source"]) for e in ev.json["events"]]
+        self.assertEqual(got, [(None, "created", "api"), ("created", "pending", "bank_reply"),
+                               ("pending", "succeeded", "webhook")])
+        self.assertTrue(ev.json["events"][2]["detail"].startswith("evt_"))
+        self.assertEqual(self.env.events("pay_nope").status, 404)
+        self.assertEqual(http("GET", self.env.url + "/v1/payments/%s/events" % pid).status, 401)
+
+
+class UnknownOutcomes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env(extra_config=FAST + "payment_deadline_s = 60;\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def test_transient_55_is_retried_once_charged(self):
+        r = self.env.pay(amount=1055)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["status"], "processing")  # never failed
+        self.assertEqual(r.json["error"]["code"], "bank_unavailable")
+        pid = r.json["id"]
+        done = self.env.wait_status(pid, {"succeeded", "failed", "requires_review"}, timeout=15)
+        self.assertEqual(done.json["status"], "succeeded")
+        self.assertIsNone(done.json["error"])
+        self.assertEqual(self.env.sim_refs(pid)["count"], 1)
+        self.assertIn(("reconciler", "pending"), sources(self.env, pid))
+
+    def test_77_without_webhook_settles_by_sync(self):
+        r = self.env.pay(amount=2077)
+        self.assertEqual(r.json["status"], "pending")
+        pid = r.json["id"]
+        done = self.env.wait_status(pid, {"succeeded", "failed", "requires_review"}, timeout=15)
+        self.assertEqual(done.json["status"], "succeeded")
+        self.assertEqual(sources(self.env, pid)[-1], ("sync", "succeeded"))
+        self.assertEqual(self.env.sql("SELECT count(*) FROM webhook_events WHERE payment_id='%s'" % pid), "0")
+
+
+class OrphanWebhook(unittest.TestCase):
+    """An event naming only a bank id we have not stored yet is kept (202) and
+    applied when the bank's reply gives us that id."""
+
+    def test_event_before_bank_id_is_applied_later(self):
+        env = Env(sim_args=["--timeout-ms", "200", "--no-webhooks"],
+                  extra_config=FAST + "payment_deadline_s = 60;\n")
+        try:
+            env.sim_config(timeout_rate=1)  # the bank takes it; its reply is lost
+            r = env.pay(amount=6050)
+            self.assertEqual(r.json["status"], "processing", r)
+            pid = r.json["id"]
+            refs = env.sim_refs(pid)
+            self.assertEqual(refs["count"], 1)
+            tx = refs["ids"][0]
+            ev = {"event_id": "evt_" + uuid.uuid4().hex[:26], "tx_id": tx, "status": "APPROVED",
+                  "amount": 6050, "currency": "ARS", "occurred_at": "2026-11-27T12:00:00Z"}
+            w = env.webhook(ev)
+            self.assertEqual(w.status, 202, w)
+            self.assertEqual(w.json["result"], "stored")
+            self.assertEqual(env.webhook(ev).json["result"], "duplicate")
+            self.assertEqual(env.sql("SELECT count(*) FROM webhook_events WHERE event_id='%s' AND payment_id IS NULL"
+                                     % ev["event_id"]), "1")
+            self.assertEqual(env.get(pid).json["status"], "processing")
+            env.sim_config(timeout_rate=0)  # the reconciler's next re-send gets the reply
+            done = env.wait_status(pid, {"succeeded", "failed"}, timeout=15)
+            self.assertEqual(done.json["status"], "succeeded")
+            self.assertEqual(done.json["provider_reference_id"], tx)
+            self.assertEqual(env.sql("SELECT payment_id || ' ' || applied FROM webhook_events WHERE event_id='%s'"
+                                     % ev["event_id"]), pid + " true")
+            hist = env.events(pid).json["events"]
+            self.assertEqual((hist[-1]["source"], hist[-1]["to"], hist[-1]["detail"]),
+                             ("webhook", "succeeded", ev["event_id"]))
+            self.assertEqual(env.sim_refs(pid)["count"], 1)
+        finally:
+            env.close()
+
+
+class Deadline(unittest.TestCase):
+    def test_bank_never_reached_expires(self):
+        closed = free_port()  # nothing listens there
+        env = Env(bancox={"BANCOX_BASE_URL": "http://127.0.0.1:%d" % closed},
+                  extra_config=FAST + "payment_deadline_s = 2;\n")
+        try:
+            r = env.pay(amount=1050)
+            self.assertEqual(r.json["status"], "processing", r)
+            self.assertEqual(r.json["error"]["code"], "bank_unreachable")
+            done = env.wait_status(r.json["id"], {"failed", "requires_review", "succeeded"}, timeout=15)
+            self.assertEqual(done.json["status"], "failed")
+            self.assertEqual(done.json["error"]["code"], "expired")
+            self.assertIn("never received", done.json["error"]["message"])
+            last = env.events(r.json["id"]).json["events"][-1]
+            self.assertEqual((last["source"], last["detail"]), ("reconciler", "deadline"))
+            self.assertGreater(int(env.sql("SELECT attempts FROM payments WHERE id='%s'" % r.json["id"])), 1)
+        finally:
+            env.close()
+
+    def test_bank_that_never_answers_needs_review(self):
+        env = Env(sim_args=["--timeout-rate", "1", "--timeout-ms", "150", "--no-webhooks"],
+                  extra_config=FAST + "payment_deadline_s = 2;\n")
+        try:
+            r = env.pay(amount=1050)
+            self.assertEqual(r.json["status"], "processing", r)
+            done = env.wait_status(r.json["id"], {"failed", "requires_review", "succeeded"}, timeout=15)
+            # The bank may have the payment: not failed, a person must look.
+            self.assertEqual(done.json["status"], "requires_review")
+            self.assertEqual(done.json["error"]["code"], "outcome_unknown")
+            self.assertEqual(env.sim_refs(r.json["id"])["count"], 1)
+        finally:
+            env.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
