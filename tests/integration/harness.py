@@ -198,6 +198,8 @@ class Env:
         if os.path.exists(port_file):
             os.unlink(port_file)
         self.host_log_path = os.path.join(self.dir, "pagoflexd.log")
+        if getattr(self, "host_log", None):
+            self.host_log.close()
         self.host_log = open(self.host_log_path, "ab")
         self.host = subprocess.Popen([os.path.join(BUILD, "host", "pagoflexd"), "-c", self.config,
                                       "--port-file", port_file],
