@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "arena.h"
+#include "bankcall.h"
 #include "registry.h"
 #include "secrets.h"
 
@@ -319,6 +320,24 @@ static void test_future_minor_loads(void **state)
     call_build_request(p, "/FUTURE_MINOR/pay_1", NULL);
 }
 
+/* A plugin built for ABI 1.0 (no sync entries) still loads, and the host
+ * never reads the fields past its size. */
+static void test_abi_v10_loads_without_sync(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "abi_v10", NULL, path, sizeof path);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), 0);
+    const registry_plugin *p = registry_find_webhook(e->reg, "abi-v10");
+    assert_non_null(p);
+    assert_int_equal(p->desc->abi_minor, 0);
+    assert_true(p->desc->size < sizeof(pagoflex_connector));
+    assert_false(PAGOFLEX_HAS_FIELD(p->desc, pagoflex_connector, sync_response));
+    assert_false(bankcall_has_sync(p));
+    call_build_request(p, "/ABI_V10/pay_1", NULL);
+}
+
 /* ---- a whole directory ------------------------------------------------ */
 
 static void test_load_dir(void **state)
@@ -521,6 +540,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_good_a_loads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_future_minor_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abi_v10_loads_without_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_dir_first_in_name_order_wins, setup,
                                         teardown),
