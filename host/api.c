@@ -141,6 +141,15 @@ static json_t *api_payment_json(const store_payment *p)
                      api_string_or_null(p->updated_at), "error", error);
 }
 
+/* Compact JSON text of `doc` (malloc'd; the caller frees it), which is
+ * released. NULL on failure. */
+static char *api_dump(json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    return text;
+}
+
 /* ---- helpers ------------------------------------------------------------ */
 
 /* "pay_" + 26 random characters of [0-9a-z]. */
@@ -239,7 +248,7 @@ static enum MHD_Result api_payment_answer_stored(api_request *r, const char *sco
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
                          "payment %s of this Idempotency-Key cannot be read (store error %d)", payment_id,
                          (int)sr);
-    char *text = json_dumps(api_payment_json(&p), JSON_COMPACT);
+    char *text = api_dump(api_payment_json(&p));
     if (!text)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     store_idem_complete(r->ctx->store, scope, key, MHD_HTTP_CREATED, text);
@@ -278,7 +287,7 @@ static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, c
                                 "a request with this Idempotency-Key is still being processed; retry "
                                 "after a second",
                                 "field", "Idempotency-Key");
-        char *text = json_dumps(json_pack("{s:o}", "error", err), JSON_COMPACT);
+        char *text = api_dump(json_pack("{s:o}", "error", err));
         if (!text)
             return MHD_NO;
         enum MHD_Result ret = api_reply_text(r, MHD_HTTP_CONFLICT, text, MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -416,7 +425,7 @@ static enum MHD_Result api_payment_create(api_request *r)
                          pay.id, (int)sr);
     if (!idem_key)
         return api_reply(r, MHD_HTTP_CREATED, api_payment_json(&stored));
-    char *text = json_dumps(api_payment_json(&stored), JSON_COMPACT);
+    char *text = api_dump(api_payment_json(&stored));
     if (!text)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     store_idem_complete(ctx->store, scope, idem_key, MHD_HTTP_CREATED, text);

@@ -125,6 +125,14 @@ static void recon_resend(api_context *ctx, const registry_plugin *pl, const stor
     o->reached = transport != PAGOFLEX_TRANSPORT_CONNECT;
     if (res.state == PAGOFLEX_STATE_PROCESSING) {
         recon_error(o, &res);
+        /* A row left `created` by a host that died is now known to be
+         * waiting for the bank: say so, with the reason. */
+        if (p->state == PAGOFLEX_STATE_CREATED) {
+            store_payment now;
+            store_payment_transition_from(ctx->store, p->id, PAGOFLEX_STATE_PROCESSING,
+                                          STORE_SOURCE_RECONCILER, "recovered", NULL,
+                                          res.error_code, res.error_message, arena, &now);
+        }
         return;
     }
     char detail[48];

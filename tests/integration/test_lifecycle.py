@@ -33,7 +33,9 @@ def sources(env, pid):
 class Idempotency(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env = Env(extra_config=FAST + "payment_deadline_s = 60;\n")
+        # A short wait, so a burst sees both answers: the 201 and 409s.
+        cls.env = Env(extra_config=FAST.replace("idempotency_wait_ms = 3000", "idempotency_wait_ms = 300")
+                      + "payment_deadline_s = 60;\n")
 
     @classmethod
     def tearDownClass(cls):
@@ -73,7 +75,7 @@ class Idempotency(unittest.TestCase):
 
     def test_twenty_concurrent_requests_one_payment(self):
         key = "burst-" + uuid.uuid4().hex
-        self.env.sim_config(latency_ms=400)  # the first request is still at the bank
+        self.env.sim_config(latency_ms=1000)  # the first request is still at the bank
         try:
             answers = [None] * 20
             def one(i):
@@ -89,6 +91,11 @@ class Idempotency(unittest.TestCase):
         busy = [a for a in answers if a.status == 409]
         self.assertEqual(len(created) + len(busy), 20, [a for a in answers if a.status not in (201, 409)])
         self.assertTrue(created)
+        self.assertTrue(busy)
+        print("concurrent Idempotency-Key: %d x 201 (same body), %d x 409" % (len(created), len(busy)))
+        again = self.env.pay_idem(key, amount=3050)  # once answered, a retry gets the 201
+        self.assertEqual(again.status, 201, again)
+        created.append(again)
         self.assertEqual({a.raw for a in created}, {created[0].raw})
         for b in busy:
             self.assertEqual(b.headers.get("Retry-After"), "1")
@@ -98,7 +105,6 @@ class Idempotency(unittest.TestCase):
         self.assertEqual(self.env.sql("SELECT count(*) FROM payments WHERE id='%s'" % pid), "1")
         self.assertEqual(self.env.sql("SELECT count(*) FROM payments WHERE amount=3050"), "1")
         self.assertEqual(self.env.sim_refs(pid)["count"], 1)
-        print("concurrent Idempotency-Key: %d x 201 (same body), %d x 409" % (len(created), len(busy)))
 
     def test_events_endpoint(self):
         r = self.env.pay(amount=1150)
@@ -117,7 +123,16 @@ class Idempotency(unittest.TestCase):
 class UnknownOutcomes(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env = Env(extra_config=FAST + "payment_deadline_s = 60;\n")
+        cls.env = Env(extra_config=FAST + "payment_deadline_s = 60;\nidempotency_ttl_s = 1;\n")
+
+    def test_idempotency_key_expires(self):
+        key = "ttl-" + uuid.uuid4().hex
+        first = self.env.pay_idem(key, amount=1250)
+        self.assertEqual(first.status, 201, first)
+        time.sleep(1.2)  # idempotency_ttl_s = 1
+        other = self.env.pay_idem(key, amount=1350)  # another body is fine once expired
+        self.assertEqual(other.status, 201, other)
+        self.assertNotEqual(other.json["id"], first.json["id"])
 
     @classmethod
     def tearDownClass(cls):
