@@ -106,7 +106,9 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
  * ev->tx_id is stored as provider_reference_id when the row has none; error
  * fields follow store_payment_transition_from(); the history row has source
  * "webhook" and the event id as detail. Concurrent calls with the same event
- * (any number of threads or hosts) store and apply it exactly once. */
+ * (any number of threads or hosts) store and apply it exactly once. The raw
+ * body is stored as text: a body with a NUL byte or invalid UTF-8 gives
+ * STORE_ERROR (logged) and nothing is stored. */
 store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
                                  const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied);
