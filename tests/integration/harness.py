@@ -90,7 +90,7 @@ def sign_bancox(body, secret=BANCOX_SECRET, t=None):
 class Env:
     """A private Pagoflex: database, key, credentials, simulator, host."""
 
-    def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config=""):
+    def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config="", workers=2):
         if not PG:
             raise RuntimeError("PAGOFLEX_PG is not set: run the integration tests through scripts/test")
         self.dir = tempfile.mkdtemp(prefix="pagoflex-it-")
@@ -102,6 +102,8 @@ class Env:
         self.sim = None
         self.host = None
         self.api_key = "pk_test_" + uuid.uuid4().hex
+        self.workers = workers
+        self.generation = 1
         self.plugin_dir = os.path.join(self.dir, "plugins")
         self.cred_dir = os.path.join(self.dir, "credentials")
         os.makedirs(self.plugin_dir)
@@ -161,6 +163,8 @@ class Env:
                     % (self.key_file, os.path.join(self.dir, "cache")))
             f.write('database = "%s";\napi_key_sha256 = ["%s"];\n' % (self.conninfo, digest))
             f.write('threads = 8;\ndb_pool_size = 4;\nlog_level = "info";\n')
+            f.write('workers = %d;\ndrain_timeout_ms = 5000;\npid_file = "%s";\n'
+                    % (self.workers, os.path.join(self.dir, "pagoflexd.pid")))
             f.write(self.extra_config)
 
     def start_host(self, wait=True):
@@ -186,6 +190,23 @@ class Env:
                 self.host.kill()
                 self.host.wait()
         return self.host.returncode if self.host else None
+
+    def reload(self, timeout=30):
+        """SIGHUP the master; return once the next generation serves."""
+        self.generation += 1
+        want = "generation %d serving" % self.generation
+        self.host.send_signal(signal.SIGHUP)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if want in self.log():
+                return self.generation
+            if self.host.poll() is not None:
+                raise RuntimeError("pagoflexd exited during a reload")
+            time.sleep(0.05)
+        raise AssertionError("reload to generation %d did not finish: %s" % (self.generation, self.log()[-2000:]))
+
+    def connectors(self):
+        return {c["key"]: c for c in http("GET", self.url + "/v1/connectors").json["connectors"]}
 
     def log(self):
         with open(self.host_log_path, "rb") as f:
