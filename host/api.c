@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -46,6 +47,8 @@ struct api_server {
     struct MHD_Daemon *daemon;
     api_context *ctx;
 };
+
+static long long api_now_ms(void);
 
 /* Per-request state, from the first callback to the completion notice. */
 typedef struct api_request {
@@ -77,6 +80,8 @@ static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (atomic_load(&r->ctx->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -219,6 +224,20 @@ static bool api_currency_supported(const pagoflex_connector *desc, const char *c
         if (strcmp(*c, currency) == 0)
             return true;
     return false;
+}
+
+/* Calls into plugin code are counted on the worker's crash board, so a
+ * worker that dies inside a plugin can be blamed on it. */
+static void plugin_enter(const registry_plugin *pl)
+{
+    if (pl->busy)
+        atomic_fetch_add(pl->busy, 1);
+}
+
+static void plugin_leave(const registry_plugin *pl)
+{
+    if (pl->busy)
+        atomic_fetch_sub(pl->busy, 1);
 }
 
 /* ---- routes ------------------------------------------------------------- */
@@ -377,7 +396,9 @@ static enum MHD_Result api_payment_create(api_request *r)
     /* Build the bank request before storing anything: a payment the
      * connector cannot express is refused with nothing written. */
     pagoflex_http_request breq = {0};
+    plugin_enter(pl);
     int rc = pl->desc->build_request(pl->state, &pay, r->arena, &breq);
+    plugin_leave(pl);
     if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
                          "connector %s cannot take this payment (status %d); nothing was stored",
@@ -486,6 +507,35 @@ static enum MHD_Result api_payment_get(api_request *r, const char *id)
     return api_reply(r, MHD_HTTP_OK, api_payment_json(&p));
 }
 
+/* GET /v1/payments?reference=R: the payments a merchant reference names, so
+ * a client whose POST was cut off can find out what it created. */
+static enum MHD_Result api_payment_list(api_request *r)
+{
+    if (!api_authorized(r))
+        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
+                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    const char *reference = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "reference");
+    if (!reference || !*reference)
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "missing_field", "reference",
+                         "list payments with ?reference=<merchant reference>");
+    if (strlen(reference) > PAYREQ_REFERENCE_MAX)
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
+                         "reference is longer than %d bytes", PAYREQ_REFERENCE_MAX);
+    if (!api_db_ready(r->ctx))
+        return api_db_unavailable(r);
+    store_payment *rows = NULL;
+    size_t n = 0;
+    store_result sr = store_payment_find_by_reference(r->ctx->store, reference, r->arena, &rows, &n);
+    if (sr == STORE_UNAVAILABLE)
+        return api_db_unavailable(r);
+    if (sr != STORE_OK)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, api_payment_json(&rows[i]));
+    return api_reply(r, MHD_HTTP_OK, json_pack("{s:o}", "payments", list));
+}
+
 struct api_header_list {
     pagoflex_arena *arena;
     pagoflex_header *items;
@@ -543,8 +593,10 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, api_collect_header, &headers);
 
     const unsigned char *body = (const unsigned char *)(r->body ? r->body : "");
-    if (pl->desc->verify_webhook(pl->state, headers.items, headers.count, body, r->body_len, r->arena) !=
-        PAGOFLEX_OK) {
+    plugin_enter(pl);
+    int vrc = pl->desc->verify_webhook(pl->state, headers.items, headers.count, body, r->body_len, r->arena);
+    plugin_leave(pl);
+    if (vrc != PAGOFLEX_OK) {
         unsigned long n = atomic_fetch_add(&ctx->webhook_bad_signature, 1) + 1;
         log_warn("webhook refused: connector=%s path=/webhooks/%s reason=signature bytes=%zu refused_total=%lu",
                  pl->desc->key, path, r->body_len, n);
@@ -552,7 +604,10 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
                          "webhook signature is missing, invalid or too old");
     }
     pagoflex_webhook_event ev = {0};
-    if (pl->desc->parse_webhook(pl->state, body, r->body_len, r->arena, &ev) != PAGOFLEX_OK || !ev.event_id ||
+    plugin_enter(pl);
+    int prc = pl->desc->parse_webhook(pl->state, body, r->body_len, r->arena, &ev);
+    plugin_leave(pl);
+    if (prc != PAGOFLEX_OK || !ev.event_id ||
         !*ev.event_id || (int)ev.state < 0 || (int)ev.state >= PAYMENT_STATE_COUNT)
         return api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
                          "connector %s could not parse the webhook body", pl->desc->key);
@@ -607,12 +662,19 @@ static enum MHD_Result api_connectors(api_request *r)
         char abi[16];
         snprintf(abi, sizeof abi, "%u.%u", (unsigned)pl->desc->abi_major, (unsigned)pl->desc->abi_minor);
         json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "key", pl->desc->key, "version",
+            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "key", pl->desc->key, "version",
                             pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
                             "file", pl->file, "sha256", pl->sha256, "loaded_at", loaded, "generation",
-                            (json_int_t)r->ctx->generation));
+                            (json_int_t)r->ctx->generation, "last_error", api_string_or_null(pl->last_error)));
     }
-    return api_reply(r, MHD_HTTP_OK, json_pack("{s:o}", "connectors", list));
+    json_t *rejected = json_array();
+    for (size_t i = 0; i < registry_rejected_count(reg); i++) {
+        const registry_rejection *rj = registry_rejected_at(reg, i);
+        json_array_append_new(rejected, json_pack("{s:s, s:s}", "file", rj->file, "error", rj->reason));
+    }
+    return api_reply(r, MHD_HTTP_OK,
+                     json_pack("{s:o, s:o, s:I}", "connectors", list, "rejected", rejected, "generation",
+                               (json_int_t)r->ctx->generation));
 }
 
 static enum MHD_Result api_healthz(api_request *r)
@@ -639,7 +701,7 @@ static enum MHD_Result api_route(api_request *r)
         return api_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", NULL,
                          "request body is over the limit of %zu bytes", r->ctx->cfg->max_body_bytes);
     if (strcmp(url, "/v1/payments") == 0)
-        return post ? api_payment_create(r) : api_method_not_allowed(r, "POST");
+        return post ? api_payment_create(r) : get ? api_payment_list(r) : api_method_not_allowed(r, "GET, POST");
     if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
         return get ? api_payment_get(r, url + 13) : api_method_not_allowed(r, "GET");
     if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] != '/' && strchr(url + 13, '/')) {
@@ -682,6 +744,8 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         if (!r->arena)
             return MHD_NO;
         atomic_fetch_add(&ctx->requests, 1);
+        atomic_fetch_add(&ctx->in_flight, 1);
+        atomic_store(&ctx->last_activity_ms, api_now_ms());
         /* A body far over the limit is refused before it is read (the
          * connection is then closed); one a little over is read and dropped,
          * so the client sees the 413 and keep-alive survives. */
@@ -731,10 +795,24 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     api_request *r = *con_cls;
     if (!r)
         return;
+    atomic_fetch_sub(&r->ctx->in_flight, 1);
+    atomic_store(&r->ctx->last_activity_ms, api_now_ms());
     arena_free(r->arena);
     free(r->body);
     free(r);
     *con_cls = NULL;
+}
+
+static void api_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe)
+{
+    (void)conn;
+    (void)socket_context;
+    api_context *ctx = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&ctx->open_connections, 1);
+    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_fetch_sub(&ctx->open_connections, 1);
 }
 
 int api_listen(const char *address, int port, int *bound_port, char *err, size_t errlen)
@@ -774,6 +852,10 @@ void api_context_init(api_context *ctx, const config *cfg, store *st, registry *
     atomic_init(&ctx->schema_ready, false);
     atomic_init(&ctx->webhook_bad_signature, 0);
     atomic_init(&ctx->requests, 0);
+    atomic_init(&ctx->draining, false);
+    atomic_init(&ctx->open_connections, 0);
+    atomic_init(&ctx->in_flight, 0);
+    atomic_init(&ctx->last_activity_ms, 0);
 }
 
 api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
@@ -788,7 +870,7 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, api_access, ctx, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
-        NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, api_connection, ctx, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "libmicrohttpd could not start on the listening socket");
@@ -802,6 +884,30 @@ void api_quiesce(api_server *srv)
 {
     if (srv && srv->daemon)
         MHD_quiesce_daemon(srv->daemon);
+}
+
+static long long api_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int api_drain(api_server *srv, int deadline_ms)
+{
+    if (!srv)
+        return 0;
+    api_context *ctx = srv->ctx;
+    atomic_store(&ctx->draining, true);
+    struct timespec tick = {.tv_nsec = 20 * 1000 * 1000};
+    for (int waited = 0; waited < deadline_ms; waited += 20) {
+        if (atomic_load(&ctx->open_connections) <= 0)
+            return 0;
+        if (atomic_load(&ctx->in_flight) <= 0 && api_now_ms() - atomic_load(&ctx->last_activity_ms) >= 1000)
+            return 0;
+        nanosleep(&tick, NULL);
+    }
+    return atomic_load(&ctx->open_connections);
 }
 
 void api_stop(api_server *srv)

@@ -20,6 +20,10 @@ typedef struct api_context {
     atomic_bool schema_ready;
     atomic_ulong webhook_bad_signature; /* webhooks refused by verify_webhook */
     atomic_ulong requests;
+    atomic_bool draining;        /* replies carry Connection: close */
+    atomic_int open_connections; /* TCP connections this process holds */
+    atomic_int in_flight;        /* requests begun and not completed */
+    atomic_llong last_activity_ms; /* monotonic ms of the last request start or end */
 } api_context;
 
 typedef struct api_server api_server;
@@ -34,6 +38,13 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen);
 
 /* Stop accepting new connections; requests in flight go on. */
 void api_quiesce(api_server *srv);
+
+/* Graceful stop, step two: every reply now closes its connection; wait
+ * until no connection is left, or no request is in flight and none has
+ * begun or ended for a second (what is left are idle keep-alive
+ * connections, closed by api_stop), or `deadline_ms` has passed. Returns
+ * the number of connections still open. */
+int api_drain(api_server *srv, int deadline_ms);
 
 /* Finish requests in flight, stop the threads, free the server. */
 void api_stop(api_server *srv);

@@ -1,12 +1,25 @@
 /* bankcall.c - calling a bank through a connector: create and status sync. */
 #include "bankcall.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "arena.h"
 #include "executor.h"
 #include "log.h"
 #include "payment.h"
+
+void bankcall_enter(const registry_plugin *pl)
+{
+    if (pl->busy)
+        atomic_fetch_add(pl->busy, 1);
+}
+
+void bankcall_leave(const registry_plugin *pl)
+{
+    if (pl->busy)
+        atomic_fetch_sub(pl->busy, 1);
+}
 
 int bankcall_payment(const char *public_url, const registry_plugin *pl, const store_payment *row,
                      pagoflex_arena *arena, pagoflex_payment *out)
@@ -34,7 +47,10 @@ static void bankcall_perform(const registry_plugin *pl, const pagoflex_http_requ
     const pagoflex_connector *d = pl->desc;
     memset(resp, 0, sizeof *resp);
     if (d->execute_request) {
-        if (d->execute_request(pl->state, req, arena, resp) != PAGOFLEX_OK) {
+        bankcall_enter(pl);
+        int rc = d->execute_request(pl->state, req, arena, resp);
+        bankcall_leave(pl);
+        if (rc != PAGOFLEX_OK) {
             memset(resp, 0, sizeof *resp);
             resp->transport = PAGOFLEX_TRANSPORT_ERROR;
         }
@@ -69,7 +85,9 @@ void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
     if (transport)
         *transport = resp.transport;
     memset(res, 0, sizeof *res);
+    bankcall_enter(pl);
     int rc = d->handle_response(pl->state, pay, &resp, arena, res);
+    bankcall_leave(pl);
     if (rc != PAGOFLEX_OK || !bankcall_state_ok(res->state)) {
         log_warn("connector %s: handle_response returned status %d, state %d for payment %s; "
                  "keeping it processing",
@@ -92,7 +110,9 @@ int bankcall_sync(const registry_plugin *pl, const pagoflex_payment *pay,
     if (!bankcall_has_sync(pl))
         return PAGOFLEX_ERR_UNSUPPORTED;
     pagoflex_http_request req = {0};
+    bankcall_enter(pl);
     int rc = d->sync_request(pl->state, pay, arena, &req);
+    bankcall_leave(pl);
     if (rc != PAGOFLEX_OK)
         return rc;
     if (!req.url || !req.method)
@@ -100,7 +120,9 @@ int bankcall_sync(const registry_plugin *pl, const pagoflex_payment *pay,
     pagoflex_http_response resp;
     bankcall_perform(pl, &req, default_timeout_ms, arena, &resp);
     pagoflex_payment_result out = {0};
+    bankcall_enter(pl);
     rc = d->sync_response(pl->state, pay, &resp, arena, &out);
+    bankcall_leave(pl);
     if (rc == PAGOFLEX_ERR_NOT_FOUND)
         return rc;
     if (rc != PAGOFLEX_OK || !bankcall_state_ok(out.state)) {

@@ -14,6 +14,12 @@
 #include "registry.h"
 #include "store.h"
 
+/* Count a call into plugin code on the worker's crash board (pl->busy), so
+ * a worker that dies inside a plugin can be blamed on it. Pair every
+ * bankcall_enter with a bankcall_leave. */
+void bankcall_enter(const registry_plugin *pl);
+void bankcall_leave(const registry_plugin *pl);
+
 /* The pagoflex_payment a connector sees for stored row `row` (its webhook
  * URL is <public_url>/webhooks/<path>). Strings in the arena. 0, or -1 on OOM. */
 int bankcall_payment(const char *public_url, const registry_plugin *pl, const store_payment *row,

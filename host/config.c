@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 
@@ -162,7 +163,8 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
         config_string(&cf, "private_dir", "plugin-cache", base, &c.private_dir, inner, sizeof inner) ||
         config_string(&cf, "database", "dbname=pagoflex", NULL, &c.database, inner, sizeof inner) ||
         config_string(&cf, "public_url", NULL, NULL, &c.public_url, inner, sizeof inner) ||
-        config_string(&cf, "log_level", "info", NULL, &c.log_level, inner, sizeof inner))
+        config_string(&cf, "log_level", "info", NULL, &c.log_level, inner, sizeof inner) ||
+        config_string(&cf, "pid_file", "pagoflexd.pid", base, &c.pid_file, inner, sizeof inner))
         goto fail;
     if (config_int(&cf, "port", 8080, 0, 65535, &v, inner, sizeof inner))
         goto fail;
@@ -179,6 +181,19 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     if (config_int(&cf, "bank_timeout_ms", 10000, 100, 300000, &v, inner, sizeof inner))
         goto fail;
     c.bank_timeout_ms = (long)v;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (config_int(&cf, "workers", cpus > 0 && cpus < 64 ? cpus : 2, 1, 32, &v, inner, sizeof inner))
+        goto fail;
+    c.workers = (int)v;
+    if (config_int(&cf, "drain_timeout_ms", 10000, 0, 600000, &v, inner, sizeof inner))
+        goto fail;
+    c.drain_timeout_ms = (int)v;
+    if (config_int(&cf, "ready_timeout_ms", 30000, 1000, 600000, &v, inner, sizeof inner))
+        goto fail;
+    c.ready_timeout_ms = (int)v;
+    if (config_int(&cf, "quarantine_after", 3, 1, 1000, &v, inner, sizeof inner))
+        goto fail;
+    c.quarantine_after = (int)v;
     if (config_api_keys(&cf, &c, inner, sizeof inner))
         goto fail;
     if (config_lifecycle(&cf, &c, inner, sizeof inner))
@@ -229,6 +244,7 @@ void config_free(config *c)
     free(c->private_dir);
     free(c->database);
     free(c->log_level);
+    free(c->pid_file);
     for (size_t i = 0; i < c->api_key_count; i++)
         free(c->api_key_sha256[i]);
     free(c->api_key_sha256);

@@ -20,6 +20,11 @@ typedef struct config {
     char **api_key_sha256; /* hex SHA-256 of each accepted API key */
     size_t api_key_count;
     char *log_level;       /* debug | info | warn | error */
+    int workers;           /* worker processes; default: number of CPUs */
+    int drain_timeout_ms;  /* how long a stopping worker may finish its requests */
+    int ready_timeout_ms;  /* how long a new worker may take to load and listen */
+    int quarantine_after;  /* worker crashes blamed on one plugin before it is quarantined */
+    char *pid_file;        /* the master's pid, for `pagoflex reload` */
 
     /* Payment lifecycle (idempotency, reconciler); see etc/pagoflex.cfg. */
     long idempotency_ttl_s;     /* how long an Idempotency-Key is remembered */

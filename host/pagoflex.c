@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_ops.h"
 #include "cli_secrets.h"
 
 #define KEY_SOURCE_HELP                                                                  \
@@ -16,6 +17,12 @@
     "                    (64 hex digits), then $PAGOFLEX_MASTER_KEY_FILE\n"
 
 static const cli_command cli_commands[] = {
+    {NULL, "status", cli_ops_status, "-c CONFIG",
+     "Show a running host: health, generation, connectors (version, file, hash, last error).", NULL},
+    {NULL, "reload", cli_ops_reload, "-c CONFIG",
+     "Reload a running host (SIGHUP to the master in pid_file).",
+     "Workers of a new generation load the plugins; the old generation drains once\n"
+     "they are ready. A plugin that fails to load keeps its last good version."},
     {"secrets", "keygen", cli_secrets_keygen, "[--out FILE] [--force]",
      "Generate a new 32-byte master key (64 hex digits).",
      "  --out FILE   write the key to FILE, created with mode 0600 (default: stdout)\n"

@@ -113,7 +113,9 @@ static void recon_resend(api_context *ctx, const registry_plugin *pl, const stor
                          recon_outcome *o)
 {
     pagoflex_http_request req = {0};
+    bankcall_enter(pl);
     int rc = pl->desc->build_request(pl->state, pay, arena, &req);
+    bankcall_leave(pl);
     if (rc != PAGOFLEX_OK || !req.url || !req.method) {
         snprintf(o->error, sizeof o->error, "connector_error: %s could not build the request (status %d)",
                  pl->desc->key, rc);

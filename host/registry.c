@@ -46,6 +46,10 @@ struct registry {
     char *credentials_dir;
     char *private_dir;
     const secrets_key *master_key;
+    bool keep_last_good;
+    char **skip; /* NULL-terminated copy of opts->skip, or NULL */
+    registry_rejection *rejected;
+    size_t rejected_count;
     registry_plugin **plugins; /* pointers: a plugin's services table must
                                   not move once init has seen it */
     size_t count;
@@ -178,6 +182,113 @@ static int write_all(int fd, const unsigned char *p, size_t len)
     return 0;
 }
 
+/* ---- last good versions ------------------------------------------------ */
+
+/* <private_dir>/last-good/<name> holds two lines: the private copy that last
+ * loaded for plugin <name>, and its SHA-256. Written after each successful
+ * load (keep_last_good), read when a newer file of that name fails. */
+static char *lastgood_path(const registry *r, const char *name)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/last-good/%s", r->private_dir, name) < 0)
+        return NULL;
+    return path;
+}
+
+/* Read the record of `name`: 0 and the copy's path (malloc'd) and hash, or -1. */
+static int lastgood_read(const registry *r, const char *name, char **copy, char sha[65])
+{
+    char line1[4096], line2[128];
+    int rc = -1;
+    char *path = lastgood_path(r, name);
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (!f || !fgets(line1, sizeof line1, f) || !fgets(line2, sizeof line2, f))
+        goto fail;
+    line1[strcspn(line1, "\n")] = '\0';
+    line2[strcspn(line2, "\n")] = '\0';
+    if (strlen(line2) != 64 || !(*copy = strdup(line1)))
+        goto fail;
+    memcpy(sha, line2, 65);
+    rc = 0;
+fail:
+    if (f)
+        fclose(f);
+    free(path);
+    return rc;
+}
+
+/* True if `copy` is the recorded last good version of `name`. */
+static bool lastgood_is(const registry *r, const char *name, const char *copy)
+{
+    char *rec = NULL, sha[65];
+    if (!r->keep_last_good || lastgood_read(r, name, &rec, sha) != 0)
+        return false;
+    bool same = strcmp(rec, copy) == 0;
+    free(rec);
+    return same;
+}
+
+/* Record p as the last good version of its plugin (best effort: a failure
+ * only costs the fallback, and is logged). */
+static void lastgood_write(const registry *r, const registry_plugin *p)
+{
+    char *dir = NULL, *path = NULL, *tmp = NULL;
+    FILE *f = NULL;
+    if (asprintf(&dir, "%s/last-good", r->private_dir) < 0)
+        dir = NULL;
+    path = lastgood_path(r, p->name);
+    if (!dir || !path || asprintf(&tmp, "%s.%d.tmp", path, (int)getpid()) < 0) {
+        tmp = NULL;
+        goto fail;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        goto fail;
+    f = fopen(tmp, "we");
+    if (!f || fprintf(f, "%s\n%s\n", p->private_path, p->sha256) < 0 || fclose(f) != 0) {
+        f = NULL;
+        goto fail;
+    }
+    f = NULL;
+    if (rename(tmp, path) != 0)
+        goto fail;
+    goto done;
+fail:
+    log_warn("cannot record the last good version of plugin %s in %s: %s", p->name,
+             dir ? dir : r->private_dir, strerror(errno));
+    if (f)
+        fclose(f);
+    if (tmp)
+        unlink(tmp);
+done:
+    free(dir);
+    free(path);
+    free(tmp);
+}
+
+static bool registry_skipped(const registry *r, const char *name)
+{
+    for (char **s = r->skip; s && *s; s++)
+        if (strcmp(*s, name) == 0)
+            return true;
+    return false;
+}
+
+static void registry_note_rejected(registry *r, const char *file, const char *reason)
+{
+    registry_rejection *grown = realloc(r->rejected, (r->rejected_count + 1) * sizeof *grown);
+    if (!grown)
+        return;
+    r->rejected = grown;
+    grown[r->rejected_count].file = strdup(file);
+    grown[r->rejected_count].reason = strdup(reason);
+    if (grown[r->rejected_count].file && grown[r->rejected_count].reason) {
+        r->rejected_count++;
+    } else {
+        free(grown[r->rejected_count].file);
+        free(grown[r->rejected_count].reason);
+    }
+}
+
 /* ---- plugin objects --------------------------------------------------- */
 
 static void plugin_free(registry_plugin *p)
@@ -187,6 +298,7 @@ static void plugin_free(registry_plugin *p)
     free(p->name);
     free(p->file);
     free(p->private_path);
+    free(p->last_error);
     free(p);
 }
 
@@ -225,7 +337,8 @@ static void plugin_discard(registry *r, registry_plugin *p)
 {
     if (p->handle)
         dlclose(p->handle);
-    if (p->private_path && !registry_private_in_use(r, p->private_path))
+    if (p->private_path && !registry_private_in_use(r, p->private_path) &&
+        !lastgood_is(r, p->name, p->private_path))
         unlink(p->private_path);
     plugin_free(p);
 }
@@ -699,6 +812,17 @@ registry *registry_new(const registry_options *opts)
     r->credentials_dir = strdup(opts->credentials_dir);
     r->private_dir = strdup(opts->private_dir);
     r->master_key = opts->master_key;
+    r->keep_last_good = opts->keep_last_good;
+    if (opts->skip) {
+        size_t n = 0;
+        while (opts->skip[n])
+            n++;
+        if (!(r->skip = calloc(n + 1, sizeof *r->skip)))
+            goto fail;
+        for (size_t i = 0; i < n; i++)
+            if (!(r->skip[i] = strdup(opts->skip[i])))
+                goto fail;
+    }
     if ((opts->plugin_dir && !r->plugin_dir) || !r->credentials_dir || !r->private_dir)
         goto fail;
     return r;
@@ -731,7 +855,11 @@ static void report_rejection(const rejection *rj, const char *path, char *err, s
         snprintf(err, errlen, "%s", line);
 }
 
-int registry_load_file(registry *r, const char *path, char *err, size_t errlen)
+/* Load the plugin of file `path`: from a fresh private copy of it, or, when
+ * `copy` is given, from that existing private copy (its last good version,
+ * with hash `sha`, served because of `last_error`). */
+static int registry_load(registry *r, const char *path, const char *copy, const char *sha,
+                         const char *last_error, char *err, size_t errlen)
 {
     rejection rj = {0};
     pagoflex_credentials *creds = NULL;
@@ -745,20 +873,34 @@ int registry_load_file(registry *r, const char *path, char *err, size_t errlen)
         reject(&rj, "registry", "memory", "out of memory", "free memory and retry");
         goto fail;
     }
-    if (plugin_copy_and_open(r, p, &rj) != 0 ||
-        check_descriptor(r, p->desc, &rj) != 0 || plugin_credentials(r, p, &creds, &rj) != 0 ||
+    if (copy) {
+        memcpy(p->sha256, sha, sizeof p->sha256);
+        p->private_path = strdup(copy);
+        if (!p->private_path || (last_error && !(p->last_error = strdup(last_error)))) {
+            reject(&rj, "file", "memory", "out of memory", "free memory and retry");
+            goto fail;
+        }
+        if (plugin_open(p, &rj) != 0)
+            goto fail;
+    } else if (plugin_copy_and_open(r, p, &rj) != 0) {
+        goto fail;
+    }
+    if (check_descriptor(r, p->desc, &rj) != 0 || plugin_credentials(r, p, &creds, &rj) != 0 ||
         plugin_init(p, creds, &rj) != 0)
         goto fail;
     /* The plugin copied what it needs during init. */
     creds_free(creds);
     p->loaded_at = time(NULL);
     r->plugins[r->count++] = p;
+    if (r->keep_last_good && !copy)
+        lastgood_write(r, p);
     char version[REGISTRY_QUOTE_MAX * 4 + 8];
     quote(version, sizeof version, p->desc->version, REGISTRY_QUOTE_MAX);
     log_info("plugin loaded: file=%s key=%s version=%s abi=%u.%u webhook=/webhooks/%s "
-             "sha256=%.16s",
+             "sha256=%.16s%s",
              p->file, p->desc->key, version, (unsigned)p->desc->abi_major,
-             (unsigned)p->desc->abi_minor, p->desc->webhook_path, p->sha256);
+             (unsigned)p->desc->abi_minor, p->desc->webhook_path, p->sha256,
+             copy ? " (last good version)" : "");
     return 0;
 fail:
     creds_free(creds);
@@ -767,6 +909,31 @@ fail:
     if (p)
         plugin_discard(r, p);
     return -1;
+}
+
+int registry_load_file(registry *r, const char *path, char *err, size_t errlen)
+{
+    return registry_load(r, path, NULL, NULL, NULL, err, errlen);
+}
+
+/* `path` (plugin `name`) did not load because of `why`: serve its last good
+ * version if there is one. 0 if it now serves. */
+static int registry_fall_back(registry *r, const char *path, const char *name, const char *why)
+{
+    char *copy = NULL, sha[65];
+    char err[1024];
+    int rc = -1;
+    if (!r->keep_last_good || lastgood_read(r, name, &copy, sha) != 0 || access(copy, R_OK) != 0)
+        goto done;
+    if (registry_load(r, path, copy, sha, why, err, sizeof err) != 0)
+        goto done;
+    log_warn("plugin %s: serving its last good version (sha256 %.16s) because the new file was "
+             "rejected",
+             name, sha);
+    rc = 0;
+done:
+    free(copy);
+    return rc;
 }
 
 static int compare_names(const void *a, const void *b)
@@ -843,8 +1010,25 @@ int registry_load_dir(registry *r, char *err, size_t errlen)
             log_error("plugin rejected: file=%s/%s: out of memory", r->plugin_dir, names[i]);
             continue;
         }
-        if (registry_load_file(r, path, why, sizeof why) == 0)
+        char *name = strndup(names[i], strlen(names[i]) - 3);
+        if (!name) {
+            free(path);
+            continue;
+        }
+        if (registry_skipped(r, name)) {
+            snprintf(why, sizeof why,
+                     "plugin skipped: file=%s: quarantined after repeated worker crashes; it is "
+                     "loaded again after the next reload (SIGHUP)",
+                     path);
+            log_warn("%s", why);
+            registry_note_rejected(r, path, why);
+        } else if (registry_load_file(r, path, why, sizeof why) == 0 ||
+                   registry_fall_back(r, path, name, why) == 0) {
             loaded++;
+        } else {
+            registry_note_rejected(r, path, why);
+        }
+        free(name);
         free(path);
     }
     log_info("plugins: %d loaded, %zu rejected from %s", loaded, n - (size_t)loaded,
@@ -871,6 +1055,16 @@ const registry_plugin *registry_find_webhook(const registry *r, const char *path
     return NULL;
 }
 
+size_t registry_rejected_count(const registry *r)
+{
+    return r ? r->rejected_count : 0;
+}
+
+const registry_rejection *registry_rejected_at(const registry *r, size_t i)
+{
+    return r && i < r->rejected_count ? &r->rejected[i] : NULL;
+}
+
 size_t registry_count(const registry *r)
 {
     return r ? r->count : 0;
@@ -891,9 +1085,18 @@ void registry_free(registry *r)
         if (p->desc->fini)
             p->desc->fini(p->state);
         dlclose(p->handle);
-        unlink(p->private_path);
+        if (!r->keep_last_good)
+            unlink(p->private_path);
         plugin_free(p);
     }
+    for (size_t i = 0; i < r->rejected_count; i++) {
+        free(r->rejected[i].file);
+        free(r->rejected[i].reason);
+    }
+    free(r->rejected);
+    for (char **s = r->skip; s && *s; s++)
+        free(*s);
+    free(r->skip);
     free(r->plugins);
     free(r->plugin_dir);
     free(r->credentials_dir);

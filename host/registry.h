@@ -11,6 +11,7 @@
 #ifndef PAGOFLEX_REGISTRY_H
 #define PAGOFLEX_REGISTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -29,7 +30,17 @@ typedef struct registry_plugin {
     services_plugin services;       /* this plugin's host-services table */
     void *state;                    /* from desc->init */
     time_t loaded_at;
+    char *last_error; /* when this is the last good version because a newer
+                         file was rejected: that rejection line; else NULL */
+    _Atomic int *busy; /* if set: calls into this plugin in progress (the
+                          worker's crash board; the caller counts) */
 } registry_plugin;
+
+/* A file of the plugin directory that is not served, and why. */
+typedef struct registry_rejection {
+    char *file;
+    char *reason; /* the "plugin rejected: ..." line */
+} registry_rejection;
 
 typedef struct registry_options {
     const char *plugin_dir;      /* may be NULL if only registry_load_file is used */
@@ -43,6 +54,14 @@ typedef struct registry_options {
                                       may be wiped after the last load); may
                                       be NULL if no plugin has a credentials
                                       file */
+    /* Keep private copies on free and record each successful load as the
+     * plugin's last good version (<private_dir>/last-good/<name>); a later
+     * registry_load_dir falls back to it when the file fails to load. Used
+     * by the daemon, whose worker generations share private_dir. */
+    bool keep_last_good;
+    /* Plugin names (file names without .so) not to load; NULL-terminated
+     * or NULL. The daemon passes the quarantined ones. */
+    const char *const *skip;
 } registry_options;
 
 typedef struct registry registry;
@@ -70,6 +89,11 @@ int registry_load_file(registry *r, const char *path, char *err, size_t errlen);
  * Owned by the registry, valid until registry_free. */
 const registry_plugin *registry_find_key(const registry *r, const char *key);
 const registry_plugin *registry_find_webhook(const registry *r, const char *path);
+
+/* Files of the plugin directory that are not served (no last good version
+ * either), in load order. */
+size_t registry_rejected_count(const registry *r);
+const registry_rejection *registry_rejected_at(const registry *r, size_t i);
 
 /* Number of loaded plugins and the i-th one (in load order). */
 size_t registry_count(const registry *r);

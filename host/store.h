@@ -61,6 +61,12 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
 store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
                                store_payment *out);
 
+/* The payments (at most 100, oldest first) whose merchant reference is
+ * `reference`: lets a client whose request was cut off find what it made.
+ * *out is in the arena. */
+store_result store_payment_find_by_reference(store *s, const char *reference, pagoflex_arena *arena,
+                                             store_payment **out, size_t *count);
+
 /* Move payment `id` to `to` with a conditional UPDATE (state = ANY(allowed
  * from)); provider_ref (if not NULL) is stored when none is stored yet;
  * error_code/error_message are stored with a failed state. On STORE_OK or
@@ -107,7 +113,9 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
  * ev->tx_id is stored as provider_reference_id when the row has none; error
  * fields follow store_payment_transition_from(); the history row has source
  * "webhook" and the event id as detail. Concurrent calls with the same event
- * (any number of threads or hosts) store and apply it exactly once. */
+ * (any number of threads or hosts) store and apply it exactly once. The raw
+ * body is stored as text: a body with a NUL byte or invalid UTF-8 gives
+ * STORE_ERROR (logged) and nothing is stored. */
 store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
                                  const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied);

@@ -90,7 +90,7 @@ def sign_bancox(body, secret=BANCOX_SECRET, t=None):
 class Env:
     """A private Pagoflex: database, key, credentials, simulator, host."""
 
-    def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config="",
+    def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config="", workers=2,
                  bancox=None, extra_hosts=0):
         """bancox: credentials merged over the banco_x defaults (e.g. BANCOX_BASE_URL);
         extra_hosts: that many more pagoflexd on the same database (start_extra_hosts()),
@@ -106,6 +106,8 @@ class Env:
         self.sim = None
         self.host = None
         self.api_key = "pk_test_" + uuid.uuid4().hex
+        self.workers = workers
+        self.generation = 1
         self.plugin_dir = os.path.join(self.dir, "plugins")
         self.cred_dir = os.path.join(self.dir, "credentials")
         os.makedirs(self.plugin_dir)
@@ -174,6 +176,8 @@ class Env:
                     % (self.key_file, os.path.join(self.dir, "cache")))
             f.write('database = "%s";\napi_key_sha256 = ["%s"];\n' % (self.conninfo, digest))
             f.write('threads = 8;\ndb_pool_size = 4;\nlog_level = "info";\n')
+            f.write('workers = %d;\ndrain_timeout_ms = 5000;\npid_file = "%s";\n'
+                    % (self.workers, os.path.join(self.dir, name.replace(".cfg", ".pid"))))
             f.write(self.extra_config)
         return path
 
@@ -209,6 +213,24 @@ class Env:
             wait_for_file(port_file, self.host)
         return self.host
 
+    def kill_host_hard(self):
+        """SIGKILL the host's master and its workers at once: a machine crash."""
+        pid = self.host.pid
+        children = []
+        try:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.host.send_signal(signal.SIGKILL)
+        self.host.wait()
+        return len(children)
+
     def stop_host(self, sig=signal.SIGTERM, timeout=20):
         if self.host and self.host.poll() is None:
             self.host.send_signal(sig)
@@ -218,6 +240,23 @@ class Env:
                 self.host.kill()
                 self.host.wait()
         return self.host.returncode if self.host else None
+
+    def reload(self, timeout=30):
+        """SIGHUP the master; return once the next generation serves."""
+        self.generation += 1
+        want = "generation %d serving" % self.generation
+        self.host.send_signal(signal.SIGHUP)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if want in self.log():
+                return self.generation
+            if self.host.poll() is not None:
+                raise RuntimeError("pagoflexd exited during a reload")
+            time.sleep(0.05)
+        raise AssertionError("reload to generation %d did not finish: %s" % (self.generation, self.log()[-2000:]))
+
+    def connectors(self):
+        return {c["key"]: c for c in http("GET", self.url + "/v1/connectors").json["connectors"]}
 
     def log(self):
         with open(self.host_log_path, "rb") as f:

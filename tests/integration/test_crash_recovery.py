@@ -5,7 +5,6 @@ exactly one payment per Pagoflex payment."""
 import os
 import queue
 import random
-import signal
 import sys
 import threading
 import time
@@ -78,8 +77,8 @@ class CrashRecovery(unittest.TestCase):
             t.start()
         for k in range(KILLS):
             time.sleep(random.uniform(0.3, 1.0))
-            env.host.send_signal(signal.SIGKILL)
-            env.host.wait()
+            killed = env.kill_host_hard()
+            self.assertGreater(killed, 0, "no worker process found to kill")
             env.start_host()
         for t in threads:
             t.join()

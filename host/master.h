@@ -1,0 +1,13 @@
+/* master.h - the master process: owns the socket, supervises workers. */
+#ifndef PAGOFLEX_MASTER_H
+#define PAGOFLEX_MASTER_H
+
+#include "config.h"
+
+/* Supervise worker processes serving `listen_fd` until SIGTERM/SIGINT.
+ * Takes ownership of *cfg (re-read from config_path on SIGHUP). Writes the
+ * bound `port` to port_file (if not NULL) once the first generation is
+ * ready. Returns the process exit status. */
+int master_run(const char *config_path, config *cfg, int listen_fd, int port, const char *port_file);
+
+#endif

@@ -1,0 +1,137 @@
+/* worker.c - one worker process: loads the plugins, serves HTTP, drains.
+ *
+ * A worker is forked by the master with the listening socket already open.
+ * It loads the plugin directory as it is now (falling back to each plugin's
+ * last good version when a new file is rejected, skipping quarantined ones),
+ * decrypts credentials, and serves the API on the shared socket. It tells
+ * the master it is ready by writing one byte to its ready pipe.
+ *
+ * SIGTERM or SIGINT: stop accepting (MHD_quiesce_daemon), answer what is in
+ * flight with Connection: close, wait for connections to end (drain
+ * deadline), stop, fini and dlclose the plugins: no thread runs plugin code
+ * by then. A worker whose master dies gets SIGTERM (PR_SET_PDEATHSIG).
+ */
+#include "worker.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "executor.h"
+#include "log.h"
+#include "reconciler.h"
+#include "registry.h"
+#include "secrets.h"
+#include "store.h"
+
+static void worker_register_plugins(const worker_params *p, registry *reg)
+{
+    for (size_t i = 0; i < registry_count(reg); i++) {
+        /* The registry hands out const plugins; the busy pointer is the
+         * one field the worker sets after loading. */
+        registry_plugin *pl = (registry_plugin *)registry_at(reg, i);
+        pl->busy = crashboard_register(p->board, p->slot, pl->name);
+    }
+}
+
+static void worker_ready(const worker_params *p)
+{
+    if (p->ready_fd < 0)
+        return;
+    char byte = 'R';
+    ssize_t w = write(p->ready_fd, &byte, 1);
+    (void)w;
+    close(p->ready_fd);
+}
+
+int worker_main(const worker_params *p)
+{
+    const config *cfg = p->cfg;
+    char err[1024];
+    int rc = 1;
+    secrets_key key;
+    bool have_key = false;
+    store *st = NULL;
+    registry *reg = NULL;
+    api_server *srv = NULL;
+    api_context ctx;
+
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != p->master_pid)
+        return 1; /* the master died before prctl took effect */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    if (executor_global_init()) {
+        log_error("worker: libcurl could not be initialised");
+        goto out;
+    }
+    if (secrets_key_load(cfg->master_key_file, &key, err, sizeof err)) {
+        log_error("worker: master key: %s", err);
+        goto out;
+    }
+    have_key = true;
+    st = store_open(cfg->database, cfg->db_pool_size);
+    registry_options ropts = {.plugin_dir = cfg->plugin_dir, .credentials_dir = cfg->credentials_dir,
+                              .private_dir = cfg->private_dir, .master_key = &key,
+                              .keep_last_good = true, .skip = p->quarantine};
+    reg = st ? registry_new(&ropts) : NULL;
+    if (!reg) {
+        log_error("worker: out of memory");
+        goto out;
+    }
+    if (registry_load_dir(reg, err, sizeof err) < 0) {
+        log_error("worker: plugin directory: %s", err);
+        goto out;
+    }
+    secrets_key_wipe(&key); /* credentials are not needed once init has run */
+    have_key = false;
+    worker_register_plugins(p, reg);
+
+    api_context_init(&ctx, cfg, st, reg);
+    ctx.generation = p->generation;
+    char migrate_err[512];
+    if (store_migrate(st, migrate_err, sizeof migrate_err) == STORE_OK)
+        atomic_store(&ctx.schema_ready, true);
+    else
+        log_warn("database not ready yet (%s); API calls answer 503 until it is", migrate_err);
+    srv = api_start(&ctx, p->listen_fd, err, sizeof err);
+    if (!srv) {
+        log_error("worker: %s", err);
+        goto out;
+    }
+    /* Background settling of open payments (retries, status sync, deadlines). */
+    if (reconciler_start(&ctx) != 0)
+        goto out;
+    log_info("worker ready: generation=%u connectors=%zu", p->generation, registry_count(reg));
+    worker_ready(p);
+
+    int sig = 0;
+    do {
+        if (sigwait(&sigs, &sig) != 0)
+            sig = 0;
+    } while (sig != SIGTERM && sig != SIGINT);
+
+    api_quiesce(srv);
+    int left = api_drain(srv, cfg->drain_timeout_ms);
+    if (left > 0)
+        log_warn("worker: drain deadline of %d ms passed with %d connection(s) open; closing them",
+                 cfg->drain_timeout_ms, left);
+    rc = 0;
+out:
+    reconciler_stop(); /* before the plugins go: its threads call them */
+    api_stop(srv); /* waits for handlers: after this no thread runs plugin code */
+    registry_free(reg);
+    store_close(st);
+    if (have_key)
+        secrets_key_wipe(&key);
+    log_info("worker stopped: generation=%u", p->generation);
+    return rc;
+}
