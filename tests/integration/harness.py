@@ -128,7 +128,11 @@ class Env:
         self.extra_config = extra_config
         self.write_config()
         if start_host:
-            self.start_host()
+            try:
+                self.start_host()
+            except Exception:
+                self.close()  # a host that cannot start must not leave the simulator running
+                raise
 
     # ---- pieces -------------------------------------------------------
     def cli(self, args, input=None, check=True):
