@@ -233,6 +233,17 @@ class Env:
                 pass
         self.host.send_signal(signal.SIGKILL)
         self.host.wait()
+        # The workers hold the listening socket until they are gone.
+        deadline = time.time() + 10
+        for child in children:
+            while time.time() < deadline:
+                try:
+                    with open("/proc/%d/stat" % child) as f:
+                        if f.read().split(")")[-1].split()[0] == "Z":
+                            break
+                except OSError:
+                    break
+                time.sleep(0.02)
         return len(children)
 
     def stop_host(self, sig=signal.SIGTERM, timeout=20):

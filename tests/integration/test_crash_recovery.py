@@ -49,6 +49,7 @@ class CrashRecovery(unittest.TestCase):
         results = {}
         lock = threading.Lock()
         stop_at = time.time() + 120
+        stop = [False]
         retries = [0]
 
         def client():
@@ -57,7 +58,7 @@ class CrashRecovery(unittest.TestCase):
                     key, amount = jobs.get_nowait()
                 except queue.Empty:
                     return
-                while time.time() < stop_at:
+                while time.time() < stop_at and not stop[0]:
                     try:
                         r = env.pay_idem(key, amount=amount, timeout=10)
                     except OSError:
@@ -75,13 +76,18 @@ class CrashRecovery(unittest.TestCase):
         threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
         for t in threads:
             t.start()
-        for k in range(KILLS):
-            time.sleep(random.uniform(0.3, 1.0))
-            killed = env.kill_host_hard()
-            self.assertGreater(killed, 0, "no worker process found to kill")
-            env.start_host()
-        for t in threads:
-            t.join()
+        try:
+            for k in range(KILLS):
+                time.sleep(random.uniform(0.3, 1.0))
+                killed = env.kill_host_hard()
+                self.assertGreater(killed, 0, "no worker process found to kill")
+                env.start_host()
+        except BaseException:
+            stop[0] = True
+            raise
+        finally:
+            for t in threads:
+                t.join()
         self.assertEqual(len(results), PAYMENTS, "clients gave up")
 
         deadline = time.time() + 60
