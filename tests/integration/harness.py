@@ -35,6 +35,23 @@ def free_port():
     return port
 
 
+def stable_port():
+    """A free port outside the kernel's ephemeral range: no other test's
+    free_port() can take it while a host that owns it is being restarted."""
+    import random
+    for _ in range(200):
+        port = random.randint(20000, 29999)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in 20000-29999")
+
+
 def psql(sql, dbname="postgres"):
     """Run SQL on the test cluster; return stdout stripped."""
     conn = PG.replace("dbname=postgres", "dbname=" + dbname)
@@ -91,7 +108,7 @@ class Env:
     """A private Pagoflex: database, key, credentials, simulator, host."""
 
     def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config="", workers=2,
-                 bancox=None, extra_hosts=0):
+                 bancox=None, extra_hosts=0, port=None):
         """bancox: credentials merged over the banco_x defaults (e.g. BANCOX_BASE_URL);
         extra_hosts: that many more pagoflexd on the same database (start_extra_hosts()),
         and the simulator fans every webhook out to all of them."""
@@ -115,7 +132,7 @@ class Env:
         self.key_file = os.path.join(self.dir, "master.key")
         self.cli(["secrets", "keygen", "--out", self.key_file])
         self.bancox = dict(bancox or {})
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.extra_ports = [free_port() for _ in range(extra_hosts)]
         self.extra = []
@@ -221,11 +238,12 @@ class Env:
         """SIGKILL the host's master and its workers at once: a machine crash."""
         pid = self.host.pid
         children = []
-        try:
-            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-                children = [int(c) for c in f.read().split()]
-        except OSError:
-            pass
+        for task in os.listdir("/proc/%d/task" % pid):  # any thread may have forked a worker
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                    children += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
         for child in children:
             try:
                 os.kill(child, signal.SIGKILL)
