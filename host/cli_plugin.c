@@ -164,9 +164,20 @@ static int cli_plugin_name_ok(const char *name)
     return 1;
 }
 
-/* A directory we may fill: absent (created) or empty. */
+/* A directory we may fill: absent (created, with missing parents) or empty. */
 static int cli_plugin_make_dir(const char *dir)
 {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return cli_error("directory name too long: %s", dir);
+    for (char *s = path + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return cli_error("cannot create %s: %s", path, strerror(errno));
+        *s = '/';
+    }
     if (mkdir(dir, 0755) == 0)
         return CLI_OK;
     if (errno != EEXIST)

@@ -16,6 +16,8 @@
  * Everything returned is allocated in the call's arena. No library type
  * crosses the boundary; the plugin links against no host symbol.
  */
+#define _POSIX_C_SOURCE 200809L /* strdup */
+
 #include <pagoflex/connector.h>
 
 #include <stdlib.h>

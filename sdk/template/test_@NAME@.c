@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Defined by PAGOFLEX_DEFINE_CONNECTOR in @NAME@.c, compiled into this test. */
+const struct pagoflex_connector *pagoflex_connector_v1(void);
+
 static int failures;
 
 #define EXPECT(cond)                                                               \

@@ -72,7 +72,8 @@ class SdkPlugin(unittest.TestCase):
             for placeholder in ("@NAME@", "@KEY@", "@PATH@", "@SECRET@"):
                 self.assertNotIn(placeholder, fname + content, fname)
         build = os.path.join(src, "build")
-        run(["cmake", "-S", src, "-B", build, "-DCMAKE_PREFIX_PATH=" + self.prefix], env=self.env)
+        run(["cmake", "-S", src, "-B", build, "-DCMAKE_PREFIX_PATH=" + self.prefix,
+             "-DCMAKE_C_FLAGS=-Werror"], env=self.env)
         run(["cmake", "--build", build], env=self.env)
         out = run(["ctest", "--test-dir", build, "--output-on-failure"], env=self.env)
         self.assertIn("100% tests passed", out)
@@ -81,8 +82,9 @@ class SdkPlugin(unittest.TestCase):
         # make + pkg-config, against the installed .pc files only.
         msrc = self.generate(os.path.join(self.tmp, "make", NAME))
         menv = dict(self.env, PKG_CONFIG_PATH=os.path.join(self.prefix, "lib", "pkgconfig"))
-        run(["make"], cwd=msrc, env=menv)
-        self.assertIn("all checks passed", run(["make", "check"], cwd=msrc, env=menv))
+        cflags = "CFLAGS=-O2 -g -Wall -Wextra -Werror"
+        run(["make", cflags], cwd=msrc, env=menv)
+        self.assertIn("all checks passed", run(["make", cflags, "check"], cwd=msrc, env=menv))
         self.assertTrue(os.path.exists(os.path.join(msrc, NAME + ".so")))
 
         # The conformance checker passes it.
