@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cli_ops.h"
+#include "cli_plugin.h"
 #include "cli_secrets.h"
 
 #define KEY_SOURCE_HELP                                                                  \
@@ -40,6 +41,23 @@ static const cli_command cli_commands[] = {
     {"secrets", "decrypt", cli_secrets_decrypt, "--plugin NAME [--key-file FILE] FILE.cfg.enc",
      "Print a plugin's decrypted credentials on stdout.",
      "  --plugin NAME     the plugin the file was encrypted for\n" KEY_SOURCE_HELP},
+    {"plugin", "new", cli_plugin_new, "NAME [--dir DIR] [--template DIR]",
+     "Create a connector project from the SDK template (builds NAME.so out of tree).",
+     "  NAME            a-z, 0-9, '_' (key NAME upper-cased, webhook path NAME,\n"
+     "                  credential <NAME>_SECRET)\n"
+     "  --dir DIR       where to create it (default ./NAME; must be absent or empty)\n"
+     "  --template DIR  template to use (default: $PAGOFLEX_TEMPLATE_DIR, then the\n"
+     "                  installed share/pagoflex/template, then the source tree)\n"},
+    {"plugin", "check", cli_plugin_check,
+     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE]] [--plugin-name NAME] "
+     "[--with DIR] [--verbose]",
+     "Load a connector as the host would and check that it conforms; exit 0 if all pass.",
+     "  --credentials F  its encrypted credentials (default: dummy values are generated\n"
+     "                   for every required credential, in memory)\n"
+     KEY_SOURCE_HELP
+     "  --plugin-name N  name the credentials were encrypted for (default: FILE without .so)\n"
+     "  --with DIR       load the plugins of DIR first, so duplicate keys and paths show\n"
+     "  --verbose        show the host's and the plugin's log lines on stderr\n"},
 };
 
 #define CLI_COMMAND_COUNT (sizeof cli_commands / sizeof cli_commands[0])
