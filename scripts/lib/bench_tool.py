@@ -102,8 +102,10 @@ def table(results_path, out_path):
     w = lines.append
     w("# Pagoflex benchmark, %s" % R["date"])
     w("")
-    w("Machine: %s; %s cores (nproc); %s MiB memory. Build: %s. Mode: %s." % (
-        inp["cpu"], inp["nproc"], inp["mem_mib"], inp["build"], inp["mode"]))
+    w("Machine: %s; %s cores (nproc); %s MiB memory. Build: %s. Mode: %s. Load average "
+      "before / after: %s / %s (other work on the machine skews every figure)." % (
+          inp["cpu"], inp["nproc"], inp["mem_mib"], inp["build"], inp["mode"],
+          inp.get("loadavg_before", "?"), inp.get("loadavg_after", "?")))
     w("")
     w("Inputs: wrk %s threads, %s s per run; host: 1 process, `threads = %s`, `db_pool_size = %s`, "
       "`log_level = %s`; PostgreSQL 15 private cluster, synchronous_commit=%s, fsync=%s; "
