@@ -6,6 +6,7 @@
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
  *   GET  /v1/connectors        the loaded connectors
  *   GET  /healthz              liveness and database reachability
+ *   GET  /metrics              counters and latency histograms (Prometheus text)
  *
  * Every error is {"error": {"code", "message", "field"}}. The body is read in
  * full (up to max_body_bytes) before a route runs; handlers run on the
@@ -33,6 +34,7 @@
 #include "arena.h"
 #include "executor.h"
 #include "log.h"
+#include "metrics.h"
 #include "payment.h"
 #include "payreq.h"
 
@@ -57,6 +59,10 @@ typedef struct api_request {
     bool responded; /* a reply was queued already */
     const char *method;
     const char *url;
+    uint64_t start_ns;    /* first callback, for the latency histograms */
+    metrics_route route;  /* set by api_route() */
+    int connector;        /* metrics slot of the connector, or METRICS_NO_CONNECTOR */
+    unsigned status;      /* HTTP status queued, 0 before */
 } api_request;
 
 /* ---- replies ---------------------------------------------------------- */
@@ -79,6 +85,8 @@ static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        r->status = status;
     return ret;
 }
 
@@ -220,6 +228,7 @@ static void api_call_bank(api_request *r, const registry_plugin *pl, const pagof
 {
     const pagoflex_connector *d = pl->desc;
     pagoflex_http_response resp = {0};
+    uint64_t t0 = metrics_now_ns();
     if (d->execute_request) {
         plugin_enter(pl);
         int erc = d->execute_request(pl->state, breq, r->arena, &resp);
@@ -231,6 +240,7 @@ static void api_call_bank(api_request *r, const registry_plugin *pl, const pagof
     } else {
         executor_perform(breq, r->ctx->cfg->bank_timeout_ms, r->arena, &resp);
     }
+    metrics_bank_call(r->connector, resp.transport == PAGOFLEX_TRANSPORT_OK, metrics_now_ns() - t0);
     memset(res, 0, sizeof *res);
     plugin_enter(pl);
     int rc = d->handle_response(pl->state, pay, &resp, r->arena, res);
@@ -265,6 +275,7 @@ static enum MHD_Result api_payment_create(api_request *r)
     if (!pl)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unknown_connector", "connector",
                          "unknown connector '%.32s'; GET /v1/connectors lists the loaded ones", pr.connector);
+    r->connector = metrics_connector(pl->desc->key);
     if (!api_currency_supported(pl->desc, pr.currency))
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_currency", "currency",
                          "connector %s does not support currency %s", pl->desc->key, pr.currency);
@@ -402,6 +413,7 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     const registry_plugin *pl = registry_find_webhook(ctx->registry, path);
     if (!pl)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%.40s", path);
+    r->connector = metrics_connector(pl->desc->key);
 
     struct api_header_list headers = {.arena = r->arena, .cap = 128};
     headers.items = arena_alloc(r->arena, headers.cap * sizeof *headers.items);
@@ -498,6 +510,35 @@ static enum MHD_Result api_healthz(api_request *r)
                                (json_int_t)r->ctx->generation));
 }
 
+/* Prometheus text; no API key, like /healthz (counts only, no payment data). */
+static enum MHD_Result api_metrics(api_request *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(&text, &len))
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory rendering metrics");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        r->status = MHD_HTTP_OK;
+    return ret;
+}
+
+/* A payment request counts as in flight from here until its answer is queued. */
+static enum MHD_Result api_payment_create_counted(api_request *r)
+{
+    metrics_payment_begin();
+    enum MHD_Result ret = api_payment_create(r);
+    metrics_payment_end();
+    return ret;
+}
+
 static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowed)
 {
     return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s", r->method,
@@ -511,16 +552,32 @@ static enum MHD_Result api_route(api_request *r)
     if (r->too_large)
         return api_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", NULL,
                          "request body is over the limit of %zu bytes", r->ctx->cfg->max_body_bytes);
+    if (strcmp(url, "/v1/payments") == 0 && post) {
+        r->route = METRICS_ROUTE_PAYMENT_CREATE;
+        return api_payment_create_counted(r);
+    }
     if (strcmp(url, "/v1/payments") == 0)
-        return post ? api_payment_create(r) : get ? api_payment_list(r) : api_method_not_allowed(r, "GET, POST");
-    if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
+        return get ? api_payment_list(r) : api_method_not_allowed(r, "GET, POST");
+    if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/')) {
+        r->route = get ? METRICS_ROUTE_PAYMENT_GET : METRICS_ROUTE_OTHER;
         return get ? api_payment_get(r, url + 13) : api_method_not_allowed(r, "GET");
-    if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/'))
+    }
+    if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/')) {
+        r->route = post ? METRICS_ROUTE_WEBHOOK : METRICS_ROUTE_OTHER;
         return post ? api_webhook(r, url + 10) : api_method_not_allowed(r, "POST");
-    if (strcmp(url, "/v1/connectors") == 0)
+    }
+    if (strcmp(url, "/v1/connectors") == 0) {
+        r->route = get ? METRICS_ROUTE_CONNECTORS : METRICS_ROUTE_OTHER;
         return get ? api_connectors(r) : api_method_not_allowed(r, "GET");
-    if (strcmp(url, "/healthz") == 0)
+    }
+    if (strcmp(url, "/healthz") == 0) {
+        r->route = get ? METRICS_ROUTE_HEALTHZ : METRICS_ROUTE_OTHER;
         return get ? api_healthz(r) : api_method_not_allowed(r, "GET");
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        r->route = get ? METRICS_ROUTE_METRICS : METRICS_ROUTE_OTHER;
+        return get ? api_metrics(r) : api_method_not_allowed(r, "GET");
+    }
     return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route for %s %.100s", r->method, url);
 }
 
@@ -542,6 +599,9 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         r->arena = arena_new();
         r->method = method;
         r->url = url;
+        r->start_ns = metrics_now_ns();
+        r->route = METRICS_ROUTE_OTHER;
+        r->connector = METRICS_NO_CONNECTOR;
         *con_cls = r;
         if (!r->arena)
             return MHD_NO;
@@ -599,6 +659,7 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
         return;
     atomic_fetch_sub(&r->ctx->in_flight, 1);
     atomic_store(&r->ctx->last_activity_ms, api_now_ms());
+    metrics_request_done(r->route, r->connector, r->status, metrics_now_ns() - r->start_ns);
     arena_free(r->arena);
     free(r->body);
     free(r);

@@ -24,6 +24,7 @@
 
 #include "arena.h"
 #include "log.h"
+#include "metrics.h"
 #include "payment.h"
 #include "store_migrations.h"
 
@@ -322,8 +323,10 @@ static bool store_conn_lost(PGconn *conn, const char *sqlstate)
 static store_result call_exec(store_call *c, const char *what, const char *sql, int n,
                               const char *const *params, bool dup_ok, PGresult **res)
 {
+    uint64_t t0 = metrics_now_ns();
     PGresult *r = n > 0 ? PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0)
                         : PQexec(c->conn, sql);
+    metrics_db_round_trip(metrics_now_ns() - t0);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         *res = r;
@@ -584,6 +587,7 @@ store_result store_migrate(store *s, char *err, size_t errlen)
         migrate_error(err, errlen, "commit", &c);
         goto fail;
     }
+    metrics_db_commit();
     if (applied == 0)
         log_debug("store: schema is up to date");
     call_end(&c);
@@ -611,6 +615,7 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
     store_result rc = store_run(s, "payment insert", sql_insert, 6, params, true, &r);
     if (rc != STORE_OK)
         goto fail;
+    metrics_db_commit();
     rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, out) : STORE_ERROR;
 
 fail:
@@ -672,6 +677,7 @@ static store_result transition_keep_ref(store *s, const char *id, const char *pr
                                 &r);
     if (rc != STORE_OK)
         goto fail;
+    metrics_db_commit();
     rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, row) : STORE_NOT_FOUND;
 
 fail:
@@ -700,6 +706,7 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
     store_result rc = store_run(s, "payment transition", sql_transition, 8, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
+    metrics_db_commit();
     if (PQntuples(r) != 1) {
         rc = STORE_NOT_FOUND;
         goto fail;
@@ -756,6 +763,7 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
     store_result rc = store_run(s, "webhook apply", sql_webhook, 9, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
+    metrics_db_commit();
     if (PQntuples(r) != 1) {
         rc = STORE_NOT_FOUND;
         goto fail;

@@ -22,6 +22,7 @@
 #include "api.h"
 #include "executor.h"
 #include "log.h"
+#include "metrics.h"
 #include "registry.h"
 #include "secrets.h"
 #include "store.h"
@@ -59,6 +60,7 @@ int worker_main(const worker_params *p)
     api_context ctx;
 
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    metrics_set_worker(p->slot);
     if (getppid() != p->master_pid)
         return 1; /* the master died before prctl took effect */
     sigset_t sigs;

@@ -60,6 +60,8 @@ class Reload(unittest.TestCase):
         p = env.pay(amount=100, currency="EUR", connector="ECHO_PAY")
         self.assertEqual(p.status, 201, p)
         self.assertEqual(http("GET", env.url + "/healthz").json["generation"], gen)
+        metrics = http("GET", env.url + "/metrics").raw.decode()
+        self.assertRegex(metrics, r"pagoflex_reloads_total(\{[^}]*\})? 1\n")
 
         # Upgrade: overwrite the file in place with 0.4.0.
         install(env, fixture("echo_pay_v2"))
