@@ -17,6 +17,7 @@
 #include "config.h"
 #include "executor.h"
 #include "log.h"
+#include "plugin_trust.h"
 #include "registry.h"
 #include "secrets.h"
 #include "store.h"
@@ -92,12 +93,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
-    secrets_key key;
+    secrets_key key, prev_key;
+    plugin_trust *trust = NULL;
     store *st = NULL;
     registry *reg = NULL;
     api_server *srv = NULL;
     int fd = -1;
-    bool have_key = false;
+    bool have_key = false, have_prev = false;
 
     if (executor_global_init()) {
         log_error("libcurl could not be initialised");
@@ -108,13 +110,29 @@ int main(int argc, char **argv)
         goto out;
     }
     have_key = true;
+    if (cfg.previous_master_key_file) {
+        if (secrets_key_from_file(cfg.previous_master_key_file, &prev_key, err, sizeof err)) {
+            log_error("previous master key: %s", err);
+            goto out;
+        }
+        have_prev = true;
+    }
+    trust = plugin_trust_new(cfg.require_signed_plugins != 0,
+                             (const char *const *)cfg.trusted_keys, cfg.trusted_key_count, err,
+                             sizeof err);
+    if (!trust) {
+        log_error("plugin signatures: %s", err);
+        goto out;
+    }
     st = store_open(cfg.database, cfg.db_pool_size);
     if (!st) {
         log_error("out of memory opening the database pool");
         goto out;
     }
     registry_options ropts = {.plugin_dir = cfg.plugin_dir, .credentials_dir = cfg.credentials_dir,
-                              .private_dir = cfg.private_dir, .master_key = &key};
+                              .private_dir = cfg.private_dir, .master_key = &key,
+                              .previous_master_key = have_prev ? &prev_key : NULL,
+                              .trust = trust};
     reg = registry_new(&ropts);
     if (!reg) {
         log_error("out of memory creating the plugin registry");
@@ -128,6 +146,9 @@ int main(int argc, char **argv)
     /* Credentials are not needed once every plugin's init has run. */
     secrets_key_wipe(&key);
     have_key = false;
+    if (have_prev)
+        secrets_key_wipe(&prev_key);
+    have_prev = false;
 
     int port = 0;
     fd = api_listen(cfg.listen_address, cfg.port, &port, err, sizeof err);
@@ -177,6 +198,9 @@ out:
     store_close(st);
     if (have_key)
         secrets_key_wipe(&key);
+    if (have_prev)
+        secrets_key_wipe(&prev_key);
+    plugin_trust_free(trust);
     config_free(&cfg);
     log_info("pagoflexd stopped");
     return rc;
