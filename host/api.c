@@ -31,8 +31,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "apikey.h"
 #include "arena.h"
 #include "executor.h"
+#include "http_limits.h"
 #include "log.h"
 #include "metrics.h"
 #include "payment.h"
@@ -149,24 +151,65 @@ static char *api_new_id(pagoflex_arena *arena, const char *prefix)
     return arena_printf(arena, "%s_%s", prefix, id);
 }
 
-/* True if the request carries one of the configured API keys. */
-static bool api_authorized(api_request *r)
+typedef enum api_auth { API_AUTH_OK, API_AUTH_DENIED, API_AUTH_UNAVAILABLE } api_auth;
+
+static bool api_db_ready(api_context *ctx);
+
+/* Does the request carry a valid API key? Either one of the configured
+ * api_key_sha256 (bootstrap/dev keys, compared in constant time) or an
+ * active key of the api_keys table (apikey_verify: looked up by its public
+ * prefix on every request, so a revocation applies at once). */
+static api_auth api_authorized(api_request *r)
 {
     const config *cfg = r->ctx->cfg;
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-        return false;
+        return API_AUTH_DENIED;
     const char *key = auth + 7;
     unsigned char digest[32];
     char hex[65];
     if (!EVP_Digest(key, strlen(key), digest, NULL, EVP_sha256(), NULL))
-        return false;
+        return API_AUTH_DENIED;
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
     bool ok = false;
     for (size_t i = 0; i < cfg->api_key_count; i++)
         ok |= CRYPTO_memcmp(hex, cfg->api_key_sha256[i], 64) == 0;
-    return ok;
+    OPENSSL_cleanse(hex, sizeof hex);
+    if (ok)
+        return API_AUTH_OK;
+    char prefix[APIKEY_PREFIX_LEN + 1];
+    if (apikey_prefix_of(key, prefix) != 0)
+        return API_AUTH_DENIED;
+    if (!api_db_ready(r->ctx))
+        return API_AUTH_UNAVAILABLE;
+    bool valid = false;
+    store_result sr = apikey_verify(r->ctx->store, key, &valid);
+    if (sr == STORE_UNAVAILABLE)
+        return API_AUTH_UNAVAILABLE;
+    return sr == STORE_OK && valid ? API_AUTH_OK : API_AUTH_DENIED;
+}
+
+/* Answer a request that is not API_AUTH_OK. The 401 never says whether the
+ * key was unknown, revoked or malformed. */
+static enum MHD_Result api_auth_refused(api_request *r, api_auth a)
+{
+    if (a == API_AUTH_UNAVAILABLE)
+        return api_db_unavailable(r);
+    return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
+                     "missing or invalid API key; send Authorization: Bearer <api key>");
+}
+
+/* 400 when a JSON body nests deeper than max_json_depth (before any parser
+ * sees it); MHD_NO from *ret means nothing was answered. */
+static bool api_json_too_deep(api_request *r, enum MHD_Result *ret)
+{
+    int max = r->ctx->cfg->max_json_depth;
+    if (!r->body || !http_limits_json_too_deep(r->body, r->body_len, max))
+        return false;
+    *ret = api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
+                     "request body nests arrays or objects deeper than %d levels", max);
+    return true;
 }
 
 static bool api_json_content_type(api_request *r)
@@ -260,12 +303,15 @@ static void api_call_bank(api_request *r, const registry_plugin *pl, const pagof
 static enum MHD_Result api_payment_create(api_request *r)
 {
     api_context *ctx = r->ctx;
-    if (!api_authorized(r))
-        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    enum MHD_Result deep;
+    api_auth auth = api_authorized(r);
+    if (auth != API_AUTH_OK)
+        return api_auth_refused(r, auth);
     if (!api_json_content_type(r))
         return api_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
                          "send the body as Content-Type: application/json");
+    if (api_json_too_deep(r, &deep))
+        return deep;
     payreq pr;
     payreq_error perr;
     if (payreq_parse(r->body ? r->body : "", r->body_len, r->arena, &pr, &perr))
@@ -340,9 +386,9 @@ static enum MHD_Result api_payment_create(api_request *r)
 
 static enum MHD_Result api_payment_get(api_request *r, const char *id)
 {
-    if (!api_authorized(r))
-        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    api_auth auth = api_authorized(r);
+    if (auth != API_AUTH_OK)
+        return api_auth_refused(r, auth);
     if (strlen(id) > 64)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
     if (!api_db_ready(r->ctx))
@@ -362,9 +408,9 @@ static enum MHD_Result api_payment_get(api_request *r, const char *id)
  * a client whose POST was cut off can find out what it created. */
 static enum MHD_Result api_payment_list(api_request *r)
 {
-    if (!api_authorized(r))
-        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    api_auth auth = api_authorized(r);
+    if (auth != API_AUTH_OK)
+        return api_auth_refused(r, auth);
     const char *reference = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "reference");
     if (!reference || !*reference)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "missing_field", "reference",
@@ -421,6 +467,9 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, api_collect_header, &headers);
 
+    enum MHD_Result deep;
+    if (api_json_too_deep(r, &deep))
+        return deep;
     const unsigned char *body = (const unsigned char *)(r->body ? r->body : "");
     plugin_enter(pl);
     int vrc = pl->desc->verify_webhook(pl->state, headers.items, headers.count, body, r->body_len, r->arena);
@@ -608,6 +657,18 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_add(&ctx->requests, 1);
         atomic_fetch_add(&ctx->in_flight, 1);
         atomic_store(&ctx->last_activity_ms, api_now_ms());
+        int header_count = 0;
+        size_t header_bytes = 0;
+        http_limits_header_totals(conn, &header_count, &header_bytes);
+        if (header_count > ctx->cfg->max_headers || header_bytes > ctx->cfg->max_header_bytes) {
+            r->responded = true;
+            return api_error(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                             "request_header_fields_too_large", NULL,
+                             "request has %d headers of %zu bytes; the limits are %d headers "
+                             "and %zu bytes",
+                             header_count, header_bytes, ctx->cfg->max_headers,
+                             ctx->cfg->max_header_bytes);
+        }
         /* A body far over the limit is refused before it is read (the
          * connection is then closed); one a little over is read and dropped,
          * so the client sees the 413 and keep-alive survives. */
@@ -733,7 +794,10 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, api_access, ctx, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
-        NULL, MHD_OPTION_NOTIFY_CONNECTION, api_connection, ctx, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, api_connection, ctx, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ctx->cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_limits_connection_memory(ctx->cfg->max_header_bytes),
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "libmicrohttpd could not start on the listening socket");

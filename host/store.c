@@ -841,3 +841,34 @@ bool store_ping(store *s)
     PQclear(r);
     return rc == STORE_OK;
 }
+
+store_result store_query(store *s, const char *what, const char *sql, int n,
+                         const char *const *params, pagoflex_arena *arena, store_rows *out)
+{
+    PGresult *r = NULL;
+    store_rows rows = {0};
+    store_result rc = store_run(s, what, sql, n, params, true, &r);
+    if (rc != STORE_OK)
+        return rc;
+    rows.rows = (size_t)PQntuples(r);
+    rows.cols = (size_t)PQnfields(r);
+    if (rows.rows && rows.cols) {
+        rows.cells = arena_alloc(arena, rows.rows * rows.cols * sizeof *rows.cells);
+        if (!rows.cells) {
+            rc = STORE_ERROR;
+            goto fail;
+        }
+    }
+    bool oom = false;
+    for (size_t i = 0; i < rows.rows; i++)
+        for (size_t j = 0; j < rows.cols; j++)
+            rows.cells[i * rows.cols + j] = row_text(r, (int)i, (int)j, arena, &oom);
+    if (oom) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    *out = rows;
+fail:
+    PQclear(r);
+    return rc;
+}

@@ -60,8 +60,22 @@ static const char migration_0001_init[] =
     ");\n"
     "CREATE INDEX payment_history_payment ON payment_history (payment_id, id);\n";
 
+/* Issue 6: API keys, stored as SHA-256 of a 256-bit random key only. The
+ * prefix is the public, unique part a request is looked up by. */
+static const char migration_0003_api_keys[] =
+    "CREATE TABLE api_keys (\n"
+    "    id bigserial PRIMARY KEY,\n"
+    "    name text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),\n"
+    "    prefix text NOT NULL UNIQUE,\n"
+    "    hash bytea NOT NULL CHECK (length(hash) = 32),\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    revoked_at timestamptz\n"
+    ");\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
+    /* Versions need not be contiguous: each is applied once, in list order. */
+    {3, "api_keys", migration_0003_api_keys},
 };
 
 const store_migration *store_migrations(size_t *count)
