@@ -7,6 +7,7 @@
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
  *   GET  /v1/connectors        the loaded connectors
  *   GET  /healthz              liveness and database reachability
+ *   GET  /metrics              counters and latency histograms (Prometheus text)
  *
  * Every error is {"error": {"code", "message", "field"}}. The body is read in
  * full (up to max_body_bytes) before a route runs; handlers run on the
@@ -31,10 +32,13 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "apikey.h"
 #include "arena.h"
 #include "bankcall.h"
 #include "idempotency.h"
+#include "http_limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "payment.h"
 #include "payreq.h"
 #include "store_idem.h"
@@ -62,6 +66,10 @@ typedef struct api_request {
     bool responded; /* a reply was queued already */
     const char *method;
     const char *url;
+    uint64_t start_ns;    /* first callback, for the latency histograms */
+    metrics_route route;  /* set by api_route() */
+    int connector;        /* metrics slot of the connector, or METRICS_NO_CONNECTOR */
+    unsigned status;      /* HTTP status queued, 0 before */
 } api_request;
 
 /* ---- replies ---------------------------------------------------------- */
@@ -84,6 +92,8 @@ static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        r->status = status;
     return ret;
 }
 
@@ -171,24 +181,64 @@ static char *api_new_id(pagoflex_arena *arena, const char *prefix)
     return arena_printf(arena, "%s_%s", prefix, id);
 }
 
-/* True if the request carries one of the configured API keys. */
-static bool api_authorized(api_request *r)
+typedef enum api_auth { API_AUTH_OK, API_AUTH_DENIED, API_AUTH_UNAVAILABLE } api_auth;
+
+
+/* Does the request carry a valid API key? Either one of the configured
+ * api_key_sha256 (bootstrap/dev keys, compared in constant time) or an
+ * active key of the api_keys table (apikey_verify: looked up by its public
+ * prefix on every request, so a revocation applies at once). */
+static api_auth api_authorized(api_request *r)
 {
     const config *cfg = r->ctx->cfg;
     const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-        return false;
+        return API_AUTH_DENIED;
     const char *key = auth + 7;
     unsigned char digest[32];
     char hex[65];
     if (!EVP_Digest(key, strlen(key), digest, NULL, EVP_sha256(), NULL))
-        return false;
+        return API_AUTH_DENIED;
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
     bool ok = false;
     for (size_t i = 0; i < cfg->api_key_count; i++)
         ok |= CRYPTO_memcmp(hex, cfg->api_key_sha256[i], 64) == 0;
-    return ok;
+    OPENSSL_cleanse(hex, sizeof hex);
+    if (ok)
+        return API_AUTH_OK;
+    char prefix[APIKEY_PREFIX_LEN + 1];
+    if (apikey_prefix_of(key, prefix) != 0)
+        return API_AUTH_DENIED;
+    if (!api_db_ready(r->ctx))
+        return API_AUTH_UNAVAILABLE;
+    bool valid = false;
+    store_result sr = apikey_verify(r->ctx->store, key, &valid);
+    if (sr == STORE_UNAVAILABLE)
+        return API_AUTH_UNAVAILABLE;
+    return sr == STORE_OK && valid ? API_AUTH_OK : API_AUTH_DENIED;
+}
+
+/* Answer a request that is not API_AUTH_OK. The 401 never says whether the
+ * key was unknown, revoked or malformed. */
+static enum MHD_Result api_auth_refused(api_request *r, api_auth a)
+{
+    if (a == API_AUTH_UNAVAILABLE)
+        return api_db_unavailable(r);
+    return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
+                     "missing or invalid API key; send Authorization: Bearer <api key>");
+}
+
+/* 400 when a JSON body nests deeper than max_json_depth (before any parser
+ * sees it); MHD_NO from *ret means nothing was answered. */
+static bool api_json_too_deep(api_request *r, enum MHD_Result *ret)
+{
+    int max = r->ctx->cfg->max_json_depth;
+    if (!r->body || !http_limits_json_too_deep(r->body, r->body_len, max))
+        return false;
+    *ret = api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
+                     "request body nests arrays or objects deeper than %d levels", max);
+    return true;
 }
 
 static bool api_json_content_type(api_request *r)
@@ -351,12 +401,15 @@ static enum MHD_Result api_payment_store(api_request *r, const store_payment *ro
 static enum MHD_Result api_payment_create(api_request *r)
 {
     api_context *ctx = r->ctx;
-    if (!api_authorized(r))
-        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    enum MHD_Result deep;
+    api_auth auth = api_authorized(r);
+    if (auth != API_AUTH_OK)
+        return api_auth_refused(r, auth);
     if (!api_json_content_type(r))
         return api_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
                          "send the body as Content-Type: application/json");
+    if (api_json_too_deep(r, &deep))
+        return deep;
     const char *idem_key =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
     const char *scope = NULL;
@@ -378,6 +431,7 @@ static enum MHD_Result api_payment_create(api_request *r)
     if (!pl)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unknown_connector", "connector",
                          "unknown connector '%.32s'; GET /v1/connectors lists the loaded ones", pr.connector);
+    r->connector = metrics_connector(pl->desc->key);
     if (!api_currency_supported(pl->desc, pr.currency))
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_currency", "currency",
                          "connector %s does not support currency %s", pl->desc->key, pr.currency);
@@ -465,9 +519,9 @@ static json_t *api_history_json(const store_history_entry *e)
 
 static enum MHD_Result api_payment_events(api_request *r, const char *id)
 {
-    if (!api_authorized(r))
-        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    api_auth auth = api_authorized(r);
+    if (auth != API_AUTH_OK)
+        return api_auth_refused(r, auth);
     if (strlen(id) > 64)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
     if (!api_db_ready(r->ctx))
@@ -489,9 +543,9 @@ static enum MHD_Result api_payment_events(api_request *r, const char *id)
 
 static enum MHD_Result api_payment_get(api_request *r, const char *id)
 {
-    if (!api_authorized(r))
-        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    api_auth auth = api_authorized(r);
+    if (auth != API_AUTH_OK)
+        return api_auth_refused(r, auth);
     if (strlen(id) > 64)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
     if (!api_db_ready(r->ctx))
@@ -511,9 +565,9 @@ static enum MHD_Result api_payment_get(api_request *r, const char *id)
  * a client whose POST was cut off can find out what it created. */
 static enum MHD_Result api_payment_list(api_request *r)
 {
-    if (!api_authorized(r))
-        return api_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                         "missing or invalid API key; send Authorization: Bearer <api key>");
+    api_auth auth = api_authorized(r);
+    if (auth != API_AUTH_OK)
+        return api_auth_refused(r, auth);
     const char *reference = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "reference");
     if (!reference || !*reference)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "missing_field", "reference",
@@ -585,6 +639,7 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     const registry_plugin *pl = registry_find_webhook(ctx->registry, path);
     if (!pl)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%.40s", path);
+    r->connector = metrics_connector(pl->desc->key);
 
     struct api_header_list headers = {.arena = r->arena, .cap = 128};
     headers.items = arena_alloc(r->arena, headers.cap * sizeof *headers.items);
@@ -592,6 +647,9 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, api_collect_header, &headers);
 
+    enum MHD_Result deep;
+    if (api_json_too_deep(r, &deep))
+        return deep;
     const unsigned char *body = (const unsigned char *)(r->body ? r->body : "");
     plugin_enter(pl);
     int vrc = pl->desc->verify_webhook(pl->state, headers.items, headers.count, body, r->body_len, r->arena);
@@ -687,6 +745,35 @@ static enum MHD_Result api_healthz(api_request *r)
                                (json_int_t)r->ctx->generation));
 }
 
+/* Prometheus text; no API key, like /healthz (counts only, no payment data). */
+static enum MHD_Result api_metrics(api_request *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(&text, &len))
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory rendering metrics");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    if (ret == MHD_YES)
+        r->status = MHD_HTTP_OK;
+    return ret;
+}
+
+/* A payment request counts as in flight from here until its answer is queued. */
+static enum MHD_Result api_payment_create_counted(api_request *r)
+{
+    metrics_payment_begin();
+    enum MHD_Result ret = api_payment_create(r);
+    metrics_payment_end();
+    return ret;
+}
+
 static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowed)
 {
     return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s", r->method,
@@ -700,10 +787,16 @@ static enum MHD_Result api_route(api_request *r)
     if (r->too_large)
         return api_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", NULL,
                          "request body is over the limit of %zu bytes", r->ctx->cfg->max_body_bytes);
+    if (strcmp(url, "/v1/payments") == 0 && post) {
+        r->route = METRICS_ROUTE_PAYMENT_CREATE;
+        return api_payment_create_counted(r);
+    }
     if (strcmp(url, "/v1/payments") == 0)
-        return post ? api_payment_create(r) : get ? api_payment_list(r) : api_method_not_allowed(r, "GET, POST");
-    if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/'))
+        return get ? api_payment_list(r) : api_method_not_allowed(r, "GET, POST");
+    if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/')) {
+        r->route = get ? METRICS_ROUTE_PAYMENT_GET : METRICS_ROUTE_OTHER;
         return get ? api_payment_get(r, url + 13) : api_method_not_allowed(r, "GET");
+    }
     if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] != '/' && strchr(url + 13, '/')) {
         const char *slash = strchr(url + 13, '/');
         if (strcmp(slash, "/events") == 0 && slash - (url + 13) <= 64) {
@@ -713,12 +806,22 @@ static enum MHD_Result api_route(api_request *r)
             return get ? api_payment_events(r, id) : api_method_not_allowed(r, "GET");
         }
     }
-    if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/'))
+    if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/')) {
+        r->route = post ? METRICS_ROUTE_WEBHOOK : METRICS_ROUTE_OTHER;
         return post ? api_webhook(r, url + 10) : api_method_not_allowed(r, "POST");
-    if (strcmp(url, "/v1/connectors") == 0)
+    }
+    if (strcmp(url, "/v1/connectors") == 0) {
+        r->route = get ? METRICS_ROUTE_CONNECTORS : METRICS_ROUTE_OTHER;
         return get ? api_connectors(r) : api_method_not_allowed(r, "GET");
-    if (strcmp(url, "/healthz") == 0)
+    }
+    if (strcmp(url, "/healthz") == 0) {
+        r->route = get ? METRICS_ROUTE_HEALTHZ : METRICS_ROUTE_OTHER;
         return get ? api_healthz(r) : api_method_not_allowed(r, "GET");
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        r->route = get ? METRICS_ROUTE_METRICS : METRICS_ROUTE_OTHER;
+        return get ? api_metrics(r) : api_method_not_allowed(r, "GET");
+    }
     return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route for %s %.100s", r->method, url);
 }
 
@@ -740,12 +843,27 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         r->arena = arena_new();
         r->method = method;
         r->url = url;
+        r->start_ns = metrics_now_ns();
+        r->route = METRICS_ROUTE_OTHER;
+        r->connector = METRICS_NO_CONNECTOR;
         *con_cls = r;
         if (!r->arena)
             return MHD_NO;
         atomic_fetch_add(&ctx->requests, 1);
         atomic_fetch_add(&ctx->in_flight, 1);
         atomic_store(&ctx->last_activity_ms, api_now_ms());
+        int header_count = 0;
+        size_t header_bytes = 0;
+        http_limits_header_totals(conn, &header_count, &header_bytes);
+        if (header_count > ctx->cfg->max_headers || header_bytes > ctx->cfg->max_header_bytes) {
+            r->responded = true;
+            return api_error(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                             "request_header_fields_too_large", NULL,
+                             "request has %d headers of %zu bytes; the limits are %d headers "
+                             "and %zu bytes",
+                             header_count, header_bytes, ctx->cfg->max_headers,
+                             ctx->cfg->max_header_bytes);
+        }
         /* A body far over the limit is refused before it is read (the
          * connection is then closed); one a little over is read and dropped,
          * so the client sees the 413 and keep-alive survives. */
@@ -797,6 +915,7 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
         return;
     atomic_fetch_sub(&r->ctx->in_flight, 1);
     atomic_store(&r->ctx->last_activity_ms, api_now_ms());
+    metrics_request_done(r->route, r->connector, r->status, metrics_now_ns() - r->start_ns);
     arena_free(r->arena);
     free(r->body);
     free(r);
@@ -870,7 +989,10 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, api_access, ctx, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
-        NULL, MHD_OPTION_NOTIFY_CONNECTION, api_connection, ctx, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, api_connection, ctx, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ctx->cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_limits_connection_memory(ctx->cfg->max_header_bytes),
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "libmicrohttpd could not start on the listening socket");

@@ -7,6 +7,7 @@
 #include "arena.h"
 #include "executor.h"
 #include "log.h"
+#include "metrics.h"
 #include "payment.h"
 
 void bankcall_enter(const registry_plugin *pl)
@@ -45,6 +46,7 @@ static void bankcall_perform(const registry_plugin *pl, const pagoflex_http_requ
                              pagoflex_http_response *resp)
 {
     const pagoflex_connector *d = pl->desc;
+    uint64_t t0 = metrics_now_ns();
     memset(resp, 0, sizeof *resp);
     if (d->execute_request) {
         bankcall_enter(pl);
@@ -57,6 +59,8 @@ static void bankcall_perform(const registry_plugin *pl, const pagoflex_http_requ
     } else {
         executor_perform(req, default_timeout_ms, arena, resp);
     }
+    metrics_bank_call(metrics_connector(d->key), resp->transport == PAGOFLEX_TRANSPORT_OK,
+                      metrics_now_ns() - t0);
 }
 
 /* True if a connector's verdict is a state it may report. */

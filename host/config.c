@@ -138,6 +138,72 @@ static int config_lifecycle(const config_t *cf, config *c, char *err, size_t err
     return 0;
 }
 
+static int config_trusted_keys(const config_t *cf, const char *base, config *c, char *err,
+                               size_t errlen)
+{
+    config_setting_t *s = config_lookup(cf, "trusted_keys");
+    if (!s)
+        return 0;
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+        snprintf(err, errlen, "line %d: setting 'trusted_keys' must be a list of file names",
+                 config_setting_source_line(s));
+        return -1;
+    }
+    int n = config_setting_length(s);
+    c->trusted_keys = calloc((size_t)n + 1, sizeof(char *));
+    if (!c->trusted_keys)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const char *v = config_setting_get_string_elem(s, i);
+        if (!v || !*v) {
+            snprintf(err, errlen, "line %d: trusted_keys[%d] must be the path of a public key PEM file",
+                     config_setting_source_line(s), i);
+            return -1;
+        }
+        c->trusted_keys[i] = config_path(base, v);
+        if (!c->trusted_keys[i])
+            return -1;
+        c->trusted_key_count++;
+    }
+    return 0;
+}
+
+/* Bounds against hostile clients: see README "Security". */
+static int config_limits(const config_t *cf, config *c, char *err, size_t errlen)
+{
+    long long v;
+    int b = 0;
+    if (config_int(cf, "max_header_bytes", 8192, 1024, 1 << 20, &v, err, errlen))
+        return -1;
+    c->max_header_bytes = (size_t)v;
+    if (config_int(cf, "max_headers", 64, 8, 1000, &v, err, errlen))
+        return -1;
+    c->max_headers = (int)v;
+    if (config_int(cf, "max_json_depth", 32, 2, 1000, &v, err, errlen))
+        return -1;
+    c->max_json_depth = (int)v;
+    if (config_int(cf, "connection_timeout_s", 30, 1, 3600, &v, err, errlen))
+        return -1;
+    c->connection_timeout_s = (int)v;
+    if (config_int(cf, "max_connections", 4000, 16, 100000, &v, err, errlen))
+        return -1;
+    c->max_connections = (int)v;
+    if (config_int(cf, "max_connections_per_ip", 0, 0, 100000, &v, err, errlen))
+        return -1;
+    c->max_connections_per_ip = (int)v;
+    config_setting_t *s = config_lookup(cf, "require_signed_plugins");
+    if (s) {
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+            snprintf(err, errlen, "line %d: setting 'require_signed_plugins' must be true or false",
+                     config_setting_source_line(s));
+            return -1;
+        }
+        b = config_setting_get_bool(s);
+    }
+    c->require_signed_plugins = b;
+    return 0;
+}
+
 int config_load(const char *path, config *out, char *err, size_t errlen)
 {
     config_t cf;
@@ -164,7 +230,11 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
         config_string(&cf, "database", "dbname=pagoflex", NULL, &c.database, inner, sizeof inner) ||
         config_string(&cf, "public_url", NULL, NULL, &c.public_url, inner, sizeof inner) ||
         config_string(&cf, "log_level", "info", NULL, &c.log_level, inner, sizeof inner) ||
-        config_string(&cf, "pid_file", "pagoflexd.pid", base, &c.pid_file, inner, sizeof inner))
+        config_string(&cf, "pid_file", "pagoflexd.pid", base, &c.pid_file, inner, sizeof inner) ||
+        config_string(&cf, "previous_master_key_file", NULL, base, &c.previous_master_key_file,
+                      inner, sizeof inner))
+        goto fail;
+    if (config_limits(&cf, &c, inner, sizeof inner) || config_trusted_keys(&cf, base, &c, inner, sizeof inner))
         goto fail;
     if (config_int(&cf, "port", 8080, 0, 65535, &v, inner, sizeof inner))
         goto fail;
@@ -248,5 +318,9 @@ void config_free(config *c)
     for (size_t i = 0; i < c->api_key_count; i++)
         free(c->api_key_sha256[i]);
     free(c->api_key_sha256);
+    free(c->previous_master_key_file);
+    for (size_t i = 0; i < c->trusted_key_count; i++)
+        free(c->trusted_keys[i]);
+    free(c->trusted_keys);
     memset(c, 0, sizeof *c);
 }

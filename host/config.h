@@ -25,6 +25,17 @@ typedef struct config {
     int ready_timeout_ms;  /* how long a new worker may take to load and listen */
     int quarantine_after;  /* worker crashes blamed on one plugin before it is quarantined */
     char *pid_file;        /* the master's pid, for `pagoflex reload` */
+    /* security (issue 6) */
+    char *previous_master_key_file; /* NULL, or the key being rotated away from */
+    int require_signed_plugins;     /* load only plugins signed by trusted_keys */
+    char **trusted_keys;            /* paths of Ed25519 public key PEM files */
+    size_t trusted_key_count;
+    size_t max_header_bytes;        /* sum of header names and values (431 above) */
+    int max_headers;                /* header count (431 above) */
+    int max_json_depth;             /* nesting of a JSON body (400 above) */
+    int connection_timeout_s;       /* idle connection timeout */
+    int max_connections;            /* open connections per process */
+    int max_connections_per_ip;     /* 0: no per-address limit */
 
     /* Payment lifecycle (idempotency, reconciler); see etc/pagoflex.cfg. */
     long idempotency_ttl_s;     /* how long an Idempotency-Key is remembered */

@@ -46,16 +46,10 @@ static CURL *executor_handle(void)
     return h;
 }
 
-struct executor_body {
-    char *data;
-    size_t len;
-    size_t cap;
-    int overflow;
-};
 
 static size_t executor_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    struct executor_body *b = userdata;
+    executor_body *b = userdata;
     size_t n = size * nmemb;
     if (b->len + n > EXECUTOR_MAX_RESPONSE) {
         b->overflow = 1;
@@ -91,53 +85,54 @@ static pagoflex_transport executor_transport(CURLcode rc)
     }
 }
 
-void executor_perform(const pagoflex_http_request *req, long default_timeout_ms,
-                      pagoflex_arena *arena, pagoflex_http_response *out)
+int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_timeout_ms,
+                     pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers)
 {
-    struct executor_body body = {0};
-    struct curl_slist *headers = NULL;
-    memset(out, 0, sizeof *out);
-    out->transport = PAGOFLEX_TRANSPORT_ERROR;
-
-    CURL *h = executor_handle();
-    if (!h)
-        goto done;
+    struct curl_slist *list = NULL;
     for (size_t i = 0; i < req->header_count; i++) {
         char *line = arena_printf(arena, "%s: %s", req->headers[i].name, req->headers[i].value);
-        struct curl_slist *next = line ? curl_slist_append(headers, line) : NULL;
+        struct curl_slist *next = line ? curl_slist_append(list, line) : NULL;
         if (!next)
-            goto done;
-        headers = next;
+            goto fail;
+        list = next;
     }
     /* curl adds "Expect: 100-continue" for large bodies: a round trip we don't need. */
-    struct curl_slist *next = curl_slist_append(headers, "Expect:");
+    struct curl_slist *next = curl_slist_append(list, "Expect:");
     if (!next)
-        goto done;
-    headers = next;
+        goto fail;
+    list = next;
 
     long timeout = req->timeout_ms > 0 ? req->timeout_ms : default_timeout_ms;
     curl_easy_setopt(h, CURLOPT_URL, req->url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
     if (req->body_len > 0 || strcmp(req->method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? (const char *)req->body : "");
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     } else {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     }
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout < 5000 ? timeout : 5000L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, executor_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    *headers = list;
+    return 0;
+fail:
+    curl_slist_free_all(list);
+    return -1;
+}
 
-    CURLcode rc = curl_easy_perform(h);
+void executor_finish(CURL *h, CURLcode rc, const pagoflex_http_request *req, executor_body *sink,
+                     pagoflex_arena *arena, pagoflex_http_response *out)
+{
+    memset(out, 0, sizeof *out);
     if (rc != CURLE_OK) {
-        out->transport = body.overflow ? PAGOFLEX_TRANSPORT_ERROR : executor_transport(rc);
+        out->transport = sink->overflow ? PAGOFLEX_TRANSPORT_ERROR : executor_transport(rc);
         log_debug("bank call %s %s: %s", req->method, req->url, curl_easy_strerror(rc));
         goto done;
     }
@@ -145,21 +140,33 @@ void executor_perform(const pagoflex_http_request *req, long default_timeout_ms,
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     out->transport = PAGOFLEX_TRANSPORT_OK;
     out->status = (int)status;
-    if (body.len) {
-        unsigned char *copy = arena_alloc(arena, body.len + 1);
+    if (sink->len) {
+        unsigned char *copy = arena_alloc(arena, sink->len + 1);
         if (!copy) {
             out->transport = PAGOFLEX_TRANSPORT_ERROR;
             out->status = 0;
             goto done;
         }
-        memcpy(copy, body.data, body.len);
+        memcpy(copy, sink->data, sink->len);
         out->body = copy;
-        out->body_len = body.len;
+        out->body_len = sink->len;
     }
 done:
-    if (h) {
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    free(sink->data);
+    memset(sink, 0, sizeof *sink);
+}
+
+void executor_perform(const pagoflex_http_request *req, long default_timeout_ms,
+                      pagoflex_arena *arena, pagoflex_http_response *out)
+{
+    executor_body body = {0};
+    struct curl_slist *headers = NULL;
+    CURL *h = executor_handle();
+    memset(out, 0, sizeof *out);
+    out->transport = PAGOFLEX_TRANSPORT_ERROR;
+    if (!h || executor_prepare(h, req, default_timeout_ms, arena, &body, &headers) != 0)
+        return;
+    executor_finish(h, curl_easy_perform(h), req, &body, arena, out);
     curl_slist_free_all(headers);
-    free(body.data);
 }

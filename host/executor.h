@@ -2,6 +2,8 @@
 #ifndef PAGOFLEX_EXECUTOR_H
 #define PAGOFLEX_EXECUTOR_H
 
+#include <curl/curl.h>
+
 #include <pagoflex/connector.h>
 
 #define EXECUTOR_MAX_RESPONSE (1u << 20) /* larger answers are a transport error */
@@ -16,5 +18,25 @@ int executor_global_init(void);
  * The body and headers of the answer are allocated in `arena`. */
 void executor_perform(const pagoflex_http_request *req, long default_timeout_ms,
                       pagoflex_arena *arena, pagoflex_http_response *out);
+
+/* Where a transfer writes the answer's body (bounded by EXECUTOR_MAX_RESPONSE). */
+typedef struct executor_body {
+    char *data;
+    size_t len;
+    size_t cap;
+    int overflow;
+} executor_body;
+
+/* Set easy handle `h` up to perform `req` (the shared part of the blocking
+ * executor and of bankq): URL, method, headers, body, timeouts, protocols,
+ * body sink. On success *headers is the header list to free once the
+ * transfer is over. -1 on allocation failure (nothing to free). */
+int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_timeout_ms,
+                     pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers);
+
+/* Turn a finished transfer (result `rc`) into `out`, copying the body into
+ * `arena`, and release the sink. Never fails: problems are transport errors. */
+void executor_finish(CURL *h, CURLcode rc, const pagoflex_http_request *req, executor_body *sink,
+                     pagoflex_arena *arena, pagoflex_http_response *out);
 
 #endif

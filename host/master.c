@@ -32,6 +32,7 @@
 
 #include "crashboard.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #define MASTER_MAX_QUARANTINE 64
@@ -262,6 +263,7 @@ static void master_reap(master *m)
         } else {
             log_error("worker pid %d (generation %u) %s; starting a replacement", (int)pid, w->generation,
                       how);
+            metrics_worker_restart();
             if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
                 char names[CRASHBOARD_PLUGINS][CRASHBOARD_NAME];
                 size_t n = crashboard_blame(m->board, slot, names, CRASHBOARD_PLUGINS);
@@ -323,6 +325,7 @@ static void master_reload(master *m)
     m->cfg = fresh;
     log_set_level((pagoflex_log_level)log_level_parse(m->cfg.log_level));
     master_quarantine_clear(m);
+    metrics_reload();
     master_start_generation(m);
 }
 
@@ -455,7 +458,7 @@ int master_run(const char *config_path, config *cfg, int listen_fd, int port, co
     signal(SIGPIPE, SIG_IGN);
     m->sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     m->board = crashboard_create();
-    if (m->sigfd < 0 || !m->board) {
+    if (m->sigfd < 0 || !m->board || metrics_share_process_counters() != 0) {
         log_error("cannot set up the master (signalfd/mmap): %s", strerror(errno));
         goto out;
     }

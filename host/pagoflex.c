@@ -10,7 +10,11 @@
 
 #include "cli.h"
 #include "cli_ops.h"
+#include "cli_plugin.h"
+#include "cli_apikey.h"
+#include "cli_plugin_trust.h"
 #include "cli_secrets.h"
+#include "cli_secrets_tools.h"
 
 #define KEY_SOURCE_HELP                                                                  \
     "  --key-file FILE   master key file (mode 0600); without it, $PAGOFLEX_MASTER_KEY\n"  \
@@ -40,6 +44,48 @@ static const cli_command cli_commands[] = {
     {"secrets", "decrypt", cli_secrets_decrypt, "--plugin NAME [--key-file FILE] FILE.cfg.enc",
      "Print a plugin's decrypted credentials on stdout.",
      "  --plugin NAME     the plugin the file was encrypted for\n" KEY_SOURCE_HELP},
+    {"plugin", "new", cli_plugin_new, "NAME [--dir DIR] [--template DIR]",
+     "Create a connector project from the SDK template (builds NAME.so out of tree).",
+     "  NAME            a-z, 0-9, '_' (key NAME upper-cased, webhook path NAME,\n"
+     "                  credential <NAME>_SECRET)\n"
+     "  --dir DIR       where to create it (default ./NAME; must be absent or empty)\n"
+     "  --template DIR  template to use (default: $PAGOFLEX_TEMPLATE_DIR, then the\n"
+     "                  installed share/pagoflex/template, then the source tree)\n"},
+    {"plugin", "check", cli_plugin_check,
+     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE]] [--plugin-name NAME] "
+     "[--with DIR] [--verbose]",
+     "Load a connector as the host would and check that it conforms; exit 0 if all pass.",
+     "  --credentials F  its encrypted credentials (default: dummy values are generated\n"
+     "                   for every required credential, in memory)\n"
+     KEY_SOURCE_HELP
+     "  --plugin-name N  name the credentials were encrypted for (default: FILE without .so)\n"
+     "  --with DIR       load the plugins of DIR first, so duplicate keys and paths show\n"
+     "  --verbose        show the host's and the plugin's log lines on stderr\n"},
+    {"secrets", "edit", cli_secrets_edit,
+     "--plugin NAME [--key-file FILE] [--insecure-tmp] FILE.cfg.enc",
+     "Edit a plugin's credentials in $EDITOR; the plaintext stays on tmpfs and is wiped.",
+     "  --plugin NAME     the plugin the file is for\n" KEY_SOURCE_HELP
+     "  --insecure-tmp    allow a temp folder that is not a tmpfs (the plaintext may\n"
+     "                    then reach a disk); default: $XDG_RUNTIME_DIR or /dev/shm\n"},
+    {"secrets", "rotate", cli_secrets_rotate, "--old-key-file A --new-key-file B DIR",
+     "Re-encrypt every DIR/*.cfg.enc under a new master key (atomic per file).",
+     "  Run the hosts with master_key_file = B and previous_master_key_file = A\n"
+     "  while files are rotated; drop previous_master_key_file afterwards.\n"},
+    {"secrets", "check", cli_secrets_check,
+     "--credentials-dir D --plugin-dir P [--key-file F] [--previous-key-file F]",
+     "Decrypt every credentials file and load every plugin; names only, never values.",
+     "  Exit status 1 on any problem.\n"},
+    {"apikey", "create", cli_apikey_create, "--name NAME [-c CONFIG]",
+     "Create an API key; it is printed once, only its SHA-256 is stored.",
+     "  -c CONFIG   read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"},
+    {"apikey", "list", cli_apikey_list, "[-c CONFIG]",
+     "List API keys: id, name, prefix, created, revoked (never a key or hash).", NULL},
+    {"apikey", "revoke", cli_apikey_revoke, "[-c CONFIG] ID|PREFIX",
+     "Revoke an API key; every host refuses it from the next request.", NULL},
+    {"plugin", "keygen", cli_plugin_keygen, "--out PREFIX [--force]",
+     "Make an Ed25519 plugin-signing key pair: PREFIX.key (0600) and PREFIX.pub.", NULL},
+    {"plugin", "sign", cli_plugin_sign, "--key SIGNER.key FILE.so",
+     "Sign a plugin: writes FILE.so.sig for hosts with require_signed_plugins.", NULL},
 };
 
 #define CLI_COMMAND_COUNT (sizeof cli_commands / sizeof cli_commands[0])

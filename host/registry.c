@@ -50,6 +50,8 @@ struct registry {
     char **skip; /* NULL-terminated copy of opts->skip, or NULL */
     registry_rejection *rejected;
     size_t rejected_count;
+    const secrets_key *previous_master_key;
+    const plugin_trust *trust;
     registry_plugin **plugins; /* pointers: a plugin's services table must
                                   not move once init has seen it */
     size_t count;
@@ -455,6 +457,16 @@ static int sha256_hex(const unsigned char *data, size_t len, char out[65])
     return 0;
 }
 
+/* Owner, mode and signature of the plugin file (plugin_trust.h). */
+static int plugin_trusted(const registry *r, const registry_plugin *p,
+                          const unsigned char *data, size_t len, rejection *rj)
+{
+    plugin_trust_problem pb;
+    if (plugin_trust_check_file(r->trust, p->file, data, len, &pb) == 0)
+        return 0;
+    return reject(rj, pb.field, pb.expected, pb.found, "%s", pb.fix);
+}
+
 /* Copy p->file to <private_dir>/<name>-<sha256 prefix>.so through a temp
  * file and rename, so the copy is complete whenever it has its final name.
  * Sets p->sha256 and, once the copy exists, p->private_path. */
@@ -466,6 +478,9 @@ static int plugin_copy_private(registry *r, registry_plugin *p, rejection *rj)
     int fd = -1, rc = -1;
 
     if (read_file(p->file, &data, &len, rj) != 0)
+        goto fail;
+    /* Checked on the very bytes that will be copied and loaded. */
+    if (plugin_trusted(r, p, data, len, rj) != 0)
         goto fail;
     if (sha256_hex(data, len, p->sha256) != 0) {
         reject(rj, "file", "a SHA-256 digest", "OpenSSL EVP_Digest failed",
@@ -758,7 +773,8 @@ static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credenti
             goto fail;
         }
         why[0] = '\0';
-        if (secrets_load_credentials(r->master_key, path, p->name, &creds, why, sizeof why) !=
+        const secrets_key *keys[2] = {r->master_key, r->previous_master_key};
+        if (secrets_load_credentials_keys(keys, 2, path, p->name, &creds, why, sizeof why) !=
             0) {
             creds = NULL;
             quote(found, sizeof found, why[0] ? why : "cannot decrypt", sizeof why);
@@ -823,6 +839,8 @@ registry *registry_new(const registry_options *opts)
             if (!(r->skip[i] = strdup(opts->skip[i])))
                 goto fail;
     }
+    r->previous_master_key = opts->previous_master_key;
+    r->trust = opts->trust;
     if ((opts->plugin_dir && !r->plugin_dir) || !r->credentials_dir || !r->private_dir)
         goto fail;
     return r;
@@ -999,6 +1017,12 @@ int registry_load_dir(registry *r, char *err, size_t errlen)
 
     if (!r->plugin_dir) {
         snprintf(err, errlen, "no plugin directory configured");
+        return -1;
+    }
+    plugin_trust_problem pb;
+    if (plugin_trust_check_mode(r->plugin_dir, true, &pb) != 0) {
+        snprintf(err, errlen, "plugin directory refused: %s (%s): %s", pb.found, pb.expected,
+                 pb.fix);
         return -1;
     }
     if (list_plugin_files(r->plugin_dir, &names, &n, err, errlen) != 0)

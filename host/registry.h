@@ -17,6 +17,7 @@
 
 #include <pagoflex/connector.h>
 
+#include "plugin_trust.h"
 #include "secrets.h"
 #include "services.h"
 
@@ -62,6 +63,14 @@ typedef struct registry_options {
     /* Plugin names (file names without .so) not to load; NULL-terminated
      * or NULL. The daemon passes the quarantined ones. */
     const char *const *skip;
+    const secrets_key *previous_master_key; /* borrowed like master_key; may be
+                                               NULL. During a key rotation a
+                                               credentials file is decrypted
+                                               with whichever of the two keys
+                                               its header names */
+    const plugin_trust *trust; /* signature policy (borrowed, may be NULL:
+                                  none). Owner and mode checks of the plugin
+                                  directory and files apply always */
 } registry_options;
 
 typedef struct registry registry;
@@ -74,12 +83,15 @@ typedef struct registry registry;
 registry *registry_new(const registry_options *opts);
 
 /* Load every *.so of opts->plugin_dir in name order (dotfiles skipped).
+ * A plugin directory owned by another user or writable by group or others
+ * is refused as a whole (-1, nothing loaded, the fix in err).
  * A rejected file is logged and never stops the others; on a duplicate key
  * or webhook path the file first in name order wins. Returns how many were
  * loaded, or -1 if the directory cannot be read (reason in err). */
 int registry_load_dir(registry *r, char *err, size_t errlen);
 
-/* Load and check one file: private copy, dlopen, descriptor checks,
+/* Load and check one file: owner, mode and (when required) signature of
+ * the file and its directory, private copy, dlopen, descriptor checks,
  * credentials, init. 0 on success (the plugin is owned by the registry);
  * -1 with the rejection line in err (also logged), and nothing of the
  * plugin is left loaded or on disk. */

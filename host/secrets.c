@@ -612,8 +612,37 @@ fail:
     return rc;
 }
 
-int secrets_load_credentials(const secrets_key *key, const char *path, const char *plugin,
-                             pagoflex_credentials **out, char *err, size_t errlen)
+const secrets_key *secrets_key_for_file(const secrets_key *const *keys, size_t n,
+                                        const unsigned char *in, size_t in_len)
+{
+    if (in_len < SECRETS_HEADER_LEN || memcmp(in, SECRETS_MAGIC, SECRETS_MAGIC_LEN) != 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (keys[i] && memcmp(in + SECRETS_MAGIC_LEN + 1, keys[i]->id, SECRETS_KEY_ID_LEN) == 0)
+            return keys[i];
+    return NULL;
+}
+
+/* "id1, id2" of the configured keys, for an error. */
+static void secrets_key_ids(const secrets_key *const *keys, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && o < cap; i++) {
+        if (!keys[i])
+            continue;
+        char id[2 * SECRETS_KEY_ID_LEN + 1];
+        secrets_key_id_hex(keys[i], id);
+        int w = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", id);
+        if (w < 0 || (size_t)w >= cap - o)
+            break;
+        o += (size_t)w;
+    }
+}
+
+int secrets_load_credentials_keys(const secrets_key *const *keys, size_t n, const char *path,
+                                  const char *plugin, pagoflex_credentials **out, char *err,
+                                  size_t errlen)
 {
     unsigned char *file = NULL, *plain = NULL;
     size_t file_len = 0, plain_len = 0;
@@ -622,6 +651,20 @@ int secrets_load_credentials(const secrets_key *key, const char *path, const cha
     snprintf(where, sizeof where, "credentials file %s", path);
     if (secrets_read_file(path, SECRETS_MAX_FILE, &file, &file_len, err, errlen) != 0)
         goto fail; /* the message already names the path */
+    const secrets_key *key = secrets_key_for_file(keys, n, file, file_len);
+    if (!key && n > 1 && file_len >= SECRETS_HEADER_LEN &&
+        memcmp(file, SECRETS_MAGIC, SECRETS_MAGIC_LEN) == 0) {
+        char file_id[2 * SECRETS_KEY_ID_LEN + 1], ids[128];
+        hex_encode(file + SECRETS_MAGIC_LEN + 1, SECRETS_KEY_ID_LEN, file_id);
+        secrets_key_ids(keys, n, ids, sizeof ids);
+        secrets_err(err, errlen,
+                    "%s: encrypted under another master key (key id %s, configured keys are %s); "
+                    "configure the key it was encrypted with",
+                    where, file_id, ids);
+        goto fail;
+    }
+    if (!key)
+        key = keys[0]; /* its checks give the precise reason */
     if (secrets_decrypt(key, plugin, file, file_len, &plain, &plain_len, err, errlen) != 0) {
         secrets_err_prefix(err, errlen, where);
         goto fail;
@@ -638,4 +681,11 @@ fail:
         free(plain);
     }
     return rc;
+}
+
+int secrets_load_credentials(const secrets_key *key, const char *path, const char *plugin,
+                             pagoflex_credentials **out, char *err, size_t errlen)
+{
+    const secrets_key *keys[1] = {key};
+    return secrets_load_credentials_keys(keys, 1, path, plugin, out, err, errlen);
 }

@@ -119,4 +119,19 @@ int secrets_read_file(const char *path, size_t max, unsigned char **out, size_t 
 int secrets_load_credentials(const secrets_key *key, const char *path, const char *plugin,
                              pagoflex_credentials **out, char *err, size_t errlen);
 
+/* The key of `keys` (n entries, NULL entries skipped) whose id matches the
+ * key id in the header of the file image `in`, or NULL if none does or the
+ * image is too short to have a header. Used during a master key rotation,
+ * when the host holds the new and the previous key. */
+const secrets_key *secrets_key_for_file(const secrets_key *const *keys, size_t n,
+                                        const unsigned char *in, size_t in_len);
+
+/* secrets_load_credentials() with a choice of keys: the one whose id the
+ * file's header names is used (secrets_key_for_file). When none matches,
+ * the error names the file's key id and every configured key id. keys[0]
+ * must not be NULL. */
+int secrets_load_credentials_keys(const secrets_key *const *keys, size_t n, const char *path,
+                                  const char *plugin, pagoflex_credentials **out, char *err,
+                                  size_t errlen);
+
 #endif

@@ -24,6 +24,7 @@
 
 #include "arena.h"
 #include "log.h"
+#include "metrics.h"
 #include "payment.h"
 #include "store_internal.h"
 #include "store_migrations.h"
@@ -305,8 +306,10 @@ static bool store_conn_lost(PGconn *conn, const char *sqlstate)
 store_result call_exec(store_call *c, const char *what, const char *sql, int n,
                               const char *const *params, bool dup_ok, PGresult **res)
 {
+    uint64_t t0 = metrics_now_ns();
     PGresult *r = n > 0 ? PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0)
                         : PQexec(c->conn, sql);
+    metrics_db_round_trip(metrics_now_ns() - t0);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         *res = r;
@@ -567,6 +570,7 @@ store_result store_migrate(store *s, char *err, size_t errlen)
         migrate_error(err, errlen, "commit", &c);
         goto fail;
     }
+    metrics_db_commit();
     if (applied == 0)
         log_debug("store: schema is up to date");
     call_end(&c);
@@ -594,6 +598,7 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
     store_result rc = store_run(s, "payment insert", sql_insert, 6, params, true, &r);
     if (rc != STORE_OK)
         goto fail;
+    metrics_db_commit();
     rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, out) : STORE_ERROR;
 
 fail:
@@ -655,6 +660,7 @@ static store_result transition_keep_ref(store *s, const char *id, const char *pr
                                 &r);
     if (rc != STORE_OK)
         goto fail;
+    metrics_db_commit();
     rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, row) : STORE_NOT_FOUND;
 
 fail:
@@ -683,6 +689,7 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
     store_result rc = store_run(s, "payment transition", sql_transition, 8, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
+    metrics_db_commit();
     if (PQntuples(r) != 1) {
         rc = STORE_NOT_FOUND;
         goto fail;
@@ -739,6 +746,7 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
     store_result rc = store_run(s, "webhook apply", sql_webhook, 9, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
+    metrics_db_commit();
     if (PQntuples(r) != 1) {
         rc = STORE_NOT_FOUND;
         goto fail;
@@ -815,4 +823,35 @@ bool store_ping(store *s)
     store_result rc = store_run(s, "ping", "SELECT 1", 0, NULL, false, &r);
     PQclear(r);
     return rc == STORE_OK;
+}
+
+store_result store_query(store *s, const char *what, const char *sql, int n,
+                         const char *const *params, pagoflex_arena *arena, store_rows *out)
+{
+    PGresult *r = NULL;
+    store_rows rows = {0};
+    store_result rc = store_run(s, what, sql, n, params, true, &r);
+    if (rc != STORE_OK)
+        return rc;
+    rows.rows = (size_t)PQntuples(r);
+    rows.cols = (size_t)PQnfields(r);
+    if (rows.rows && rows.cols) {
+        rows.cells = arena_alloc(arena, rows.rows * rows.cols * sizeof *rows.cells);
+        if (!rows.cells) {
+            rc = STORE_ERROR;
+            goto fail;
+        }
+    }
+    bool oom = false;
+    for (size_t i = 0; i < rows.rows; i++)
+        for (size_t j = 0; j < rows.cols; j++)
+            rows.cells[i * rows.cols + j] = row_text(r, (int)i, (int)j, arena, &oom);
+    if (oom) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    *out = rows;
+fail:
+    PQclear(r);
+    return rc;
 }

@@ -135,6 +135,22 @@ typedef struct store_history_entry {
 store_result store_payment_history(store *s, const char *id, pagoflex_arena *arena,
                                    store_history_entry **entries, size_t *count);
 
+/* Rows of a store_query(): cells[row * cols + col], NULL for SQL NULL;
+ * everything lives in the arena passed to the call. */
+typedef struct store_rows {
+    size_t rows;
+    size_t cols;
+    const char **cells;
+} store_rows;
+
+/* Run one statement with `n` bound text parameters (values never enter the
+ * SQL text) on a pooled connection, for modules that own their tables
+ * (apikey.c). Returns STORE_OK with *out filled, STORE_DUPLICATE on a
+ * unique violation, STORE_UNAVAILABLE or STORE_ERROR (logged as `what`);
+ * *out is written only on STORE_OK. */
+store_result store_query(store *s, const char *what, const char *sql, int n,
+                         const char *const *params, pagoflex_arena *arena, store_rows *out);
+
 /* True if a connection can run "SELECT 1" now. */
 bool store_ping(store *s);
 

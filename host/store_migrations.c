@@ -105,10 +105,24 @@ static const char migration_0002_lifecycle[] =
     ");\n"
     "CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);\n";
 
+/* Issue 6: API keys, stored as SHA-256 of a 256-bit random key only. The
+ * prefix is the public, unique part a request is looked up by. */
+static const char migration_0003_api_keys[] =
+    "CREATE TABLE api_keys (\n"
+    "    id bigserial PRIMARY KEY,\n"
+    "    name text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),\n"
+    "    prefix text NOT NULL UNIQUE,\n"
+    "    hash bytea NOT NULL CHECK (length(hash) = 32),\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    revoked_at timestamptz\n"
+    ");\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
+    /* Versions need not be contiguous: each is applied once, in list order. */
     {2, "lifecycle: idempotency keys, reconciler columns, orphan events, requires_review",
      migration_0002_lifecycle},
+    {3, "api_keys", migration_0003_api_keys},
 };
 
 const store_migration *store_migrations(size_t *count)

@@ -22,6 +22,8 @@
 #include "api.h"
 #include "executor.h"
 #include "log.h"
+#include "metrics.h"
+#include "plugin_trust.h"
 #include "reconciler.h"
 #include "registry.h"
 #include "secrets.h"
@@ -52,14 +54,16 @@ int worker_main(const worker_params *p)
     const config *cfg = p->cfg;
     char err[1024];
     int rc = 1;
-    secrets_key key;
-    bool have_key = false;
+    secrets_key key, prev_key;
+    bool have_key = false, have_prev = false;
+    plugin_trust *trust = NULL;
     store *st = NULL;
     registry *reg = NULL;
     api_server *srv = NULL;
     api_context ctx;
 
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    metrics_set_worker(p->slot);
     if (getppid() != p->master_pid)
         return 1; /* the master died before prctl took effect */
     sigset_t sigs;
@@ -78,9 +82,23 @@ int worker_main(const worker_params *p)
         goto out;
     }
     have_key = true;
+    if (cfg->previous_master_key_file) {
+        if (secrets_key_from_file(cfg->previous_master_key_file, &prev_key, err, sizeof err)) {
+            log_error("worker: previous master key: %s", err);
+            goto out;
+        }
+        have_prev = true;
+    }
+    trust = plugin_trust_new(cfg->require_signed_plugins != 0, (const char *const *)cfg->trusted_keys,
+                             cfg->trusted_key_count, err, sizeof err);
+    if (!trust) {
+        log_error("worker: plugin signatures: %s", err);
+        goto out;
+    }
     st = store_open(cfg->database, cfg->db_pool_size);
     registry_options ropts = {.plugin_dir = cfg->plugin_dir, .credentials_dir = cfg->credentials_dir,
                               .private_dir = cfg->private_dir, .master_key = &key,
+                              .previous_master_key = have_prev ? &prev_key : NULL, .trust = trust,
                               .keep_last_good = true, .skip = p->quarantine};
     reg = st ? registry_new(&ropts) : NULL;
     if (!reg) {
@@ -93,6 +111,9 @@ int worker_main(const worker_params *p)
     }
     secrets_key_wipe(&key); /* credentials are not needed once init has run */
     have_key = false;
+    if (have_prev)
+        secrets_key_wipe(&prev_key);
+    have_prev = false;
     worker_register_plugins(p, reg);
 
     api_context_init(&ctx, cfg, st, reg);
@@ -130,8 +151,11 @@ out:
     api_stop(srv); /* waits for handlers: after this no thread runs plugin code */
     registry_free(reg);
     store_close(st);
+    plugin_trust_free(trust);
     if (have_key)
         secrets_key_wipe(&key);
+    if (have_prev)
+        secrets_key_wipe(&prev_key);
     log_info("worker stopped: generation=%u", p->generation);
     return rc;
 }

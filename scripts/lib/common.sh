@@ -12,7 +12,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Debian packages the project builds, runs and tests with.
 PAGOFLEX_PACKAGES=(build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev
   libssl-dev libconfig-dev libpq-dev libmicrohttpd-dev libcmocka-dev postgresql
-  postgresql-contrib curl python3 openssl procps)
+  postgresql-contrib curl python3 openssl procps valgrind)
 
 # Install whatever of "$@" (default: PAGOFLEX_PACKAGES) is missing.
 ensure_packages() {

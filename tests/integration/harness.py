@@ -23,8 +23,23 @@ BUILD = os.environ.get("PAGOFLEX_BUILD_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 PG = os.environ.get("PAGOFLEX_PG")
 
-BANCOX_API_KEY = "sk_test_" + uuid.uuid4().hex
-BANCOX_SECRET = "whsec_" + uuid.uuid4().hex
+# Every secret a test creates is recorded here; tests/security/scan_secrets.py
+# then checks that none of them appears in any log the suite wrote.
+SECRETS_FILE = os.path.join(BUILD, "test-secrets.txt")
+# Host and simulator logs are kept here after an environment is closed.
+LOG_DIR = os.path.join(BUILD, "test-logs")
+
+
+def record_secret(value):
+    """Remember a secret value so the final scan can look for it in the logs."""
+    if value:
+        with open(SECRETS_FILE, "a") as f:
+            f.write(value.strip() + "\n")
+    return value
+
+
+BANCOX_API_KEY = record_secret("sk_test_" + uuid.uuid4().hex)
+BANCOX_SECRET = record_secret("whsec_" + uuid.uuid4().hex)
 
 
 def free_port():
@@ -122,7 +137,7 @@ class Env:
         self.procs = []
         self.sim = None
         self.host = None
-        self.api_key = "pk_test_" + uuid.uuid4().hex
+        self.api_key = record_secret("pk_test_" + uuid.uuid4().hex)
         self.workers = workers
         self.generation = 1
         self.plugin_dir = os.path.join(self.dir, "plugins")
@@ -131,6 +146,8 @@ class Env:
         os.makedirs(self.cred_dir)
         self.key_file = os.path.join(self.dir, "master.key")
         self.cli(["secrets", "keygen", "--out", self.key_file])
+        with open(self.key_file) as f:
+            record_secret(f.read())
         self.bancox = dict(bancox or {})
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
@@ -365,6 +382,11 @@ class Env:
                 break
             except subprocess.CalledProcessError:
                 time.sleep(0.5)
+        keep = os.path.join(LOG_DIR, os.path.basename(self.dir))
+        os.makedirs(keep, exist_ok=True)
+        for name in os.listdir(self.dir):
+            if name.endswith(".log"):
+                shutil.copy(os.path.join(self.dir, name), keep)
         if os.environ.get("PAGOFLEX_KEEP_TEST_DIRS"):
             print("kept", self.dir)
         else:

@@ -60,6 +60,8 @@ class Reload(unittest.TestCase):
         p = env.pay(amount=100, currency="EUR", connector="ECHO_PAY")
         self.assertEqual(p.status, 201, p)
         self.assertEqual(http("GET", env.url + "/healthz").json["generation"], gen)
+        metrics = http("GET", env.url + "/metrics").raw.decode()
+        self.assertRegex(metrics, r"pagoflex_reloads_total(\{[^}]*\})? 1\n")
 
         # Upgrade: overwrite the file in place with 0.4.0.
         install(env, fixture("echo_pay_v2"))
@@ -120,9 +122,12 @@ class Reload(unittest.TestCase):
     def test_reload_during_reload_is_merged(self):
         env = self.env
         env.add_plugin("echo_pay", {"ECHOPAY_SECRET": ECHO_SECRET})
+        # A plugin whose init takes 0.5 s keeps each new generation starting
+        # for that long, so these signals arrive during a reload.
+        shutil.copy(fixture("slow_init"), os.path.join(env.plugin_dir, "slow_init.so"))
         for _ in range(15):
             env.host.send_signal(signal.SIGHUP)
-            time.sleep(0.03)
+            time.sleep(0.05)
         # Reloads that arrive while a generation starts are queued and merged:
         # wait until the last generation started is the one serving.
         deadline = time.time() + 30
@@ -134,8 +139,8 @@ class Reload(unittest.TestCase):
             self.assertLess(time.time(), deadline, log[-2000:])
             time.sleep(0.05)
         self.assertIn("queued", log)
-        self.assertLess(started[-1], 16, "every SIGHUP started its own generation")
-        self.assertIn("ECHO_PAY", env.connectors())
+        self.assertLessEqual(started[-1], 5, "signals during a reload were not merged")
+        self.assertEqual(sorted(env.connectors()), ["BANCO_X", "ECHO_PAY", "SLOW"])
         self.assertIsNone(env.host.poll())
         self.assertNotIn("killed by signal", log)
         env.generation = started[-1]

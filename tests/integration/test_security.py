@@ -1,0 +1,307 @@
+"""Issue 6: API keys, plugin trust, master key rotation, hostile input.
+
+Real pagoflexd, real PostgreSQL, the bank simulator, HTTP on loopback.
+"""
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Env, http, record_secret  # noqa: E402
+
+
+def wait_exit(proc, timeout=15):
+    try:
+        return proc.wait(timeout)
+    except Exception:  # noqa: BLE001
+        proc.kill()
+        proc.wait()
+        raise AssertionError("pagoflexd did not exit")
+
+
+def connectors(env):
+    return sorted(c["key"] for c in http("GET", env.url + "/v1/connectors").json["connectors"])
+
+
+def set_config(env, old, new):
+    with open(env.config) as f:
+        text = f.read()
+    assert old in text, old
+    with open(env.config, "w") as f:
+        f.write(text.replace(old, new))
+
+
+class ApiKeys(unittest.TestCase):
+    def test_created_key_works_and_revoked_key_is_refused_at_once(self):
+        env = Env()
+        try:
+            out = env.cli(["apikey", "create", "--name", "integration", "-c", env.config])
+            key = record_secret(out.stdout.strip())
+            self.assertRegex(key, r"^pfk_[a-z0-9]{12}_[0-9a-f]{64}$")
+            self.assertNotIn(key, out.stderr)
+            prefix = key[:16]
+            headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+            body = {"amount": 1050, "currency": "ARS", "connector": "BANCO_X"}
+            r = http("POST", env.url + "/v1/payments", body, headers)
+            self.assertEqual(r.status, 201, r)
+
+            listing = env.cli(["apikey", "list", "-c", env.config]).stdout
+            self.assertIn(prefix, listing)
+            self.assertIn("integration", listing)
+            self.assertNotIn(key, listing)
+            digest = env.sql("SELECT encode(hash, 'hex') FROM api_keys WHERE prefix = '%s'" % prefix)
+            self.assertEqual(len(digest), 64)
+            self.assertNotIn(digest, listing)
+            self.assertEqual(env.sql("SELECT count(*) FROM api_keys k WHERE k::text LIKE '%%%s%%'"
+                                     % key[17:]), "0")
+
+            env.cli(["apikey", "revoke", "-c", env.config, prefix])
+            refused = http("POST", env.url + "/v1/payments", body, headers)
+            self.assertEqual(refused.status, 401, refused)
+            row = [line for line in env.cli(["apikey", "list", "-c", env.config]).stdout.splitlines()
+                   if prefix in line]
+            self.assertEqual(len(row), 1)
+            self.assertFalse(row[0].rstrip().endswith(" -"), row)
+            self.assertNotEqual(env.sql("SELECT revoked_at FROM api_keys WHERE prefix = '%s'" % prefix), "")
+
+            # The 401 never says which part was wrong: revoked, unknown, malformed, absent.
+            wrong_secret = key[:17] + ("0" * 64 if key[17] != "0" else "1" * 64)
+            answers = set()
+            for h in ({"Authorization": "Bearer " + key}, {"Authorization": "Bearer " + wrong_secret},
+                      {"Authorization": "Bearer pfk_unknownunkno_" + "a" * 64},
+                      {"Authorization": "Bearer nonsense"}, {}):
+                h["Content-Type"] = "application/json"
+                resp = http("POST", env.url + "/v1/payments", body, h)
+                self.assertEqual(resp.status, 401)
+                answers.add(resp.raw)
+            self.assertEqual(len(answers), 1, answers)
+            self.assertEqual(http("GET", env.url + "/v1/payments/x",
+                                  headers={"Authorization": "Bearer " + key}).status, 401)
+            # The bootstrap key of the config still works.
+            self.assertEqual(env.pay().status, 201)
+            unknown = env.cli(["apikey", "revoke", "-c", env.config, "999999"], check=False)
+            self.assertEqual(unknown.returncode, 1)
+        finally:
+            env.close()
+
+
+class PluginTrust(unittest.TestCase):
+    def test_world_writable_plugin_directory_is_refused(self):
+        env = Env(start_host=False)
+        try:
+            os.chmod(env.plugin_dir, 0o777)
+            proc = env.start_host(wait=False)
+            self.assertNotEqual(wait_exit(proc), 0)
+            log = env.log()
+            self.assertIn("chmod go-w " + env.plugin_dir, log)
+        finally:
+            env.close()
+
+    def test_group_writable_plugin_file_is_refused(self):
+        env = Env(start_host=False)
+        try:
+            so = os.path.join(env.plugin_dir, "banco_x.so")
+            os.chmod(so, 0o775)
+            env.start_host()
+            self.assertEqual(connectors(env), [])
+            self.assertIn("file=%s field=permissions" % so, env.log())
+            self.assertIn("chmod go-w " + so, env.log())
+        finally:
+            env.close()
+
+    def test_signatures_when_required(self):
+        env = Env(start_host=False)
+        try:
+            signer = os.path.join(env.dir, "signer")
+            other = os.path.join(env.dir, "other")
+            env.cli(["plugin", "keygen", "--out", signer])
+            env.cli(["plugin", "keygen", "--out", other])
+            for k in (signer, other):
+                with open(k + ".key") as f:
+                    record_secret(f.read().split("-----")[2])
+            env.extra_config = ('require_signed_plugins = true;\ntrusted_keys = ["%s.pub"];\n' % signer)
+            env.write_config()
+            so = os.path.join(env.plugin_dir, "banco_x.so")
+
+            def restart():
+                env.stop_host()
+                env.start_host()
+                return connectors(env)
+
+            # No signature at all.
+            self.assertEqual(restart(), [])
+            self.assertIn("file=%s field=signature" % so, env.log())
+            self.assertIn("no .sig", env.log())
+            # Signed by a key the host does not trust.
+            env.cli(["plugin", "sign", "--key", other + ".key", so])
+            self.assertEqual(restart(), [])
+            self.assertIn("untrusted key", env.log())
+            # Signed by the trusted key, then changed: the signature no longer matches.
+            env.cli(["plugin", "sign", "--key", signer + ".key", so])
+            with open(so, "ab") as f:
+                f.write(b"\0")
+            self.assertEqual(restart(), [])
+            self.assertIn("bad signature", env.log())
+            # Signed as it is: it loads and serves.
+            env.cli(["plugin", "sign", "--key", signer + ".key", so])
+            self.assertEqual(restart(), ["BANCO_X"])
+            self.assertEqual(env.pay().status, 201)
+        finally:
+            env.close()
+
+
+class MasterKeyRotation(unittest.TestCase):
+    def test_previous_key_reads_old_files_and_rotate_moves_them(self):
+        env = Env(start_host=False)
+        try:
+            old_key = env.key_file
+            new_key = os.path.join(env.dir, "master-new.key")
+            env.cli(["secrets", "keygen", "--out", new_key])
+            with open(new_key) as f:
+                record_secret(f.read())
+            # During the rotation: new key configured, old one as previous.
+            env.key_file = new_key
+            env.extra_config = 'previous_master_key_file = "%s";\n' % old_key
+            env.write_config()
+            env.start_host()
+            self.assertEqual(connectors(env), ["BANCO_X"])
+            env.stop_host()
+
+            env.cli(["secrets", "rotate", "--old-key-file", old_key, "--new-key-file", new_key,
+                     env.cred_dir])
+            env.extra_config = ""
+            env.write_config()
+            env.start_host()
+            self.assertEqual(connectors(env), ["BANCO_X"])
+            self.assertEqual(env.pay().status, 201)
+            env.stop_host()
+
+            # After the rotation the old key alone no longer reads the file.
+            env.key_file = old_key
+            env.write_config()
+            env.start_host()
+            self.assertEqual(connectors(env), [])
+            self.assertIn("encrypted under another master key", env.log())
+        finally:
+            env.close()
+
+
+class HostileInput(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env(start_host=False, extra_config=(
+            "max_headers = 20;\nmax_header_bytes = 2048;\nmax_json_depth = 8;\n"
+            "connection_timeout_s = 2;\n"))
+        set_config(cls.env, "threads = 8;", "threads = 2;")
+        cls.env.start_host()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def post(self, body, extra=None):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return http("POST", self.env.url + "/v1/payments", raw, self.env.auth(extra))
+
+    def assert_error(self, r, status, code):
+        self.assertEqual(r.status, status, r)
+        self.assertEqual(r.json["error"]["code"], code, r)
+
+    def test_too_many_headers(self):
+        extra = {"X-Pad-%d" % i: "x" for i in range(25)}
+        self.assert_error(self.post({"amount": 1}, extra), 431, "request_header_fields_too_large")
+
+    def test_headers_too_large(self):
+        self.assert_error(self.post({"amount": 1}, {"X-Pad": "x" * 3000}), 431,
+                          "request_header_fields_too_large")
+
+    def test_headers_far_too_large_are_refused_by_the_server(self):
+        # Over libmicrohttpd's per-connection memory: it answers 431 itself
+        # (its own body, not JSON) and closes the connection.
+        s = socket.create_connection(("127.0.0.1", self.env.port))
+        s.settimeout(5)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"x" * 40000 + b"\r\n\r\n")
+        except OSError:
+            pass
+        answer = b""
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError:
+            pass
+        s.close()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431"), answer[:100])
+
+    def test_json_nested_too_deep(self):
+        deep = b'{"amount": 1050, "x": ' + b"[" * 9 + b"]" * 9 + b"}"
+        self.assert_error(self.post(deep), 400, "invalid_json")
+        ok = b'{"amount": 1050, "currency": "ARS", "connector": "BANCO_X", "x": ' + b"[" * 7 + b"]" * 7 + b"}"
+        self.assertEqual(self.post(ok).status, 201)
+        self.assertEqual(http("POST", self.env.url + "/webhooks/bancox", b"[" * 50000,
+                              {"Content-Type": "application/json"}).status, 400)
+
+    def test_brackets_inside_strings_do_not_count(self):
+        body = {"amount": 1050, "currency": "ARS", "connector": "BANCO_X", "reference": "[" * 100}
+        self.assertEqual(self.post(body).status, 201)
+
+    def test_body_too_large(self):
+        self.assert_error(self.post(b"{" + b" " * 70000 + b"}"), 413, "payload_too_large")
+
+    def test_string_too_long(self):
+        body = {"amount": 1050, "currency": "ARS", "connector": "BANCO_X", "reference": "r" * 129}
+        self.assert_error(self.post(body), 422, "invalid_field")
+
+    def test_slow_clients_do_not_hold_the_workers(self):
+        stop = threading.Event()
+        socks = []
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", self.env.port))
+            s.sendall(b"POST /v1/payments HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+
+        def dribble():
+            while not stop.is_set():
+                for s in socks:
+                    try:
+                        s.sendall(b"X")
+                    except OSError:
+                        pass
+                time.sleep(0.2)
+
+        t = threading.Thread(target=dribble)
+        t.start()
+        try:
+            time.sleep(0.5)
+            for _ in range(5):
+                start = time.time()
+                r = http("GET", self.env.url + "/healthz", timeout=5)
+                self.assertEqual(r.status, 200)
+                self.assertLess(time.time() - start, 1.0)
+        finally:
+            stop.set()
+            t.join()
+            for s in socks:
+                s.close()
+
+    def test_idle_connection_is_closed(self):
+        s = socket.create_connection(("127.0.0.1", self.env.port))
+        s.settimeout(8)
+        start = time.time()
+        try:
+            self.assertEqual(s.recv(1), b"")
+        except ConnectionResetError:
+            pass
+        self.assertLess(time.time() - start, 6)
+        s.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
