@@ -183,7 +183,6 @@ static char *api_new_id(pagoflex_arena *arena, const char *prefix)
 
 typedef enum api_auth { API_AUTH_OK, API_AUTH_DENIED, API_AUTH_UNAVAILABLE } api_auth;
 
-
 /* Does the request carry a valid API key? Either one of the configured
  * api_key_sha256 (bootstrap/dev keys, compared in constant time) or an
  * active key of the api_keys table (apikey_verify: looked up by its public
