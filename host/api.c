@@ -70,7 +70,21 @@ typedef struct api_request {
     metrics_route route;  /* set by api_route() */
     int connector;        /* metrics slot of the connector, or METRICS_NO_CONNECTOR */
     unsigned status;      /* HTTP status queued, 0 before */
+    bool counted;         /* counted in the payments-in-flight gauge */
+    struct api_create *create; /* POST /v1/payments waiting on its bank call */
 } api_request;
+
+/* A payment creation across the bank call, during which the connection is
+ * suspended (no thread waits): everything lives in the request's arena. */
+typedef struct api_create {
+    const registry_plugin *pl;
+    pagoflex_payment pay;
+    pagoflex_http_request breq;
+    pagoflex_http_response resp;
+    const char *scope;
+    const char *idem_key;
+    char hash[65];
+} api_create;
 
 /* ---- replies ---------------------------------------------------------- */
 
@@ -397,6 +411,8 @@ static enum MHD_Result api_payment_store(api_request *r, const store_payment *ro
                      "this Idempotency-Key is changing hands; retry");
 }
 
+static void api_bank_done(void *arg);
+
 static enum MHD_Result api_payment_create(api_request *r)
 {
     api_context *ctx = r->ctx;
@@ -472,31 +488,72 @@ static enum MHD_Result api_payment_create(api_request *r)
     if (done)
         return ret;
 
-    pagoflex_payment_result res;
-    pagoflex_transport transport = PAGOFLEX_TRANSPORT_ERROR;
-    bankcall_create(pl, &pay, &breq, ctx->cfg->bank_timeout_ms, r->arena, &res, &transport);
+    /* Call the bank without holding a thread: suspend this connection, start
+     * the call, and finish in api_payment_finish once the answer is in. */
+    api_create *c = arena_alloc(r->arena, sizeof *c);
+    if (!c)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "out of memory; payment %s is stored and will be retried", pay.id);
+    c->pl = pl;
+    c->pay = pay;
+    c->breq = breq;
+    c->scope = scope;
+    c->idem_key = idem_key;
+    memcpy(c->hash, hash, sizeof c->hash);
+    r->create = c;
+    MHD_suspend_connection(r->conn);
+    bankcall_start(pl, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
+                   api_bank_done, r);
+    return MHD_YES;
+}
 
-    store_result sr = store_payment_transition_from(ctx->store, pay.id, res.state, STORE_SOURCE_BANK_REPLY,
+/* The bank call of a suspended creation is over (called on the bank or pool
+ * thread): let libmicrohttpd run the request again, in api_payment_finish. */
+static void api_bank_done(void *arg)
+{
+    api_request *r = arg;
+    MHD_resume_connection(r->conn);
+}
+
+/* Second half of POST /v1/payments, after the bank answered: map the answer,
+ * record it durably, then reply. */
+static enum MHD_Result api_payment_finish(api_request *r)
+{
+    api_context *ctx = r->ctx;
+    api_create *c = r->create;
+    const registry_plugin *pl = c->pl;
+    const char *idem_key = c->idem_key, *scope = c->scope;
+    pagoflex_payment *pay = &c->pay;
+    store_payment stored;
+    enum MHD_Result ret;
+    r->create = NULL;
+    r->responded = true;
+
+    pagoflex_payment_result res;
+    pagoflex_transport transport = c->resp.transport;
+    bankcall_map_create(pl, pay, &c->resp, r->arena, &res);
+
+    store_result sr = store_payment_transition_from(ctx->store, pay->id, res.state, STORE_SOURCE_BANK_REPLY,
                                                     NULL, res.provider_reference_id, res.error_code,
                                                     res.error_message, r->arena, &stored);
     if (sr == STORE_OK && res.state == PAGOFLEX_STATE_PROCESSING)
-        store_recon_schedule(ctx->store, pay.id, ctx->cfg->retry_base_ms, res.error_code,
+        store_recon_schedule(ctx->store, pay->id, ctx->cfg->retry_base_ms, res.error_code,
                              transport != PAGOFLEX_TRANSPORT_CONNECT, true);
     int orphans = 0;
     if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id &&
         store_orphan_apply(ctx->store, pl->desc->key, res.provider_reference_id, &orphans) == STORE_OK &&
         orphans > 0)
-        sr = store_payment_get(ctx->store, pay.id, r->arena, &stored);
+        sr = store_payment_get(ctx->store, pay->id, r->arena, &stored);
     if (sr == STORE_UNAVAILABLE)
         return api_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "database_unavailable", NULL,
                          "payment %s was sent to the bank but its result could not be recorded; "
                          "GET /v1/payments/%s later for its state",
-                         pay.id, pay.id);
+                         pay->id, pay->id);
     if (sr != STORE_OK && sr != STORE_CONFLICT)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
                          "payment %s was sent to the bank but its result could not be recorded "
                          "(store error %d)",
-                         pay.id, (int)sr);
+                         pay->id, (int)sr);
     if (!idem_key)
         return api_reply(r, MHD_HTTP_CREATED, api_payment_json(&stored));
     char *text = api_dump(api_payment_json(&stored));
@@ -768,9 +825,8 @@ static enum MHD_Result api_metrics(api_request *r)
 static enum MHD_Result api_payment_create_counted(api_request *r)
 {
     metrics_payment_begin();
-    enum MHD_Result ret = api_payment_create(r);
-    metrics_payment_end();
-    return ret;
+    r->counted = true; /* until api_completed: the bank call may suspend it */
+    return api_payment_create(r);
 }
 
 static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowed)
@@ -897,6 +953,8 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         r->body[r->body_len] = '\0';
         return MHD_YES;
     }
+    if (r->create)
+        return api_payment_finish(r); /* resumed after its bank call */
     if (r->responded)
         return MHD_YES;
     r->responded = true;
@@ -914,6 +972,8 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
         return;
     atomic_fetch_sub(&r->ctx->in_flight, 1);
     atomic_store(&r->ctx->last_activity_ms, api_now_ms());
+    if (r->counted)
+        metrics_payment_end();
     metrics_request_done(r->route, r->connector, r->status, metrics_now_ns() - r->start_ns);
     arena_free(r->arena);
     free(r->body);
@@ -984,7 +1044,7 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
         return NULL;
     }
     srv->ctx = ctx;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, api_access, ctx, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, api_completed,

@@ -6,7 +6,9 @@
 #include <stdbool.h>
 #include <pthread.h>
 
+#include "bankq.h"
 #include "config.h"
+#include "workpool.h"
 #include "registry.h"
 #include "store.h"
 
@@ -15,6 +17,8 @@ typedef struct api_context {
     const config *cfg;
     store *store;
     registry *registry;
+    bankq *bankq;       /* bank calls of POST /v1/payments (suspended meanwhile) */
+    workpool *blocking; /* connectors' own blocking execute_request */
     unsigned generation;
     pthread_mutex_t schema_lock;
     atomic_bool schema_ready;

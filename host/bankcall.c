@@ -83,14 +83,21 @@ void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
                      pagoflex_arena *arena, pagoflex_payment_result *res,
                      pagoflex_transport *transport)
 {
-    const pagoflex_connector *d = pl->desc;
     pagoflex_http_response resp;
     bankcall_perform(pl, req, default_timeout_ms, arena, &resp);
     if (transport)
         *transport = resp.transport;
+    bankcall_map_create(pl, pay, &resp, arena, res);
+}
+
+void bankcall_map_create(const registry_plugin *pl, const pagoflex_payment *pay,
+                         const pagoflex_http_response *resp, pagoflex_arena *arena,
+                         pagoflex_payment_result *res)
+{
+    const pagoflex_connector *d = pl->desc;
     memset(res, 0, sizeof *res);
     bankcall_enter(pl);
-    int rc = d->handle_response(pl->state, pay, &resp, arena, res);
+    int rc = d->handle_response(pl->state, pay, resp, arena, res);
     bankcall_leave(pl);
     if (rc != PAGOFLEX_OK || !bankcall_state_ok(res->state)) {
         log_warn("connector %s: handle_response returned status %d, state %d for payment %s; "
@@ -137,4 +144,61 @@ int bankcall_sync(const registry_plugin *pl, const pagoflex_payment *pay,
     }
     *res = out;
     return PAGOFLEX_OK;
+}
+
+/* ---- without a waiting thread ------------------------------------------ */
+
+/* What a started call needs until its answer is in (in the caller's arena). */
+typedef struct bankcall_async {
+    const registry_plugin *pl;
+    const pagoflex_http_request *req;
+    long timeout_ms;
+    pagoflex_arena *arena;
+    pagoflex_http_response *resp;
+    bankq_done_fn done;
+    void *arg;
+    uint64_t t0;
+} bankcall_async;
+
+static void bankcall_async_done(void *arg)
+{
+    bankcall_async *a = arg;
+    metrics_bank_call(metrics_connector(a->pl->desc->key), a->resp->transport == PAGOFLEX_TRANSPORT_OK,
+                      metrics_now_ns() - a->t0);
+    a->done(a->arg);
+}
+
+/* On a pool thread: the connector's own, blocking execute_request. */
+static void bankcall_async_execute(void *arg)
+{
+    bankcall_async *a = arg;
+    const pagoflex_connector *d = a->pl->desc;
+    memset(a->resp, 0, sizeof *a->resp);
+    bankcall_enter(a->pl);
+    int rc = d->execute_request(a->pl->state, a->req, a->arena, a->resp);
+    bankcall_leave(a->pl);
+    if (rc != PAGOFLEX_OK) {
+        memset(a->resp, 0, sizeof *a->resp);
+        a->resp->transport = PAGOFLEX_TRANSPORT_ERROR;
+    }
+    bankcall_async_done(a);
+}
+
+void bankcall_start(const registry_plugin *pl, const pagoflex_http_request *req, long default_timeout_ms,
+                    pagoflex_arena *arena, pagoflex_http_response *resp, bankq *q, workpool *pool,
+                    bankq_done_fn done, void *arg)
+{
+    bankcall_async *a = arena_alloc(arena, sizeof *a);
+    if (!a) {
+        memset(resp, 0, sizeof *resp);
+        resp->transport = PAGOFLEX_TRANSPORT_ERROR;
+        done(arg);
+        return;
+    }
+    *a = (bankcall_async){.pl = pl, .req = req, .timeout_ms = default_timeout_ms, .arena = arena,
+                          .resp = resp, .done = done, .arg = arg, .t0 = metrics_now_ns()};
+    if (pl->desc->execute_request)
+        workpool_submit(pool, bankcall_async_execute, a);
+    else
+        bankq_submit(q, req, default_timeout_ms, arena, resp, bankcall_async_done, a);
 }

@@ -11,8 +11,10 @@
 
 #include <pagoflex/connector.h>
 
+#include "bankq.h"
 #include "registry.h"
 #include "store.h"
+#include "workpool.h"
 
 /* Count a call into plugin code on the worker's crash board (pl->busy), so
  * a worker that dies inside a plugin can be blamed on it. Pair every
@@ -33,6 +35,21 @@ void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
                      const pagoflex_http_request *req, long default_timeout_ms,
                      pagoflex_arena *arena, pagoflex_payment_result *res,
                      pagoflex_transport *transport);
+
+/* Map the bank's answer `resp` to a create call with handle_response into
+ * *res, exactly as bankcall_create does. */
+void bankcall_map_create(const registry_plugin *pl, const pagoflex_payment *pay,
+                         const pagoflex_http_response *resp, pagoflex_arena *arena,
+                         pagoflex_payment_result *res);
+
+/* Start performing `req` without a thread waiting for it: on the bank queue
+ * `q` (libcurl multi), or, for a connector with its own blocking
+ * execute_request, on the small pool `pool`. When *resp is filled, done(arg)
+ * is called from that other thread. Until then the caller leaves `arena`
+ * and `resp` alone. Never fails to call done. */
+void bankcall_start(const registry_plugin *pl, const pagoflex_http_request *req, long default_timeout_ms,
+                    pagoflex_arena *arena, pagoflex_http_response *resp, bankq *q, workpool *pool,
+                    bankq_done_fn done, void *arg);
 
 /* True if the connector implements ABI 1.1 status sync. */
 bool bankcall_has_sync(const registry_plugin *pl);

@@ -40,6 +40,7 @@ struct bankq {
     bankq_job *spare;    /* recycled jobs with their easy handles (under lock) */
     bankq_job *active;   /* in the multi handle (bank thread only) */
     atomic_bool stop;
+    bool exited; /* the bank thread is gone: submit answers at once (under lock) */
     atomic_long in_flight;
 };
 
@@ -121,6 +122,9 @@ static void *bankq_main(void *arg)
         curl_multi_poll(q->multi, NULL, 0, 1000, NULL);
     }
     /* Stopping: answer everything still in flight as a transport error. */
+    pthread_mutex_lock(&q->lock);
+    q->exited = true;
+    pthread_mutex_unlock(&q->lock);
     bankq_take_incoming(q);
     while (q->active) {
         bankq_job *job = q->active;
@@ -197,6 +201,11 @@ void bankq_submit(bankq *q, const pagoflex_http_request *req, long default_timeo
     curl_easy_setopt(job->easy, CURLOPT_PRIVATE, (char *)job);
     atomic_fetch_add(&q->in_flight, 1);
     pthread_mutex_lock(&q->lock);
+    if (q->exited) {
+        pthread_mutex_unlock(&q->lock);
+        bankq_complete(q, job, CURLE_ABORTED_BY_CALLBACK);
+        return;
+    }
     job->next = q->incoming;
     q->incoming = job;
     pthread_mutex_unlock(&q->lock);
@@ -210,11 +219,17 @@ long bankq_in_flight(bankq *q)
 
 void bankq_stop(bankq *q)
 {
-    if (!q)
+    if (!q || atomic_exchange(&q->stop, true))
         return;
-    atomic_store(&q->stop, true);
     curl_multi_wakeup(q->multi);
     pthread_join(q->thread, NULL);
+}
+
+void bankq_free(bankq *q)
+{
+    if (!q)
+        return;
+    bankq_stop(q);
     while (q->spare) {
         bankq_job *job = q->spare;
         q->spare = job->next;

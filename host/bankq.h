@@ -36,8 +36,11 @@ void bankq_submit(bankq *q, const pagoflex_http_request *req, long default_timeo
 long bankq_in_flight(bankq *q);
 
 /* Stop the bank thread: requests still in flight are aborted and answered
- * as transport errors (call it once nothing waits on them: after the HTTP
- * server drained). Frees everything. NULL is a no-op. */
+ * as transport errors, and later submissions are answered at once the same
+ * way. Idempotent; NULL is a no-op. */
 void bankq_stop(bankq *q);
+
+/* Stop (if not yet) and free everything. NULL is a no-op. */
+void bankq_free(bankq *q);
 
 #endif

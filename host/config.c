@@ -251,6 +251,12 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     if (config_int(&cf, "bank_timeout_ms", 10000, 100, 300000, &v, inner, sizeof inner))
         goto fail;
     c.bank_timeout_ms = (long)v;
+    if (config_int(&cf, "bank_max_connections", 512, 1, 100000, &v, inner, sizeof inner))
+        goto fail;
+    c.bank_max_connections = (long)v;
+    if (config_int(&cf, "blocking_threads", 4, 1, 256, &v, inner, sizeof inner))
+        goto fail;
+    c.blocking_threads = (int)v;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (config_int(&cf, "workers", cpus > 0 && cpus < 64 ? cpus : 2, 1, 32, &v, inner, sizeof inner))
         goto fail;

@@ -17,6 +17,8 @@ typedef struct config {
     int threads;           /* HTTP threads per process */
     size_t max_body_bytes; /* request body limit (413 above) */
     long bank_timeout_ms;  /* default timeout of a bank call */
+    long bank_max_connections; /* per bank host and worker; more calls queue */
+    int blocking_threads;  /* pool for connectors' own blocking execute_request */
     char **api_key_sha256; /* hex SHA-256 of each accepted API key */
     size_t api_key_count;
     char *log_level;       /* debug | info | warn | error */

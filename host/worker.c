@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugin_trust.h"
+#include "workpool.h"
 #include "reconciler.h"
 #include "registry.h"
 #include "secrets.h"
@@ -60,7 +61,7 @@ int worker_main(const worker_params *p)
     store *st = NULL;
     registry *reg = NULL;
     api_server *srv = NULL;
-    api_context ctx;
+    api_context ctx = {0};
 
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     metrics_set_worker(p->slot);
@@ -118,6 +119,14 @@ int worker_main(const worker_params *p)
 
     api_context_init(&ctx, cfg, st, reg);
     ctx.generation = p->generation;
+    /* Bank calls wait on one libcurl multi thread, and connectors' own
+     * blocking executors on a few pool threads: never one thread each. */
+    ctx.bankq = bankq_start(cfg->bank_max_connections);
+    ctx.blocking = workpool_start(cfg->blocking_threads);
+    if (!ctx.bankq || !ctx.blocking) {
+        log_error("worker: cannot start the bank threads");
+        goto out;
+    }
     char migrate_err[512];
     if (store_migrate(st, migrate_err, sizeof migrate_err) == STORE_OK)
         atomic_store(&ctx.schema_ready, true);
@@ -148,7 +157,16 @@ int worker_main(const worker_params *p)
     rc = 0;
 out:
     reconciler_stop(); /* before the plugins go: its threads call them */
+    /* Answer bank calls still waiting (after the drain deadline) as unknown
+     * outcomes, so no connection stays suspended, then let those requests
+     * finish before the server stops. */
+    bankq_stop(ctx.bankq);
+    workpool_stop(ctx.blocking);
+    ctx.blocking = NULL;
+    for (int waited = 0; srv && atomic_load(&ctx.in_flight) > 0 && waited < 2000; waited += 10)
+        usleep(10 * 1000);
     api_stop(srv); /* waits for handlers: after this no thread runs plugin code */
+    bankq_free(ctx.bankq);
     registry_free(reg);
     store_close(st);
     plugin_trust_free(trust);

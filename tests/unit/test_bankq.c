@@ -109,7 +109,7 @@ static void test_many_calls_each_get_their_own_answer(void **unused)
         arena_free(calls[i].arena);
     }
     assert_int_equal(bankq_in_flight(q), 0);
-    bankq_stop(q);
+    bankq_free(q);
     MHD_stop_daemon(d);
 }
 
@@ -147,7 +147,7 @@ static void test_transport_failures(void **unused)
     assert_int_equal(refused.resp.transport, PAGOFLEX_TRANSPORT_CONNECT);
     arena_free(timeout.arena);
     arena_free(refused.arena);
-    bankq_stop(q);
+    bankq_free(q);
     close(silent);
 }
 
@@ -170,6 +170,13 @@ static void test_stop_answers_what_is_in_flight(void **unused)
     bankq_stop(q); /* must not leave the caller waiting */
     assert_int_equal(c.done, 1);
     assert_int_equal(c.resp.transport, PAGOFLEX_TRANSPORT_ERROR);
+    /* After the stop, a new call is answered at once, not lost. */
+    call late = {0};
+    submit(q, &late, url, 60000);
+    assert_int_equal(late.done, 1);
+    assert_int_equal(late.resp.transport, PAGOFLEX_TRANSPORT_ERROR);
+    bankq_free(q);
+    arena_free(late.arena);
     arena_free(c.arena);
     close(silent);
 }
