@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -57,6 +58,14 @@ int main(int argc, char **argv)
     if (!config_path) {
         usage(stderr);
         return 2;
+    }
+
+    /* Each payment waiting on a bank holds two sockets (client and bank):
+     * take all the file descriptors the system allows this process. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
     char err[1024];

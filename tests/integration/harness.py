@@ -207,16 +207,19 @@ class Env:
         path = os.path.join(self.dir, name)
         if port is None:
             self.config = path
+        text = ('listen = "127.0.0.1";\nport = %d;\n' % (port or self.port)
+                + 'plugin_dir = "%s";\ncredentials_dir = "%s";\n' % (self.plugin_dir, self.cred_dir)
+                + 'master_key_file = "%s";\nprivate_dir = "%s";\n'
+                % (self.key_file, os.path.join(self.dir, "cache"))
+                + 'database = "%s";\napi_key_sha256 = ["%s"];\n' % (self.conninfo, digest)
+                + 'threads = 8;\ndb_pool_size = 4;\nlog_level = "info";\n'
+                + 'workers = %d;\ndrain_timeout_ms = 5000;\npid_file = "%s";\n'
+                % (self.workers, os.path.join(self.dir, name.replace(".cfg", ".pid"))))
+        # A setting in extra_config replaces the default of the same name.
+        overridden = {line.split("=", 1)[0].strip() for line in self.extra_config.splitlines() if "=" in line}
+        kept = [line for line in text.splitlines() if line.split("=", 1)[0].strip() not in overridden]
         with open(path, "w") as f:
-            f.write('listen = "127.0.0.1";\nport = %d;\n' % (port or self.port))
-            f.write('plugin_dir = "%s";\ncredentials_dir = "%s";\n' % (self.plugin_dir, self.cred_dir))
-            f.write('master_key_file = "%s";\nprivate_dir = "%s";\n'
-                    % (self.key_file, os.path.join(self.dir, "cache")))
-            f.write('database = "%s";\napi_key_sha256 = ["%s"];\n' % (self.conninfo, digest))
-            f.write('threads = 8;\ndb_pool_size = 4;\nlog_level = "info";\n')
-            f.write('workers = %d;\ndrain_timeout_ms = 5000;\npid_file = "%s";\n'
-                    % (self.workers, os.path.join(self.dir, name.replace(".cfg", ".pid"))))
-            f.write(self.extra_config)
+            f.write("\n".join(kept) + "\n" + self.extra_config)
         return path
 
     def start_extra_hosts(self):
