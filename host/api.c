@@ -37,6 +37,7 @@
 #include "bankcall.h"
 #include "idempotency.h"
 #include "http_limits.h"
+#include "hex.h"
 #include "log.h"
 #include "metrics.h"
 #include "payment.h"
@@ -212,8 +213,7 @@ static api_auth api_authorized(api_request *r)
     char hex[65];
     if (!EVP_Digest(key, strlen(key), digest, NULL, EVP_sha256(), NULL))
         return API_AUTH_DENIED;
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    hex_encode(digest, sizeof digest, hex);
     bool ok = false;
     for (size_t i = 0; i < cfg->api_key_count; i++)
         ok |= CRYPTO_memcmp(hex, cfg->api_key_sha256[i], 64) == 0;

@@ -14,6 +14,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hex.h"
 #include "secrets.h"
 
 #define CLI_ERRLEN 1024
@@ -100,8 +101,7 @@ int cli_secrets_keygen(const cli_command *cmd, int argc, char **argv)
                        "check the system entropy source");
         goto fail;
     }
-    for (size_t i = 0; i < SECRETS_KEY_LEN; i++)
-        snprintf(hex + 2 * i, 3, "%02x", key.bytes[i]);
+    hex_encode(key.bytes, SECRETS_KEY_LEN, hex);
     hex[2 * SECRETS_KEY_LEN] = '\n';
     secrets_key_id_hex(&key, id);
     if (!out) {

@@ -24,6 +24,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "hex.h"
+
 #define SECRETS_KEY_HEX_LEN (2 * SECRETS_KEY_LEN)
 /* A key file is 64 digits plus whitespace; anything much larger is wrong. */
 #define SECRETS_MAX_KEY_FILE 4096
@@ -51,27 +53,6 @@ static void secrets_err_prefix(char *err, size_t errlen, const char *prefix)
     char tmp[512];
     snprintf(tmp, sizeof tmp, "%s", err);
     snprintf(err, errlen, "%s: %s", prefix, tmp);
-}
-
-static int hex_digit(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static void hex_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * len] = '\0';
 }
 
 /* Key id: the first 8 bytes of SHA-256(key bytes). */

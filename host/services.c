@@ -12,6 +12,7 @@
 
 #include "arena.h"
 #include "creds.h"
+#include "hex.h"
 #include "log.h"
 
 static int64_t services_fixed_now;
@@ -42,40 +43,10 @@ static int svc_hmac_sha256(const void *key, size_t key_len, const void *data, si
     return PAGOFLEX_OK;
 }
 
-static void svc_hex_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int svc_hex_decode(const char *in, size_t len, unsigned char *out, size_t out_cap,
                           size_t *out_len)
 {
-    if (len % 2 || len / 2 > out_cap)
-        return PAGOFLEX_ERR_INVALID;
-    for (size_t i = 0; i < len; i += 2) {
-        int hi = hex_value(in[i]), lo = hex_value(in[i + 1]);
-        if (hi < 0 || lo < 0)
-            return PAGOFLEX_ERR_INVALID;
-        out[i / 2] = (unsigned char)(hi << 4 | lo);
-    }
-    *out_len = len / 2;
-    return PAGOFLEX_OK;
+    return hex_decode(in, len, out, out_cap, out_len) == 0 ? PAGOFLEX_OK : PAGOFLEX_ERR_INVALID;
 }
 
 static char *svc_base64_encode(pagoflex_arena *arena, const unsigned char *in, size_t len)
@@ -152,7 +123,7 @@ void services_init(services_plugin *sp, const char *name)
     t->arena_strndup = arena_strndup;
     t->arena_printf = arena_printf;
     t->hmac_sha256 = svc_hmac_sha256;
-    t->hex_encode = svc_hex_encode;
+    t->hex_encode = hex_encode;
     t->hex_decode = svc_hex_decode;
     t->base64_encode = svc_base64_encode;
     t->base64_decode = svc_base64_decode;
