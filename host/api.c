@@ -573,15 +573,28 @@ static json_t *api_history_json(const store_history_entry *e)
                      api_string_or_null(e->detail), "at", e->at);
 }
 
-static enum MHD_Result api_payment_events(api_request *r, const char *id)
+/* What GET /v1/payments/{id}[/events] check before reading: the API key,
+ * the id's length, the database. True if the request may go on; otherwise
+ * the reply was queued and *ret is its result. */
+static bool api_payment_read_allowed(api_request *r, const char *id, enum MHD_Result *ret)
 {
     api_auth auth = api_authorized(r);
     if (auth != API_AUTH_OK)
-        return api_auth_refused(r, auth);
-    if (strlen(id) > 64)
-        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
-    if (!api_db_ready(r->ctx))
-        return api_db_unavailable(r);
+        *ret = api_auth_refused(r, auth);
+    else if (strlen(id) > 64)
+        *ret = api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
+    else if (!api_db_ready(r->ctx))
+        *ret = api_db_unavailable(r);
+    else
+        return true;
+    return false;
+}
+
+static enum MHD_Result api_payment_events(api_request *r, const char *id)
+{
+    enum MHD_Result ret;
+    if (!api_payment_read_allowed(r, id, &ret))
+        return ret;
     store_history_entry *entries = NULL;
     size_t count = 0;
     store_result sr = store_payment_history(r->ctx->store, id, r->arena, &entries, &count);
@@ -599,13 +612,9 @@ static enum MHD_Result api_payment_events(api_request *r, const char *id)
 
 static enum MHD_Result api_payment_get(api_request *r, const char *id)
 {
-    api_auth auth = api_authorized(r);
-    if (auth != API_AUTH_OK)
-        return api_auth_refused(r, auth);
-    if (strlen(id) > 64)
-        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
-    if (!api_db_ready(r->ctx))
-        return api_db_unavailable(r);
+    enum MHD_Result ret;
+    if (!api_payment_read_allowed(r, id, &ret))
+        return ret;
     store_payment p;
     store_result sr = store_payment_get(r->ctx->store, id, r->arena, &p);
     if (sr == STORE_NOT_FOUND)
