@@ -35,6 +35,34 @@
 /* Key of the advisory lock that serialises migrations: "pagoflx" in ASCII. */
 #define STORE_MIGRATE_LOCK "31632294270102648"
 
+/* Statements with parameters are prepared once per connection and then run
+ * with PQexecPrepared: PostgreSQL then parses and plans each of our (CTE
+ * heavy) statements once instead of on every call, which was most of its
+ * CPU time under load. A statement is known by the address of its static
+ * SQL text; its name on the server is "pf<index>". */
+#define STORE_STMT_MAX 128
+
+static const char *store_stmts[STORE_STMT_MAX];
+static int store_stmt_count;
+static pthread_mutex_t store_stmt_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Index of statement `sql`, registering it on first use; -1 when the table
+ * is full (the statement then runs unprepared). */
+static int store_stmt_index(const char *sql)
+{
+    int found = -1;
+    pthread_mutex_lock(&store_stmt_mu);
+    for (int i = 0; i < store_stmt_count && found < 0; i++)
+        if (store_stmts[i] == sql)
+            found = i;
+    if (found < 0 && store_stmt_count < STORE_STMT_MAX) {
+        found = store_stmt_count++;
+        store_stmts[found] = sql;
+    }
+    pthread_mutex_unlock(&store_stmt_mu);
+    return found;
+}
+
 struct store {
     pthread_mutex_t mu;
     pthread_cond_t idle; /* signalled when a slot is given back */
@@ -43,6 +71,7 @@ struct store {
     PGconn **conns; /* NULL: not connected (or taken by a call) */
     bool *busy;
     bool *fatal; /* the slot's server said FATAL while idle: about to close */
+    uint64_t (*prepared)[STORE_STMT_MAX / 64]; /* per slot: statements prepared on its connection */
     bool down; /* the last attempt found PostgreSQL unreachable (logged once) */
 };
 
@@ -168,6 +197,7 @@ static PGconn *store_connect(store *s, int slot)
                                 s->conninfo, NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     s->fatal[slot] = false;
+    memset(s->prepared[slot], 0, sizeof s->prepared[slot]); /* a new session prepared nothing */
     if (conn && PQstatus(conn) == CONNECTION_OK)
         PQsetNoticeReceiver(conn, store_notice, &s->fatal[slot]);
     return conn;
@@ -303,11 +333,48 @@ static bool store_conn_lost(PGconn *conn, const char *sqlstate)
  * On STORE_OK *res holds the result; the caller PQclear()s it. A lost
  * connection gives STORE_UNAVAILABLE; a unique violation gives
  * STORE_DUPLICATE when dup_ok; anything else STORE_ERROR, logged as `what`. */
+/* Run `sql` with its parameters, prepared on this connection (see
+ * store_stmt_index). A plan the server invalidated because a migration
+ * changed a table ("cached plan must not change result type") is prepared
+ * again once. */
+static PGresult *store_exec_prepared(store_call *c, const char *sql, int n, const char *const *params)
+{
+    int idx = store_stmt_index(sql);
+    if (idx < 0)
+        return PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0);
+    char name[16];
+    snprintf(name, sizeof name, "pf%d", idx);
+    uint64_t *bits = &c->s->prepared[c->slot][idx / 64], bit = 1ull << (idx % 64);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!(*bits & bit)) {
+            PGresult *p = PQprepare(c->conn, name, sql, n, NULL);
+            if (!p || PQresultStatus(p) != PGRES_COMMAND_OK)
+                return p; /* the caller reports the error */
+            PQclear(p);
+            *bits |= bit;
+        }
+        PGresult *r = PQexecPrepared(c->conn, name, n, params, NULL, NULL, 0);
+        const char *sqlstate = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        if (attempt || !sqlstate || strcmp(sqlstate, "0A000") != 0)
+            return r;
+        PQclear(r);
+        char drop[32];
+        snprintf(drop, sizeof drop, "DEALLOCATE %s", name);
+        PQclear(PQexec(c->conn, drop));
+        *bits &= ~bit;
+    }
+    return NULL; /* not reached */
+}
+
 store_result call_exec(store_call *c, const char *what, const char *sql, int n,
                               const char *const *params, bool dup_ok, PGresult **res)
 {
     uint64_t t0 = metrics_now_ns();
-    PGresult *r = n > 0 ? PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0)
+    /* Outside a transaction block only: inside one, an error in PQprepare
+     * would abort the caller's transaction in a way it does not expect. */
+    PGresult *r = n > 0 ? (PQtransactionStatus(c->conn) == PQTRANS_IDLE
+                               ? store_exec_prepared(c, sql, n, params)
+                               : PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0))
                         : PQexec(c->conn, sql);
     metrics_db_round_trip(metrics_now_ns() - t0);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -423,7 +490,8 @@ store *store_open(const char *conninfo, int pool_size)
     s->conns = calloc((size_t)pool_size, sizeof *s->conns);
     s->busy = calloc((size_t)pool_size, sizeof *s->busy);
     s->fatal = calloc((size_t)pool_size, sizeof *s->fatal);
-    if (!s->conninfo || !s->conns || !s->busy || !s->fatal)
+    s->prepared = calloc((size_t)pool_size, sizeof *s->prepared);
+    if (!s->conninfo || !s->conns || !s->busy || !s->fatal || !s->prepared)
         goto fail;
     if (pthread_mutex_init(&s->mu, NULL) != 0)
         goto fail;
@@ -435,6 +503,7 @@ store *store_open(const char *conninfo, int pool_size)
 fail:
     if (mu_ok)
         pthread_mutex_destroy(&s->mu);
+    free(s->prepared);
     free(s->fatal);
     free(s->busy);
     free(s->conns);
@@ -451,6 +520,7 @@ void store_close(store *s)
         PQfinish(s->conns[i]);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->mu);
+    free(s->prepared);
     free(s->fatal);
     free(s->busy);
     free(s->conns);
