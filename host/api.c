@@ -746,9 +746,6 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
                                           &applied);
     switch (sr) {
     case STORE_OK: {
-        int orphans = 0;
-        if (p.provider_reference_id)
-            store_orphan_apply(ctx->store, pl->desc->key, p.provider_reference_id, &orphans);
         log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
         return api_reply(r, MHD_HTTP_OK,

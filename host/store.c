@@ -28,6 +28,7 @@
 #include "payment.h"
 #include "store_internal.h"
 #include "store_migrations.h"
+#include "store_orphan.h"
 
 /* Seconds a connection attempt may take unless the conninfo says otherwise. */
 #define STORE_CONNECT_TIMEOUT "2"
@@ -147,14 +148,15 @@ static const char sql_webhook[] =
     ERROR_FIELDS("$5", "$8", "$9") ", updated_at = now()"
     " FROM cur WHERE p.id = cur.id AND p.state = ANY ($7::text[])"
     " AND EXISTS (SELECT 1 FROM ev)"
-    " RETURNING p.*, cur.state AS from_state"
+    " RETURNING p.*, cur.state AS from_state, cur.provider_reference_id IS NULL AS ref_was_null"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source, detail)"
     " SELECT id, from_state, state, 'webhook', $2::text FROM upd"
-    ") SELECT 'applied', " PAYMENT_COLS("upd") " FROM upd"
+    ") SELECT 'applied', " PAYMENT_COLS("upd") ", upd.ref_was_null FROM upd"
     " UNION ALL"
     " SELECT CASE WHEN EXISTS (SELECT 1 FROM ev) THEN 'refused' ELSE 'duplicate' END, "
-    PAYMENT_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+    PAYMENT_COLS("cur") ", cur.provider_reference_id IS NULL"
+    " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
 
 static const char sql_history[] =
     "SELECT h.from_state, h.to_state, h.source, h.detail, " TS("h.at")
@@ -825,11 +827,19 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
     rc = payment_from_row(r, 0, 1, arena, &row);
     if (rc != STORE_OK)
         goto fail;
+    bool ref_was_null = strcmp(PQgetvalue(r, 0, 1 + PAYMENT_NCOLS), "t") == 0;
     *out = row;
-    if (strcmp(outcome, "duplicate") == 0)
+    if (strcmp(outcome, "duplicate") == 0) {
         rc = STORE_DUPLICATE;
-    else
+    } else {
         *applied = strcmp(outcome, "applied") == 0;
+        /* Events that came before the bank id was known wait for it: when
+         * this event stored the id, apply them now (after our commit, so an
+         * orphan kept concurrently is seen by one of the two sides). */
+        int orphans = 0;
+        if (ref_was_null && row.provider_reference_id)
+            store_orphan_apply(s, connector, row.provider_reference_id, &orphans);
+    }
 
 fail:
     PQclear(r);

@@ -115,7 +115,9 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
  * "webhook" and the event id as detail. Concurrent calls with the same event
  * (any number of threads or hosts) store and apply it exactly once. The raw
  * body is stored as text: a body with a NUL byte or invalid UTF-8 gives
- * STORE_ERROR (logged) and nothing is stored. */
+ * STORE_ERROR (logged) and nothing is stored. When the event gave the
+ * payment its bank id, orphan events waiting for that id are applied too
+ * (store_orphan_apply), after the event's own commit. */
 store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
                                  const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied);

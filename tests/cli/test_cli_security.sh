@@ -45,13 +45,19 @@ printf 'BANCOX_API_KEY = "%s";\nBANCOX_SECRET = "%s";\n' "$SECRET" "$SECRET2" |
     "$PAGOFLEX" secrets encrypt --plugin banco_x --key-file a.key --out creds/banco_x.cfg.enc 2>/dev/null
 cp creds/banco_x.cfg.enc pristine.enc
 
+# flip_bit FILE OFFSET: invert the low bit of one byte, so the file always changes
+# (writing a fixed byte leaves it unchanged when that byte was already there).
+flip_bit() {
+    python3 -c 'import sys; p, o = sys.argv[1], int(sys.argv[2]); b = bytearray(open(p, "rb").read()); b[o] ^= 1; open(p, "wb").write(b)' "$1" "$2"
+}
+
 # --- tampering and wrong keys -------------------------------------------------
 cp pristine.enc t.enc
-printf '\x01' | dd of=t.enc bs=1 seek=40 conv=notrunc 2>/dev/null
+flip_bit t.enc 40
 check "a flipped ciphertext byte is refused" run 1 secrets decrypt --plugin banco_x --key-file a.key t.enc
 check "...as tampered" grep -q "authentication failed" err
 cp pristine.enc t.enc
-printf 'X' | dd of=t.enc bs=1 seek=20 conv=notrunc 2>/dev/null
+flip_bit t.enc 20
 check "an edited header (nonce) is refused" run 1 secrets decrypt --plugin banco_x --key-file a.key t.enc
 head -c 30 pristine.enc >t.enc
 check "a truncated file is refused" run 1 secrets decrypt --plugin banco_x --key-file a.key t.enc
