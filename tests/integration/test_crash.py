@@ -5,9 +5,9 @@ reload; other connectors keep serving throughout.
 
 A crash resets the connections of requests in flight *in that worker* (no
 process can hide its own death). The Banco X clients here do what a careful
-payments client does with a request cut off: look the payment up by its
-merchant reference and retry only if it does not exist. Every one of their
-payments must end up stored exactly once.
+payments client does with a request cut off: send it again with the same
+Idempotency-Key until it gets its answer. Every one of their payments must
+end up stored exactly once.
 """
 import http.client
 import json
@@ -22,11 +22,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import Env, http as http_call  # noqa: E402
 
 
-def post_payment(env, body):
+def post_payment(env, body, key=None):
     """One attempt; (status, json) or (None, error) on a connection failure."""
     conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=30)
+    headers = env.auth({"Idempotency-Key": key} if key else None)
     try:
-        conn.request("POST", "/v1/payments", json.dumps(body).encode(), env.auth())
+        conn.request("POST", "/v1/payments", json.dumps(body).encode(), headers)
         r = conn.getresponse()
         return r.status, json.loads(r.read())
     except (OSError, http.client.HTTPException) as e:
@@ -51,25 +52,29 @@ class BancoXStream(threading.Thread):
         while not self.stop.is_set():
             ref = "bx-" + uuid.uuid4().hex
             self.refs.append(ref)
-            for attempt in range(5):
-                status, body = post_payment(self.env, {"amount": 77077, "currency": "ARS",
-                                                       "connector": "BANCO_X", "reference": ref})
+            body = {"amount": 77077, "currency": "ARS", "connector": "BANCO_X", "reference": ref}
+            deadline = time.time() + 30
+            while True:
+                status, answer = post_payment(self.env, body, key=ref)
+                if status == 201:
+                    break
                 if status is None:
-                    # A statement the dead worker had sent may still commit:
-                    # give it a moment before deciding the payment was never made.
                     self.cut_off += 1
-                    time.sleep(1.0)
-                    if by_reference(self.env, ref):
-                        break  # it was stored before the cut: do not pay twice
-                    continue
-                if status != 201:
-                    self.errors.append((status, body))
-                break
+                elif status != 409:  # 409: the first attempt is still being answered
+                    self.errors.append((status, answer))
+                    break
+                if time.time() > deadline:
+                    self.errors.append(("gave up", ref))
+                    break
+                time.sleep(0.2)
 
 
 class CrashIsolation(unittest.TestCase):
     def test_segfault_replaced_payment_kept_plugin_quarantined(self):
-        env = Env(plugins=("banco_x", "crashy"), extra_config="quarantine_after = 3;\n")
+        # A key whose first attempt died with its worker is answered from the
+        # stored payment after idempotency_stale_ms.
+        env = Env(plugins=("banco_x", "crashy"),
+                  extra_config="quarantine_after = 3;\nidempotency_stale_ms = 1000;\nidempotency_wait_ms = 500;\n")
         stop = threading.Event()
         streams = [BancoXStream(env, stop) for _ in range(2)]
         try:
@@ -117,7 +122,7 @@ class CrashIsolation(unittest.TestCase):
             self.assertEqual([e for s in streams for e in s.errors], [])
             for ref in refs:
                 self.assertEqual(len(by_reference(env, ref)), 1, ref)
-            print("crash isolation: %d Banco X payments during %d crashes, %d cut off and recovered by reference"
+            print("crash isolation: %d Banco X payments during %d crashes, %d cut off and retried with their key"
                   % (len(refs), 1 + answers.count(None), sum(s.cut_off for s in streams)), file=sys.stderr)
 
             # A reload lifts the quarantine.

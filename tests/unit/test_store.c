@@ -834,6 +834,30 @@ static void test_reconnect_after_termination(void **unused)
     free(conninfo);
 }
 
+/* Statements are prepared once per connection (store.c): a migration that
+ * changes the payments table under a running host must not break them. */
+static void test_statements_survive_schema_change(void **unused)
+{
+    (void)unused;
+    make_payment("pay_schema");
+    move("pay_schema", PAGOFLEX_STATE_PENDING, "bx_schema"); /* prepares the transition */
+    assert_int_equal(state_of("pay_schema"), PAGOFLEX_STATE_PENDING);
+    PGresult *r = PQexec(g_check, "ALTER TABLE payments ADD COLUMN test_extra int");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_int_equal(state_of("pay_schema"), PAGOFLEX_STATE_PENDING);
+    move("pay_schema", PAGOFLEX_STATE_SUCCEEDED, NULL);
+    r = PQexec(g_check, "ALTER TABLE payments DROP COLUMN test_extra");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_int_equal(state_of("pay_schema"), PAGOFLEX_STATE_SUCCEEDED);
+    pagoflex_webhook_event ev = event("evt_schema", "pay_schema", "bx_schema", PAGOFLEX_STATE_FAILED);
+    store_payment out;
+    bool applied = true;
+    assert_int_equal(apply(&ev, &out, &applied), STORE_OK);
+    assert_false(applied); /* terminal: stored and ignored */
+}
+
 /* ---- setup ---------------------------------------------------------------- */
 
 static int group_setup(void **unused)
@@ -906,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_unavailable_refused),
         cmocka_unit_test(test_unavailable_hung_server),
         cmocka_unit_test(test_reconnect_after_termination),
+        cmocka_unit_test(test_statements_survive_schema_change),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
