@@ -117,12 +117,17 @@ static const char migration_0003_api_keys[] =
     "    revoked_at timestamptz\n"
     ");\n";
 
+/* GET /v1/payments?reference= looks payments up by merchant reference. */
+static const char migration_0004_reference_index[] =
+    "CREATE INDEX payments_reference ON payments (reference) WHERE reference IS NOT NULL;\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
     {2, "lifecycle: idempotency keys, reconciler columns, orphan events, requires_review",
      migration_0002_lifecycle},
     {3, "api_keys", migration_0003_api_keys},
+    {4, "index payments by merchant reference", migration_0004_reference_index},
 };
 
 const store_migration *store_migrations(size_t *count)
