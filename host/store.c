@@ -101,7 +101,7 @@ static const char sql_get[] = "SELECT " PAYMENT_COLS("p") " FROM payments p WHER
 
 /* $1 id, $2 to, $3 allowed from, $4 provider ref, $5 error code, $6 error
  * message, $7 source, $8 detail. First column: true if the row moved. */
-const char sql_transition[] =
+const char store_sql_transition[] =
     "WITH cur AS MATERIALIZED ("
     " SELECT * FROM payments WHERE id = $1::text FOR UPDATE"
     "), upd AS ("
@@ -278,7 +278,7 @@ static int store_take_slot(store *s, PGconn **conn)
 }
 
 /* Hold a live connection for one call. STORE_UNAVAILABLE if none can be made. */
-store_result call_begin(store *s, store_call *c)
+store_result store_call_begin(store *s, store_call *c)
 {
     PGconn *conn = NULL;
     int slot = store_take_slot(s, &conn);
@@ -309,7 +309,7 @@ fail:
 
 /* Give the connection back; one that is broken or left inside a
  * transaction is closed instead. */
-void call_end(store_call *c)
+void store_call_end(store_call *c)
 {
     PGconn *conn = c->conn;
     if (c->broken || PQstatus(conn) != CONNECTION_OK ||
@@ -368,7 +368,7 @@ static PGresult *store_exec_prepared(store_call *c, const char *sql, int n, cons
     return NULL; /* not reached */
 }
 
-store_result call_exec(store_call *c, const char *what, const char *sql, int n,
+store_result store_call_exec(store_call *c, const char *what, const char *sql, int n,
                               const char *const *params, bool dup_ok, PGresult **res)
 {
     uint64_t t0 = metrics_now_ns();
@@ -410,18 +410,18 @@ store_result store_run(store *s, const char *what, const char *sql, int n,
                               const char *const *params, bool dup_ok, PGresult **res)
 {
     store_call c;
-    store_result rc = call_begin(s, &c);
+    store_result rc = store_call_begin(s, &c);
     if (rc != STORE_OK)
         return rc;
-    rc = call_exec(&c, what, sql, n, params, dup_ok, res);
-    call_end(&c);
+    rc = store_call_exec(&c, what, sql, n, params, dup_ok, res);
+    store_call_end(&c);
     return rc;
 }
 
 /* ---- rows --------------------------------------------------------------- */
 
 /* Copy a field into the arena; NULL for SQL NULL. *oom set on failure. */
-const char *row_text(const PGresult *r, int row, int col, pagoflex_arena *arena,
+const char *store_row_text(const PGresult *r, int row, int col, pagoflex_arena *arena,
                             bool *oom)
 {
     if (PQgetisnull(r, row, col))
@@ -433,23 +433,23 @@ const char *row_text(const PGresult *r, int row, int col, pagoflex_arena *arena,
 }
 
 /* Read PAYMENT_NCOLS columns from `col` on into *out. */
-store_result payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
+store_result store_payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
                                      store_payment *out)
 {
     store_payment p = {0};
     bool oom = false;
-    p.id = row_text(r, row, col + 0, arena, &oom);
-    p.connector = row_text(r, row, col + 1, arena, &oom);
+    p.id = store_row_text(r, row, col + 0, arena, &oom);
+    p.connector = store_row_text(r, row, col + 1, arena, &oom);
     p.amount = strtoll(PQgetvalue(r, row, col + 2), NULL, 10);
-    p.currency = row_text(r, row, col + 3, arena, &oom);
+    p.currency = store_row_text(r, row, col + 3, arena, &oom);
     int state = payment_state_parse(PQgetvalue(r, row, col + 4));
-    p.provider_reference_id = row_text(r, row, col + 5, arena, &oom);
-    p.reference = row_text(r, row, col + 6, arena, &oom);
-    p.description = row_text(r, row, col + 7, arena, &oom);
-    p.error_code = row_text(r, row, col + 8, arena, &oom);
-    p.error_message = row_text(r, row, col + 9, arena, &oom);
-    p.created_at = row_text(r, row, col + 10, arena, &oom);
-    p.updated_at = row_text(r, row, col + 11, arena, &oom);
+    p.provider_reference_id = store_row_text(r, row, col + 5, arena, &oom);
+    p.reference = store_row_text(r, row, col + 6, arena, &oom);
+    p.description = store_row_text(r, row, col + 7, arena, &oom);
+    p.error_code = store_row_text(r, row, col + 8, arena, &oom);
+    p.error_message = store_row_text(r, row, col + 9, arena, &oom);
+    p.created_at = store_row_text(r, row, col + 10, arena, &oom);
+    p.updated_at = store_row_text(r, row, col + 11, arena, &oom);
     if (oom) {
         log_error("store: out of memory reading payment row");
         return STORE_ERROR;
@@ -465,7 +465,7 @@ store_result payment_from_row(const PGresult *r, int row, int col, pagoflex_aren
 }
 
 /* "{created,processing}": the states `to` may be entered from. */
-void allowed_from_array(pagoflex_state to, char *buf, size_t len)
+void store_allowed_from(pagoflex_state to, char *buf, size_t len)
 {
     pagoflex_state from[PAYMENT_STATE_COUNT];
     size_t n = payment_states_into(to, from);
@@ -578,11 +578,11 @@ static int migrate_apply(store_call *c, const PGresult *done, char *err, size_t 
         snprintf(step, sizeof step, "migration %d (%s)", m[i].version, m[i].name);
         const char *const params[] = {version};
         PGresult *r = NULL;
-        *rc = call_exec(c, step, m[i].sql, 0, NULL, false, &r);
+        *rc = store_call_exec(c, step, m[i].sql, 0, NULL, false, &r);
         PQclear(r);
         r = NULL;
         if (*rc == STORE_OK)
-            *rc = call_exec(c, step, "INSERT INTO schema_migrations (version) VALUES ($1::int)",
+            *rc = store_call_exec(c, step, "INSERT INTO schema_migrations (version) VALUES ($1::int)",
                             1, params, false, &r);
         PQclear(r);
         if (*rc != STORE_OK) {
@@ -601,13 +601,13 @@ store_result store_migrate(store *s, char *err, size_t errlen)
     PGresult *r = NULL;
     bool in_tx = false;
     const char *const lock[] = {STORE_MIGRATE_LOCK};
-    store_result rc = call_begin(s, &c);
+    store_result rc = store_call_begin(s, &c);
     if (rc != STORE_OK) {
         if (err && errlen)
             snprintf(err, errlen, "PostgreSQL unreachable; retry when it is up");
         return rc;
     }
-    rc = call_exec(&c, "migrate: BEGIN", "BEGIN", 0, NULL, false, &r);
+    rc = store_call_exec(&c, "migrate: BEGIN", "BEGIN", 0, NULL, false, &r);
     PQclear(r);
     r = NULL;
     if (rc != STORE_OK)
@@ -615,16 +615,16 @@ store_result store_migrate(store *s, char *err, size_t errlen)
     in_tx = true;
     /* Two hosts starting at once: the second waits here, then finds the
      * first one's work committed. */
-    rc = call_exec(&c, "migrate: lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock,
+    rc = store_call_exec(&c, "migrate: lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock,
                    false, &r);
     PQclear(r);
     r = NULL;
     if (rc == STORE_OK)
-        rc = call_exec(&c, "migrate: schema_migrations", sql_migrations_table, 0, NULL, false, &r);
+        rc = store_call_exec(&c, "migrate: schema_migrations", sql_migrations_table, 0, NULL, false, &r);
     PQclear(r);
     r = NULL;
     if (rc == STORE_OK)
-        rc = call_exec(&c, "migrate: read versions", "SELECT version FROM schema_migrations", 0,
+        rc = store_call_exec(&c, "migrate: read versions", "SELECT version FROM schema_migrations", 0,
                        NULL, false, &r);
     if (rc != STORE_OK) {
         migrate_error(err, errlen, "preparing migrations", &c);
@@ -635,7 +635,7 @@ store_result store_migrate(store *s, char *err, size_t errlen)
     r = NULL;
     if (applied < 0)
         goto fail;
-    rc = call_exec(&c, "migrate: COMMIT", "COMMIT", 0, NULL, false, &r);
+    rc = store_call_exec(&c, "migrate: COMMIT", "COMMIT", 0, NULL, false, &r);
     PQclear(r);
     r = NULL;
     if (rc != STORE_OK) {
@@ -645,13 +645,13 @@ store_result store_migrate(store *s, char *err, size_t errlen)
     metrics_db_commit();
     if (applied == 0)
         log_debug("store: schema is up to date");
-    call_end(&c);
+    store_call_end(&c);
     return STORE_OK;
 
 fail:
     if (in_tx && !c.broken)
         PQclear(PQexec(c.conn, "ROLLBACK"));
-    call_end(&c);
+    store_call_end(&c);
     return rc;
 }
 
@@ -671,7 +671,7 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
-    rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, out) : STORE_ERROR;
+    rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : STORE_ERROR;
 
 fail:
     PQclear(r);
@@ -686,7 +686,7 @@ store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
     store_result rc = store_run(s, "payment get", sql_get, 1, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
-    rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
+    rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
 
 fail:
     PQclear(r);
@@ -713,7 +713,7 @@ store_result store_payment_find_by_reference(store *s, const char *reference, pa
         goto fail;
     }
     for (int i = 0; i < n; i++)
-        if ((rc = payment_from_row(r, i, 0, arena, &rows[i])) != STORE_OK)
+        if ((rc = store_payment_from_row(r, i, 0, arena, &rows[i])) != STORE_OK)
             goto fail;
     *out = rows;
     *count = (size_t)n;
@@ -733,7 +733,7 @@ static store_result transition_keep_ref(store *s, const char *id, const char *pr
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
-    rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, row) : STORE_NOT_FOUND;
+    rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, row) : STORE_NOT_FOUND;
 
 fail:
     PQclear(r);
@@ -755,10 +755,10 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
                   (int)to);
         return STORE_ERROR;
     }
-    allowed_from_array(to, allowed, sizeof allowed);
+    store_allowed_from(to, allowed, sizeof allowed);
     const char *const params[] = {id,         to_name,       allowed, provider_ref,
                                   error_code, error_message, source,  detail};
-    store_result rc = store_run(s, "payment transition", sql_transition, 8, params, false, &r);
+    store_result rc = store_run(s, "payment transition", store_sql_transition, 8, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
@@ -767,7 +767,7 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
         goto fail;
     }
     bool moved = PQgetvalue(r, 0, 0)[0] == 't';
-    rc = payment_from_row(r, 0, 1, arena, &row);
+    rc = store_payment_from_row(r, 0, 1, arena, &row);
     if (rc != STORE_OK)
         goto fail;
     if (!moved && provider_ref && !row.provider_reference_id) {
@@ -811,7 +811,7 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
                   connector);
         return STORE_ERROR;
     }
-    allowed_from_array(ev->state, allowed, sizeof allowed);
+    store_allowed_from(ev->state, allowed, sizeof allowed);
     const char *const params[] = {connector, ev->event_id, ev->payment_id,    ev->tx_id,
                                   to_name,   text,         allowed,           ev->error_code,
                                   ev->error_message};
@@ -824,7 +824,7 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
         goto fail;
     }
     const char *outcome = PQgetvalue(r, 0, 0);
-    rc = payment_from_row(r, 0, 1, arena, &row);
+    rc = store_payment_from_row(r, 0, 1, arena, &row);
     if (rc != STORE_OK)
         goto fail;
     bool ref_was_null = strcmp(PQgetvalue(r, 0, 1 + PAYMENT_NCOLS), "t") == 0;
@@ -859,9 +859,9 @@ static store_result history_from_row(const PGresult *r, int i, pagoflex_arena *a
     }
     e->from_state = from;
     e->to_state = (pagoflex_state)to;
-    e->source = row_text(r, i, 2, arena, &oom);
-    e->detail = row_text(r, i, 3, arena, &oom);
-    e->at = row_text(r, i, 4, arena, &oom);
+    e->source = store_row_text(r, i, 2, arena, &oom);
+    e->detail = store_row_text(r, i, 3, arena, &oom);
+    e->at = store_row_text(r, i, 4, arena, &oom);
     return oom ? STORE_ERROR : STORE_OK;
 }
 
@@ -925,7 +925,7 @@ store_result store_query(store *s, const char *what, const char *sql, int n,
     bool oom = false;
     for (size_t i = 0; i < rows.rows; i++)
         for (size_t j = 0; j < rows.cols; j++)
-            rows.cells[i * rows.cols + j] = row_text(r, (int)i, (int)j, arena, &oom);
+            rows.cells[i * rows.cols + j] = store_row_text(r, (int)i, (int)j, arena, &oom);
     if (oom) {
         rc = STORE_ERROR;
         goto fail;

@@ -63,7 +63,7 @@ store_result store_idem_create_payment(store *s, const char *scope, const char *
     rc = store_run(s, "idempotent payment insert", sql_claim, 10, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
-    rc = PQntuples(r) == 1 ? payment_from_row(r, 0, 0, arena, out) : STORE_DUPLICATE;
+    rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : STORE_DUPLICATE;
 
 fail:
     PQclear(r);
@@ -86,10 +86,10 @@ store_result store_idem_get(store *s, const char *scope, const char *key, long s
         goto fail;
     }
     store_idem_key k = {0};
-    k.request_hash = row_text(r, 0, 0, arena, &oom);
+    k.request_hash = store_row_text(r, 0, 0, arena, &oom);
     k.status = PQgetisnull(r, 0, 1) ? 0 : atoi(PQgetvalue(r, 0, 1));
-    k.response = row_text(r, 0, 2, arena, &oom);
-    k.payment_id = row_text(r, 0, 3, arena, &oom);
+    k.response = store_row_text(r, 0, 2, arena, &oom);
+    k.payment_id = store_row_text(r, 0, 3, arena, &oom);
     k.stale = PQgetvalue(r, 0, 4)[0] == 't';
     if (oom) {
         rc = STORE_ERROR;

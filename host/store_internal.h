@@ -34,35 +34,35 @@ typedef struct store_call {
  * provider ref, $5 error code, $6 error message, $7 source, $8 detail.
  * One row when the payment exists: first column true if it moved, then
  * PAYMENT_COLS. */
-extern const char sql_transition[];
+extern const char store_sql_transition[];
 
 /* Hold a live connection for one call. STORE_UNAVAILABLE if none can be made. */
-store_result call_begin(store *s, store_call *c);
+store_result store_call_begin(store *s, store_call *c);
 
 /* Give the connection back; one that is broken or left inside a
  * transaction is closed instead. */
-void call_end(store_call *c);
+void store_call_end(store_call *c);
 
 /* Run one statement (several when `n` is 0). On STORE_OK *res holds the
  * result (caller PQclear()s it); STORE_UNAVAILABLE on a lost connection,
  * STORE_DUPLICATE on a unique violation when dup_ok, else STORE_ERROR
  * (logged as `what`). */
-store_result call_exec(store_call *c, const char *what, const char *sql, int n,
-                       const char *const *params, bool dup_ok, PGresult **res);
+store_result store_call_exec(store_call *c, const char *what, const char *sql, int n,
+                             const char *const *params, bool dup_ok, PGresult **res);
 
 /* Take a connection, run one statement, give the connection back. */
 store_result store_run(store *s, const char *what, const char *sql, int n,
                        const char *const *params, bool dup_ok, PGresult **res);
 
 /* Copy a field into the arena; NULL for SQL NULL. *oom set on failure. */
-const char *row_text(const PGresult *r, int row, int col, pagoflex_arena *arena, bool *oom);
+const char *store_row_text(const PGresult *r, int row, int col, pagoflex_arena *arena, bool *oom);
 
 /* Read PAYMENT_NCOLS columns from `col` on into *out (written on STORE_OK only). */
-store_result payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
-                              store_payment *out);
+store_result store_payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                    store_payment *out);
 
 /* "{created,processing}": the states `to` may be entered from, as a
  * PostgreSQL text[] literal. */
-void allowed_from_array(pagoflex_state to, char *buf, size_t len);
+void store_allowed_from(pagoflex_state to, char *buf, size_t len);
 
 #endif

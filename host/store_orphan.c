@@ -72,18 +72,18 @@ static store_result orphan_apply_rows(store_call *c, const char *pid, const char
         if (to < 0)
             continue;
         char allowed[160];
-        allowed_from_array((pagoflex_state)to, allowed, sizeof allowed);
+        store_allowed_from((pagoflex_state)to, allowed, sizeof allowed);
         const char *ec = PQgetisnull(events, i, 3) ? NULL : PQgetvalue(events, i, 3);
         const char *em = PQgetisnull(events, i, 4) ? NULL : PQgetvalue(events, i, 4);
         const char *const tp[] = {pid, PQgetvalue(events, i, 2), allowed, tx_id, ec, em,
                                   STORE_SOURCE_WEBHOOK, PQgetvalue(events, i, 1)};
-        rc = call_exec(c, "orphan event apply", sql_transition, 8, tp, false, &r);
+        rc = store_call_exec(c, "orphan event apply", store_sql_transition, 8, tp, false, &r);
         bool moved = rc == STORE_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
         PQclear(r);
         r = NULL;
         if (rc == STORE_OK && moved) {
             const char *const mp[] = {PQgetvalue(events, i, 0)};
-            rc = call_exec(c, "orphan event mark", sql_mark_applied, 1, mp, false, &r);
+            rc = store_call_exec(c, "orphan event mark", sql_mark_applied, 1, mp, false, &r);
             PQclear(r);
             (*applied)++;
         }
@@ -110,21 +110,21 @@ store_result store_orphan_apply(store *s, const char *connector, const char *tx_
     }
     PQclear(r);
     r = NULL;
-    rc = call_begin(s, &c);
+    rc = store_call_begin(s, &c);
     if (rc != STORE_OK)
         return rc;
-    rc = call_exec(&c, "orphan BEGIN", "BEGIN", 0, NULL, false, &r);
+    rc = store_call_exec(&c, "orphan BEGIN", "BEGIN", 0, NULL, false, &r);
     PQclear(r);
     r = NULL;
     if (rc != STORE_OK)
         goto fail;
     in_tx = true;
-    rc = call_exec(&c, "orphan lock payment", sql_lock_payment, 2, key, false, &r);
+    rc = store_call_exec(&c, "orphan lock payment", sql_lock_payment, 2, key, false, &r);
     if (rc != STORE_OK)
         goto fail;
     if (PQntuples(r) == 1) {
         const char *const ap[] = {connector, tx_id, PQgetvalue(r, 0, 0)};
-        rc = call_exec(&c, "orphan attach", sql_attach, 3, ap, false, &events);
+        rc = store_call_exec(&c, "orphan attach", sql_attach, 3, ap, false, &events);
         if (rc == STORE_OK)
             rc = orphan_apply_rows(&c, PQgetvalue(r, 0, 0), tx_id, events, &moved);
         if (rc != STORE_OK)
@@ -132,7 +132,7 @@ store_result store_orphan_apply(store *s, const char *connector, const char *tx_
     }
     PQclear(r);
     r = NULL;
-    rc = call_exec(&c, "orphan COMMIT", "COMMIT", 0, NULL, false, &r);
+    rc = store_call_exec(&c, "orphan COMMIT", "COMMIT", 0, NULL, false, &r);
     if (rc != STORE_OK)
         goto fail;
     in_tx = false;
@@ -143,6 +143,6 @@ fail:
     PQclear(events);
     if (in_tx && !c.broken)
         PQclear(PQexec(c.conn, "ROLLBACK"));
-    call_end(&c);
+    store_call_end(&c);
     return rc;
 }

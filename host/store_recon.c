@@ -55,7 +55,7 @@ store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
-        rc = payment_from_row(r, (int)i, 0, arena, &list[i].payment);
+        rc = store_payment_from_row(r, (int)i, 0, arena, &list[i].payment);
         if (rc != STORE_OK)
             goto fail;
         list[i].attempts = atoi(PQgetvalue(r, (int)i, PAYMENT_NCOLS));
