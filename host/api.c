@@ -289,20 +289,6 @@ static bool api_currency_supported(const pagoflex_connector *desc, const char *c
     return false;
 }
 
-/* Calls into plugin code are counted on the worker's crash board, so a
- * worker that dies inside a plugin can be blamed on it. */
-static void plugin_enter(const registry_plugin *pl)
-{
-    if (pl->busy)
-        atomic_fetch_add(pl->busy, 1);
-}
-
-static void plugin_leave(const registry_plugin *pl)
-{
-    if (pl->busy)
-        atomic_fetch_sub(pl->busy, 1);
-}
-
 /* ---- routes ------------------------------------------------------------- */
 
 /* The idempotency scope of this request: an opaque string naming the API
@@ -465,9 +451,9 @@ static enum MHD_Result api_payment_create(api_request *r)
     /* Build the bank request before storing anything: a payment the
      * connector cannot express is refused with nothing written. */
     pagoflex_http_request breq = {0};
-    plugin_enter(pl);
+    bankcall_enter(pl);
     int rc = pl->desc->build_request(pl->state, &pay, r->arena, &breq);
-    plugin_leave(pl);
+    bankcall_leave(pl);
     if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
                          "connector %s cannot take this payment (status %d); nothing was stored",
@@ -716,9 +702,9 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     if (api_json_too_deep(r, &deep))
         return deep;
     const unsigned char *body = (const unsigned char *)(r->body ? r->body : "");
-    plugin_enter(pl);
+    bankcall_enter(pl);
     int vrc = pl->desc->verify_webhook(pl->state, headers.items, headers.count, body, r->body_len, r->arena);
-    plugin_leave(pl);
+    bankcall_leave(pl);
     if (vrc != PAGOFLEX_OK) {
         unsigned long n = atomic_fetch_add(&ctx->webhook_bad_signature, 1) + 1;
         log_warn("webhook refused: connector=%s path=/webhooks/%s reason=signature bytes=%zu refused_total=%lu",
@@ -727,9 +713,9 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
                          "webhook signature is missing, invalid or too old");
     }
     pagoflex_webhook_event ev = {0};
-    plugin_enter(pl);
+    bankcall_enter(pl);
     int prc = pl->desc->parse_webhook(pl->state, body, r->body_len, r->arena, &ev);
-    plugin_leave(pl);
+    bankcall_leave(pl);
     if (prc != PAGOFLEX_OK || !ev.event_id ||
         !*ev.event_id || (int)ev.state < 0 || (int)ev.state >= PAYMENT_STATE_COUNT)
         return api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
