@@ -347,53 +347,15 @@ static void plugin_discard(registry *r, registry_plugin *p)
 
 /* ---- step 1: private content-named copy ------------------------------- */
 
+/* Read the plugin file (a regular file of at most REGISTRY_MAX_FILE bytes)
+ * with the host's one file reader. */
 static int read_file(const char *path, unsigned char **out, size_t *out_len, rejection *rj)
 {
-    unsigned char *data = NULL;
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        reject(rj, "file", "a readable file", strerror(errno),
-               "check that the file exists and this process may read it");
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        reject(rj, "file", "a regular file", "not a regular file",
-               "only regular *.so files belong in the plugin directory");
-        goto fail;
-    }
-    if ((unsigned long long)st.st_size > REGISTRY_MAX_FILE) {
-        char found[64];
-        snprintf(found, sizeof found, "%lld bytes", (long long)st.st_size);
-        reject(rj, "file", "at most 256 MiB", found, "this is not a connector plugin");
-        goto fail;
-    }
-    size_t len = (size_t)st.st_size, got = 0;
-    data = malloc(len ? len : 1);
-    if (!data) {
-        reject(rj, "file", "memory to read it", "out of memory", "free memory and retry");
-        goto fail;
-    }
-    while (got < len) {
-        ssize_t n = read(fd, data + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            reject(rj, "file", "a readable file", n < 0 ? strerror(errno) : "file shrank while read",
-                   "do not modify a plugin while the host loads it; retry");
-            goto fail;
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    *out = data;
-    *out_len = len;
-    return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    free(data);
-    return -1;
+    char why[sizeof rj->found];
+    if (secrets_read_file(path, REGISTRY_MAX_FILE, out, out_len, why, sizeof why) == 0)
+        return 0;
+    return reject(rj, "file", "a readable regular file of at most 256 MiB", why,
+                  "check that the file exists, is a connector plugin, and this process may read it");
 }
 
 /* Create `dir` (and missing parents) 0700; refuse one others may write to,
