@@ -655,10 +655,27 @@ fail:
     return rc;
 }
 
+/* Run one statement that returns at most one payment row and read it into
+ * *out: `empty` when no row comes back. `writes`: the statement commits
+ * (counted in the metrics). */
+static store_result store_one_payment(store *s, const char *what, const char *sql, int n,
+                                      const char *const *params, bool dup_ok, bool writes,
+                                      store_result empty, pagoflex_arena *arena, store_payment *out)
+{
+    PGresult *r = NULL;
+    store_result rc = store_run(s, what, sql, n, params, dup_ok, &r);
+    if (rc == STORE_OK) {
+        if (writes)
+            metrics_db_commit();
+        rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : empty;
+    }
+    PQclear(r);
+    return rc;
+}
+
 store_result store_payment_insert(store *s, const store_payment *p, pagoflex_arena *arena,
                                   store_payment *out)
 {
-    PGresult *r = NULL;
     char amount[24];
     if (!p || !p->id || !p->connector || !p->currency) {
         log_error("store: payment insert without id, connector or currency");
@@ -667,30 +684,16 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
     snprintf(amount, sizeof amount, "%" PRId64, p->amount);
     const char *const params[] = {p->id, p->connector, amount, p->currency, p->reference,
                                   p->description};
-    store_result rc = store_run(s, "payment insert", sql_insert, 6, params, true, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    metrics_db_commit();
-    rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : STORE_ERROR;
-
-fail:
-    PQclear(r);
-    return rc;
+    return store_one_payment(s, "payment insert", sql_insert, 6, params, true, true, STORE_ERROR, arena,
+                             out);
 }
 
 store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
                                store_payment *out)
 {
-    PGresult *r = NULL;
     const char *const params[] = {id};
-    store_result rc = store_run(s, "payment get", sql_get, 1, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
-
-fail:
-    PQclear(r);
-    return rc;
+    return store_one_payment(s, "payment get", sql_get, 1, params, false, false, STORE_NOT_FOUND, arena,
+                             out);
 }
 
 static const char sql_by_reference[] = "SELECT " PAYMENT_COLS("p") " FROM payments p"
@@ -726,18 +729,9 @@ fail:
 static store_result transition_keep_ref(store *s, const char *id, const char *provider_ref,
                                         pagoflex_arena *arena, store_payment *row)
 {
-    PGresult *r = NULL;
     const char *const params[] = {id, provider_ref};
-    store_result rc = store_run(s, "payment provider reference", sql_set_ref, 2, params, false,
-                                &r);
-    if (rc != STORE_OK)
-        goto fail;
-    metrics_db_commit();
-    rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, row) : STORE_NOT_FOUND;
-
-fail:
-    PQclear(r);
-    return rc;
+    return store_one_payment(s, "payment provider reference", sql_set_ref, 2, params, false, true,
+                             STORE_NOT_FOUND, arena, row);
 }
 
 store_result store_payment_transition_from(store *s, const char *id, pagoflex_state to,
