@@ -86,6 +86,14 @@ class SdkPlugin(unittest.TestCase):
         run(["make", cflags], cwd=msrc, env=menv)
         self.assertIn("all checks passed", run(["make", cflags, "check"], cwd=msrc, env=menv))
         self.assertTrue(os.path.exists(os.path.join(msrc, NAME + ".so")))
+        # The forms the guide gives, with nothing in the environment: GNU Make
+        # 4.3 does not hand a command-line PKG_CONFIG_PATH to $(shell ...).
+        bare = {k: v for k, v in self.env.items() if k != "PKG_CONFIG_PATH"}
+        pcdir = os.path.join(self.prefix, "lib", "pkgconfig")
+        for form in ("SDK_PREFIX=" + self.prefix, "PKG_CONFIG_PATH=" + pcdir):
+            run(["make", "clean"], cwd=msrc, env=bare)
+            run(["make", cflags, form], cwd=msrc, env=bare)
+            self.assertIn("all checks passed", run(["make", cflags, form, "check"], cwd=msrc, env=bare))
 
         # The conformance checker passes it.
         out = run([self.pagoflex, "plugin", "check", so], env=self.env)
