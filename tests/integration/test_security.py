@@ -153,6 +153,47 @@ class PluginTrust(unittest.TestCase):
         finally:
             env.close()
 
+    def test_last_good_version_needs_a_currently_trusted_signature(self):
+        env = Env(start_host=False)
+        try:
+            signer = os.path.join(env.dir, "signer")
+            other = os.path.join(env.dir, "other")
+            for k in (signer, other):
+                env.cli(["plugin", "keygen", "--out", k])
+                with open(k + ".key") as f:
+                    record_secret(f.read().split("-----")[2])
+
+            def trust(key):
+                env.extra_config = 'require_signed_plugins = true;\ntrusted_keys = ["%s.pub"];\n' % key
+                env.write_config()
+
+            so = os.path.join(env.plugin_dir, "banco_x.so")
+            env.cli(["plugin", "sign", "--key", signer + ".key", so])
+            trust(signer)
+            env.start_host()
+            self.assertEqual(connectors(env), ["BANCO_X"])
+            # A replacement that no longer matches its signature: the signed
+            # last good version keeps serving.
+            with open(so, "ab") as f:
+                f.write(b"\0")
+            env.reload()
+            self.assertEqual(connectors(env), ["BANCO_X"])
+            self.assertIn("bad signature", env.connectors()["BANCO_X"]["last_error"])
+            self.assertEqual(env.pay().status, 201)
+            env.stop_host()
+            # The signer is no longer trusted: after a restart neither the file
+            # nor its recorded last good version loads, and the log says why.
+            trust(other)
+            env.start_host()
+            self.assertEqual(connectors(env), [])
+            log = env.log()
+            self.assertIn("last good version refused", log)
+            self.assertRegex(log, r"last good version refused: [^\n]*untrusted key")
+            (rej,) = http("GET", env.url + "/v1/connectors").json["rejected"]
+            self.assertIn("last good version refused", rej["error"])
+        finally:
+            env.close()
+
 
 class MasterKeyRotation(unittest.TestCase):
     def test_previous_key_reads_old_files_and_rotate_moves_them(self):
