@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Env, http, record_secret  # noqa: E402
@@ -331,6 +332,40 @@ class HostileInput(unittest.TestCase):
             t.join()
             for s in socks:
                 s.close()
+
+    def test_bank_ids_with_control_characters_are_escaped_in_the_log(self):
+        # Validly signed webhooks whose ids carry a newline, a carriage
+        # return and terminal escapes: the host logs them escaped, so no
+        # forged line and no raw control byte reaches the log.
+        env = self.env
+        forged = "FORGED-" + uuid.uuid4().hex[:8]
+        fake_line = "2026-01-01T00:00:00.000Z info  [1] webhook applied: %s" % forged
+        kept = env.webhook({"event_id": "evt_a\n" + fake_line + "\x1b[31m\r",
+                            "tx_id": "bx_\r\n%s-tx\x1b]0;title\x07" % forged, "status": "APPROVED"})
+        self.assertEqual(kept.status, 202, kept)
+        pid = env.pay().json["id"]
+        applied = env.webhook({"event_id": "evt_b\n%s-applied\x1b[0m" % forged, "ref": pid,
+                               "status": "APPROVED"})
+        self.assertEqual(applied.status, 200, applied)
+        deadline = time.time() + 5
+        while time.time() < deadline and (forged + "-applied").encode() not in self.raw_log():
+            time.sleep(0.05)
+        raw = self.raw_log()
+        for byte in (b"\x1b", b"\r", b"\x07"):
+            self.assertNotIn(byte, raw)
+        lines = [line for line in raw.split(b"\n") if forged.encode() in line]
+        self.assertGreaterEqual(len(lines), 2, lines)
+        for line in lines:
+            self.assertRegex(line, rb"^\d{4}-\d\d-\d\dT[0-9:.]+Z \w+ +\[\d+\] webhook ", line)
+            self.assertNotRegex(line, rb"^2026-01-01T00:00:00.000Z", line)
+        self.assertIn(b"evt_a\\x0a2026-01-01T00:00:00.000Z", raw)
+        self.assertIn(b"\\x1b[31m\\x0d", raw)
+        self.assertIn(b"bx_\\x0d\\x0a" + forged.encode() + b"-tx\\x1b]0;title\\x07", raw)
+        self.assertIn(b"evt_b\\x0a" + forged.encode() + b"-applied\\x1b[0m", raw)
+
+    def raw_log(self):
+        with open(self.env.host_log_path, "rb") as f:
+            return f.read()
 
     def test_idle_connection_is_closed(self):
         s = socket.create_connection(("127.0.0.1", self.env.port))
