@@ -4,8 +4,11 @@
 # banksim_start API_KEY SECRET LOG [banksim options...]: start the
 # simulator in the background, expecting API_KEY as Bearer key and signing
 # its webhooks with SECRET, output appended to LOG. $! is its pid.
+# The secrets go in its environment, which only its user (and root) can
+# read, never on its command line, which every local user sees in ps.
 banksim_start() {
   local key=$1 secret=$2 log=$3
   shift 3
-  "${BANKSIM:-$BUILD/tests/banksim/banksim}" --api-key "$key" --secret "$secret" "$@" >>"$log" 2>&1 &
+  BANCOX_API_KEY=$key BANCOX_SECRET=$secret \
+    "${BANKSIM:-$BUILD/tests/banksim/banksim}" "$@" >>"$log" 2>&1 &
 }

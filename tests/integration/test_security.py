@@ -12,7 +12,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Env, http, record_secret  # noqa: E402
+from harness import BANCOX_API_KEY, BANCOX_SECRET, Env, http, record_secret  # noqa: E402
 
 
 def wait_exit(proc, timeout=15):
@@ -192,6 +192,23 @@ class PluginTrust(unittest.TestCase):
             self.assertRegex(log, r"last good version refused: [^\n]*untrusted key")
             (rej,) = http("GET", env.url + "/v1/connectors").json["rejected"]
             self.assertIn("last good version refused", rej["error"])
+        finally:
+            env.close()
+
+
+class SimulatorSecrets(unittest.TestCase):
+    def test_harness_keeps_the_bank_secrets_off_the_simulator_command_line(self):
+        # /proc/<pid>/cmdline is readable by every local user (ps shows it).
+        env = Env()
+        try:
+            with open("/proc/%d/cmdline" % env.sim.pid, "rb") as f:
+                cmdline = f.read()
+            self.assertNotIn(BANCOX_API_KEY.encode(), cmdline)
+            self.assertNotIn(BANCOX_SECRET.encode(), cmdline)
+            # ...and the simulator still has both: it accepts the payment
+            # (key) and its signed webhook verifies (secret).
+            pid = env.pay().json["id"]
+            env.wait_status(pid, ["succeeded"])
         finally:
             env.close()
 
