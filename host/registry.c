@@ -41,6 +41,7 @@
      sizeof(((pagoflex_connector *)0)->parse_webhook))
 
 #define REGISTRY_MAX_FILE (256u << 20)   /* refuse absurd plugin files */
+#define REGISTRY_MAX_SIG 4096            /* a .sig file is ~200 bytes */
 #define REGISTRY_MAX_CREDENTIALS 64      /* bound on required_credentials */
 #define REGISTRY_NAME_MAX 32             /* key and webhook path length */
 #define REGISTRY_QUOTE_MAX 64            /* plugin strings shown in logs */
@@ -512,7 +513,7 @@ static int plugin_keep_signature(const registry *r, const registry_plugin *p, co
         rc = 0;
         goto fail;
     }
-    if (secrets_read_file(src, 4096, &text, &len, why, sizeof why) != 0) {
+    if (secrets_read_file(src, REGISTRY_MAX_SIG, &text, &len, why, sizeof why) != 0) {
         reject(rj, "signature", "a readable signature file of at most 4096 bytes", why,
                "sign the plugin again with: pagoflex plugin sign --key <signer.key> %s",
                p->file);
