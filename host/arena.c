@@ -1,9 +1,11 @@
-/* arena.c - bump allocator: a list of blocks freed together. */
+/* arena.c - bump allocator: a list of blocks wiped and freed together. */
 #include "arena.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #define ARENA_BLOCK 4096
 #define ARENA_ALIGN 16
@@ -32,6 +34,10 @@ void arena_free(pagoflex_arena *arena)
     struct arena_block *b = arena->head;
     while (b) {
         struct arena_block *next = b->next;
+        /* A call's arena holds what the call carried: the bank API key in
+         * an Authorization header, card data, bank answers. Wiped before
+         * the allocator can hand it to anyone else (not optimised away). */
+        OPENSSL_cleanse(b->data, b->used);
         free(b);
         b = next;
     }

@@ -10,7 +10,8 @@
 /* Create an empty arena. NULL on allocation failure. */
 pagoflex_arena *arena_new(void);
 
-/* Free the arena and everything allocated in it. NULL is a no-op. */
+/* Wipe (OPENSSL_cleanse) and free everything allocated in the arena, then
+ * the arena. NULL is a no-op. */
 void arena_free(pagoflex_arena *arena);
 
 /* Zeroed block of `size` bytes, 16-byte aligned; NULL on failure. */

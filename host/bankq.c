@@ -59,7 +59,7 @@ static void bankq_unlink_active(bankq *q, bankq_job *job)
 static void bankq_complete(bankq *q, bankq_job *job, CURLcode rc)
 {
     executor_finish(job->easy, rc, job->req, &job->body, job->arena, job->out);
-    curl_slist_free_all(job->headers);
+    executor_headers_free(job->headers);
     job->headers = NULL;
     bankq_done_fn done = job->done;
     void *arg = job->arg;

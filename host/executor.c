@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include "arena.h"
 #include "log.h"
@@ -85,6 +86,16 @@ static pagoflex_transport executor_transport(CURLcode rc)
     }
 }
 
+void executor_headers_free(struct curl_slist *list)
+{
+    /* curl_slist_free_all frees each line unwiped, and one of them is
+     * "Authorization: Bearer <bank API key>". */
+    for (struct curl_slist *e = list; e; e = e->next)
+        if (e->data)
+            OPENSSL_cleanse(e->data, strlen(e->data));
+    curl_slist_free_all(list);
+}
+
 int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_timeout_ms,
                      pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers)
 {
@@ -123,7 +134,7 @@ int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_tim
     *headers = list;
     return 0;
 fail:
-    curl_slist_free_all(list);
+    executor_headers_free(list);
     return -1;
 }
 
@@ -168,5 +179,5 @@ void executor_perform(const pagoflex_http_request *req, long default_timeout_ms,
     if (!h || executor_prepare(h, req, default_timeout_ms, arena, &body, &headers) != 0)
         return;
     executor_finish(h, curl_easy_perform(h), req, &body, arena, out);
-    curl_slist_free_all(headers);
+    executor_headers_free(headers);
 }

@@ -29,10 +29,14 @@ typedef struct executor_body {
 
 /* Set easy handle `h` up to perform `req` (the shared part of the blocking
  * executor and of bankq): URL, method, headers, body, timeouts, protocols,
- * body sink. On success *headers is the header list to free once the
- * transfer is over. -1 on allocation failure (nothing to free). */
+ * body sink. On success *headers is the header list to free with
+ * executor_headers_free once the transfer is over. -1 on allocation failure (nothing to free). */
 int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_timeout_ms,
                      pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers);
+
+/* Wipe every line of a header list made by executor_prepare (one holds
+ * the bank's Authorization header), then free it. NULL is a no-op. */
+void executor_headers_free(struct curl_slist *list);
 
 /* Turn a finished transfer (result `rc`) into `out`, copying the body into
  * `arena`, and release the sink. Never fails: problems are transport errors. */

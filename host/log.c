@@ -23,28 +23,56 @@ int log_level_parse(const char *name)
     return -1;
 }
 
+/* Append in[0..len) to out (of cap bytes, o used), every byte outside
+ * printable ASCII as \xNN, stopping where the next character would not fit
+ * (an escape is never cut). Returns the new length of out. */
+static size_t log_escape(char *out, size_t o, size_t cap, const char *in, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c >= 0x20 && c < 0x7f) {
+            if (o + 1 > cap)
+                break;
+            out[o++] = (char)c;
+        } else {
+            if (o + 4 > cap)
+                break;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = digits[c >> 4];
+            out[o++] = digits[c & 15];
+        }
+    }
+    return o;
+}
+
 void log_vmsg(pagoflex_log_level level, const char *who, const char *fmt, va_list ap)
 {
     if (level < log_threshold || level > PAGOFLEX_LOG_ERROR)
         return;
-    char line[2048];
+    char line[2048], msg[2048];
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%d]%s%s%s ",
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%d] ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (long)(tv.tv_usec / 1000), log_names[level], (int)getpid(),
-                     who ? " " : "", who ? who : "", who ? ":" : "");
-    if (n < 0)
+                     tm.tm_sec, (long)(tv.tv_usec / 1000), log_names[level], (int)getpid());
+    int m = who ? snprintf(msg, sizeof msg, "%s: ", who) : 0;
+    if (n < 0 || m < 0 || (size_t)m >= sizeof msg)
         return;
-    if ((size_t)n < sizeof line)
-        n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    if ((size_t)n >= sizeof line - 1)
-        n = sizeof line - 2;
-    line[n++] = '\n';
+    int k = vsnprintf(msg + m, sizeof msg - (size_t)m, fmt, ap);
+    if (k < 0)
+        return;
+    size_t msg_len = (size_t)m + (size_t)k < sizeof msg ? (size_t)m + (size_t)k : sizeof msg - 1;
+    /* Whatever the message holds (a bank's ids, a plugin's text), one
+     * record stays one line: no newline, carriage return or terminal
+     * escape reaches the log raw. Room is kept for the '\n'. */
+    size_t len = log_escape(line, (size_t)n, sizeof line - 1, msg, msg_len);
+    line[len++] = '\n';
     /* One write(2) per line so lines from threads and processes never interleave. */
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
 }
 

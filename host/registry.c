@@ -1,8 +1,12 @@
 /* registry.c - loading connector plugins from a directory with dlopen.
  *
  * A load goes through fixed steps, each of which may reject the plugin:
- *   1. read the file, hash it, copy it to a private content-named path;
- *   2. dlopen the copy with RTLD_NOW | RTLD_LOCAL;
+ *   1. read the file, check its owner, mode and signature (plugin_trust.h),
+ *      hash it, copy it (and its .sig) to a private content-named path;
+ *   2. check the copy as a fresh file is checked (content hash, owner, mode,
+ *      signature under the trusted keys of this load), then dlopen it with
+ *      RTLD_NOW | RTLD_LOCAL. A last good version, served when a newer file
+ *      fails, is an existing copy and enters here: the same checks apply;
  *   3. find and call the entry point, get the descriptor;
  *   4. check the descriptor field by field (header first, so nothing beyond
  *      what the plugin says it has is ever read);
@@ -37,6 +41,7 @@
      sizeof(((pagoflex_connector *)0)->parse_webhook))
 
 #define REGISTRY_MAX_FILE (256u << 20)   /* refuse absurd plugin files */
+#define REGISTRY_MAX_SIG 4096            /* a .sig file is ~200 bytes */
 #define REGISTRY_MAX_CREDENTIALS 64      /* bound on required_credentials */
 #define REGISTRY_NAME_MAX 32             /* key and webhook path length */
 #define REGISTRY_QUOTE_MAX 64            /* plugin strings shown in logs */
@@ -184,6 +189,25 @@ static int write_all(int fd, const unsigned char *p, size_t len)
     return 0;
 }
 
+/* <path>.sig: where plugin_trust looks for the signature of `path`. */
+static char *sig_path_of(const char *path)
+{
+    char *sig = NULL;
+    if (asprintf(&sig, "%s" PLUGIN_TRUST_SIG_SUFFIX, path) < 0)
+        return NULL;
+    return sig;
+}
+
+/* Remove a private copy and the signature kept next to it. */
+static void private_unlink(const char *private_path)
+{
+    char *sig = sig_path_of(private_path);
+    unlink(private_path);
+    if (sig)
+        unlink(sig);
+    free(sig);
+}
+
 /* ---- last good versions ------------------------------------------------ */
 
 /* <private_dir>/last-good/<name> holds two lines: the private copy that last
@@ -208,7 +232,8 @@ static int lastgood_read(const registry *r, const char *name, char **copy, char 
         goto fail;
     line1[strcspn(line1, "\n")] = '\0';
     line2[strcspn(line2, "\n")] = '\0';
-    if (strlen(line2) != 64 || !(*copy = strdup(line1)))
+    if (strlen(line2) != 64 || strspn(line2, "0123456789abcdef") != 64 ||
+        !(*copy = strdup(line1)))
         goto fail;
     memcpy(sha, line2, 65);
     rc = 0;
@@ -341,7 +366,7 @@ static void plugin_discard(registry *r, registry_plugin *p)
         dlclose(p->handle);
     if (p->private_path && !registry_private_in_use(r, p->private_path) &&
         !lastgood_is(r, p->name, p->private_path))
-        unlink(p->private_path);
+        private_unlink(p->private_path);
     plugin_free(p);
 }
 
@@ -419,44 +444,27 @@ static int sha256_hex(const unsigned char *data, size_t len, char out[65])
     return 0;
 }
 
-/* Owner, mode and signature of the plugin file (plugin_trust.h). */
-static int plugin_trusted(const registry *r, const registry_plugin *p,
-                          const unsigned char *data, size_t len, rejection *rj)
+/* Owner, mode and signature of plugin file `path` whose bytes are data/len
+ * (plugin_trust.h), under the signature policy of this load. */
+static int plugin_trusted(const registry *r, const char *path, const unsigned char *data,
+                          size_t len, rejection *rj)
 {
     plugin_trust_problem pb;
-    if (plugin_trust_check_file(r->trust, p->file, data, len, &pb) == 0)
+    if (plugin_trust_check_file(r->trust, path, data, len, &pb) == 0)
         return 0;
     return reject(rj, pb.field, pb.expected, pb.found, "%s", pb.fix);
 }
 
-/* Copy p->file to <private_dir>/<name>-<sha256 prefix>.so through a temp
- * file and rename, so the copy is complete whenever it has its final name.
- * Sets p->sha256 and, once the copy exists, p->private_path. */
-static int plugin_copy_private(registry *r, registry_plugin *p, rejection *rj)
+/* Write data/len to `final` (in the private directory) through a temp file
+ * and rename, mode `mode`, so `final` is complete whenever it exists. */
+static int private_write(const registry *r, const char *name, const char *final,
+                         const unsigned char *data, size_t len, mode_t mode, rejection *rj)
 {
-    unsigned char *data = NULL;
-    size_t len = 0;
-    char *tmp = NULL, *final = NULL;
+    char *tmp = NULL;
     int fd = -1, rc = -1;
-
-    if (read_file(p->file, &data, &len, rj) != 0)
-        goto fail;
-    /* Checked on the very bytes that will be copied and loaded. */
-    if (plugin_trusted(r, p, data, len, rj) != 0)
-        goto fail;
-    if (sha256_hex(data, len, p->sha256) != 0) {
-        reject(rj, "file", "a SHA-256 digest", "OpenSSL EVP_Digest failed",
-               "check the OpenSSL installation");
-        goto fail;
-    }
-    if (ensure_private_dir(r->private_dir, rj) != 0)
-        goto fail;
     /* asprintf leaves its pointer undefined on failure: reset it. */
-    if (asprintf(&final, "%s/%s-%.16s.so", r->private_dir, p->name, p->sha256) < 0)
-        final = NULL;
-    if (asprintf(&tmp, "%s/.%s.XXXXXX", r->private_dir, p->name) < 0)
+    if (asprintf(&tmp, "%s/.%s.XXXXXX", r->private_dir, name) < 0) {
         tmp = NULL;
-    if (!final || !tmp) {
         reject(rj, "private_copy", "memory", "out of memory", "free memory and retry");
         goto fail;
     }
@@ -466,7 +474,7 @@ static int plugin_copy_private(registry *r, registry_plugin *p, rejection *rj)
                "make the private directory writable by this process");
         goto fail;
     }
-    int werr = write_all(fd, data, len) != 0 || fchmod(fd, 0500) != 0;
+    int werr = write_all(fd, data, len) != 0 || fchmod(fd, mode) != 0;
     int cerr = close(fd) != 0;
     fd = -1;
     if (werr || cerr || rename(tmp, final) != 0) {
@@ -475,28 +483,137 @@ static int plugin_copy_private(registry *r, registry_plugin *p, rejection *rj)
         unlink(tmp);
         goto fail;
     }
-    p->private_path = final;
-    final = NULL;
     rc = 0;
 fail:
     if (fd >= 0) {
         close(fd);
         unlink(tmp);
     }
-    free(final);
     free(tmp);
+    return rc;
+}
+
+/* Keep the signature of p->file next to its private copy `final` (as
+ * <final>.sig), so that every later load of that copy, a last good version
+ * after a restart included, verifies it again under the trusted keys of
+ * that load. A plugin without a .sig: nothing to keep. */
+static int plugin_keep_signature(const registry *r, const registry_plugin *p, const char *final,
+                                 rejection *rj)
+{
+    char *src = sig_path_of(p->file), *dst = sig_path_of(final);
+    unsigned char *text = NULL;
+    size_t len = 0;
+    char why[sizeof rj->found];
+    int rc = -1;
+    if (!src || !dst) {
+        reject(rj, "signature", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    if (access(src, F_OK) != 0 && errno == ENOENT) {
+        rc = 0;
+        goto fail;
+    }
+    if (secrets_read_file(src, REGISTRY_MAX_SIG, &text, &len, why, sizeof why) != 0) {
+        reject(rj, "signature", "a readable signature file of at most 4096 bytes", why,
+               "sign the plugin again with: pagoflex plugin sign --key <signer.key> %s",
+               p->file);
+        goto fail;
+    }
+    rc = private_write(r, p->name, dst, text, len, 0400, rj);
+fail:
+    free(text);
+    free(src);
+    free(dst);
+    return rc;
+}
+
+/* Copy p->file to <private_dir>/<name>-<sha256 prefix>.so (and its .sig
+ * next to it) through temp files and rename, so the copy is complete
+ * whenever it has its final name. Sets p->sha256 and, once the copy
+ * exists, p->private_path. */
+static int plugin_copy_private(registry *r, registry_plugin *p, rejection *rj)
+{
+    unsigned char *data = NULL;
+    size_t len = 0;
+    char *final = NULL;
+    int rc = -1;
+
+    if (read_file(p->file, &data, &len, rj) != 0)
+        goto fail;
+    /* Checked on the very bytes that will be copied. */
+    if (plugin_trusted(r, p->file, data, len, rj) != 0)
+        goto fail;
+    if (sha256_hex(data, len, p->sha256) != 0) {
+        reject(rj, "file", "a SHA-256 digest", "OpenSSL EVP_Digest failed",
+               "check the OpenSSL installation");
+        goto fail;
+    }
+    if (ensure_private_dir(r->private_dir, rj) != 0)
+        goto fail;
+    if (asprintf(&final, "%s/%s-%.16s.so", r->private_dir, p->name, p->sha256) < 0) {
+        final = NULL;
+        reject(rj, "private_copy", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    /* The signature first: whoever finds the copy finds its .sig too. */
+    if (plugin_keep_signature(r, p, final, rj) != 0 ||
+        private_write(r, p->name, final, data, len, 0500, rj) != 0)
+        goto fail;
+    p->private_path = final;
+    final = NULL;
+    rc = 0;
+fail:
+    free(final);
     free(data);
     return rc;
 }
 
 /* ---- steps 2-3: dlopen and the entry point ---------------------------- */
 
-static int plugin_open(registry_plugin *p, rejection *rj)
+/* The one gate before dlopen, for a fresh copy and a last good version
+ * alike: p->private_path must still hold the content hashed as p->sha256,
+ * and pass the same checks as a fresh file, on itself: owner and mode of
+ * the copy and of the private directory, and, when signatures are
+ * required, its kept .sig under the trusted keys of *this* load (a signer
+ * removed from trusted_keys stops what it signed, last good versions
+ * included). */
+static int plugin_check_copy(const registry *r, const registry_plugin *p, rejection *rj)
+{
+    unsigned char *data = NULL;
+    size_t len = 0;
+    char sha[65], found[96];
+    int rc = -1;
+    if (ensure_private_dir(r->private_dir, rj) != 0 ||
+        read_file(p->private_path, &data, &len, rj) != 0)
+        goto fail;
+    if (sha256_hex(data, len, sha) != 0) {
+        reject(rj, "sha256", "a SHA-256 digest", "OpenSSL EVP_Digest failed",
+               "check the OpenSSL installation");
+        goto fail;
+    }
+    if (strcmp(sha, p->sha256) != 0) {
+        snprintf(found, sizeof found, "%.16s (the file changed after it was copied)", sha);
+        char expected[32];
+        snprintf(expected, sizeof expected, "%.16s", p->sha256);
+        reject(rj, "sha256", expected, found,
+               "something rewrote %s; remove it and check who else can write to %s",
+               p->private_path, r->private_dir);
+        goto fail;
+    }
+    rc = plugin_trusted(r, p->private_path, data, len, rj);
+fail:
+    free(data);
+    return rc;
+}
+
+static int plugin_open(const registry *r, registry_plugin *p, rejection *rj)
 {
     char found[sizeof rj->found];
     void *sym;
     pagoflex_connector_entry_fn entry;
 
+    if (plugin_check_copy(r, p, rj) != 0)
+        return -1;
     dlerror();
     p->handle = dlopen(p->private_path, RTLD_NOW | RTLD_LOCAL);
     if (!p->handle) {
@@ -522,22 +639,35 @@ static int plugin_open(registry_plugin *p, rejection *rj)
     return 0;
 }
 
-/* Copy, then dlopen the copy. Another process sharing private_dir may
- * remove that copy (its registry_free) between our rename and dlopen: when
- * dlopen failed because the file is gone, copy once more. */
+/* 1 if the private copy of p, or the signature kept next to it, is gone. */
+static int private_copy_gone(const registry_plugin *p)
+{
+    if (access(p->private_path, F_OK) != 0 && errno == ENOENT)
+        return 1;
+    char *src = sig_path_of(p->file), *kept = sig_path_of(p->private_path);
+    int gone = src && kept && access(src, F_OK) == 0 && access(kept, F_OK) != 0 &&
+               errno == ENOENT;
+    free(src);
+    free(kept);
+    return gone;
+}
+
+/* Copy, then check and dlopen the copy. Another process sharing
+ * private_dir may remove that copy (its registry_free) between our rename
+ * and dlopen: when the copy or its .sig is gone, copy once more. */
 static int plugin_copy_and_open(registry *r, registry_plugin *p, rejection *rj)
 {
     if (plugin_copy_private(r, p, rj) != 0)
         return -1;
-    if (plugin_open(p, rj) == 0)
+    if (plugin_open(r, p, rj) == 0)
         return 0;
-    if (p->handle || access(p->private_path, F_OK) == 0 || errno != ENOENT)
+    if (p->handle || !private_copy_gone(p))
         return -1;
     free(p->private_path);
     p->private_path = NULL;
     if (plugin_copy_private(r, p, rj) != 0)
         return -1;
-    return plugin_open(p, rj);
+    return plugin_open(r, p, rj);
 }
 
 /* ---- step 4: the descriptor ------------------------------------------- */
@@ -824,25 +954,65 @@ static int registry_reserve(registry *r)
     return 0;
 }
 
-static void report_rejection(const rejection *rj, const char *path, char *err, size_t errlen)
+/* Log the rejection of `path` (of its last good version `copy`, if not
+ * NULL) as one line, and copy that line to err. */
+static void report_rejection(const rejection *rj, const char *path, const char *copy, char *err,
+                             size_t errlen)
 {
     char line[2048];
-    snprintf(line, sizeof line,
-             "plugin rejected: file=%s field=%s expected=%s found=%s: %s", path,
-             rj->field ? rj->field : "?", rj->expected, rj->found, rj->fix);
+    if (copy)
+        snprintf(line, sizeof line,
+                 "last good version refused: file=%s copy=%s field=%s expected=%s found=%s: %s; "
+                 "it is not served: deploy a %s that loads and reload",
+                 path, copy, rj->field ? rj->field : "?", rj->expected, rj->found, rj->fix,
+                 path);
+    else
+        snprintf(line, sizeof line, "plugin rejected: file=%s field=%s expected=%s found=%s: %s",
+                 path, rj->field ? rj->field : "?", rj->expected, rj->found, rj->fix);
     log_error("%s", line);
     if (err && errlen)
         snprintf(err, errlen, "%s", line);
 }
 
+/* A last good record names the copy the registry itself would have made
+ * for that content: <private_dir>/<name>-<sha256 prefix>.so, and it exists. */
+static int lastgood_check(const registry *r, const registry_plugin *p, const char *copy,
+                          const char *record, rejection *rj)
+{
+    char *want = NULL;
+    int rc = -1;
+    if (asprintf(&want, "%s/%s-%.16s.so", r->private_dir, p->name, p->sha256) < 0) {
+        want = NULL;
+        reject(rj, "last_good", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    if (strcmp(copy, want) != 0) {
+        reject(rj, "last_good", want, copy,
+               "the record %s names a file the registry did not copy; remove the record",
+               record);
+        goto fail;
+    }
+    if (access(copy, F_OK) != 0) {
+        reject(rj, "last_good", "an existing private copy", strerror(errno),
+               "the recorded copy is gone; remove the record %s", record);
+        goto fail;
+    }
+    rc = 0;
+fail:
+    free(want);
+    return rc;
+}
+
 /* Load the plugin of file `path`: from a fresh private copy of it, or, when
  * `copy` is given, from that existing private copy (its last good version,
- * with hash `sha`, served because of `last_error`). */
+ * with hash `sha`, served because of `last_error`). Both go through the same
+ * checks before dlopen (plugin_open). */
 static int registry_load(registry *r, const char *path, const char *copy, const char *sha,
                          const char *last_error, char *err, size_t errlen)
 {
     rejection rj = {0};
     pagoflex_credentials *creds = NULL;
+    char *record = NULL;
     registry_plugin *p = plugin_new(path);
 
     if (!p) {
@@ -856,11 +1026,13 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
     if (copy) {
         memcpy(p->sha256, sha, sizeof p->sha256);
         p->private_path = strdup(copy);
-        if (!p->private_path || (last_error && !(p->last_error = strdup(last_error)))) {
+        record = lastgood_path(r, p->name);
+        if (!p->private_path || !record ||
+            (last_error && !(p->last_error = strdup(last_error)))) {
             reject(&rj, "file", "memory", "out of memory", "free memory and retry");
             goto fail;
         }
-        if (plugin_open(p, &rj) != 0)
+        if (lastgood_check(r, p, copy, record, &rj) != 0 || plugin_open(r, p, &rj) != 0)
             goto fail;
     } else if (plugin_copy_and_open(r, p, &rj) != 0) {
         goto fail;
@@ -870,6 +1042,7 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
         goto fail;
     /* The plugin copied what it needs during init. */
     creds_free(creds);
+    free(record);
     p->loaded_at = time(NULL);
     r->plugins[r->count++] = p;
     if (r->keep_last_good && !copy)
@@ -884,8 +1057,9 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
     return 0;
 fail:
     creds_free(creds);
+    free(record);
     /* Report before dlclose: rj holds copies, but say it while all is mapped. */
-    report_rejection(&rj, path, err, errlen);
+    report_rejection(&rj, path, copy, err, errlen);
     if (p)
         plugin_discard(r, p);
     return -1;
@@ -897,16 +1071,22 @@ int registry_load_file(registry *r, const char *path, char *err, size_t errlen)
 }
 
 /* `path` (plugin `name`) did not load because of `why`: serve its last good
- * version if there is one. 0 if it now serves. */
-static int registry_fall_back(registry *r, const char *path, const char *name, const char *why)
+ * version if there is one. 0 if it now serves; -1 if there is none, or it
+ * was refused too (then why, of size whylen, gets that reason appended). */
+static int registry_fall_back(registry *r, const char *path, const char *name, char *why,
+                              size_t whylen)
 {
     char *copy = NULL, sha[65];
-    char err[1024];
+    char err[2048];
     int rc = -1;
-    if (!r->keep_last_good || lastgood_read(r, name, &copy, sha) != 0 || access(copy, R_OK) != 0)
+    if (!r->keep_last_good || lastgood_read(r, name, &copy, sha) != 0)
         goto done;
-    if (registry_load(r, path, copy, sha, why, err, sizeof err) != 0)
+    if (registry_load(r, path, copy, sha, why, err, sizeof err) != 0) {
+        size_t n = strlen(why);
+        if (n < whylen)
+            snprintf(why + n, whylen - n, "; %s", err);
         goto done;
+    }
     log_warn("plugin %s: serving its last good version (sha256 %.16s) because the new file was "
              "rejected",
              name, sha);
@@ -991,7 +1171,7 @@ int registry_load_dir(registry *r, char *err, size_t errlen)
         return -1;
     for (size_t i = 0; i < n; i++) {
         char *path = NULL;
-        char why[1024];
+        char why[4096];
         if (asprintf(&path, "%s/%s", r->plugin_dir, names[i]) < 0) {
             log_error("plugin rejected: file=%s/%s: out of memory", r->plugin_dir, names[i]);
             continue;
@@ -1009,7 +1189,7 @@ int registry_load_dir(registry *r, char *err, size_t errlen)
             log_warn("%s", why);
             registry_note_rejected(r, path, why);
         } else if (registry_load_file(r, path, why, sizeof why) == 0 ||
-                   registry_fall_back(r, path, name, why) == 0) {
+                   registry_fall_back(r, path, name, why, sizeof why) == 0) {
             loaded++;
         } else {
             registry_note_rejected(r, path, why);
@@ -1072,7 +1252,7 @@ void registry_free(registry *r)
             p->desc->fini(p->state);
         dlclose(p->handle);
         if (!r->keep_last_good)
-            unlink(p->private_path);
+            private_unlink(p->private_path);
         plugin_free(p);
     }
     for (size_t i = 0; i < r->rejected_count; i++) {

@@ -7,6 +7,14 @@
  * checked field by field; a rejection is logged as
  *   plugin rejected: file=<path> field=<field> expected=<...> found=<...>: <how to fix>
  * and every other plugin still loads.
+ *
+ * Every dlopen, of a fresh copy or of a recorded last good version, is
+ * preceded by the same checks on the copy itself: its content still has
+ * the recorded SHA-256, the copy and the private directory pass the owner
+ * and mode checks, and, when signatures are required, the .sig kept next to
+ * the copy verifies under the trusted keys of *this* load. A refused last
+ * good version is logged as
+ *   last good version refused: file=<path> copy=<copy> field=<field> ...
  */
 #ifndef PAGOFLEX_REGISTRY_H
 #define PAGOFLEX_REGISTRY_H
@@ -57,8 +65,10 @@ typedef struct registry_options {
                                       file */
     /* Keep private copies on free and record each successful load as the
      * plugin's last good version (<private_dir>/last-good/<name>); a later
-     * registry_load_dir falls back to it when the file fails to load. Used
-     * by the daemon, whose worker generations share private_dir. */
+     * registry_load_dir falls back to it when the file fails to load, if
+     * the copy passes the checks above (so a signer removed from
+     * trusted_keys stops its plugins on the next load, fallback included).
+     * Used by the daemon, whose worker generations share private_dir. */
     bool keep_last_good;
     /* Plugin names (file names without .so) not to load; NULL-terminated
      * or NULL. The daemon passes the quarantined ones. */
@@ -86,8 +96,11 @@ registry *registry_new(const registry_options *opts);
  * A plugin directory owned by another user or writable by group or others
  * is refused as a whole (-1, nothing loaded, the fix in err).
  * A rejected file is logged and never stops the others; on a duplicate key
- * or webhook path the file first in name order wins. Returns how many were
- * loaded, or -1 if the directory cannot be read (reason in err). */
+ * or webhook path the file first in name order wins. With keep_last_good a
+ * rejected file's last good version serves instead, if it passes the same
+ * checks; if it does not, the rejection's reason also says why it did not.
+ * Returns how many were loaded, or -1 if the directory cannot be read
+ * (reason in err). */
 int registry_load_dir(registry *r, char *err, size_t errlen);
 
 /* Load and check one file: owner, mode and (when required) signature of

@@ -67,11 +67,6 @@ static void usage(FILE *out)
 "  --port N                 listen port, 0 = any free port (default 0)\n"
 "  --bind ADDR              numeric address to bind (default 127.0.0.1)\n"
 "  --port-file PATH         write the bound port there once listening\n"
-"  --api-key K              expected Bearer key (default $BANCOX_API_KEY or\n"
-"                           \"bx_test_key\")\n"
-"  --secret S               webhook signing secret (default $BANCOX_SECRET or\n"
-"                           \"bx_test_secret\")\n"
-"  --extra-secret S2        also sign with S2: a second v1= entry (rotation)\n"
 "  --latency-ms N           delay before answering /pay and /pay/{id} (0)\n"
 "  --webhook-delay-ms N     payment creation to first webhook attempt (100);\n"
 "                           GET /pay/{id} says PENDING until then\n"
@@ -96,6 +91,12 @@ static void usage(FILE *out)
 "  --seed N                 seed of the fault-injection random generator\n"
 "  --quiet                  no per-request log lines\n"
 "  --help                   this text\n"
+"\n"
+"Secrets come from the environment, never the command line (which any local\n"
+"user can read with ps):\n"
+"  BANCOX_API_KEY           expected Bearer key (default \"bx_test_key\")\n"
+"  BANCOX_SECRET            webhook signing secret (default \"bx_test_secret\")\n"
+"  BANCOX_EXTRA_SECRET      also sign with it: a second v1= entry (rotation)\n"
 "\n"
 "Test endpoints (no auth): GET /_sim/stats, GET /_sim/payments?ref=R,\n"
 "GET|POST /_sim/config (latency_ms, webhook_delay_ms, reorder_ms, fail_rate,\n"
@@ -163,9 +164,11 @@ oom:
 static void defaults(void)
 {
     const char *k = getenv("BANCOX_API_KEY"), *s = getenv("BANCOX_SECRET");
+    const char *x = getenv("BANCOX_EXTRA_SECRET");
     snprintf(bs_cfg.bind_addr, sizeof bs_cfg.bind_addr, "127.0.0.1");
     bs_cfg.api_key = k && *k ? k : "bx_test_key";
     bs_cfg.secret = s && *s ? s : "bx_test_secret";
+    bs_cfg.extra_secret = x && *x ? x : NULL;
     bs_cfg.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     bs_cfg.threads = 4;
     bs_cfg.timeout_ms = 30000;
@@ -196,9 +199,16 @@ static void parse_args(int argc, char **argv)
             }
             snprintf(bs_cfg.bind_addr, sizeof bs_cfg.bind_addr, "%s", optarg);
             break;
-        case OPT_API_KEY: bs_cfg.api_key = optarg; break;
-        case OPT_SECRET: bs_cfg.secret = optarg; break;
-        case OPT_EXTRA_SECRET: bs_cfg.extra_secret = optarg; break;
+        case OPT_API_KEY:
+        case OPT_SECRET:
+        case OPT_EXTRA_SECRET:
+            /* The value is not repeated: it is a secret. */
+            fprintf(stderr, "banksim: --%s is refused: a secret on the command line is visible to "
+                    "every local user (ps, /proc/<pid>/cmdline); set %s in banksim's environment "
+                    "instead\n", name,
+                    c == OPT_API_KEY ? "BANCOX_API_KEY" : c == OPT_SECRET ? "BANCOX_SECRET"
+                                                                          : "BANCOX_EXTRA_SECRET");
+            exit(2);
         case OPT_LATENCY: t->latency_ms = (unsigned)parse_uint(name, optarg, 0, ms_max); break;
         case OPT_WEBHOOK_DELAY: t->webhook_delay_ms = (unsigned)parse_uint(name, optarg, 0, ms_max); break;
         case OPT_FAIL_RATE: t->fail_rate = parse_rate(name, optarg); break;
@@ -226,10 +236,6 @@ static void parse_args(int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "banksim: unexpected argument \"%s\" (see --help)\n", argv[optind]);
-        exit(2);
-    }
-    if (!*bs_cfg.api_key || !*bs_cfg.secret) {
-        fprintf(stderr, "banksim: --api-key and --secret must not be empty\n");
         exit(2);
     }
 }

@@ -120,14 +120,16 @@ class Receiver:
 class Sim:
     """One banksim process on a free loopback port."""
 
-    def __init__(self, *extra):
+    def __init__(self, *extra, env=None):
         self.dir = tempfile.TemporaryDirectory(prefix="banksim-test-")
         port_file = os.path.join(self.dir.name, "port")
         self.log_path = os.path.join(self.dir.name, "log")
         self.log = open(self.log_path, "wb")
-        args = [BANKSIM, "--port", "0", "--port-file", port_file, "--api-key", KEY,
-                "--secret", SECRET, "--seed", "7", "--webhook-backoff-ms", "100"] + list(extra)
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        args = [BANKSIM, "--port", "0", "--port-file", port_file, "--seed", "7",
+                "--webhook-backoff-ms", "100"] + list(extra)
+        # Secrets through the environment: banksim refuses them on its command line.
+        env = dict(os.environ, BANCOX_API_KEY=KEY, BANCOX_SECRET=SECRET, **(env or {}))
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 5
         while not os.path.exists(port_file):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -203,11 +205,12 @@ def fresh_ref(tag):
 
 class SimCase(unittest.TestCase):
     SIM_ARGS = ()
+    SIM_ENV = {}
 
     @classmethod
     def setUpClass(cls):
         cls.recv = Receiver()
-        cls.sim = Sim(*cls.SIM_ARGS)
+        cls.sim = Sim(*cls.SIM_ARGS, env=cls.SIM_ENV)
 
     @classmethod
     def tearDownClass(cls):
@@ -397,7 +400,8 @@ class WebhookFirstTest(SimCase):
 
 
 class DuplicateTest(SimCase):
-    SIM_ARGS = ("--duplicate-rate", "1.0", "--webhook-delay-ms", "20", "--extra-secret", SECRET2)
+    SIM_ARGS = ("--duplicate-rate", "1.0", "--webhook-delay-ms", "20")
+    SIM_ENV = {"BANCOX_EXTRA_SECRET": SECRET2}
 
     def test_every_webhook_delivered_twice_with_same_event_id(self):
         status, doc = self.sim.pay(1050, fresh_ref("dup"), self.hook())

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# CLI tests for `pagoflex secrets edit | rotate | check` and tampering.
-# Usage: test_cli_security.sh PATH/TO/pagoflex PLUGIN.so SECRETS_FILE
+# CLI tests for `pagoflex secrets edit | rotate | check` and tampering, and
+# for how scripts/run hands the bank simulator its secrets.
+# Usage: test_cli_security.sh PATH/TO/pagoflex PLUGIN.so SECRETS_FILE [PATH/TO/banksim]
 set -euo pipefail
 
-PAGOFLEX=${1:?usage: $0 PATH/TO/pagoflex PLUGIN.so SECRETS_FILE}
+PAGOFLEX=${1:?usage: $0 PATH/TO/pagoflex PLUGIN.so SECRETS_FILE [PATH/TO/banksim]}
 PLUGIN_SO=${2:?}
 SECRETS_FILE=${3:?}
+BANKSIM_BIN=${4:-}
+SCRIPTS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib" && pwd)
 PAGOFLEX=$(cd "$(dirname "$PAGOFLEX")" && pwd)/$(basename "$PAGOFLEX")
 PLUGIN_SO=$(cd "$(dirname "$PLUGIN_SO")" && pwd)/$(basename "$PLUGIN_SO")
 mkdir -p "$(dirname "$SECRETS_FILE")"
@@ -140,6 +143,30 @@ chmod 777 plugins
 check "check fails on a world-writable plugin directory" run 1 secrets check --credentials-dir creds \
     --plugin-dir plugins --key-file b.key
 check "...saying how to fix it" grep -q "chmod go-w" out
+
+# --- the simulator's secrets, started as scripts/run and scripts/bench start it ---
+if [[ -n $BANKSIM_BIN ]]; then
+    SIM_KEY="sk_dev_sim_$(openssl rand -hex 8)"
+    SIM_SECRET="whsec_dev_sim_$(openssl rand -hex 8)"
+    printf '%s\n%s\n' "$SIM_KEY" "$SIM_SECRET" >>"$SECRETS_FILE"
+    BANKSIM=$BANKSIM_BIN
+    source "$SCRIPTS_LIB/banksim.sh"
+    banksim_start "$SIM_KEY" "$SIM_SECRET" sim.log --port 0 --port-file sim.port --quiet
+    sim_pid=$!
+    for _ in $(seq 50); do [[ -s sim.port ]] && break; sleep 0.1; done
+    sim_url="http://127.0.0.1:$(cat sim.port)"
+    check "the simulator's command line holds neither secret" \
+        bash -c "! tr '\\0' ' ' </proc/$sim_pid/cmdline | grep -q -e '$SIM_KEY' -e '$SIM_SECRET'"
+    status_with() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$sim_url/pay/bx_none"; }
+    check "...and it takes the key it was given" test "$(status_with "$SIM_KEY")" = 404
+    check "...and no other" test "$(status_with "sk_wrong")" = 401
+    kill -TERM "$sim_pid"
+    wait "$sim_pid" || true
+    check "the simulator refuses a secret on its command line" \
+        bash -c "timeout 5 '$BANKSIM_BIN' --port 0 --api-key '$SIM_KEY' --quiet 2>sim.err; test \$? -eq 2"
+    check "...saying how to pass it" grep -q "BANCOX_API_KEY" sim.err
+    check "...without showing it" no_secret_in sim.log sim.err
+fi
 
 if [[ $failures -ne 0 ]]; then
     echo "$failures check(s) failed"

@@ -179,10 +179,12 @@ class Env:
         if os.path.exists(port_file):
             os.unlink(port_file)
         self.sim_log = open(os.path.join(self.dir, "banksim.log"), "ab")
+        # The secrets go through the environment: a command line is public (ps).
         self.sim = subprocess.Popen(
             [os.path.join(BUILD, "tests", "banksim", "banksim"), "--port", "0", "--port-file", port_file,
-             "--api-key", BANCOX_API_KEY, "--secret", BANCOX_SECRET, "--webhook-delay-ms", "50"]
-            + list(args), stdout=self.sim_log, stderr=subprocess.STDOUT)
+             "--webhook-delay-ms", "50"] + list(args),
+            env=dict(os.environ, BANCOX_API_KEY=BANCOX_API_KEY, BANCOX_SECRET=BANCOX_SECRET),
+            stdout=self.sim_log, stderr=subprocess.STDOUT)
         self.procs.append(self.sim)
         self.sim_port = wait_for_file(port_file, self.sim)
         self.sim_url = "http://127.0.0.1:%d" % self.sim_port

@@ -9,9 +9,10 @@ import sys
 import threading
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Env, http, record_secret  # noqa: E402
+from harness import BANCOX_API_KEY, BANCOX_SECRET, Env, http, record_secret  # noqa: E402
 
 
 def wait_exit(proc, timeout=15):
@@ -153,6 +154,64 @@ class PluginTrust(unittest.TestCase):
         finally:
             env.close()
 
+    def test_last_good_version_needs_a_currently_trusted_signature(self):
+        env = Env(start_host=False)
+        try:
+            signer = os.path.join(env.dir, "signer")
+            other = os.path.join(env.dir, "other")
+            for k in (signer, other):
+                env.cli(["plugin", "keygen", "--out", k])
+                with open(k + ".key") as f:
+                    record_secret(f.read().split("-----")[2])
+
+            def trust(key):
+                env.extra_config = 'require_signed_plugins = true;\ntrusted_keys = ["%s.pub"];\n' % key
+                env.write_config()
+
+            so = os.path.join(env.plugin_dir, "banco_x.so")
+            env.cli(["plugin", "sign", "--key", signer + ".key", so])
+            trust(signer)
+            env.start_host()
+            self.assertEqual(connectors(env), ["BANCO_X"])
+            # A replacement that no longer matches its signature: the signed
+            # last good version keeps serving.
+            with open(so, "ab") as f:
+                f.write(b"\0")
+            env.reload()
+            self.assertEqual(connectors(env), ["BANCO_X"])
+            self.assertIn("bad signature", env.connectors()["BANCO_X"]["last_error"])
+            self.assertEqual(env.pay().status, 201)
+            env.stop_host()
+            # The signer is no longer trusted: after a restart neither the file
+            # nor its recorded last good version loads, and the log says why.
+            trust(other)
+            env.start_host()
+            self.assertEqual(connectors(env), [])
+            log = env.log()
+            self.assertIn("last good version refused", log)
+            self.assertRegex(log, r"last good version refused: [^\n]*untrusted key")
+            (rej,) = http("GET", env.url + "/v1/connectors").json["rejected"]
+            self.assertIn("last good version refused", rej["error"])
+        finally:
+            env.close()
+
+
+class SimulatorSecrets(unittest.TestCase):
+    def test_harness_keeps_the_bank_secrets_off_the_simulator_command_line(self):
+        # /proc/<pid>/cmdline is readable by every local user (ps shows it).
+        env = Env()
+        try:
+            with open("/proc/%d/cmdline" % env.sim.pid, "rb") as f:
+                cmdline = f.read()
+            self.assertNotIn(BANCOX_API_KEY.encode(), cmdline)
+            self.assertNotIn(BANCOX_SECRET.encode(), cmdline)
+            # ...and the simulator still has both: it accepts the payment
+            # (key) and its signed webhook verifies (secret).
+            pid = env.pay().json["id"]
+            env.wait_status(pid, ["succeeded"])
+        finally:
+            env.close()
+
 
 class MasterKeyRotation(unittest.TestCase):
     def test_previous_key_reads_old_files_and_rotate_moves_them(self):
@@ -290,6 +349,40 @@ class HostileInput(unittest.TestCase):
             t.join()
             for s in socks:
                 s.close()
+
+    def test_bank_ids_with_control_characters_are_escaped_in_the_log(self):
+        # Validly signed webhooks whose ids carry a newline, a carriage
+        # return and terminal escapes: the host logs them escaped, so no
+        # forged line and no raw control byte reaches the log.
+        env = self.env
+        forged = "FORGED-" + uuid.uuid4().hex[:8]
+        fake_line = "2026-01-01T00:00:00.000Z info  [1] webhook applied: %s" % forged
+        kept = env.webhook({"event_id": "evt_a\n" + fake_line + "\x1b[31m\r",
+                            "tx_id": "bx_\r\n%s-tx\x1b]0;title\x07" % forged, "status": "APPROVED"})
+        self.assertEqual(kept.status, 202, kept)
+        pid = env.pay().json["id"]
+        applied = env.webhook({"event_id": "evt_b\n%s-applied\x1b[0m" % forged, "ref": pid,
+                               "status": "APPROVED"})
+        self.assertEqual(applied.status, 200, applied)
+        deadline = time.time() + 5
+        while time.time() < deadline and (forged + "-applied").encode() not in self.raw_log():
+            time.sleep(0.05)
+        raw = self.raw_log()
+        for byte in (b"\x1b", b"\r", b"\x07"):
+            self.assertNotIn(byte, raw)
+        lines = [line for line in raw.split(b"\n") if forged.encode() in line]
+        self.assertGreaterEqual(len(lines), 2, lines)
+        for line in lines:
+            self.assertRegex(line, rb"^\d{4}-\d\d-\d\dT[0-9:.]+Z \w+ +\[\d+\] webhook ", line)
+            self.assertNotRegex(line, rb"^2026-01-01T00:00:00.000Z", line)
+        self.assertIn(b"evt_a\\x0a2026-01-01T00:00:00.000Z", raw)
+        self.assertIn(b"\\x1b[31m\\x0d", raw)
+        self.assertIn(b"bx_\\x0d\\x0a" + forged.encode() + b"-tx\\x1b]0;title\\x07", raw)
+        self.assertIn(b"evt_b\\x0a" + forged.encode() + b"-applied\\x1b[0m", raw)
+
+    def raw_log(self):
+        with open(self.env.host_log_path, "rb") as f:
+            return f.read()
 
     def test_idle_connection_is_closed(self):
         s = socket.create_connection(("127.0.0.1", self.env.port))

@@ -23,6 +23,7 @@
 
 #include "arena.h"
 #include "bankcall.h"
+#include "plugin_trust.h"
 #include "registry.h"
 #include "secrets.h"
 
@@ -533,6 +534,222 @@ static void test_private_dir_open_to_others_refused(void **state)
     assert_non_null(strstr(err, "chmod 0700"));
 }
 
+
+/* ---- last good versions: the same trust checks as a fresh file -------- */
+
+typedef struct signer {
+    char key[PATH_MAX];
+    char pub[PATH_MAX];
+} signer;
+
+static void write_text(const char *path, const char *text, mode_t mode)
+{
+    write_in_place(path, (const unsigned char *)text, strlen(text));
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* A fresh Ed25519 signer: <base>/<name>.key (0600) and <name>.pub. */
+static void make_signer(const env *e, const char *name, signer *s)
+{
+    char *priv = NULL, *pub = NULL, id[65], err[256];
+    assert_int_equal(plugin_trust_keygen(&priv, &pub, id, err, sizeof err), 0);
+    snprintf(s->key, sizeof s->key, "%s/%s.key", e->base, name);
+    snprintf(s->pub, sizeof s->pub, "%s/%s.pub", e->base, name);
+    write_text(s->key, priv, 0600);
+    write_text(s->pub, pub, 0644);
+    free(priv);
+    free(pub);
+}
+
+/* Sign `path` as it is now with `s`: writes <path>.sig. */
+static void sign_plugin(const signer *s, const char *path)
+{
+    unsigned char *data;
+    size_t len;
+    char *text = NULL, err[256], sig[PATH_MAX + 8];
+    assert_int_equal(read_all(path, &data, &len), 0);
+    if (plugin_trust_sign(s->key, data, len, &text, err, sizeof err) != 0)
+        fail_msg("sign %s: %s", path, err);
+    snprintf(sig, sizeof sig, "%s.sig", path);
+    write_text(sig, text, 0644);
+    free(text);
+    free(data);
+}
+
+static plugin_trust *trust_only(const signer *s)
+{
+    char err[256];
+    const char *keys[1] = {s->pub};
+    plugin_trust *t = plugin_trust_new(true, keys, 1, err, sizeof err);
+    if (!t)
+        fail_msg("trust: %s", err);
+    return t;
+}
+
+/* Overwrite plugin file `path` with fixture `fixture`, in place. */
+static void replace_with(const char *path, const char *fixture)
+{
+    char src[PATH_MAX];
+    unsigned char *data;
+    size_t len;
+    fixture_path(src, sizeof src, fixture);
+    assert_int_equal(read_all(src, &data, &len), 0);
+    write_in_place(path, data, len);
+    free(data);
+}
+
+/* A daemon-like load of the whole directory: keep_last_good, policy `t`.
+ * Returns how many loaded; the registry stays in e->reg. */
+static int load_dir_as_daemon(env *e, const plugin_trust *t)
+{
+    char err[1024] = "";
+    registry_free(e->reg);
+    registry_options o = {.plugin_dir = e->plugins,
+                          .credentials_dir = e->creds,
+                          .private_dir = e->private_dir,
+                          .keep_last_good = true,
+                          .trust = t};
+    e->reg = registry_new(&o);
+    assert_non_null(e->reg);
+    return registry_load_dir(e->reg, err, sizeof err);
+}
+
+/* The only rejection's reason must hold every one of `parts`. */
+static void expect_rejected_reason(const env *e, const char *const *parts)
+{
+    assert_int_equal(registry_rejected_count(e->reg), 1);
+    const char *why = registry_rejected_at(e->reg, 0)->reason;
+    print_message("  %s\n", why);
+    for (size_t i = 0; parts[i]; i++)
+        if (!strstr(why, parts[i]))
+            fail_msg("\"%s\" not in: %s", parts[i], why);
+}
+
+/* require_signed_plugins: the last good version is served for a refused
+ * replacement only while its signature verifies under the trusted keys of
+ * *this* load; a signer removed from trusted_keys stops what it signed, on
+ * a reload or a restart, fallback included. */
+static void test_last_good_checked_against_current_keys(void **state)
+{
+    env *e = *state;
+    signer a, b;
+    char path[PATH_MAX];
+    make_signer(e, "signer_a", &a);
+    make_signer(e, "signer_b", &b);
+    plugin_trust *trust_a = trust_only(&a), *trust_b = trust_only(&b);
+    add_plugin(e, "good_a", NULL, path, sizeof path);
+    sign_plugin(&a, path);
+    assert_int_equal(load_dir_as_daemon(e, trust_a), 1);
+
+    /* (a) an unsigned-for-these-bytes replacement: the signed copy serves */
+    replace_with(path, "future_minor");
+    assert_int_equal(load_dir_as_daemon(e, trust_a), 1);
+    const registry_plugin *p = registry_find_key(e->reg, "GOOD_A");
+    assert_non_null(p);
+    assert_non_null(p->last_error);
+    assert_non_null(strstr(p->last_error, "field=signature"));
+    call_build_request(p, "/GOOD_A/pay_1", NULL);
+
+    /* (b) signer a is no longer trusted: neither the file nor its last good
+     * version loads, and the reason names both */
+    assert_int_equal(load_dir_as_daemon(e, trust_b), 0);
+    assert_null(registry_find_key(e->reg, "GOOD_A"));
+    const char *const why_b[] = {"untrusted key", "last good version", "refused", NULL};
+    expect_rejected_reason(e, why_b);
+
+    /* restart with the good file back, still signed by a: still refused */
+    replace_with(path, "good_a");
+    assert_int_equal(load_dir_as_daemon(e, trust_b), 0);
+    expect_rejected_reason(e, why_b);
+
+    /* a trusted again: served again */
+    replace_with(path, "future_minor");
+    assert_int_equal(load_dir_as_daemon(e, trust_a), 1);
+    assert_non_null(registry_find_key(e->reg, "GOOD_A"));
+    registry_free(e->reg);
+    e->reg = NULL;
+    plugin_trust_free(trust_a);
+    plugin_trust_free(trust_b);
+}
+
+/* The private copy a last good record names passes the owner and mode
+ * checks and still has the content the record hashed; a record naming a
+ * file outside the private directory is refused. No signature policy: these
+ * checks apply always. */
+static void test_last_good_copy_checked(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], copy[PATH_MAX], record[PATH_MAX];
+    add_plugin(e, "good_a", NULL, path, sizeof path);
+    assert_int_equal(load_dir_as_daemon(e, NULL), 1);
+    snprintf(copy, sizeof copy, "%s", registry_find_key(e->reg, "GOOD_A")->private_path);
+    snprintf(record, sizeof record, "%s/last-good/good_a", e->private_dir);
+    replace_with(path, "bad_magic");
+    assert_int_equal(load_dir_as_daemon(e, NULL), 1); /* the fallback works */
+
+    /* (c) a copy others may write to */
+    assert_int_equal(chmod(copy, 0666), 0);
+    assert_int_equal(load_dir_as_daemon(e, NULL), 0);
+    const char *const why_mode[] = {"field=magic", "last good version", "field=permissions",
+                                    "mode 0666", NULL};
+    expect_rejected_reason(e, why_mode);
+    assert_int_equal(chmod(copy, 0500), 0);
+    assert_int_equal(load_dir_as_daemon(e, NULL), 1);
+
+    /* a copy owned by another user */
+    if (geteuid() == 0) {
+        assert_int_equal(chown(copy, 4242, (gid_t)-1), 0);
+        assert_int_equal(load_dir_as_daemon(e, NULL), 0);
+        const char *const why_owner[] = {"last good version", "field=owner", "uid 4242", NULL};
+        expect_rejected_reason(e, why_owner);
+        assert_int_equal(chown(copy, 0, (gid_t)-1), 0);
+        assert_int_equal(load_dir_as_daemon(e, NULL), 1);
+    }
+
+    /* a copy whose content changed after it was recorded (rewritten in
+     * place only once nothing maps it) */
+    registry_free(e->reg);
+    e->reg = NULL;
+    unsigned char *orig, *other;
+    size_t orig_len, other_len;
+    char src[PATH_MAX];
+    assert_int_equal(read_all(copy, &orig, &orig_len), 0);
+    fixture_path(src, sizeof src, "future_minor");
+    assert_int_equal(read_all(src, &other, &other_len), 0);
+    assert_int_equal(chmod(copy, 0700), 0);
+    write_in_place(copy, other, other_len);
+    assert_int_equal(chmod(copy, 0500), 0);
+    assert_int_equal(load_dir_as_daemon(e, NULL), 0);
+    assert_null(registry_find_key(e->reg, "FUTURE_MINOR"));
+    const char *const why_sha[] = {"last good version", "field=sha256", NULL};
+    expect_rejected_reason(e, why_sha);
+    registry_free(e->reg);
+    e->reg = NULL;
+    assert_int_equal(chmod(copy, 0700), 0);
+    write_in_place(copy, orig, orig_len);
+    assert_int_equal(chmod(copy, 0500), 0);
+    assert_int_equal(load_dir_as_daemon(e, NULL), 1);
+
+    /* a record that names a file outside the private directory */
+    char outside[PATH_MAX], text[2 * PATH_MAX];
+    snprintf(outside, sizeof outside, "%s/elsewhere.so", e->base);
+    write_in_place(outside, other, other_len);
+    unsigned char md[32];
+    unsigned int md_len = 0;
+    char hex[65];
+    assert_true(EVP_Digest(other, other_len, md, &md_len, EVP_sha256(), NULL));
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    snprintf(text, sizeof text, "%s\n%s\n", outside, hex);
+    write_text(record, text, 0600);
+    assert_int_equal(load_dir_as_daemon(e, NULL), 0);
+    assert_null(registry_find_key(e->reg, "FUTURE_MINOR"));
+    const char *const why_rec[] = {"last good version", "field=last_good", NULL};
+    expect_rejected_reason(e, why_rec);
+    free(orig);
+    free(other);
+}
+
 int main(void)
 {
     find_fixture_dir();
@@ -551,6 +768,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_private_copy_survives_overwrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_private_dir_open_to_others_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_last_good_checked_against_current_keys, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_last_good_copy_checked, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
