@@ -24,14 +24,15 @@ int log_level_parse(const char *name)
 }
 
 /* Append in[0..len) to out (of cap bytes, o used), every byte outside
- * printable ASCII as \xNN, stopping where the next character would not fit
+ * printable ASCII, and the backslash itself (so a bank that sends the text
+ * "\x0a" cannot pass for an escaped newline), as \xNN, stopping where the next character would not fit
  * (an escape is never cut). Returns the new length of out. */
 static size_t log_escape(char *out, size_t o, size_t cap, const char *in, size_t len)
 {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
-        if (c >= 0x20 && c < 0x7f) {
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
             if (o + 1 > cap)
                 break;
             out[o++] = (char)c;

@@ -361,7 +361,9 @@ class HostileInput(unittest.TestCase):
                             "tx_id": "bx_\r\n%s-tx\x1b]0;title\x07" % forged, "status": "APPROVED"})
         self.assertEqual(kept.status, 202, kept)
         pid = env.pay().json["id"]
-        applied = env.webhook({"event_id": "evt_b\n%s-applied\x1b[0m" % forged, "ref": pid,
+        # A literal backslash is escaped too: the text "\x0a" from a bank
+        # must not read like an escaped newline.
+        applied = env.webhook({"event_id": "evt_b\n%s-applied\x1b[0m\\x0a" % forged, "ref": pid,
                                "status": "APPROVED"})
         self.assertEqual(applied.status, 200, applied)
         deadline = time.time() + 5
@@ -378,7 +380,7 @@ class HostileInput(unittest.TestCase):
         self.assertIn(b"evt_a\\x0a2026-01-01T00:00:00.000Z", raw)
         self.assertIn(b"\\x1b[31m\\x0d", raw)
         self.assertIn(b"bx_\\x0d\\x0a" + forged.encode() + b"-tx\\x1b]0;title\\x07", raw)
-        self.assertIn(b"evt_b\\x0a" + forged.encode() + b"-applied\\x1b[0m", raw)
+        self.assertIn(b"evt_b\\x0a" + forged.encode() + b"-applied\\x1b[0m\\x5cx0a", raw)
 
     def raw_log(self):
         with open(self.env.host_log_path, "rb") as f:
