@@ -6,7 +6,7 @@
  *   http.c     http_*   libmicrohttpd server: /pay, /pay/{id}, /_sim/...
  *   store.c    store_*  bank-side payments and the Idempotency-Key answers
  *   webhook.c  webhook_* signed webhook delivery with retries (curl multi)
- *   timer.c    timer_*  resumes suspended connections at a deadline
+ *   timer.c    timer_*  resumes suspended connections and runs timed calls
  *   util.c     bs_*     clock, random numbers, ids, hash map, min-heap, log
  *
  * Everything is in memory and lives until the process exits.
@@ -219,14 +219,23 @@ void webhook_stats(void *json_obj);
 
 /* ------------------------------------------------------------------ timer */
 
-/* Starts the thread that resumes suspended connections. Returns 0 or -1. */
+/* A timed call: runs on the timer thread, with no timer lock held. */
+typedef void (*timer_fn)(void *arg);
+
+/* Starts the thread that resumes suspended connections and runs timed
+ * calls. Returns 0 or -1. */
 int timer_start(void);
 /* Resumes connection c (suspended by the caller) at monotonic due_ms.
  * Returns 0, or -1 when out of memory (the caller must resume c itself). */
 int timer_resume_at(struct MHD_Connection *c, uint64_t due_ms);
-/* From now on every pending and future resume happens at once. */
+/* Calls fn(arg) at monotonic due_ms (not earlier) on the timer thread.
+ * Returns 0, or -1 when out of memory (nothing scheduled). Calls still
+ * pending at timer_stop() are dropped without running. */
+int timer_call_at(uint64_t due_ms, timer_fn fn, void *arg);
+/* From now on every pending and future resume happens at once (timed calls
+ * keep their deadlines). */
 void timer_drain(void);
-/* Returns how many resumes are still pending. */
+/* Returns how many resumes are still pending (timed calls not counted). */
 size_t timer_pending(void);
 /* Stops and joins the thread; call after the MHD daemon is stopped. */
 void timer_stop(void);
