@@ -3,10 +3,13 @@
  *
  * Module map, one prefix per file:
  *   main.c     option parsing, start-up, signal handling, shutdown order
- *   http.c     http_*   libmicrohttpd server: /pay, /pay/{id}, /_sim/...
- *   store.c    store_*  bank-side payments and the Idempotency-Key answers
+ *   http.c     http_*   libmicrohttpd server: /pay, /pay/{id}[/capture|/void],
+ *                       /refunds, /refunds/{id}, /3ds/{id}, /_sim/...
+ *   store.c    store_*  bank-side payments, refunds, their state changes
+ *                       (including the timed ones: authorization and 3-D
+ *                       Secure expiry) and the Idempotency-Key answers
  *   webhook.c  webhook_* signed webhook delivery with retries (curl multi)
- *   timer.c    timer_*  resumes suspended connections at a deadline
+ *   timer.c    timer_*  resumes suspended connections and runs timed calls
  *   util.c     bs_*     clock, random numbers, ids, hash map, min-heap, log
  *
  * Everything is in memory and lives until the process exits.
@@ -53,6 +56,9 @@ struct bs_config {
     unsigned webhook_backoff_max_ms;
     unsigned webhook_timeout_ms;   /* per attempt */
     unsigned webhook_concurrency;  /* attempts in flight at once */
+    uint64_t auth_expiry_ms;       /* an uncaptured authorization is voided after this */
+    uint64_t challenge_expiry_ms;  /* an unanswered 3-D Secure challenge is declined after this */
+    const char *public_url;        /* NULL, or the base URL browsers reach us at (--public-url) */
     struct bs_tunables initial;
 };
 
@@ -122,36 +128,46 @@ void bs_heap_free(struct bs_heap *h);
 
 /* ------------------------------------------------------------------ store */
 
-enum bs_status { BS_PENDING, BS_APPROVED, BS_DECLINED, BS_REJECTED };
+/* Payment statuses. PENDING..REJECTED are v1's (the enum order is kept);
+ * REJECTED is the at-once refusal, which GET /pay/{id} reports as DECLINED. */
+enum bs_status {
+    BS_PENDING, BS_APPROVED, BS_DECLINED, BS_REJECTED,
+    BS_ACTION_REQUIRED, BS_AUTHORIZED, BS_CAPTURED, BS_VOIDED,
+};
+#define BS_STATUS_N 8
 
-/* Returns "PENDING", "APPROVED", "DECLINED" or "REJECTED". */
+/* Returns the status's name ("PENDING", ..., "VOIDED"). */
 const char *bs_status_name(enum bs_status s);
 
-/* A bank-side payment. Immutable once created; the visible status is
- * PENDING until settle_ms (monotonic), then final_status. */
-struct bs_payment {
-    char id[32];
-    char *ref;
-    char *callback_url;
-    char currency[4];
+/* One webhook to send, copied out of the store under its lock so that
+ * webhook.c never reads a payment that may be changing. The strings ref and
+ * callback_url are borrowed from the store, where they never change and live
+ * until store_fini(). */
+struct bs_event {
+    bool refund;              /* "type":"refund" (else "payment") */
+    char tx_id[32];
+    char refund_id[32];       /* refund events only */
+    const char *ref;
+    const char *callback_url;
+    const char *status;       /* static name: APPROVED, ..., REFUND_FAILED */
     long long amount;
-    enum bs_status final_status;
-    uint64_t settle_ms;
-    int64_t settle_unix;       /* wall-clock decision time, for occurred_at */
-    struct bs_payment *ref_next; /* next payment with the same ref */
+    char currency[4];
+    int64_t occurred_unix;
+    unsigned delay_ms;        /* scheduling -> first attempt (before --reorder jitter) */
 };
 
-/* A stored answer to POST /pay, replayed for the same Idempotency-Key. */
+/* A stored answer to a POST, replayed for the same Idempotency-Key. */
 struct bs_answer {
     unsigned status;
     char *body;
 };
 
-/* Result of store_pay(). */
-struct bs_pay_result {
-    struct bs_answer answer;       /* body owned by the caller (free) */
-    const struct bs_payment *created; /* non-NULL when a payment was created now */
-    bool replayed;
+/* Result of the store's POST operations (pay, capture, void, refund). */
+struct bs_op_result {
+    struct bs_answer answer;  /* body owned by the caller (free) */
+    bool replayed;            /* the answer is a replay of the first one */
+    bool has_event;           /* event below is to be sent (unless --no-webhooks) */
+    struct bs_event event;
 };
 
 /* Input of store_pay(): a validated POST /pay body. */
@@ -161,36 +177,112 @@ struct bs_pay_input {
     const char *callback_url;
     const char *currency;
     long long amount;
+    bool capture;             /* false: authorize only */
+    const char *card_token;   /* NULL or "tok_..." */
+    const char *return_url;   /* NULL or an http(s) URL */
+    const char *description;  /* NULL or at most 140 characters */
+    const char *redirect_base;/* base of redirect_url for ACTION_REQUIRED */
     unsigned webhook_delay_ms; /* settle delay for a new payment */
 };
 
+/* Input of store_refund(): a validated POST /refunds body. */
+struct bs_refund_input {
+    const char *idem_key;
+    const char *tx_id;
+    const char *ref;
+    const char *callback_url;
+    long long amount;
+    unsigned webhook_delay_ms; /* settle delay for a new refund */
+};
+
+/* What the 3-D Secure pages show about one payment. Strings are borrowed
+ * from the store (immutable, live until store_fini()). */
+struct bs_challenge {
+    bool waiting;             /* ACTION_REQUIRED now: the form is offered */
+    const char *status;       /* the status GET /pay/{id} reports now */
+    long long amount;
+    char currency[4];
+    const char *description;  /* or NULL */
+    const char *return_url;   /* or NULL */
+};
+
+/* Kinds of request counted for /_sim/stats. */
+enum bs_request_kind { BS_REQ_PAY, BS_REQ_CAPTURE, BS_REQ_VOID, BS_REQ_REFUND };
+
 /* Initialises the store. Returns 0 or -1 (out of memory). */
 int store_init(void);
-/* Frees every payment and answer. No other store call may be running. */
+/* Frees every payment, refund and answer. No other store call may be
+ * running (call it after timer_stop()). */
 void store_fini(void);
 
 /* Applies the sandbox rules of the contract for one POST /pay whose body was
  * validated: replays the answer stored for in->idem_key, or answers 503 the
  * first time for an amount ending in 55, or creates a payment and stores the
- * answer. Returns 0 and fills *out (caller frees out->answer.body), or -1
- * when out of memory (nothing stored). Thread-safe. */
-int store_pay(const struct bs_pay_input *in, struct bs_pay_result *out);
+ * answer (and arms the 3-D Secure or authorization expiry timer). Returns 0
+ * and fills *out (caller frees out->answer.body), or -1 when out of memory
+ * (nothing stored). Thread-safe. */
+int store_pay(const struct bs_pay_input *in, struct bs_op_result *out);
+
+/* POST /pay/{tx_id}/capture with a validated amount >= 1: replay, sandbox
+ * 503 (amount ending in 55, once per key), 404 unknown payment, 409 not
+ * AUTHORIZED, 422 above the authorized amount, or 200 CAPTURED (stored under
+ * the key, with a CAPTURED event). Returns 0 and fills *out (caller frees
+ * out->answer.body), or -1 when out of memory (nothing changed).
+ * Thread-safe. */
+int store_capture(const char *tx_id, const char *idem_key, long long amount,
+                  unsigned webhook_delay_ms, struct bs_op_result *out);
+
+/* POST /pay/{tx_id}/void: replay, 404 unknown payment, 409 not AUTHORIZED
+ * (nor ACTION_REQUIRED), or 200 VOIDED (stored under the key, with a VOIDED
+ * event). Returns 0 and fills *out (caller frees out->answer.body), or -1
+ * when out of memory (nothing changed). Thread-safe. */
+int store_void(const char *tx_id, const char *idem_key, unsigned webhook_delay_ms,
+               struct bs_op_result *out);
+
+/* POST /refunds with a validated body: replay, sandbox 503 (55, once per
+ * key), 422 unknown or uncaptured payment or amount above what is left, or a
+ * new refund (200 OK or REJECTED, stored under the key, with its event).
+ * Returns 0 and fills *out (caller frees out->answer.body), or -1 when out
+ * of memory (nothing stored). Thread-safe. */
+int store_refund(const struct bs_refund_input *in, struct bs_op_result *out);
+
+/* Fills *out for GET /3ds/{id}. Returns 0, or -1 when id is unknown.
+ * Thread-safe. */
+int store_challenge_view(const char *id, struct bs_challenge *out);
+
+/* Answers the 3-D Secure challenge of payment id (approve or decline) if it
+ * is still waiting: the payment becomes APPROVED, AUTHORIZED (capture false,
+ * expiry timer armed) or DECLINED, and *has_event and *ev carry its webhook. A
+ * challenge that is over changes nothing (*has_event false). *out is the
+ * state afterwards. Returns 0, or -1 when id is unknown. Thread-safe. */
+int store_challenge_answer(const char *id, bool approve, unsigned webhook_delay_ms,
+                           struct bs_challenge *out, bool *has_event, struct bs_event *ev);
 
 /* Copies the GET /pay/{id} answer for id into a new JSON string (caller
  * frees). Returns NULL when id is unknown or memory ran out (*found says
  * which). Thread-safe. */
 char *store_query_json(const char *id, bool *found);
 
-/* Returns a new JSON string {"ref","count","ids":[...]} (caller frees), or
- * NULL when out of memory. Thread-safe. */
-char *store_by_ref_json(const char *ref);
+/* Same for GET /refunds/{id}. Thread-safe. */
+char *store_refund_query_json(const char *id, bool *found);
+
+/* Returns a new JSON string {"ref","count","ids":[...]} (caller frees) for
+ * the payments (refunds false) or refunds (true) carrying ref, oldest first,
+ * or NULL when out of memory. Thread-safe. */
+char *store_by_ref_json(const char *ref, bool refunds);
+
+/* Returns a new JSON string (caller frees) with everything the bank knows
+ * about payment id: its input, status, captures, voids and refunds (for
+ * GET /_sim/payments/{id}); NULL when id is unknown or memory ran out
+ * (*found says which). Thread-safe. */
+char *store_inspect_json(const char *id, bool *found);
 
 /* Adds the store's counters ("payments", "by_status", ...) to obj, a
  * json_t * object. Thread-safe. */
 void store_stats(void *json_obj);
 
-/* Counts one POST /pay request (for /_sim/stats). */
-void store_count_request(void);
+/* Counts one request of kind k (for /_sim/stats). */
+void store_count_request(enum bs_request_kind k);
 
 /* ---------------------------------------------------------------- webhook */
 
@@ -206,12 +298,12 @@ int webhook_start(void);
  * thread. */
 void webhook_stop(unsigned grace_ms);
 
-/* Schedules the webhook of payment p according to the tunables t (delay,
- * reorder, duplicates, fanout). When first_cb is not NULL the delivery starts
- * now and first_cb(arg) runs once every first attempt was answered. Returns 0,
- * or -1 when nothing could be scheduled (first_cb is then NOT called).
- * Thread-safe. */
-int webhook_schedule(const struct bs_payment *p, const struct bs_tunables *t,
+/* Schedules the webhook ev (its body is built now; ev is not kept) according
+ * to ev->delay_ms and the tunables t (reorder, duplicates, fanout). When
+ * first_cb is not NULL the delivery starts now and first_cb(arg) runs once
+ * every first attempt was answered. Returns 0, or -1 when nothing could be
+ * scheduled (first_cb is then NOT called). Thread-safe. */
+int webhook_schedule(const struct bs_event *ev, const struct bs_tunables *t,
                      webhook_first_cb first_cb, void *arg);
 
 /* Adds webhook counters to obj, a json_t * object. Thread-safe. */
@@ -219,14 +311,23 @@ void webhook_stats(void *json_obj);
 
 /* ------------------------------------------------------------------ timer */
 
-/* Starts the thread that resumes suspended connections. Returns 0 or -1. */
+/* A timed call: runs on the timer thread, with no timer lock held. */
+typedef void (*timer_fn)(void *arg);
+
+/* Starts the thread that resumes suspended connections and runs timed
+ * calls. Returns 0 or -1. */
 int timer_start(void);
 /* Resumes connection c (suspended by the caller) at monotonic due_ms.
  * Returns 0, or -1 when out of memory (the caller must resume c itself). */
 int timer_resume_at(struct MHD_Connection *c, uint64_t due_ms);
-/* From now on every pending and future resume happens at once. */
+/* Calls fn(arg) at monotonic due_ms (not earlier) on the timer thread.
+ * Returns 0, or -1 when out of memory (nothing scheduled). Calls still
+ * pending at timer_stop() are dropped without running. */
+int timer_call_at(uint64_t due_ms, timer_fn fn, void *arg);
+/* From now on every pending and future resume happens at once (timed calls
+ * keep their deadlines). */
 void timer_drain(void);
-/* Returns how many resumes are still pending. */
+/* Returns how many resumes are still pending (timed calls not counted). */
 size_t timer_pending(void);
 /* Stops and joins the thread; call after the MHD daemon is stopped. */
 void timer_stop(void);

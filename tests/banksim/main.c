@@ -23,7 +23,8 @@ enum {
     OPT_WEBHOOK_DELAY, OPT_FAIL_RATE, OPT_TIMEOUT_RATE, OPT_TIMEOUT_MS, OPT_DUP_RATE,
     OPT_REORDER, OPT_REORDER_MS, OPT_WEBHOOK_FIRST, OPT_NO_WEBHOOKS, OPT_FANOUT, OPT_SEED,
     OPT_PORT_FILE, OPT_QUIET, OPT_THREADS, OPT_WH_ATTEMPTS, OPT_WH_BACKOFF, OPT_WH_BACKOFF_MAX,
-    OPT_WH_TIMEOUT, OPT_WH_CONCURRENCY, OPT_HELP,
+    OPT_WH_TIMEOUT, OPT_WH_CONCURRENCY, OPT_AUTH_EXPIRY, OPT_CHALLENGE_EXPIRY, OPT_PUBLIC_URL,
+    OPT_HELP,
 };
 
 static const struct option long_options[] = {
@@ -52,6 +53,9 @@ static const struct option long_options[] = {
     { "webhook-backoff-max-ms", required_argument, NULL, OPT_WH_BACKOFF_MAX },
     { "webhook-timeout-ms", required_argument, NULL, OPT_WH_TIMEOUT },
     { "webhook-concurrency", required_argument, NULL, OPT_WH_CONCURRENCY },
+    { "auth-expiry-s", required_argument, NULL, OPT_AUTH_EXPIRY },
+    { "challenge-expiry-s", required_argument, NULL, OPT_CHALLENGE_EXPIRY },
+    { "public-url", required_argument, NULL, OPT_PUBLIC_URL },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -60,25 +64,30 @@ static void usage(FILE *out)
 {
     fputs(
 "usage: banksim [options]\n"
-"Banco X bank simulator (tests/banksim). Sandbox outcome by amount %% 100:\n"
-"  13 webhook DECLINED; 55 503 first time per Idempotency-Key then OK;\n"
-"  77 OK, no webhook, GET says APPROVED; 99 REJECTED; else webhook APPROVED.\n"
+"Banco X bank simulator (tests/banksim), API v1.1. Sandbox outcome by amount\n"
+"% 100: 13 webhook DECLINED; 55 503 first time per Idempotency-Key then OK;\n"
+"77 OK, no webhook, GET says APPROVED; 99 REJECTED; 42 ACTION_REQUIRED (3-D\n"
+"Secure page at /3ds/{id}); else webhook APPROVED (AUTHORIZED with\n"
+"\"capture\":false). card_token tok_insufficient: REJECTED. Refunds by the\n"
+"refund amount: 13 REFUND_FAILED; 55 503 once; 77 no webhook; 99 REJECTED;\n"
+"else REFUNDED. A capture of an amount ending in 55: 503 once per key.\n"
 "\n"
 "  --port N                 listen port, 0 = any free port (default 0)\n"
 "  --bind ADDR              numeric address to bind (default 127.0.0.1)\n"
 "  --port-file PATH         write the bound port there once listening\n"
-"  --latency-ms N           delay before answering /pay and /pay/{id} (0)\n"
+"  --latency-ms N           delay before answering every Banco X API request (0)\n"
 "  --webhook-delay-ms N     payment creation to first webhook attempt (100);\n"
 "                           GET /pay/{id} says PENDING until then\n"
-"  --fail-rate P            P(POST /pay answers 503 before doing anything) (0)\n"
-"  --timeout-rate P         P(POST /pay creates the payment but answers 503 only\n"
-"                           after --timeout-ms: a reply lost in transit) (0)\n"
+"  --fail-rate P            P(a Banco X POST answers 503 before doing anything) (0)\n"
+"  --timeout-rate P         P(a Banco X POST is done but answered 503 only after\n"
+"                           --timeout-ms: a reply lost in transit) (0)\n"
 "  --timeout-ms N           wait of a timed-out request (30000)\n"
 "  --duplicate-rate P       P(a webhook is delivered twice, same event_id) (0)\n"
 "  --reorder                add a random 0..reorder-ms delay to each webhook\n"
 "  --reorder-ms N           maximum extra delay with --reorder (1000)\n"
-"  --webhook-first          deliver the webhook, wait for the receiver's first\n"
-"                           answer, then answer POST /pay\n"
+"  --webhook-first          deliver a request's webhook, wait for the receiver's\n"
+"                           first answer, then answer the request (POST /pay,\n"
+"                           capture, void, refunds, POST /3ds/{id})\n"
 "  --no-webhooks            never send webhooks (GET still settles)\n"
 "  --webhook-fanout B1[,B2] send each webhook to the callback_url's path on\n"
 "                           every base URL Bi instead of callback_url itself\n"
@@ -87,6 +96,13 @@ static void usage(FILE *out)
 "  --webhook-backoff-max-ms N  retry delay cap (5000)\n"
 "  --webhook-timeout-ms N   per-attempt timeout (5000)\n"
 "  --webhook-concurrency N  webhook attempts in flight at most (256)\n"
+"  --auth-expiry-s S        an authorization not captured within S seconds is\n"
+"                           voided, with a VOIDED webhook (604800 = 7 days);\n"
+"                           decimals allowed (0.5)\n"
+"  --challenge-expiry-s S   a 3-D Secure challenge not answered within S seconds\n"
+"                           ends DECLINED (900 = 15 minutes); decimals allowed\n"
+"  --public-url URL         base URL browsers reach the simulator at, for\n"
+"                           redirect_url (default http://BIND:PORT)\n"
 "  --threads N              HTTP server threads (4); waits never hold a thread\n"
 "  --seed N                 seed of the fault-injection random generator\n"
 "  --quiet                  no per-request log lines\n"
@@ -99,8 +115,9 @@ static void usage(FILE *out)
 "  BANCOX_EXTRA_SECRET      also sign with it: a second v1= entry (rotation)\n"
 "\n"
 "Test endpoints (no auth): GET /_sim/stats, GET /_sim/payments?ref=R,\n"
-"GET|POST /_sim/config (latency_ms, webhook_delay_ms, reorder_ms, fail_rate,\n"
-"timeout_rate, duplicate_rate, reorder, webhook_first, no_webhooks).\n",
+"GET /_sim/payments/{id}, GET /_sim/refunds?ref=R, GET|POST /_sim/config\n"
+"(latency_ms, webhook_delay_ms, reorder_ms, fail_rate, timeout_rate,\n"
+"duplicate_rate, reorder, webhook_first, no_webhooks).\n",
         out);
 }
 
@@ -130,6 +147,21 @@ static double parse_rate(const char *opt, const char *s)
         exit(2);
     }
     return v;
+}
+
+/* Parses seconds (decimals allowed, at least 1 ms, at most 30 days) into
+ * milliseconds; on error prints why and exits 2. */
+static uint64_t parse_seconds(const char *opt, const char *s)
+{
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0.001 && v <= 30.0 * 86400)) {
+        fprintf(stderr, "banksim: --%s %s: expected seconds in 0.001..2592000\n", opt, s);
+        exit(2);
+    }
+    return (uint64_t)(v * 1000.0 + 0.5);
 }
 
 /* Splits a comma-separated list of base URLs into bs_cfg.fanout. */
@@ -177,6 +209,8 @@ static void defaults(void)
     bs_cfg.webhook_backoff_max_ms = 5000;
     bs_cfg.webhook_timeout_ms = 5000;
     bs_cfg.webhook_concurrency = 256;
+    bs_cfg.auth_expiry_ms = 7ull * 86400 * 1000;
+    bs_cfg.challenge_expiry_ms = 15ull * 60 * 1000;
     bs_cfg.initial.webhook_delay_ms = 100;
     bs_cfg.initial.reorder_ms = 1000;
 }
@@ -229,6 +263,17 @@ static void parse_args(int argc, char **argv)
         case OPT_WH_BACKOFF_MAX: bs_cfg.webhook_backoff_max_ms = (unsigned)parse_uint(name, optarg, 1, ms_max); break;
         case OPT_WH_TIMEOUT: bs_cfg.webhook_timeout_ms = (unsigned)parse_uint(name, optarg, 1, ms_max); break;
         case OPT_WH_CONCURRENCY: bs_cfg.webhook_concurrency = (unsigned)parse_uint(name, optarg, 1, 10000); break;
+        case OPT_AUTH_EXPIRY: bs_cfg.auth_expiry_ms = parse_seconds(name, optarg); break;
+        case OPT_CHALLENGE_EXPIRY: bs_cfg.challenge_expiry_ms = parse_seconds(name, optarg); break;
+        case OPT_PUBLIC_URL:
+            if ((strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) ||
+                strlen(optarg) > 256 || strpbrk(optarg, " \t\r\n")) {
+                fprintf(stderr, "banksim: --public-url %s: expected an http(s) base URL of at "
+                                "most 256 characters\n", optarg);
+                exit(2);
+            }
+            bs_cfg.public_url = optarg;
+            break;
         case OPT_HELP:
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);

@@ -33,7 +33,7 @@
 struct wh_event {
     atomic_int refs;
     char event_id[32];
-    char tx_id[32];
+    char tx_id[32]; /* what the event is about, for log lines: bx_... or rf_... */
     size_t len;
     char body[];
 };
@@ -459,22 +459,42 @@ void webhook_stop(unsigned grace_ms)
     wh_hmac = NULL;
 }
 
-/* Returns the new event for p (one reference), or NULL on OOM. */
-static struct wh_event *event_new(const struct bs_payment *p)
+/* Returns the JSON body of e (caller frees), or NULL on OOM. Payment events
+ * have the v1 fields plus "type"; refund events the refund shape of the
+ * contract. */
+static char *event_body(const struct bs_event *e, const char *event_id)
 {
-    char occurred[32], event_id[32];
+    char occurred[32];
+    json_t *o;
+    char *body;
+
+    bs_rfc3339(e->occurred_unix, occurred, sizeof occurred);
+    if (e->refund)
+        o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "event_id", event_id,
+                      "type", "refund", "refund_id", e->refund_id, "ref", e->ref, "tx_id",
+                      e->tx_id, "status", e->status, "amount", (json_int_t)e->amount,
+                      "currency", e->currency, "occurred_at", occurred);
+    else
+        o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "event_id", event_id,
+                      "type", "payment", "tx_id", e->tx_id, "ref", e->ref, "status",
+                      e->status, "amount", (json_int_t)e->amount, "currency", e->currency,
+                      "occurred_at", occurred);
+    body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return body;
+}
+
+/* Returns the new event for e (one reference), or NULL on OOM. */
+static struct wh_event *event_new(const struct bs_event *e)
+{
+    char event_id[32];
     struct wh_event *ev = NULL;
-    json_t *o = NULL;
     char *body = NULL;
     size_t len;
 
     if (bs_random_id("evt_", event_id, sizeof event_id) != 0)
         goto done;
-    bs_rfc3339(p->settle_unix, occurred, sizeof occurred);
-    o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "event_id", event_id, "tx_id", p->id,
-                  "ref", p->ref, "status", bs_status_name(p->final_status), "amount",
-                  (json_int_t)p->amount, "currency", p->currency, "occurred_at", occurred);
-    body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    body = event_body(e, event_id);
     if (!body)
         goto done;
     len = strlen(body);
@@ -483,12 +503,11 @@ static struct wh_event *event_new(const struct bs_payment *p)
         goto done;
     atomic_init(&ev->refs, 1);
     memcpy(ev->event_id, event_id, sizeof event_id);
-    memcpy(ev->tx_id, p->id, sizeof ev->tx_id);
+    memcpy(ev->tx_id, e->refund ? e->refund_id : e->tx_id, sizeof ev->tx_id);
     ev->len = len;
     memcpy(ev->body, body, len + 1);
 done:
     free(body);
-    json_decref(o);
     return ev;
 }
 
@@ -549,7 +568,7 @@ static uint64_t jitter(const struct bs_tunables *t)
     return t->reorder ? (uint64_t)(bs_rng_double() * (t->reorder_ms + 1)) : 0;
 }
 
-int webhook_schedule(const struct bs_payment *p, const struct bs_tunables *t,
+int webhook_schedule(const struct bs_event *e, const struct bs_tunables *t,
                      webhook_first_cb first_cb, void *arg)
 {
     size_t ntargets = bs_cfg.fanout_n ? bs_cfg.fanout_n : 1;
@@ -570,18 +589,19 @@ int webhook_schedule(const struct bs_payment *p, const struct bs_tunables *t,
          * webhook thread cannot finish the group while we still push. */
         atomic_init(&g->remaining, (int)ntargets + 1);
     }
-    ev = event_new(p);
+    ev = event_new(e);
     if (!ev)
         goto done;
     for (size_t i = 0; i < ntargets; i++) {
-        char *url = bs_cfg.fanout_n ? fanout_url(bs_cfg.fanout[i], p->callback_url)
-                                    : strdup(p->callback_url);
+        char *url = bs_cfg.fanout_n ? fanout_url(bs_cfg.fanout[i], e->callback_url)
+                                    : strdup(e->callback_url);
         char *url2 = twice && url ? strdup(url) : NULL;
-        uint64_t due = first_cb ? now : now + t->webhook_delay_ms + jitter(t);
+        uint64_t due = first_cb ? now : now + e->delay_ms + jitter(t);
         struct wh_job *j;
 
         if (!url)
-            bs_err("webhook %s: cannot build a URL from callback_url for target %zu", p->id, i);
+            bs_err("webhook %s: cannot build a URL from callback_url for target %zu", ev->tx_id,
+                   i);
         j = url ? job_new(ev, url, g) : NULL;
         if (j && job_push(j, due) == 0)
             pushed_first++;
