@@ -45,6 +45,7 @@
 #include "store_idem.h"
 #include "store_orphan.h"
 #include "store_recon.h"
+#include "textcheck.h"
 
 #define API_ID_CHARS 26
 
@@ -89,20 +90,11 @@ typedef struct api_create {
 
 /* ---- replies ---------------------------------------------------------- */
 
-static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
+/* Every reply goes out here: while the process drains, each one closes its
+ * connection (Connection: close), so a keep-alive client reconnects to the
+ * new generation instead of being reset. Takes `resp` (destroyed). */
+static enum MHD_Result api_queue(api_request *r, unsigned status, struct MHD_Response *resp)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (!text)
-        return MHD_NO;
-    size_t len = strlen(text);
-    text[len] = '\0';
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (atomic_load(&r->ctx->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
@@ -123,9 +115,44 @@ static enum MHD_Result api_reply_text(api_request *r, unsigned status, const cha
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (hname)
         MHD_add_response_header(resp, hname, hvalue);
-    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return api_queue(r, status, resp);
+}
+
+/* The answer when a JSON document could not be built or encoded (out of
+ * memory, or a string that is not UTF-8 slipped through): still a JSON
+ * error, with `status` and `code` (a literal of ours). */
+static enum MHD_Result api_reply_fallback(api_request *r, unsigned status, const char *code)
+{
+    char text[256];
+    snprintf(text, sizeof text,
+             "{\"error\":{\"code\":\"%s\",\"message\":\"the answer could not be encoded as JSON; "
+             "retry, and report it if it persists\",\"field\":null}}",
+             code);
+    return api_reply_text(r, status, text, NULL, NULL);
+}
+
+static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return api_reply_fallback(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal");
+    size_t len = strlen(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return api_queue(r, status, resp);
+}
+
+/* A value from the request, fit to quote in a message or a log line (see
+ * textcheck_shown); "?" when out of memory. */
+static const char *api_shown(api_request *r, const char *s, size_t max)
+{
+    const char *shown = textcheck_shown(r->arena, s, max);
+    return shown ? shown : "?";
 }
 
 static enum MHD_Result api_error(api_request *r, unsigned status, const char *code, const char *field,
@@ -139,8 +166,12 @@ static enum MHD_Result api_error(api_request *r, unsigned status, const char *co
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    json_t *err = json_pack("{s:s, s:s, s:o}", "code", code, "message", message, "field",
-                            field ? json_string(field) : json_null());
+    /* The message may quote request bytes, or be cut inside a character:
+     * make it text JSON can hold. */
+    json_t *err = json_pack("{s:s, s:s, s:o}", "code", code, "message", api_shown(r, message, sizeof message),
+                            "field", field ? json_string(field) : json_null());
+    if (!err)
+        return api_reply_fallback(r, status, code);
     return api_reply(r, status, json_pack("{s:o}", "error", err));
 }
 
@@ -357,7 +388,7 @@ static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, c
                                 "field", "Idempotency-Key");
         char *text = api_dump(json_pack("{s:o}", "error", err));
         if (!text)
-            return MHD_NO;
+            return api_reply_fallback(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use");
         enum MHD_Result ret = api_reply_text(r, MHD_HTTP_CONFLICT, text, MHD_HTTP_HEADER_RETRY_AFTER, "1");
         free(text);
         return ret;
@@ -431,7 +462,8 @@ static enum MHD_Result api_payment_create(api_request *r)
     const registry_plugin *pl = registry_find_key(ctx->registry, pr.connector);
     if (!pl)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unknown_connector", "connector",
-                         "unknown connector '%.32s'; GET /v1/connectors lists the loaded ones", pr.connector);
+                         "unknown connector '%s'; GET /v1/connectors lists the loaded ones",
+                         api_shown(r, pr.connector, 32));
     r->connector = metrics_connector(pl->desc->key);
     if (!api_currency_supported(pl->desc, pr.currency))
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_currency", "currency",
@@ -559,16 +591,34 @@ static json_t *api_history_json(const store_history_entry *e)
                      api_string_or_null(e->detail), "at", e->at);
 }
 
+/* Could `id` name a payment? 1 to 64 characters of [A-Za-z0-9_-] (ours are
+ * "pay_" and 26 of [0-9a-z]). Anything else is answered 404 without a
+ * query: bytes PostgreSQL would refuse as text never reach it. */
+static bool api_payment_id_plausible(const char *id)
+{
+    size_t n = strnlen(id, 65);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
 /* What GET /v1/payments/{id}[/events] check before reading: the API key,
- * the id's length, the database. True if the request may go on; otherwise
+ * the id's form, the database. True if the request may go on; otherwise
  * the reply was queued and *ret is its result. */
 static bool api_payment_read_allowed(api_request *r, const char *id, enum MHD_Result *ret)
 {
     api_auth auth = api_authorized(r);
     if (auth != API_AUTH_OK)
         *ret = api_auth_refused(r, auth);
-    else if (strlen(id) > 64)
-        *ret = api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
+    else if (!api_payment_id_plausible(id))
+        *ret = api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id",
+                         "no payment with id '%s'; payment ids are pay_ followed by letters and digits",
+                         api_shown(r, id, 64));
     else if (!api_db_ready(r->ctx))
         *ret = api_db_unavailable(r);
     else
@@ -626,6 +676,10 @@ static enum MHD_Result api_payment_list(api_request *r)
     if (strlen(reference) > PAYREQ_REFERENCE_MAX)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
                          "reference is longer than %d bytes", PAYREQ_REFERENCE_MAX);
+    if (!textcheck_utf8(reference, strlen(reference)))
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
+                         "reference '%s' is not UTF-8 text; send it percent-encoded UTF-8",
+                         api_shown(r, reference, 64));
     if (!api_db_ready(r->ctx))
         return api_db_unavailable(r);
     store_payment *rows = NULL;
@@ -661,6 +715,20 @@ static enum MHD_Result api_collect_header(void *cls, enum MHD_ValueKind kind, co
     return MHD_YES;
 }
 
+/* Is what a webhook brings text we can store: ids and codes printable
+ * UTF-8, the message and the raw body UTF-8 without NUL? A connector may
+ * parse bytes by hand; PostgreSQL would refuse them. */
+static bool api_webhook_is_text(const pagoflex_webhook_event *ev, const unsigned char *body, size_t len)
+{
+    const char *names[] = {ev->event_id, ev->payment_id, ev->tx_id, ev->error_code};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i] && !textcheck_printable(names[i], strlen(names[i])))
+            return false;
+    if (ev->error_message && !textcheck_utf8(ev->error_message, strlen(ev->error_message)))
+        return false;
+    return textcheck_utf8((const char *)body, len);
+}
+
 /* A verified event for a bank id we do not know yet: keep it (202, so the
  * bank stops retrying) and apply it once the bank id is stored. */
 static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin *pl,
@@ -689,7 +757,8 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     api_context *ctx = r->ctx;
     const registry_plugin *pl = registry_find_webhook(ctx->registry, path);
     if (!pl)
-        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%.40s", path);
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%s",
+                         api_shown(r, path, 40));
     r->connector = metrics_connector(pl->desc->key);
 
     struct api_header_list headers = {.arena = r->arena, .cap = 128};
@@ -708,7 +777,7 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     if (vrc != PAGOFLEX_OK) {
         unsigned long n = atomic_fetch_add(&ctx->webhook_bad_signature, 1) + 1;
         log_warn("webhook refused: connector=%s path=/webhooks/%s reason=signature bytes=%zu refused_total=%lu",
-                 pl->desc->key, path, r->body_len, n);
+                 pl->desc->key, api_shown(r, path, 40), r->body_len, n);
         return api_error(r, MHD_HTTP_UNAUTHORIZED, "invalid_signature", NULL,
                          "webhook signature is missing, invalid or too old");
     }
@@ -723,6 +792,11 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     if (!ev.payment_id && !ev.tx_id)
         return api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
                          "webhook names no payment (neither our reference nor a bank transaction id)");
+    if (!api_webhook_is_text(&ev, body, r->body_len))
+        return api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
+                         "the webhook body, or an id %s read from it, is not UTF-8 text (invalid bytes, NUL "
+                         "or control characters); nothing was stored",
+                         pl->desc->key);
 
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
@@ -770,13 +844,15 @@ static enum MHD_Result api_connectors(api_request *r)
         json_array_append_new(
             list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "key", pl->desc->key, "version",
                             pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
-                            "file", pl->file, "sha256", pl->sha256, "loaded_at", loaded, "generation",
-                            (json_int_t)r->ctx->generation, "last_error", api_string_or_null(pl->last_error)));
+                            "file", api_shown(r, pl->file, 4096), "sha256", pl->sha256, "loaded_at", loaded,
+                            "generation", (json_int_t)r->ctx->generation, "last_error",
+                            pl->last_error ? json_string(api_shown(r, pl->last_error, 4096)) : json_null()));
     }
     json_t *rejected = json_array();
     for (size_t i = 0; i < registry_rejected_count(reg); i++) {
         const registry_rejection *rj = registry_rejected_at(reg, i);
-        json_array_append_new(rejected, json_pack("{s:s, s:s}", "file", rj->file, "error", rj->reason));
+        json_array_append_new(rejected, json_pack("{s:s, s:s}", "file", api_shown(r, rj->file, 4096), "error",
+                                                  api_shown(r, rj->reason, 4096)));
     }
     return api_reply(r, MHD_HTTP_OK,
                      json_pack("{s:o, s:o, s:I}", "connectors", list, "rejected", rejected, "generation",
@@ -806,11 +882,7 @@ static enum MHD_Result api_metrics(api_request *r)
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
-    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-    MHD_destroy_response(resp);
-    if (ret == MHD_YES)
-        r->status = MHD_HTTP_OK;
-    return ret;
+    return api_queue(r, MHD_HTTP_OK, resp);
 }
 
 /* A payment request counts as in flight from here until its answer is queued. */
@@ -823,8 +895,8 @@ static enum MHD_Result api_payment_create_counted(api_request *r)
 
 static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowed)
 {
-    return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s", r->method,
-                     r->url, allowed);
+    return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s",
+                     api_shown(r, r->method, 16), api_shown(r, r->url, 100), allowed);
 }
 
 static enum MHD_Result api_route(api_request *r)
@@ -869,7 +941,8 @@ static enum MHD_Result api_route(api_request *r)
         r->route = get ? METRICS_ROUTE_METRICS : METRICS_ROUTE_OTHER;
         return get ? api_metrics(r) : api_method_not_allowed(r, "GET");
     }
-    return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route for %s %.100s", r->method, url);
+    return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route for %s %s", api_shown(r, r->method, 16),
+                     api_shown(r, url, 100));
 }
 
 /* ---- libmicrohttpd glue -------------------------------------------------- */
@@ -951,6 +1024,21 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     r->responded = true;
     return api_route(r);
+}
+
+/* libmicrohttpd's own unescaping of the path and the query values, except
+ * that %00 becomes DEL (0x7f) instead of ending the string early: so
+ * "/healthz%00x" is not read as "/healthz", nor "pay_1%00x" as "pay_1".
+ * No route, id or key takes a DEL. Returns the decoded length. */
+static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *text)
+{
+    (void)cls;
+    (void)conn;
+    size_t len = MHD_http_unescape(text);
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == '\0')
+            text[i] = 0x7f;
+    return len;
 }
 
 static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -1044,7 +1132,8 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_limits_connection_memory(ctx->cfg->max_header_bytes),
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
+        MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "libmicrohttpd could not start on the listening socket");
         free(srv);
