@@ -48,6 +48,7 @@
 #include "textcheck.h"
 
 #define API_ID_CHARS 26
+#define API_IDEM_POLL_MS 25 /* how often a waiting request's key is read again */
 
 struct api_server {
     struct MHD_Daemon *daemon;
@@ -73,10 +74,11 @@ typedef struct api_request {
     int connector;        /* metrics slot of the connector, or METRICS_NO_CONNECTOR */
     unsigned status;      /* HTTP status queued, 0 before */
     bool counted;         /* counted in the payments-in-flight gauge */
-    struct api_create *create; /* POST /v1/payments waiting on its bank call */
+    struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
 } api_request;
 
-/* A payment creation across the bank call, during which the connection is
+/* A payment creation across the bank call, or across a wait for another
+ * request's answer to its Idempotency-Key, during which the connection is
  * suspended (no thread waits): everything lives in the request's arena. */
 typedef struct api_create {
     const registry_plugin *pl;
@@ -86,6 +88,9 @@ typedef struct api_create {
     const char *scope;
     const char *idem_key;
     char hash[65];
+    int claims;          /* attempts to store the row under its key */
+    bool waiting;        /* suspended on `wait`, not on the bank */
+    idempotency_wait wait;
 } api_create;
 
 /* ---- replies ---------------------------------------------------------- */
@@ -356,17 +361,11 @@ static enum MHD_Result api_payment_answer_stored(api_request *r, const char *sco
     return ret;
 }
 
-/* Another request holds `key`: replay its answer, refuse, or ask to retry.
- * *again is set when the key expired meanwhile (claim it again). */
-static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, const char *key,
-                                            const char *hash, bool *again)
+/* Answer a request whose key another request holds, from `verdict`. */
+static enum MHD_Result api_idempotent_answer(api_request *r, const api_create *c, idempotency_verdict verdict,
+                                             int status, const char *response, const char *payment_id)
 {
-    const config *cfg = r->ctx->cfg;
-    int status = 0;
-    const char *response = NULL, *payment_id = NULL;
-    *again = false;
-    switch (idempotency_await(r->ctx->store, scope, key, hash, cfg->idempotency_wait_ms,
-                              cfg->idempotency_stale_ms, r->arena, &status, &response, &payment_id)) {
+    switch (verdict) {
     case IDEMPOTENCY_REPLAY:
         return api_reply_text(r, (unsigned)status, response, "Idempotent-Replayed", "true");
     case IDEMPOTENCY_MISMATCH:
@@ -374,12 +373,12 @@ static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, c
                          "this Idempotency-Key was used with a different request body; use a new key "
                          "for a new payment");
     case IDEMPOTENCY_STALE:
-        return api_payment_answer_stored(r, scope, key, payment_id);
-    case IDEMPOTENCY_GONE:
-        *again = true;
-        return MHD_YES;
+        return api_payment_answer_stored(r, c->scope, c->idem_key, payment_id);
     case IDEMPOTENCY_UNAVAILABLE:
         return api_db_unavailable(r);
+    case IDEMPOTENCY_GONE:
+        return api_error(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use", "Idempotency-Key",
+                         "this Idempotency-Key is changing hands; retry");
     case IDEMPOTENCY_BUSY:
     default: {
         json_t *err = json_pack("{s:s, s:s, s:s}", "code", "idempotency_key_in_use", "message",
@@ -396,39 +395,82 @@ static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, c
     }
 }
 
-/* Insert the payment row, under `key` when the request has one. Returns
- * MHD_YES with *done false when the row is stored (in *stored); otherwise
- * the reply was queued (*done true) and its result is returned. */
-static enum MHD_Result api_payment_store(api_request *r, const store_payment *row, const char *scope,
-                                         const char *key, const char *hash, store_payment *stored,
-                                         bool *done)
+static void api_resume(void *arg);
+static enum MHD_Result api_payment_claim(api_request *r, api_create *c);
+
+/* The key is being answered by another request: suspend this connection
+ * and hand the wait to the poller thread (no HTTP thread sleeps); it
+ * resumes the connection, in api_payment_resumed, once the key has a
+ * verdict or idempotency_wait_ms has passed. */
+static enum MHD_Result api_idempotent_wait(api_request *r, api_create *c)
+{
+    idempotency_wait *w = &c->wait;
+    if (!w->until_ms) /* one bound for all waits of this request */
+        w->until_ms = idempotency_now_ms() + r->ctx->cfg->idempotency_wait_ms;
+    w->scope = c->scope;
+    w->key = c->idem_key;
+    w->request_hash = c->hash;
+    w->stale_ms = r->ctx->cfg->idempotency_stale_ms;
+    w->arena = r->arena;
+    w->done = api_resume;
+    w->arg = r;
+    c->waiting = true;
+    r->create = c;
+    MHD_suspend_connection(r->conn);
+    idempotency_wait_start(r->ctx->idem_waiter, w);
+    return MHD_YES;
+}
+
+/* Call the bank without holding a thread: suspend this connection, start
+ * the call, and finish in api_payment_finish once the answer is in. */
+static enum MHD_Result api_payment_send(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
-    *done = true;
-    for (int tries = 0; tries < 3; tries++) {
-        store_result sr = key ? store_idem_create_payment(ctx->store, scope, key, hash,
-                                                          ctx->cfg->idempotency_ttl_s, row, r->arena, stored)
-                              : store_payment_insert(ctx->store, row, r->arena, stored);
-        if (sr == STORE_OK) {
-            *done = false;
-            return MHD_YES;
-        }
+    c->waiting = false;
+    r->create = c;
+    MHD_suspend_connection(r->conn);
+    bankcall_start(c->pl, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
+                   api_resume, r);
+    return MHD_YES;
+}
+
+/* Insert the payment row, under its key when the request has one, then
+ * send it to the bank. A key another request holds is answered from that
+ * request (replay, 422, 409) or waited for; one that expired meanwhile is
+ * claimed again. */
+static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
+{
+    api_context *ctx = r->ctx;
+    const char *key = c->idem_key;
+    store_payment row = {.id = c->pay.id, .connector = c->pl->desc->key, .amount = c->pay.amount,
+                         .currency = c->pay.currency, .state = PAGOFLEX_STATE_CREATED,
+                         .reference = c->pay.reference, .description = c->pay.description};
+    while (c->claims < 3) {
+        c->claims++;
+        store_payment stored;
+        store_result sr = key ? store_idem_create_payment(ctx->store, c->scope, key, c->hash,
+                                                          ctx->cfg->idempotency_ttl_s, &row, r->arena, &stored)
+                              : store_payment_insert(ctx->store, &row, r->arena, &stored);
+        if (sr == STORE_OK)
+            return api_payment_send(r, c);
         if (sr == STORE_UNAVAILABLE)
             return api_db_unavailable(r);
         if (sr != STORE_DUPLICATE || !key)
             return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
                              "the payment could not be stored (store error %d); nothing was sent to the bank",
                              (int)sr);
-        bool again = false;
-        enum MHD_Result ret = api_idempotent_other(r, scope, key, hash, &again);
-        if (!again)
-            return ret;
+        int status = 0;
+        const char *response = NULL, *payment_id = NULL;
+        idempotency_verdict v = idempotency_check(ctx->store, c->scope, key, c->hash, ctx->cfg->idempotency_stale_ms,
+                                                  r->arena, &status, &response, &payment_id);
+        if (v == IDEMPOTENCY_GONE)
+            continue; /* expired meanwhile: claim it again */
+        if (v == IDEMPOTENCY_BUSY && (!c->wait.until_ms || idempotency_now_ms() < c->wait.until_ms))
+            return api_idempotent_wait(r, c);
+        return api_idempotent_answer(r, c, v, status, response, payment_id);
     }
-    return api_error(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use", "Idempotency-Key",
-                     "this Idempotency-Key is changing hands; retry");
+    return api_idempotent_answer(r, c, IDEMPOTENCY_GONE, 0, NULL, NULL);
 }
-
-static void api_bank_done(void *arg);
 
 static enum MHD_Result api_payment_create(api_request *r)
 {
@@ -497,37 +539,22 @@ static enum MHD_Result api_payment_create(api_request *r)
 
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
-    store_payment row = {.id = pay.id, .connector = pl->desc->key, .amount = pay.amount,
-                         .currency = pay.currency, .state = PAGOFLEX_STATE_CREATED,
-                         .reference = pay.reference, .description = pay.description};
-    store_payment stored;
-    bool done = false;
-    enum MHD_Result ret = api_payment_store(r, &row, scope, idem_key, hash, &stored, &done);
-    if (done)
-        return ret;
-
-    /* Call the bank without holding a thread: suspend this connection, start
-     * the call, and finish in api_payment_finish once the answer is in. */
     api_create *c = arena_alloc(r->arena, sizeof *c);
     if (!c)
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                         "out of memory; payment %s is stored and will be retried", pay.id);
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory; nothing was stored");
+    memset(c, 0, sizeof *c);
     c->pl = pl;
     c->pay = pay;
     c->breq = breq;
     c->scope = scope;
     c->idem_key = idem_key;
     memcpy(c->hash, hash, sizeof c->hash);
-    r->create = c;
-    MHD_suspend_connection(r->conn);
-    bankcall_start(pl, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
-                   api_bank_done, r);
-    return MHD_YES;
+    return api_payment_claim(r, c);
 }
 
-/* The bank call of a suspended creation is over (called on the bank or pool
- * thread): let libmicrohttpd run the request again, in api_payment_finish. */
-static void api_bank_done(void *arg)
+/* A suspended creation may go on (called on the bank, pool or poller
+ * thread): let libmicrohttpd run the request again, in api_payment_resumed. */
+static void api_resume(void *arg)
 {
     api_request *r = arg;
     MHD_resume_connection(r->conn);
@@ -535,17 +562,14 @@ static void api_bank_done(void *arg)
 
 /* Second half of POST /v1/payments, after the bank answered: map the answer,
  * record it durably, then reply. */
-static enum MHD_Result api_payment_finish(api_request *r)
+static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
-    api_create *c = r->create;
     const registry_plugin *pl = c->pl;
     const char *idem_key = c->idem_key, *scope = c->scope;
     pagoflex_payment *pay = &c->pay;
     store_payment stored;
     enum MHD_Result ret;
-    r->create = NULL;
-    r->responded = true;
 
     pagoflex_payment_result res;
     pagoflex_transport transport = c->resp.transport;
@@ -581,6 +605,22 @@ static enum MHD_Result api_payment_finish(api_request *r)
     ret = api_reply_text(r, MHD_HTTP_CREATED, text, NULL, NULL);
     free(text);
     return ret;
+}
+
+/* A suspended POST /v1/payments runs again: its bank call is over, or its
+ * wait for another request's answer to its key. */
+static enum MHD_Result api_payment_resumed(api_request *r)
+{
+    api_create *c = r->create;
+    r->create = NULL;
+    r->responded = true;
+    if (!c->waiting)
+        return api_payment_finish(r, c);
+    c->waiting = false;
+    const idempotency_wait *w = &c->wait;
+    if (w->verdict == IDEMPOTENCY_GONE)
+        return api_payment_claim(r, c); /* the key expired meanwhile: claim it */
+    return api_idempotent_answer(r, c, w->verdict, w->status, w->response, w->payment_id);
 }
 
 static json_t *api_history_json(const store_history_entry *e)
@@ -1019,7 +1059,7 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->create)
-        return api_payment_finish(r); /* resumed after its bank call */
+        return api_payment_resumed(r); /* after its bank call or its wait */
     if (r->responded)
         return MHD_YES;
     r->responded = true;
@@ -1124,6 +1164,12 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
         return NULL;
     }
     srv->ctx = ctx;
+    ctx->idem_waiter = idempotency_waiter_start(ctx->store, API_IDEM_POLL_MS);
+    if (!ctx->idem_waiter) {
+        snprintf(err, errlen, "cannot start the Idempotency-Key poller thread");
+        free(srv);
+        return NULL;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, api_access, ctx, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
@@ -1136,6 +1182,8 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
         MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "libmicrohttpd could not start on the listening socket");
+        idempotency_waiter_free(ctx->idem_waiter);
+        ctx->idem_waiter = NULL;
         free(srv);
         return NULL;
     }
@@ -1169,6 +1217,9 @@ int api_drain(api_server *srv, int deadline_ms)
             return 0;
         nanosleep(&tick, NULL);
     }
+    /* Out of time: a request still waiting for another request's answer
+     * to its key is told to retry now (409), not cut when the process ends. */
+    idempotency_waiter_stop(ctx->idem_waiter);
     return atomic_load(&ctx->open_connections);
 }
 
@@ -1176,7 +1227,16 @@ void api_stop(api_server *srv)
 {
     if (!srv)
         return;
+    api_context *ctx = srv->ctx;
+    /* Requests still waiting on a key get their 409 now; let the threads
+     * send those (a suspended connection must not outlive the daemon). */
+    idempotency_waiter_stop(ctx->idem_waiter);
+    struct timespec tick = {.tv_nsec = 10 * 1000 * 1000};
+    for (int waited = 0; atomic_load(&ctx->in_flight) > 0 && waited < 1000; waited += 10)
+        nanosleep(&tick, NULL);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    idempotency_waiter_free(ctx->idem_waiter);
+    ctx->idem_waiter = NULL;
     free(srv);
 }
