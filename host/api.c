@@ -339,8 +339,12 @@ static const char *api_idempotency_scope(api_request *r)
     return hex;
 }
 
-/* The Idempotency-Key of a request that took over a key whose first
- * request never answered: answer with the payment as it is now. */
+/* A retry that finds its key unanswered after idempotency_stale_ms (the
+ * first request is presumably dead): answer with the payment as it is now.
+ * That answer becomes the key's own only once the payment has left
+ * `created`, i.e. a bank answer to its create call is recorded; a `created`
+ * snapshot is never frozen as the key's answer (the first request, if it
+ * is alive after all, or a later retry records the real one). */
 static enum MHD_Result api_payment_answer_stored(api_request *r, const char *scope, const char *key,
                                                  const char *payment_id)
 {
@@ -355,7 +359,8 @@ static enum MHD_Result api_payment_answer_stored(api_request *r, const char *sco
     char *text = api_dump(api_payment_json(&p));
     if (!text)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    store_idem_complete(r->ctx->store, scope, key, MHD_HTTP_CREATED, text);
+    if (p.state != PAGOFLEX_STATE_CREATED)
+        store_idem_complete(r->ctx->store, scope, key, MHD_HTTP_CREATED, text);
     enum MHD_Result ret = api_reply_text(r, MHD_HTTP_CREATED, text, "Idempotent-Replayed", "true");
     free(text);
     return ret;

@@ -353,5 +353,42 @@ class IdempotencyWaiting(unittest.TestCase):
             env.close()
 
 
+STALE = """
+workers = 1;
+idempotency_wait_ms = 200;
+idempotency_stale_ms = 500;
+recover_after_ms = 60000;
+"""
+
+
+class IdempotencyStale(unittest.TestCase):
+    """Issue 10 item 3: a retry after the stale window never stores a
+    `created` snapshot as the key's permanent answer."""
+
+    def test_retry_after_the_stale_window_does_not_freeze_created(self):
+        env = Env(sim_args=["--no-webhooks"], extra_config=STALE)
+        try:
+            env.sim_config(latency_ms=2000)  # the first request outlives the stale window
+            key = "stale-" + uuid.uuid4().hex
+            first = []
+            t = threading.Thread(target=lambda: first.append(env.pay_idem(key, amount=4350)))
+            t.start()
+            time.sleep(0.9)
+            early = env.pay_idem(key, amount=4350)
+            self.assertEqual(early.status, 201, early)
+            self.assertEqual(early.json["status"], "created")  # the payment as it is now
+            t.join(15)
+            env.sim_config(latency_ms=0)
+            self.assertEqual(first[0].status, 201, first)
+            self.assertEqual(first[0].json["status"], "pending")
+            later = env.pay_idem(key, amount=4350)
+            self.assertEqual(later.status, 201, later)
+            self.assertNotEqual(later.json["status"], "created", later)
+            self.assertEqual(later.raw, first[0].raw)  # the first request's answer is the key's answer
+            self.assertEqual(env.sim_refs(first[0].json["id"])["count"], 1)
+        finally:
+            env.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
