@@ -88,8 +88,8 @@ typedef struct api_create {
     const char *scope;
     const char *idem_key;
     char hash[65];
-    int claims;          /* attempts to store the row under its key */
-    bool waiting;        /* suspended on `wait`, not on the bank */
+    int claims;   /* attempts to store the row under its key */
+    bool waiting; /* suspended on `wait`, not on the bank */
     idempotency_wait wait;
 } api_create;
 

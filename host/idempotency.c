@@ -44,10 +44,9 @@ long long idempotency_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-idempotency_verdict idempotency_check(store *st, const char *scope, const char *key,
-                                      const char *request_hash, long stale_ms,
-                                      pagoflex_arena *arena, int *status, const char **response,
-                                      const char **payment_id)
+idempotency_verdict idempotency_check(store *st, const char *scope, const char *key, const char *request_hash,
+                                      long stale_ms, pagoflex_arena *arena, int *status,
+                                      const char **response, const char **payment_id)
 {
     store_idem_key k;
     store_result sr = store_idem_get(st, scope, key, stale_ms, arena, &k);

@@ -33,9 +33,9 @@ static void test_utf8(void **unused)
     assert_true(textcheck_utf8("caf\xc3\xa9\n", 6));
     assert_true(textcheck_utf8("", 0));
     assert_false(textcheck_utf8("\xff", 1));
-    assert_false(textcheck_utf8("caf\xc3", 4));         /* cut inside a character */
-    assert_false(textcheck_utf8("\xc0\xaf", 2));        /* overlong */
-    assert_false(textcheck_utf8("\xed\xa0\x80", 3));    /* surrogate */
+    assert_false(textcheck_utf8("caf\xc3", 4));      /* cut inside a character */
+    assert_false(textcheck_utf8("\xc0\xaf", 2));     /* overlong */
+    assert_false(textcheck_utf8("\xed\xa0\x80", 3)); /* surrogate */
     assert_false(textcheck_utf8("a\0b", 3));
     assert_false(textcheck_utf8(NULL, 0));
 }
