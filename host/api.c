@@ -45,8 +45,10 @@
 #include "store_idem.h"
 #include "store_orphan.h"
 #include "store_recon.h"
+#include "textcheck.h"
 
 #define API_ID_CHARS 26
+#define API_IDEM_POLL_MS 25 /* how often a waiting request's key is read again */
 
 struct api_server {
     struct MHD_Daemon *daemon;
@@ -72,10 +74,11 @@ typedef struct api_request {
     int connector;        /* metrics slot of the connector, or METRICS_NO_CONNECTOR */
     unsigned status;      /* HTTP status queued, 0 before */
     bool counted;         /* counted in the payments-in-flight gauge */
-    struct api_create *create; /* POST /v1/payments waiting on its bank call */
+    struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
 } api_request;
 
-/* A payment creation across the bank call, during which the connection is
+/* A payment creation across the bank call, or across a wait for another
+ * request's answer to its Idempotency-Key, during which the connection is
  * suspended (no thread waits): everything lives in the request's arena. */
 typedef struct api_create {
     const registry_plugin *pl;
@@ -85,24 +88,18 @@ typedef struct api_create {
     const char *scope;
     const char *idem_key;
     char hash[65];
+    int claims;   /* attempts to store the row under its key */
+    bool waiting; /* suspended on `wait`, not on the bank */
+    idempotency_wait wait;
 } api_create;
 
 /* ---- replies ---------------------------------------------------------- */
 
-static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
+/* Every reply goes out here: while the process drains, each one closes its
+ * connection (Connection: close), so a keep-alive client reconnects to the
+ * new generation instead of being reset. Takes `resp` (destroyed). */
+static enum MHD_Result api_queue(api_request *r, unsigned status, struct MHD_Response *resp)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (!text)
-        return MHD_NO;
-    size_t len = strlen(text);
-    text[len] = '\0';
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (atomic_load(&r->ctx->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
@@ -123,9 +120,44 @@ static enum MHD_Result api_reply_text(api_request *r, unsigned status, const cha
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (hname)
         MHD_add_response_header(resp, hname, hvalue);
-    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return api_queue(r, status, resp);
+}
+
+/* The answer when a JSON document could not be built or encoded (out of
+ * memory, or a string that is not UTF-8 slipped through): still a JSON
+ * error, with `status` and `code` (a literal of ours). */
+static enum MHD_Result api_reply_fallback(api_request *r, unsigned status, const char *code)
+{
+    char text[256];
+    snprintf(text, sizeof text,
+             "{\"error\":{\"code\":\"%s\",\"message\":\"the answer could not be encoded as JSON; "
+             "retry, and report it if it persists\",\"field\":null}}",
+             code);
+    return api_reply_text(r, status, text, NULL, NULL);
+}
+
+static enum MHD_Result api_reply(api_request *r, unsigned status, json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return api_reply_fallback(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal");
+    size_t len = strlen(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return api_queue(r, status, resp);
+}
+
+/* A value from the request, fit to quote in a message or a log line (see
+ * textcheck_shown); "?" when out of memory. */
+static const char *api_shown(api_request *r, const char *s, size_t max)
+{
+    const char *shown = textcheck_shown(r->arena, s, max);
+    return shown ? shown : "?";
 }
 
 static enum MHD_Result api_error(api_request *r, unsigned status, const char *code, const char *field,
@@ -139,8 +171,12 @@ static enum MHD_Result api_error(api_request *r, unsigned status, const char *co
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    json_t *err = json_pack("{s:s, s:s, s:o}", "code", code, "message", message, "field",
-                            field ? json_string(field) : json_null());
+    /* The message may quote request bytes, or be cut inside a character:
+     * make it text JSON can hold. */
+    json_t *err = json_pack("{s:s, s:s, s:o}", "code", code, "message", api_shown(r, message, sizeof message),
+                            "field", field ? json_string(field) : json_null());
+    if (!err)
+        return api_reply_fallback(r, status, code);
     return api_reply(r, status, json_pack("{s:o}", "error", err));
 }
 
@@ -303,8 +339,12 @@ static const char *api_idempotency_scope(api_request *r)
     return hex;
 }
 
-/* The Idempotency-Key of a request that took over a key whose first
- * request never answered: answer with the payment as it is now. */
+/* A retry that finds its key unanswered after idempotency_stale_ms (the
+ * first request is presumably dead): answer with the payment as it is now.
+ * That answer becomes the key's own only once the payment has left
+ * `created`, i.e. a bank answer to its create call is recorded; a `created`
+ * snapshot is never frozen as the key's answer (the first request, if it
+ * is alive after all, or a later retry records the real one). */
 static enum MHD_Result api_payment_answer_stored(api_request *r, const char *scope, const char *key,
                                                  const char *payment_id)
 {
@@ -319,23 +359,18 @@ static enum MHD_Result api_payment_answer_stored(api_request *r, const char *sco
     char *text = api_dump(api_payment_json(&p));
     if (!text)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    store_idem_complete(r->ctx->store, scope, key, MHD_HTTP_CREATED, text);
+    if (p.state != PAGOFLEX_STATE_CREATED)
+        store_idem_complete(r->ctx->store, scope, key, MHD_HTTP_CREATED, text);
     enum MHD_Result ret = api_reply_text(r, MHD_HTTP_CREATED, text, "Idempotent-Replayed", "true");
     free(text);
     return ret;
 }
 
-/* Another request holds `key`: replay its answer, refuse, or ask to retry.
- * *again is set when the key expired meanwhile (claim it again). */
-static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, const char *key,
-                                            const char *hash, bool *again)
+/* Answer a request whose key another request holds, from `verdict`. */
+static enum MHD_Result api_idempotent_answer(api_request *r, const api_create *c, idempotency_verdict verdict,
+                                             int status, const char *response, const char *payment_id)
 {
-    const config *cfg = r->ctx->cfg;
-    int status = 0;
-    const char *response = NULL, *payment_id = NULL;
-    *again = false;
-    switch (idempotency_await(r->ctx->store, scope, key, hash, cfg->idempotency_wait_ms,
-                              cfg->idempotency_stale_ms, r->arena, &status, &response, &payment_id)) {
+    switch (verdict) {
     case IDEMPOTENCY_REPLAY:
         return api_reply_text(r, (unsigned)status, response, "Idempotent-Replayed", "true");
     case IDEMPOTENCY_MISMATCH:
@@ -343,12 +378,12 @@ static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, c
                          "this Idempotency-Key was used with a different request body; use a new key "
                          "for a new payment");
     case IDEMPOTENCY_STALE:
-        return api_payment_answer_stored(r, scope, key, payment_id);
-    case IDEMPOTENCY_GONE:
-        *again = true;
-        return MHD_YES;
+        return api_payment_answer_stored(r, c->scope, c->idem_key, payment_id);
     case IDEMPOTENCY_UNAVAILABLE:
         return api_db_unavailable(r);
+    case IDEMPOTENCY_GONE:
+        return api_error(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use", "Idempotency-Key",
+                         "this Idempotency-Key is changing hands; retry");
     case IDEMPOTENCY_BUSY:
     default: {
         json_t *err = json_pack("{s:s, s:s, s:s}", "code", "idempotency_key_in_use", "message",
@@ -357,7 +392,7 @@ static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, c
                                 "field", "Idempotency-Key");
         char *text = api_dump(json_pack("{s:o}", "error", err));
         if (!text)
-            return MHD_NO;
+            return api_reply_fallback(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use");
         enum MHD_Result ret = api_reply_text(r, MHD_HTTP_CONFLICT, text, MHD_HTTP_HEADER_RETRY_AFTER, "1");
         free(text);
         return ret;
@@ -365,39 +400,82 @@ static enum MHD_Result api_idempotent_other(api_request *r, const char *scope, c
     }
 }
 
-/* Insert the payment row, under `key` when the request has one. Returns
- * MHD_YES with *done false when the row is stored (in *stored); otherwise
- * the reply was queued (*done true) and its result is returned. */
-static enum MHD_Result api_payment_store(api_request *r, const store_payment *row, const char *scope,
-                                         const char *key, const char *hash, store_payment *stored,
-                                         bool *done)
+static void api_resume(void *arg);
+static enum MHD_Result api_payment_claim(api_request *r, api_create *c);
+
+/* The key is being answered by another request: suspend this connection
+ * and hand the wait to the poller thread (no HTTP thread sleeps); it
+ * resumes the connection, in api_payment_resumed, once the key has a
+ * verdict or idempotency_wait_ms has passed. */
+static enum MHD_Result api_idempotent_wait(api_request *r, api_create *c)
+{
+    idempotency_wait *w = &c->wait;
+    if (!w->until_ms) /* one bound for all waits of this request */
+        w->until_ms = idempotency_now_ms() + r->ctx->cfg->idempotency_wait_ms;
+    w->scope = c->scope;
+    w->key = c->idem_key;
+    w->request_hash = c->hash;
+    w->stale_ms = r->ctx->cfg->idempotency_stale_ms;
+    w->arena = r->arena;
+    w->done = api_resume;
+    w->arg = r;
+    c->waiting = true;
+    r->create = c;
+    MHD_suspend_connection(r->conn);
+    idempotency_wait_start(r->ctx->idem_waiter, w);
+    return MHD_YES;
+}
+
+/* Call the bank without holding a thread: suspend this connection, start
+ * the call, and finish in api_payment_finish once the answer is in. */
+static enum MHD_Result api_payment_send(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
-    *done = true;
-    for (int tries = 0; tries < 3; tries++) {
-        store_result sr = key ? store_idem_create_payment(ctx->store, scope, key, hash,
-                                                          ctx->cfg->idempotency_ttl_s, row, r->arena, stored)
-                              : store_payment_insert(ctx->store, row, r->arena, stored);
-        if (sr == STORE_OK) {
-            *done = false;
-            return MHD_YES;
-        }
+    c->waiting = false;
+    r->create = c;
+    MHD_suspend_connection(r->conn);
+    bankcall_start(c->pl, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
+                   api_resume, r);
+    return MHD_YES;
+}
+
+/* Insert the payment row, under its key when the request has one, then
+ * send it to the bank. A key another request holds is answered from that
+ * request (replay, 422, 409) or waited for; one that expired meanwhile is
+ * claimed again. */
+static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
+{
+    api_context *ctx = r->ctx;
+    const char *key = c->idem_key;
+    store_payment row = {.id = c->pay.id, .connector = c->pl->desc->key, .amount = c->pay.amount,
+                         .currency = c->pay.currency, .state = PAGOFLEX_STATE_CREATED,
+                         .reference = c->pay.reference, .description = c->pay.description};
+    while (c->claims < 3) {
+        c->claims++;
+        store_payment stored;
+        store_result sr = key ? store_idem_create_payment(ctx->store, c->scope, key, c->hash,
+                                                          ctx->cfg->idempotency_ttl_s, &row, r->arena, &stored)
+                              : store_payment_insert(ctx->store, &row, r->arena, &stored);
+        if (sr == STORE_OK)
+            return api_payment_send(r, c);
         if (sr == STORE_UNAVAILABLE)
             return api_db_unavailable(r);
         if (sr != STORE_DUPLICATE || !key)
             return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
                              "the payment could not be stored (store error %d); nothing was sent to the bank",
                              (int)sr);
-        bool again = false;
-        enum MHD_Result ret = api_idempotent_other(r, scope, key, hash, &again);
-        if (!again)
-            return ret;
+        int status = 0;
+        const char *response = NULL, *payment_id = NULL;
+        idempotency_verdict v = idempotency_check(ctx->store, c->scope, key, c->hash, ctx->cfg->idempotency_stale_ms,
+                                                  r->arena, &status, &response, &payment_id);
+        if (v == IDEMPOTENCY_GONE)
+            continue; /* expired meanwhile: claim it again */
+        if (v == IDEMPOTENCY_BUSY && (!c->wait.until_ms || idempotency_now_ms() < c->wait.until_ms))
+            return api_idempotent_wait(r, c);
+        return api_idempotent_answer(r, c, v, status, response, payment_id);
     }
-    return api_error(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use", "Idempotency-Key",
-                     "this Idempotency-Key is changing hands; retry");
+    return api_idempotent_answer(r, c, IDEMPOTENCY_GONE, 0, NULL, NULL);
 }
-
-static void api_bank_done(void *arg);
 
 static enum MHD_Result api_payment_create(api_request *r)
 {
@@ -431,7 +509,8 @@ static enum MHD_Result api_payment_create(api_request *r)
     const registry_plugin *pl = registry_find_key(ctx->registry, pr.connector);
     if (!pl)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unknown_connector", "connector",
-                         "unknown connector '%.32s'; GET /v1/connectors lists the loaded ones", pr.connector);
+                         "unknown connector '%s'; GET /v1/connectors lists the loaded ones",
+                         api_shown(r, pr.connector, 32));
     r->connector = metrics_connector(pl->desc->key);
     if (!api_currency_supported(pl->desc, pr.currency))
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_currency", "currency",
@@ -465,37 +544,22 @@ static enum MHD_Result api_payment_create(api_request *r)
 
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
-    store_payment row = {.id = pay.id, .connector = pl->desc->key, .amount = pay.amount,
-                         .currency = pay.currency, .state = PAGOFLEX_STATE_CREATED,
-                         .reference = pay.reference, .description = pay.description};
-    store_payment stored;
-    bool done = false;
-    enum MHD_Result ret = api_payment_store(r, &row, scope, idem_key, hash, &stored, &done);
-    if (done)
-        return ret;
-
-    /* Call the bank without holding a thread: suspend this connection, start
-     * the call, and finish in api_payment_finish once the answer is in. */
     api_create *c = arena_alloc(r->arena, sizeof *c);
     if (!c)
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                         "out of memory; payment %s is stored and will be retried", pay.id);
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory; nothing was stored");
+    memset(c, 0, sizeof *c);
     c->pl = pl;
     c->pay = pay;
     c->breq = breq;
     c->scope = scope;
     c->idem_key = idem_key;
     memcpy(c->hash, hash, sizeof c->hash);
-    r->create = c;
-    MHD_suspend_connection(r->conn);
-    bankcall_start(pl, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
-                   api_bank_done, r);
-    return MHD_YES;
+    return api_payment_claim(r, c);
 }
 
-/* The bank call of a suspended creation is over (called on the bank or pool
- * thread): let libmicrohttpd run the request again, in api_payment_finish. */
-static void api_bank_done(void *arg)
+/* A suspended creation may go on (called on the bank, pool or poller
+ * thread): let libmicrohttpd run the request again, in api_payment_resumed. */
+static void api_resume(void *arg)
 {
     api_request *r = arg;
     MHD_resume_connection(r->conn);
@@ -503,17 +567,14 @@ static void api_bank_done(void *arg)
 
 /* Second half of POST /v1/payments, after the bank answered: map the answer,
  * record it durably, then reply. */
-static enum MHD_Result api_payment_finish(api_request *r)
+static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
-    api_create *c = r->create;
     const registry_plugin *pl = c->pl;
     const char *idem_key = c->idem_key, *scope = c->scope;
     pagoflex_payment *pay = &c->pay;
     store_payment stored;
     enum MHD_Result ret;
-    r->create = NULL;
-    r->responded = true;
 
     pagoflex_payment_result res;
     pagoflex_transport transport = c->resp.transport;
@@ -551,6 +612,22 @@ static enum MHD_Result api_payment_finish(api_request *r)
     return ret;
 }
 
+/* A suspended POST /v1/payments runs again: its bank call is over, or its
+ * wait for another request's answer to its key. */
+static enum MHD_Result api_payment_resumed(api_request *r)
+{
+    api_create *c = r->create;
+    r->create = NULL;
+    r->responded = true;
+    if (!c->waiting)
+        return api_payment_finish(r, c);
+    c->waiting = false;
+    const idempotency_wait *w = &c->wait;
+    if (w->verdict == IDEMPOTENCY_GONE)
+        return api_payment_claim(r, c); /* the key expired meanwhile: claim it */
+    return api_idempotent_answer(r, c, w->verdict, w->status, w->response, w->payment_id);
+}
+
 static json_t *api_history_json(const store_history_entry *e)
 {
     return json_pack("{s:o, s:s, s:s, s:o, s:s}", "from",
@@ -559,16 +636,34 @@ static json_t *api_history_json(const store_history_entry *e)
                      api_string_or_null(e->detail), "at", e->at);
 }
 
+/* Could `id` name a payment? 1 to 64 characters of [A-Za-z0-9_-] (ours are
+ * "pay_" and 26 of [0-9a-z]). Anything else is answered 404 without a
+ * query: bytes PostgreSQL would refuse as text never reach it. */
+static bool api_payment_id_plausible(const char *id)
+{
+    size_t n = strnlen(id, 65);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && c != '_' && c != '-')
+            return false;
+    }
+    return true;
+}
+
 /* What GET /v1/payments/{id}[/events] check before reading: the API key,
- * the id's length, the database. True if the request may go on; otherwise
+ * the id's form, the database. True if the request may go on; otherwise
  * the reply was queued and *ret is its result. */
 static bool api_payment_read_allowed(api_request *r, const char *id, enum MHD_Result *ret)
 {
     api_auth auth = api_authorized(r);
     if (auth != API_AUTH_OK)
         *ret = api_auth_refused(r, auth);
-    else if (strlen(id) > 64)
-        *ret = api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with that id");
+    else if (!api_payment_id_plausible(id))
+        *ret = api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id",
+                         "no payment with id '%s'; payment ids are pay_ followed by letters and digits",
+                         api_shown(r, id, 64));
     else if (!api_db_ready(r->ctx))
         *ret = api_db_unavailable(r);
     else
@@ -626,6 +721,10 @@ static enum MHD_Result api_payment_list(api_request *r)
     if (strlen(reference) > PAYREQ_REFERENCE_MAX)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
                          "reference is longer than %d bytes", PAYREQ_REFERENCE_MAX);
+    if (!textcheck_utf8(reference, strlen(reference)))
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
+                         "reference '%s' is not UTF-8 text; send it percent-encoded UTF-8",
+                         api_shown(r, reference, 64));
     if (!api_db_ready(r->ctx))
         return api_db_unavailable(r);
     store_payment *rows = NULL;
@@ -661,6 +760,20 @@ static enum MHD_Result api_collect_header(void *cls, enum MHD_ValueKind kind, co
     return MHD_YES;
 }
 
+/* Is what a webhook brings text we can store: ids and codes printable
+ * UTF-8, the message and the raw body UTF-8 without NUL? A connector may
+ * parse bytes by hand; PostgreSQL would refuse them. */
+static bool api_webhook_is_text(const pagoflex_webhook_event *ev, const unsigned char *body, size_t len)
+{
+    const char *names[] = {ev->event_id, ev->payment_id, ev->tx_id, ev->error_code};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i] && !textcheck_printable(names[i], strlen(names[i])))
+            return false;
+    if (ev->error_message && !textcheck_utf8(ev->error_message, strlen(ev->error_message)))
+        return false;
+    return textcheck_utf8((const char *)body, len);
+}
+
 /* A verified event for a bank id we do not know yet: keep it (202, so the
  * bank stops retrying) and apply it once the bank id is stored. */
 static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin *pl,
@@ -689,7 +802,8 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     api_context *ctx = r->ctx;
     const registry_plugin *pl = registry_find_webhook(ctx->registry, path);
     if (!pl)
-        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%.40s", path);
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%s",
+                         api_shown(r, path, 40));
     r->connector = metrics_connector(pl->desc->key);
 
     struct api_header_list headers = {.arena = r->arena, .cap = 128};
@@ -708,7 +822,7 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     if (vrc != PAGOFLEX_OK) {
         unsigned long n = atomic_fetch_add(&ctx->webhook_bad_signature, 1) + 1;
         log_warn("webhook refused: connector=%s path=/webhooks/%s reason=signature bytes=%zu refused_total=%lu",
-                 pl->desc->key, path, r->body_len, n);
+                 pl->desc->key, api_shown(r, path, 40), r->body_len, n);
         return api_error(r, MHD_HTTP_UNAUTHORIZED, "invalid_signature", NULL,
                          "webhook signature is missing, invalid or too old");
     }
@@ -723,6 +837,11 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     if (!ev.payment_id && !ev.tx_id)
         return api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
                          "webhook names no payment (neither our reference nor a bank transaction id)");
+    if (!api_webhook_is_text(&ev, body, r->body_len))
+        return api_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
+                         "the webhook body, or an id %s read from it, is not UTF-8 text (invalid bytes, NUL "
+                         "or control characters); nothing was stored",
+                         pl->desc->key);
 
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
@@ -770,13 +889,15 @@ static enum MHD_Result api_connectors(api_request *r)
         json_array_append_new(
             list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "key", pl->desc->key, "version",
                             pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
-                            "file", pl->file, "sha256", pl->sha256, "loaded_at", loaded, "generation",
-                            (json_int_t)r->ctx->generation, "last_error", api_string_or_null(pl->last_error)));
+                            "file", api_shown(r, pl->file, 4096), "sha256", pl->sha256, "loaded_at", loaded,
+                            "generation", (json_int_t)r->ctx->generation, "last_error",
+                            pl->last_error ? json_string(api_shown(r, pl->last_error, 4096)) : json_null()));
     }
     json_t *rejected = json_array();
     for (size_t i = 0; i < registry_rejected_count(reg); i++) {
         const registry_rejection *rj = registry_rejected_at(reg, i);
-        json_array_append_new(rejected, json_pack("{s:s, s:s}", "file", rj->file, "error", rj->reason));
+        json_array_append_new(rejected, json_pack("{s:s, s:s}", "file", api_shown(r, rj->file, 4096), "error",
+                                                  api_shown(r, rj->reason, 4096)));
     }
     return api_reply(r, MHD_HTTP_OK,
                      json_pack("{s:o, s:o, s:I}", "connectors", list, "rejected", rejected, "generation",
@@ -806,11 +927,7 @@ static enum MHD_Result api_metrics(api_request *r)
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
-    enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-    MHD_destroy_response(resp);
-    if (ret == MHD_YES)
-        r->status = MHD_HTTP_OK;
-    return ret;
+    return api_queue(r, MHD_HTTP_OK, resp);
 }
 
 /* A payment request counts as in flight from here until its answer is queued. */
@@ -823,8 +940,8 @@ static enum MHD_Result api_payment_create_counted(api_request *r)
 
 static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowed)
 {
-    return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s", r->method,
-                     r->url, allowed);
+    return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s",
+                     api_shown(r, r->method, 16), api_shown(r, r->url, 100), allowed);
 }
 
 static enum MHD_Result api_route(api_request *r)
@@ -869,7 +986,8 @@ static enum MHD_Result api_route(api_request *r)
         r->route = get ? METRICS_ROUTE_METRICS : METRICS_ROUTE_OTHER;
         return get ? api_metrics(r) : api_method_not_allowed(r, "GET");
     }
-    return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route for %s %.100s", r->method, url);
+    return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route for %s %s", api_shown(r, r->method, 16),
+                     api_shown(r, url, 100));
 }
 
 /* ---- libmicrohttpd glue -------------------------------------------------- */
@@ -946,11 +1064,26 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->create)
-        return api_payment_finish(r); /* resumed after its bank call */
+        return api_payment_resumed(r); /* after its bank call or its wait */
     if (r->responded)
         return MHD_YES;
     r->responded = true;
     return api_route(r);
+}
+
+/* libmicrohttpd's own unescaping of the path and the query values, except
+ * that %00 becomes DEL (0x7f) instead of ending the string early: so
+ * "/healthz%00x" is not read as "/healthz", nor "pay_1%00x" as "pay_1".
+ * No route, id or key takes a DEL. Returns the decoded length. */
+static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *text)
+{
+    (void)cls;
+    (void)conn;
+    size_t len = MHD_http_unescape(text);
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == '\0')
+            text[i] = 0x7f;
+    return len;
 }
 
 static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -1036,6 +1169,12 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
         return NULL;
     }
     srv->ctx = ctx;
+    ctx->idem_waiter = idempotency_waiter_start(ctx->store, API_IDEM_POLL_MS);
+    if (!ctx->idem_waiter) {
+        snprintf(err, errlen, "cannot start the Idempotency-Key poller thread");
+        free(srv);
+        return NULL;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, api_access, ctx, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
@@ -1044,9 +1183,12 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_limits_connection_memory(ctx->cfg->max_header_bytes),
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
+        MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "libmicrohttpd could not start on the listening socket");
+        idempotency_waiter_free(ctx->idem_waiter);
+        ctx->idem_waiter = NULL;
         free(srv);
         return NULL;
     }
@@ -1080,6 +1222,9 @@ int api_drain(api_server *srv, int deadline_ms)
             return 0;
         nanosleep(&tick, NULL);
     }
+    /* Out of time: a request still waiting for another request's answer
+     * to its key is told to retry now (409), not cut when the process ends. */
+    idempotency_waiter_stop(ctx->idem_waiter);
     return atomic_load(&ctx->open_connections);
 }
 
@@ -1087,7 +1232,16 @@ void api_stop(api_server *srv)
 {
     if (!srv)
         return;
+    api_context *ctx = srv->ctx;
+    /* Requests still waiting on a key get their 409 now; let the threads
+     * send those (a suspended connection must not outlive the daemon). */
+    idempotency_waiter_stop(ctx->idem_waiter);
+    struct timespec tick = {.tv_nsec = 10 * 1000 * 1000};
+    for (int waited = 0; atomic_load(&ctx->in_flight) > 0 && waited < 1000; waited += 10)
+        nanosleep(&tick, NULL);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    idempotency_waiter_free(ctx->idem_waiter);
+    ctx->idem_waiter = NULL;
     free(srv);
 }

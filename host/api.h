@@ -19,6 +19,7 @@ typedef struct api_context {
     registry *registry;
     bankq *bankq;       /* bank calls of POST /v1/payments (suspended meanwhile) */
     workpool *blocking; /* connectors' own blocking execute_request */
+    struct idempotency_waiter *idem_waiter; /* requests waiting on a key (set by api_start) */
     unsigned generation;
     pthread_mutex_t schema_lock;
     atomic_bool schema_ready;
@@ -46,11 +47,15 @@ void api_quiesce(api_server *srv);
 /* Graceful stop, step two: every reply now closes its connection; wait
  * until no connection is left, or no request is in flight and none has
  * begun or ended for a second (what is left are idle keep-alive
- * connections, closed by api_stop), or `deadline_ms` has passed. Returns
- * the number of connections still open. */
+ * connections, closed by api_stop), or `deadline_ms` has passed; then
+ * requests still waiting for another request's answer to their
+ * Idempotency-Key are told to retry (409) at once. Returns the number of
+ * connections still open. */
 int api_drain(api_server *srv, int deadline_ms);
 
-/* Finish requests in flight, stop the threads, free the server. */
+/* Finish requests in flight (requests still waiting for another request's
+ * answer to their Idempotency-Key are told to retry, 409), stop the
+ * threads, free the server. */
 void api_stop(api_server *srv);
 
 /* Make sure the schema is migrated (once per process, under ctx's lock);

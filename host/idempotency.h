@@ -4,7 +4,8 @@
  * payment and its answer is remembered for idempotency_ttl_s; the same key
  * with the same body gets that answer again without calling the bank; with
  * another body it is refused. A request that finds the key still being
- * answered waits up to idempotency_wait_ms, then is told to retry (409).
+ * answered waits up to idempotency_wait_ms (on the poller thread below; its
+ * connection is suspended, no thread sleeps), then is told to retry (409).
  */
 #ifndef PAGOFLEX_IDEMPOTENCY_H
 #define PAGOFLEX_IDEMPOTENCY_H
@@ -34,12 +35,61 @@ typedef enum idempotency_verdict {
     IDEMPOTENCY_UNAVAILABLE  /* PostgreSQL unreachable */
 } idempotency_verdict;
 
-/* Read (scope, key), polling while it is being answered, for at most
- * wait_ms. Outputs (strings in the arena) are written for REPLAY
- * (status, response) and STALE (payment_id). */
-idempotency_verdict idempotency_await(store *st, const char *scope, const char *key,
-                                      const char *request_hash, long wait_ms, long stale_ms,
+/* Read (scope, key) once. Outputs (strings in the arena) are written for
+ * REPLAY (status, response) and STALE (payment_id); BUSY means the first
+ * request is still at work and not stale. */
+idempotency_verdict idempotency_check(store *st, const char *scope, const char *key,
+                                      const char *request_hash, long stale_ms,
                                       pagoflex_arena *arena, int *status, const char **response,
                                       const char **payment_id);
+
+/* Waiting for another request's answer without a thread per waiter: one
+ * poller thread re-reads every waiting key each poll period and calls a
+ * waiter back once its key has a verdict other than BUSY, or its wait is
+ * over (verdict BUSY). The HTTP layer suspends the connection meanwhile, as
+ * it does for a bank call. */
+typedef struct idempotency_waiter idempotency_waiter;
+
+/* Called on the poller thread (or at once, on the caller's, when the
+ * waiter is stopped). Must be quick: resume a connection. */
+typedef void (*idempotency_done_fn)(void *arg);
+
+/* One wait, owned by the caller (it lives in the waiting request's memory)
+ * and left alone by the caller from idempotency_wait_start until done(arg)
+ * is called. */
+typedef struct idempotency_wait {
+    /* set by the caller */
+    const char *scope, *key, *request_hash;
+    long stale_ms;
+    long long until_ms;    /* idempotency_now_ms() at which the wait ends */
+    pagoflex_arena *arena; /* where the outputs' strings go */
+    idempotency_done_fn done;
+    void *arg;
+    /* written before done is called */
+    idempotency_verdict verdict;
+    int status;
+    const char *response;
+    const char *payment_id;
+    struct idempotency_wait *next; /* the poller's list */
+} idempotency_wait;
+
+/* Monotonic milliseconds, the clock of idempotency_wait.until_ms. */
+long long idempotency_now_ms(void);
+
+/* Start the poller thread: it reads keys through `st` every `poll_ms`.
+ * NULL on failure. */
+idempotency_waiter *idempotency_waiter_start(store *st, long poll_ms);
+
+/* Wait for w->key's verdict (see idempotency_wait). Never fails to call
+ * done: on a stopped (or NULL) waiter it is called at once with BUSY. */
+void idempotency_wait_start(idempotency_waiter *w, idempotency_wait *wait);
+
+/* Stop the poller: every wait still running ends at once with BUSY (its
+ * done is called), and later waits end at once the same way. Idempotent;
+ * NULL is a no-op. */
+void idempotency_waiter_stop(idempotency_waiter *w);
+
+/* Stop (if not yet) and free. NULL is a no-op. */
+void idempotency_waiter_free(idempotency_waiter *w);
 
 #endif

@@ -1,5 +1,6 @@
 """Payment lifecycle: Idempotency-Key, unknown outcomes settled by the
 reconciler (retry, status sync, deadline), out-of-order webhooks, history."""
+import hashlib
 import json
 import os
 import sys
@@ -228,6 +229,163 @@ class Deadline(unittest.TestCase):
             self.assertEqual(done.json["status"], "requires_review")
             self.assertEqual(done.json["error"]["code"], "outcome_unknown")
             self.assertEqual(env.sim_refs(r.json["id"])["count"], 1)
+        finally:
+            env.close()
+
+
+# One worker with two HTTP threads, so a thread held by a waiting request
+# would show at once; the reconciler stays away from the rows under test.
+WAITING = """
+workers = 1;
+threads = 2;
+idempotency_wait_ms = 3000;
+idempotency_stale_ms = 60000;
+recover_after_ms = 60000;
+"""
+
+
+class IdempotencyWaiting(unittest.TestCase):
+    """Issue 10 item 6: a request waiting for another request's answer to its
+    Idempotency-Key is a suspended connection, not a sleeping HTTP thread."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env(extra_config=WAITING)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def start_first_and_waiters(self, key, amount, waiters):
+        """The first request (at the bank) and `waiters` retries of it, each
+        started in a thread; returns [(answer, seconds)] filled on join."""
+        answers = [None] * (1 + waiters)
+        def one(i):
+            t = time.time()
+            answers[i] = (self.env.pay_idem(key, amount=amount), time.time() - t)
+        threads = [threading.Thread(target=one, args=(0,))]
+        threads[0].start()
+        time.sleep(0.3)  # the first request is suspended at the bank
+        for i in range(1, 1 + waiters):
+            threads.append(threading.Thread(target=one, args=(i,)))
+            threads[-1].start()
+            time.sleep(0.1)
+        time.sleep(0.2)  # every waiter is waiting
+        return threads, answers
+
+    def assert_healthz_prompt(self):
+        for _ in range(3):
+            t = time.time()
+            r = http("GET", self.env.url + "/healthz", timeout=10)
+            took = time.time() - t
+            self.assertEqual(r.status, 200, r)
+            self.assertLess(took, 1.0, "/healthz took %.2f s while requests waited on a key" % took)
+
+    def test_waiters_hold_no_http_thread_and_get_the_first_answer(self):
+        key = "wait-" + uuid.uuid4().hex
+        self.env.sim_config(latency_ms=2000)
+        try:
+            threads, answers = self.start_first_and_waiters(key, 4050, 3)
+            self.assert_healthz_prompt()
+            for t in threads:
+                t.join(15)
+        finally:
+            self.env.sim_config(latency_ms=0)
+        first = answers[0][0]
+        self.assertEqual(first.status, 201, first)
+        for answer, took in answers[1:]:
+            self.assertEqual(answer.status, 201, answer)
+            self.assertEqual(answer.raw, first.raw)
+            self.assertEqual(answer.headers.get("Idempotent-Replayed"), "true")
+            self.assertGreater(took, 1.0)  # it waited for the first answer
+        self.assertEqual(self.env.sim_refs(first.json["id"])["count"], 1)
+
+    def test_a_wait_that_runs_out_is_409_with_retry_after(self):
+        key = "wait-" + uuid.uuid4().hex
+        self.env.sim_config(latency_ms=4500)
+        try:
+            threads, answers = self.start_first_and_waiters(key, 4150, 2)
+            self.assert_healthz_prompt()
+            for t in threads:
+                t.join(15)
+        finally:
+            self.env.sim_config(latency_ms=0)
+        first = answers[0][0]
+        self.assertEqual(first.status, 201, first)
+        for answer, took in answers[1:]:
+            self.assertEqual(answer.status, 409, answer)
+            self.assertEqual(answer.json["error"]["code"], "idempotency_key_in_use")
+            self.assertEqual(answer.headers.get("Retry-After"), "1")
+            self.assertGreater(took, 2.8)  # idempotency_wait_ms = 3000
+            self.assertLess(took, 4.4)
+        again = self.env.pay_idem(key, amount=4150)
+        self.assertEqual(again.raw, first.raw)
+
+    def test_stopping_answers_waiting_requests(self):
+        env = Env(extra_config=WAITING.replace("idempotency_wait_ms = 3000", "idempotency_wait_ms = 20000")
+                  + "drain_timeout_ms = 300;\n")
+        try:
+            # A key whose first request is still at work on another host.
+            key = "stop-" + uuid.uuid4().hex
+            body = {"amount": 4250, "currency": "ARS", "connector": "BANCO_X"}
+            pid = "pay_" + uuid.uuid4().hex[:26]
+            env.sql("INSERT INTO payments (id, connector, amount, currency, state) VALUES"
+                    " ('%s', 'BANCO_X', 4250, 'ARS', 'created')" % pid)
+            env.sql("INSERT INTO idempotency_keys (scope, key, request_hash, payment_id, expires_at) VALUES"
+                    " ('%s', '%s', '%s', '%s', now() + interval '1 day')"
+                    % (hashlib.sha256(env.api_key.encode()).hexdigest(), key,
+                       hashlib.sha256(json.dumps(body).encode()).hexdigest(), pid))
+            answers = []
+            t = threading.Thread(target=lambda: answers.append((env.pay_idem(key, amount=4250), time.time())))
+            t.start()
+            time.sleep(0.5)
+            stopped = time.time()
+            env.host.terminate()
+            self.assertEqual(env.host.wait(15), 0, env.log()[-2000:])
+            t.join(15)
+            self.assertEqual(len(answers), 1)
+            answer, at = answers[0]
+            self.assertEqual(answer.status, 409, answer)  # told to retry: its host is stopping
+            self.assertEqual(answer.headers.get("Retry-After"), "1")
+            self.assertLess(at - stopped, 8, "a stopping host kept a waiting request for its whole wait")
+            self.assertNotIn("suspended", env.log())
+        finally:
+            env.close()
+
+
+STALE = """
+workers = 1;
+idempotency_wait_ms = 200;
+idempotency_stale_ms = 500;
+recover_after_ms = 60000;
+"""
+
+
+class IdempotencyStale(unittest.TestCase):
+    """Issue 10 item 3: a retry after the stale window never stores a
+    `created` snapshot as the key's permanent answer."""
+
+    def test_retry_after_the_stale_window_does_not_freeze_created(self):
+        env = Env(sim_args=["--no-webhooks"], extra_config=STALE)
+        try:
+            env.sim_config(latency_ms=2000)  # the first request outlives the stale window
+            key = "stale-" + uuid.uuid4().hex
+            first = []
+            t = threading.Thread(target=lambda: first.append(env.pay_idem(key, amount=4350)))
+            t.start()
+            time.sleep(0.9)
+            early = env.pay_idem(key, amount=4350)
+            self.assertEqual(early.status, 201, early)
+            self.assertEqual(early.json["status"], "created")  # the payment as it is now
+            t.join(15)
+            env.sim_config(latency_ms=0)
+            self.assertEqual(first[0].status, 201, first)
+            self.assertEqual(first[0].json["status"], "pending")
+            later = env.pay_idem(key, amount=4350)
+            self.assertEqual(later.status, 201, later)
+            self.assertNotEqual(later.json["status"], "created", later)
+            self.assertEqual(later.raw, first[0].raw)  # the first request's answer is the key's answer
+            self.assertEqual(env.sim_refs(first[0].json["id"])["count"], 1)
         finally:
             env.close()
 

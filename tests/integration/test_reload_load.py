@@ -1,8 +1,10 @@
-"""20 reloads with plugin swaps under a steady stream of payments and webhooks.
+"""20 reloads with plugin swaps under a steady stream of payments (keyed and
+not) and webhooks.
 
 Every request must get a correct answer: zero connection errors, zero 5xx.
 Half the clients use keep-alive connections (they must be closed cleanly by
-draining workers, never reset), half open a connection per request. The
+draining workers, never reset), half open a connection per request; one more
+keep-alive client sends nothing but keyed POSTs and their replays. The
 stream is bounded: it ends when the reloads are done (or after 120 s).
 """
 import hashlib
@@ -10,6 +12,7 @@ import hmac
 import http.client
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -32,12 +35,13 @@ def install(env, name):
 
 
 class Client(threading.Thread):
-    def __init__(self, env, keep_alive, stop):
+    def __init__(self, env, keep_alive, stop, keyed_only=False):
         super().__init__(daemon=True)
-        self.env, self.keep_alive, self.stop = env, keep_alive, stop
+        self.env, self.keep_alive, self.stop, self.keyed_only = env, keep_alive, stop, keyed_only
         self.counts = {"requests": 0, "ok": 0, "wrong": 0, "5xx": 0, "connection_errors": 0}
         self.problems = []
         self.conn = None
+        self.replayed = False  # the last answer carried Idempotent-Replayed: true
 
     def request(self, method, path, body=None, headers=None):
         if self.conn is None or not self.keep_alive:
@@ -56,6 +60,7 @@ class Client(threading.Thread):
             self.conn.close()
             self.conn = None
             return None, None
+        self.replayed = r.getheader("Idempotent-Replayed") == "true"
         if not self.keep_alive:
             self.conn.close()
         if r.status >= 500:
@@ -75,17 +80,27 @@ class Client(threading.Thread):
         i = 0
         while not self.stop.is_set():
             i += 1
-            connector = "ECHO_PAY" if i % 2 else "BANCO_X"
+            connector = "ECHO_PAY" if i % 2 and not self.keyed_only else "BANCO_X"
             # Banco X amounts end in 77: no webhook, so the payment stays pending.
             amount = 1000 + i % 90 if connector == "ECHO_PAY" else 77077  # never ..99 (refused)
-            status, body = self.request("POST", "/v1/payments",
-                                        {"amount": amount, "currency": "ARS", "connector": connector}, auth)
+            # Banco X payments carry an Idempotency-Key and are sent twice:
+            # the keyed 201 and its replay are answered like every other reply.
+            req = {"amount": amount, "currency": "ARS", "connector": connector}
+            headers = auth if connector == "ECHO_PAY" else dict(auth, **{"Idempotency-Key": uuid.uuid4().hex})
+            status, body = self.request("POST", "/v1/payments", req, headers)
             if status is None:
                 continue
             self.check(status == 201 and body["status"] == "pending", "payment %s: %s %s" % (connector, status, body))
             if status != 201:
                 continue
             pid = body["id"]
+            if connector == "BANCO_X":
+                status, again = self.request("POST", "/v1/payments", req, headers)
+                if status is not None:
+                    self.check(status == 201 and again == body and self.replayed,
+                               "replay: %s %s (first %s)" % (status, again, body))
+                if self.keyed_only:
+                    continue  # nothing but keyed POSTs on this connection
             if connector == "ECHO_PAY":
                 ev = json.dumps({"event": "e-" + pid, "payment": pid, "result": "paid"}).encode()
                 sig = hmac.new(ECHO_SECRET.encode(), ev, hashlib.sha256).hexdigest()
@@ -110,6 +125,7 @@ class ReloadUnderLoad(unittest.TestCase):
             env.add_plugin("echo_pay", {"ECHOPAY_SECRET": ECHO_SECRET})
             env.reload()
             clients = [Client(env, keep_alive=(n % 2 == 0), stop=stop) for n in range(CLIENTS)]
+            clients.append(Client(env, keep_alive=True, stop=stop, keyed_only=True))
             for c in clients:
                 c.start()
             started = time.time()
@@ -118,6 +134,14 @@ class ReloadUnderLoad(unittest.TestCase):
                 env.reload()
                 self.assertLess(time.time() - started, 120, "reloads took too long")
                 time.sleep(0.1)
+            # Keep the stream going until every old generation has drained and
+            # exited: a drain that ends under traffic must close, not reset.
+            old_workers = env.workers * (env.generation - 1)
+            deadline = time.time() + 20
+            while env.log().count("worker stopped: generation=") < old_workers and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(env.log().count("worker stopped: generation="), old_workers,
+                             "old generations did not exit")
             stop.set()
             for c in clients:
                 c.join(60)
@@ -132,6 +156,59 @@ class ReloadUnderLoad(unittest.TestCase):
             self.assertNotIn("killed by signal", env.log())
         finally:
             stop.set()
+            env.close()
+
+
+class DrainingReplies(unittest.TestCase):
+    """Issue 10 item 7: every reply a draining worker sends closes its
+    keep-alive connection (Connection: close), so the client reconnects
+    instead of being reset."""
+
+    def test_every_kind_of_reply_closes_the_connection_while_draining(self):
+        env = Env(workers=1)
+        try:
+            auth = env.auth()
+            pay = json.dumps({"amount": 1050, "currency": "ARS", "connector": "BANCO_X"}).encode()
+            keyed = dict(auth, **{"Idempotency-Key": "drain-" + uuid.uuid4().hex})
+            kinds = {
+                "keyed POST /v1/payments": ("POST", "/v1/payments", pay, keyed),
+                "GET /metrics": ("GET", "/metrics", None, {}),
+                "GET /healthz": ("GET", "/healthz", None, {}),
+                "GET /v1/connectors": ("GET", "/v1/connectors", None, {}),
+                "404": ("GET", "/nope", None, {}),
+            }
+            conns = {}
+            for name, (method, path, body, headers) in kinds.items():
+                conns[name] = http.client.HTTPConnection("127.0.0.1", env.port, timeout=10)
+                conns[name].request(method, path, body, headers)
+                r = conns[name].getresponse()
+                r.read()
+                self.assertLess(r.status, 500, name)
+            # Every connection is held by a generation-1 worker; reload while
+            # each keeps sending on its own connection.
+            env.host.send_signal(signal.SIGHUP)
+            closed, errors = set(), []
+            deadline = time.time() + 15
+            while len(closed) + len(errors) < len(kinds) and time.time() < deadline:
+                for name, (method, path, body, headers) in kinds.items():
+                    if name in closed or any(e[0] == name for e in errors):
+                        continue
+                    try:
+                        conns[name].request(method, path, body, headers)
+                        r = conns[name].getresponse()
+                        r.read()
+                    except (OSError, http.client.HTTPException) as e:
+                        errors.append((name, repr(e)))
+                        continue
+                    self.assertLess(r.status, 500, name)
+                    if (r.getheader("Connection") or "").lower() == "close":
+                        closed.add(name)
+                        conns[name].close()
+                time.sleep(0.05)
+            self.assertEqual(errors, [], "a draining worker reset these instead of closing them")
+            self.assertEqual(closed, set(kinds), "these never got Connection: close")
+            self.assertIn("generation 2 serving", env.log())
+        finally:
             env.close()
 
 

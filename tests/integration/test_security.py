@@ -2,6 +2,8 @@
 
 Real pagoflexd, real PostgreSQL, the bank simulator, HTTP on loopback.
 """
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -396,6 +398,164 @@ class HostileInput(unittest.TestCase):
             pass
         self.assertLess(time.time() - start, 6)
         s.close()
+
+
+def raw_request(port, head, body=b"", timeout=5):
+    """Send one raw HTTP/1.1 request (request line and headers as bytes,
+    Connection: close added) and read the answer to EOF. Returns (status,
+    headers with lower-case names, body), or None when the connection ended
+    without an answer."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(timeout)
+    data = b""
+    try:
+        s.sendall(head + b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    finally:
+        s.close()
+    if b"\r\n\r\n" not in data:
+        return None
+    top, _, rest = data.partition(b"\r\n\r\n")
+    lines = top.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower().decode()] = value.strip().decode("latin-1")
+    return status, headers, rest
+
+
+class HostileBytes(unittest.TestCase):
+    """Issue 10 item 8: any bytes in the path, query, headers or body get a
+    JSON 4xx: never an empty reply, a 500 or an SQL encoding error."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.env = Env(workers=1, start_host=False)
+        cls.echo_secret = record_secret("echo_" + uuid.uuid4().hex)
+        cls.env.add_plugin("echo_pay", {"ECHOPAY_SECRET": cls.echo_secret})
+        cls.env.start_host()
+        cls.auth = b"Authorization: Bearer " + cls.env.api_key.encode()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.env.close()
+
+    def ask(self, method, target, headers=(), body=b""):
+        head = b"%s %s HTTP/1.1\r\nHost: x\r\n%s" % (method, target, self.auth)
+        for h in headers:
+            head += b"\r\n" + h
+        if body:
+            head += b"\r\nContent-Type: application/json"
+        return raw_request(self.env.port, head, body)
+
+    def assert_json_error(self, answer, status, code, what):
+        self.assertIsNotNone(answer, "%r: the connection closed without an answer" % (what,))
+        got, headers, body = answer
+        self.assertEqual(got, status, "%r: %d %r" % (what, got, body[:200]))
+        self.assertEqual(headers.get("content-type"), "application/json", what)
+        doc = json.loads(body)
+        self.assertEqual(doc["error"]["code"], code, "%r: %r" % (what, doc))
+        return doc
+
+    def assert_no_encoding_error_logged(self):
+        log = self.env.log()
+        self.assertNotIn("invalid byte sequence", log)
+        self.assertNotIn("encoding", log)
+
+    def test_unknown_routes_with_invalid_utf8(self):
+        for target in (b"/nope%ff", b"/nope\xff", b"/%c3", b"/\xc3(", b"/x%01%0a%1b%7f", b"/%e2%82"):
+            self.assert_json_error(self.ask(b"GET", target), 404, "not_found", target)
+
+    def test_webhook_paths_with_invalid_utf8(self):
+        for target in (b"/webhooks/%c3", b"/webhooks/\xff\xfe", b"/webhooks/a%0aforged%20log%20line"):
+            self.assert_json_error(self.ask(b"POST", target, body=b"{}"), 404, "not_found", target)
+        self.assertNotIn("\nforged log line", self.env.log())
+
+    def test_payment_ids_that_cannot_be_ids_are_404_without_sql(self):
+        for target in (b"/v1/payments/%ff", b"/v1/payments/\xff", b"/v1/payments/%c3/events",
+                       b"/v1/payments/pay_%00x", b"/v1/payments/pay_%0a", b"/v1/payments/%20"):
+            doc = self.assert_json_error(self.ask(b"GET", target), 404, "not_found", target)
+            self.assertEqual(doc["error"]["field"], "id")
+        self.assert_json_error(self.ask(b"PUT", b"/v1/payments/%ff"), 405, "method_not_allowed", "PUT")
+        self.assert_no_encoding_error_logged()
+
+    def test_an_encoded_nul_does_not_cut_the_path(self):
+        pid = self.env.pay().json["id"].encode()
+        self.assertEqual(self.ask(b"GET", b"/v1/payments/" + pid)[0], 200)
+        for target in (b"/v1/payments/" + pid + b"%00junk", b"/healthz%00junk", b"/webhooks/echopay%00x"):
+            method = b"POST" if target.startswith(b"/webhooks/") else b"GET"
+            self.assert_json_error(self.ask(method, target, body=b"{}" if method == b"POST" else b""), 404,
+                                   "not_found", target)
+
+    def test_reference_query_with_invalid_utf8_is_422(self):
+        for target in (b"/v1/payments?reference=%ff", b"/v1/payments?reference=a%c3",
+                       b"/v1/payments?reference=%c3%28"):
+            doc = self.assert_json_error(self.ask(b"GET", target), 422, "invalid_field", target)
+            self.assertEqual(doc["error"]["field"], "reference")
+        self.assert_no_encoding_error_logged()
+
+    def test_long_urls_cut_inside_a_character(self):
+        e = "\u00e9".encode()
+        self.assert_json_error(self.ask(b"GET", b"/" + e * 200), 404, "not_found", "GET /e...")
+        self.assert_json_error(self.ask(b"POST", b"/v1/payments/" + e * 300), 405, "method_not_allowed",
+                               "POST /v1/payments/e...")
+        self.assert_json_error(self.ask(b"POST", b"/webhooks/" + e * 100, body=b"{}"), 404, "not_found",
+                               "POST /webhooks/e...")
+
+    def test_invalid_bytes_in_headers_and_body(self):
+        body = json.dumps({"amount": 1050, "currency": "ARS", "connector": "BANCO_X"}).encode()
+        doc = self.assert_json_error(self.ask(b"POST", b"/v1/payments", [b"Idempotency-Key: k\xff\xfe"], body),
+                                     422, "invalid_field", "Idempotency-Key")
+        self.assertEqual(doc["error"]["field"], "Idempotency-Key")
+        head = b"GET /v1/payments/pay_x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer pk_\xff\xfe"
+        self.assert_json_error(raw_request(self.env.port, head), 401, "unauthorized", "Authorization")
+        for bad in (b'{"amount": 1050, "currency": "ARS", "connector": "BANCO_X", "reference": "\xff"}',
+                    b'{"amount": 1050, "currency": "ARS", "connector": "BANCO_X\xc3"}', b"\xff\xfe{"):
+            self.assert_json_error(self.ask(b"POST", b"/v1/payments", body=bad), 400, "invalid_json", bad)
+        signed = b'{"event": "e\xff", "payment": "pay_x", "result": "paid"}'
+        self.assert_json_error(self.ask(b"POST", b"/webhooks/bancox", body=signed), 401,
+                               "invalid_signature", "unsigned webhook")
+        self.assert_no_encoding_error_logged()
+
+    def test_signed_webhook_that_is_not_text_is_400(self):
+        # echo_pay reads its fields by hand, so these bytes reach the host.
+        for body in (b'{"event": "e-1", "payment": "pay_x", "result": "paid", "note": "\xff"}',
+                     b'{"event": "e-2", "payment": "pay_x", "result": "paid", "note": "\x00"}'):
+            sig = hmac.new(self.echo_secret.encode(), body, hashlib.sha256).hexdigest()
+            self.assert_json_error(self.ask(b"POST", b"/webhooks/echopay", [b"X-Echo-Signature: " + sig.encode()],
+                                            body), 400, "invalid_webhook", body)
+        self.assert_no_encoding_error_logged()
+
+    def test_random_bytes_anywhere_in_the_target(self):
+        import random
+        rng = random.Random(1010)
+        prefixes = [b"/", b"/v1/payments/", b"/v1/payments/pay_", b"/webhooks/", b"/v1/payments?reference=",
+                    b"/v1/connectors/", b"/healthz"]
+        for n in range(300):
+            target = rng.choice(prefixes)
+            for _ in range(rng.randint(1, 40)):
+                b = rng.randrange(256)
+                if b not in b" \r\n\x00?#%" and rng.random() < 0.5:
+                    target += bytes([b])  # the raw byte
+                else:
+                    target += b"%%%02x" % b
+            method = rng.choice([b"GET", b"POST"])
+            answer = self.ask(method, target, body=b"{}" if method == b"POST" else b"")
+            self.assertIsNotNone(answer, "%r %r: no answer" % (method, target))
+            status, headers, body = answer
+            self.assertEqual(headers.get("content-type"), "application/json", (method, target, status, body))
+            json.loads(body)
+            listing = method == b"GET" and target.startswith(b"/v1/payments?")
+            self.assertTrue(400 <= status < 500 or (listing and status == 200),
+                            "%r %r: %d %r" % (method, target, status, body[:200]))
+        self.assert_no_encoding_error_logged()
 
 
 if __name__ == "__main__":
