@@ -354,18 +354,24 @@ class HostileInput(unittest.TestCase):
 
     def test_bank_ids_with_control_characters_are_escaped_in_the_log(self):
         # Validly signed webhooks whose ids carry a newline, a carriage
-        # return and terminal escapes: the host logs them escaped, so no
-        # forged line and no raw control byte reaches the log.
+        # return and terminal escapes are refused (400: an id must be
+        # printable text), and nothing of them reaches the log raw: no
+        # forged line, no control byte. A printable id with a literal
+        # backslash is applied and logged with the backslash escaped.
+        # (tests/unit/test_log.c checks the writer itself byte by byte.)
         env = self.env
         forged = "FORGED-" + uuid.uuid4().hex[:8]
         fake_line = "2026-01-01T00:00:00.000Z info  [1] webhook applied: %s" % forged
-        kept = env.webhook({"event_id": "evt_a\n" + fake_line + "\x1b[31m\r",
-                            "tx_id": "bx_\r\n%s-tx\x1b]0;title\x07" % forged, "status": "APPROVED"})
-        self.assertEqual(kept.status, 202, kept)
+        refused = env.webhook({"event_id": "evt_a\n" + fake_line + "\x1b[31m\r",
+                               "tx_id": "bx_\r\n%s-tx\x1b]0;title\x07" % forged, "status": "APPROVED"})
+        self.assertEqual(refused.status, 400, refused)
+        self.assertEqual(refused.json["error"]["code"], "invalid_webhook")
         pid = env.pay().json["id"]
-        # A literal backslash is escaped too: the text "\x0a" from a bank
-        # must not read like an escaped newline.
-        applied = env.webhook({"event_id": "evt_b\n%s-applied\x1b[0m\\x0a" % forged, "ref": pid,
+        refused = env.webhook({"event_id": "evt_b\n%s-refused\x1b[0m" % forged, "ref": pid,
+                               "status": "APPROVED"})
+        self.assertEqual(refused.status, 400, refused)
+        # A literal backslash: the text "\x0a" must not read like an escaped newline.
+        applied = env.webhook({"event_id": "evt_c-%s-applied\\x0a" % forged, "ref": pid,
                                "status": "APPROVED"})
         self.assertEqual(applied.status, 200, applied)
         deadline = time.time() + 5
@@ -375,14 +381,12 @@ class HostileInput(unittest.TestCase):
         for byte in (b"\x1b", b"\r", b"\x07"):
             self.assertNotIn(byte, raw)
         lines = [line for line in raw.split(b"\n") if forged.encode() in line]
-        self.assertGreaterEqual(len(lines), 2, lines)
+        self.assertGreaterEqual(len(lines), 1, lines)
         for line in lines:
-            self.assertRegex(line, rb"^\d{4}-\d\d-\d\dT[0-9:.]+Z \w+ +\[\d+\] webhook ", line)
-            self.assertNotRegex(line, rb"^2026-01-01T00:00:00.000Z", line)
-        self.assertIn(b"evt_a\\x0a2026-01-01T00:00:00.000Z", raw)
-        self.assertIn(b"\\x1b[31m\\x0d", raw)
-        self.assertIn(b"bx_\\x0d\\x0a" + forged.encode() + b"-tx\\x1b]0;title\\x07", raw)
-        self.assertIn(b"evt_b\\x0a" + forged.encode() + b"-applied\\x1b[0m\\x5cx0a", raw)
+            self.assertRegex(line, rb"^\d{4}-\d\d-\d\dT[0-9:.]+Z \w+ +\[\d+\] ", line)
+        self.assertNotIn(b"\n2026-01-01T00:00:00.000Z", raw)
+        self.assertIn(b"evt_c-" + forged.encode() + b"-applied\\x5cx0a", raw)
+        self.assertEqual(env.get(pid).json["status"], "succeeded")
 
     def raw_log(self):
         with open(self.env.host_log_path, "rb") as f:
