@@ -27,7 +27,9 @@ struct bs_tunables {
     unsigned latency_ms;       /* delay before answering POST /pay and GET /pay/{id} */
     unsigned webhook_delay_ms; /* creation -> bank decision -> first webhook attempt */
     unsigned reorder_ms;       /* with reorder: extra random delay in [0, reorder_ms] */
-    double fail_rate;          /* P(POST /pay answers 503 before doing anything) */
+    double fail_rate;          /* P(POST /pay answers fail_status before doing anything) */
+    unsigned fail_status;      /* what fail_rate answers: 503 (default), or e.g. 401 as
+                                * after an API-key rotation, 422 */
     double timeout_rate;       /* P(POST /pay is processed but answered 503 after timeout_ms) */
     double duplicate_rate;     /* P(a webhook is delivered twice) */
     bool reorder;
@@ -181,9 +183,17 @@ int store_pay(const struct bs_pay_input *in, struct bs_pay_result *out);
  * which). Thread-safe. */
 char *store_query_json(const char *id, bool *found);
 
-/* Returns a new JSON string {"ref","count","ids":[...]} (caller frees), or
- * NULL when out of memory. Thread-safe. */
+/* Returns a new JSON string {"ref","count","ids":[...],"requests","overlapping"}
+ * (caller frees), or NULL when out of memory. requests/overlapping count the
+ * POST /pay calls whose Idempotency-Key is `ref` (Pagoflex sends its payment
+ * id as both): all of them, and those that arrived while an earlier one with
+ * that key was still unanswered. Thread-safe. */
 char *store_by_ref_json(const char *ref);
+
+/* Records one POST /pay carrying Idempotency-Key `key`, received at
+ * monotonic start_ms and answered at answer_ms (see store_by_ref_json).
+ * Thread-safe; out of memory only loses the count. */
+void store_note_request(const char *key, uint64_t start_ms, uint64_t answer_ms);
 
 /* Adds the store's counters ("payments", "by_status", ...) to obj, a
  * json_t * object. Thread-safe. */

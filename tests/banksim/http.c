@@ -11,13 +11,17 @@
  *                                "webhooks_failed", "webhooks_abandoned",
  *                                "webhooks_dropped", "webhooks_pending",
  *                                "by_status": {"PENDING",...,"REJECTED"}}
- *   GET  /_sim/payments?ref=R    {"ref":R, "count":n, "ids":[...]}: the
+ *   GET  /_sim/payments?ref=R    {"ref":R, "count":n, "ids":[...],
+ *                                "requests":n, "overlapping":n}: the
  *                                bank-side payments carrying ref R, oldest
  *                                first (an at-once REJECTED one counts: the
- *                                bank keeps a record of it)
+ *                                bank keeps a record of it); the POST /pay
+ *                                calls with Idempotency-Key R, and how many
+ *                                came while an earlier one was unanswered
  *   GET  /_sim/config            the run-time knobs below
  *   POST /_sim/config            JSON object with any of latency_ms,
  *                                webhook_delay_ms, reorder_ms (integers >= 0),
+ *                                fail_status (400..599: what fail_rate answers),
  *                                fail_rate, timeout_rate, duplicate_rate
  *                                (numbers 0..1), reorder, webhook_first,
  *                                no_webhooks (booleans); answers the result
@@ -221,7 +225,19 @@ static bool wants_webhook(const struct bs_payment *p, const struct bs_tunables *
 
 /* --------------------------------------------------------------- routes */
 
-static void route_pay(struct req *r, struct MHD_Connection *c)
+/* The answer fail_rate injects: fail_status with the body Banco X sends
+ * for it. */
+static void set_injected_failure(struct req *r, unsigned status)
+{
+    if (status == 401)
+        set_error(r, 401, "unauthorized");
+    else if (status == 422)
+        set_error(r, 422, "invalid request");
+    else
+        set_error(r, status, "unavailable");
+}
+
+static void route_pay_answer(struct req *r, struct MHD_Connection *c)
 {
     struct bs_tunables t;
     struct bs_pay_input in = { 0 };
@@ -240,7 +256,7 @@ static void route_pay(struct req *r, struct MHD_Connection *c)
         return;
     }
     if (bs_rng_chance(t.fail_rate)) {
-        set_error(r, 503, "unavailable");
+        set_injected_failure(r, t.fail_status);
         return;
     }
     timed_out = bs_rng_chance(t.timeout_rate);
@@ -278,6 +294,15 @@ done:
     json_decref(o);
 }
 
+/* POST /pay, counted per Idempotency-Key once its answer time is known. */
+static void route_pay(struct req *r, struct MHD_Connection *c)
+{
+    route_pay_answer(r, c);
+    const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+    if (key && *key)
+        store_note_request(key, r->start_ms, r->answer_at);
+}
+
 static void route_query(struct req *r, struct MHD_Connection *c, const char *id)
 {
     struct bs_tunables t;
@@ -292,7 +317,7 @@ static void route_query(struct req *r, struct MHD_Connection *c, const char *id)
     }
     json = store_query_json(id, &found);
     if (!found)
-        set_error(r, 404, "not found");
+        set_error(r, 404, "not_found"); /* the contract's body; other 404s say "not found" */
     else
         set_answer(r, 200, json);
 }
@@ -319,10 +344,11 @@ static void route_by_ref(struct req *r, struct MHD_Connection *c)
 
 static json_t *tunables_json(const struct bs_tunables *t)
 {
-    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:b, s:b, s:b}",
+    return json_pack("{s:I, s:I, s:I, s:f, s:I, s:f, s:f, s:b, s:b, s:b}",
                      "latency_ms", (json_int_t)t->latency_ms,
                      "webhook_delay_ms", (json_int_t)t->webhook_delay_ms,
                      "reorder_ms", (json_int_t)t->reorder_ms, "fail_rate", t->fail_rate,
+                     "fail_status", (json_int_t)t->fail_status,
                      "timeout_rate", t->timeout_rate, "duplicate_rate", t->duplicate_rate,
                      "reorder", t->reorder, "webhook_first", t->webhook_first,
                      "no_webhooks", t->no_webhooks);
@@ -335,6 +361,7 @@ static const char *config_field(struct bs_tunables *t, const char *key, json_t *
         { "latency_ms", &t->latency_ms, NULL, NULL },
         { "webhook_delay_ms", &t->webhook_delay_ms, NULL, NULL },
         { "reorder_ms", &t->reorder_ms, NULL, NULL },
+        { "fail_status", &t->fail_status, NULL, NULL },
         { "fail_rate", NULL, &t->fail_rate, NULL },
         { "timeout_rate", NULL, &t->timeout_rate, NULL },
         { "duplicate_rate", NULL, &t->duplicate_rate, NULL },
@@ -349,6 +376,9 @@ static const char *config_field(struct bs_tunables *t, const char *key, json_t *
             if (!json_is_integer(v) || json_integer_value(v) < 0 ||
                 json_integer_value(v) > 3600000)
                 return "an integer in 0..3600000 is expected";
+            if (fields[i].u == &t->fail_status &&
+                (json_integer_value(v) < 400 || json_integer_value(v) > 599))
+                return "an HTTP error status in 400..599 is expected";
             *fields[i].u = (unsigned)json_integer_value(v);
         } else if (fields[i].d) {
             if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)

@@ -98,7 +98,7 @@ static void usage(FILE *out)
 "  --help                   this text\n"
 "\n"
 "Test endpoints (no auth): GET /_sim/stats, GET /_sim/payments?ref=R,\n"
-"GET|POST /_sim/config (latency_ms, webhook_delay_ms, reorder_ms, fail_rate,\n"
+"GET|POST /_sim/config (latency_ms, webhook_delay_ms, reorder_ms, fail_rate, fail_status,\n"
 "timeout_rate, duplicate_rate, reorder, webhook_first, no_webhooks).\n",
         out);
 }
@@ -176,6 +176,7 @@ static void defaults(void)
     bs_cfg.webhook_concurrency = 256;
     bs_cfg.initial.webhook_delay_ms = 100;
     bs_cfg.initial.reorder_ms = 1000;
+    bs_cfg.initial.fail_status = 503;
 }
 
 static void parse_args(int argc, char **argv)

@@ -16,6 +16,9 @@ struct idem_entry {
     bool has_answer;  /* the answer below is what every replay gets */
     bool saw_55;      /* the one sandbox 503 for this key was given */
     struct bs_answer answer;
+    unsigned requests;    /* POST /pay calls with this key */
+    unsigned overlapping; /* ... that came while an earlier one was unanswered */
+    uint64_t busy_until;  /* latest answer time of those calls (monotonic ms) */
 };
 
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -251,9 +254,27 @@ char *store_by_ref_json(const char *ref)
         json_array_insert_new(ids, 0, json_string(p->id)); /* oldest first */
         count++;
     }
+    const struct idem_entry *e = bs_map_get(by_idem, ref);
+    json_int_t requests = e ? (json_int_t)e->requests : 0;
+    json_int_t overlapping = e ? (json_int_t)e->overlapping : 0;
     pthread_mutex_unlock(&store_lock);
-    o = json_pack("{s:s, s:I, s:o}", "ref", ref, "count", (json_int_t)count, "ids", ids);
+    o = json_pack("{s:s, s:I, s:o, s:I, s:I}", "ref", ref, "count", (json_int_t)count, "ids", ids,
+                  "requests", requests, "overlapping", overlapping);
     return dump_and_free(o);
+}
+
+void store_note_request(const char *key, uint64_t start_ms, uint64_t answer_ms)
+{
+    pthread_mutex_lock(&store_lock);
+    struct idem_entry *e = idem_get_or_add(key);
+    if (e) {
+        if (e->requests > 0 && start_ms < e->busy_until)
+            e->overlapping++;
+        e->requests++;
+        if (answer_ms > e->busy_until)
+            e->busy_until = answer_ms;
+    }
+    pthread_mutex_unlock(&store_lock);
 }
 
 struct status_tally {
