@@ -3,6 +3,11 @@
  * Shared by the API (the first create call) and the reconciler (retries and
  * syncs), so both map answers the same way: an answer the connector cannot
  * read is an unknown outcome (processing), never a failure.
+ *
+ * `default_timeout_ms` (bank_timeout_ms) is a request's timeout when the
+ * connector sets none, and the longest any call may take: a connector's
+ * larger req->timeout_ms is cut to it (logged once), because the
+ * reconciler's lease and recover_after_ms are sized by it.
  */
 #ifndef PAGOFLEX_BANKCALL_H
 #define PAGOFLEX_BANKCALL_H

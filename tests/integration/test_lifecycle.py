@@ -11,13 +11,16 @@ import uuid
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Env, free_port, http, sign_bancox  # noqa: E402
 
-# Short reconciler timings so every path settles in seconds.
+# Short reconciler timings so every path settles in seconds (within the
+# start-up rules: lease >= 2 x bank_timeout_ms + 500, recover_after_ms and
+# idempotency_stale_ms >= bank_timeout_ms + 500).
 FAST = """
+bank_timeout_ms = 1500;
 reconcile_interval_ms = 100;
 retry_base_ms = 200;
 retry_max_ms = 800;
 webhook_grace_s = 1;
-recover_after_ms = 1500;
+recover_after_ms = 2000;
 reconcile_lease_ms = 4000;
 idempotency_wait_ms = 3000;
 idempotency_stale_ms = 3000;
@@ -149,6 +152,25 @@ class UnknownOutcomes(unittest.TestCase):
         self.assertIsNone(done.json["error"])
         self.assertEqual(self.env.sim_refs(pid)["count"], 1)
         self.assertIn(("reconciler", "pending"), sources(self.env, pid))
+
+    def test_connector_timeout_cut_to_bank_timeout_ms(self):
+        # The harness gives Banco X BANCOX_TIMEOUT_MS = 5000; FAST has
+        # bank_timeout_ms = 1500, the bound the lease is checked against.
+        self.env.sim_config(latency_ms=3000)
+        try:
+            t0 = time.time()
+            r = self.env.pay(amount=1450)
+            took = time.time() - t0
+        finally:
+            self.env.sim_config(latency_ms=0)
+        self.assertEqual(r.status, 201, r)
+        # Answered once the cut timeout expired (the bank's webhook may have
+        # settled the payment meanwhile), not after the bank's 3 s.
+        self.assertLess(took, 2.8, "the call was not cut to bank_timeout_ms: %r" % r)
+        self.assertIn("asks for a 5000 ms bank call timeout, above bank_timeout_ms (1500)", self.env.log())
+        done = self.env.wait_status(r.json["id"], {"succeeded", "failed", "requires_review"}, timeout=15)
+        self.assertEqual(done.json["status"], "succeeded")
+        self.assertEqual(self.env.sim_refs(r.json["id"])["count"], 1)
 
     def test_77_without_webhook_settles_by_sync(self):
         r = self.env.pay(amount=2077)
