@@ -220,6 +220,46 @@ class OrphanWebhook(unittest.TestCase):
             env.close()
 
 
+class ReconcilerLease(unittest.TestCase):
+    """A claimed batch is worked one payment at a time. A payment whose lease
+    runs out while it waits in a claimer's batch must not be worked by a second
+    reconciler at the same time."""
+
+    def test_no_payment_is_resent_twice_at_once(self):
+        # Four reconciler threads, batches of 16, a lease (2500 ms) that covers
+        # one payment's bank calls but not a batch's: each re-send takes 800 ms.
+        env = Env(workers=1, extra_config=FAST.replace("reconcile_lease_ms = 4000", "reconcile_lease_ms = 2500")
+                  .replace("bank_timeout_ms = 1500", "bank_timeout_ms = 1000")
+                  .replace("retry_base_ms = 200", "retry_base_ms = 1000")
+                  .replace("retry_max_ms = 800", "retry_max_ms = 2000")
+                  + "reconcile_workers = 4;\nreconcile_batch = 16;\npayment_deadline_s = 60;\n")
+        try:
+            env.sim_config(latency_ms=800)
+            answers = [None] * 16
+
+            def one(i):  # ..55: the first call gets a 503, the re-send is taken
+                answers[i] = env.pay(amount=100 * (70 + i) + 55)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual([a.json["status"] for a in answers], ["processing"] * 16, answers)
+            for a in answers:
+                done = env.wait_status(a.json["id"], {"succeeded", "failed", "requires_review"}, timeout=40)
+                self.assertEqual(done.json["status"], "succeeded")
+            refs = {a.json["id"]: env.sim_refs(a.json["id"]) for a in answers}
+            print("re-sends: %d POST /pay for 16 payments, %d overlapping"
+                  % (sum(r["requests"] for r in refs.values()), sum(r["overlapping"] for r in refs.values())),
+                  file=sys.stderr)
+            for pid, r in refs.items():
+                self.assertEqual(r["overlapping"], 0, "payment %s was re-sent by two reconcilers at once: %r"
+                                 % (pid, r))
+                self.assertEqual(r["count"], 1, r)
+        finally:
+            env.close()
+
+
 class Deadline(unittest.TestCase):
     def test_bank_never_reached_expires(self):
         closed = free_port()  # nothing listens there
