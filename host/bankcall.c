@@ -110,12 +110,14 @@ static void bankcall_unknown(pagoflex_payment_result *res)
 void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
                      const pagoflex_http_request *req, long default_timeout_ms,
                      pagoflex_arena *arena, pagoflex_payment_result *res,
-                     pagoflex_transport *transport)
+                     pagoflex_transport *transport, int *http_status)
 {
     pagoflex_http_response resp;
     bankcall_perform(pl, req, default_timeout_ms, arena, &resp);
     if (transport)
         *transport = resp.transport;
+    if (http_status)
+        *http_status = resp.transport == PAGOFLEX_TRANSPORT_OK ? resp.status : 0;
     bankcall_map_create(pl, pay, &resp, arena, res);
 }
 

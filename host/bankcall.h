@@ -35,11 +35,12 @@ int bankcall_payment(const char *public_url, const registry_plugin *pl, const st
 /* Perform `req` for `pay` and map the answer with handle_response into
  * *res (strings in the arena). Never fails: an unreadable answer is
  * PROCESSING with error_code "connector_error". *transport (if not NULL)
- * gets how the request ended. */
+ * gets how the request ended, *http_status (if not NULL) the bank's HTTP
+ * status (0 without an answer). */
 void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
                      const pagoflex_http_request *req, long default_timeout_ms,
                      pagoflex_arena *arena, pagoflex_payment_result *res,
-                     pagoflex_transport *transport);
+                     pagoflex_transport *transport, int *http_status);
 
 /* Map the bank's answer `resp` to a create call with handle_response into
  * *res, exactly as bankcall_create does. */

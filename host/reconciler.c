@@ -126,6 +126,18 @@ static void recon_apply(api_context *ctx, const store_recon_item *it, const char
         store_recon_reschedule(ctx->store, it, ctx->cfg->webhook_grace_s * 1000, NULL, true, NULL);
 }
 
+/* A re-send answered FAILED without a 2xx (401 during an API-key rotation,
+ * 400, 404, 422, ...) while an earlier call may have reached the bank: the
+ * refusal is of this request, not proof that the bank lacks the payment the
+ * first call may have made. Only a 2xx verdict (a replayed REJECTED, say)
+ * or a bank that never saw the payment makes FAILED final. */
+static bool recon_refusal_unproven(const store_recon_item *it, const pagoflex_payment_result *res,
+                                   pagoflex_transport transport, int status)
+{
+    bool verdict = transport == PAGOFLEX_TRANSPORT_OK && status >= 200 && status < 300;
+    return res->state == PAGOFLEX_STATE_FAILED && it->maybe_at_bank && !verdict;
+}
+
 /* Re-send the create call of `it` (same id: the bank's idempotency key). */
 static void recon_resend(api_context *ctx, const registry_plugin *pl, const store_recon_item *it,
                          const pagoflex_payment *pay, pagoflex_arena *arena, recon_outcome *o)
@@ -142,10 +154,24 @@ static void recon_resend(api_context *ctx, const registry_plugin *pl, const stor
     }
     pagoflex_payment_result res;
     pagoflex_transport transport = PAGOFLEX_TRANSPORT_ERROR;
-    bankcall_create(pl, pay, &req, ctx->cfg->bank_timeout_ms, arena, &res, &transport);
+    int status = 0;
+    bankcall_create(pl, pay, &req, ctx->cfg->bank_timeout_ms, arena, &res, &transport, &status);
     o->reached = transport != PAGOFLEX_TRANSPORT_CONNECT;
-    if (res.state == PAGOFLEX_STATE_PROCESSING) {
-        recon_error(o, &res);
+    bool unproven = recon_refusal_unproven(it, &res, transport, status);
+    if (unproven) {
+        snprintf(o->error, sizeof o->error,
+                 "%s: %.180s (HTTP %d to a re-send; an earlier call may have reached the bank, "
+                 "so the payment stays open)",
+                 res.error_code ? res.error_code : "bank_refused",
+                 res.error_message ? res.error_message : "no detail", status);
+        log_warn("reconciler: payment %s: re-send refused with HTTP %d (%s); not failed, since "
+                 "the bank may have it from an earlier call; check connector %s's credentials and "
+                 "settings",
+                 p->id, status, res.error_code ? res.error_code : "no code", pl->desc->key);
+    }
+    if (res.state == PAGOFLEX_STATE_PROCESSING || unproven) {
+        if (!unproven)
+            recon_error(o, &res);
         /* A row left `created` by a host that died is now known to be
          * waiting for the bank: say so, with the reason. */
         if (p->state == PAGOFLEX_STATE_CREATED) {
@@ -153,7 +179,7 @@ static void recon_resend(api_context *ctx, const registry_plugin *pl, const stor
             bool lost = false;
             store_recon_transition(ctx->store, it, PAGOFLEX_STATE_PROCESSING,
                                    STORE_SOURCE_RECONCILER, "recovered", NULL, res.error_code,
-                                   res.error_message, arena, &now, &lost);
+                                   unproven ? o->error : res.error_message, arena, &now, &lost);
         }
         return;
     }

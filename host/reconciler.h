@@ -6,7 +6,11 @@
  * outside any transaction:
  *  - created/processing (no answer from the bank yet, or the host died
  *    before it stored one): re-send the SAME create request; the payment
- *    id is the bank's idempotency key, so the bank charges at most once;
+ *    id is the bank's idempotency key, so the bank charges at most once.
+ *    A re-send answered with a refusal that is not a 2xx verdict (401 during
+ *    an API-key rotation, 400, 404, 422) keeps the payment open when an
+ *    earlier call may have reached the bank: it proves nothing about the
+ *    payment that call may have made;
  *  - pending past webhook_grace_s: ask the bank (ABI 1.1 sync);
  *  - still unsettled: look again after retry_base_ms doubling up to
  *    retry_max_ms, with jitter;

@@ -260,6 +260,58 @@ class ReconcilerLease(unittest.TestCase):
             env.close()
 
 
+class ResendRefused(unittest.TestCase):
+    """A re-send of a payment whose first call may have reached the bank is
+    answered 401/422 (an API-key rotation, say): that does not prove the bank
+    lacks the payment, so it stays open, and needs review at the deadline."""
+
+    def start(self, deadline_s):
+        # The bank takes the first call but its reply is lost: the bank HAS it.
+        env = Env(sim_args=["--timeout-ms", "300", "--no-webhooks"],
+                  extra_config=FAST + "payment_deadline_s = %d;\n" % deadline_s)
+        env.sim_config(timeout_rate=1)
+        r = env.pay(amount=1050)
+        self.assertEqual(r.json["status"], "processing", r)
+        self.assertEqual(env.sim_refs(r.json["id"])["count"], 1)
+        return env, r.json["id"]
+
+    def wait_requests(self, env, pid, n):
+        deadline = time.time() + 15
+        while env.sim_refs(pid)["requests"] < n:
+            now = env.get(pid).json
+            self.assertEqual(now["status"], "processing", now)
+            self.assertLess(time.time(), deadline, env.sim_refs(pid))
+            time.sleep(0.05)
+
+    def test_401_on_resend_keeps_it_open_until_the_bank_answers(self):
+        env, pid = self.start(60)
+        try:
+            env.sim_config(timeout_rate=0, fail_rate=1, fail_status=401)
+            self.wait_requests(env, pid, 3)  # two re-sends answered 401
+            time.sleep(0.2)
+            self.assertEqual(env.get(pid).json["status"], "processing")
+            self.assertNotIn("failed", [to for _, to in sources(env, pid)])
+            self.assertIn("401", env.sql("SELECT last_attempt_error FROM payments WHERE id='%s'" % pid))
+            env.sim_config(fail_rate=0)  # the new key is in place: the bank's first answer again
+            done = env.wait_status(pid, {"succeeded", "failed", "requires_review"}, timeout=15)
+            self.assertEqual(done.json["status"], "succeeded")
+            self.assertEqual(env.sim_refs(pid)["count"], 1)
+        finally:
+            env.close()
+
+    def test_422_on_resend_until_the_deadline_needs_review(self):
+        env, pid = self.start(3)
+        try:
+            env.sim_config(timeout_rate=0, fail_rate=1, fail_status=422)
+            done = env.wait_status(pid, {"succeeded", "failed", "requires_review"}, timeout=15)
+            self.assertEqual(done.json["status"], "requires_review", done)
+            self.assertEqual(done.json["error"]["code"], "outcome_unknown")
+            self.assertGreaterEqual(env.sim_refs(pid)["requests"], 2)
+            self.assertNotIn("failed", [to for _, to in sources(env, pid)])
+        finally:
+            env.close()
+
+
 class Deadline(unittest.TestCase):
     def test_bank_never_reached_expires(self):
         closed = free_port()  # nothing listens there
