@@ -40,6 +40,32 @@ int bankcall_payment(const char *public_url, const registry_plugin *pl, const st
     return 0;
 }
 
+static atomic_flag bankcall_cut_logged = ATOMIC_FLAG_INIT;
+
+/* `req`, or, when the connector asks for a timeout above `limit_ms`
+ * (bank_timeout_ms), a copy in the arena with the timeout cut to it:
+ * bank_timeout_ms bounds every bank call, and the reconciler's lease,
+ * recover_after_ms and idempotency_stale_ms are checked against it at
+ * start-up (config.c). NULL on OOM. */
+static const pagoflex_http_request *bankcall_bounded(const registry_plugin *pl,
+                                                     const pagoflex_http_request *req,
+                                                     long limit_ms, pagoflex_arena *arena)
+{
+    if (req->timeout_ms <= limit_ms)
+        return req;
+    pagoflex_http_request *cut = arena_alloc(arena, sizeof *cut);
+    if (!cut)
+        return NULL;
+    if (!atomic_flag_test_and_set(&bankcall_cut_logged))
+        log_warn("connector %s asks for a %ld ms bank call timeout, above bank_timeout_ms (%ld); "
+                 "its calls are cut to %ld ms (the reconciler lease is sized by it); raise "
+                 "bank_timeout_ms to allow longer calls (logged once)",
+                 pl->desc->key, req->timeout_ms, limit_ms, limit_ms);
+    *cut = *req;
+    cut->timeout_ms = limit_ms;
+    return cut;
+}
+
 /* Perform `req` with the connector's executor, or the host's. */
 static void bankcall_perform(const registry_plugin *pl, const pagoflex_http_request *req,
                              long default_timeout_ms, pagoflex_arena *arena,
@@ -48,7 +74,10 @@ static void bankcall_perform(const registry_plugin *pl, const pagoflex_http_requ
     const pagoflex_connector *d = pl->desc;
     uint64_t t0 = metrics_now_ns();
     memset(resp, 0, sizeof *resp);
-    if (d->execute_request) {
+    req = bankcall_bounded(pl, req, default_timeout_ms, arena);
+    if (!req) {
+        resp->transport = PAGOFLEX_TRANSPORT_ERROR;
+    } else if (d->execute_request) {
         bankcall_enter(pl);
         int rc = d->execute_request(pl->state, req, arena, resp);
         bankcall_leave(pl);
@@ -81,12 +110,14 @@ static void bankcall_unknown(pagoflex_payment_result *res)
 void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
                      const pagoflex_http_request *req, long default_timeout_ms,
                      pagoflex_arena *arena, pagoflex_payment_result *res,
-                     pagoflex_transport *transport)
+                     pagoflex_transport *transport, int *http_status)
 {
     pagoflex_http_response resp;
     bankcall_perform(pl, req, default_timeout_ms, arena, &resp);
     if (transport)
         *transport = resp.transport;
+    if (http_status)
+        *http_status = resp.transport == PAGOFLEX_TRANSPORT_OK ? resp.status : 0;
     bankcall_map_create(pl, pay, &resp, arena, res);
 }
 
@@ -189,7 +220,8 @@ void bankcall_start(const registry_plugin *pl, const pagoflex_http_request *req,
                     bankq_done_fn done, void *arg)
 {
     bankcall_async *a = arena_alloc(arena, sizeof *a);
-    if (!a) {
+    req = bankcall_bounded(pl, req, default_timeout_ms, arena);
+    if (!a || !req) {
         memset(resp, 0, sizeof *resp);
         resp->transport = PAGOFLEX_TRANSPORT_ERROR;
         done(arg);

@@ -3,6 +3,11 @@
  * Shared by the API (the first create call) and the reconciler (retries and
  * syncs), so both map answers the same way: an answer the connector cannot
  * read is an unknown outcome (processing), never a failure.
+ *
+ * `default_timeout_ms` (bank_timeout_ms) is a request's timeout when the
+ * connector sets none, and the longest any call may take: a connector's
+ * larger req->timeout_ms is cut to it (logged once), because the
+ * reconciler's lease and recover_after_ms are sized by it.
  */
 #ifndef PAGOFLEX_BANKCALL_H
 #define PAGOFLEX_BANKCALL_H
@@ -30,11 +35,12 @@ int bankcall_payment(const char *public_url, const registry_plugin *pl, const st
 /* Perform `req` for `pay` and map the answer with handle_response into
  * *res (strings in the arena). Never fails: an unreadable answer is
  * PROCESSING with error_code "connector_error". *transport (if not NULL)
- * gets how the request ended. */
+ * gets how the request ended, *http_status (if not NULL) the bank's HTTP
+ * status (0 without an answer). */
 void bankcall_create(const registry_plugin *pl, const pagoflex_payment *pay,
                      const pagoflex_http_request *req, long default_timeout_ms,
                      pagoflex_arena *arena, pagoflex_payment_result *res,
-                     pagoflex_transport *transport);
+                     pagoflex_transport *transport, int *http_status);
 
 /* Map the bank's answer `resp` to a create call with handle_response into
  * *res, exactly as bankcall_create does. */

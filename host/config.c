@@ -99,6 +99,54 @@ static int config_api_keys(const config_t *cf, config *c, char *err, size_t errl
     return 0;
 }
 
+/* Time allowed for the database statements around a bank call (the row
+ * written before it, the answer after), on top of bank_timeout_ms. */
+#define CONFIG_CALL_MARGIN_MS 500L
+
+/* Refuse timings that cannot be safe. bank_timeout_ms bounds every bank
+ * call (a connector's own longer timeout is cut to it: bankcall.c), so:
+ *  - a claimed payment may take a status query and a re-send, each up to
+ *    bank_timeout_ms: its reconciler lease must outlast both, or a second
+ *    claimer starts on it while the first still works it;
+ *  - a `created` row or an unanswered Idempotency-Key younger than one bank
+ *    call may still be in its first call: neither may be taken over sooner. */
+static int config_check_timings(const config *c, char *err, size_t errlen)
+{
+    long t = c->bank_timeout_ms;
+    long lease_min = 2 * t + CONFIG_CALL_MARGIN_MS, first_min = t + CONFIG_CALL_MARGIN_MS;
+    if (c->reconcile_lease_ms < lease_min) {
+        snprintf(err, errlen,
+                 "setting 'reconcile_lease_ms' (%ld) must be at least 2 x 'bank_timeout_ms' (%ld) "
+                 "+ %ld = %ld: a claimed payment may need a status query and a re-send, each up to "
+                 "bank_timeout_ms, and no other reconciler may take it meanwhile; raise "
+                 "reconcile_lease_ms or lower bank_timeout_ms",
+                 c->reconcile_lease_ms, t, CONFIG_CALL_MARGIN_MS, lease_min);
+        return -1;
+    }
+    static const struct {
+        const char *name;
+        size_t offset;
+        const char *what;
+    } first_call[] = {
+        {"recover_after_ms", offsetof(config, recover_after_ms), "a created payment"},
+        {"idempotency_stale_ms", offsetof(config, idempotency_stale_ms),
+         "an unanswered Idempotency-Key"},
+    };
+    for (size_t i = 0; i < sizeof first_call / sizeof first_call[0]; i++) {
+        long v = *(const long *)((const char *)c + first_call[i].offset);
+        if (v < first_min) {
+            snprintf(err, errlen,
+                     "setting '%s' (%ld) must be at least 'bank_timeout_ms' (%ld) + %ld = %ld: %s "
+                     "younger than one bank call may still be in its first call; raise %s or "
+                     "lower bank_timeout_ms",
+                     first_call[i].name, v, t, CONFIG_CALL_MARGIN_MS, first_min, first_call[i].what,
+                     first_call[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The payment lifecycle settings (idempotency and reconciler). */
 static int config_lifecycle(const config_t *cf, config *c, char *err, size_t errlen)
 {
@@ -135,7 +183,7 @@ static int config_lifecycle(const config_t *cf, config *c, char *err, size_t err
                  c->retry_max_ms, c->retry_base_ms);
         return -1;
     }
-    return 0;
+    return config_check_timings(c, err, errlen);
 }
 
 static int config_trusted_keys(const config_t *cf, const char *base, config *c, char *err,

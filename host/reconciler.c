@@ -32,7 +32,7 @@ static struct {
 
 /* What one attempt found out about a payment. */
 typedef struct recon_outcome {
-    bool settled;   /* moved (or found moved); nothing left to do now */
+    bool settled;   /* moved, found moved, or no longer ours: nothing left to do now */
     bool reached;   /* a call of this attempt may have reached the bank */
     bool not_found; /* the bank says it does not know the payment */
     char error[RECON_ERROR_MAX];
@@ -82,36 +82,67 @@ static void recon_error(recon_outcome *o, const pagoflex_payment_result *res)
              res->error_message ? res->error_message : "no detail");
 }
 
-/* Record a bank's verdict; settled unless the store is unreachable. */
-static void recon_apply(api_context *ctx, const store_payment *p, const char *source,
+/* Why a reconciler transition of `it` was refused, for the log. */
+static const char *recon_refused_why(const store_recon_item *it, const store_payment *now,
+                                     bool lost_claim, char *buf, size_t len)
+{
+    if (lost_claim)
+        snprintf(buf, len, "another reconciler claimed it after this claim's lease ran out");
+    else
+        snprintf(buf, len, "it is now %s, not %s as decided from", payment_state_name(now->state),
+                 payment_state_name(it->payment.state));
+    return buf;
+}
+
+/* Record a bank's verdict; settled unless the store is unreachable. The
+ * move happens only from the state it was decided from, under our claim. */
+static void recon_apply(api_context *ctx, const store_recon_item *it, const char *source,
                         const char *detail, const pagoflex_payment_result *res,
                         pagoflex_arena *arena, recon_outcome *o)
 {
+    const store_payment *p = &it->payment;
     store_payment now;
-    store_result sr = store_payment_transition_from(ctx->store, p->id, res->state, source, detail,
-                                                    res->provider_reference_id, res->error_code,
-                                                    res->error_message, arena, &now);
+    bool lost = false;
+    char why[128];
+    store_result sr = store_recon_transition(ctx->store, it, res->state, source, detail,
+                                             res->provider_reference_id, res->error_code,
+                                             res->error_message, arena, &now, &lost);
     if (sr != STORE_OK && sr != STORE_CONFLICT) {
         snprintf(o->error, sizeof o->error, "could not record the bank's answer (store error %d)",
                  (int)sr);
         return;
     }
-    log_info("reconciler: payment %s %s -> %s (%s%s%s)", p->id, payment_state_name(p->state),
-             payment_state_name(now.state), source, detail ? " " : "", detail ? detail : "");
+    if (sr == STORE_OK)
+        log_info("reconciler: payment %s %s -> %s (%s%s%s)", p->id, payment_state_name(p->state),
+                 payment_state_name(now.state), source, detail ? " " : "", detail ? detail : "");
+    else
+        log_info("reconciler: payment %s: the bank's answer (%s) not applied: %s", p->id,
+                 payment_state_name(res->state), recon_refused_why(it, &now, lost, why, sizeof why));
     int applied = 0;
     if (res->provider_reference_id)
         store_orphan_apply(ctx->store, p->connector, res->provider_reference_id, &applied);
     o->settled = true;
     if (sr == STORE_OK && res->state == PAGOFLEX_STATE_PENDING && applied == 0)
-        store_recon_schedule(ctx->store, p->id, ctx->cfg->webhook_grace_s * 1000, NULL, true,
-                             false);
+        store_recon_reschedule(ctx->store, it, ctx->cfg->webhook_grace_s * 1000, NULL, true, NULL);
 }
 
-/* Re-send the create call of `p` (same id: the bank's idempotency key). */
-static void recon_resend(api_context *ctx, const registry_plugin *pl, const store_payment *p,
-                         const pagoflex_payment *pay, int attempt, pagoflex_arena *arena,
-                         recon_outcome *o)
+/* A re-send answered FAILED without a 2xx (401 during an API-key rotation,
+ * 400, 404, 422, ...) while an earlier call may have reached the bank: the
+ * refusal is of this request, not proof that the bank lacks the payment the
+ * first call may have made. Only a 2xx verdict (a replayed REJECTED, say)
+ * or a bank that never saw the payment makes FAILED final. */
+static bool recon_refusal_unproven(const store_recon_item *it, const pagoflex_payment_result *res,
+                                   pagoflex_transport transport, int status)
 {
+    bool verdict = transport == PAGOFLEX_TRANSPORT_OK && status >= 200 && status < 300;
+    return res->state == PAGOFLEX_STATE_FAILED && it->maybe_at_bank && !verdict;
+}
+
+/* Re-send the create call of `it` (same id: the bank's idempotency key). */
+static void recon_resend(api_context *ctx, const registry_plugin *pl, const store_recon_item *it,
+                         const pagoflex_payment *pay, pagoflex_arena *arena, recon_outcome *o)
+{
+    const store_payment *p = &it->payment;
     pagoflex_http_request req = {0};
     bankcall_enter(pl);
     int rc = pl->desc->build_request(pl->state, pay, arena, &req);
@@ -123,31 +154,46 @@ static void recon_resend(api_context *ctx, const registry_plugin *pl, const stor
     }
     pagoflex_payment_result res;
     pagoflex_transport transport = PAGOFLEX_TRANSPORT_ERROR;
-    bankcall_create(pl, pay, &req, ctx->cfg->bank_timeout_ms, arena, &res, &transport);
+    int status = 0;
+    bankcall_create(pl, pay, &req, ctx->cfg->bank_timeout_ms, arena, &res, &transport, &status);
     o->reached = transport != PAGOFLEX_TRANSPORT_CONNECT;
-    if (res.state == PAGOFLEX_STATE_PROCESSING) {
-        recon_error(o, &res);
+    bool unproven = recon_refusal_unproven(it, &res, transport, status);
+    if (unproven) {
+        snprintf(o->error, sizeof o->error,
+                 "%s: %.180s (HTTP %d to a re-send; an earlier call may have reached the bank, "
+                 "so the payment stays open)",
+                 res.error_code ? res.error_code : "bank_refused",
+                 res.error_message ? res.error_message : "no detail", status);
+        log_warn("reconciler: payment %s: re-send refused with HTTP %d (%s); not failed, since "
+                 "the bank may have it from an earlier call; check connector %s's credentials and "
+                 "settings",
+                 p->id, status, res.error_code ? res.error_code : "no code", pl->desc->key);
+    }
+    if (res.state == PAGOFLEX_STATE_PROCESSING || unproven) {
+        if (!unproven)
+            recon_error(o, &res);
         /* A row left `created` by a host that died is now known to be
          * waiting for the bank: say so, with the reason. */
         if (p->state == PAGOFLEX_STATE_CREATED) {
             store_payment now;
-            store_payment_transition_from(ctx->store, p->id, PAGOFLEX_STATE_PROCESSING,
-                                          STORE_SOURCE_RECONCILER, "recovered", NULL,
-                                          res.error_code, res.error_message, arena, &now);
+            bool lost = false;
+            store_recon_transition(ctx->store, it, PAGOFLEX_STATE_PROCESSING,
+                                   STORE_SOURCE_RECONCILER, "recovered", NULL, res.error_code,
+                                   unproven ? o->error : res.error_message, arena, &now, &lost);
         }
         return;
     }
     char detail[48];
-    snprintf(detail, sizeof detail, "resend, attempt %d", attempt);
-    recon_apply(ctx, p, STORE_SOURCE_RECONCILER, detail, &res, arena, o);
+    snprintf(detail, sizeof detail, "resend, attempt %d", it->attempts);
+    recon_apply(ctx, it, STORE_SOURCE_RECONCILER, detail, &res, arena, o);
 }
 
-/* Ask the bank about `p`. Returns false when there was nothing to ask by
+/* Ask the bank about `it`. Returns false when there was nothing to ask by
  * (the caller re-sends instead). */
-static bool recon_sync(api_context *ctx, const registry_plugin *pl, const store_payment *p,
-                       const pagoflex_payment *pay, int attempt, pagoflex_arena *arena,
-                       recon_outcome *o)
+static bool recon_sync(api_context *ctx, const registry_plugin *pl, const store_recon_item *it,
+                       const pagoflex_payment *pay, pagoflex_arena *arena, recon_outcome *o)
 {
+    const store_payment *p = &it->payment;
     pagoflex_payment_result res;
     int rc = bankcall_sync(pl, pay, ctx->cfg->bank_timeout_ms, arena, &res);
     if (rc == PAGOFLEX_ERR_NOT_FOUND) {
@@ -172,12 +218,13 @@ static bool recon_sync(api_context *ctx, const registry_plugin *pl, const store_
         return true;
     }
     char detail[48];
-    snprintf(detail, sizeof detail, "attempt %d", attempt);
-    recon_apply(ctx, p, STORE_SOURCE_SYNC, detail, &res, arena, o);
+    snprintf(detail, sizeof detail, "attempt %d", it->attempts);
+    recon_apply(ctx, it, STORE_SOURCE_SYNC, detail, &res, arena, o);
     return true;
 }
 
-/* Past the deadline and still open: a final state that says why. */
+/* Past the deadline and still open: a final state that says why, decided
+ * from it->payment.state and applied only if the payment is still in it. */
 static void recon_give_up(api_context *ctx, const store_recon_item *it, const recon_outcome *o,
                           pagoflex_arena *arena)
 {
@@ -186,7 +233,7 @@ static void recon_give_up(api_context *ctx, const store_recon_item *it, const re
     bool never_sent = open_create && !it->maybe_at_bank && !o->reached;
     pagoflex_state to = PAGOFLEX_STATE_REQUIRES_REVIEW;
     const char *code = "outcome_unknown";
-    char msg[512];
+    char msg[512], why[128];
     if (never_sent || o->not_found) {
         to = PAGOFLEX_STATE_FAILED;
         code = "expired";
@@ -201,11 +248,15 @@ static void recon_give_up(api_context *ctx, const store_recon_item *it, const re
                  ctx->cfg->payment_deadline_s, o->error);
     }
     store_payment now;
-    store_result sr = store_payment_transition_from(ctx->store, p->id, to, STORE_SOURCE_RECONCILER,
-                                                    "deadline", NULL, code, msg, arena, &now);
+    bool lost = false;
+    store_result sr = store_recon_transition(ctx->store, it, to, STORE_SOURCE_RECONCILER,
+                                             "deadline", NULL, code, msg, arena, &now, &lost);
     if (sr == STORE_OK)
         log_warn("reconciler: payment %s %s -> %s (%s): %s", p->id, payment_state_name(p->state),
                  payment_state_name(to), code, msg);
+    else if (sr == STORE_CONFLICT)
+        log_info("reconciler: payment %s not given up as %s: %s", p->id, payment_state_name(to),
+                 recon_refused_why(it, &now, lost, why, sizeof why));
 }
 
 /* One attempt at settling a claimed payment. */
@@ -224,9 +275,9 @@ static void recon_one(api_context *ctx, const store_recon_item *it, unsigned *se
         bool has_sync = bankcall_has_sync(pl);
         bool asked = false;
         if (has_sync && (p->state == PAGOFLEX_STATE_PENDING || p->provider_reference_id))
-            asked = recon_sync(ctx, pl, p, &pay, it->attempts, arena, &o);
+            asked = recon_sync(ctx, pl, it, &pay, arena, &o);
         if (!asked && p->state != PAGOFLEX_STATE_PENDING)
-            recon_resend(ctx, pl, p, &pay, it->attempts, arena, &o);
+            recon_resend(ctx, pl, it, &pay, arena, &o);
         else if (!asked)
             snprintf(o.error, sizeof o.error,
                      "no_sync: connector %s cannot query the bank; waiting for its webhook",
@@ -239,9 +290,38 @@ static void recon_one(api_context *ctx, const store_recon_item *it, unsigned *se
         return;
     }
     long delay = recon_backoff(ctx->cfg, it->attempts, seed);
-    log_info("reconciler: payment %s still %s after attempt %d (%s); next in %ld ms", p->id,
-             payment_state_name(p->state), it->attempts, o.error, delay);
-    store_recon_schedule(ctx->store, p->id, delay, o.error, o.reached, false);
+    bool kept = false;
+    store_recon_reschedule(ctx->store, it, delay, o.error, o.reached, &kept);
+    if (kept)
+        log_info("reconciler: payment %s still %s after attempt %d (%s); next in %ld ms", p->id,
+                 payment_state_name(p->state), it->attempts, o.error, delay);
+    else
+        log_info("reconciler: payment %s still %s after attempt %d (%s); not rescheduled: it "
+                 "settled or another reconciler claimed it meanwhile",
+                 p->id, payment_state_name(p->state), it->attempts, o.error);
+}
+
+/* Work a claimed batch one payment at a time. Each payment after the first
+ * has its lease renewed (and its row re-read) just before it is worked: one
+ * whose lease ran out while it waited, and that another reconciler claimed
+ * since, is skipped, never worked twice at once. */
+static void recon_batch(api_context *ctx, const store_recon_timing *t, store_recon_item *items,
+                        size_t count, unsigned *seed, pagoflex_arena *arena)
+{
+    for (size_t i = 0; i < count && !recon_stopping(); i++) {
+        if (i > 0) {
+            store_result sr = store_recon_renew(ctx->store, t, arena, &items[i]);
+            if (sr == STORE_CONFLICT) {
+                log_debug("reconciler: payment %s skipped: it settled, or another reconciler "
+                          "claimed it after this claim's lease ran out",
+                          items[i].payment.id);
+                continue;
+            }
+            if (sr != STORE_OK)
+                return; /* the store is away: the rest of the batch lapses and is claimed again */
+        }
+        recon_one(ctx, &items[i], seed, arena);
+    }
 }
 
 static void *recon_main(void *arg)
@@ -265,8 +345,7 @@ static void *recon_main(void *arg)
             store_recon_item *items = NULL;
             if (arena && store_recon_claim(ctx->store, &t, cfg->reconcile_batch, arena, &items,
                                            &count) == STORE_OK) {
-                for (size_t i = 0; i < count && !recon_stopping(); i++)
-                    recon_one(ctx, &items[i], &seed, arena);
+                recon_batch(ctx, &t, items, count, &seed, arena);
             }
             arena_free(arena);
             time_t now = time(NULL);

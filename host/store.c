@@ -100,22 +100,28 @@ static const char sql_insert[] =
 static const char sql_get[] = "SELECT " PAYMENT_COLS("p") " FROM payments p WHERE p.id = $1::text";
 
 /* $1 id, $2 to, $3 allowed from, $4 provider ref, $5 error code, $6 error
- * message, $7 source, $8 detail. First column: true if the row moved. */
-const char store_sql_transition[] =
-    "WITH cur AS MATERIALIZED ("
-    " SELECT * FROM payments WHERE id = $1::text FOR UPDATE"
-    "), upd AS ("
-    " UPDATE payments p SET state = $2::text,"
-    " provider_reference_id = COALESCE(p.provider_reference_id, $4::text), "
-    ERROR_FIELDS("$2", "$5", "$6") ", updated_at = now()"
-    " FROM cur WHERE p.id = cur.id AND p.state = ANY ($3::text[])"
-    " RETURNING p.*, cur.state AS from_state"
-    "), h AS ("
-    " INSERT INTO payment_history (payment_id, from_state, to_state, source, detail)"
-    " SELECT id, from_state, state, $7::text, $8::text FROM upd"
-    ") SELECT true, " PAYMENT_COLS("upd") " FROM upd"
-    " UNION ALL"
-    " SELECT false, " PAYMENT_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+ * message, $7 source, $8 detail; `cond` adds to the UPDATE's WHERE. First
+ * column: true if the row moved. */
+#define TRANSITION_SQL(cond)                                                            \
+    "WITH cur AS MATERIALIZED ("                                                        \
+    " SELECT * FROM payments WHERE id = $1::text FOR UPDATE"                            \
+    "), upd AS ("                                                                       \
+    " UPDATE payments p SET state = $2::text,"                                          \
+    " provider_reference_id = COALESCE(p.provider_reference_id, $4::text), "            \
+    ERROR_FIELDS("$2", "$5", "$6") ", updated_at = now()"                              \
+    " FROM cur WHERE p.id = cur.id AND p.state = ANY ($3::text[])" cond                 \
+    " RETURNING p.*, cur.state AS from_state"                                           \
+    "), h AS ("                                                                         \
+    " INSERT INTO payment_history (payment_id, from_state, to_state, source, detail)"   \
+    " SELECT id, from_state, state, $7::text, $8::text FROM upd"                        \
+    ") SELECT true, " PAYMENT_COLS("upd") " FROM upd"                                   \
+    " UNION ALL"                                                                        \
+    " SELECT false, " PAYMENT_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)"
+
+const char store_sql_transition[] = TRANSITION_SQL("");
+
+/* The reconciler's: $9 the claim's fencing token (store_recon.c). */
+const char store_sql_transition_fenced[] = TRANSITION_SQL(" AND p.claim_token = $9::bigint");
 
 /* A refused transition still records the bank's id: $1 id, $2 provider ref. */
 static const char sql_set_ref[] =
@@ -128,35 +134,42 @@ static const char sql_set_ref[] =
     " WHERE p.id = $1::text AND NOT EXISTS (SELECT 1 FROM u)";
 
 /* $1 connector, $2 event id, $3 payment id, $4 tx id, $5 to, $6 body, $7
- * allowed from, $8 error code, $9 error message. The payment row is locked
- * first, so concurrent deliveries of one event queue on it and the event
- * insert of all but the first finds the conflict. First column: applied,
- * refused or duplicate; no row: no such payment. */
-static const char sql_webhook[] =
-    "WITH cur AS MATERIALIZED ("
-    " SELECT * FROM payments WHERE connector = $1::text AND CASE WHEN $3::text IS NOT NULL"
-    " THEN id = $3::text ELSE provider_reference_id = $4::text END"
-    " FOR UPDATE"
-    "), ev AS ("
-    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied)"
-    " SELECT $1::text, $2::text, cur.id, $5::text, $4::text, $6::text,"
-    " cur.state = ANY ($7::text[]) FROM cur"
-    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id"
-    "), upd AS ("
-    " UPDATE payments p SET state = $5::text,"
-    " provider_reference_id = COALESCE(p.provider_reference_id, $4::text), "
-    ERROR_FIELDS("$5", "$8", "$9") ", updated_at = now()"
-    " FROM cur WHERE p.id = cur.id AND p.state = ANY ($7::text[])"
-    " AND EXISTS (SELECT 1 FROM ev)"
-    " RETURNING p.*, cur.state AS from_state, cur.provider_reference_id IS NULL AS ref_was_null"
-    "), h AS ("
-    " INSERT INTO payment_history (payment_id, from_state, to_state, source, detail)"
-    " SELECT id, from_state, state, 'webhook', $2::text FROM upd"
-    ") SELECT 'applied', " PAYMENT_COLS("upd") ", upd.ref_was_null FROM upd"
-    " UNION ALL"
-    " SELECT CASE WHEN EXISTS (SELECT 1 FROM ev) THEN 'refused' ELSE 'duplicate' END, "
-    PAYMENT_COLS("cur") ", cur.provider_reference_id IS NULL"
-    " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+ * allowed from, $8 error code, $9 error message; `lookup` finds the
+ * payment. The payment row is locked first, so concurrent deliveries of one
+ * event queue on it and the event insert of all but the first finds the
+ * conflict. First column: applied, refused or duplicate; no row: no such
+ * payment. */
+#define WEBHOOK_SQL(lookup)                                                                     \
+    "WITH cur AS MATERIALIZED ("                                                                \
+    " SELECT * FROM payments WHERE connector = $1::text AND " lookup " FOR UPDATE"              \
+    "), ev AS ("                                                                                \
+    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied)" \
+    " SELECT $1::text, $2::text, cur.id, $5::text, $4::text, $6::text,"                         \
+    " cur.state = ANY ($7::text[]) FROM cur"                                                    \
+    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id"                                \
+    "), upd AS ("                                                                               \
+    " UPDATE payments p SET state = $5::text,"                                                  \
+    " provider_reference_id = COALESCE(p.provider_reference_id, $4::text), "                    \
+    ERROR_FIELDS("$5", "$8", "$9") ", updated_at = now()"                                      \
+    " FROM cur WHERE p.id = cur.id AND p.state = ANY ($7::text[])"                              \
+    " AND EXISTS (SELECT 1 FROM ev)"                                                            \
+    " RETURNING p.*, cur.state AS from_state, cur.provider_reference_id IS NULL AS ref_was_null" \
+    "), h AS ("                                                                                 \
+    " INSERT INTO payment_history (payment_id, from_state, to_state, source, detail)"           \
+    " SELECT id, from_state, state, 'webhook', $2::text FROM upd"                               \
+    ") SELECT 'applied', " PAYMENT_COLS("upd") ", upd.ref_was_null FROM upd"                    \
+    " UNION ALL"                                                                                \
+    " SELECT CASE WHEN EXISTS (SELECT 1 FROM ev) THEN 'refused' ELSE 'duplicate' END, "         \
+    PAYMENT_COLS("cur") ", cur.provider_reference_id IS NULL"                                   \
+    " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)"
+
+/* Two statements, not one lookup with CASE WHEN $3 IS NOT NULL: a prepared
+ * statement runs with a generic plan, which cannot pick an index for a CASE
+ * of parameters and read every payment. Each of these uses one index (the
+ * primary key; payments_connector_provider_ref). */
+const char store_sql_webhook_by_id[] = WEBHOOK_SQL("id = $3::text");
+const char store_sql_webhook_by_ref[] =
+    WEBHOOK_SQL("provider_reference_id = $4::text AND $3::text IS NULL");
 
 static const char sql_history[] =
     "SELECT h.from_state, h.to_state, h.source, h.detail, " TS("h.at")
@@ -809,7 +822,8 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
     const char *const params[] = {connector, ev->event_id, ev->payment_id,    ev->tx_id,
                                   to_name,   text,         allowed,           ev->error_code,
                                   ev->error_message};
-    store_result rc = store_run(s, "webhook apply", sql_webhook, 9, params, false, &r);
+    const char *sql = ev->payment_id ? store_sql_webhook_by_id : store_sql_webhook_by_ref;
+    store_result rc = store_run(s, "webhook apply", sql, 9, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();

@@ -36,6 +36,16 @@ typedef struct store_call {
  * PAYMENT_COLS. */
 extern const char store_sql_transition[];
 
+/* store_sql_transition that moves the row only while $9 (bigint) is its
+ * claim_token: the reconciler's fenced write (store_recon.c). */
+extern const char store_sql_transition_fenced[];
+
+/* store_webhook_apply()'s statement when the event names our payment id
+ * ($3), and when it names only the bank's id ($4, with $3 NULL). Exported
+ * for the tests that check their plans. */
+extern const char store_sql_webhook_by_id[];
+extern const char store_sql_webhook_by_ref[];
+
 /* Hold a live connection for one call. STORE_UNAVAILABLE if none can be made. */
 store_result store_call_begin(store *s, store_call *c);
 

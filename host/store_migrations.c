@@ -121,6 +121,26 @@ static const char migration_0003_api_keys[] =
 static const char migration_0004_reference_index[] =
     "CREATE INDEX payments_reference ON payments (reference) WHERE reference IS NOT NULL;\n";
 
+/* Issue 10: the reconciler's claims.
+ * - claim_token: the fencing token of the latest claim (from a sequence).
+ *   Every reconciler write carries "AND claim_token = <its claim>", so a
+ *   claimer whose lease lapsed and whose payment another reconciler claimed
+ *   since has its writes refused instead of applied.
+ * - A claim finds due payments by index instead of reading every open one:
+ *   payments_due for rows the reconciler scheduled (next_attempt_at),
+ *   payments_unscheduled for rows it never touched, due a state-dependent
+ *   grace after updated_at. They replace payments_open, which only the
+ *   claim used. (Built inside the migration's transaction: writes to
+ *   payments wait for the build, seconds per million rows.) */
+static const char migration_0005_reconciler_claims[] =
+    "CREATE SEQUENCE payments_claim_token_seq AS bigint;\n"
+    "ALTER TABLE payments ADD COLUMN claim_token bigint;\n"
+    "DROP INDEX payments_open;\n"
+    "CREATE INDEX payments_due ON payments (next_attempt_at)\n"
+    "    WHERE state IN ('created', 'processing', 'pending');\n"
+    "CREATE INDEX payments_unscheduled ON payments (state, updated_at)\n"
+    "    WHERE next_attempt_at IS NULL AND state IN ('created', 'processing', 'pending');\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -128,6 +148,7 @@ static const store_migration migration_list[] = {
      migration_0002_lifecycle},
     {3, "api_keys", migration_0003_api_keys},
     {4, "index payments by merchant reference", migration_0004_reference_index},
+    {5, "reconciler: claim fencing token, due-time indexes", migration_0005_reconciler_claims},
 };
 
 const store_migration *store_migrations(size_t *count)

@@ -1,37 +1,85 @@
 /* store_recon.c - the reconciler's claims on payments in PostgreSQL. */
 #include "store_recon.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
 #include "log.h"
+#include "metrics.h"
+#include "payment.h"
 #include "store_internal.h"
 
 #define MS(p) "(" p "::bigint * interval '1 millisecond')"
+#define OPEN_STATES "('created', 'processing', 'pending')"
 
-/* $1 recover created ms, $2 first retry ms, $3 webhook grace ms, $4
- * limit, $5 lease ms, $6 deadline s. */
-static const char sql_claim[] =
-    "WITH due AS ("
-    " SELECT id FROM payments"
-    " WHERE state IN ('created', 'processing', 'pending')"
-    " AND COALESCE(next_attempt_at, updated_at + CASE state"
-    " WHEN 'created' THEN " MS("$1") " WHEN 'processing' THEN " MS("$2")
-    " ELSE " MS("$3") " END) <= now()"
-    " ORDER BY updated_at LIMIT $4::int FOR UPDATE SKIP LOCKED"
-    ") UPDATE payments p SET next_attempt_at = now() + " MS("$5") ", attempts = p.attempts + 1"
+/* When an open row is due: next_attempt_at, or its state's grace after
+ * updated_at while the reconciler never scheduled it. */
+#define DUE_AT(t)                                                                     \
+    "COALESCE(" t ".next_attempt_at, " t ".updated_at + CASE " t ".state"             \
+    " WHEN 'created' THEN " MS("$1") " WHEN 'processing' THEN " MS("$2") " ELSE " MS("$3") " END)"
+
+/* The unscheduled rows of one state that are due (payments_unscheduled). */
+#define UNSCHEDULED(state, grace)                                                     \
+    " UNION ALL (SELECT id FROM payments WHERE state = '" state "'"                   \
+    " AND next_attempt_at IS NULL AND updated_at <= now() - " MS(grace)                \
+    " ORDER BY updated_at LIMIT $4::int)"
+
+/* Candidates come from index range scans that stop at "now" (payments_due,
+ * payments_unscheduled), so a claim reads the due rows only, however many
+ * open payments are not due yet; the candidates are then locked and checked
+ * again (a row changed since is re-read by FOR UPDATE). */
+const char store_recon_sql_claim[] =
+    "WITH cand AS ("
+    " (SELECT id FROM payments WHERE state IN " OPEN_STATES " AND next_attempt_at <= now()"
+    " ORDER BY next_attempt_at LIMIT $4::int)"
+    UNSCHEDULED("created", "$1") UNSCHEDULED("processing", "$2") UNSCHEDULED("pending", "$3")
+    "), due AS ("
+    " SELECT p.id FROM payments p WHERE p.id IN (SELECT id FROM cand)"
+    " AND p.state IN " OPEN_STATES " AND " DUE_AT("p") " <= now()"
+    " ORDER BY " DUE_AT("p") " LIMIT $4::int FOR UPDATE OF p SKIP LOCKED"
+    ") UPDATE payments p SET next_attempt_at = now() + " MS("$5") ", attempts = p.attempts + 1,"
+    " claim_token = nextval('payments_claim_token_seq')"
     " FROM due WHERE p.id = due.id"
     " RETURNING " PAYMENT_COLS("p") ", p.attempts, p.maybe_at_bank,"
-    " p.created_at + $6::bigint * interval '1 second' <= now()";
+    " p.created_at + $6::bigint * interval '1 second' <= now(), p.claim_token";
+
+const char store_recon_sql_renew[] =
+    "UPDATE payments p SET next_attempt_at = now() + " MS("$3")
+    " WHERE p.id = $1::text AND p.claim_token = $2::bigint AND p.state IN " OPEN_STATES
+    " RETURNING " PAYMENT_COLS("p") ", p.attempts, p.maybe_at_bank,"
+    " p.created_at + $4::bigint * interval '1 second' <= now(), p.claim_token";
+
+/* $1 id, $2 delay ms, $3 error, $4 reached, $5 claim. */
+static const char sql_reschedule[] =
+    "UPDATE payments SET next_attempt_at = now() + " MS("$2") ","
+    " last_attempt_error = $3::text, maybe_at_bank = maybe_at_bank OR $4::boolean"
+    " WHERE id = $1::text AND claim_token = $5::bigint AND state IN " OPEN_STATES;
 
 /* $1 id, $2 delay ms, $3 error, $4 reached, $5 first. */
 static const char sql_schedule[] =
     "UPDATE payments SET next_attempt_at = now() + " MS("$2") ","
     " last_attempt_error = $3::text,"
     " maybe_at_bank = CASE WHEN $5::boolean THEN $4::boolean ELSE maybe_at_bank OR $4::boolean END"
-    " WHERE id = $1::text AND state IN ('created', 'processing', 'pending')";
+    " WHERE id = $1::text AND claim_token IS NULL AND state IN " OPEN_STATES;
+
+/* Read row `i` of a claim or renewal into *out (written on STORE_OK only). */
+static store_result recon_item_from_row(const PGresult *r, int i, pagoflex_arena *arena,
+                                        store_recon_item *out)
+{
+    store_recon_item it;
+    store_result rc = store_payment_from_row(r, i, 0, arena, &it.payment);
+    if (rc != STORE_OK)
+        return rc;
+    it.attempts = atoi(PQgetvalue(r, i, PAYMENT_NCOLS));
+    it.maybe_at_bank = PQgetvalue(r, i, PAYMENT_NCOLS + 1)[0] == 't';
+    it.past_deadline = PQgetvalue(r, i, PAYMENT_NCOLS + 2)[0] == 't';
+    it.claim = strtoll(PQgetvalue(r, i, PAYMENT_NCOLS + 3), NULL, 10);
+    *out = it;
+    return STORE_OK;
+}
 
 store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
                                pagoflex_arena *arena, store_recon_item **items, size_t *count)
@@ -46,7 +94,7 @@ store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
     snprintf(e, sizeof e, "%ld", t->lease_ms);
     snprintf(f, sizeof f, "%ld", t->deadline_s);
     const char *const params[] = {a, b, c, d, e, f};
-    store_result rc = store_run(s, "reconciler claim", sql_claim, 6, params, false, &r);
+    store_result rc = store_run(s, "reconciler claim", store_recon_sql_claim, 6, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     size_t n = (size_t)PQntuples(r);
@@ -55,17 +103,94 @@ store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
-        rc = store_payment_from_row(r, (int)i, 0, arena, &list[i].payment);
+        rc = recon_item_from_row(r, (int)i, arena, &list[i]);
         if (rc != STORE_OK)
             goto fail;
-        list[i].attempts = atoi(PQgetvalue(r, (int)i, PAYMENT_NCOLS));
-        list[i].maybe_at_bank = PQgetvalue(r, (int)i, PAYMENT_NCOLS + 1)[0] == 't';
-        list[i].past_deadline = PQgetvalue(r, (int)i, PAYMENT_NCOLS + 2)[0] == 't';
     }
     *items = list;
     *count = n;
 
 fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_recon_renew(store *s, const store_recon_timing *t, pagoflex_arena *arena,
+                               store_recon_item *it)
+{
+    PGresult *r = NULL;
+    char claim[24], lease[24], deadline[24];
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    snprintf(lease, sizeof lease, "%ld", t->lease_ms);
+    snprintf(deadline, sizeof deadline, "%ld", t->deadline_s);
+    const char *const params[] = {it->payment.id, claim, lease, deadline};
+    store_result rc = store_run(s, "reconciler renew", store_recon_sql_renew, 4, params, false, &r);
+    if (rc == STORE_OK)
+        rc = PQntuples(r) == 1 ? recon_item_from_row(r, 0, arena, it) : STORE_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+store_result store_recon_transition(store *s, const store_recon_item *it, pagoflex_state to,
+                                    const char *source, const char *detail,
+                                    const char *provider_ref, const char *error_code,
+                                    const char *error_message, pagoflex_arena *arena,
+                                    store_payment *out, bool *lost_claim)
+{
+    PGresult *r = NULL;
+    store_payment row;
+    pagoflex_state from = it->payment.state;
+    const char *to_name = payment_state_name(to);
+    char allowed[48], claim[24];
+    if (!it->payment.id || payment_state_parse(to_name) < 0) {
+        log_error("store: reconciler transition of payment %s to invalid state %d",
+                  it->payment.id ? it->payment.id : "(null)", (int)to);
+        return STORE_ERROR;
+    }
+    /* The general rule still holds: from a state that may not be left for
+     * `to`, nothing is allowed ('{}'), and the row is only read back. */
+    if (payment_transition_allowed(from, to))
+        snprintf(allowed, sizeof allowed, "{%s}", payment_state_name(from));
+    else
+        snprintf(allowed, sizeof allowed, "{}");
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    const char *const params[] = {it->payment.id, to_name,       allowed, provider_ref, error_code,
+                                  error_message,  source,        detail,  claim};
+    store_result rc = store_run(s, "reconciler transition", store_sql_transition_fenced, 9, params,
+                                false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    metrics_db_commit();
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
+    rc = store_payment_from_row(r, 0, 1, arena, &row);
+    if (rc != STORE_OK)
+        goto fail;
+    /* States only move forward: refused in the state it was decided from
+     * (and allowed from it) means the claim is no longer ours. */
+    *lost_claim = !moved && row.state == from && payment_transition_allowed(from, to);
+    *out = row;
+    rc = moved ? STORE_OK : STORE_CONFLICT;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_recon_reschedule(store *s, const store_recon_item *it, long delay_ms,
+                                    const char *error, bool reached, bool *applied)
+{
+    PGresult *r = NULL;
+    char delay[24], claim[24];
+    snprintf(delay, sizeof delay, "%ld", delay_ms);
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    const char *const params[] = {it->payment.id, delay, error, reached ? "true" : "false", claim};
+    store_result rc = store_run(s, "reconciler reschedule", sql_reschedule, 5, params, false, &r);
+    if (rc == STORE_OK && applied)
+        *applied = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
     return rc;
 }

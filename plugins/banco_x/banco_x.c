@@ -626,12 +626,26 @@ static int bx_sync_request(void *state, const pagoflex_payment *payment, pagofle
     return PAGOFLEX_OK;
 }
 
+/* True when a 404 body is Banco X's own {"error":"not_found"}: the bank
+ * says it has no such payment. Any other 404 (a misrouted base URL, a
+ * proxy, another service) says nothing about the payment. */
+static int bx_is_not_found(const pagoflex_http_response *resp)
+{
+    json_t *o = bx_json_object(resp->body, resp->body_len);
+    const char *error = o ? json_string_value(json_object_get(o, "error")) : NULL;
+    int yes = error && strcmp(error, "not_found") == 0;
+    json_decref(o);
+    return yes;
+}
+
 /*
  * Map the answer to GET /pay/{id} (ABI 1.1): 200 PENDING -> PENDING,
  * APPROVED -> SUCCEEDED, DECLINED -> FAILED ("declined", the bank's reason);
- * 404 -> PAGOFLEX_ERR_NOT_FOUND; transport failure, 408/409/425/429, 5xx,
- * another status or an unexpected body -> PROCESSING (nothing learned).
- * *out (strings in `arena`) is written only on PAGOFLEX_OK.
+ * 404 {"error":"not_found"} -> PAGOFLEX_ERR_NOT_FOUND; a 404 with any other
+ * body -> PROCESSING (bank_bad_response: not Banco X's answer); transport
+ * failure, 408/409/425/429, 5xx, another status or an unexpected body ->
+ * PROCESSING (nothing learned). *out (strings in `arena`) is written only
+ * on PAGOFLEX_OK.
  */
 static int bx_sync_response(void *state, const pagoflex_payment *payment,
                             const pagoflex_http_response *resp, pagoflex_arena *arena,
@@ -644,7 +658,7 @@ static int bx_sync_response(void *state, const pagoflex_payment *payment,
     if (resp->transport != PAGOFLEX_TRANSPORT_OK)
         return bx_on_transport(st, resp, arena, out);
     if (resp->status == 404)
-        return PAGOFLEX_ERR_NOT_FOUND;
+        return bx_is_not_found(resp) ? PAGOFLEX_ERR_NOT_FOUND : bx_bad_response(st, 404, arena, out);
     if (resp->status != 200)
         return bx_result(host, arena, out, PAGOFLEX_STATE_PROCESSING, NULL, "bank_unavailable",
                          "Banco X answered HTTP %d to a status query; the payment will be "

@@ -30,7 +30,9 @@ struct bs_tunables {
     unsigned latency_ms;       /* delay before answering POST /pay and GET /pay/{id} */
     unsigned webhook_delay_ms; /* creation -> bank decision -> first webhook attempt */
     unsigned reorder_ms;       /* with reorder: extra random delay in [0, reorder_ms] */
-    double fail_rate;          /* P(POST /pay answers 503 before doing anything) */
+    double fail_rate;          /* P(POST /pay answers fail_status before doing anything) */
+    unsigned fail_status;      /* what fail_rate answers: 503 (default), or e.g. 401 as
+                                * after an API-key rotation, 422 */
     double timeout_rate;       /* P(POST /pay is processed but answered 503 after timeout_ms) */
     double duplicate_rate;     /* P(a webhook is delivered twice) */
     bool reorder;
@@ -270,6 +272,14 @@ char *store_refund_query_json(const char *id, bool *found);
  * the payments (refunds false) or refunds (true) carrying ref, oldest first,
  * or NULL when out of memory. Thread-safe. */
 char *store_by_ref_json(const char *ref, bool refunds);
+
+/* Records one POST /pay carrying Idempotency-Key `key`, received at
+ * monotonic start_ms and answered at answer_ms: store_by_ref_json() then
+ * reports, for payments, "requests" (all POST /pay calls with that key;
+ * Pagoflex sends its payment id as both key and ref) and "overlapping"
+ * (those that arrived while an earlier one was still unanswered).
+ * Thread-safe; out of memory only loses the count. */
+void store_note_request(const char *key, uint64_t start_ms, uint64_t answer_ms);
 
 /* Returns a new JSON string (caller frees) with everything the bank knows
  * about payment id: its input, status, captures, voids and refunds (for

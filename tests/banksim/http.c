@@ -26,10 +26,13 @@
  *                                "webhooks_dropped", "webhooks_pending",
  *                                "by_status": {"PENDING",...,"VOIDED"},
  *                                "refunds_by_status": {...}}
- *   GET  /_sim/payments?ref=R    {"ref":R, "count":n, "ids":[...]}: the
+ *   GET  /_sim/payments?ref=R    {"ref":R, "count":n, "ids":[...],
+ *                                "requests":n, "overlapping":n}: the
  *                                bank-side payments carrying ref R, oldest
  *                                first (an at-once REJECTED one counts: the
- *                                bank keeps a record of it)
+ *                                bank keeps a record of it); the POST /pay
+ *                                calls with Idempotency-Key R, and how many
+ *                                came while an earlier one was unanswered
  *   GET  /_sim/payments/{id}     everything about one payment: input,
  *                                status, captured, refunded, refundable,
  *                                captures, voids and refunds
@@ -37,6 +40,7 @@
  *   GET  /_sim/config            the run-time knobs below
  *   POST /_sim/config            JSON object with any of latency_ms,
  *                                webhook_delay_ms, reorder_ms (integers >= 0),
+ *                                fail_status (400..599: what fail_rate answers),
  *                                fail_rate, timeout_rate, duplicate_rate
  *                                (numbers 0..1), reorder, webhook_first,
  *                                no_webhooks (booleans); answers the result
@@ -368,6 +372,18 @@ static unsigned decision_delay(const struct req *r)
     return r->tun.webhook_first ? 0 : r->tun.webhook_delay_ms;
 }
 
+/* The answer fail_rate injects: fail_status with the body Banco X sends
+ * for it (401 as after an API-key rotation, 422, or a transient 5xx). */
+static void set_injected_failure(struct req *r, unsigned status)
+{
+    if (status == 401)
+        set_error(r, 401, "unauthorized");
+    else if (status == 422)
+        set_error(r, 422, "invalid request");
+    else
+        set_error(r, status, "unavailable");
+}
+
 /* The checks every Banco X POST makes, in v1's order: auth (401), injected
  * 503 (fail_rate), the lost-reply draw (timeout_rate, into *timed_out),
  * Idempotency-Key (422), Content-Type (422), a JSON object body (422).
@@ -386,7 +402,7 @@ static json_t *api_post_begin(struct req *r, struct MHD_Connection *c, const cha
         return NULL;
     }
     if (bs_rng_chance(r->tun.fail_rate)) {
-        set_error(r, 503, "unavailable");
+        set_injected_failure(r, r->tun.fail_status);
         return NULL;
     }
     *timed_out = bs_rng_chance(r->tun.timeout_rate);
@@ -423,7 +439,7 @@ static void api_post_finish(struct req *r, struct bs_op_result *res, bool timed_
 
 /* --------------------------------------------------------------- routes */
 
-static void route_pay(struct req *r, struct MHD_Connection *c)
+static void route_pay_answer(struct req *r, struct MHD_Connection *c)
 {
     struct bs_pay_input in = { 0 };
     struct bs_op_result res;
@@ -454,6 +470,16 @@ static void route_pay(struct req *r, struct MHD_Connection *c)
     api_post_finish(r, &res, timed_out);
 done:
     json_decref(o);
+}
+
+/* POST /pay, counted per Idempotency-Key once its answer time is known
+ * (GET /_sim/payments?ref= shows requests and overlaps). */
+static void route_pay(struct req *r, struct MHD_Connection *c)
+{
+    route_pay_answer(r, c);
+    const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+    if (key && *key)
+        store_note_request(key, r->start_ms, r->answer_at);
 }
 
 static void route_capture(struct req *r, struct MHD_Connection *c, const char *id)
@@ -757,10 +783,11 @@ static void route_inspect(struct req *r, const char *id)
 
 static json_t *tunables_json(const struct bs_tunables *t)
 {
-    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:b, s:b, s:b}",
+    return json_pack("{s:I, s:I, s:I, s:f, s:I, s:f, s:f, s:b, s:b, s:b}",
                      "latency_ms", (json_int_t)t->latency_ms,
                      "webhook_delay_ms", (json_int_t)t->webhook_delay_ms,
                      "reorder_ms", (json_int_t)t->reorder_ms, "fail_rate", t->fail_rate,
+                     "fail_status", (json_int_t)t->fail_status,
                      "timeout_rate", t->timeout_rate, "duplicate_rate", t->duplicate_rate,
                      "reorder", t->reorder, "webhook_first", t->webhook_first,
                      "no_webhooks", t->no_webhooks);
@@ -773,6 +800,7 @@ static const char *config_field(struct bs_tunables *t, const char *key, json_t *
         { "latency_ms", &t->latency_ms, NULL, NULL },
         { "webhook_delay_ms", &t->webhook_delay_ms, NULL, NULL },
         { "reorder_ms", &t->reorder_ms, NULL, NULL },
+        { "fail_status", &t->fail_status, NULL, NULL },
         { "fail_rate", NULL, &t->fail_rate, NULL },
         { "timeout_rate", NULL, &t->timeout_rate, NULL },
         { "duplicate_rate", NULL, &t->duplicate_rate, NULL },
@@ -787,6 +815,9 @@ static const char *config_field(struct bs_tunables *t, const char *key, json_t *
             if (!json_is_integer(v) || json_integer_value(v) < 0 ||
                 json_integer_value(v) > 3600000)
                 return "an integer in 0..3600000 is expected";
+            if (fields[i].u == &t->fail_status &&
+                (json_integer_value(v) < 400 || json_integer_value(v) > 599))
+                return "an HTTP error status in 400..599 is expected";
             *fields[i].u = (unsigned)json_integer_value(v);
         } else if (fields[i].d) {
             if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)

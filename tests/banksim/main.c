@@ -116,7 +116,7 @@ static void usage(FILE *out)
 "\n"
 "Test endpoints (no auth): GET /_sim/stats, GET /_sim/payments?ref=R,\n"
 "GET /_sim/payments/{id}, GET /_sim/refunds?ref=R, GET|POST /_sim/config\n"
-"(latency_ms, webhook_delay_ms, reorder_ms, fail_rate, timeout_rate,\n"
+"(latency_ms, webhook_delay_ms, reorder_ms, fail_rate, fail_status, timeout_rate,\n"
 "duplicate_rate, reorder, webhook_first, no_webhooks).\n",
         out);
 }
@@ -213,6 +213,7 @@ static void defaults(void)
     bs_cfg.challenge_expiry_ms = 15ull * 60 * 1000;
     bs_cfg.initial.webhook_delay_ms = 100;
     bs_cfg.initial.reorder_ms = 1000;
+    bs_cfg.initial.fail_status = 503;
 }
 
 static void parse_args(int argc, char **argv)

@@ -100,6 +100,9 @@ struct idem_entry {
     bool has_answer;  /* the answer below is what every replay gets */
     bool saw_55;      /* the one sandbox 503 for this key was given */
     struct bs_answer answer;
+    unsigned requests;    /* POST /pay calls with this key (store_note_request) */
+    unsigned overlapping; /* ... that came while an earlier one was unanswered */
+    uint64_t busy_until;  /* latest answer time of those calls (monotonic ms) */
 };
 
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -372,6 +375,20 @@ static struct idem_entry *idem_get_or_add(const char *op, const char *scope, con
             e = NULL;
         }
     }
+    free(full);
+    return e;
+}
+
+/* The entry for key of operation op on scope, or NULL when there is none
+ * (or on OOM); store_lock held. Adds nothing. */
+static struct idem_entry *idem_find(const char *op, const char *scope, const char *key)
+{
+    struct idem_entry *e;
+    char *full = NULL;
+
+    if (asprintf(&full, "%s:%s:%s", op, scope ? scope : "", key) < 0)
+        return NULL;
+    e = bs_map_get(by_idem, full);
     free(full);
     return e;
 }
@@ -917,9 +934,30 @@ char *store_by_ref_json(const char *ref, bool refunds)
             count++;
         }
     }
+    const struct idem_entry *e = refunds ? NULL : idem_find("pay", NULL, ref);
+    json_int_t n_requests = e ? (json_int_t)e->requests : 0;
+    json_int_t n_overlapping = e ? (json_int_t)e->overlapping : 0;
     pthread_mutex_unlock(&store_lock);
-    o = json_pack("{s:s, s:I, s:o}", "ref", ref, "count", (json_int_t)count, "ids", ids);
+    if (refunds)
+        o = json_pack("{s:s, s:I, s:o}", "ref", ref, "count", (json_int_t)count, "ids", ids);
+    else
+        o = json_pack("{s:s, s:I, s:o, s:I, s:I}", "ref", ref, "count", (json_int_t)count, "ids",
+                      ids, "requests", n_requests, "overlapping", n_overlapping);
     return dump_and_free(o);
+}
+
+void store_note_request(const char *key, uint64_t start_ms, uint64_t answer_ms)
+{
+    pthread_mutex_lock(&store_lock);
+    struct idem_entry *e = idem_get_or_add("pay", NULL, key);
+    if (e) {
+        if (e->requests > 0 && start_ms < e->busy_until)
+            e->overlapping++;
+        e->requests++;
+        if (answer_ms > e->busy_until)
+            e->busy_until = answer_ms;
+    }
+    pthread_mutex_unlock(&store_lock);
 }
 
 /* JSON string or null. */

@@ -427,7 +427,35 @@ class ContractTest(SimCase):
         self.assertEqual(after["idempotent_replays"] - before["idempotent_replays"], 1)
 
     def test_unknown_payment_is_404(self):
+        # The contract's own body; any other 404 is not Banco X speaking.
         self.assertEqual(self.sim.get_pay("bx_" + "z" * 26), (404, {"error": "not_found"}))
+        self.assertEqual(self.sim.request("GET", "/v2/pay/x"), (404, {"error": "no such endpoint"}))
+
+    def test_fail_status_answers_401_like_a_rotated_key(self):
+        ref = fresh_ref("f401")
+        self.assertEqual(self.sim.config(fail_status=200)[0], 422)
+        self.sim.config(fail_rate=1.0, fail_status=401)
+        try:
+            self.assertEqual(self.sim.pay(1050, ref, self.hook()), (401, {"error": "unauthorized"}))
+        finally:
+            self.sim.config(fail_rate=0.0, fail_status=503)
+        self.assertEqual(self.sim.count(ref), 0, "nothing created")
+
+    def test_requests_and_overlaps_counted_per_key(self):
+        ref = fresh_ref("ovl")
+        self.sim.config(latency_ms=300)
+        try:
+            threads = [threading.Thread(target=self.sim.pay, args=(1050, ref, self.hook()))
+                       for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.sim.pay(1050, ref, self.hook())  # after both were answered
+        finally:
+            self.sim.config(latency_ms=0)
+        doc = self.sim.request("GET", "/_sim/payments?ref=" + ref)[1]
+        self.assertEqual((doc["count"], doc["requests"], doc["overlapping"]), (1, 3, 1), doc)
 
     def test_receiver_500_is_retried_until_2xx(self):
         before = self.sim.stats()

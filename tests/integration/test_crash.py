@@ -74,7 +74,7 @@ class CrashIsolation(unittest.TestCase):
         # A key whose first attempt died with its worker is answered from the
         # stored payment after idempotency_stale_ms.
         env = Env(plugins=("banco_x", "crashy"),
-                  extra_config="quarantine_after = 3;\nidempotency_stale_ms = 1000;\nidempotency_wait_ms = 500;\n")
+                  extra_config="quarantine_after = 3;\nbank_timeout_ms = 500;\nidempotency_stale_ms = 1000;\nidempotency_wait_ms = 500;\n")
         stop = threading.Event()
         streams = [BancoXStream(env, stop) for _ in range(2)]
         try:

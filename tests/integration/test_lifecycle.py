@@ -12,13 +12,16 @@ import uuid
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Env, free_port, http, sign_bancox  # noqa: E402
 
-# Short reconciler timings so every path settles in seconds.
+# Short reconciler timings so every path settles in seconds (within the
+# start-up rules: lease >= 2 x bank_timeout_ms + 500, recover_after_ms and
+# idempotency_stale_ms >= bank_timeout_ms + 500).
 FAST = """
+bank_timeout_ms = 1500;
 reconcile_interval_ms = 100;
 retry_base_ms = 200;
 retry_max_ms = 800;
 webhook_grace_s = 1;
-recover_after_ms = 1500;
+recover_after_ms = 2000;
 reconcile_lease_ms = 4000;
 idempotency_wait_ms = 3000;
 idempotency_stale_ms = 3000;
@@ -151,6 +154,25 @@ class UnknownOutcomes(unittest.TestCase):
         self.assertEqual(self.env.sim_refs(pid)["count"], 1)
         self.assertIn(("reconciler", "pending"), sources(self.env, pid))
 
+    def test_connector_timeout_cut_to_bank_timeout_ms(self):
+        # The harness gives Banco X BANCOX_TIMEOUT_MS = 5000; FAST has
+        # bank_timeout_ms = 1500, the bound the lease is checked against.
+        self.env.sim_config(latency_ms=3000)
+        try:
+            t0 = time.time()
+            r = self.env.pay(amount=1450)
+            took = time.time() - t0
+        finally:
+            self.env.sim_config(latency_ms=0)
+        self.assertEqual(r.status, 201, r)
+        # Answered once the cut timeout expired (the bank's webhook may have
+        # settled the payment meanwhile), not after the bank's 3 s.
+        self.assertLess(took, 2.8, "the call was not cut to bank_timeout_ms: %r" % r)
+        self.assertIn("asks for a 5000 ms bank call timeout, above bank_timeout_ms (1500)", self.env.log())
+        done = self.env.wait_status(r.json["id"], {"succeeded", "failed", "requires_review"}, timeout=15)
+        self.assertEqual(done.json["status"], "succeeded")
+        self.assertEqual(self.env.sim_refs(r.json["id"])["count"], 1)
+
     def test_77_without_webhook_settles_by_sync(self):
         r = self.env.pay(amount=2077)
         self.assertEqual(r.json["status"], "pending")
@@ -195,6 +217,98 @@ class OrphanWebhook(unittest.TestCase):
             self.assertEqual((hist[-1]["source"], hist[-1]["to"], hist[-1]["detail"]),
                              ("webhook", "succeeded", ev["event_id"]))
             self.assertEqual(env.sim_refs(pid)["count"], 1)
+        finally:
+            env.close()
+
+
+class ReconcilerLease(unittest.TestCase):
+    """A claimed batch is worked one payment at a time. A payment whose lease
+    runs out while it waits in a claimer's batch must not be worked by a second
+    reconciler at the same time."""
+
+    def test_no_payment_is_resent_twice_at_once(self):
+        # Four reconciler threads, batches of 16, a lease (2500 ms) that covers
+        # one payment's bank calls but not a batch's: each re-send takes 800 ms.
+        env = Env(workers=1, extra_config=FAST.replace("reconcile_lease_ms = 4000", "reconcile_lease_ms = 2500")
+                  .replace("bank_timeout_ms = 1500", "bank_timeout_ms = 1000")
+                  .replace("retry_base_ms = 200", "retry_base_ms = 1000")
+                  .replace("retry_max_ms = 800", "retry_max_ms = 2000")
+                  + "reconcile_workers = 4;\nreconcile_batch = 16;\npayment_deadline_s = 60;\n")
+        try:
+            env.sim_config(latency_ms=800)
+            answers = [None] * 16
+
+            def one(i):  # ..55: the first call gets a 503, the re-send is taken
+                answers[i] = env.pay(amount=100 * (70 + i) + 55)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual([a.json["status"] for a in answers], ["processing"] * 16, answers)
+            for a in answers:
+                done = env.wait_status(a.json["id"], {"succeeded", "failed", "requires_review"}, timeout=40)
+                self.assertEqual(done.json["status"], "succeeded")
+            refs = {a.json["id"]: env.sim_refs(a.json["id"]) for a in answers}
+            print("re-sends: %d POST /pay for 16 payments, %d overlapping"
+                  % (sum(r["requests"] for r in refs.values()), sum(r["overlapping"] for r in refs.values())),
+                  file=sys.stderr)
+            for pid, r in refs.items():
+                self.assertEqual(r["overlapping"], 0, "payment %s was re-sent by two reconcilers at once: %r"
+                                 % (pid, r))
+                self.assertEqual(r["count"], 1, r)
+        finally:
+            env.close()
+
+
+class ResendRefused(unittest.TestCase):
+    """A re-send of a payment whose first call may have reached the bank is
+    answered 401/422 (an API-key rotation, say): that does not prove the bank
+    lacks the payment, so it stays open, and needs review at the deadline."""
+
+    def start(self, deadline_s):
+        # The bank takes the first call but its reply is lost: the bank HAS it.
+        env = Env(sim_args=["--timeout-ms", "300", "--no-webhooks"],
+                  extra_config=FAST + "payment_deadline_s = %d;\n" % deadline_s)
+        env.sim_config(timeout_rate=1)
+        r = env.pay(amount=1050)
+        self.assertEqual(r.json["status"], "processing", r)
+        self.assertEqual(env.sim_refs(r.json["id"])["count"], 1)
+        return env, r.json["id"]
+
+    def wait_requests(self, env, pid, n):
+        deadline = time.time() + 15
+        while env.sim_refs(pid)["requests"] < n:
+            now = env.get(pid).json
+            self.assertEqual(now["status"], "processing", now)
+            self.assertLess(time.time(), deadline, env.sim_refs(pid))
+            time.sleep(0.05)
+
+    def test_401_on_resend_keeps_it_open_until_the_bank_answers(self):
+        env, pid = self.start(60)
+        try:
+            env.sim_config(timeout_rate=0, fail_rate=1, fail_status=401)
+            self.wait_requests(env, pid, 3)  # two re-sends answered 401
+            time.sleep(0.2)
+            self.assertEqual(env.get(pid).json["status"], "processing")
+            self.assertNotIn("failed", [to for _, to in sources(env, pid)])
+            self.assertIn("401", env.sql("SELECT last_attempt_error FROM payments WHERE id='%s'" % pid))
+            env.sim_config(fail_rate=0)  # the new key is in place: the bank's first answer again
+            done = env.wait_status(pid, {"succeeded", "failed", "requires_review"}, timeout=15)
+            self.assertEqual(done.json["status"], "succeeded")
+            self.assertEqual(env.sim_refs(pid)["count"], 1)
+        finally:
+            env.close()
+
+    def test_422_on_resend_until_the_deadline_needs_review(self):
+        env, pid = self.start(3)
+        try:
+            env.sim_config(timeout_rate=0, fail_rate=1, fail_status=422)
+            done = env.wait_status(pid, {"succeeded", "failed", "requires_review"}, timeout=15)
+            self.assertEqual(done.json["status"], "requires_review", done)
+            self.assertEqual(done.json["error"]["code"], "outcome_unknown")
+            self.assertGreaterEqual(env.sim_refs(pid)["requests"], 2)
+            self.assertNotIn("failed", [to for _, to in sources(env, pid)])
         finally:
             env.close()
 

@@ -57,8 +57,8 @@ class PostgresOutage(unittest.TestCase):
         """Clients keep paying while PostgreSQL is stopped for ~2 s and started
         again: every answer is a 201 or a JSON 503, the host survives, and every
         payment that was stored ends final with one bank-side payment."""
-        env = Env(extra_config="reconcile_interval_ms = 100;\nretry_base_ms = 200;\nretry_max_ms = 1000;\n"
-                                "recover_after_ms = 1000;\nreconcile_lease_ms = 3000;\nwebhook_grace_s = 1;\n")
+        env = Env(extra_config="bank_timeout_ms = 1000;\nreconcile_interval_ms = 100;\nretry_base_ms = 200;\n"
+                                "retry_max_ms = 1000;\nrecover_after_ms = 1500;\nreconcile_lease_ms = 3000;\nwebhook_grace_s = 1;\n")
         counts = {"201": 0, "503": 0}
         bad = []
         stop = threading.Event()

@@ -970,9 +970,38 @@ static void test_sync_response_not_found(void **state)
 {
     fx *f = *state;
     pagoflex_payment_result r;
-    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 404, "{\"error\":\"not found\"}", &r),
+    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 404, "{\"error\":\"not_found\"}", &r),
                      PAGOFLEX_ERR_NOT_FOUND);
     assert_int_equal(((unsigned char *)&r)[0], 0xa5); /* nothing written */
+    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 404, " {\"error\" : \"not_found\"}\n", &r),
+                     PAGOFLEX_ERR_NOT_FOUND);
+}
+
+/* Only Banco X's own {"error":"not_found"} says the bank lacks the payment:
+ * a 404 from a misrouted base URL, a proxy or another service proves
+ * nothing, so the payment stays unknown. */
+static void test_sync_response_foreign_404_is_unknown(void **state)
+{
+    fx *f = *state;
+    pagoflex_payment_result r;
+    static const char *const bodies[] = {
+        "",
+        "<html><body><h1>404 Not Found</h1></body></html>",
+        "{\"error\":\"not found\"}",
+        "{\"error\":\"Not_Found\"}",
+        "{\"error\":{\"code\":\"not_found\"}}",
+        "{\"message\":\"not_found\"}",
+        "[\"not_found\"]",
+        "{\"error\":\"not_found\"",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        int rc = sync_respond(f, PAGOFLEX_TRANSPORT_OK, 404, bodies[i], &r);
+        if (rc != PAGOFLEX_OK)
+            fail_msg("404 with body '%s' gave status %d, not PAGOFLEX_OK", bodies[i], rc);
+        assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+        assert_string_equal(r.error_code, "bank_bad_response");
+        assert_non_null(strstr(r.error_message, "404"));
+    }
 }
 
 static void test_sync_response_unknown_never_final(void **state)
@@ -1043,6 +1072,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_request_needs_bank_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_response_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_response_not_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_response_foreign_404_is_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_response_unknown_never_final, setup, teardown),
     };
     return cmocka_run_group_tests_name("banco_x", tests, group_setup, group_teardown);

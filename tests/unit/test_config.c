@@ -99,12 +99,59 @@ static void test_errors_name_line_and_setting(void **unused)
     assert_non_null(strstr(err, "cannot read it"));
 }
 
+static void expect_error_all(const char *text, const char *const *needles)
+{
+    for (size_t i = 0; needles[i]; i++)
+        expect_error(text, needles[i]);
+}
+
+static void expect_loads(const char *text)
+{
+    write_config(text);
+    config c;
+    char err[512] = "";
+    if (config_load(path, &c, err, sizeof err) != 0)
+        fail_msg("'%s' refused: %s", text, err);
+    config_free(&c);
+    unlink(path);
+}
+
+/* Settings that cannot be safe are refused at start-up, the message naming
+ * both settings, their values and the bound: a reconciler lease shorter
+ * than the bank calls of one claimed payment (a status query and a re-send,
+ * bank_timeout_ms each) lets a second claimer work it at the same time; a
+ * created row or an unanswered Idempotency-Key younger than one bank call
+ * may still be in its first call. */
+static void test_unsafe_timings_refused(void **unused)
+{
+    (void)unused;
+    expect_error_all("bank_timeout_ms = 10000;\nreconcile_lease_ms = 15000;\n",
+                     (const char *const[]){"'reconcile_lease_ms' (15000)", "'bank_timeout_ms' (10000)",
+                                           "20500", NULL});
+    expect_error_all("bank_timeout_ms = 10000;\nrecover_after_ms = 5000;\n",
+                     (const char *const[]){"'recover_after_ms' (5000)", "'bank_timeout_ms' (10000)",
+                                           "10500", NULL});
+    expect_error_all("bank_timeout_ms = 10000;\nidempotency_stale_ms = 10000;\n",
+                     (const char *const[]){"'idempotency_stale_ms' (10000)",
+                                           "'bank_timeout_ms' (10000)", "10500", NULL});
+    /* The default lease (60000) is too short for a 30 s bank timeout. */
+    expect_error_all("bank_timeout_ms = 30000;\nrecover_after_ms = 60000;\n",
+                     (const char *const[]){"'reconcile_lease_ms' (60000)", "'bank_timeout_ms' (30000)",
+                                           NULL});
+    /* Exactly at the bounds is enough. */
+    expect_loads("bank_timeout_ms = 10000;\nreconcile_lease_ms = 20500;\nrecover_after_ms = 10500;\n"
+                 "idempotency_stale_ms = 10500;\n");
+    expect_loads("bank_timeout_ms = 1000;\nreconcile_lease_ms = 2500;\nrecover_after_ms = 1500;\n"
+                 "idempotency_stale_ms = 1500;\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_defaults_and_relative_paths, cleanup),
         cmocka_unit_test_teardown(test_environment_overrides, cleanup),
         cmocka_unit_test_teardown(test_errors_name_line_and_setting, cleanup),
+        cmocka_unit_test_teardown(test_unsafe_timings_refused, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

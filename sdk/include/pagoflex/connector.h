@@ -296,7 +296,10 @@ struct pagoflex_connector {
     /* Map the answer to sync_request's call: PAGOFLEX_OK with out->state
      * PENDING (bank still deciding), SUCCEEDED or FAILED (final), or
      * PROCESSING (the answer says nothing: timeout, 429, 5xx, garbage);
-     * PAGOFLEX_ERR_NOT_FOUND when the bank says it has no such payment. */
+     * PAGOFLEX_ERR_NOT_FOUND when the bank says it has no such payment, in
+     * its own unambiguous words (Banco X: 404 {"error":"not_found"}); the
+     * host may then end the payment `failed`, so a 404 that may come from
+     * anything else (a misrouted URL, a proxy) must be PROCESSING. */
     int (*sync_response)(void *state, const pagoflex_payment *payment,
                          const pagoflex_http_response *resp, pagoflex_arena *arena,
                          pagoflex_payment_result *out);

@@ -1,0 +1,541 @@
+/* Unit tests for the reconciler's claims (host/store_recon.c) and the plans
+ * of the hot statements, against a real PostgreSQL.
+ *
+ * PAGOFLEX_PG holds a conninfo to a server where we may create databases.
+ * Each run creates pf_recon_<pid> and drops it at the end. Without
+ * PAGOFLEX_PG the program exits 77 (skipped).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "arena.h"
+#include "payment.h"
+#include "store.h"
+#include "store_internal.h"
+#include "store_recon.h"
+
+#define ST(x) PAGOFLEX_STATE_##x
+
+static const char *g_admin; /* PAGOFLEX_PG */
+static char g_db[64];       /* pf_recon_<pid> */
+static char *g_conninfo;
+static store *g_store;
+static PGconn *g_check; /* direct connection for set-up and EXPLAIN */
+
+/* A claim that only takes what the tests make due: created and pending
+ * rows the reconciler never scheduled are left alone for a minute. */
+static const store_recon_timing g_timing = {.recover_created_ms = 60000,
+                                            .first_retry_ms = 0,
+                                            .webhook_grace_ms = 60000,
+                                            .lease_ms = 300,
+                                            .deadline_s = 86400};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void conninfo_add(char *buf, size_t len, const char *key, const char *val)
+{
+    size_t n = strlen(buf);
+    n += (size_t)snprintf(buf + n, len - n, "%s%s='", n ? " " : "", key);
+    for (const char *p = val; *p && n + 3 < len; p++) {
+        if (*p == '\'' || *p == '\\')
+            buf[n++] = '\\';
+        buf[n++] = *p;
+    }
+    snprintf(buf + n, len - n, "'");
+}
+
+/* `base` with its dbname replaced; malloc'd, NULL on error. */
+static char *conninfo_with_db(const char *base, const char *db)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(base, &err);
+    if (!opts) {
+        fprintf(stderr, "PAGOFLEX_PG is not a valid conninfo: %s", err ? err : "?\n");
+        PQfreemem(err);
+        return NULL;
+    }
+    char *buf = calloc(1, 4096);
+    for (PQconninfoOption *o = opts; buf && o->keyword; o++)
+        if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
+            conninfo_add(buf, 4096, o->keyword, o->val);
+    if (buf)
+        conninfo_add(buf, 4096, "dbname", db);
+    PQconninfoFree(opts);
+    return buf;
+}
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static bool admin_exec(const char *sql)
+{
+    PGconn *c = PQconnectdb(g_admin);
+    bool ok = PQstatus(c) == CONNECTION_OK;
+    if (ok) {
+        PQsetNoticeProcessor(c, quiet, NULL);
+        PGresult *r = PQexec(c, sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok)
+            fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+    } else {
+        fprintf(stderr, "cannot connect to PAGOFLEX_PG: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return ok;
+}
+
+/* Run `sql` on the check connection; fail the test on error. */
+static void check_exec(const char *sql)
+{
+    PGresult *r = PQexec(g_check, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* First column of the one row `sql` returns, in buf. */
+static const char *check_value(const char *sql, char *buf, size_t len)
+{
+    PGresult *r = PQexec(g_check, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return buf;
+}
+
+/* A payment `id` in `state` (through the API's own transitions). */
+static void make_payment(const char *id, pagoflex_state state)
+{
+    pagoflex_arena *a = arena_new();
+    store_payment p = {.id = id, .connector = "BANCO_X", .amount = 1000, .currency = "EUR"}, out;
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    if (state != ST(CREATED))
+        assert_int_equal(store_payment_transition(g_store, id, ST(PROCESSING), NULL, NULL, NULL, a, &out),
+                         STORE_OK);
+    if (state == ST(PENDING))
+        assert_int_equal(store_payment_transition(g_store, id, ST(PENDING), arena_printf(a, "bx_%s", id),
+                                                  NULL, NULL, a, &out),
+                         STORE_OK);
+    arena_free(a);
+}
+
+/* Claim with g_timing (lease overridden): true, with *out, when the claim
+ * included payment `id`. */
+static bool claim_one(const char *id, long lease_ms, pagoflex_arena *a, store_recon_item *out)
+{
+    store_recon_timing t = g_timing;
+    t.lease_ms = lease_ms;
+    store_recon_item *items = NULL;
+    size_t n = 0;
+    assert_int_equal(store_recon_claim(g_store, &t, 16, a, &items, &n), STORE_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(items[i].payment.id, id) == 0) {
+            *out = items[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+static pagoflex_state state_of(const char *id)
+{
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    assert_int_equal(store_payment_get(g_store, id, a, &out), STORE_OK);
+    pagoflex_state s = out.state;
+    arena_free(a);
+    return s;
+}
+
+/* ---- exclusive claims ------------------------------------------------------ */
+
+/* Issue 10 item 1: a claimer whose lease lapsed mid-batch still works its
+ * copy while a second claimer takes the payment. The lapsed claimer may
+ * no longer renew, reschedule or move it, and its give-up, decided from
+ * its stale `processing` copy, must not fail the payment the second
+ * claimer's re-send made `pending`. */
+static void test_lapsed_claim_is_fenced(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    make_payment("pay_fence_1", ST(PROCESSING));
+    assert_int_equal(store_recon_schedule(g_store, "pay_fence_1", 0, "bank_unreachable", false, true),
+                     STORE_OK);
+    store_recon_item first, second, renewed;
+    assert_true(claim_one("pay_fence_1", 200, a, &first));
+    assert_false(first.maybe_at_bank);
+    usleep(300 * 1000); /* the first claimer's lease runs out while it works */
+    assert_true(claim_one("pay_fence_1", 60000, a, &second));
+    assert_true(second.claim != first.claim);
+    assert_int_equal(second.attempts, first.attempts + 1);
+
+    renewed = first;
+    assert_int_equal(store_recon_renew(g_store, &g_timing, a, &renewed), STORE_CONFLICT);
+    assert_int_equal(renewed.claim, first.claim); /* untouched */
+    bool applied = true;
+    assert_int_equal(store_recon_reschedule(g_store, &first, 0, "late", true, &applied), STORE_OK);
+    assert_false(applied);
+
+    store_payment now;
+    bool lost = false;
+    assert_int_equal(store_recon_transition(g_store, &first, ST(FAILED), STORE_SOURCE_RECONCILER,
+                                            "deadline", NULL, "expired", "never received", a, &now,
+                                            &lost),
+                     STORE_CONFLICT);
+    assert_true(lost);
+    assert_int_equal(now.state, ST(PROCESSING));
+
+    /* The second claimer's re-send is taken by the bank. */
+    assert_int_equal(store_recon_transition(g_store, &second, ST(PENDING), STORE_SOURCE_RECONCILER,
+                                            "resend", "bx_fence", NULL, NULL, a, &now, &lost),
+                     STORE_OK);
+    assert_int_equal(now.state, ST(PENDING));
+    assert_string_equal(now.provider_reference_id, "bx_fence");
+
+    /* The first claimer gives up from its copy: refused, still pending. */
+    assert_int_equal(store_recon_transition(g_store, &first, ST(FAILED), STORE_SOURCE_RECONCILER,
+                                            "deadline", NULL, "expired", "never received", a, &now,
+                                            &lost),
+                     STORE_CONFLICT);
+    assert_int_equal(state_of("pay_fence_1"), ST(PENDING));
+    arena_free(a);
+}
+
+/* Every reconciler transition is conditional on the state it was decided
+ * from, even under its own claim: a `processing` copy cannot fail a
+ * payment that is `pending` now. */
+static void test_transition_needs_the_state_decided_from(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    make_payment("pay_cond_1", ST(PROCESSING));
+    assert_int_equal(store_recon_schedule(g_store, "pay_cond_1", 0, NULL, true, true), STORE_OK);
+    store_recon_item it;
+    assert_true(claim_one("pay_cond_1", 60000, a, &it));
+    assert_int_equal(it.payment.state, ST(PROCESSING));
+    store_payment now;
+    assert_int_equal(store_payment_transition(g_store, "pay_cond_1", ST(PENDING), "bx_cond", NULL, NULL,
+                                              a, &now),
+                     STORE_OK);
+    bool lost = true;
+    assert_int_equal(store_recon_transition(g_store, &it, ST(FAILED), STORE_SOURCE_RECONCILER,
+                                            "deadline", NULL, "expired", "m", a, &now, &lost),
+                     STORE_CONFLICT);
+    assert_false(lost); /* refused for its state, not for the claim */
+    assert_int_equal(now.state, ST(PENDING));
+    /* The general rule still holds too: created may not be entered. */
+    store_recon_item fresh = it;
+    assert_int_equal(store_recon_renew(g_store, &g_timing, a, &fresh), STORE_OK);
+    assert_int_equal(fresh.payment.state, ST(PENDING)); /* re-read from the row */
+    assert_int_equal(store_recon_transition(g_store, &fresh, ST(CREATED), STORE_SOURCE_RECONCILER,
+                                            NULL, NULL, NULL, NULL, a, &now, &lost),
+                     STORE_CONFLICT);
+    assert_int_equal(store_recon_transition(g_store, &fresh, ST(SUCCEEDED), STORE_SOURCE_SYNC,
+                                            "attempt 1", NULL, NULL, NULL, a, &now, &lost),
+                     STORE_OK);
+    assert_int_equal(state_of("pay_cond_1"), ST(SUCCEEDED));
+    assert_int_equal(store_recon_renew(g_store, &g_timing, a, &fresh), STORE_CONFLICT); /* settled */
+    arena_free(a);
+}
+
+/* A lease renewed before its payment is worked keeps a second claimer off
+ * it past the first lease's end. */
+static void test_renewed_lease_keeps_others_off(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    make_payment("pay_renew_1", ST(PROCESSING));
+    assert_int_equal(store_recon_schedule(g_store, "pay_renew_1", 0, NULL, true, true), STORE_OK);
+    store_recon_item it, other;
+    assert_true(claim_one("pay_renew_1", 300, a, &it));
+    usleep(150 * 1000);
+    assert_int_equal(store_recon_renew(g_store, &g_timing, a, &it), STORE_OK); /* 300 ms from now */
+    usleep(250 * 1000); /* past the first lease */
+    assert_false(claim_one("pay_renew_1", 60000, a, &other));
+    bool applied = false;
+    assert_int_equal(store_recon_reschedule(g_store, &it, 60000, "later", true, &applied), STORE_OK);
+    assert_true(applied);
+    arena_free(a);
+}
+
+/* The API's schedule after its first call leaves a claimed payment to its
+ * claimer. */
+static void test_api_schedule_leaves_a_claimed_payment_alone(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    char buf[64];
+    make_payment("pay_api_1", ST(PROCESSING));
+    assert_int_equal(store_recon_schedule(g_store, "pay_api_1", 0, NULL, true, true), STORE_OK);
+    store_recon_item it;
+    assert_true(claim_one("pay_api_1", 60000, a, &it));
+    assert_int_equal(store_recon_schedule(g_store, "pay_api_1", 0, "late first answer", false, true),
+                     STORE_OK);
+    check_value("SELECT maybe_at_bank::text || ' ' || (next_attempt_at > now() + interval '30 s')::text"
+                " FROM payments WHERE id = 'pay_api_1'",
+                buf, sizeof buf);
+    assert_string_equal(buf, "true true");
+    arena_free(a);
+}
+
+/* Due rows of every kind are claimed, rows not due are not. */
+static void test_claim_takes_what_is_due(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_recon_item it;
+    make_payment("pay_due_created", ST(CREATED));
+    make_payment("pay_due_pending", ST(PENDING));
+    make_payment("pay_due_sched", ST(PROCESSING));
+    make_payment("pay_notdue_created", ST(CREATED));
+    make_payment("pay_notdue_pending", ST(PENDING));
+    make_payment("pay_notdue_sched", ST(PROCESSING));
+    make_payment("pay_done", ST(PENDING));
+    check_exec("UPDATE payments SET updated_at = now() - interval '2 minutes'"
+               " WHERE id IN ('pay_due_created', 'pay_due_pending', 'pay_done')");
+    check_exec("UPDATE payments SET next_attempt_at = now() - interval '1 s' WHERE id = 'pay_due_sched'");
+    check_exec("UPDATE payments SET next_attempt_at = now() + interval '1 hour'"
+               " WHERE id = 'pay_notdue_sched'");
+    store_payment out;
+    assert_int_equal(store_payment_transition(g_store, "pay_done", ST(SUCCEEDED), NULL, NULL, NULL, a, &out),
+                     STORE_OK);
+    check_exec("UPDATE payments SET updated_at = now() - interval '2 minutes' WHERE id = 'pay_done'");
+    store_recon_item *items = NULL;
+    size_t n = 0;
+    store_recon_timing t = g_timing;
+    t.lease_ms = 60000;
+    assert_int_equal(store_recon_claim(g_store, &t, 16, a, &items, &n), STORE_OK);
+    int got = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = items[i].payment.id;
+        if (strncmp(id, "pay_notdue", 10) == 0 || strcmp(id, "pay_done") == 0)
+            fail_msg("claimed %s, which is not due", id);
+        got += strncmp(id, "pay_due_", 8) == 0;
+    }
+    assert_int_equal(got, 3);
+    assert_false(claim_one("pay_due_created", 60000, a, &it)); /* leased now */
+    arena_free(a);
+}
+
+/* ---- plans ------------------------------------------------------------------ */
+
+/* The EXPLAIN text of `sql` prepared as "plan_stmt" and executed with the
+ * literal arguments `args`, under a generic plan (what a prepared statement
+ * runs with after its fifth execution). `analyze`: run it (rolled back) and
+ * include row counts. The caller frees the text. */
+static char *explain(const char *sql, int nparams, const char *args, bool analyze)
+{
+    char cmd[512];
+    check_exec("SET plan_cache_mode = force_generic_plan");
+    PGresult *r = PQprepare(g_check, "plan_stmt", sql, nparams, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("prepare: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    if (analyze)
+        check_exec("BEGIN");
+    snprintf(cmd, sizeof cmd, "EXPLAIN (%s) EXECUTE plan_stmt(%s)",
+             analyze ? "ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON" : "COSTS OFF", args);
+    r = PQexec(g_check, cmd);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", cmd, PQresultErrorMessage(r));
+    size_t len = 1;
+    for (int i = 0; i < PQntuples(r); i++)
+        len += strlen(PQgetvalue(r, i, 0)) + 1;
+    char *text = calloc(1, len);
+    assert_non_null(text);
+    for (int i = 0; i < PQntuples(r); i++) {
+        strcat(text, PQgetvalue(r, i, 0));
+        strcat(text, "\n");
+    }
+    PQclear(r);
+    if (analyze)
+        check_exec("ROLLBACK");
+    check_exec("DEALLOCATE plan_stmt");
+    check_exec("RESET plan_cache_mode");
+    return text;
+}
+
+/* No node of the plan reads the payments table whole. */
+static void assert_no_seq_scan_on_payments(const char *what, const char *plan)
+{
+    for (const char *p = strstr(plan, "Seq Scan on payments"); p;
+         p = strstr(p + 1, "Seq Scan on payments")) {
+        char next = p[strlen("Seq Scan on payments")];
+        if (next == ' ' || next == '\n')
+            fail_msg("%s reads every payment:\n%s", what, plan);
+    }
+}
+
+static void assert_uses(const char *what, const char *plan, const char *index)
+{
+    if (!strstr(plan, index))
+        fail_msg("%s does not use %s:\n%s", what, index, plan);
+}
+
+/* Sum of "Rows Removed by Filter" and "Rows Removed by Index Recheck"
+ * over the plan's nodes: rows read and thrown away. */
+static long rows_discarded(const char *plan)
+{
+    long n = 0;
+    for (const char *p = strstr(plan, "Rows Removed by "); p; p = strstr(p + 1, "Rows Removed by ")) {
+        const char *colon = strchr(p, ':');
+        if (colon)
+            n += atol(colon + 1);
+    }
+    return n;
+}
+
+/* Issue 10 item 12: on a table of 110,000 payments, 100,000 of them open
+ * and not due, the claim and the webhook look-ups use an index under a
+ * generic plan, and the claim reads only what is due. */
+static void test_hot_statements_use_indexes(void **unused)
+{
+    (void)unused;
+    char buf[64];
+    /* What the tests before left open is out of the way. */
+    check_exec("UPDATE payments SET state = 'succeeded' WHERE state IN ('created', 'processing', 'pending')");
+    /* 40k pending waiting for their webhook, 30k processing scheduled for
+     * later, 30k created a moment ago, 10k settled; 5 due. */
+    check_exec("INSERT INTO payments (id, connector, amount, currency, state, provider_reference_id,"
+               " created_at, updated_at, next_attempt_at)"
+               " SELECT 'pay_bulk_' || g, 'BANCO_X', 1000 + g, 'ARS',"
+               " CASE WHEN g <= 40000 THEN 'pending' WHEN g <= 70000 THEN 'processing'"
+               " WHEN g <= 100000 THEN 'created' ELSE 'succeeded' END,"
+               " CASE WHEN g <= 40000 OR g > 100000 THEN 'bx_bulk_' || g END,"
+               " now() - interval '1 minute', now() - (g % 30) * interval '1 second',"
+               " CASE WHEN g > 40000 AND g <= 70000 THEN now() + (120 + g % 300) * interval '1 second'"
+               " WHEN g > 100000 THEN now() - interval '1 hour' END"
+               " FROM generate_series(1, 110000) g");
+    check_exec("UPDATE payments SET next_attempt_at = now() - interval '1 s'"
+               " WHERE id IN ('pay_bulk_50001', 'pay_bulk_50002')");
+    check_exec("UPDATE payments SET updated_at = now() - interval '5 minutes'"
+               " WHERE id IN ('pay_bulk_7', 'pay_bulk_80001', 'pay_bulk_80002')");
+    check_exec("ANALYZE payments");
+    assert_true(atol(check_value("SELECT count(*) FROM payments", buf, sizeof buf)) >= 110000);
+
+    char *plan = explain(store_recon_sql_claim, 6, "'60000', '1000', '60000', '16', '60000', '86400'",
+                         true);
+    fprintf(stderr, "claim, generic plan, EXPLAIN ANALYZE on 110k payments:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the claim", plan);
+    assert_uses("the claim", plan, "Index Scan using payments_due on payments");
+    assert_uses("the claim", plan, "Index Scan using payments_unscheduled on payments");
+    if (rows_discarded(plan) > 100)
+        fail_msg("the claim read and discarded %ld rows:\n%s", rows_discarded(plan), plan);
+    free(plan);
+
+    plan = explain(store_recon_sql_renew, 4, "'pay_bulk_7', '1', '60000', '86400'", false);
+    fprintf(stderr, "renewal, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the renewal", plan);
+    assert_uses("the renewal", plan, "payments_pkey");
+    free(plan);
+
+    static const char webhook_args[] =
+        "'BANCO_X', 'evt_plan', %s, %s, 'succeeded', '{}', '{pending}', NULL, NULL";
+    char args[256];
+    snprintf(args, sizeof args, webhook_args, "'pay_bulk_7'", "NULL");
+    plan = explain(store_sql_webhook_by_id, 9, args, false);
+    fprintf(stderr, "webhook by payment id, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the webhook look-up by id", plan);
+    assert_uses("the webhook look-up by id", plan, "Index Scan using payments_pkey on payments");
+    free(plan);
+
+    snprintf(args, sizeof args, webhook_args, "NULL", "'bx_bulk_7'");
+    plan = explain(store_sql_webhook_by_ref, 9, args, false);
+    fprintf(stderr, "webhook by bank id, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the webhook look-up by bank id", plan);
+    assert_uses("the webhook look-up by bank id", plan,
+                "Index Scan using payments_connector_provider_ref on payments");
+    free(plan);
+
+    /* And the claim takes them, quickly. */
+    pagoflex_arena *a = arena_new();
+    store_recon_timing t = {.recover_created_ms = 60000, .first_retry_ms = 1000,
+                            .webhook_grace_ms = 60000, .lease_ms = 60000, .deadline_s = 86400};
+    store_recon_item *items = NULL;
+    size_t n = 0;
+    assert_int_equal(store_recon_claim(g_store, &t, 16, a, &items, &n), STORE_OK);
+    assert_int_equal(n, 5);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(store_recon_claim(g_store, &t, 16, a, &items, &n), STORE_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(n, 0);
+    fprintf(stderr, "claim with nothing due among 110k payments: %.2f ms each (20 runs)\n",
+            ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6) / 20);
+    arena_free(a);
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static int group_setup(void **unused)
+{
+    (void)unused;
+    char sql[256], err[256] = "";
+    snprintf(g_db, sizeof g_db, "pf_recon_%d", (int)getpid());
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
+    if (!admin_exec(sql))
+        return -1;
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
+    if (!admin_exec(sql))
+        return -1;
+    g_conninfo = conninfo_with_db(g_admin, g_db);
+    if (!g_conninfo)
+        return -1;
+    g_store = store_open(g_conninfo, 4);
+    if (!g_store || store_migrate(g_store, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "migration failed: %s\n", err);
+        return -1;
+    }
+    g_check = PQconnectdb(g_conninfo);
+    if (PQstatus(g_check) != CONNECTION_OK)
+        return -1;
+    PQsetNoticeProcessor(g_check, quiet, NULL);
+    return 0;
+}
+
+static int group_teardown(void **unused)
+{
+    (void)unused;
+    char sql[256];
+    store_close(g_store);
+    PQfinish(g_check);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
+    bool ok = admin_exec(sql);
+    free(g_conninfo);
+    return ok ? 0 : -1;
+}
+
+int main(void)
+{
+    g_admin = getenv("PAGOFLEX_PG");
+    if (!g_admin || !*g_admin) {
+        fprintf(stderr, "test_store_recon: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL "
+                        "where databases may be created); skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lapsed_claim_is_fenced),
+        cmocka_unit_test(test_transition_needs_the_state_decided_from),
+        cmocka_unit_test(test_renewed_lease_keeps_others_off),
+        cmocka_unit_test(test_api_schedule_leaves_a_claimed_payment_alone),
+        cmocka_unit_test(test_claim_takes_what_is_due),
+        cmocka_unit_test(test_hot_statements_use_indexes),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
