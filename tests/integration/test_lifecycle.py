@@ -469,37 +469,56 @@ class IdempotencyWaiting(unittest.TestCase):
 
 STALE = """
 workers = 1;
+bank_timeout_ms = 1000;
 idempotency_wait_ms = 200;
-idempotency_stale_ms = 500;
-recover_after_ms = 60000;
+idempotency_stale_ms = 1500;
+recover_after_ms = 4000;
+reconcile_interval_ms = 200;
+reconcile_lease_ms = 2500;
+retry_base_ms = 200;
 """
 
 
 class IdempotencyStale(unittest.TestCase):
     """Issue 10 item 3: a retry after the stale window never stores a
-    `created` snapshot as the key's permanent answer."""
+    `created` snapshot as the key's permanent answer.
+
+    The start-up checks make the stale window longer than any bank call, so
+    a key goes stale while its payment is still `created` only when the
+    first request's host died: here it is killed during the bank call."""
 
     def test_retry_after_the_stale_window_does_not_freeze_created(self):
         env = Env(sim_args=["--no-webhooks"], extra_config=STALE)
         try:
-            env.sim_config(latency_ms=2000)  # the first request outlives the stale window
+            env.sim_config(latency_ms=800)
             key = "stale-" + uuid.uuid4().hex
             first = []
-            t = threading.Thread(target=lambda: first.append(env.pay_idem(key, amount=4350)))
+
+            def send_first():
+                try:
+                    first.append(env.pay_idem(key, amount=4350))
+                except Exception as e:  # the host dies under it
+                    first.append(e)
+            t0 = time.time()
+            t = threading.Thread(target=send_first)
             t.start()
-            time.sleep(0.9)
+            time.sleep(0.3)
+            env.kill_host_hard()
+            t.join(15)
+            env.start_host()
+            time.sleep(max(0, t0 + 1.7 - time.time()))  # past idempotency_stale_ms
             early = env.pay_idem(key, amount=4350)
             self.assertEqual(early.status, 201, early)
-            self.assertEqual(early.json["status"], "created")  # the payment as it is now
-            t.join(15)
-            env.sim_config(latency_ms=0)
-            self.assertEqual(first[0].status, 201, first)
-            self.assertEqual(first[0].json["status"], "pending")
+            self.assertEqual(early.json["status"], "created", early)  # the payment as it is now
+            pid = early.json["id"]
+            # The reconciler re-sends it after recover_after_ms: the bank's answer.
+            env.wait_status(pid, "pending", timeout=20)
             later = env.pay_idem(key, amount=4350)
             self.assertEqual(later.status, 201, later)
-            self.assertNotEqual(later.json["status"], "created", later)
-            self.assertEqual(later.raw, first[0].raw)  # the first request's answer is the key's answer
-            self.assertEqual(env.sim_refs(first[0].json["id"])["count"], 1)
+            self.assertEqual(later.json["status"], "pending", later)
+            again = env.pay_idem(key, amount=4350)
+            self.assertEqual(again.raw, later.raw)  # the key's answer, stored once known
+            self.assertEqual(env.sim_refs(pid)["count"], 1)
         finally:
             env.close()
 
