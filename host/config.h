@@ -55,8 +55,10 @@ typedef struct config {
 } config;
 
 /* Read `path` into *out (defaults for absent settings; relative paths are
- * taken relative to the folder of `path`). 0 on success; -1 with a one-line
- * reason naming the file, line and setting in err. *out untouched on error. */
+ * taken relative to the folder of `path`). A top-level setting the host
+ * does not know is refused ("<file>:<line>: unknown setting "prot"; did
+ * you mean "port"?"). 0 on success; -1 with a one-line reason naming the
+ * file, line and setting in err. *out untouched on error. */
 int config_load(const char *path, config *out, char *err, size_t errlen);
 
 /* Free everything config_load allocated. */

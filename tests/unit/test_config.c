@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libgen.h>
+#include <regex.h>
 
 #include "config.h"
 
@@ -99,12 +101,75 @@ static void test_errors_name_line_and_setting(void **unused)
     assert_non_null(strstr(err, "cannot read it"));
 }
 
+static void test_unknown_setting_refused_with_nearest_name(void **unused)
+{
+    (void)unused;
+    /* The typo of issue 10: it used to start on 8080 without a word. */
+    write_config("listen = \"127.0.0.1\";\n\nprot = 28099;\n");
+    config c;
+    char err[512] = "", want[256];
+    assert_int_equal(config_load(path, &c, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s:3: unknown setting \"prot\"; did you mean \"port\"?", path);
+    assert_string_equal(err, want);
+    unlink(path);
+    expect_error("reconcile_worker = 1;\n", "did you mean \"reconcile_workers\"?");
+    expect_error("reconcile_interval = 7;\n", "did you mean \"reconcile_interval_ms\"?");
+    expect_error("threads = 4;\nloglevel = \"info\";\n", ":2: unknown setting \"loglevel\"; did you mean \"log_level\"?");
+    /* Nothing close: no guess, but where every setting is listed. */
+    write_config("colour = \"blue\";\n");
+    assert_int_equal(config_load(path, &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, ":1: unknown setting \"colour\""));
+    assert_null(strstr(err, "did you mean"));
+    assert_non_null(strstr(err, "etc/pagoflex.cfg"));
+    /* A group is a setting too. */
+    expect_error("port = 9000;\nextra = { port = 1; };\n", ":2: unknown setting \"extra\"");
+}
+
+/* Every setting etc/pagoflex.cfg documents, the commented-out ones too, is
+ * one the host reads: the example cannot drift into names it refuses. */
+static void test_documented_settings_are_known(void **unused)
+{
+    (void)unused;
+    char src[4096], *dir = strdup(__FILE__);
+    snprintf(src, sizeof src, "%s/../../etc/pagoflex.cfg", dirname(dir));
+    free(dir);
+    FILE *in = fopen(src, "r");
+    assert_non_null(in);
+    char text[32768] = "", line[1024];
+    size_t n = 0, uncommented = 0;
+    regex_t commented;
+    assert_int_equal(regcomp(&commented, "^# [a-z_]+ = .*;", REG_EXTENDED | REG_NOSUB), 0);
+    while (fgets(line, sizeof line, in)) {
+        const char *l = line;
+        /* "# name = value;" is a documented setting left at its default. */
+        if (regexec(&commented, l, 0, NULL, 0) == 0) {
+            l += 2;
+            uncommented++;
+        }
+        size_t len = strlen(l);
+        assert_true(n + len < sizeof text);
+        memcpy(text + n, l, len + 1);
+        n += len;
+    }
+    fclose(in);
+    regfree(&commented);
+    assert_true(uncommented >= 3); /* public_url, previous_master_key_file, trusted_keys, ... */
+    write_config(text);
+    config c;
+    char err[512] = "";
+    if (config_load(path, &c, err, sizeof err) != 0)
+        fail_msg("etc/pagoflex.cfg does not load: %s", err);
+    config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_defaults_and_relative_paths, cleanup),
         cmocka_unit_test_teardown(test_environment_overrides, cleanup),
         cmocka_unit_test_teardown(test_errors_name_line_and_setting, cleanup),
+        cmocka_unit_test_teardown(test_unknown_setting_refused_with_nearest_name, cleanup),
+        cmocka_unit_test_teardown(test_documented_settings_are_known, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
