@@ -335,6 +335,7 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
         config_string(&cf, "database", "dbname=pagoflex", NULL, &c.database, inner, sizeof inner) ||
         config_string(&cf, "public_url", NULL, NULL, &c.public_url, inner, sizeof inner) ||
         config_string(&cf, "log_level", "info", NULL, &c.log_level, inner, sizeof inner) ||
+        config_string(&cf, "log_file", NULL, base, &c.log_file, inner, sizeof inner) ||
         config_string(&cf, "pid_file", "pagoflexd.pid", base, &c.pid_file, inner, sizeof inner) ||
         config_string(&cf, "previous_master_key_file", NULL, base, &c.previous_master_key_file,
                       inner, sizeof inner))
@@ -432,6 +433,7 @@ void config_free(config *c)
     free(c->private_dir);
     free(c->database);
     free(c->log_level);
+    free(c->log_file);
     free(c->pid_file);
     for (size_t i = 0; i < c->api_key_count; i++)
         free(c->api_key_sha256[i]);

@@ -22,6 +22,7 @@ typedef struct config {
     char **api_key_sha256; /* hex SHA-256 of each accepted API key */
     size_t api_key_count;
     char *log_level;       /* debug | info | warn | error */
+    char *log_file;        /* NULL: stderr; else appended to, reopened on SIGUSR1 */
     int workers;           /* worker processes; default: number of CPUs */
     int drain_timeout_ms;  /* how long a stopping worker may finish its requests */
     int ready_timeout_ms;  /* how long a new worker may take to load and listen */

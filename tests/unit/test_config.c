@@ -162,6 +162,21 @@ static void test_documented_settings_are_known(void **unused)
     config_free(&c);
 }
 
+static void test_retention_and_log_file_settings(void **unused)
+{
+    (void)unused;
+    write_config("port = 9000;\n");
+    config c;
+    char err[512];
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_null(c.log_file); /* stderr */
+    config_free(&c);
+    write_config("log_file = \"pagoflexd.log\";\n");
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_string_equal(c.log_file, "/tmp/pagoflexd.log"); /* relative to the config's folder */
+    config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +185,7 @@ int main(void)
         cmocka_unit_test_teardown(test_errors_name_line_and_setting, cleanup),
         cmocka_unit_test_teardown(test_unknown_setting_refused_with_nearest_name, cleanup),
         cmocka_unit_test_teardown(test_documented_settings_are_known, cleanup),
+        cmocka_unit_test_teardown(test_retention_and_log_file_settings, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
