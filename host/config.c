@@ -219,6 +219,11 @@ static int config_lifecycle(const config_t *cf, config *c, char *err, size_t err
         {"webhook_grace_s", 60, 0, 30LL * 86400, offsetof(config, webhook_grace_s)},
         {"payment_deadline_s", 86400, 1, 90LL * 86400, offsetof(config, payment_deadline_s)},
         {"recover_after_ms", 60000, 100, 86400000, offsetof(config, recover_after_ms)},
+        {"janitor_interval_ms", 5000, 100, 3600000, offsetof(config, janitor_interval_ms)},
+        {"webhook_event_retention_days", 30, 0, 36500,
+         offsetof(config, webhook_event_retention_days)},
+        {"payment_history_retention_days", 0, 0, 36500,
+         offsetof(config, payment_history_retention_days)},
     };
     long long v;
     for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++) {

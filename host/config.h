@@ -53,6 +53,11 @@ typedef struct config {
     long webhook_grace_s;       /* a pending payment is synced after this */
     long payment_deadline_s;    /* then it gets a final state that says why */
     long recover_after_ms;      /* a `created` row this old: its host died */
+
+    /* Retention (janitor.c): expired keys and old rows are purged. */
+    long janitor_interval_ms;            /* how often each worker's janitor wakes */
+    long webhook_event_retention_days;   /* events of terminal payments kept (0: forever) */
+    long payment_history_retention_days; /* history of terminal payments kept (0: forever) */
 } config;
 
 /* Read `path` into *out (defaults for absent settings; relative paths are

@@ -121,6 +121,13 @@ static const char migration_0003_api_keys[] =
 static const char migration_0004_reference_index[] =
     "CREATE INDEX payments_reference ON payments (reference) WHERE reference IS NOT NULL;\n";
 
+/* Retention (store_janitor.c): the purge finds old events and history rows
+ * by age. (Version 5 belongs to another change; this one depends on
+ * nothing of it, so either may be applied first.) */
+static const char migration_0006_retention_indexes[] =
+    "CREATE INDEX webhook_events_received_at ON webhook_events (received_at);\n"
+    "CREATE INDEX payment_history_at ON payment_history (at);\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -128,6 +135,8 @@ static const store_migration migration_list[] = {
      migration_0002_lifecycle},
     {3, "api_keys", migration_0003_api_keys},
     {4, "index payments by merchant reference", migration_0004_reference_index},
+    {6, "retention: index webhook events and payment history by age",
+     migration_0006_retention_indexes},
 };
 
 const store_migration *store_migrations(size_t *count)

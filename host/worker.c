@@ -25,6 +25,7 @@
 
 #include "api.h"
 #include "executor.h"
+#include "janitor.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin_trust.h"
@@ -149,6 +150,9 @@ int worker_main(const worker_params *p)
     /* Background settling of open payments (retries, status sync, deadlines). */
     if (reconciler_start(&ctx) != 0)
         goto out;
+    /* Retention, whatever reconcile_workers says. */
+    if (janitor_start(&ctx) != 0)
+        goto out;
     log_info("worker ready: generation=%u connectors=%zu", p->generation, registry_count(reg));
     worker_ready(p);
 
@@ -168,6 +172,7 @@ int worker_main(const worker_params *p)
     rc = 0;
 out:
     reconciler_stop(); /* before the plugins go: its threads call them */
+    janitor_stop();    /* before the registry goes: it reads its copies */
     /* Answer bank calls still waiting (after the drain deadline) as unknown
      * outcomes, so no connection stays suspended, then let those requests
      * finish before the server stops. */

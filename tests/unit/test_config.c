@@ -114,6 +114,7 @@ static void test_unknown_setting_refused_with_nearest_name(void **unused)
     unlink(path);
     expect_error("reconcile_worker = 1;\n", "did you mean \"reconcile_workers\"?");
     expect_error("reconcile_interval = 7;\n", "did you mean \"reconcile_interval_ms\"?");
+    expect_error("webhook_event_retention = 7;\n", "did you mean \"webhook_event_retention_days\"?");
     expect_error("threads = 4;\nloglevel = \"info\";\n", ":2: unknown setting \"loglevel\"; did you mean \"log_level\"?");
     /* Nothing close: no guess, but where every setting is listed. */
     write_config("colour = \"blue\";\n");
@@ -170,11 +171,20 @@ static void test_retention_and_log_file_settings(void **unused)
     char err[512];
     assert_int_equal(config_load(path, &c, err, sizeof err), 0);
     assert_null(c.log_file); /* stderr */
+    assert_int_equal(c.webhook_event_retention_days, 30);
+    assert_int_equal(c.payment_history_retention_days, 0); /* history is kept for audit */
+    assert_int_equal(c.janitor_interval_ms, 5000);
     config_free(&c);
-    write_config("log_file = \"pagoflexd.log\";\n");
+    write_config("log_file = \"pagoflexd.log\";\nwebhook_event_retention_days = 0;\n"
+                 "payment_history_retention_days = 400;\njanitor_interval_ms = 250;\n");
     assert_int_equal(config_load(path, &c, err, sizeof err), 0);
     assert_string_equal(c.log_file, "/tmp/pagoflexd.log"); /* relative to the config's folder */
+    assert_int_equal(c.webhook_event_retention_days, 0);
+    assert_int_equal(c.payment_history_retention_days, 400);
+    assert_int_equal(c.janitor_interval_ms, 250);
     config_free(&c);
+    expect_error("janitor_interval_ms = 5;\n", "'janitor_interval_ms' is 5");
+    expect_error("webhook_event_retention_days = -1;\n", "'webhook_event_retention_days' is -1");
 }
 
 int main(void)
