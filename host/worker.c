@@ -81,8 +81,8 @@ int worker_main(const worker_params *p)
     sigaddset(&sigs, SIGQUIT);
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGUSR1);
+    signal(SIGUSR2, SIG_IGN); /* before the mask lets a pending one through */
     pthread_sigmask(SIG_SETMASK, &sigs, NULL);
-    signal(SIGUSR2, SIG_IGN);
 
     if (executor_global_init()) {
         log_error("worker: libcurl could not be initialised");
