@@ -31,7 +31,8 @@ static const char sql_purge_keys[] =
 static const char sql_purge_events[] =
     "DELETE FROM webhook_events WHERE ctid = ANY (ARRAY("
     " SELECT e.ctid FROM webhook_events e JOIN payments p ON p.id = e.payment_id"
-    " WHERE e.received_at < now() - $2::int * interval '1 day' AND p.state = ANY ($3::text[])"
+    " WHERE e.received_at < now() - $2::int * interval '1 day'"
+    " AND p.updated_at < now() - $2::int * interval '1 day' AND p.state = ANY ($3::text[])"
     " ORDER BY e.received_at LIMIT $1::int FOR UPDATE OF e SKIP LOCKED))"
     " AND received_at < now() - $2::int * interval '1 day'";
 

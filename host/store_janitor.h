@@ -2,8 +2,9 @@
  *
  * Three kinds of rows grow with traffic and are only needed for a while:
  *  - idempotency keys, once expired (expires_at, set from idempotency_ttl_s);
- *  - webhook events (whole bodies) of terminal payments (succeeded, failed,
- *    canceled) received more than webhook_event_retention_days ago. Events
+ *  - webhook events (whole bodies) received more than
+ *    webhook_event_retention_days ago, of terminal payments (succeeded,
+ *    failed, canceled) unchanged for as long. Events
  *    of open payments (requires_review included: a late webhook may still
  *    settle it) and orphan events (no payment yet: still waiting for their
  *    bank id) are never removed;

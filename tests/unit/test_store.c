@@ -926,6 +926,12 @@ static void test_janitor_retention_spares_open_payments_and_orphans(void **unuse
             " ('jan_open', 'pending', now() - interval '40 days'),"
             " ('jan_review', 'requires_review', now() - interval '40 days'),"
             " ('jan_recent', 'succeeded', now() - interval '2 days')) AS v (id, state, at);"
+            /* Open for 40 days, settled 2 days ago: its old events stay. */
+            "INSERT INTO payments (id, connector, amount, currency, state, created_at, updated_at)"
+            " VALUES ('jan_late', 'JANITOR_LATE', 100, 'EUR', 'succeeded', now() - interval '42 days',"
+            " now() - interval '2 days');"
+            "INSERT INTO webhook_events (connector, event_id, payment_id, state, received_at, applied)"
+            " VALUES ('JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days', true);"
             "INSERT INTO payment_history (payment_id, to_state, source, at)"
             " SELECT id, state, 'api', updated_at FROM payments, generate_series(1, 3)"
             " WHERE connector = 'JANITOR';"
@@ -959,6 +965,7 @@ static void test_janitor_retention_spares_open_payments_and_orphans(void **unuse
         assert_int_equal(count_rows(history, kept[i]), 3);
     }
     assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id = 'orphan'", NULL), 1);
+    assert_int_equal(count_rows(events, "jan_late"), 1);
     assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE connector = 'JANITOR'", NULL), 5);
 }
 
