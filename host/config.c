@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,106 @@
 #include <libconfig.h>
 
 #include "log.h"
+
+/* The top-level names the readers below asked for: they are the known
+ * settings, so the unknown-setting check (config_refuse_unknown) can never
+ * miss one the reader takes. Hung on the root setting's hook while a file
+ * is read. */
+#define CONFIG_MAX_SETTINGS 128
+
+typedef struct config_seen {
+    const char *names[CONFIG_MAX_SETTINGS];
+    size_t count;
+    bool overflow;
+} config_seen;
+
+/* config_lookup that records `name` as a known setting. Every reader of a
+ * top-level setting goes through here. */
+static config_setting_t *config_find(const config_t *cf, const char *name)
+{
+    config_seen *seen = config_setting_get_hook(config_root_setting(cf));
+    bool known = false;
+    for (size_t i = 0; seen && i < seen->count && !known; i++)
+        known = strcmp(seen->names[i], name) == 0;
+    if (seen && !known && seen->count < CONFIG_MAX_SETTINGS)
+        seen->names[seen->count++] = name;
+    else if (seen && !known)
+        seen->overflow = true;
+    return config_lookup(cf, name);
+}
+
+/* Optimal string alignment distance (edits, with swaps of two neighbours
+ * counted as one) between two setting names; names longer than 63 bytes
+ * count as far from everything. */
+static size_t config_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t d[64][64];
+    if (la > 63 || lb > 63)
+        return SIZE_MAX;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < best)
+                best = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* Refuse the first top-level setting no reader asked for, naming its file
+ * and line and, when one is close (at most a third of the letters differ),
+ * the known name it was probably meant to be. */
+static int config_refuse_unknown(const config_t *cf, const config_seen *seen, const char *path,
+                                 char *err, size_t errlen)
+{
+    if (seen->overflow) {
+        snprintf(err, errlen, "more than %d settings: raise CONFIG_MAX_SETTINGS in config.c",
+                 CONFIG_MAX_SETTINGS);
+        return -1;
+    }
+    config_setting_t *root = config_root_setting(cf);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(s);
+        bool known = false;
+        for (size_t k = 0; k < seen->count && !known; k++)
+            known = strcmp(seen->names[k], name) == 0;
+        if (known)
+            continue;
+        const char *best = NULL;
+        size_t best_d = SIZE_MAX;
+        for (size_t k = 0; k < seen->count; k++) {
+            size_t d = config_distance(name, seen->names[k]);
+            size_t longer = strlen(name) > strlen(seen->names[k]) ? strlen(name) : strlen(seen->names[k]);
+            if (d < best_d && d * 3 <= longer) {
+                best_d = d;
+                best = seen->names[k];
+            }
+        }
+        const char *file = config_setting_source_file(s);
+        if (best)
+            snprintf(err, errlen, "%s:%d: unknown setting \"%s\"; did you mean \"%s\"?",
+                     file ? file : path, config_setting_source_line(s), name, best);
+        else
+            snprintf(err, errlen,
+                     "%s:%d: unknown setting \"%s\"; etc/pagoflex.cfg documents every setting",
+                     file ? file : path, config_setting_source_line(s), name);
+        return -1;
+    }
+    return 0;
+}
 
 /* Path `value` made absolute against `base_dir` unless it already is. */
 static char *config_path(const char *base_dir, const char *value)
@@ -29,7 +131,7 @@ static int config_string(const config_t *cf, const char *name, const char *def, 
                          char **out, char *err, size_t errlen)
 {
     const char *v = def;
-    config_setting_t *s = config_lookup(cf, name);
+    config_setting_t *s = config_find(cf, name);
     if (s) {
         if (config_setting_type(s) != CONFIG_TYPE_STRING) {
             snprintf(err, errlen, "line %d: setting '%s' must be a string", config_setting_source_line(s), name);
@@ -53,7 +155,7 @@ static int config_int(const config_t *cf, const char *name, long long def, long 
                       long long *out, char *err, size_t errlen)
 {
     *out = def;
-    config_setting_t *s = config_lookup(cf, name);
+    config_setting_t *s = config_find(cf, name);
     if (!s)
         return 0;
     int t = config_setting_type(s);
@@ -73,7 +175,7 @@ static int config_int(const config_t *cf, const char *name, long long def, long 
 
 static int config_api_keys(const config_t *cf, config *c, char *err, size_t errlen)
 {
-    config_setting_t *s = config_lookup(cf, "api_key_sha256");
+    config_setting_t *s = config_find(cf, "api_key_sha256");
     if (!s)
         return 0;
     if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
@@ -165,6 +267,11 @@ static int config_lifecycle(const config_t *cf, config *c, char *err, size_t err
         {"webhook_grace_s", 60, 0, 30LL * 86400, offsetof(config, webhook_grace_s)},
         {"payment_deadline_s", 86400, 1, 90LL * 86400, offsetof(config, payment_deadline_s)},
         {"recover_after_ms", 60000, 100, 86400000, offsetof(config, recover_after_ms)},
+        {"janitor_interval_ms", 5000, 100, 3600000, offsetof(config, janitor_interval_ms)},
+        {"webhook_event_retention_days", 30, 0, 36500,
+         offsetof(config, webhook_event_retention_days)},
+        {"payment_history_retention_days", 0, 0, 36500,
+         offsetof(config, payment_history_retention_days)},
     };
     long long v;
     for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++) {
@@ -189,7 +296,7 @@ static int config_lifecycle(const config_t *cf, config *c, char *err, size_t err
 static int config_trusted_keys(const config_t *cf, const char *base, config *c, char *err,
                                size_t errlen)
 {
-    config_setting_t *s = config_lookup(cf, "trusted_keys");
+    config_setting_t *s = config_find(cf, "trusted_keys");
     if (!s)
         return 0;
     if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
@@ -239,7 +346,7 @@ static int config_limits(const config_t *cf, config *c, char *err, size_t errlen
     if (config_int(cf, "max_connections_per_ip", 0, 0, 100000, &v, err, errlen))
         return -1;
     c->max_connections_per_ip = (int)v;
-    config_setting_t *s = config_lookup(cf, "require_signed_plugins");
+    config_setting_t *s = config_find(cf, "require_signed_plugins");
     if (s) {
         if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
             snprintf(err, errlen, "line %d: setting 'require_signed_plugins' must be true or false",
@@ -258,6 +365,8 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     config c = {0};
     int rc = -1;
     char inner[512] = "";
+    bool located = false; /* inner names the file and line itself */
+    config_seen seen = {0};
     char *path_copy = strdup(path);
     const char *base = path_copy ? dirname(path_copy) : ".";
     long long v;
@@ -270,6 +379,7 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
             snprintf(inner, sizeof inner, "line %d: %s", config_error_line(&cf), config_error_text(&cf));
         goto fail;
     }
+    config_setting_set_hook(config_root_setting(&cf), &seen);
     if (config_string(&cf, "listen", "127.0.0.1", NULL, &c.listen_address, inner, sizeof inner) ||
         config_string(&cf, "plugin_dir", "plugins", base, &c.plugin_dir, inner, sizeof inner) ||
         config_string(&cf, "credentials_dir", "credentials", base, &c.credentials_dir, inner, sizeof inner) ||
@@ -278,6 +388,7 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
         config_string(&cf, "database", "dbname=pagoflex", NULL, &c.database, inner, sizeof inner) ||
         config_string(&cf, "public_url", NULL, NULL, &c.public_url, inner, sizeof inner) ||
         config_string(&cf, "log_level", "info", NULL, &c.log_level, inner, sizeof inner) ||
+        config_string(&cf, "log_file", NULL, base, &c.log_file, inner, sizeof inner) ||
         config_string(&cf, "pid_file", "pagoflexd.pid", base, &c.pid_file, inner, sizeof inner) ||
         config_string(&cf, "previous_master_key_file", NULL, base, &c.previous_master_key_file,
                       inner, sizeof inner))
@@ -322,6 +433,10 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
         goto fail;
     if (config_lifecycle(&cf, &c, inner, sizeof inner))
         goto fail;
+    if (config_refuse_unknown(&cf, &seen, path, inner, sizeof inner)) {
+        located = true;
+        goto fail;
+    }
 
     const char *env_port = getenv("PAGOFLEX_PORT");
     if (env_port && *env_port) {
@@ -349,7 +464,10 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     *out = c;
     rc = 0;
 fail:
-    if (rc) {
+    if (rc && located) {
+        snprintf(err, errlen, "%s", inner);
+        config_free(&c);
+    } else if (rc) {
         snprintf(err, errlen, "config %s: %s", path, inner[0] ? inner : "out of memory");
         config_free(&c);
     }
@@ -368,6 +486,7 @@ void config_free(config *c)
     free(c->private_dir);
     free(c->database);
     free(c->log_level);
+    free(c->log_file);
     free(c->pid_file);
     for (size_t i = 0; i < c->api_key_count; i++)
         free(c->api_key_sha256[i]);

@@ -22,6 +22,7 @@ typedef struct config {
     char **api_key_sha256; /* hex SHA-256 of each accepted API key */
     size_t api_key_count;
     char *log_level;       /* debug | info | warn | error */
+    char *log_file;        /* NULL: stderr; else appended to, reopened on SIGUSR1 */
     int workers;           /* worker processes; default: number of CPUs */
     int drain_timeout_ms;  /* how long a stopping worker may finish its requests */
     int ready_timeout_ms;  /* how long a new worker may take to load and listen */
@@ -52,11 +53,18 @@ typedef struct config {
     long webhook_grace_s;       /* a pending payment is synced after this */
     long payment_deadline_s;    /* then it gets a final state that says why */
     long recover_after_ms;      /* a `created` row this old: its host died */
+
+    /* Retention (janitor.c): expired keys and old rows are purged. */
+    long janitor_interval_ms;            /* how often each worker's janitor wakes */
+    long webhook_event_retention_days;   /* events of terminal payments kept (0: forever) */
+    long payment_history_retention_days; /* history of terminal payments kept (0: forever) */
 } config;
 
 /* Read `path` into *out (defaults for absent settings; relative paths are
- * taken relative to the folder of `path`). 0 on success; -1 with a one-line
- * reason naming the file, line and setting in err. *out untouched on error. */
+ * taken relative to the folder of `path`). A top-level setting the host
+ * does not know is refused ("<file>:<line>: unknown setting "prot"; did
+ * you mean "port"?"). 0 on success; -1 with a one-line reason naming the
+ * file, line and setting in err. *out untouched on error. */
 int config_load(const char *path, config *out, char *err, size_t errlen);
 
 /* Free everything config_load allocated. */

@@ -1,7 +1,17 @@
-/* log.c - one-line structured log records on stderr. */
+/* log.c - one-line structured log records on stderr.
+ *
+ * Lines always go to file descriptor 2. With a log file (log_open_file),
+ * that file is dup2()ed onto descriptor 2, so what libraries and plugins
+ * print to stderr lands there too, and a reopen (SIGUSR1, after logrotate
+ * renamed the file) swaps the file under every thread in one dup2: a line
+ * goes wholly to the old file or wholly to the new one.
+ */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -9,6 +19,8 @@
 
 static pagoflex_log_level log_threshold = PAGOFLEX_LOG_INFO;
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
+static char *log_path;          /* the log file, or NULL: stderr as inherited */
+static int log_orig_stderr = -1; /* the inherited stderr, kept to go back to it */
 
 void log_set_level(pagoflex_log_level level)
 {
@@ -25,7 +37,8 @@ int log_level_parse(const char *name)
 
 /* Append in[0..len) to out (of cap bytes, o used), every byte outside
  * printable ASCII, and the backslash itself (so a bank that sends the text
- * "\x0a" cannot pass for an escaped newline), as \xNN, stopping where the next character would not fit
+ * "\x0a" cannot pass for an escaped newline), as \xNN, stopping where the
+ * next character would not fit
  * (an escape is never cut). Returns the new length of out. */
 static size_t log_escape(char *out, size_t o, size_t cap, const char *in, size_t len)
 {
@@ -46,6 +59,59 @@ static size_t log_escape(char *out, size_t o, size_t cap, const char *in, size_t
         }
     }
     return o;
+}
+
+/* Open `path` for appending and put it on descriptor 2. 0, or -1 with errno. */
+static int log_attach(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    int rc = dup2(fd, STDERR_FILENO) < 0 ? -1 : 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+int log_open_file(const char *path, char *err, size_t errlen)
+{
+    char *copy = NULL;
+    if (path && !(copy = strdup(path))) {
+        snprintf(err, errlen, "log file %s: out of memory", path);
+        return -1;
+    }
+    if (path && log_orig_stderr < 0)
+        log_orig_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (path && log_attach(path) != 0) {
+        snprintf(err, errlen, "cannot open log file %s: %s; create its folder or fix `log_file`",
+                 path, strerror(errno));
+        free(copy);
+        return -1;
+    }
+    if (!path && log_path && log_orig_stderr >= 0)
+        dup2(log_orig_stderr, STDERR_FILENO);
+    free(log_path);
+    log_path = copy;
+    return 0;
+}
+
+const char *log_file_path(void)
+{
+    return log_path;
+}
+
+int log_reopen(void)
+{
+    if (!log_path)
+        return 1;
+    if (log_attach(log_path) != 0) {
+        log_error("cannot reopen log file %s: %s; still writing to the file open before", log_path,
+                  strerror(errno));
+        return -1;
+    }
+    log_info("log file reopened: %s", log_path);
+    return 0;
 }
 
 void log_vmsg(pagoflex_log_level level, const char *who, const char *fmt, va_list ap)

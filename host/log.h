@@ -1,4 +1,4 @@
-/* log.h - one-line structured log records on stderr. */
+/* log.h - one-line structured log records on stderr (or a log file put there). */
 #ifndef PAGOFLEX_LOG_H
 #define PAGOFLEX_LOG_H
 
@@ -12,9 +12,27 @@ void log_set_level(pagoflex_log_level level);
 /* Parse "debug" | "info" | "warn" | "error"; -1 if unknown. */
 int log_level_parse(const char *name);
 
+/* Log to the file `path` from now on (created 0640 if absent, appended
+ * to): it replaces descriptor 2, so stray stderr output lands there too.
+ * NULL goes back to the stderr the process started with. 0 on success;
+ * -1 with the reason in err, and logging goes on where it went before.
+ * Not thread-safe: call it before starting threads. */
+int log_open_file(const char *path, char *err, size_t errlen);
+
+/* The log file set by log_open_file, or NULL (stderr). */
+const char *log_file_path(void);
+
+/* Open the log file again by its name (after logrotate renamed it) and
+ * log "log file reopened" there. 0 reopened; 1 no log file, nothing done;
+ * -1 it could not be opened (logged), lines keep going to the old file.
+ * Safe while other threads log: each line goes to one file or the other. */
+int log_reopen(void);
+
 /* Write "<time> <level> [<pid>] [<who>: ]<message>\n" atomically (one
- * write) to stderr. Every byte of who and the message outside printable
+ * write) to stderr (the log file, after log_open_file). Every byte of who
+ * and the message outside printable
  * ASCII (newline, carriage return, escape, other control bytes, non-ASCII)
+ * and the backslash
  * is written as \xNN, so a string a bank or plugin sent can neither end
  * the record nor forge another. `who` may be NULL (the host itself). A
  * line longer than 2047 bytes is cut. Never pass a secret. */

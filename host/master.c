@@ -12,8 +12,25 @@
  *   SIGCHLD         a worker died: log how, blame the plugins it was running
  *                   (crash board), quarantine a plugin blamed `quarantine_after`
  *                   times, and start a replacement at once.
- *   SIGTERM/SIGINT  graceful stop: every worker drains; a second signal
- *                   kills them at once.
+ *   SIGTERM/SIGINT/ graceful stop: every worker drains; a second signal
+ *   SIGQUIT         kills them at once. (nginx stops fast on SIGTERM and
+ *                   gracefully on SIGQUIT; here all three drain, since a
+ *                   payment host never wants to cut requests short.)
+ *   SIGUSR1         reopen the log file (logrotate) and have every worker
+ *                   do the same; without `log_file` nothing to do.
+ *   SIGUSR2         ignored, with a log line (nginx's binary upgrade; here
+ *                   a new binary means a restart).
+ *   SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGTTIN, SIGTTOU, SIGXFSZ
+ *                   ignored (master_ignore_stray), and so in the workers it
+ *                   forks: nothing here uses them, and their default action
+ *                   (stop or terminate) must not take a payment host down.
+ *                   SIGXFSZ ignored: a log write over the file size limit
+ *                   fails instead of killing the process.
+ *   Everything else keeps its default on purpose: SIGWINCH, SIGURG, SIGCONT
+ *   are ignored by default; SIGTSTP stops (the operator asked for it);
+ *   SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS and SIGXCPU
+ *   end the process with a core, which for a worker is how a plugin crash
+ *   is seen and blamed; SIGKILL and SIGSTOP cannot be caught.
  */
 #include "master.h"
 
@@ -299,6 +316,20 @@ static void master_start_generation(master *m)
             break;
 }
 
+/* After a reload: a new `log_file` takes effect here and in the new
+ * generation (which inherits it); the old one drains into the old file. */
+static void master_log_file_changed(master *m)
+{
+    const char *now = log_file_path();
+    if ((!now && !m->cfg.log_file) || (now && m->cfg.log_file && strcmp(now, m->cfg.log_file) == 0))
+        return;
+    char err[1024];
+    if (log_open_file(m->cfg.log_file, err, sizeof err) != 0)
+        log_error("reload: %s; logging on to %s", err, now ? now : "stderr");
+    else
+        log_info("reload: logging to %s", m->cfg.log_file ? m->cfg.log_file : "stderr");
+}
+
 static void master_reload(master *m)
 {
     if (m->stop_signals)
@@ -324,6 +355,7 @@ static void master_reload(master *m)
     config_free(&m->cfg);
     m->cfg = fresh;
     log_set_level((pagoflex_log_level)log_level_parse(m->cfg.log_level));
+    master_log_file_changed(m);
     master_quarantine_clear(m);
     metrics_reload();
     master_start_generation(m);
@@ -399,6 +431,31 @@ static void master_read_ready(master *m, int slot)
     w->ready_fd = -1;
 }
 
+/* SIGUSR1: reopen the log file here, then in every worker (each holds its
+ * own descriptor of the file). */
+static void master_reopen_log(master *m)
+{
+    if (log_reopen() == 1) {
+        log_info("SIGUSR1: no log_file set, logging to stderr: nothing to reopen");
+        return;
+    }
+    for (int i = 0; i < CRASHBOARD_SLOTS; i++)
+        if (m->workers[i].pid)
+            kill(m->workers[i].pid, SIGUSR1);
+}
+
+/* Signals nothing here uses, whose default action would stop or end the
+ * process (see the table at the top). Inherited by the workers. */
+static void master_ignore_stray(void)
+{
+    static const int stray[] = {SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO,
+                                SIGTTIN, SIGTTOU, SIGXFSZ};
+    struct sigaction sa = {.sa_handler = SIG_IGN};
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof stray / sizeof stray[0]; i++)
+        sigaction(stray[i], &sa, NULL);
+}
+
 static bool master_handle_signals(master *m)
 {
     struct signalfd_siginfo si;
@@ -411,8 +468,16 @@ static bool master_handle_signals(master *m)
             log_info("SIGHUP: reloading");
             master_reload(m);
             break;
+        case SIGUSR1:
+            master_reopen_log(m);
+            break;
+        case SIGUSR2:
+            log_info("SIGUSR2 ignored: pagoflexd has no binary upgrade; to run a new binary, "
+                     "restart it (SIGTERM drains the workers)");
+            break;
         case SIGTERM:
         case SIGINT:
+        case SIGQUIT:
             m->stop_signals++;
             if (m->stop_signals == 1) {
                 log_info("signal %u: stopping gracefully (workers finish their requests; send it again "
@@ -454,8 +519,11 @@ int master_run(const char *config_path, config *cfg, int listen_fd, int port, co
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGQUIT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    master_ignore_stray();
     m->sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     m->board = crashboard_create();
     if (m->sigfd < 0 || !m->board || metrics_share_process_counters() != 0) {

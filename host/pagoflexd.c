@@ -4,8 +4,9 @@
  *
  * Reads the config, opens the listening socket and hands both to the master
  * process (master.c), which runs worker processes (worker.c) that load the
- * connector plugins and serve the HTTP API. SIGHUP reloads; SIGINT/SIGTERM
- * stop gracefully (a second signal stops at once).
+ * connector plugins and serve the HTTP API. SIGHUP reloads; SIGINT, SIGTERM
+ * and SIGQUIT stop gracefully (a second signal stops at once); SIGUSR1
+ * reopens `log_file` (master.c has the whole table).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -75,6 +76,11 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level((pagoflex_log_level)log_level_parse(cfg.log_level));
+    if (cfg.log_file && log_open_file(cfg.log_file, err, sizeof err) != 0) {
+        log_error("%s", err);
+        config_free(&cfg);
+        return 1;
+    }
     int port = 0;
     int fd = api_listen(cfg.listen_address, cfg.port, &port, err, sizeof err);
     if (fd < 0) {

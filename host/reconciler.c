@@ -12,12 +12,9 @@
 #include "bankcall.h"
 #include "log.h"
 #include "payment.h"
-#include "store_idem.h"
 #include "store_orphan.h"
 #include "store_recon.h"
 
-#define RECON_PURGE_EVERY_S 60
-#define RECON_PURGE_LIMIT 1000
 #define RECON_ERROR_MAX 300
 
 static struct {
@@ -330,7 +327,6 @@ static void *recon_main(void *arg)
     const config *cfg = ctx->cfg;
     int index = (int)(intptr_t)arg;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)(index * 2654435761u);
-    time_t last_purge = 0;
     store_recon_timing t = {
         .recover_created_ms = cfg->recover_after_ms,
         .first_retry_ms = cfg->retry_base_ms,
@@ -348,15 +344,6 @@ static void *recon_main(void *arg)
                 recon_batch(ctx, &t, items, count, &seed, arena);
             }
             arena_free(arena);
-            time_t now = time(NULL);
-            if (index == 0 && now - last_purge >= RECON_PURGE_EVERY_S) {
-                int deleted = 0;
-                if (store_idem_purge(ctx->store, RECON_PURGE_LIMIT, &deleted) == STORE_OK) {
-                    last_purge = now;
-                    if (deleted)
-                        log_info("reconciler: %d expired idempotency keys removed", deleted);
-                }
-            }
         }
         /* A full batch: more may be due at once. */
         if (count < (size_t)cfg->reconcile_batch) {

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@
 #define REGISTRY_MAX_CREDENTIALS 64      /* bound on required_credentials */
 #define REGISTRY_NAME_MAX 32             /* key and webhook path length */
 #define REGISTRY_QUOTE_MAX 64            /* plugin strings shown in logs */
+#define REGISTRY_TMP_GRACE_S 3600        /* a copy's temp file this old was left by a crash */
 
 struct registry {
     char *plugin_dir;
@@ -322,6 +324,8 @@ static void plugin_free(registry_plugin *p)
 {
     if (!p)
         return;
+    if (p->private_fd >= 0)
+        close(p->private_fd);
     free(p->name);
     free(p->file);
     free(p->private_path);
@@ -335,6 +339,7 @@ static registry_plugin *plugin_new(const char *path)
     registry_plugin *p = calloc(1, sizeof *p);
     if (!p)
         goto fail;
+    p->private_fd = -1;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     size_t n = strlen(base);
@@ -606,12 +611,44 @@ fail:
     return rc;
 }
 
+/* Open p->private_path and hold a shared flock() on it until the plugin is
+ * freed, so registry_clean_private in any process leaves it alone. When
+ * another loader renamed a new file over the name meanwhile, lock that
+ * one. -1 with errno ENOENT when the copy is gone (the caller copies it
+ * again). */
+static int private_hold(registry_plugin *p, rejection *rj)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        struct stat held, named;
+        int fd = open(p->private_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            break;
+        if (flock(fd, LOCK_SH) != 0 || fstat(fd, &held) != 0) {
+            close(fd);
+            break;
+        }
+        if (stat(p->private_path, &named) == 0 && named.st_dev == held.st_dev &&
+            named.st_ino == held.st_ino) {
+            p->private_fd = fd;
+            return 0;
+        }
+        close(fd);
+    }
+    int saved = errno;
+    reject(rj, "private_copy", p->private_path, strerror(errno),
+           "check the private directory; the copy is made again on the next load");
+    errno = saved;
+    return -1;
+}
+
 static int plugin_open(const registry *r, registry_plugin *p, rejection *rj)
 {
     char found[sizeof rj->found];
     void *sym;
     pagoflex_connector_entry_fn entry;
 
+    if (p->private_fd < 0 && private_hold(p, rj) != 0)
+        return -1;
     if (plugin_check_copy(r, p, rj) != 0)
         return -1;
     dlerror();
@@ -665,6 +702,9 @@ static int plugin_copy_and_open(registry *r, registry_plugin *p, rejection *rj)
         return -1;
     free(p->private_path);
     p->private_path = NULL;
+    if (p->private_fd >= 0)
+        close(p->private_fd);
+    p->private_fd = -1;
     if (plugin_copy_private(r, p, rj) != 0)
         return -1;
     return plugin_open(r, p, rj);
@@ -1239,6 +1279,88 @@ size_t registry_count(const registry *r)
 const registry_plugin *registry_at(const registry *r, size_t i)
 {
     return r && i < r->count ? r->plugins[i] : NULL;
+}
+
+/* ---- cleaning the private directory ------------------------------------ */
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* True when file `file` of the private directory is loaded by `r` or is
+ * the last good version recorded for its plugin (names compared without
+ * their folder, so a private_dir spelled another way still matches). */
+static bool private_referenced(const registry *r, const char *file)
+{
+    for (size_t i = 0; i < r->count; i++)
+        if (strcmp(base_name(r->plugins[i]->private_path), file) == 0)
+            return true;
+    const char *dash = strrchr(file, '-');
+    if (!dash || dash == file)
+        return false;
+    char *name = strndup(file, (size_t)(dash - file)), *copy = NULL, sha[65];
+    bool used = name && lastgood_read(r, name, &copy, sha) == 0 && strcmp(base_name(copy), file) == 0;
+    free(copy);
+    free(name);
+    return !name || used; /* out of memory: keep it */
+}
+
+/* Remove `path` (entry `file`) if no process holds its load lock and
+ * nothing of `r` references it. 1 if removed. */
+static int private_remove_unused(const registry *r, const char *path, const char *file)
+{
+    struct stat held, named;
+    int removed = 0;
+    if (private_referenced(r, file))
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    /* Exclusive only while no loader holds its shared lock; the references
+     * are looked at again under it, since a loader records its last good
+     * version while it holds the lock. */
+    if (fstat(fd, &held) == 0 && S_ISREG(held.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        !private_referenced(r, file) && lstat(path, &named) == 0 && named.st_dev == held.st_dev &&
+        named.st_ino == held.st_ino && unlink(path) == 0)
+        removed = 1;
+    close(fd);
+    return removed;
+}
+
+int registry_clean_private(const registry *r)
+{
+    if (!r || !r->keep_last_good)
+        return 0;
+    DIR *d = opendir(r->private_dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int removed = 0;
+    time_t now = time(NULL);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *file = de->d_name;
+        char *path = NULL;
+        struct stat st;
+        if (strcmp(file, ".") == 0 || strcmp(file, "..") == 0 ||
+            asprintf(&path, "%s/%s", r->private_dir, file) < 0)
+            continue;
+        if (file[0] == '.') {
+            /* .<name>.XXXXXX: a copy being written, or left by a crash. */
+            if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+                now - st.st_mtime > REGISTRY_TMP_GRACE_S && unlink(path) == 0)
+                removed++;
+        } else if (has_suffix(file, ".so")) {
+            removed += private_remove_unused(r, path, file);
+        }
+        free(path);
+    }
+    closedir(d);
+    if (removed)
+        log_info("plugins: removed %d private cop%s nothing uses any more from %s", removed,
+                 removed == 1 ? "y" : "ies", r->private_dir);
+    return removed;
 }
 
 void registry_free(registry *r)

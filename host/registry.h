@@ -43,6 +43,9 @@ typedef struct registry_plugin {
                          file was rejected: that rejection line; else NULL */
     _Atomic int *busy; /* if set: calls into this plugin in progress (the
                           worker's crash board; the caller counts) */
+    int private_fd;    /* private_path, open with a shared flock() for as
+                          long as it is loaded: registry_clean_private
+                          leaves a copy alone while anyone holds one */
 } registry_plugin;
 
 /* A file of the plugin directory that is not served, and why. */
@@ -123,6 +126,17 @@ const registry_rejection *registry_rejected_at(const registry *r, size_t i);
 /* Number of loaded plugins and the i-th one (in load order). */
 size_t registry_count(const registry *r);
 const registry_plugin *registry_at(const registry *r, size_t i);
+
+/* Remove the private copies nothing can use any more from a shared
+ * private_dir (keep_last_good registries only; else a no-op): a
+ * <name>-<hash>.so that is not loaded by `r`, is not the last good version
+ * recorded for <name>, and on which no process holds its load lock (every
+ * process that loaded it holds one until it unloads it, so copies of old
+ * generations still draining stay); and temporary files of copies left
+ * more than an hour ago. Safe while other processes load from the same
+ * folder and while threads use `r`. Returns how many files it removed, or
+ * -1 (errno set) when the folder cannot be read. */
+int registry_clean_private(const registry *r);
 
 /* Call each plugin's fini, dlclose and remove the private copies. Only when
  * no thread can still run plugin code. NULL is a no-op. */

@@ -39,10 +39,6 @@ static const char sql_complete[] =
     "UPDATE idempotency_keys SET status = $3::int, response = $4::text"
     " WHERE scope = $1::text AND key = $2::text AND status IS NULL";
 
-static const char sql_purge[] =
-    "DELETE FROM idempotency_keys WHERE ctid IN ("
-    " SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT $1::int)";
-
 store_result store_idem_create_payment(store *s, const char *scope, const char *key,
                                        const char *request_hash, long ttl_s,
                                        const store_payment *p, pagoflex_arena *arena,
@@ -112,19 +108,6 @@ store_result store_idem_complete(store *s, const char *scope, const char *key, i
     store_result rc = store_run(s, "idempotency key complete", sql_complete, 4, params, false, &r);
     if (rc == STORE_OK && atoi(PQcmdTuples(r)) != 1)
         rc = STORE_CONFLICT;
-    PQclear(r);
-    return rc;
-}
-
-store_result store_idem_purge(store *s, int limit, int *deleted)
-{
-    PGresult *r = NULL;
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *const params[] = {lim};
-    store_result rc = store_run(s, "idempotency key purge", sql_purge, 1, params, false, &r);
-    if (rc == STORE_OK)
-        *deleted = atoi(PQcmdTuples(r));
     PQclear(r);
     return rc;
 }

@@ -42,7 +42,6 @@ store_result store_idem_get(store *s, const char *scope, const char *key, long s
 store_result store_idem_complete(store *s, const char *scope, const char *key, int status,
                                  const char *response);
 
-/* Delete up to `limit` expired keys; *deleted gets how many. */
-store_result store_idem_purge(store *s, int limit, int *deleted);
+/* Expired keys are purged by store_janitor_round (store_janitor.h). */
 
 #endif

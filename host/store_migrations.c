@@ -141,6 +141,12 @@ static const char migration_0005_reconciler_claims[] =
     "CREATE INDEX payments_unscheduled ON payments (state, updated_at)\n"
     "    WHERE next_attempt_at IS NULL AND state IN ('created', 'processing', 'pending');\n";
 
+/* Retention (store_janitor.c): the purge finds old events and history rows
+ * by age. */
+static const char migration_0006_retention_indexes[] =
+    "CREATE INDEX webhook_events_received_at ON webhook_events (received_at);\n"
+    "CREATE INDEX payment_history_at ON payment_history (at);\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -149,6 +155,8 @@ static const store_migration migration_list[] = {
     {3, "api_keys", migration_0003_api_keys},
     {4, "index payments by merchant reference", migration_0004_reference_index},
     {5, "reconciler: claim fencing token, due-time indexes", migration_0005_reconciler_claims},
+    {6, "retention: index webhook events and payment history by age",
+     migration_0006_retention_indexes},
 };
 
 const store_migration *store_migrations(size_t *count)

@@ -10,6 +10,10 @@
  * flight with Connection: close, wait for connections to end (drain
  * deadline), stop, fini and dlclose the plugins: no thread runs plugin code
  * by then. A worker whose master dies gets SIGTERM (PR_SET_PDEATHSIG).
+ * SIGQUIT stops it the same way. SIGUSR1 reopens the log file (the master
+ * relays its SIGUSR1 to every worker). SIGHUP is the master's business and
+ * SIGUSR2 means nothing to a worker: both are ignored. The other stray
+ * signals keep what the master set (see master.c).
  */
 #include "worker.h"
 
@@ -21,6 +25,7 @@
 
 #include "api.h"
 #include "executor.h"
+#include "janitor.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin_trust.h"
@@ -67,12 +72,17 @@ int worker_main(const worker_params *p)
     metrics_set_worker(p->slot);
     if (getppid() != p->master_pid)
         return 1; /* the master died before prctl took effect */
+    /* Exactly these are blocked (every thread inherits the mask) and taken
+     * by sigwait below; the rest of the master's mask is dropped. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGQUIT);
     sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sigaddset(&sigs, SIGUSR1);
+    signal(SIGUSR2, SIG_IGN); /* before the mask lets a pending one through */
+    pthread_sigmask(SIG_SETMASK, &sigs, NULL);
 
     if (executor_global_init()) {
         log_error("worker: libcurl could not be initialised");
@@ -140,6 +150,9 @@ int worker_main(const worker_params *p)
     /* Background settling of open payments (retries, status sync, deadlines). */
     if (reconciler_start(&ctx) != 0)
         goto out;
+    /* Retention, whatever reconcile_workers says. */
+    if (janitor_start(&ctx) != 0)
+        goto out;
     log_info("worker ready: generation=%u connectors=%zu", p->generation, registry_count(reg));
     worker_ready(p);
 
@@ -147,7 +160,9 @@ int worker_main(const worker_params *p)
     do {
         if (sigwait(&sigs, &sig) != 0)
             sig = 0;
-    } while (sig != SIGTERM && sig != SIGINT);
+        if (sig == SIGUSR1)
+            log_reopen();
+    } while (sig != SIGTERM && sig != SIGINT && sig != SIGQUIT);
 
     api_quiesce(srv);
     int left = api_drain(srv, cfg->drain_timeout_ms);
@@ -157,6 +172,7 @@ int worker_main(const worker_params *p)
     rc = 0;
 out:
     reconciler_stop(); /* before the plugins go: its threads call them */
+    janitor_stop();    /* before the registry goes: it reads its copies */
     /* Answer bank calls still waiting (after the drain deadline) as unknown
      * outcomes, so no connection stays suspended, then let those requests
      * finish before the server stops. */

@@ -145,6 +145,23 @@ class Reload(unittest.TestCase):
         self.assertNotIn("killed by signal", log)
         env.generation = started[-1]
 
+    def test_unknown_setting_refuses_the_reload(self):
+        env = self.env
+        with open(env.config, "a") as f:
+            f.write("prot = 1;\n")
+        env.host.send_signal(signal.SIGHUP)
+        want = '%s:%d: unknown setting "prot"; did you mean "port"?' % (
+            env.config, sum(1 for _ in open(env.config)))
+        deadline = time.time() + 10
+        while "keeps serving" not in env.log():
+            self.assertLess(time.time(), deadline, env.log()[-1500:])
+            time.sleep(0.05)
+        self.assertIn("reload refused: " + want + "; generation 1 keeps serving", env.log())
+        self.assertNotIn("starting generation 2", env.log())
+        self.assertEqual(http("GET", env.url + "/healthz").json["generation"], 1)
+        self.assertEqual(env.pay(amount=1000).status, 201)
+        self.assertIsNone(env.host.poll())
+
     def test_cli_reload_and_status(self):
         env = self.env
         env.add_plugin("echo_pay", {"ECHOPAY_SECRET": ECHO_SECRET})

@@ -1,4 +1,6 @@
 /* Unit tests for the host configuration file (host/config.c). */
+#include <libgen.h>
+#include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -145,6 +147,92 @@ static void test_unsafe_timings_refused(void **unused)
                  "idempotency_stale_ms = 1500;\n");
 }
 
+static void test_unknown_setting_refused_with_nearest_name(void **unused)
+{
+    (void)unused;
+    /* The typo of issue 10: it used to start on 8080 without a word. */
+    write_config("listen = \"127.0.0.1\";\n\nprot = 28099;\n");
+    config c;
+    char err[512] = "", want[256];
+    assert_int_equal(config_load(path, &c, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s:3: unknown setting \"prot\"; did you mean \"port\"?", path);
+    assert_string_equal(err, want);
+    unlink(path);
+    expect_error("reconcile_worker = 1;\n", "did you mean \"reconcile_workers\"?");
+    expect_error("reconcile_interval = 7;\n", "did you mean \"reconcile_interval_ms\"?");
+    expect_error("webhook_event_retention = 7;\n", "did you mean \"webhook_event_retention_days\"?");
+    expect_error("threads = 4;\nloglevel = \"info\";\n", ":2: unknown setting \"loglevel\"; did you mean \"log_level\"?");
+    /* Nothing close: no guess, but where every setting is listed. */
+    write_config("colour = \"blue\";\n");
+    assert_int_equal(config_load(path, &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, ":1: unknown setting \"colour\""));
+    assert_null(strstr(err, "did you mean"));
+    assert_non_null(strstr(err, "etc/pagoflex.cfg"));
+    /* A group is a setting too. */
+    expect_error("port = 9000;\nextra = { port = 1; };\n", ":2: unknown setting \"extra\"");
+}
+
+/* Every setting etc/pagoflex.cfg documents, the commented-out ones too, is
+ * one the host reads: the example cannot drift into names it refuses. */
+static void test_documented_settings_are_known(void **unused)
+{
+    (void)unused;
+    char src[4096], *dir = strdup(__FILE__);
+    snprintf(src, sizeof src, "%s/../../etc/pagoflex.cfg", dirname(dir));
+    free(dir);
+    FILE *in = fopen(src, "r");
+    assert_non_null(in);
+    char text[32768] = "", line[1024];
+    size_t n = 0, uncommented = 0;
+    regex_t commented;
+    assert_int_equal(regcomp(&commented, "^# [a-z_]+ = .*;", REG_EXTENDED | REG_NOSUB), 0);
+    while (fgets(line, sizeof line, in)) {
+        const char *l = line;
+        /* "# name = value;" is a documented setting left at its default. */
+        if (regexec(&commented, l, 0, NULL, 0) == 0) {
+            l += 2;
+            uncommented++;
+        }
+        size_t len = strlen(l);
+        assert_true(n + len < sizeof text);
+        memcpy(text + n, l, len + 1);
+        n += len;
+    }
+    fclose(in);
+    regfree(&commented);
+    assert_true(uncommented >= 3); /* public_url, previous_master_key_file, trusted_keys, ... */
+    write_config(text);
+    config c;
+    char err[512] = "";
+    if (config_load(path, &c, err, sizeof err) != 0)
+        fail_msg("etc/pagoflex.cfg does not load: %s", err);
+    config_free(&c);
+}
+
+static void test_retention_and_log_file_settings(void **unused)
+{
+    (void)unused;
+    write_config("port = 9000;\n");
+    config c;
+    char err[512];
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_null(c.log_file); /* stderr */
+    assert_int_equal(c.webhook_event_retention_days, 30);
+    assert_int_equal(c.payment_history_retention_days, 0); /* history is kept for audit */
+    assert_int_equal(c.janitor_interval_ms, 5000);
+    config_free(&c);
+    write_config("log_file = \"pagoflexd.log\";\nwebhook_event_retention_days = 0;\n"
+                 "payment_history_retention_days = 400;\njanitor_interval_ms = 250;\n");
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_string_equal(c.log_file, "/tmp/pagoflexd.log"); /* relative to the config's folder */
+    assert_int_equal(c.webhook_event_retention_days, 0);
+    assert_int_equal(c.payment_history_retention_days, 400);
+    assert_int_equal(c.janitor_interval_ms, 250);
+    config_free(&c);
+    expect_error("janitor_interval_ms = 5;\n", "'janitor_interval_ms' is 5");
+    expect_error("webhook_event_retention_days = -1;\n", "'webhook_event_retention_days' is -1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -152,6 +240,9 @@ int main(void)
         cmocka_unit_test_teardown(test_environment_overrides, cleanup),
         cmocka_unit_test_teardown(test_errors_name_line_and_setting, cleanup),
         cmocka_unit_test_teardown(test_unsafe_timings_refused, cleanup),
+        cmocka_unit_test_teardown(test_unknown_setting_refused_with_nearest_name, cleanup),
+        cmocka_unit_test_teardown(test_documented_settings_are_known, cleanup),
+        cmocka_unit_test_teardown(test_retention_and_log_file_settings, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

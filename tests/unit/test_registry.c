@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -518,6 +521,122 @@ static void test_private_copy_survives_overwrite(void **state)
     free(other);
 }
 
+/* Write `text` to private_dir/<name>, with mtime `age_s` seconds ago. */
+static void plant(const env *e, const char *name, const char *text, time_t age_s)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", e->private_dir, name);
+    write_in_place(path, (const unsigned char *)text, strlen(text));
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= age_s;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+static bool present(const env *e, const char *name)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", e->private_dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* A copy no loaded plugin and no last-good record uses, and that no process
+ * holds loaded, is removed; everything else stays. */
+static void test_clean_private_removes_only_unused_copies(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "good_a", NULL, path, sizeof path);
+    registry_options o = {.plugin_dir = e->plugins, .credentials_dir = e->creds,
+                          .private_dir = e->private_dir, .keep_last_good = true};
+    e->reg = registry_new(&o);
+    assert_non_null(e->reg);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), 0);
+    const char *in_use = strrchr(registry_find_key(e->reg, "GOOD_A")->private_path, '/') + 1;
+
+    plant(e, "good_a-0000000000000000.so", "an older good_a", 10);   /* unused */
+    plant(e, "good_b-1111111111111111.so", "loaded elsewhere", 10);  /* locked by a child */
+    plant(e, "old_c-2222222222222222.so", "last good of old_c", 10); /* recorded */
+    plant(e, ".good_a.AbCdEf", "a copy left half-written", 7200);   /* stale temp */
+    plant(e, ".good_a.GhIjKl", "a copy being written", 5);          /* fresh temp */
+    plant(e, "notes.txt", "not ours", 7200);
+    char rec[PATH_MAX];
+    snprintf(rec, sizeof rec, "%s/last-good/old_c", e->private_dir);
+    FILE *f = fopen(rec, "w");
+    assert_non_null(f);
+    fprintf(f, "%s/old_c-2222222222222222.so\n%064d\n", e->private_dir, 0);
+    fclose(f);
+
+    /* Another process has good_b loaded: it holds the copy's load lock. */
+    int go[2], held[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(held), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char copy[PATH_MAX], byte = 'h';
+        snprintf(copy, sizeof copy, "%s/good_b-1111111111111111.so", e->private_dir);
+        int fd = open(copy, O_RDONLY);
+        if (fd < 0 || flock(fd, LOCK_SH) != 0 || write(held[1], &byte, 1) != 1)
+            _exit(1);
+        _exit(read(go[0], &byte, 1) == 1 ? 0 : 2);
+    }
+    char byte;
+    assert_int_equal(read(held[0], &byte, 1), 1);
+
+    assert_int_equal(registry_clean_private(e->reg), 2);
+    assert_true(present(e, in_use));
+    assert_false(present(e, "good_a-0000000000000000.so"));
+    assert_true(present(e, "good_b-1111111111111111.so"));
+    assert_true(present(e, "old_c-2222222222222222.so"));
+    assert_false(present(e, ".good_a.AbCdEf"));
+    assert_true(present(e, ".good_a.GhIjKl"));
+    assert_true(present(e, "notes.txt"));
+    assert_true(present(e, "last-good"));
+    call_build_request(registry_find_key(e->reg, "GOOD_A"), "/GOOD_A/pay_1", NULL);
+
+    /* Once that process has unloaded it, nothing uses good_b's copy. */
+    assert_int_equal(write(go[1], "x", 1), 1);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(registry_clean_private(e->reg), 1);
+    assert_false(present(e, "good_b-1111111111111111.so"));
+    assert_true(present(e, in_use));
+    assert_int_equal(registry_clean_private(e->reg), 0);
+    close(go[0]);
+    close(go[1]);
+    close(held[0]);
+    close(held[1]);
+
+    /* A registry loading a plugin holds its copy's load lock until freed:
+     * with no record naming it, the lock alone keeps it. */
+    char b_path[PATH_MAX];
+    add_plugin(e, "future_minor", NULL, b_path, sizeof b_path);
+    registry *other = registry_new(&o);
+    assert_non_null(other);
+    assert_int_equal(registry_load_file(other, b_path, err, sizeof err), 0);
+    char b_copy[PATH_MAX];
+    snprintf(b_copy, sizeof b_copy, "%s", registry_find_key(other, "FUTURE_MINOR")->private_path);
+    snprintf(rec, sizeof rec, "%s/last-good/future_minor", e->private_dir);
+    assert_int_equal(unlink(rec), 0);
+    assert_int_equal(registry_clean_private(e->reg), 0);
+    assert_int_equal(access(b_copy, F_OK), 0);
+    registry_free(other); /* keep_last_good: the copy stays on disk, unlocked */
+    assert_int_equal(access(b_copy, F_OK), 0);
+    assert_int_equal(registry_clean_private(e->reg), 1);
+    assert_int_equal(access(b_copy, F_OK), -1);
+
+    /* A registry that does not keep last good versions (the CLI's) never
+     * touches a shared folder. */
+    plant(e, "good_a-3333333333333333.so", "unused", 10);
+    registry *cli = new_registry(e, NULL);
+    assert_int_equal(registry_clean_private(cli), 0);
+    assert_true(present(e, "good_a-3333333333333333.so"));
+    registry_free(cli);
+}
+
 static void test_private_dir_open_to_others_refused(void **state)
 {
     env *e = *state;
@@ -771,6 +890,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_last_good_checked_against_current_keys, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_last_good_copy_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_private_removes_only_unused_copies, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 #include "arena.h"
 #include "payment.h"
 #include "store.h"
+#include "store_janitor.h"
 #include "store_migrations.h"
 
 #define ST(x) PAGOFLEX_STATE_##x
@@ -264,6 +265,24 @@ static void test_migrate_concurrent_fresh(void **unused)
     assert_int_equal(atol(PQgetvalue(r, 0, 1)), 0);
     PQclear(r);
     PQfinish(c);
+}
+
+/* Branches add migrations in parallel (5 on one, 6 on another): a database
+ * migrated by one has a gap the merged build must fill, below a newer
+ * version, without touching what is there. */
+static void test_migrate_fills_a_gap_below_a_newer_version(void **unused)
+{
+    (void)unused;
+    char err[256] = "";
+    PGresult *r = PQexec(g_check, "BEGIN; DROP INDEX payments_reference;"
+                                  " DELETE FROM schema_migrations WHERE version = 4; COMMIT");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_true(count_rows("SELECT max(version) FROM schema_migrations", NULL) > 4);
+    assert_int_equal(store_migrate(g_store, err, sizeof err), STORE_OK);
+    assert_int_equal(count_rows("SELECT count(*) FROM schema_migrations WHERE version = 4", NULL), 1);
+    assert_int_equal(count_rows("SELECT count(*) FROM pg_indexes WHERE indexname = 'payments_reference'",
+                                NULL), 1);
 }
 
 /* ---- payments ------------------------------------------------------------ */
@@ -858,6 +877,121 @@ static void test_statements_survive_schema_change(void **unused)
     assert_false(applied); /* terminal: stored and ignored */
 }
 
+/* ---- retention (store_janitor.c) ------------------------------------------ */
+
+static void exec_ok(const char *sql)
+{
+    PGresult *r = PQexec(g_check, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void test_janitor_purges_expired_keys_in_bounded_batches(void **unused)
+{
+    (void)unused;
+    exec_ok("INSERT INTO idempotency_keys (scope, key, request_hash, expires_at)"
+            " SELECT 'jan', 'old-' || g, 'h', now() - interval '1 second'"
+            " FROM generate_series(1, 12000) g;"
+            "INSERT INTO idempotency_keys (scope, key, request_hash, expires_at)"
+            " SELECT 'jan', 'live-' || g, 'h', now() + interval '1 hour' FROM generate_series(1, 10) g");
+    store_janitor_limits lim = {.batch = 5000, .max_batches = 2};
+    store_janitor_counts n;
+    double t0 = now_s();
+    /* Two full batches, then the round stops and says there is more. */
+    assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
+    double took = now_s() - t0;
+    assert_true(n.ran);
+    assert_int_equal(n.idempotency_keys, 10000);
+    assert_true(n.more);
+    fprintf(stderr, "    janitor: 10,000 expired keys in %.3f s (%.0f rows/s)\n", took, 10000 / took);
+    assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
+    assert_int_equal(n.idempotency_keys, 2000);
+    assert_false(n.more);
+    assert_int_equal(count_rows("SELECT count(*) FROM idempotency_keys WHERE scope = 'jan'", NULL), 10);
+    /* No retention set: events and history are not even looked at. */
+    assert_int_equal(n.webhook_events, 0);
+    assert_int_equal(n.payment_history, 0);
+}
+
+/* Old events and history of terminal payments go; open payments' (however
+ * old), recent ones and orphans stay; the payment rows all stay. */
+static void test_janitor_retention_spares_open_payments_and_orphans(void **unused)
+{
+    (void)unused;
+    exec_ok("INSERT INTO payments (id, connector, amount, currency, state, created_at, updated_at)"
+            " SELECT id, 'JANITOR', 100, 'EUR', state, at, at FROM (VALUES"
+            " ('jan_done', 'succeeded', now() - interval '40 days'),"
+            " ('jan_failed', 'failed', now() - interval '40 days'),"
+            " ('jan_open', 'pending', now() - interval '40 days'),"
+            " ('jan_review', 'requires_review', now() - interval '40 days'),"
+            " ('jan_recent', 'succeeded', now() - interval '2 days')) AS v (id, state, at);"
+            /* Open for 40 days, settled 2 days ago: its old events stay. */
+            "INSERT INTO payments (id, connector, amount, currency, state, created_at, updated_at)"
+            " VALUES ('jan_late', 'JANITOR_LATE', 100, 'EUR', 'succeeded', now() - interval '42 days',"
+            " now() - interval '2 days');"
+            "INSERT INTO webhook_events (connector, event_id, payment_id, state, received_at, applied)"
+            " VALUES ('JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days', true);"
+            "INSERT INTO payment_history (payment_id, to_state, source, at)"
+            " SELECT id, state, 'api', updated_at FROM payments, generate_series(1, 3)"
+            " WHERE connector = 'JANITOR';"
+            "INSERT INTO webhook_events (connector, event_id, payment_id, state, body, received_at,"
+            " applied) SELECT 'JANITOR', id || '-' || g, id, state, repeat('b', 1000), updated_at, true"
+            " FROM payments, generate_series(1, 3) g WHERE connector = 'JANITOR';"
+            "INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, received_at,"
+            " applied) VALUES ('JANITOR', 'orphan', NULL, 'succeeded', 'bx_nobody',"
+            " now() - interval '400 days', false)");
+    store_janitor_limits lim = {.batch = 2, .max_batches = 100, /* several batches per table */
+                                .webhook_event_retention_days = 30,
+                                .payment_history_retention_days = 0};
+    store_janitor_counts n;
+    assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
+    assert_int_equal(n.webhook_events, 6);
+    assert_int_equal(n.payment_history, 0); /* 0: history kept forever */
+    const char *events = "SELECT count(*) FROM webhook_events WHERE payment_id = $1";
+    const char *history = "SELECT count(*) FROM payment_history WHERE payment_id = $1";
+    assert_int_equal(count_rows(events, "jan_done"), 0);
+    assert_int_equal(count_rows(events, "jan_failed"), 0);
+    assert_int_equal(count_rows(history, "jan_done"), 3);
+    lim.payment_history_retention_days = 30;
+    assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
+    assert_int_equal(n.webhook_events, 0);
+    assert_int_equal(n.payment_history, 6);
+    assert_int_equal(count_rows(history, "jan_done"), 0);
+    assert_int_equal(count_rows(history, "jan_failed"), 0);
+    const char *kept[] = {"jan_open", "jan_review", "jan_recent"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(count_rows(events, kept[i]), 3);
+        assert_int_equal(count_rows(history, kept[i]), 3);
+    }
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id = 'orphan'", NULL), 1);
+    assert_int_equal(count_rows(events, "jan_late"), 1);
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE connector = 'JANITOR'", NULL), 5);
+}
+
+/* Workers and hosts share the database: while one janitor holds the lock,
+ * another's round does nothing (and says so) instead of fighting. */
+static void test_janitor_one_round_at_a_time(void **unused)
+{
+    (void)unused;
+    exec_ok("INSERT INTO idempotency_keys (scope, key, request_hash, expires_at)"
+            " SELECT 'jan1', 'k' || g, 'h', now() - interval '1 second' FROM generate_series(1, 50) g");
+    exec_ok("SELECT pg_advisory_lock(" STORE_JANITOR_LOCK ")");
+    store_janitor_limits lim = {.batch = 5000, .max_batches = 1};
+    store_janitor_counts n;
+    assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
+    assert_false(n.ran);
+    assert_int_equal(n.idempotency_keys, 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM idempotency_keys WHERE scope = 'jan1'", NULL), 50);
+    exec_ok("SELECT pg_advisory_unlock(" STORE_JANITOR_LOCK ")");
+    assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
+    assert_true(n.ran);
+    assert_int_equal(n.idempotency_keys, 50);
+    /* The round gave its lock back: it can be taken again at once. */
+    assert_int_equal(count_rows("SELECT pg_try_advisory_lock(" STORE_JANITOR_LOCK ")::int", NULL), 1);
+    exec_ok("SELECT pg_advisory_unlock(" STORE_JANITOR_LOCK ")");
+}
+
 /* ---- setup ---------------------------------------------------------------- */
 
 static int group_setup(void **unused)
@@ -931,6 +1065,10 @@ int main(void)
         cmocka_unit_test(test_unavailable_hung_server),
         cmocka_unit_test(test_reconnect_after_termination),
         cmocka_unit_test(test_statements_survive_schema_change),
+        cmocka_unit_test(test_migrate_fills_a_gap_below_a_newer_version),
+        cmocka_unit_test(test_janitor_purges_expired_keys_in_bounded_batches),
+        cmocka_unit_test(test_janitor_retention_spares_open_payments_and_orphans),
+        cmocka_unit_test(test_janitor_one_round_at_a_time),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

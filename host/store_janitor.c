@@ -1,0 +1,145 @@
+/* store_janitor.c - purging what the store no longer needs (retention). */
+#include "store_janitor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "payment.h"
+#include "store_internal.h"
+
+/* Each DELETE picks its rows with FOR UPDATE SKIP LOCKED, so a row another
+ * statement holds (an expired key being taken over, say) is left for a
+ * later round instead of waited for; ctid = ANY (ARRAY(...)) makes it a TID
+ * scan. ORDER BY the age column walks its index (migration 6) from the
+ * oldest row, which stays cheap when the old rows are a sliver of a big
+ * table; without it the planner may walk the whole payment_id index. The
+ * outer WHERE repeats the condition, in case a row changed between the
+ * pick and the delete. */
+
+/* $1 limit. */
+static const char sql_purge_keys[] =
+    "DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY("
+    " SELECT ctid FROM idempotency_keys WHERE expires_at <= now()"
+    " ORDER BY expires_at LIMIT $1::int FOR UPDATE SKIP LOCKED))"
+    " AND expires_at <= now()";
+
+/* $1 limit, $2 retention days, $3 terminal states. Orphans (payment_id
+ * NULL) never join, so they are never picked. */
+static const char sql_purge_events[] =
+    "DELETE FROM webhook_events WHERE ctid = ANY (ARRAY("
+    " SELECT e.ctid FROM webhook_events e JOIN payments p ON p.id = e.payment_id"
+    " WHERE e.received_at < now() - $2::int * interval '1 day'"
+    " AND p.updated_at < now() - $2::int * interval '1 day' AND p.state = ANY ($3::text[])"
+    " ORDER BY e.received_at LIMIT $1::int FOR UPDATE OF e SKIP LOCKED))"
+    " AND received_at < now() - $2::int * interval '1 day'";
+
+/* $1 limit, $2 retention days, $3 terminal states. */
+static const char sql_purge_history[] =
+    "DELETE FROM payment_history WHERE ctid = ANY (ARRAY("
+    " SELECT h.ctid FROM payment_history h JOIN payments p ON p.id = h.payment_id"
+    " WHERE h.at < now() - $2::int * interval '1 day'"
+    " AND p.updated_at < now() - $2::int * interval '1 day' AND p.state = ANY ($3::text[])"
+    " ORDER BY h.at LIMIT $1::int FOR UPDATE OF h SKIP LOCKED))";
+
+/* "{succeeded,failed,canceled}": the terminal states, from payment.c. */
+static void janitor_terminal_states(char *buf, size_t len)
+{
+    size_t n = (size_t)snprintf(buf, len, "{");
+    for (int st = 0; st < PAYMENT_STATE_COUNT && n < len; st++)
+        if (payment_state_terminal((pagoflex_state)st))
+            n += (size_t)snprintf(buf + n, len - n, "%s%s", n > 1 ? "," : "",
+                                  payment_state_name((pagoflex_state)st));
+    if (n < len)
+        snprintf(buf + n, len - n, "}");
+}
+
+/* Delete batch after batch of `sql` (limit, then the other parameters)
+ * while a batch comes back full, at most max_batches. */
+static store_result janitor_purge(store_call *c, const char *what, const char *sql, int nparams,
+                                  const char *const *rest, const store_janitor_limits *lim,
+                                  long *removed, bool *more)
+{
+    char limit[16];
+    const char *params[3] = {limit, NULL, NULL};
+    snprintf(limit, sizeof limit, "%d", lim->batch);
+    for (int i = 1; i < nparams; i++)
+        params[i] = rest[i - 1];
+    long total = 0;
+    for (int b = 0; b < lim->max_batches; b++) {
+        PGresult *r = NULL;
+        store_result rc = store_call_exec(c, what, sql, nparams, params, false, &r);
+        if (rc != STORE_OK)
+            return rc;
+        long n = atol(PQcmdTuples(r));
+        PQclear(r);
+        if (n > 0)
+            metrics_db_commit();
+        total += n;
+        if (n < lim->batch) {
+            *removed = total;
+            return STORE_OK;
+        }
+    }
+    *removed = total;
+    *more = true;
+    return STORE_OK;
+}
+
+store_result store_janitor_round(store *s, const store_janitor_limits *lim,
+                                 store_janitor_counts *out)
+{
+    store_call c;
+    PGresult *r = NULL;
+    store_janitor_counts n = {0};
+    const char *const lock[] = {STORE_JANITOR_LOCK};
+    char events_days[24], history_days[24], terminal[128];
+    bool locked = false;
+    if (!lim || lim->batch <= 0 || lim->max_batches <= 0) {
+        log_error("store: janitor round without a batch size");
+        return STORE_ERROR;
+    }
+    store_result rc = store_call_begin(s, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = store_call_exec(&c, "janitor lock", "SELECT pg_try_advisory_lock($1::bigint)", 1, lock,
+                         false, &r);
+    if (rc != STORE_OK)
+        goto done;
+    locked = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    r = NULL;
+    if (!locked)
+        goto done; /* another janitor is at it */
+    n.ran = true;
+    janitor_terminal_states(terminal, sizeof terminal);
+    snprintf(events_days, sizeof events_days, "%ld", lim->webhook_event_retention_days);
+    snprintf(history_days, sizeof history_days, "%ld", lim->payment_history_retention_days);
+    const char *const events[] = {events_days, terminal};
+    const char *const history[] = {history_days, terminal};
+    rc = janitor_purge(&c, "janitor: expired idempotency keys", sql_purge_keys, 1, NULL, lim,
+                       &n.idempotency_keys, &n.more);
+    if (rc == STORE_OK && lim->webhook_event_retention_days > 0)
+        rc = janitor_purge(&c, "janitor: old webhook events", sql_purge_events, 3, events, lim,
+                           &n.webhook_events, &n.more);
+    if (rc == STORE_OK && lim->payment_history_retention_days > 0)
+        rc = janitor_purge(&c, "janitor: old payment history", sql_purge_history, 3, history, lim,
+                           &n.payment_history, &n.more);
+
+done:
+    if (locked && !c.broken) {
+        /* A session lock outlives the call: give it back, or close the
+         * connection (which gives it back) rather than pool it held. */
+        store_result ur = store_call_exec(&c, "janitor unlock", "SELECT pg_advisory_unlock($1::bigint)",
+                                          1, lock, false, &r);
+        if (ur != STORE_OK || PQgetvalue(r, 0, 0)[0] != 't')
+            c.broken = true;
+        PQclear(r);
+    }
+    store_call_end(&c);
+    if (rc == STORE_OK)
+        *out = n;
+    return rc;
+}
