@@ -12,8 +12,11 @@
 
 #include "arena.h"
 #include "creds.h"
+#include "digest.h"
 #include "hex.h"
 #include "log.h"
+#include "stdwebhooks.h"
+#include "urlenc.h"
 
 static int64_t services_fixed_now;
 
@@ -103,6 +106,29 @@ static int64_t svc_now(void)
     return services_fixed_now ? services_fixed_now : (int64_t)time(NULL);
 }
 
+static char *svc_url_encode(pagoflex_arena *arena, const char *s, size_t len)
+{
+    return urlenc_encode(arena_alloc, arena, s, len);
+}
+
+static char *svc_form_encode(pagoflex_arena *arena, const pagoflex_header *pairs, size_t n)
+{
+    return urlenc_form_encode(arena_alloc, arena, pairs, n);
+}
+
+static int svc_form_decode(pagoflex_arena *arena, const char *s, size_t len,
+                           pagoflex_header **pairs, size_t *n)
+{
+    return urlenc_form_decode(arena_alloc, arena, s, len, pairs, n);
+}
+
+static int svc_stdwebhooks_sign(pagoflex_arena *arena, const char *secret, const char *msg_id,
+                                int64_t timestamp, const unsigned char *body, size_t body_len,
+                                char **signature)
+{
+    return stdwh_sign(arena_alloc, arena, secret, msg_id, timestamp, body, body_len, signature);
+}
+
 void services_set_now(int64_t fixed_unix_seconds)
 {
     services_fixed_now = fixed_unix_seconds;
@@ -131,4 +157,10 @@ void services_init(services_plugin *sp, const char *name)
     t->wipe = svc_wipe;
     t->header_get = svc_header_get;
     t->now = svc_now;
+    t->url_encode = svc_url_encode;
+    t->form_encode = svc_form_encode;
+    t->form_decode = svc_form_decode;
+    t->sha256 = digest_sha256;
+    t->stdwebhooks_sign = svc_stdwebhooks_sign;
+    t->stdwebhooks_verify = stdwh_verify;
 }

@@ -1,6 +1,8 @@
 /* testkit.c - a stand-in host for connector unit tests (see
- * pagoflex/testkit.h). Self-contained: it shares no code with the host, so
- * a plugin author needs only the installed SDK and libcrypto. */
+ * pagoflex/testkit.h). The 1.2 services (encodings, currencies, Standard
+ * Webhooks, JWS) are the host's own modules, compiled into the kit's
+ * archive; everything else here is the kit's own. A plugin author needs the
+ * installed SDK, libcrypto, libcurl and Jansson. */
 #include <pagoflex/testkit.h>
 
 #include <stdarg.h>
@@ -13,6 +15,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+
+#include "digest.h"
+#include "stdwebhooks.h"
+#include "urlenc.h"
 
 #define TESTKIT_MAX_CREDENTIALS 64
 #define TESTKIT_LOG_MAX 1024
@@ -239,6 +245,33 @@ static int64_t testkit_now(void)
     return testkit_fixed_now ? testkit_fixed_now : (int64_t)time(NULL);
 }
 
+/* 1.2 services: the host's implementations on the kit's arena. */
+
+static char *testkit_url_encode(pagoflex_arena *arena, const char *s, size_t len)
+{
+    return urlenc_encode(testkit_arena_alloc, arena, s, len);
+}
+
+static char *testkit_form_encode(pagoflex_arena *arena, const pagoflex_header *pairs, size_t n)
+{
+    return urlenc_form_encode(testkit_arena_alloc, arena, pairs, n);
+}
+
+static int testkit_form_decode(pagoflex_arena *arena, const char *s, size_t len,
+                               pagoflex_header **pairs, size_t *n)
+{
+    return urlenc_form_decode(testkit_arena_alloc, arena, s, len, pairs, n);
+}
+
+static int testkit_stdwebhooks_sign(pagoflex_arena *arena, const char *secret,
+                                    const char *msg_id, int64_t timestamp,
+                                    const unsigned char *body, size_t body_len,
+                                    char **signature)
+{
+    return stdwh_sign(testkit_arena_alloc, arena, secret, msg_id, timestamp, body, body_len,
+                      signature);
+}
+
 /* ---- the kit ---------------------------------------------------------- */
 
 pagoflex_testkit *pagoflex_testkit_new(void)
@@ -265,6 +298,12 @@ pagoflex_testkit *pagoflex_testkit_new(void)
     t->wipe = testkit_wipe;
     t->header_get = testkit_header_get;
     t->now = testkit_now;
+    t->url_encode = testkit_url_encode;
+    t->form_encode = testkit_form_encode;
+    t->form_decode = testkit_form_decode;
+    t->sha256 = digest_sha256;
+    t->stdwebhooks_sign = testkit_stdwebhooks_sign;
+    t->stdwebhooks_verify = stdwh_verify;
     return tk;
 }
 
