@@ -12,6 +12,7 @@
 
 #include "arena.h"
 #include "creds.h"
+#include "currency.h"
 #include "digest.h"
 #include "hex.h"
 #include "log.h"
@@ -122,6 +123,11 @@ static int svc_form_decode(pagoflex_arena *arena, const char *s, size_t len,
     return urlenc_form_decode(arena_alloc, arena, s, len, pairs, n);
 }
 
+static char *svc_amount_to_decimal(pagoflex_arena *arena, int64_t minor, const char *currency)
+{
+    return currency_amount_to_decimal(arena_alloc, arena, minor, currency);
+}
+
 static int svc_stdwebhooks_sign(pagoflex_arena *arena, const char *secret, const char *msg_id,
                                 int64_t timestamp, const unsigned char *body, size_t body_len,
                                 char **signature)
@@ -160,6 +166,9 @@ void services_init(services_plugin *sp, const char *name)
     t->url_encode = svc_url_encode;
     t->form_encode = svc_form_encode;
     t->form_decode = svc_form_decode;
+    t->currency_exponent = currency_exponent;
+    t->amount_to_decimal = svc_amount_to_decimal;
+    t->amount_from_decimal = currency_amount_from_decimal;
     t->sha256 = digest_sha256;
     t->stdwebhooks_sign = svc_stdwebhooks_sign;
     t->stdwebhooks_verify = stdwh_verify;

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "currency.h"
 #include "digest.h"
 #include "stdwebhooks.h"
 #include "urlenc.h"
@@ -263,6 +264,11 @@ static int testkit_form_decode(pagoflex_arena *arena, const char *s, size_t len,
     return urlenc_form_decode(testkit_arena_alloc, arena, s, len, pairs, n);
 }
 
+static char *testkit_amount_to_decimal(pagoflex_arena *arena, int64_t minor, const char *currency)
+{
+    return currency_amount_to_decimal(testkit_arena_alloc, arena, minor, currency);
+}
+
 static int testkit_stdwebhooks_sign(pagoflex_arena *arena, const char *secret,
                                     const char *msg_id, int64_t timestamp,
                                     const unsigned char *body, size_t body_len,
@@ -301,6 +307,9 @@ pagoflex_testkit *pagoflex_testkit_new(void)
     t->url_encode = testkit_url_encode;
     t->form_encode = testkit_form_encode;
     t->form_decode = testkit_form_decode;
+    t->currency_exponent = currency_exponent;
+    t->amount_to_decimal = testkit_amount_to_decimal;
+    t->amount_from_decimal = currency_amount_from_decimal;
     t->sha256 = digest_sha256;
     t->stdwebhooks_sign = testkit_stdwebhooks_sign;
     t->stdwebhooks_verify = stdwh_verify;
