@@ -14,6 +14,7 @@
 #include "creds.h"
 #include "currency.h"
 #include "digest.h"
+#include "jws.h"
 #include "hex.h"
 #include "log.h"
 #include "stdwebhooks.h"
@@ -172,4 +173,5 @@ void services_init(services_plugin *sp, const char *name)
     t->sha256 = digest_sha256;
     t->stdwebhooks_sign = svc_stdwebhooks_sign;
     t->stdwebhooks_verify = stdwh_verify;
+    t->jws_verify = jws_verify;
 }

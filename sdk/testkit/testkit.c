@@ -18,6 +18,7 @@
 
 #include "currency.h"
 #include "digest.h"
+#include "jws.h"
 #include "stdwebhooks.h"
 #include "urlenc.h"
 
@@ -313,6 +314,7 @@ pagoflex_testkit *pagoflex_testkit_new(void)
     t->sha256 = digest_sha256;
     t->stdwebhooks_sign = testkit_stdwebhooks_sign;
     t->stdwebhooks_verify = stdwh_verify;
+    t->jws_verify = jws_verify;
     return tk;
 }
 
