@@ -39,6 +39,18 @@ static const char *svc_credential(const pagoflex_credentials *creds, const char 
     return creds_get(creds, name);
 }
 
+static const char *svc_setting(const pagoflex_credentials *creds, const char *name)
+{
+    return creds_get_setting(creds, name);
+}
+
+/* The creds handed to init belong to the host (registry.c): the arena is
+ * recorded in them and taken over by the registry once init returns. */
+static pagoflex_arena *svc_init_arena(const pagoflex_credentials *creds)
+{
+    return creds_init_arena((pagoflex_credentials *)creds);
+}
+
 static int svc_hmac_sha256(const void *key, size_t key_len, const void *data, size_t data_len,
                            unsigned char out[32])
 {
@@ -164,6 +176,8 @@ void services_init(services_plugin *sp, const char *name)
     t->wipe = svc_wipe;
     t->header_get = svc_header_get;
     t->now = svc_now;
+    t->setting = svc_setting;
+    t->init_arena = svc_init_arena;
     t->url_encode = svc_url_encode;
     t->form_encode = svc_form_encode;
     t->form_decode = svc_form_decode;

@@ -40,6 +40,12 @@ struct pagoflex_credentials {
     size_t count;
     char *names[TESTKIT_MAX_CREDENTIALS];
     char *values[TESTKIT_MAX_CREDENTIALS];
+    /* 1.2: non-secret settings (host->setting) and the arena host->init_arena
+     * hands out, kept until pagoflex_testkit_free (it outlives reset). */
+    size_t setting_count;
+    char *setting_names[TESTKIT_MAX_CREDENTIALS];
+    char *setting_values[TESTKIT_MAX_CREDENTIALS];
+    struct pagoflex_arena init_arena;
 };
 
 struct pagoflex_testkit {
@@ -145,6 +151,20 @@ static const char *testkit_credential(const pagoflex_credentials *creds, const c
         if (strcmp(creds->names[i], name) == 0)
             return creds->values[i];
     return NULL;
+}
+
+static const char *testkit_setting(const pagoflex_credentials *creds, const char *name)
+{
+    for (size_t i = 0; creds && name && i < creds->setting_count; i++)
+        if (strcmp(creds->setting_names[i], name) == 0)
+            return creds->setting_values[i];
+    return NULL;
+}
+
+/* The kit's credentials are its own (pagoflex_testkit_credentials). */
+static pagoflex_arena *testkit_init_arena(const pagoflex_credentials *creds)
+{
+    return creds ? &((struct pagoflex_credentials *)creds)->init_arena : NULL;
 }
 
 static int testkit_hmac(const void *key, size_t key_len, const void *data, size_t data_len,
@@ -311,6 +331,8 @@ pagoflex_testkit *pagoflex_testkit_new(void)
     t->currency_exponent = currency_exponent;
     t->amount_to_decimal = testkit_amount_to_decimal;
     t->amount_from_decimal = currency_amount_from_decimal;
+    t->setting = testkit_setting;
+    t->init_arena = testkit_init_arena;
     t->sha256 = digest_sha256;
     t->stdwebhooks_sign = testkit_stdwebhooks_sign;
     t->stdwebhooks_verify = stdwh_verify;
@@ -327,6 +349,11 @@ void pagoflex_testkit_free(pagoflex_testkit *tk)
         free(tk->creds.values[i]);
         free(tk->creds.names[i]);
     }
+    for (size_t i = 0; i < tk->creds.setting_count; i++) {
+        free(tk->creds.setting_values[i]);
+        free(tk->creds.setting_names[i]);
+    }
+    testkit_arena_clear(&tk->creds.init_arena);
     testkit_arena_clear(&tk->arena);
     free(tk);
 }
@@ -377,6 +404,30 @@ int pagoflex_testkit_credential_set(pagoflex_testkit *tk, const char *name, cons
 fail:
     free(v);
     free(n);
+    return -1;
+}
+
+int pagoflex_testkit_setting_set(pagoflex_testkit *tk, const char *name, const char *value)
+{
+    struct pagoflex_credentials *c = &tk->creds;
+    size_t i = 0;
+    char *v = value ? strdup(value) : NULL;
+    if (!name || !v)
+        goto fail;
+    while (i < c->setting_count && strcmp(c->setting_names[i], name) != 0)
+        i++;
+    if (i < c->setting_count) {
+        free(c->setting_values[i]);
+        c->setting_values[i] = v;
+        return 0;
+    }
+    if (i == TESTKIT_MAX_CREDENTIALS || !(c->setting_names[i] = strdup(name)))
+        goto fail;
+    c->setting_values[i] = v;
+    c->setting_count++;
+    return 0;
+fail:
+    free(v);
     return -1;
 }
 
