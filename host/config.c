@@ -323,6 +323,58 @@ static int config_trusted_keys(const config_t *cf, const char *base, config *c, 
     return 0;
 }
 
+/* connector_settings = { banco_x = { BANCOX_BASE_URL = "https://..."; }; };
+ * a group per plugin (named as its .so, without ".so"), string values
+ * only: non-secret settings a plugin reads in init with host->setting.
+ * Secrets belong in the encrypted credentials files, not here. */
+static int config_connector_settings(const config_t *cf, config *c, char *err, size_t errlen)
+{
+    config_setting_t *s = config_find(cf, "connector_settings");
+    if (!s)
+        return 0;
+    if (!config_setting_is_group(s)) {
+        snprintf(err, errlen, "line %d: setting 'connector_settings' must be a group: "
+                 "connector_settings = { <plugin> = { NAME = \"value\"; }; };",
+                 config_setting_source_line(s));
+        return -1;
+    }
+    size_t total = 0;
+    for (int i = 0; i < config_setting_length(s); i++) {
+        config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+        if (!config_setting_is_group(g)) {
+            snprintf(err, errlen, "line %d: connector_settings.%s must be a group of "
+                     "NAME = \"value\" settings for plugin %s",
+                     config_setting_source_line(g), config_setting_name(g), config_setting_name(g));
+            return -1;
+        }
+        total += (size_t)config_setting_length(g);
+    }
+    c->connector_settings = calloc(total ? total : 1, sizeof *c->connector_settings);
+    if (!c->connector_settings)
+        return -1;
+    for (int i = 0; i < config_setting_length(s); i++) {
+        config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+        for (int j = 0; j < config_setting_length(g); j++) {
+            config_setting_t *v = config_setting_get_elem(g, (unsigned)j);
+            const char *text = config_setting_get_string(v);
+            if (!text) {
+                snprintf(err, errlen, "line %d: connector_settings.%s.%s must be a string "
+                         "(write numbers in quotes: \"5000\")",
+                         config_setting_source_line(v), config_setting_name(g), config_setting_name(v));
+                return -1;
+            }
+            creds_setting *cs = &c->connector_settings[c->connector_setting_count];
+            cs->plugin = strdup(config_setting_name(g));
+            cs->name = strdup(config_setting_name(v));
+            cs->value = strdup(text);
+            c->connector_setting_count++;
+            if (!cs->plugin || !cs->name || !cs->value)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* Bounds against hostile clients: see README "Security". */
 static int config_limits(const config_t *cf, config *c, char *err, size_t errlen)
 {
@@ -393,7 +445,8 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
         config_string(&cf, "previous_master_key_file", NULL, base, &c.previous_master_key_file,
                       inner, sizeof inner))
         goto fail;
-    if (config_limits(&cf, &c, inner, sizeof inner) || config_trusted_keys(&cf, base, &c, inner, sizeof inner))
+    if (config_limits(&cf, &c, inner, sizeof inner) || config_trusted_keys(&cf, base, &c, inner, sizeof inner) ||
+        config_connector_settings(&cf, &c, inner, sizeof inner))
         goto fail;
     if (config_int(&cf, "port", 8080, 0, 65535, &v, inner, sizeof inner))
         goto fail;
@@ -495,5 +548,11 @@ void config_free(config *c)
     for (size_t i = 0; i < c->trusted_key_count; i++)
         free(c->trusted_keys[i]);
     free(c->trusted_keys);
+    for (size_t i = 0; i < c->connector_setting_count; i++) {
+        free((char *)c->connector_settings[i].plugin);
+        free((char *)c->connector_settings[i].name);
+        free((char *)c->connector_settings[i].value);
+    }
+    free(c->connector_settings);
     memset(c, 0, sizeof *c);
 }

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "creds.h"
+
 typedef struct config {
     char *listen_address;  /* "127.0.0.1" */
     int port;              /* 8080; $PAGOFLEX_PORT overrides */
@@ -33,6 +35,10 @@ typedef struct config {
     int require_signed_plugins;     /* load only plugins signed by trusted_keys */
     char **trusted_keys;            /* paths of Ed25519 public key PEM files */
     size_t trusted_key_count;
+    creds_setting *connector_settings; /* connector_settings = { <plugin> = {
+                                          NAME = "value"; ... }; ... }: what
+                                          host->setting gives each plugin */
+    size_t connector_setting_count;
     size_t max_header_bytes;        /* sum of header names and values (431 above) */
     int max_headers;                /* header count (431 above) */
     int max_json_depth;             /* nesting of a JSON body (400 above) */

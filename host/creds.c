@@ -6,6 +6,8 @@
 
 #include <openssl/crypto.h>
 
+#include "arena.h"
+
 pagoflex_credentials *creds_new(void)
 {
     return calloc(1, sizeof(pagoflex_credentials));
@@ -59,10 +61,39 @@ const char *creds_get(const pagoflex_credentials *creds, const char *name)
     return NULL;
 }
 
+int creds_set_setting(pagoflex_credentials *creds, const char *name, const char *value)
+{
+    if (!creds->settings && !(creds->settings = creds_new()))
+        return -1;
+    return creds_set(creds->settings, name, value);
+}
+
+const char *creds_get_setting(const pagoflex_credentials *creds, const char *name)
+{
+    return creds ? creds_get(creds->settings, name) : NULL;
+}
+
+pagoflex_arena *creds_init_arena(pagoflex_credentials *creds)
+{
+    if (creds && !creds->init_arena)
+        creds->init_arena = arena_new();
+    return creds ? creds->init_arena : NULL;
+}
+
+pagoflex_arena *creds_take_init_arena(pagoflex_credentials *creds)
+{
+    pagoflex_arena *a = creds ? creds->init_arena : NULL;
+    if (creds)
+        creds->init_arena = NULL;
+    return a;
+}
+
 void creds_free(pagoflex_credentials *creds)
 {
     if (!creds)
         return;
+    creds_free(creds->settings);
+    arena_free(creds->init_arena);
     for (size_t i = 0; i < creds->count; i++) {
         free(creds->names[i]);
         creds_wipe_str(creds->values[i]);

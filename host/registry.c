@@ -32,6 +32,7 @@
 
 #include <openssl/evp.h>
 
+#include "arena.h"
 #include "creds.h"
 #include "log.h"
 
@@ -58,6 +59,8 @@ struct registry {
     registry_rejection *rejected;
     size_t rejected_count;
     const secrets_key *previous_master_key;
+    const creds_setting *settings; /* borrowed from the options */
+    size_t settings_count;
     const plugin_trust *trust;
     registry_plugin **plugins; /* pointers: a plugin's services table must
                                   not move once init has seen it */
@@ -326,6 +329,7 @@ static void plugin_free(registry_plugin *p)
         return;
     if (p->private_fd >= 0)
         close(p->private_fd);
+    arena_free(p->init_arena); /* after fini, which may still use it */
     free(p->name);
     free(p->file);
     free(p->private_path);
@@ -919,6 +923,13 @@ static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credenti
     }
     if (required_present(p, creds, path, rj) != 0)
         goto fail;
+    for (size_t i = 0; i < r->settings_count; i++) {
+        const creds_setting *st = &r->settings[i];
+        if (strcmp(st->plugin, p->name) == 0 && creds_set_setting(creds, st->name, st->value) != 0) {
+            reject(rj, "settings", "memory", "out of memory", "free memory and retry");
+            goto fail;
+        }
+    }
     *out = creds;
     creds = NULL;
     rc = 0;
@@ -943,6 +954,7 @@ static int plugin_init(registry_plugin *p, const pagoflex_credentials *creds, re
                       status_name(status), status);
     }
     p->state = state;
+    p->init_arena = creds_take_init_arena((pagoflex_credentials *)creds);
     return 0;
 }
 
@@ -972,6 +984,8 @@ registry *registry_new(const registry_options *opts)
                 goto fail;
     }
     r->previous_master_key = opts->previous_master_key;
+    r->settings = opts->settings;
+    r->settings_count = opts->settings_count;
     r->trust = opts->trust;
     if ((opts->plugin_dir && !r->plugin_dir) || !r->credentials_dir || !r->private_dir)
         goto fail;

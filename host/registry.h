@@ -25,6 +25,8 @@
 
 #include <pagoflex/connector.h>
 
+#include "creds.h"
+
 #include "plugin_trust.h"
 #include "secrets.h"
 #include "services.h"
@@ -37,6 +39,8 @@ typedef struct registry_plugin {
     void *handle;       /* dlopen handle */
     const pagoflex_connector *desc; /* inside the loaded object */
     services_plugin services;       /* this plugin's host-services table */
+    pagoflex_arena *init_arena;     /* host->init_arena's arena (or NULL): freed
+                                       after fini */
     void *state;                    /* from desc->init */
     time_t loaded_at;
     char *last_error; /* when this is the last good version because a newer
@@ -84,6 +88,10 @@ typedef struct registry_options {
     const plugin_trust *trust; /* signature policy (borrowed, may be NULL:
                                   none). Owner and mode checks of the plugin
                                   directory and files apply always */
+    /* Non-secret plugin settings (host->setting in init), borrowed: they
+     * must stay valid while plugins are loaded. NULL/0 for none. */
+    const creds_setting *settings;
+    size_t settings_count;
 } registry_options;
 
 typedef struct registry registry;

@@ -12,8 +12,13 @@
 
 #include "arena.h"
 #include "creds.h"
+#include "currency.h"
+#include "digest.h"
+#include "jws.h"
 #include "hex.h"
 #include "log.h"
+#include "stdwebhooks.h"
+#include "urlenc.h"
 
 static int64_t services_fixed_now;
 
@@ -32,6 +37,18 @@ static void svc_log(const pagoflex_host_services *host, pagoflex_log_level level
 static const char *svc_credential(const pagoflex_credentials *creds, const char *name)
 {
     return creds_get(creds, name);
+}
+
+static const char *svc_setting(const pagoflex_credentials *creds, const char *name)
+{
+    return creds_get_setting(creds, name);
+}
+
+/* The creds handed to init belong to the host (registry.c): the arena is
+ * recorded in them and taken over by the registry once init returns. */
+static pagoflex_arena *svc_init_arena(const pagoflex_credentials *creds)
+{
+    return creds_init_arena((pagoflex_credentials *)creds);
 }
 
 static int svc_hmac_sha256(const void *key, size_t key_len, const void *data, size_t data_len,
@@ -103,6 +120,34 @@ static int64_t svc_now(void)
     return services_fixed_now ? services_fixed_now : (int64_t)time(NULL);
 }
 
+static char *svc_url_encode(pagoflex_arena *arena, const char *s, size_t len)
+{
+    return urlenc_encode(arena_alloc, arena, s, len);
+}
+
+static char *svc_form_encode(pagoflex_arena *arena, const pagoflex_header *pairs, size_t n)
+{
+    return urlenc_form_encode(arena_alloc, arena, pairs, n);
+}
+
+static int svc_form_decode(pagoflex_arena *arena, const char *s, size_t len,
+                           pagoflex_header **pairs, size_t *n)
+{
+    return urlenc_form_decode(arena_alloc, arena, s, len, pairs, n);
+}
+
+static char *svc_amount_to_decimal(pagoflex_arena *arena, int64_t minor, const char *currency)
+{
+    return currency_amount_to_decimal(arena_alloc, arena, minor, currency);
+}
+
+static int svc_stdwebhooks_sign(pagoflex_arena *arena, const char *secret, const char *msg_id,
+                                int64_t timestamp, const unsigned char *body, size_t body_len,
+                                char **signature)
+{
+    return stdwh_sign(arena_alloc, arena, secret, msg_id, timestamp, body, body_len, signature);
+}
+
 void services_set_now(int64_t fixed_unix_seconds)
 {
     services_fixed_now = fixed_unix_seconds;
@@ -131,4 +176,16 @@ void services_init(services_plugin *sp, const char *name)
     t->wipe = svc_wipe;
     t->header_get = svc_header_get;
     t->now = svc_now;
+    t->setting = svc_setting;
+    t->init_arena = svc_init_arena;
+    t->url_encode = svc_url_encode;
+    t->form_encode = svc_form_encode;
+    t->form_decode = svc_form_decode;
+    t->currency_exponent = currency_exponent;
+    t->amount_to_decimal = svc_amount_to_decimal;
+    t->amount_from_decimal = currency_amount_from_decimal;
+    t->sha256 = digest_sha256;
+    t->stdwebhooks_sign = svc_stdwebhooks_sign;
+    t->stdwebhooks_verify = stdwh_verify;
+    t->jws_verify = jws_verify;
 }

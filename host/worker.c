@@ -110,7 +110,9 @@ int worker_main(const worker_params *p)
     registry_options ropts = {.plugin_dir = cfg->plugin_dir, .credentials_dir = cfg->credentials_dir,
                               .private_dir = cfg->private_dir, .master_key = &key,
                               .previous_master_key = have_prev ? &prev_key : NULL, .trust = trust,
-                              .keep_last_good = true, .skip = p->quarantine};
+                              .keep_last_good = true, .skip = p->quarantine,
+                              .settings = cfg->connector_settings,
+                              .settings_count = cfg->connector_setting_count};
     reg = st ? registry_new(&ropts) : NULL;
     if (!reg) {
         log_error("worker: out of memory");

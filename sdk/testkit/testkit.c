@@ -1,6 +1,8 @@
 /* testkit.c - a stand-in host for connector unit tests (see
- * pagoflex/testkit.h). Self-contained: it shares no code with the host, so
- * a plugin author needs only the installed SDK and libcrypto. */
+ * pagoflex/testkit.h). The 1.2 services (encodings, currencies, Standard
+ * Webhooks, JWS) are the host's own modules, compiled into the kit's
+ * archive; everything else here is the kit's own. A plugin author needs the
+ * installed SDK, libcrypto, libcurl and Jansson. */
 #include <pagoflex/testkit.h>
 
 #include <stdarg.h>
@@ -13,6 +15,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+
+#include "currency.h"
+#include "digest.h"
+#include "jws.h"
+#include "stdwebhooks.h"
+#include "urlenc.h"
 
 #define TESTKIT_MAX_CREDENTIALS 64
 #define TESTKIT_LOG_MAX 1024
@@ -32,6 +40,12 @@ struct pagoflex_credentials {
     size_t count;
     char *names[TESTKIT_MAX_CREDENTIALS];
     char *values[TESTKIT_MAX_CREDENTIALS];
+    /* 1.2: non-secret settings (host->setting) and the arena host->init_arena
+     * hands out, kept until pagoflex_testkit_free (it outlives reset). */
+    size_t setting_count;
+    char *setting_names[TESTKIT_MAX_CREDENTIALS];
+    char *setting_values[TESTKIT_MAX_CREDENTIALS];
+    struct pagoflex_arena init_arena;
 };
 
 struct pagoflex_testkit {
@@ -139,6 +153,20 @@ static const char *testkit_credential(const pagoflex_credentials *creds, const c
     return NULL;
 }
 
+static const char *testkit_setting(const pagoflex_credentials *creds, const char *name)
+{
+    for (size_t i = 0; creds && name && i < creds->setting_count; i++)
+        if (strcmp(creds->setting_names[i], name) == 0)
+            return creds->setting_values[i];
+    return NULL;
+}
+
+/* The kit's credentials are its own (pagoflex_testkit_credentials). */
+static pagoflex_arena *testkit_init_arena(const pagoflex_credentials *creds)
+{
+    return creds ? &((struct pagoflex_credentials *)creds)->init_arena : NULL;
+}
+
 static int testkit_hmac(const void *key, size_t key_len, const void *data, size_t data_len,
                         unsigned char out[32])
 {
@@ -239,6 +267,38 @@ static int64_t testkit_now(void)
     return testkit_fixed_now ? testkit_fixed_now : (int64_t)time(NULL);
 }
 
+/* 1.2 services: the host's implementations on the kit's arena. */
+
+static char *testkit_url_encode(pagoflex_arena *arena, const char *s, size_t len)
+{
+    return urlenc_encode(testkit_arena_alloc, arena, s, len);
+}
+
+static char *testkit_form_encode(pagoflex_arena *arena, const pagoflex_header *pairs, size_t n)
+{
+    return urlenc_form_encode(testkit_arena_alloc, arena, pairs, n);
+}
+
+static int testkit_form_decode(pagoflex_arena *arena, const char *s, size_t len,
+                               pagoflex_header **pairs, size_t *n)
+{
+    return urlenc_form_decode(testkit_arena_alloc, arena, s, len, pairs, n);
+}
+
+static char *testkit_amount_to_decimal(pagoflex_arena *arena, int64_t minor, const char *currency)
+{
+    return currency_amount_to_decimal(testkit_arena_alloc, arena, minor, currency);
+}
+
+static int testkit_stdwebhooks_sign(pagoflex_arena *arena, const char *secret,
+                                    const char *msg_id, int64_t timestamp,
+                                    const unsigned char *body, size_t body_len,
+                                    char **signature)
+{
+    return stdwh_sign(testkit_arena_alloc, arena, secret, msg_id, timestamp, body, body_len,
+                      signature);
+}
+
 /* ---- the kit ---------------------------------------------------------- */
 
 pagoflex_testkit *pagoflex_testkit_new(void)
@@ -265,6 +325,18 @@ pagoflex_testkit *pagoflex_testkit_new(void)
     t->wipe = testkit_wipe;
     t->header_get = testkit_header_get;
     t->now = testkit_now;
+    t->url_encode = testkit_url_encode;
+    t->form_encode = testkit_form_encode;
+    t->form_decode = testkit_form_decode;
+    t->currency_exponent = currency_exponent;
+    t->amount_to_decimal = testkit_amount_to_decimal;
+    t->amount_from_decimal = currency_amount_from_decimal;
+    t->setting = testkit_setting;
+    t->init_arena = testkit_init_arena;
+    t->sha256 = digest_sha256;
+    t->stdwebhooks_sign = testkit_stdwebhooks_sign;
+    t->stdwebhooks_verify = stdwh_verify;
+    t->jws_verify = jws_verify;
     return tk;
 }
 
@@ -277,6 +349,11 @@ void pagoflex_testkit_free(pagoflex_testkit *tk)
         free(tk->creds.values[i]);
         free(tk->creds.names[i]);
     }
+    for (size_t i = 0; i < tk->creds.setting_count; i++) {
+        free(tk->creds.setting_values[i]);
+        free(tk->creds.setting_names[i]);
+    }
+    testkit_arena_clear(&tk->creds.init_arena);
     testkit_arena_clear(&tk->arena);
     free(tk);
 }
@@ -327,6 +404,30 @@ int pagoflex_testkit_credential_set(pagoflex_testkit *tk, const char *name, cons
 fail:
     free(v);
     free(n);
+    return -1;
+}
+
+int pagoflex_testkit_setting_set(pagoflex_testkit *tk, const char *name, const char *value)
+{
+    struct pagoflex_credentials *c = &tk->creds;
+    size_t i = 0;
+    char *v = value ? strdup(value) : NULL;
+    if (!name || !v)
+        goto fail;
+    while (i < c->setting_count && strcmp(c->setting_names[i], name) != 0)
+        i++;
+    if (i < c->setting_count) {
+        free(c->setting_values[i]);
+        c->setting_values[i] = v;
+        return 0;
+    }
+    if (i == TESTKIT_MAX_CREDENTIALS || !(c->setting_names[i] = strdup(name)))
+        goto fail;
+    c->setting_values[i] = v;
+    c->setting_count++;
+    return 0;
+fail:
+    free(v);
     return -1;
 }
 

@@ -233,6 +233,27 @@ static void test_retention_and_log_file_settings(void **unused)
     expect_error("webhook_event_retention_days = -1;\n", "'webhook_event_retention_days' is -1");
 }
 
+static void test_connector_settings(void **unused)
+{
+    (void)unused;
+    write_config("connector_settings = {\n  banco_x = { BANCOX_BASE_URL = \"http://127.0.0.1:1\"; MODE = \"test\"; };\n"
+                 "  acme = { ACME_REGION = \"eu\"; };\n};\n");
+    config c;
+    char err[512] = "";
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_int_equal(c.connector_setting_count, 3);
+    assert_string_equal(c.connector_settings[0].plugin, "banco_x");
+    assert_string_equal(c.connector_settings[0].name, "BANCOX_BASE_URL");
+    assert_string_equal(c.connector_settings[0].value, "http://127.0.0.1:1");
+    assert_string_equal(c.connector_settings[2].plugin, "acme");
+    assert_string_equal(c.connector_settings[2].value, "eu");
+    config_free(&c);
+    expect_error("connector_settings = { banco_x = { TIMEOUT_MS = 5000; }; };\n",
+                 "connector_settings.banco_x.TIMEOUT_MS must be a string");
+    expect_error("connector_settings = { banco_x = \"x\"; };\n", "connector_settings.banco_x must be a group");
+    expect_error("connector_settings = 1;\n", "'connector_settings' must be a group");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +264,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unknown_setting_refused_with_nearest_name, cleanup),
         cmocka_unit_test_teardown(test_documented_settings_are_known, cleanup),
         cmocka_unit_test_teardown(test_retention_and_log_file_settings, cleanup),
+        cmocka_unit_test_teardown(test_connector_settings, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -233,6 +233,39 @@ static void test_good_a_loads(void **state)
     assert_int_equal(st.st_mode & 0777, 0700);
 }
 
+/* ---- 1.2: settings and the init arena ---------------------------------- */
+
+/* host->setting gives init the settings of its own plugin only, and what
+ * init keeps in host->init_arena is still there after init returned. */
+static void test_settings_reach_init_and_init_arena_outlives_it(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "settings_probe", NULL, path, sizeof path);
+    const creds_setting settings[] = {
+        {.plugin = "good_a", .name = "PROBE_BASE_URL", .value = "http://wrong.example"},
+        {.plugin = "settings_probe", .name = "PROBE_BASE_URL", .value = "http://127.0.0.1:9/probe"},
+    };
+    registry_options o = {.plugin_dir = e->plugins, .credentials_dir = e->creds,
+                          .private_dir = e->private_dir, .settings = settings,
+                          .settings_count = 2};
+    e->reg = registry_new(&o);
+    assert_non_null(e->reg);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), 0);
+    const registry_plugin *p = registry_find_key(e->reg, "SETTINGS_PROBE");
+    assert_non_null(p);
+    assert_non_null(p->init_arena);
+    call_build_request(p, "http://127.0.0.1:9/probe/pay_1", NULL);
+
+    /* Another plugin's setting is not this plugin's: init refuses to load. */
+    registry_free(e->reg);
+    o.settings = settings;
+    o.settings_count = 1;
+    e->reg = registry_new(&o);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "field=init"));
+}
+
 /* ---- every rejection path --------------------------------------------- */
 
 typedef struct rejection_case {
@@ -874,6 +907,8 @@ int main(void)
     find_fixture_dir();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_good_a_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings_reach_init_and_init_arena_outlives_it, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_future_minor_loads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abi_v10_loads_without_sync, setup, teardown),

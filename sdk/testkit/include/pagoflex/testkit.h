@@ -109,6 +109,11 @@ int pagoflex_testkit_webhook_header(pagoflex_testkit *tk, pagoflex_testkit_webho
 char *pagoflex_testkit_hmac_hex(pagoflex_testkit *tk, const char *secret, const void *data,
                                 size_t len);
 
+/* Set (or replace) the non-secret setting name=value that host->setting
+ * gives the plugin's init (ABI 1.2). 0, or -1 on a bad argument or when
+ * the table is full. */
+int pagoflex_testkit_setting_set(pagoflex_testkit *tk, const char *name, const char *value);
+
 /* A Banco-X-style signature header value "t=<t>,v1=<hex>" where hex is the
  * HMAC-SHA256 of "<t>.<body>" under secret, in the arena. */
 char *pagoflex_testkit_sign_bancox(pagoflex_testkit *tk, const char *secret, int64_t t,
