@@ -22,6 +22,9 @@ typedef struct check_options {
     const char *credentials_file; /* <name>.cfg.enc, or NULL: dummy values are
                                      generated for every required name */
     const secrets_key *master_key; /* decrypts credentials_file (borrowed) */
+    const char *const *credentials; /* "NAME=VALUE" plaintext test credentials
+                                       (--credential), used instead of a file */
+    size_t credential_count;
     const char *with_dir;         /* plugins loaded first, as the host would, so
                                      duplicate keys and paths show; or NULL */
     int verbose;                  /* show host and plugin log lines on stderr */

@@ -52,12 +52,14 @@ static const cli_command cli_commands[] = {
      "  --template DIR  template to use (default: $PAGOFLEX_TEMPLATE_DIR, then the\n"
      "                  installed share/pagoflex/template, then the source tree)\n"},
     {"plugin", "check", cli_plugin_check,
-     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE]] [--plugin-name NAME] "
-     "[--with DIR] [--verbose]",
+     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE] | --credential NAME=VALUE...] "
+     "[--plugin-name NAME] [--with DIR] [--verbose]",
      "Load a connector as the host would and check that it conforms; exit 0 if all pass.",
      "  --credentials F  its encrypted credentials (default: dummy values are generated\n"
      "                   for every required credential, in memory)\n"
      KEY_SOURCE_HELP
+     "  --credential NAME=VALUE  a plaintext test credential (repeatable), instead of\n"
+     "                   --credentials; kept in memory only, never printed\n"
      "  --plugin-name N  name the credentials were encrypted for (default: FILE without .so)\n"
      "  --with DIR       load the plugins of DIR first, so duplicate keys and paths show\n"
      "  --verbose        show the host's and the plugin's log lines on stderr\n"},
