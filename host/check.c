@@ -1782,3 +1782,168 @@ fail:
         munmap(c.sh, sizeof *c.sh);
     return rc;
 }
+
+/* ---- webhook replay (`pagoflex webhook verify`) ---------------------- */
+
+static const char *check_kind_name(int k)
+{
+    return k == PAGOFLEX_EVENT_PAYMENT ? "payment"
+           : k == PAGOFLEX_EVENT_REFUND ? "refund"
+           : k == PAGOFLEX_EVENT_IGNORED ? "ignored"
+                                         : "unknown";
+}
+
+#define CHECK_OR_DASH(s) ((s) ? (s) : "-")
+
+static void check_print_event(FILE *out, size_t i, const pagoflex_event *e)
+{
+    fprintf(out, "event %zu: id=%s kind=%s type=%s payment_id=%s tx_id=%s refund_id=%s "
+                 "refund_tx_id=%s ",
+            i + 1, CHECK_OR_DASH(e->event_id), check_kind_name((int)e->kind),
+            CHECK_OR_DASH(e->type), CHECK_OR_DASH(e->payment_id), CHECK_OR_DASH(e->tx_id),
+            CHECK_OR_DASH(e->refund_id), CHECK_OR_DASH(e->refund_provider_reference_id));
+    if (e->kind == PAGOFLEX_EVENT_IGNORED)
+        fprintf(out, "(acknowledged, changes nothing)");
+    else if (e->look_up)
+        fprintf(out, "look_up (the host runs the %s's sync flow)",
+                e->kind == PAGOFLEX_EVENT_REFUND ? "refund" : "payment");
+    else
+        fprintf(out, "state=%s", check_state_label((int)e->state) ? check_state_label((int)e->state)
+                                                                  : "INVALID");
+    fprintf(out, " amount=%lld", (long long)e->amount);
+    if (e->error_code)
+        fprintf(out, " error_code=%s", e->error_code);
+    fputc('\n', out);
+}
+
+static void check_print_status(FILE *out, const char *what, int rc)
+{
+    fprintf(out, "%s (status %d %s)\n", what, rc,
+            check_status_name(rc) ? check_status_name(rc) : "not a pagoflex_status");
+}
+
+static int check_replay_new(check_ctx *c, const check_delivery *dl, FILE *out)
+{
+    const pagoflex_connector *d = c->pl->desc;
+    pagoflex_webhook_request req = {.size = (uint32_t)sizeof req, .method = dl->method,
+                                    .path = dl->path, .query = dl->query,
+                                    .headers = dl->headers, .header_count = dl->header_count,
+                                    .body = dl->body, .body_len = dl->body_len};
+    pagoflex_arena *a = arena_new();
+    int rc = a ? d->webhook_verify(c->pl->state, &req, a) : PAGOFLEX_ERR_NOMEM;
+    int result = 1;
+    if (rc != PAGOFLEX_OK) {
+        check_print_status(out, "signature: INVALID", rc);
+        goto done;
+    }
+    fprintf(out, "signature: valid\n");
+    pagoflex_webhook_parsed p;
+    memset(&p, 0, sizeof p);
+    p.size = (uint32_t)sizeof p;
+    rc = d->webhook_parse(c->pl->state, &req, a, &p);
+    if (rc != PAGOFLEX_OK) {
+        check_print_status(out, "parse: FAILED", rc);
+        goto done;
+    }
+    fprintf(out, "parse: %zu event(s)\n", p.event_count);
+    for (size_t i = 0; p.events && i < p.event_count; i++)
+        check_print_event(out, i, &p.events[i]);
+    if (p.answer_status || p.answer_body)
+        fprintf(out, "answer: status %d, content-type %s, body %.*s\n",
+                p.answer_status ? p.answer_status : 200, CHECK_OR_DASH(p.answer_content_type),
+                (int)(p.answer_body_len > 512 ? 512 : p.answer_body_len),
+                p.answer_body ? (const char *)p.answer_body : "");
+    else
+        fprintf(out, "answer: the host's default (200, JSON)\n");
+    result = 0;
+done:
+    arena_free(a);
+    return result;
+}
+
+static int check_replay_old(check_ctx *c, const check_delivery *dl, FILE *out)
+{
+    const pagoflex_connector *d = c->pl->desc;
+    pagoflex_arena *a = arena_new();
+    int rc = a ? d->verify_webhook(c->pl->state, dl->headers, dl->header_count, dl->body,
+                                   dl->body_len, a)
+               : PAGOFLEX_ERR_NOMEM;
+    int result = 1;
+    if (rc != PAGOFLEX_OK) {
+        check_print_status(out, "signature: INVALID", rc);
+        goto done;
+    }
+    fprintf(out, "signature: valid\n");
+    pagoflex_webhook_event ev;
+    memset(&ev, 0, sizeof ev);
+    rc = d->parse_webhook(c->pl->state, dl->body, dl->body_len, a, &ev);
+    if (rc != PAGOFLEX_OK) {
+        check_print_status(out, "parse: FAILED", rc);
+        goto done;
+    }
+    pagoflex_event e = {.event_id = ev.event_id, .kind = PAGOFLEX_EVENT_PAYMENT,
+                        .payment_id = ev.payment_id, .tx_id = ev.tx_id, .state = ev.state,
+                        .error_code = ev.error_code};
+    fprintf(out, "parse: 1 event(s) (ABI %u.%u verify_webhook/parse_webhook)\n",
+            (unsigned)d->abi_major, (unsigned)d->abi_minor);
+    check_print_event(out, 0, &e);
+    fprintf(out, "answer: the host's default (200, JSON)\n");
+    result = 0;
+done:
+    arena_free(a);
+    return result;
+}
+
+int check_webhook_replay(const check_options *opts, const check_delivery *dl, FILE *out,
+                         char *err, size_t errlen)
+{
+    check_ctx c = {.opts = opts, .out = out};
+    int rc = -1;
+    err[0] = '\0';
+    c.sh = calloc(1, sizeof *c.sh);
+    if (!c.sh) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    log_set_level(opts->verbose ? PAGOFLEX_LOG_DEBUG : (pagoflex_log_level)(PAGOFLEX_LOG_ERROR + 1));
+    if (check_setup(&c, err, errlen) != 0)
+        goto fail;
+    if (opts->credential_count) {
+        if (check_given_credentials(&c, err, errlen) != 0)
+            goto fail;
+    } else if (!opts->credentials_file) {
+        check_peek(&c);
+        if (c.sh->peek_ok && c.sh->name_count > 0) {
+            if (check_dummy_credentials(&c, err, errlen) != 0)
+                goto fail;
+            fprintf(out, "note: no credentials given; using generated dummy values (a real "
+                         "signature will not verify)\n");
+        }
+    }
+    if (check_load(&c, err, errlen) != 0)
+        goto fail;
+    /* The plugin's clock is --now from here on. */
+    check_clock_value = dl->now ? dl->now : (int64_t)time(NULL);
+    ((registry_plugin *)c.pl)->services.table.now = check_clock;
+    const pagoflex_connector *d = c.pl->desc;
+    fprintf(out, "plugin: %s (key %s, ABI %u.%u, version %.32s), host clock %lld\n",
+            opts->plugin_file, d->key, (unsigned)d->abi_major, (unsigned)d->abi_minor,
+            d->version, (long long)check_clock_value);
+    if (check_has_webhooks(d))
+        rc = check_replay_new(&c, dl, out);
+    else if (d->verify_webhook && d->parse_webhook)
+        rc = check_replay_old(&c, dl, out);
+    else
+        snprintf(err, errlen, "%s has neither webhook_verify/webhook_parse nor "
+                              "verify_webhook/parse_webhook", opts->plugin_file);
+    fflush(out);
+fail:
+    if (c.reg)
+        check_unload(&c);
+    if (c.dir[0])
+        nftw(c.dir, check_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    creds_free(c.secrets);
+    secrets_key_wipe(&c.key);
+    free(c.sh);
+    return rc;
+}
