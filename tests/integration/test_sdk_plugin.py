@@ -54,7 +54,9 @@ class SdkPlugin(unittest.TestCase):
                     "lib/libpagoflex_testkit.a", "lib/pkgconfig/pagoflex-sdk.pc",
                     "lib/pkgconfig/pagoflex-testkit.pc", "lib/cmake/PagoflexSDK/PagoflexSDKConfig.cmake",
                     "share/pagoflex/README.md", "share/pagoflex/ABI.md",
-                    "share/pagoflex/template/@NAME@.c", "bin/pagoflexd", "bin/pagoflex",
+                    "share/pagoflex/template/@NAME@.c",
+                    "share/pagoflex/examples/banco_x.c",
+                    "share/pagoflex/examples/test_testkit_banco_x.c", "bin/pagoflexd", "bin/pagoflex",
                     "lib/pagoflex/plugins/banco_x.so"]:
             self.assertTrue(os.path.exists(os.path.join(self.prefix, rel)), rel)
 
