@@ -59,6 +59,10 @@ typedef struct check_shared {
     int failures;
     int loaded;      /* the load child loaded the plugin */
     int peek_ok;     /* the descriptor was readable */
+    int old_create;  /* build_request and handle_response are set */
+    int old_webhooks; /* verify_webhook and parse_webhook are set */
+    int flows;       /* 1.2 flows declared, flow_request and flow_response set */
+    int webhooks;    /* 1.2 webhook_verify and webhook_parse set */
     size_t name_count;
     char names[CHECK_MAX_NAMES][CHECK_NAME_MAX]; /* required credentials */
 } check_shared;
@@ -136,7 +140,8 @@ static const char *check_status_name(int rc)
     static const char *const names[] = {
         "PAGOFLEX_OK",           "PAGOFLEX_ERR_INVALID",     "PAGOFLEX_ERR_UNSUPPORTED",
         "PAGOFLEX_ERR_SIGNATURE", "PAGOFLEX_ERR_CREDENTIALS", "PAGOFLEX_ERR_NOMEM",
-        "PAGOFLEX_ERR_TRANSPORT", "PAGOFLEX_ERR_INTERNAL",
+        "PAGOFLEX_ERR_TRANSPORT", "PAGOFLEX_ERR_INTERNAL",   "PAGOFLEX_ERR_NOT_FOUND",
+        "PAGOFLEX_ERR_TOKEN",     "PAGOFLEX_ERR_KEY_UNKNOWN",
     };
     return rc >= 0 && rc < (int)(sizeof names / sizeof names[0]) ? names[rc] : NULL;
 }
@@ -146,6 +151,39 @@ static const char *check_state_name(int s)
     static const char *const names[] = {"CREATED", "PROCESSING", "PENDING", "SUCCEEDED",
                                         "FAILED",  "REQUIRES_ACTION", "CANCELED"};
     return s >= 0 && s < (int)(sizeof names / sizeof names[0]) ? names[s] : NULL;
+}
+
+/* Every state of ABI 1.2 (check_state_name keeps to the 1.0 ones). */
+static const char *check_state_label(int s)
+{
+    static const char *const names[] = {"CREATED",  "PROCESSING",      "PENDING",
+                                        "SUCCEEDED", "FAILED",         "REQUIRES_ACTION",
+                                        "CANCELED",  "REQUIRES_REVIEW", "REQUIRES_CAPTURE"};
+    return s >= 0 && s < (int)(sizeof names / sizeof names[0]) ? names[s] : NULL;
+}
+
+/* Rewrite, in place, every path inside the checker's temporary directory
+ * as the file the user gave: the private copy dlopen saw as the plugin
+ * file, the credentials copy as --credentials (or what stands for the
+ * --credential or dummy values), so a reason names the user's file. */
+static void check_user_path(const check_ctx *c, char *s, size_t cap)
+{
+    size_t dl = strlen(c->dir), cl = strlen(c->creds_dir);
+    char *p;
+    if (!dl)
+        return;
+    while ((p = strstr(s, c->dir)) != NULL) {
+        const char *to = c->opts->plugin_file;
+        if (strncmp(p, c->creds_dir, cl) == 0)
+            to = c->opts->credentials_file  ? c->opts->credentials_file
+                 : c->opts->credential_count ? "<the --credential values>"
+                                             : "<the generated dummy credentials>";
+        size_t n = strcspn(p, ":\" ,)"), tl = strlen(to), rest = strlen(p + n);
+        if ((size_t)(p - s) + tl + rest + 1 > cap)
+            return;
+        memmove(p + tl, p + n, rest + 1);
+        memcpy(p, to, tl);
+    }
 }
 
 /* ---- files ------------------------------------------------------------ */
@@ -275,53 +313,106 @@ done:
     dlclose(h);
 }
 
-/* Generate "<NAME> = "dummy-<hex>";" for every required name, encrypt it
- * under a throwaway key and put it where the registry looks. */
-static int check_dummy_credentials(check_ctx *c, char *err, size_t errlen)
+/* Encrypt c->secrets as a libconfig document under a throwaway key that
+ * never leaves memory, and put it where the registry looks. */
+static int check_write_credentials(check_ctx *c, char *err, size_t errlen)
 {
     char *doc = NULL, path[CHECK_PATH_MAX], fname[300];
     unsigned char *enc = NULL;
-    size_t enc_len = 0, cap = c->sh->name_count * (CHECK_NAME_MAX + 64) + 1, used = 0;
+    size_t cap = 1, used = 0;
     int rc = -1;
-    if (!(c->secrets = creds_new()) || !(doc = calloc(1, cap)) ||
-        secrets_key_generate(&c->key) != 0) {
-        snprintf(err, errlen, "out of memory or no randomness for dummy credentials");
+    for (size_t i = 0; i < c->secrets->count; i++)
+        cap += strlen(c->secrets->names[i]) + 2 * strlen(c->secrets->values[i]) + 16;
+    if (!(doc = calloc(1, cap)) || secrets_key_generate(&c->key) != 0) {
+        snprintf(err, errlen, "out of memory or no randomness for the test credentials");
         goto fail;
     }
-    for (size_t i = 0; i < c->sh->name_count; i++) {
-        unsigned char rnd[12];
-        char hex[25];
-        if (RAND_bytes(rnd, sizeof rnd) != 1)
-            goto fail;
-        for (size_t k = 0; k < sizeof rnd; k++)
-            snprintf(hex + 2 * k, 3, "%02x", rnd[k]);
-        char value[64];
-        snprintf(value, sizeof value, "dummy-%s", hex);
-        int n = snprintf(doc + used, cap - used, "%s = \"%s\";\n", c->sh->names[i], value);
-        if (n < 0 || (size_t)n >= cap - used || creds_set(c->secrets, c->sh->names[i], value))
-            goto fail;
-        used += (size_t)n;
+    for (size_t i = 0; i < c->secrets->count; i++) {
+        used += (size_t)snprintf(doc + used, cap - used, "%s = \"", c->secrets->names[i]);
+        for (const char *v = c->secrets->values[i]; *v; v++) {
+            if (*v == '"' || *v == '\\')
+                doc[used++] = '\\';
+            doc[used++] = *v;
+        }
+        used += (size_t)snprintf(doc + used, cap - used, "\";\n");
     }
+    size_t enc_len = 0;
     if (secrets_encrypt(&c->key, c->name, (unsigned char *)doc, used, &enc, &enc_len, err,
                         errlen) != 0)
         goto fail;
     if (snprintf(fname, sizeof fname, "%s.cfg.enc", c->name) >= (int)sizeof fname ||
         check_path(path, sizeof path, c->creds_dir, fname) != 0 ||
         check_write(path, enc, enc_len) != 0) {
-        snprintf(err, errlen, "cannot write dummy credentials in %s", c->creds_dir);
+        snprintf(err, errlen, "cannot write the test credentials in %s", c->creds_dir);
         goto fail;
     }
     c->use_key = &c->key;
-    c->dummy = 1;
     rc = 0;
 fail:
     if (rc != 0 && !err[0])
-        snprintf(err, errlen, "cannot build dummy credentials");
+        snprintf(err, errlen, "cannot build the test credentials");
     if (doc)
         OPENSSL_cleanse(doc, cap);
     free(doc);
     free(enc);
     return rc;
+}
+
+/* Generate "dummy-<hex>" for every required name and write them. */
+static int check_dummy_credentials(check_ctx *c, char *err, size_t errlen)
+{
+    if (!(c->secrets = creds_new())) {
+        snprintf(err, errlen, "out of memory for dummy credentials");
+        return -1;
+    }
+    for (size_t i = 0; i < c->sh->name_count; i++) {
+        unsigned char rnd[12];
+        char value[64] = "dummy-";
+        if (RAND_bytes(rnd, sizeof rnd) != 1)
+            return -1;
+        for (size_t k = 0; k < sizeof rnd; k++)
+            snprintf(value + 6 + 2 * k, 3, "%02x", rnd[k]);
+        if (creds_set(c->secrets, c->sh->names[i], value) != 0) {
+            snprintf(err, errlen, "out of memory for dummy credentials");
+            return -1;
+        }
+    }
+    if (check_write_credentials(c, err, errlen) != 0)
+        return -1;
+    c->dummy = 1;
+    return 0;
+}
+
+/* --credential NAME=VALUE pairs: plaintext test credentials. */
+static int check_given_credentials(check_ctx *c, char *err, size_t errlen)
+{
+    if (!(c->secrets = creds_new())) {
+        snprintf(err, errlen, "out of memory for the test credentials");
+        return -1;
+    }
+    for (size_t i = 0; i < c->opts->credential_count; i++) {
+        const char *kv = c->opts->credentials[i], *eq = strchr(kv, '=');
+        char name[CHECK_NAME_MAX];
+        if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof name) {
+            size_t shown = eq ? (size_t)(eq - kv) : strlen(kv); /* never the value */
+            snprintf(err, errlen, "--credential %.*s: expected NAME=VALUE",
+                     (int)(shown > 64 ? 64 : shown), kv);
+            return -1;
+        }
+        memcpy(name, kv, (size_t)(eq - kv));
+        name[eq - kv] = '\0';
+        for (const char *v = eq + 1; *v; v++)
+            if ((unsigned char)*v < 0x20) {
+                snprintf(err, errlen, "--credential %s: the value holds a control character",
+                         name);
+                return -1;
+            }
+        if (creds_set(c->secrets, name, eq + 1) != 0) {
+            snprintf(err, errlen, "out of memory for the test credentials");
+            return -1;
+        }
+    }
+    return check_write_credentials(c, err, errlen);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -331,7 +422,7 @@ fail:
 static int check_load(check_ctx *c, char *err, size_t errlen)
 {
     registry_options ro = {.credentials_dir = c->creds_dir, .private_dir = c->private_dir,
-                           .master_key = c->use_key};
+                           .master_key = c->use_key, .accept_flows_only = true};
     c->reg = registry_new(&ro);
     if (!c->reg) {
         snprintf(err, errlen, "field=registry: out of memory");
@@ -355,8 +446,10 @@ static int check_load(check_ctx *c, char *err, size_t errlen)
             closedir(d);
     }
     check_case(c, "init", "registry_load_file (dlopen, descriptor checks, credentials, init)");
-    if (registry_load_file(c->reg, c->plugin_copy, err, errlen) != 0)
+    if (registry_load_file(c->reg, c->plugin_copy, err, errlen) != 0) {
+        check_user_path(c, err, errlen);
         return -1;
+    }
     c->pl = registry_at(c->reg, registry_count(c->reg) - 1);
     return 0;
 }
@@ -445,6 +538,18 @@ static void check_descriptor_extra(check_ctx *c, const pagoflex_connector *d)
     }
 }
 
+static int check_has_flows(const pagoflex_connector *d)
+{
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, flow_response) && d->flows &&
+           d->flow_request && d->flow_response;
+}
+
+static int check_has_webhooks(const pagoflex_connector *d)
+{
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, webhook_parse) && d->webhook_verify &&
+           d->webhook_parse;
+}
+
 /* Child "load": every load-time check, then fini, then a second load. */
 static void check_load_child(check_ctx *c)
 {
@@ -498,6 +603,10 @@ static void check_load_child(check_ctx *c)
     } else {
         check_line(c, 1, "fini", "returned; the plugin loads and initialises again after it");
         c->sh->loaded = 1;
+        c->sh->old_create = d->build_request && d->handle_response;
+        c->sh->old_webhooks = d->verify_webhook && d->parse_webhook;
+        c->sh->flows = check_has_flows(d);
+        c->sh->webhooks = check_has_webhooks(d);
     }
     check_unload(c);
 }
@@ -915,6 +1024,641 @@ static void check_parse_webhook_child(check_ctx *c)
     check_unload(c);
 }
 
+/* ---- flows (ABI 1.2) -------------------------------------------------- */
+
+static const char *const check_flow_names[PAGOFLEX_FLOW_COUNT] = {
+    "AUTHORIZE", "CAPTURE", "VOID", "REFUND", "PAYMENT_SYNC", "REFUND_SYNC"};
+
+
+static int check_is_sync(int flow)
+{
+    return flow == PAGOFLEX_FLOW_PAYMENT_SYNC || flow == PAGOFLEX_FLOW_REFUND_SYNC;
+}
+
+/* A realistic input for `flow`; variant 0 is the common case (must give a
+ * request), 1 the other shape (manual capture, partial amount, no bank id
+ * yet for the syncs). p and in are filled; strings are literals. */
+static void check_flow_input(const pagoflex_connector *d, int flow, int variant,
+                             pagoflex_payment *p, pagoflex_flow_input *in)
+{
+    int sync_without_id = check_is_sync(flow) && variant == 1;
+    *p = (pagoflex_payment){
+        .id = "pay_check_1", .amount = 1050,
+        .currency = d->currencies && d->currencies[0] ? d->currencies[0] : "USD",
+        .reference = "check-order", .description = "Pagoflex check",
+        .webhook_url = "https://pagoflex.invalid/webhooks/check",
+        .provider_reference_id = flow == PAGOFLEX_FLOW_AUTHORIZE ||
+                                         (flow == PAGOFLEX_FLOW_PAYMENT_SYNC && sync_without_id)
+                                     ? NULL
+                                     : "chk_0000000000000000000000001"};
+    *in = (pagoflex_flow_input){.size = (uint32_t)sizeof *in, .flow = (pagoflex_flow)flow,
+                                .payment = p, .request_id = "req_check_1"};
+    if (PAGOFLEX_HAS_FIELD(d, pagoflex_connector, token_request) && d->token_request)
+        in->access_token = "check-access-token";
+    switch (flow) {
+    case PAGOFLEX_FLOW_AUTHORIZE:
+        in->operation_id = p->id;
+        in->capture = variant == 0;
+        in->return_url = "https://merchant.invalid/return";
+        in->payment_method_type = "card_token";
+        in->payment_method_token = "tok_check_visa";
+        break;
+    case PAGOFLEX_FLOW_CAPTURE:
+        in->operation_id = "cap_check_1";
+        in->amount = variant == 0 ? p->amount : 500;
+        break;
+    case PAGOFLEX_FLOW_VOID:
+        in->operation_id = "void_check_1";
+        break;
+    case PAGOFLEX_FLOW_REFUND:
+    case PAGOFLEX_FLOW_REFUND_SYNC:
+        in->operation_id = "ref_check_1";
+        in->refund_id = "ref_check_1";
+        in->amount = flow == PAGOFLEX_FLOW_REFUND ? (variant == 0 ? 500 : p->amount) : 0;
+        in->amount_captured = p->amount;
+        in->reason = "requested_by_customer";
+        if (flow == PAGOFLEX_FLOW_REFUND_SYNC && !sync_without_id)
+            in->refund_provider_reference_id = "chkr_0000000000000000000000001";
+        break;
+    default: /* PAYMENT_SYNC */
+        in->operation_id = p->id;
+        in->amount_captured = p->amount;
+        break;
+    }
+}
+
+/* Does the request carry `id` (URL, a header value or the body)? */
+static int check_request_carries(const pagoflex_http_request *r, const char *id)
+{
+    size_t n = strlen(id);
+    if (r->url && strstr(r->url, id))
+        return 1;
+    for (size_t i = 0; i < r->header_count; i++)
+        if (r->headers[i].value && strstr(r->headers[i].value, id))
+            return 1;
+    for (size_t i = 0; r->body && i + n <= r->body_len; i++)
+        if (memcmp(r->body + i, id, n) == 0)
+            return 1;
+    return 0;
+}
+
+static void check_flow_request_child(check_ctx *c)
+{
+    char err[2048];
+    if (check_load(c, err, sizeof err) != 0)
+        return check_line(c, 0, "flow_request", "the plugin did not load again: %s", err);
+    const pagoflex_connector *d = c->pl->desc;
+    size_t requests = 0, declared = 0;
+    c->reason[0] = '\0';
+    for (int f = 0; f < PAGOFLEX_FLOW_COUNT; f++) {
+        if (!(d->flows & PAGOFLEX_FLOW_BIT(f)))
+            continue;
+        declared++;
+        for (int v = 0; v < 2; v++) {
+            pagoflex_payment p;
+            pagoflex_flow_input in;
+            pagoflex_http_request req = {0};
+            char what[96];
+            check_flow_input(d, f, v, &p, &in);
+            snprintf(what, sizeof what, "%s (%s)", check_flow_names[f],
+                     f == PAGOFLEX_FLOW_AUTHORIZE ? (v ? "capture=0" : "capture=1")
+                     : check_is_sync(f)           ? (v ? "no bank id yet" : "with the bank's id")
+                     : v                          ? "other amount"
+                                                  : "common case");
+            pagoflex_arena *a = arena_new();
+            check_case(c, "flow_request", "%s", what);
+            int rc = a ? d->flow_request(c->pl->state, &in, a, &req) : PAGOFLEX_ERR_NOMEM;
+            if (rc == PAGOFLEX_OK) {
+                requests++;
+                check_request(c, &req, what);
+                if (!check_is_sync(f) && !check_request_carries(&req, in.operation_id))
+                    check_fail(c, "%s: the request does not carry operation_id \"%s\" (URL, "
+                                  "header or body): send it as the bank's idempotency key, or "
+                                  "a retry may do the operation twice",
+                               what, in.operation_id);
+            } else if (!check_status_name(rc)) {
+                check_fail(c, "%s: returned %d, not a pagoflex_status", what, rc);
+            } else if (v == 0) {
+                check_fail(c, "%s: returned %s for a realistic input of a flow the plugin "
+                              "declares in `flows`",
+                           what, check_status_name(rc));
+            } else if (rc == PAGOFLEX_ERR_NOT_FOUND ? !check_is_sync(f)
+                                                    : rc != PAGOFLEX_ERR_UNSUPPORTED &&
+                                                          rc != PAGOFLEX_ERR_INVALID) {
+                check_fail(c, "%s: returned %s; flow_request refuses with UNSUPPORTED or "
+                              "INVALID (and NOT_FOUND for a sync with nothing to ask by)",
+                           what, check_status_name(rc));
+            }
+            arena_free(a);
+        }
+    }
+    if (c->reason[0])
+        check_line(c, 0, "flow_request", "%s", c->reason);
+    else
+        check_line(c, 1, "flow_request", "%zu declared flow(s), %zu well-formed request(s) "
+                                         "carrying their operation_id",
+                   declared, requests);
+    check_unload(c);
+}
+
+/* Is state s one flow f may answer (pagoflex_flow_result's comment)? */
+static int check_flow_state_ok(int f, int s)
+{
+    switch (s) {
+    case PAGOFLEX_STATE_PROCESSING:
+    case PAGOFLEX_STATE_PENDING:
+    case PAGOFLEX_STATE_SUCCEEDED:
+    case PAGOFLEX_STATE_FAILED:
+        return 1;
+    case PAGOFLEX_STATE_REQUIRES_CAPTURE:
+    case PAGOFLEX_STATE_REQUIRES_ACTION:
+    case PAGOFLEX_STATE_CANCELED:
+        return f == PAGOFLEX_FLOW_AUTHORIZE || f == PAGOFLEX_FLOW_PAYMENT_SYNC;
+    default:
+        return 0;
+    }
+}
+
+static void check_flow_answer(check_ctx *c, const pagoflex_connector *d, int f,
+                              const check_answer *ca, const unsigned char *big)
+{
+    pagoflex_payment p;
+    pagoflex_flow_input in;
+    char what[160];
+    check_flow_input(d, f, 0, &p, &in);
+    snprintf(what, sizeof what, "%s, %s", check_flow_names[f], ca->what);
+    pagoflex_header hdr = {"Content-Type", ca->body && ca->body[0] == '<' ? "text/html"
+                                                                          : "application/json"};
+    pagoflex_http_response resp = {.transport = ca->transport, .status = ca->status};
+    if (ca->transport == PAGOFLEX_TRANSPORT_OK) {
+        resp.headers = &hdr;
+        resp.header_count = 1;
+        resp.body = ca->body ? (const unsigned char *)ca->body : big;
+        resp.body_len = ca->body ? strlen(ca->body) : CHECK_BIG_BODY;
+    }
+    pagoflex_flow_result res;
+    memset(&res, 0, sizeof res);
+    res.size = (uint32_t)sizeof res;
+    pagoflex_arena *a = arena_new();
+    check_case(c, "flow_response", "%s", what);
+    int rc = a ? d->flow_response(c->pl->state, &in, &resp, a, &res) : PAGOFLEX_ERR_NOMEM;
+    if (rc != PAGOFLEX_OK) {
+        if (!check_status_name(rc))
+            check_fail(c, "%s: returned %d, not a pagoflex_status", what, rc);
+        else if (rc == PAGOFLEX_ERR_NOT_FOUND && (!check_is_sync(f) || ca->rule != CHECK_ANY))
+            check_fail(c, "%s: returned PAGOFLEX_ERR_NOT_FOUND; only a sync may, and only when "
+                          "the bank says in its own words it has no such object (the host may "
+                          "then end it failed)",
+                       what);
+        /* Otherwise the host keeps the operation unknown: acceptable. */
+    } else if (!check_flow_state_ok(f, (int)res.state)) {
+        check_fail(c, "%s: state %s (%d) is not one %s answers (see pagoflex_flow_result)",
+                   what, check_state_label((int)res.state) ? check_state_label((int)res.state)
+                                                            : "unknown",
+                   (int)res.state, check_flow_names[f]);
+    } else if (ca->rule == CHECK_PROCESSING && res.state != PAGOFLEX_STATE_PROCESSING) {
+        check_fail(c, "%s: mapped to %s; a timeout, 429 or 5xx proves nothing and must map to "
+                      "PROCESSING (the host retries with the same operation_id), never %s",
+                   what, check_state_label((int)res.state),
+                   res.state == PAGOFLEX_STATE_FAILED ? "FAILED" : "a final state");
+    } else if (ca->rule == CHECK_NOT_SUCCEEDED && res.state == PAGOFLEX_STATE_SUCCEEDED) {
+        check_fail(c, "%s: mapped to SUCCEEDED; the bank refused the request", what);
+    } else if (res.state == PAGOFLEX_STATE_REQUIRES_ACTION &&
+               (!res.redirect_url || strncmp(res.redirect_url, "http", 4) != 0)) {
+        check_fail(c, "%s: REQUIRES_ACTION without an absolute redirect_url", what);
+    } else {
+        const char *s[] = {res.provider_reference_id, res.error_code, res.error_message,
+                           res.redirect_url};
+        for (size_t i = 0; i < 4; i++)
+            if (s[i] && strnlen(s[i], CHECK_STRING_MAX) == CHECK_STRING_MAX)
+                check_fail(c, "%s: a result string is over 1 MiB or not NUL-terminated", what);
+        if (res.amount < 0)
+            check_fail(c, "%s: amount %lld is negative", what, (long long)res.amount);
+    }
+    arena_free(a);
+}
+
+/* Answers flows get beyond handle_response's: a 404 that may come from a
+ * proxy (never NOT_FOUND, never FAILED) and bytes that are not UTF-8. */
+static const check_answer check_flow_answers[] = {
+    {"404 from a proxy (HTML)", PAGOFLEX_TRANSPORT_OK, 404, "<html>Not Found</html>",
+     CHECK_PROCESSING},
+    {"200 not UTF-8", PAGOFLEX_TRANSPORT_OK, 200, "{\"status\":\"\xff\xfe\xc0\",\"id\":\"\x80\"}",
+     CHECK_ANY},
+    {"302 redirect", PAGOFLEX_TRANSPORT_OK, 302, "", CHECK_ANY},
+    {"100 continue", PAGOFLEX_TRANSPORT_OK, 100, "", CHECK_ANY},
+};
+
+static void check_flow_response_child(check_ctx *c)
+{
+    char err[2048];
+    unsigned char *big = NULL;
+    size_t n = 0;
+    if (check_load(c, err, sizeof err) != 0)
+        return check_line(c, 0, "flow_response", "the plugin did not load again: %s", err);
+    const pagoflex_connector *d = c->pl->desc;
+    c->reason[0] = '\0';
+    if (!(big = malloc(CHECK_BIG_BODY))) {
+        check_fail(c, "out of memory");
+        goto done;
+    }
+    memset(big, 'A', CHECK_BIG_BODY);
+    memcpy(big, "{\"id\":\"", 7);
+    for (int f = 0; f < PAGOFLEX_FLOW_COUNT; f++) {
+        if (!(d->flows & PAGOFLEX_FLOW_BIT(f)))
+            continue;
+        for (size_t i = 0; i < sizeof check_answers / sizeof check_answers[0]; i++, n++)
+            check_flow_answer(c, d, f, &check_answers[i], big);
+        for (size_t i = 0; i < sizeof check_flow_answers / sizeof check_flow_answers[0]; i++, n++)
+            check_flow_answer(c, d, f, &check_flow_answers[i], big);
+    }
+done:
+    free(big);
+    if (c->reason[0])
+        check_line(c, 0, "flow_response", "%s", c->reason);
+    else
+        check_line(c, 1, "flow_response", "%zu canned answers over the declared flows mapped to "
+                                          "states valid for each flow; timeout, connect, 429, "
+                                          "5xx and a proxy's 404 stay PROCESSING",
+                   n);
+    check_unload(c);
+}
+
+/* ---- whole-request webhooks (ABI 1.2) --------------------------------- */
+
+
+/* The host clock the plugin sees during the webhook checks (counted, so
+ * the checker knows whether the plugin reads it). */
+static int64_t check_clock_value;
+static unsigned check_clock_reads;
+
+static int64_t check_clock(void)
+{
+    check_clock_reads++;
+    return check_clock_value;
+}
+
+#define CHECK_MAX_WH_HEADERS 32
+
+/* A private, mutable copy of a webhook request (in arena a). */
+typedef struct check_wh {
+    pagoflex_webhook_request req;
+    pagoflex_header h[CHECK_MAX_WH_HEADERS];
+    char *body;
+    char *query;
+    char *values[CHECK_MAX_WH_HEADERS];
+} check_wh;
+
+static int check_wh_copy(check_wh *w, const pagoflex_webhook_request *src, pagoflex_arena *a)
+{
+    if (src->header_count > CHECK_MAX_WH_HEADERS || (src->header_count && !src->headers) ||
+        (src->body_len && !src->body))
+        return -1;
+    memset(w, 0, sizeof *w);
+    w->req = *src;
+    w->req.size = (uint32_t)sizeof w->req;
+    w->body = arena_alloc(a, src->body_len + 1);
+    w->query = arena_strdup(a, src->query ? src->query : "");
+    if (!w->body || !w->query)
+        return -1;
+    if (src->body_len)
+        memcpy(w->body, src->body, src->body_len);
+    for (size_t i = 0; i < src->header_count; i++) {
+        if (!src->headers[i].name || !src->headers[i].value ||
+            !(w->values[i] = arena_strdup(a, src->headers[i].value)))
+            return -1;
+        w->h[i].name = src->headers[i].name;
+        w->h[i].value = w->values[i];
+    }
+    w->req.headers = w->h;
+    w->req.body = (const unsigned char *)w->body;
+    w->req.query = w->query;
+    if (!w->req.method)
+        w->req.method = "POST";
+    if (!w->req.path)
+        w->req.path = "/webhooks/check";
+    return 0;
+}
+
+static int check_wh_verify(check_ctx *c, const pagoflex_webhook_request *req)
+{
+    pagoflex_arena *a = arena_new();
+    int rc = a ? c->pl->desc->webhook_verify(c->pl->state, req, a) : PAGOFLEX_ERR_NOMEM;
+    arena_free(a);
+    return rc;
+}
+
+/* One tampered copy: must be refused. */
+static void check_wh_refused(check_ctx *c, const pagoflex_webhook_request *req, const char *what)
+{
+    check_case(c, "webhook_verify", "%s", what);
+    int rc = check_wh_verify(c, req);
+    if (rc == PAGOFLEX_OK)
+        check_fail(c, "%s: accepted (PAGOFLEX_OK); it must be refused with "
+                      "PAGOFLEX_ERR_SIGNATURE (does webhook_verify compare the signature?)",
+                   what);
+    else if (!check_status_name(rc))
+        check_fail(c, "%s: returned %d, not a pagoflex_status", what, rc);
+}
+
+static void check_flip(char *s)
+{
+    *s = (char)(*s == 'A' ? 'B' : *s == '0' ? '1' : (*s ^ 0x01));
+}
+
+/* Every tampering of the genuine sample `w` (signed at check_clock_value). */
+static size_t check_tamper(check_ctx *c, check_wh *w)
+{
+    size_t n = 0;
+    char what[200];
+    size_t len = w->req.body_len;
+    size_t pos[3] = {0, len / 2, len ? len - 1 : 0};
+    for (size_t k = 0; len && k < 3; k++) {
+        char saved = w->body[pos[k]];
+        check_flip(&w->body[pos[k]]);
+        snprintf(what, sizeof what, "its own signed sample with body byte %zu of %zu changed",
+                 pos[k], len);
+        check_wh_refused(c, &w->req, what);
+        w->body[pos[k]] = saved;
+        n++;
+    }
+    /* A header (or the query) is signed if the sample fails without it;
+     * then a changed value must fail too. */
+    size_t count = w->req.header_count;
+    for (size_t i = 0; i < count; i++) {
+        pagoflex_header saved = w->h[i];
+        w->h[i] = w->h[count - 1];
+        w->req.header_count = count - 1;
+        int dropped = check_wh_verify(c, &w->req);
+        w->h[count - 1] = w->h[i];
+        w->h[i] = saved;
+        w->req.header_count = count;
+        if (dropped == PAGOFLEX_OK || !w->values[i][0])
+            continue;
+        size_t vl = strlen(w->values[i]);
+        char old = w->values[i][vl - 1];
+        check_flip(&w->values[i][vl - 1]);
+        snprintf(what, sizeof what, "its own signed sample with the last byte of header %.64s "
+                                    "changed",
+                 w->h[i].name);
+        check_wh_refused(c, &w->req, what);
+        w->values[i][vl - 1] = old;
+        n += 2;
+    }
+    if (w->query[0]) {
+        w->req.query = "";
+        int dropped = check_wh_verify(c, &w->req);
+        w->req.query = w->query;
+        if (dropped != PAGOFLEX_OK) {
+            size_t ql = strlen(w->query);
+            char old = w->query[ql - 1];
+            check_flip(&w->query[ql - 1]);
+            check_wh_refused(c, &w->req, "its own signed sample with the query string changed");
+            w->query[ql - 1] = old;
+            n += 2;
+        }
+    }
+    return n;
+}
+
+/* Does webhook_parse give `want` back from the sample? */
+static void check_parse_back(check_ctx *c, const pagoflex_webhook_request *req,
+                             const pagoflex_event *want, const char *what)
+{
+    pagoflex_webhook_parsed out;
+    memset(&out, 0, sizeof out);
+    out.size = (uint32_t)sizeof out;
+    pagoflex_arena *a = arena_new();
+    check_case(c, "webhook_sample", "webhook_parse of %s", what);
+    int rc = a ? c->pl->desc->webhook_parse(c->pl->state, req, a, &out) : PAGOFLEX_ERR_NOMEM;
+    const pagoflex_event *got = NULL;
+    for (size_t i = 0; rc == PAGOFLEX_OK && out.events && i < out.event_count && i < 1000; i++)
+        if (out.events[i].event_id && strcmp(out.events[i].event_id, want->event_id) == 0)
+            got = &out.events[i];
+    if (rc != PAGOFLEX_OK)
+        check_fail(c, "%s: webhook_parse returned %s on the plugin's own sample", what,
+                   check_status_name(rc) ? check_status_name(rc) : "a non-status");
+    else if (!got)
+        check_fail(c, "%s: webhook_parse gave %zu event(s), none with event_id %s", what,
+                   out.event_count, want->event_id);
+    else if (got->kind != want->kind)
+        check_fail(c, "%s: parsed as kind %d, sampled as %d", what, (int)got->kind,
+                   (int)want->kind);
+    else if (want->kind == PAGOFLEX_EVENT_PAYMENT &&
+             !((got->payment_id && strcmp(got->payment_id, want->payment_id) == 0) ||
+               (got->tx_id && strcmp(got->tx_id, want->tx_id) == 0)))
+        check_fail(c, "%s: the parsed event names neither payment %s nor bank id %s", what,
+                   want->payment_id, want->tx_id);
+    else if (want->kind == PAGOFLEX_EVENT_REFUND &&
+             !((got->refund_id && strcmp(got->refund_id, want->refund_id) == 0) ||
+               (got->refund_provider_reference_id &&
+                strcmp(got->refund_provider_reference_id, want->refund_provider_reference_id) ==
+                    0)))
+        check_fail(c, "%s: the parsed event names neither refund %s nor bank id %s", what,
+                   want->refund_id, want->refund_provider_reference_id);
+    else if (want->kind != PAGOFLEX_EVENT_IGNORED && got->look_up != want->look_up)
+        check_fail(c, "%s: look_up %d, sampled %d", what, got->look_up, want->look_up);
+    else if (want->kind != PAGOFLEX_EVENT_IGNORED && !want->look_up && got->state != want->state)
+        check_fail(c, "%s: state %s, sampled %s", what,
+                   check_state_label((int)got->state) ? check_state_label((int)got->state) : "?",
+                   check_state_label((int)want->state));
+    arena_free(a);
+}
+
+static void check_webhook_verify_child(check_ctx *c)
+{
+    static const pagoflex_event samples[] = {
+        {.event_id = "evt_check_1", .kind = PAGOFLEX_EVENT_PAYMENT, .payment_id = "pay_check_1",
+         .tx_id = "chk_0000000000000000000000001", .state = PAGOFLEX_STATE_SUCCEEDED,
+         .amount = 1050},
+        {.event_id = "evt_check_2", .kind = PAGOFLEX_EVENT_REFUND, .payment_id = "pay_check_1",
+         .tx_id = "chk_0000000000000000000000001", .refund_id = "ref_check_1",
+         .refund_provider_reference_id = "chkr_0000000000000000000000001",
+         .state = PAGOFLEX_STATE_FAILED, .amount = 500, .error_code = "declined"},
+        {.event_id = "evt_check_3", .kind = PAGOFLEX_EVENT_PAYMENT, .payment_id = "pay_check_1",
+         .tx_id = "chk_0000000000000000000000001", .look_up = 1},
+        {.event_id = "evt_check_4", .kind = PAGOFLEX_EVENT_IGNORED,
+         .type = "pagoflex_check.unknown_type"},
+    };
+    static const char *const labels[] = {"a payment-succeeded sample", "a refund-failed sample",
+                                         "a look-up sample", "a sample of a type it ignores"};
+    char err[2048], what[160];
+    char names[CHECK_MAX_SIG_NAMES][80];
+    if (check_load(c, err, sizeof err) != 0)
+        return check_line(c, 0, "webhook_verify", "the plugin did not load again: %s", err);
+    const pagoflex_connector *d = c->pl->desc;
+    /* The plugin reads the host's clock through its table: ours now. */
+    ((registry_plugin *)c->pl)->services.table.now = check_clock;
+    check_clock_value = (int64_t)time(NULL);
+    c->reason[0] = '\0';
+    /* Random probes, as for verify_webhook. */
+    size_t n = check_sig_names(d, names);
+    pagoflex_header h[CHECK_MAX_SIG_NAMES + 3];
+    char values[CHECK_MAX_SIG_NAMES + 3][200];
+    const char *body = CHECK_WEBHOOK_BODY;
+    pagoflex_webhook_request probe = {.size = (uint32_t)sizeof probe, .method = "POST",
+                                      .path = "/webhooks/check", .query = "",
+                                      .body = (const unsigned char *)body,
+                                      .body_len = strlen(body)};
+    check_wh_refused(c, &probe, "an unsigned delivery (no headers)");
+    snprintf(names[n++], 80, "webhook-id");
+    snprintf(names[n++], 80, "webhook-timestamp");
+    for (size_t i = 0; i < n; i++) {
+        char hex[65];
+        check_random_hex(hex, 32);
+        h[i].name = names[i];
+        h[i].value = values[i];
+        if (strcmp(names[i], "webhook-timestamp") == 0)
+            snprintf(values[i], sizeof values[i], "%lld", (long long)check_clock_value);
+        else if (strcmp(names[i], "Webhook-Signature") == 0)
+            snprintf(values[i], sizeof values[i], "v1,%.43s=", hex);
+        else
+            snprintf(values[i], sizeof values[i], "t=%lld,v1=%s", (long long)check_clock_value,
+                     hex);
+    }
+    probe.headers = h;
+    probe.header_count = n;
+    check_wh_refused(c, &probe, "a delivery with random signature headers");
+
+    size_t sampled = 0, tampered = 0;
+    int uses_clock = 0, have_sample = d->webhook_sample != NULL;
+    for (size_t s = 0; have_sample && s < sizeof samples / sizeof samples[0]; s++) {
+        pagoflex_webhook_request out;
+        memset(&out, 0, sizeof out);
+        out.size = (uint32_t)sizeof out;
+        pagoflex_arena *a = arena_new();
+        check_wh w;
+        check_case(c, "webhook_sample", "webhook_sample of %s", labels[s]);
+        int rc = a ? d->webhook_sample(c->pl->state, &samples[s], check_clock_value, a, &out)
+                   : PAGOFLEX_ERR_NOMEM;
+        if (rc == PAGOFLEX_ERR_UNSUPPORTED) {
+            arena_free(a);
+            continue; /* the scheme cannot say this (e.g. look-ups only) */
+        }
+        if (rc != PAGOFLEX_OK) {
+            check_fail(c, "webhook_sample of %s returned %s", labels[s],
+                       check_status_name(rc) ? check_status_name(rc) : "a non-status");
+        } else if (check_wh_copy(&w, &out, a) != 0) {
+            check_fail(c, "webhook_sample of %s gave a malformed request (NULL header, body or "
+                          "more than %d headers)",
+                       labels[s], CHECK_MAX_WH_HEADERS);
+        } else {
+            sampled++;
+            unsigned before = check_clock_reads;
+            check_case(c, "webhook_sample", "webhook_verify of %s", labels[s]);
+            rc = check_wh_verify(c, &w.req);
+            if (rc != PAGOFLEX_OK) {
+                check_fail(c, "webhook_verify refused %s signed by the plugin itself with its "
+                              "credentials: %s",
+                           labels[s], check_status_name(rc) ? check_status_name(rc) : "?");
+            } else {
+                uses_clock |= check_clock_reads != before;
+                check_parse_back(c, &w.req, &samples[s], labels[s]);
+                tampered += check_tamper(c, &w);
+                if (check_clock_reads != before) {
+                    int64_t t = check_clock_value;
+                    for (int k = -1; k <= 1; k += 2) {
+                        check_clock_value = t + k * 86400;
+                        snprintf(what, sizeof what, "%s verified with the host clock %s",
+                                 labels[s], k < 0 ? "a day earlier" : "a day later (a replay)");
+                        check_wh_refused(c, &w.req, what);
+                        tampered++;
+                    }
+                    check_clock_value = t;
+                }
+            }
+        }
+        arena_free(a);
+    }
+    if (have_sample && !sampled && !c->reason[0])
+        check_fail(c, "webhook_sample answered PAGOFLEX_ERR_UNSUPPORTED for every sample event "
+                      "(payment, refund, look-up, ignored type): it must sign at least one");
+    /* Report: the sample round trip, then verification. */
+    if (!have_sample)
+        fprintf(c->out, "note webhook_sample: not set: webhook_verify is probed with unsigned and "
+                        "random deliveries only; set webhook_sample so `plugin check` signs a "
+                        "delivery your way and proves tampered copies are refused\n");
+    if (c->reason[0]) {
+        const char *sample_fault = strncmp(c->reason, "webhook_sample", 14) == 0 ||
+                                           strstr(c->reason, "webhook_parse") ||
+                                           strstr(c->reason, "signed by the plugin itself")
+                                       ? "webhook_sample"
+                                       : "webhook_verify";
+        check_line(c, 0, sample_fault, "%s", c->reason);
+    } else {
+        if (have_sample)
+            check_line(c, 1, "webhook_sample", "%zu sample event(s) signed by the plugin verify "
+                                               "and parse back to the same event",
+                       sampled);
+        check_line(c, 1, "webhook_verify", "refuses unsigned and random deliveries%s%s",
+                   tampered ? " and every tampered copy of its own signed samples" : "",
+                   have_sample ? (uses_clock ? " (body, signed headers, clock a day off)"
+                                             : " (body, signed headers; it does not read the "
+                                               "host clock, so an old delivery is not refused "
+                                               "by age)")
+                               : "");
+    }
+    check_unload(c);
+}
+
+static void check_webhook_parse_child(check_ctx *c)
+{
+    static const struct {
+        const char *what, *body;
+    } cases[] = {
+        {"empty body", ""},          {"non-JSON body", "not json at all"},
+        {"empty object", "{}"},      {"JSON array", "[1,2,3]"},
+        {"truncated JSON", "{\"event_id\":\"evt_1\",\"sta"},
+        {"wrong types", "{\"event_id\":42,\"status\":[],\"tx_id\":{},\"data\":7,\"type\":[]}"},
+        {"not UTF-8", "{\"type\":\"\xff\xfe\",\"data\":{\"payment_id\":\"\xc0\x80\"}}"},
+    };
+    static const pagoflex_header hdr[] = {{"Content-Type", "application/json"},
+                                          {"webhook-id", "evt_check_garbage"},
+                                          {"webhook-timestamp", "0"}};
+    char err[2048];
+    if (check_load(c, err, sizeof err) != 0)
+        return check_line(c, 0, "webhook_parse", "the plugin did not load again: %s", err);
+    const pagoflex_connector *d = c->pl->desc;
+    c->reason[0] = '\0';
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pagoflex_webhook_request req = {.size = (uint32_t)sizeof req, .method = "POST",
+                                        .path = "/webhooks/check", .query = "",
+                                        .headers = hdr, .header_count = 3,
+                                        .body = (const unsigned char *)cases[i].body,
+                                        .body_len = strlen(cases[i].body)};
+        pagoflex_webhook_parsed out;
+        memset(&out, 0, sizeof out);
+        out.size = (uint32_t)sizeof out;
+        pagoflex_arena *a = arena_new();
+        check_case(c, "webhook_parse", "%s", cases[i].what);
+        int rc = a ? d->webhook_parse(c->pl->state, &req, a, &out) : PAGOFLEX_ERR_NOMEM;
+        if (!check_status_name(rc)) {
+            check_fail(c, "%s: returned %d, not a pagoflex_status", cases[i].what, rc);
+        } else if (rc == PAGOFLEX_OK) {
+            if (out.event_count && !out.events)
+                check_fail(c, "%s: event_count %zu with events NULL", cases[i].what,
+                           out.event_count);
+            for (size_t k = 0; out.events && k < out.event_count && k < 1000; k++) {
+                const pagoflex_event *e = &out.events[k];
+                if (!e->event_id || !e->event_id[0])
+                    check_fail(c, "%s: event %zu has no event_id", cases[i].what, k);
+                else if ((int)e->kind < 0 || e->kind > PAGOFLEX_EVENT_IGNORED)
+                    check_fail(c, "%s: event %zu has kind %d", cases[i].what, k, (int)e->kind);
+                else if (e->kind != PAGOFLEX_EVENT_IGNORED && !e->look_up &&
+                         !check_state_label((int)e->state))
+                    check_fail(c, "%s: event %zu has state %d", cases[i].what, k, (int)e->state);
+            }
+        }
+        arena_free(a);
+    }
+    if (c->reason[0])
+        check_line(c, 0, "webhook_parse", "%s", c->reason);
+    else
+        check_line(c, 1, "webhook_parse", "garbage and non-UTF-8 bodies are refused or parsed "
+                                          "safely");
+    check_unload(c);
+}
+
 /* ---- the run ---------------------------------------------------------- */
 
 static int check_setup(check_ctx *c, char *err, size_t errlen)
@@ -988,7 +1732,10 @@ int check_run(const check_options *opts, FILE *out, char *err, size_t errlen)
         goto fail;
     fprintf(out, "checking %s (plugin name %s, host ABI %d.%d)\n", opts->plugin_file, c.name,
             PAGOFLEX_ABI_MAJOR, PAGOFLEX_ABI_MINOR);
-    if (!opts->credentials_file) {
+    if (opts->credential_count) {
+        if (check_given_credentials(&c, err, errlen) != 0)
+            goto fail;
+    } else if (!opts->credentials_file) {
         check_in_child(&c, "load", check_peek);
         if (c.sh->peek_ok && c.sh->name_count > 0) {
             if (check_dummy_credentials(&c, err, errlen) != 0)
@@ -1001,13 +1748,27 @@ int check_run(const check_options *opts, FILE *out, char *err, size_t errlen)
     }
     check_in_child(&c, "load", check_load_child);
     if (c.sh->loaded) {
-        check_in_child(&c, "build_request", check_build_request_child);
-        check_in_child(&c, "handle_response", check_handle_response_child);
-        check_in_child(&c, "verify_webhook", check_verify_webhook_child);
-        check_in_child(&c, "parse_webhook", check_parse_webhook_child);
+        /* The 1.0/1.1 entry points when set (a 1.2 plugin may set them for
+         * 1.1 hosts), then the 1.2 flows and whole-request webhooks. */
+        if (c.sh->old_create) {
+            check_in_child(&c, "build_request", check_build_request_child);
+            check_in_child(&c, "handle_response", check_handle_response_child);
+        }
+        if (c.sh->old_webhooks) {
+            check_in_child(&c, "verify_webhook", check_verify_webhook_child);
+            check_in_child(&c, "parse_webhook", check_parse_webhook_child);
+        }
+        if (c.sh->flows) {
+            check_in_child(&c, "flow_request", check_flow_request_child);
+            check_in_child(&c, "flow_response", check_flow_response_child);
+        }
+        if (c.sh->webhooks) {
+            check_in_child(&c, "webhook_verify", check_webhook_verify_child);
+            check_in_child(&c, "webhook_parse", check_webhook_parse_child);
+        }
     } else {
-        fprintf(out, "skipped build_request, handle_response, verify_webhook, parse_webhook: "
-                     "the plugin does not load\n");
+        fprintf(out, "skipped the behavioural checks (requests, answers, webhooks): the plugin "
+                     "does not load\n");
     }
     fprintf(out, "%s: %d check(s) failed\n", c.sh->failures ? "FAILED" : "OK", c.sh->failures);
     fflush(out);
@@ -1019,5 +1780,170 @@ fail:
     secrets_key_wipe(&c.key);
     if (c.sh)
         munmap(c.sh, sizeof *c.sh);
+    return rc;
+}
+
+/* ---- webhook replay (`pagoflex webhook verify`) ---------------------- */
+
+static const char *check_kind_name(int k)
+{
+    return k == PAGOFLEX_EVENT_PAYMENT ? "payment"
+           : k == PAGOFLEX_EVENT_REFUND ? "refund"
+           : k == PAGOFLEX_EVENT_IGNORED ? "ignored"
+                                         : "unknown";
+}
+
+#define CHECK_OR_DASH(s) ((s) ? (s) : "-")
+
+static void check_print_event(FILE *out, size_t i, const pagoflex_event *e)
+{
+    fprintf(out, "event %zu: id=%s kind=%s type=%s payment_id=%s tx_id=%s refund_id=%s "
+                 "refund_tx_id=%s ",
+            i + 1, CHECK_OR_DASH(e->event_id), check_kind_name((int)e->kind),
+            CHECK_OR_DASH(e->type), CHECK_OR_DASH(e->payment_id), CHECK_OR_DASH(e->tx_id),
+            CHECK_OR_DASH(e->refund_id), CHECK_OR_DASH(e->refund_provider_reference_id));
+    if (e->kind == PAGOFLEX_EVENT_IGNORED)
+        fprintf(out, "(acknowledged, changes nothing)");
+    else if (e->look_up)
+        fprintf(out, "look_up (the host runs the %s's sync flow)",
+                e->kind == PAGOFLEX_EVENT_REFUND ? "refund" : "payment");
+    else
+        fprintf(out, "state=%s", check_state_label((int)e->state) ? check_state_label((int)e->state)
+                                                                  : "INVALID");
+    fprintf(out, " amount=%lld", (long long)e->amount);
+    if (e->error_code)
+        fprintf(out, " error_code=%s", e->error_code);
+    fputc('\n', out);
+}
+
+static void check_print_status(FILE *out, const char *what, int rc)
+{
+    fprintf(out, "%s (status %d %s)\n", what, rc,
+            check_status_name(rc) ? check_status_name(rc) : "not a pagoflex_status");
+}
+
+static int check_replay_new(check_ctx *c, const check_delivery *dl, FILE *out)
+{
+    const pagoflex_connector *d = c->pl->desc;
+    pagoflex_webhook_request req = {.size = (uint32_t)sizeof req, .method = dl->method,
+                                    .path = dl->path, .query = dl->query,
+                                    .headers = dl->headers, .header_count = dl->header_count,
+                                    .body = dl->body, .body_len = dl->body_len};
+    pagoflex_arena *a = arena_new();
+    int rc = a ? d->webhook_verify(c->pl->state, &req, a) : PAGOFLEX_ERR_NOMEM;
+    int result = 1;
+    if (rc != PAGOFLEX_OK) {
+        check_print_status(out, "signature: INVALID", rc);
+        goto done;
+    }
+    fprintf(out, "signature: valid\n");
+    pagoflex_webhook_parsed p;
+    memset(&p, 0, sizeof p);
+    p.size = (uint32_t)sizeof p;
+    rc = d->webhook_parse(c->pl->state, &req, a, &p);
+    if (rc != PAGOFLEX_OK) {
+        check_print_status(out, "parse: FAILED", rc);
+        goto done;
+    }
+    fprintf(out, "parse: %zu event(s)\n", p.event_count);
+    for (size_t i = 0; p.events && i < p.event_count; i++)
+        check_print_event(out, i, &p.events[i]);
+    if (p.answer_status || p.answer_body)
+        fprintf(out, "answer: status %d, content-type %s, body %.*s\n",
+                p.answer_status ? p.answer_status : 200, CHECK_OR_DASH(p.answer_content_type),
+                (int)(p.answer_body_len > 512 ? 512 : p.answer_body_len),
+                p.answer_body ? (const char *)p.answer_body : "");
+    else
+        fprintf(out, "answer: the host's default (200, JSON)\n");
+    result = 0;
+done:
+    arena_free(a);
+    return result;
+}
+
+static int check_replay_old(check_ctx *c, const check_delivery *dl, FILE *out)
+{
+    const pagoflex_connector *d = c->pl->desc;
+    pagoflex_arena *a = arena_new();
+    int rc = a ? d->verify_webhook(c->pl->state, dl->headers, dl->header_count, dl->body,
+                                   dl->body_len, a)
+               : PAGOFLEX_ERR_NOMEM;
+    int result = 1;
+    if (rc != PAGOFLEX_OK) {
+        check_print_status(out, "signature: INVALID", rc);
+        goto done;
+    }
+    fprintf(out, "signature: valid\n");
+    pagoflex_webhook_event ev;
+    memset(&ev, 0, sizeof ev);
+    rc = d->parse_webhook(c->pl->state, dl->body, dl->body_len, a, &ev);
+    if (rc != PAGOFLEX_OK) {
+        check_print_status(out, "parse: FAILED", rc);
+        goto done;
+    }
+    pagoflex_event e = {.event_id = ev.event_id, .kind = PAGOFLEX_EVENT_PAYMENT,
+                        .payment_id = ev.payment_id, .tx_id = ev.tx_id, .state = ev.state,
+                        .error_code = ev.error_code};
+    fprintf(out, "parse: 1 event(s) (ABI %u.%u verify_webhook/parse_webhook)\n",
+            (unsigned)d->abi_major, (unsigned)d->abi_minor);
+    check_print_event(out, 0, &e);
+    fprintf(out, "answer: the host's default (200, JSON)\n");
+    result = 0;
+done:
+    arena_free(a);
+    return result;
+}
+
+int check_webhook_replay(const check_options *opts, const check_delivery *dl, FILE *out,
+                         char *err, size_t errlen)
+{
+    check_ctx c = {.opts = opts, .out = out};
+    int rc = -1;
+    err[0] = '\0';
+    c.sh = calloc(1, sizeof *c.sh);
+    if (!c.sh) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    log_set_level(opts->verbose ? PAGOFLEX_LOG_DEBUG : (pagoflex_log_level)(PAGOFLEX_LOG_ERROR + 1));
+    if (check_setup(&c, err, errlen) != 0)
+        goto fail;
+    if (opts->credential_count) {
+        if (check_given_credentials(&c, err, errlen) != 0)
+            goto fail;
+    } else if (!opts->credentials_file) {
+        check_peek(&c);
+        if (c.sh->peek_ok && c.sh->name_count > 0) {
+            if (check_dummy_credentials(&c, err, errlen) != 0)
+                goto fail;
+            fprintf(out, "note: no credentials given; using generated dummy values (a real "
+                         "signature will not verify)\n");
+        }
+    }
+    if (check_load(&c, err, errlen) != 0)
+        goto fail;
+    /* The plugin's clock is --now from here on. */
+    check_clock_value = dl->now ? dl->now : (int64_t)time(NULL);
+    ((registry_plugin *)c.pl)->services.table.now = check_clock;
+    const pagoflex_connector *d = c.pl->desc;
+    fprintf(out, "plugin: %s (key %s, ABI %u.%u, version %.32s), host clock %lld\n",
+            opts->plugin_file, d->key, (unsigned)d->abi_major, (unsigned)d->abi_minor,
+            d->version, (long long)check_clock_value);
+    if (check_has_webhooks(d))
+        rc = check_replay_new(&c, dl, out);
+    else if (d->verify_webhook && d->parse_webhook)
+        rc = check_replay_old(&c, dl, out);
+    else
+        snprintf(err, errlen, "%s has neither webhook_verify/webhook_parse nor "
+                              "verify_webhook/parse_webhook", opts->plugin_file);
+    fflush(out);
+fail:
+    if (c.reg)
+        check_unload(&c);
+    if (c.dir[0])
+        nftw(c.dir, check_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    creds_free(c.secrets);
+    secrets_key_wipe(&c.key);
+    free(c.sh);
     return rc;
 }

@@ -14,6 +14,8 @@
 
 #include <stdio.h>
 
+#include <pagoflex/connector.h>
+
 #include "secrets.h"
 
 typedef struct check_options {
@@ -22,6 +24,9 @@ typedef struct check_options {
     const char *credentials_file; /* <name>.cfg.enc, or NULL: dummy values are
                                      generated for every required name */
     const secrets_key *master_key; /* decrypts credentials_file (borrowed) */
+    const char *const *credentials; /* "NAME=VALUE" plaintext test credentials
+                                       (--credential), used instead of a file */
+    size_t credential_count;
     const char *with_dir;         /* plugins loaded first, as the host would, so
                                      duplicate keys and paths show; or NULL */
     int verbose;                  /* show host and plugin log lines on stderr */
@@ -33,5 +38,28 @@ typedef struct check_options {
  * the checker itself could not run (reason in err; nothing printed). The
  * temporary directory is removed before returning. */
 int check_run(const check_options *opts, FILE *out, char *err, size_t errlen);
+
+/* A captured webhook delivery for check_webhook_replay (all borrowed). */
+typedef struct check_delivery {
+    const char *method;             /* "POST" */
+    const char *path;               /* "/webhooks/<path>" */
+    const char *query;              /* without '?', "" when none */
+    const pagoflex_header *headers;
+    size_t header_count;
+    const unsigned char *body;
+    size_t body_len;
+    int64_t now;                    /* host clock the plugin sees; 0: real time */
+} check_delivery;
+
+/* `pagoflex webhook verify`: load opts->plugin_file as plugin check does
+ * (credentials from opts, dummy values when none), hand it `dl` through
+ * webhook_verify and webhook_parse (1.2) or verify_webhook and
+ * parse_webhook (1.0/1.1), and print the verdict ("signature: valid" or
+ * "signature: INVALID (status N NAME)"), each event and the answer on
+ * `out`. Returns 0 when the signature is valid and the delivery parsed, 1
+ * when not, -1 when the plugin could not be loaded (reason in err, which
+ * names the user's files). No credential value is printed. */
+int check_webhook_replay(const check_options *opts, const check_delivery *dl, FILE *out,
+                         char *err, size_t errlen);
 
 #endif

@@ -26,6 +26,7 @@
 
 #define CLI_PLUGIN_NAME_MAX 32
 #define CLI_PLUGIN_FILE_MAX (1024 * 1024)
+#define CLI_PLUGIN_MAX_CREDENTIALS 64
 
 #ifndef PAGOFLEX_TEMPLATE_SOURCE_DIR
 #define PAGOFLEX_TEMPLATE_SOURCE_DIR ""
@@ -36,6 +37,19 @@ typedef struct cli_plugin_subst {
     const char *from[4];
     char to[4][CLI_PLUGIN_NAME_MAX + 16];
 } cli_plugin_subst;
+
+/* 0 if s is NAME=VALUE with NAME a libconfig setting name. Shared with
+ * `pagoflex webhook verify`. */
+int cli_plugin_pair_ok(const char *s)
+{
+    const char *eq = strchr(s, '=');
+    if (!eq || eq == s || isdigit((unsigned char)s[0]))
+        return -1;
+    for (const char *p = s; p < eq; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_')
+            return -1;
+    return 0;
+}
 
 static int cli_plugin_bad_option(const cli_command *cmd, char **argv)
 {
@@ -275,9 +289,11 @@ int cli_plugin_check(const cli_command *cmd, int argc, char **argv)
         {"plugin-name", required_argument, NULL, 'n'},
         {"with", required_argument, NULL, 'w'},
         {"verbose", no_argument, NULL, 'v'},
+        {"credential", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
     check_options co = {0};
+    const char *pairs[CLI_PLUGIN_MAX_CREDENTIALS];
     const char *key_file = NULL;
     secrets_key key;
     char err[1024];
@@ -290,6 +306,15 @@ int cli_plugin_check(const cli_command *cmd, int argc, char **argv)
         case 'n': co.plugin_name = optarg; break;
         case 'w': co.with_dir = optarg; break;
         case 'v': co.verbose = 1; break;
+        case 'C':
+            if (cli_plugin_pair_ok(optarg) != 0)
+                return cli_usage_error(cmd, "--credential needs NAME=VALUE with a setting name "
+                                       "[A-Za-z_][A-Za-z0-9_]* before the '='");
+            if (co.credential_count == CLI_PLUGIN_MAX_CREDENTIALS)
+                return cli_usage_error(cmd, "at most %d --credential options",
+                                       CLI_PLUGIN_MAX_CREDENTIALS);
+            pairs[co.credential_count++] = optarg;
+            break;
         default: return cli_plugin_bad_option(cmd, argv);
         }
     }
@@ -298,6 +323,10 @@ int cli_plugin_check(const cli_command *cmd, int argc, char **argv)
     co.plugin_file = argv[optind];
     if (co.plugin_name && !*co.plugin_name)
         return cli_usage_error(cmd, "--plugin-name needs a non-empty NAME");
+    co.credentials = pairs;
+    if (co.credential_count && co.credentials_file)
+        return cli_usage_error(cmd, "give either --credentials FILE or --credential NAME=VALUE, "
+                               "not both");
     if (key_file && !co.credentials_file)
         return cli_usage_error(cmd, "--key-file only makes sense with --credentials");
     if (co.credentials_file) {

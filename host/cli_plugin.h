@@ -9,9 +9,13 @@
  * @NAME@, @KEY@, @PATH@ and @SECRET@ in file names and contents. */
 int cli_plugin_new(const cli_command *cmd, int argc, char **argv);
 
-/* `plugin check FILE.so [--credentials F --key-file K] [--plugin-name N]
- * [--with DIR] [--verbose]`: run the conformance checker (check.h). Exit 0
+/* `plugin check FILE.so [--credentials F --key-file K | --credential N=V...]
+ * [--plugin-name N] [--with DIR] [--verbose]`: run the conformance checker (check.h). Exit 0
  * only if every check passes, 1 if one fails or the checker cannot run. */
 int cli_plugin_check(const cli_command *cmd, int argc, char **argv);
+
+/* 0 if s is "NAME=VALUE" with NAME a libconfig setting name
+ * ([A-Za-z_][A-Za-z0-9_]*), -1 otherwise. */
+int cli_plugin_pair_ok(const char *s);
 
 #endif

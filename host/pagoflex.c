@@ -15,6 +15,7 @@
 #include "cli_plugin_trust.h"
 #include "cli_secrets.h"
 #include "cli_secrets_tools.h"
+#include "cli_webhook.h"
 
 #define KEY_SOURCE_HELP                                                                  \
     "  --key-file FILE   master key file (mode 0600); without it, $PAGOFLEX_MASTER_KEY\n"  \
@@ -52,15 +53,32 @@ static const cli_command cli_commands[] = {
      "  --template DIR  template to use (default: $PAGOFLEX_TEMPLATE_DIR, then the\n"
      "                  installed share/pagoflex/template, then the source tree)\n"},
     {"plugin", "check", cli_plugin_check,
-     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE]] [--plugin-name NAME] "
-     "[--with DIR] [--verbose]",
+     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE] | --credential NAME=VALUE...] "
+     "[--plugin-name NAME] [--with DIR] [--verbose]",
      "Load a connector as the host would and check that it conforms; exit 0 if all pass.",
      "  --credentials F  its encrypted credentials (default: dummy values are generated\n"
      "                   for every required credential, in memory)\n"
      KEY_SOURCE_HELP
+     "  --credential NAME=VALUE  a plaintext test credential (repeatable), instead of\n"
+     "                   --credentials; kept in memory only, never printed\n"
      "  --plugin-name N  name the credentials were encrypted for (default: FILE without .so)\n"
      "  --with DIR       load the plugins of DIR first, so duplicate keys and paths show\n"
      "  --verbose        show the host's and the plugin's log lines on stderr\n"},
+    {"webhook", "verify", cli_webhook_verify,
+     "--plugin FILE.so [--credentials FILE.cfg.enc [--key-file FILE] | --credential "
+     "NAME=VALUE...] [--now UNIX] [--header 'Name: value'...] [--query STRING] --body-file FILE "
+     "[--method POST] [--path /webhooks/x]",
+     "Replay a captured webhook offline: print the signature verdict and the parsed events.",
+     "  --plugin FILE.so         the connector (1.0, 1.1 or 1.2), loaded as plugin check does\n"
+     "  --credentials F          its encrypted credentials, decrypted with the master key\n"
+     KEY_SOURCE_HELP
+     "  --credential NAME=VALUE  a plaintext test credential instead (repeatable)\n"
+     "  --now UNIX               the host clock the plugin sees (default: now)\n"
+     "  --header 'Name: value'   a request header as received (repeatable, in order)\n"
+     "  --query STRING           the raw query string, without '?'\n"
+     "  --body-file FILE         the raw body as received\n"
+     "  --method, --path         default POST and /webhooks/<plugin name>\n"
+     "  Exit status 0 if the signature is valid and the delivery parsed, 1 otherwise.\n"},
     {"secrets", "edit", cli_secrets_edit,
      "--plugin NAME [--key-file FILE] [--insecure-tmp] FILE.cfg.enc",
      "Edit a plugin's credentials in $EDITOR; the plaintext stays on tmpfs and is wiped.",

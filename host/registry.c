@@ -55,6 +55,7 @@ struct registry {
     char *private_dir;
     const secrets_key *master_key;
     bool keep_last_good;
+    bool accept_flows_only;
     char **skip; /* NULL-terminated copy of opts->skip, or NULL */
     registry_rejection *rejected;
     size_t rejected_count;
@@ -776,17 +777,22 @@ static int check_identity(const pagoflex_connector *d, rejection *rj)
     return 0;
 }
 
-static int check_entry_points(const pagoflex_connector *d, rejection *rj)
+static int check_entry_points(const registry *r, const pagoflex_connector *d, rejection *rj)
 {
+    /* With accept_flows_only (the checker), a 1.2 descriptor's flows and
+     * whole-request webhooks stand in for the 1.0 entry points. */
+    int has12 = r->accept_flows_only && PAGOFLEX_HAS_FIELD(d, pagoflex_connector, webhook_parse);
+    int flows = has12 && d->flows && d->flow_request && d->flow_response;
+    int hooks = has12 && d->webhook_verify && d->webhook_parse;
     const struct {
         const char *name;
         int present;
     } required[] = {
         {"init", d->init != NULL},
-        {"build_request", d->build_request != NULL},
-        {"handle_response", d->handle_response != NULL},
-        {"verify_webhook", d->verify_webhook != NULL},
-        {"parse_webhook", d->parse_webhook != NULL},
+        {"build_request", flows || d->build_request != NULL},
+        {"handle_response", flows || d->handle_response != NULL},
+        {"verify_webhook", hooks || d->verify_webhook != NULL},
+        {"parse_webhook", hooks || d->parse_webhook != NULL},
     };
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i].present)
@@ -826,7 +832,7 @@ static int check_unique(const registry *r, const pagoflex_connector *d, rejectio
 static int check_descriptor(const registry *r, const pagoflex_connector *d, rejection *rj)
 {
     if (check_header(d, rj) != 0 || check_identity(d, rj) != 0 ||
-        check_entry_points(d, rj) != 0 || check_unique(r, d, rj) != 0)
+        check_entry_points(r, d, rj) != 0 || check_unique(r, d, rj) != 0)
         return -1;
     return 0;
 }
@@ -973,6 +979,7 @@ registry *registry_new(const registry_options *opts)
     r->private_dir = strdup(opts->private_dir);
     r->master_key = opts->master_key;
     r->keep_last_good = opts->keep_last_good;
+    r->accept_flows_only = opts->accept_flows_only;
     if (opts->skip) {
         size_t n = 0;
         while (opts->skip[n])

@@ -85,6 +85,11 @@ typedef struct registry_options {
                                                credentials file is decrypted
                                                with whichever of the two keys
                                                its header names */
+    /* Accept a 1.2 descriptor whose flows (flow_request, flow_response) and
+     * whole-request webhooks (webhook_verify, webhook_parse) replace the 1.0
+     * entry points, which may then be NULL. Only `pagoflex plugin check` and
+     * `pagoflex webhook verify` set it: they call only the 1.2 entries. */
+    bool accept_flows_only;
     const plugin_trust *trust; /* signature policy (borrowed, may be NULL:
                                   none). Owner and mode checks of the plugin
                                   directory and files apply always */

@@ -545,3 +545,137 @@ char *pagoflex_testkit_sign_bancox(pagoflex_testkit *tk, const char *secret, int
     const char *hex = pagoflex_testkit_hmac_hex(tk, secret, msg, (size_t)n + 1 + len);
     return hex ? testkit_arena_printf(&tk->arena, "t=%s,v1=%s", ts, hex) : NULL;
 }
+
+/* ---- ABI 1.2 helpers -------------------------------------------------- */
+
+pagoflex_flow_input pagoflex_testkit_flow_input(pagoflex_testkit *tk, pagoflex_flow flow,
+                                                const pagoflex_payment *payment)
+{
+    pagoflex_flow_input in = {.size = (uint32_t)sizeof in, .flow = flow};
+    pagoflex_arena *a = &tk->arena;
+    unsigned long n = ++tk->next_payment;
+    pagoflex_payment *p = payment ? testkit_arena_alloc(a, sizeof *p) : NULL;
+    if (!p)
+        return in;
+    *p = *payment;
+    if (flow != PAGOFLEX_FLOW_AUTHORIZE && !p->provider_reference_id &&
+        !(p->provider_reference_id = testkit_arena_printf(a, "tx_test_%lu", n)))
+        return in;
+    in.request_id = testkit_arena_printf(a, "req_test_%lu", n);
+    switch (flow) {
+    case PAGOFLEX_FLOW_AUTHORIZE:
+        in.operation_id = p->id;
+        in.capture = 1;
+        in.return_url = "https://merchant.test/return";
+        in.payment_method_type = "card_token";
+        in.payment_method_token = "tok_test_visa";
+        break;
+    case PAGOFLEX_FLOW_CAPTURE:
+        in.operation_id = testkit_arena_printf(a, "cap_test_%lu", n);
+        in.amount = p->amount;
+        break;
+    case PAGOFLEX_FLOW_VOID:
+        in.operation_id = testkit_arena_printf(a, "void_test_%lu", n);
+        break;
+    case PAGOFLEX_FLOW_REFUND:
+    case PAGOFLEX_FLOW_REFUND_SYNC:
+        in.operation_id = in.refund_id = testkit_arena_printf(a, "ref_test_%lu", n);
+        in.amount = flow == PAGOFLEX_FLOW_REFUND ? p->amount : 0;
+        in.amount_captured = p->amount;
+        in.reason = "requested_by_customer";
+        if (flow == PAGOFLEX_FLOW_REFUND_SYNC &&
+            !(in.refund_provider_reference_id = testkit_arena_printf(a, "rf_test_%lu", n)))
+            return in;
+        break;
+    default: /* PAYMENT_SYNC */
+        in.operation_id = p->id;
+        break;
+    }
+    if (in.operation_id && in.request_id)
+        in.payment = p;
+    return in;
+}
+
+int pagoflex_testkit_run_flow(pagoflex_testkit *tk, const pagoflex_connector *c, void *state,
+                              const pagoflex_flow_input *in, const pagoflex_http_response *resp,
+                              pagoflex_http_request *request, pagoflex_flow_result *result)
+{
+    pagoflex_http_request req = {0};
+    if (!c || !in || !resp || !result ||
+        !PAGOFLEX_HAS_FIELD(c, pagoflex_connector, flow_response) || !c->flow_request ||
+        !c->flow_response || (unsigned)in->flow >= PAGOFLEX_FLOW_COUNT ||
+        !(c->flows & PAGOFLEX_FLOW_BIT(in->flow)))
+        return PAGOFLEX_ERR_UNSUPPORTED;
+    int rc = c->flow_request(state, in, &tk->arena, &req);
+    if (rc != PAGOFLEX_OK)
+        return rc;
+    if (request)
+        *request = req;
+    memset(result, 0, sizeof *result);
+    result->size = (uint32_t)sizeof *result;
+    return c->flow_response(state, in, resp, &tk->arena, result);
+}
+
+int pagoflex_testkit_webhook_roundtrip(pagoflex_testkit *tk, const pagoflex_connector *c,
+                                       void *state, const pagoflex_event *event,
+                                       pagoflex_webhook_request *request,
+                                       pagoflex_webhook_parsed *parsed)
+{
+    pagoflex_webhook_request req;
+    if (!c || !event || !parsed || !PAGOFLEX_HAS_FIELD(c, pagoflex_connector, webhook_sample) ||
+        !c->webhook_sample || !c->webhook_verify || !c->webhook_parse)
+        return PAGOFLEX_ERR_UNSUPPORTED;
+    memset(&req, 0, sizeof req);
+    req.size = (uint32_t)sizeof req;
+    int rc = c->webhook_sample(state, event, testkit_now(), &tk->arena, &req);
+    if (rc != PAGOFLEX_OK)
+        return rc;
+    if (request)
+        *request = req;
+    if ((rc = c->webhook_verify(state, &req, &tk->arena)) != PAGOFLEX_OK)
+        return rc;
+    memset(parsed, 0, sizeof *parsed);
+    parsed->size = (uint32_t)sizeof *parsed;
+    return c->webhook_parse(state, &req, &tk->arena, parsed);
+}
+
+/* Change one byte so that it stays printable and differs. */
+static void testkit_flip(unsigned char *b)
+{
+    *b = (unsigned char)(*b == 'A' ? 'B' : *b == '0' ? '1' : (*b ^ 0x01));
+}
+
+pagoflex_webhook_request pagoflex_testkit_webhook_tampered(pagoflex_testkit *tk,
+                                                           const pagoflex_webhook_request *req,
+                                                           size_t body_byte, const char *header)
+{
+    pagoflex_webhook_request out = *req;
+    pagoflex_arena *a = &tk->arena;
+    unsigned char *body = testkit_arena_alloc(a, req->body_len + 1);
+    pagoflex_header *h = testkit_arena_alloc(a, (req->header_count + 1) * sizeof *h);
+    if (!body || !h)
+        return out;
+    if (req->body_len)
+        memcpy(body, req->body, req->body_len);
+    for (size_t i = 0; i < req->header_count; i++) {
+        h[i].name = req->headers[i].name;
+        h[i].value = testkit_arena_strdup(a, req->headers[i].value);
+        if (req->headers[i].value && !h[i].value)
+            return out;
+    }
+    out.body = body;
+    out.headers = h;
+    if (!header) {
+        if (body_byte < req->body_len)
+            testkit_flip(&body[body_byte]);
+        return out;
+    }
+    for (size_t i = 0; i < req->header_count; i++) {
+        size_t vl = h[i].value ? strlen(h[i].value) : 0;
+        if (h[i].name && strcasecmp(h[i].name, header) == 0 && vl) {
+            testkit_flip((unsigned char *)&h[i].value[vl - 1]);
+            break;
+        }
+    }
+    return out;
+}

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -54,7 +55,9 @@ class SdkPlugin(unittest.TestCase):
                     "lib/libpagoflex_testkit.a", "lib/pkgconfig/pagoflex-sdk.pc",
                     "lib/pkgconfig/pagoflex-testkit.pc", "lib/cmake/PagoflexSDK/PagoflexSDKConfig.cmake",
                     "share/pagoflex/README.md", "share/pagoflex/ABI.md",
-                    "share/pagoflex/template/@NAME@.c", "bin/pagoflexd", "bin/pagoflex",
+                    "share/pagoflex/template/@NAME@.c",
+                    "share/pagoflex/examples/banco_x.c",
+                    "share/pagoflex/examples/test_testkit_banco_x.c", "bin/pagoflexd", "bin/pagoflex",
                     "lib/pagoflex/plugins/banco_x.so"]:
             self.assertTrue(os.path.exists(os.path.join(self.prefix, rel)), rel)
 
@@ -99,6 +102,9 @@ class SdkPlugin(unittest.TestCase):
         out = run([self.pagoflex, "plugin", "check", so], env=self.env)
         self.assertIn("OK: 0 check(s) failed", out)
         self.assertIn("PASS verify_webhook", out)
+        for check in ("flow_request: 6 declared flow(s)", "flow_response", "webhook_sample: 4 sample",
+                      "webhook_verify", "webhook_parse"):
+            self.assertIn("PASS " + check, out)
 
         # Ship it: drop the .so and its encrypted credentials, start the host.
         env = Env(start_host=False)
@@ -110,12 +116,17 @@ class SdkPlugin(unittest.TestCase):
             env.start_host()
             connectors = http("GET", env.url + "/v1/connectors").json["connectors"]
             self.assertEqual(sorted(c["key"] for c in connectors), ["ACME_PAY", "BANCO_X"])
-            body = b'{"event_id":"evt_1","payment_id":"pay_unknown","status":"succeeded"}'
+            body = b'{"events":[{"id":"evt_1","type":"payment.succeeded","payment_id":"pay_unknown"}]}'
             unsigned = http("POST", env.url + "/webhooks/acme_pay", body, {"Content-Type": "application/json"})
             self.assertEqual(unsigned.status, 401, unsigned)
-            sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            ts = str(int(time.time()))
+            sig = hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+            stale = http("POST", env.url + "/webhooks/acme_pay", body,
+                         {"Content-Type": "application/json", "X-Timestamp": str(int(ts) - 3600),
+                          "X-Signature": sig})
+            self.assertEqual(stale.status, 401, stale)
             signed = http("POST", env.url + "/webhooks/acme_pay", body,
-                          {"Content-Type": "application/json", "X-Signature": sig})
+                          {"Content-Type": "application/json", "X-Timestamp": ts, "X-Signature": sig})
             self.assertEqual(signed.status, 404, signed)  # verified and parsed; no such payment
         finally:
             env.close()

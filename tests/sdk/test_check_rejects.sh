@@ -72,6 +72,18 @@ if "$PAGOFLEX" plugin check "$FIX/echo_pay.so" --credentials "$tmp/full.cfg.enc"
   echo "FAIL echo_pay: the checker printed a credential value"; failures=$((failures + 1))
 fi
 
+# A reason names the user's files, never the checker's temporary copies.
+out=$("$PAGOFLEX" plugin check "$FIX/undefined_symbol.so" 2>&1)
+if grep -q 'pagoflex-check-' <<<"$out" || ! grep -qF "found=\"$FIX/undefined_symbol.so: undefined symbol" <<<"$out"; then
+  echo "FAIL undefined_symbol: the dlopen reason does not name $FIX/undefined_symbol.so"; echo "$out"
+  failures=$((failures + 1))
+fi
+out=$("$PAGOFLEX" plugin check "$FIX/echo_pay.so" --credentials "$tmp/partial.cfg.enc" --key-file "$tmp/master.key" 2>&1)
+if grep -q 'pagoflex-check-' <<<"$out" || ! grep -qF "$tmp/partial.cfg.enc has no non-empty ECHOPAY_SECRET" <<<"$out"; then
+  echo "FAIL echo_pay: the credentials reason does not name $tmp/partial.cfg.enc"; echo "$out"
+  failures=$((failures + 1))
+fi
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"; exit 1
 fi

@@ -119,6 +119,63 @@ int pagoflex_testkit_setting_set(pagoflex_testkit *tk, const char *name, const c
 char *pagoflex_testkit_sign_bancox(pagoflex_testkit *tk, const char *secret, int64_t t,
                                    const void *body, size_t len);
 
+/* ---- ABI 1.2: flows and whole-request webhooks ------------------------ */
+
+/* A realistic input for `flow` on a copy of *payment (the copy lives in the
+ * arena; in.payment points to it), as the host would build it:
+ *  - AUTHORIZE: operation_id = payment id, capture = 1, return_url
+ *    "https://merchant.test/return", payment method card_token
+ *    "tok_test_visa";
+ *  - CAPTURE: operation_id "cap_test_<n>", amount = the payment's amount;
+ *  - VOID: operation_id "void_test_<n>";
+ *  - REFUND: operation_id = refund_id = "ref_test_<n>", amount = the
+ *    payment's amount, amount_captured likewise, reason
+ *    "requested_by_customer";
+ *  - PAYMENT_SYNC: operation_id = payment id, amount_captured = 0;
+ *  - REFUND_SYNC: as REFUND, amount 0, refund_provider_reference_id
+ *    "rf_test_<n>".
+ * For every flow but AUTHORIZE a payment without provider_reference_id gets
+ * "tx_test_<n>" (the bank knows it by then); request_id is "req_test_<n>".
+ * Change any field afterwards (e.g. capture = 0, a partial amount, or
+ * refund_provider_reference_id = NULL for "no bank id yet"); to drop the
+ * payment's bank id, point in.payment at your own copy. On OOM the result
+ * has payment NULL. */
+pagoflex_flow_input pagoflex_testkit_flow_input(pagoflex_testkit *tk, pagoflex_flow flow,
+                                                const pagoflex_payment *payment);
+
+/* Run one flow as the host does: c->flow_request(in), then, when it
+ * succeeds, c->flow_response(in, resp) into *result (zeroed, its size set
+ * first, as the host does). *request (may be NULL) receives the described
+ * request. Returns flow_request's status when it is not PAGOFLEX_OK, else
+ * flow_response's; PAGOFLEX_ERR_UNSUPPORTED without calling anything when
+ * the plugin lacks flow entry points or does not declare in->flow in
+ * c->flows. Everything the plugin returns lives in the kit's arena. */
+int pagoflex_testkit_run_flow(pagoflex_testkit *tk, const pagoflex_connector *c, void *state,
+                              const pagoflex_flow_input *in, const pagoflex_http_response *resp,
+                              pagoflex_http_request *request, pagoflex_flow_result *result);
+
+/* Sign a delivery of *event the plugin's own way (c->webhook_sample at the
+ * kit's clock, host->now()), then run c->webhook_verify and
+ * c->webhook_parse on it, as the host does with a real delivery. *request
+ * (may be NULL) receives the signed request, e.g. to tamper with it;
+ * *parsed (zeroed, size set) the events. Returns the first status that is
+ * not PAGOFLEX_OK (webhook_sample's, then verify's, then parse's);
+ * PAGOFLEX_ERR_UNSUPPORTED when the plugin lacks one of the three. */
+int pagoflex_testkit_webhook_roundtrip(pagoflex_testkit *tk, const pagoflex_connector *c,
+                                       void *state, const pagoflex_event *event,
+                                       pagoflex_webhook_request *request,
+                                       pagoflex_webhook_parsed *parsed);
+
+/* A copy of *req (body and header values copied into the arena) with one
+ * change: body byte `body_byte` altered when header is NULL, else the last
+ * byte of header `header`'s value altered. Feed it to webhook_verify: a
+ * plugin that compares its signature must refuse it. On OOM, or when the
+ * byte or header does not exist, the copy is unchanged (check with
+ * memcmp if it matters). */
+pagoflex_webhook_request pagoflex_testkit_webhook_tampered(pagoflex_testkit *tk,
+                                                           const pagoflex_webhook_request *req,
+                                                           size_t body_byte, const char *header);
+
 #ifdef __cplusplus
 }
 #endif
