@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "condwait.h"
 #include "log.h"
 #include "store_janitor.h"
 
@@ -25,17 +26,9 @@ static struct {
 /* Sleep `ms` or until stopped; false once stopping. */
 static bool janitor_sleep(long ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&janitor.mu);
     if (!janitor.stopping)
-        pthread_cond_timedwait(&janitor.wake, &janitor.mu, &ts);
+        condwait_ms(&janitor.wake, &janitor.mu, ms);
     bool go_on = !janitor.stopping;
     pthread_mutex_unlock(&janitor.mu);
     return go_on;

@@ -10,6 +10,7 @@
 
 #include "arena.h"
 #include "bankcall.h"
+#include "condwait.h"
 #include "log.h"
 #include "payment.h"
 #include "store_orphan.h"
@@ -46,17 +47,9 @@ static bool recon_stopping(void)
 /* Sleep `ms` or until stopped. */
 static void recon_sleep(long ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&recon.mu);
     if (!recon.stopping)
-        pthread_cond_timedwait(&recon.wake, &recon.mu, &ts);
+        condwait_ms(&recon.wake, &recon.mu, ms);
     pthread_mutex_unlock(&recon.mu);
 }
 

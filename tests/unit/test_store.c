@@ -27,6 +27,7 @@
 #include "payment.h"
 #include "store.h"
 #include "store_janitor.h"
+#include "pgtest.h"
 #include "store_migrations.h"
 
 #define ST(x) PAGOFLEX_STATE_##x
@@ -43,62 +44,10 @@ static PGconn *g_check;         /* direct connection to g_db for counting rows *
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Append key='value' (quoted as libpq wants) to buf. */
-static void conninfo_add(char *buf, size_t len, const char *key, const char *val)
-{
-    size_t n = strlen(buf);
-    n += (size_t)snprintf(buf + n, len - n, "%s%s='", n ? " " : "", key);
-    for (const char *p = val; *p && n + 3 < len; p++) {
-        if (*p == '\'' || *p == '\\')
-            buf[n++] = '\\';
-        buf[n++] = *p;
-    }
-    snprintf(buf + n, len - n, "'");
-}
-
-/* `base` (key=value or URI) with its dbname replaced; malloc'd. */
-static char *conninfo_with_db(const char *base, const char *db)
-{
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(base, &err);
-    if (!opts) {
-        fprintf(stderr, "PAGOFLEX_PG is not a valid conninfo: %s", err ? err : "?\n");
-        PQfreemem(err);
-        return NULL;
-    }
-    char *buf = calloc(1, 4096);
-    for (PQconninfoOption *o = opts; buf && o->keyword; o++)
-        if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
-            conninfo_add(buf, 4096, o->keyword, o->val);
-    if (buf)
-        conninfo_add(buf, 4096, "dbname", db);
-    PQconninfoFree(opts);
-    return buf;
-}
-
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-/* Run one command as the admin; false (and a message) on failure. */
+/* admin_exec(sql): a command as the admin of PAGOFLEX_PG (pgtest.c). */
 static bool admin_exec(const char *sql)
 {
-    PGconn *c = PQconnectdb(g_admin);
-    bool ok = PQstatus(c) == CONNECTION_OK;
-    if (ok) {
-        PQsetNoticeProcessor(c, quiet, NULL);
-        PGresult *r = PQexec(c, sql);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-        if (!ok)
-            fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
-        PQclear(r);
-    } else {
-        fprintf(stderr, "cannot connect to PAGOFLEX_PG: %s", PQerrorMessage(c));
-    }
-    PQfinish(c);
-    return ok;
+    return pgtest_admin_exec(g_admin, sql);
 }
 
 /* Integer result of a one-parameter query on the test database; -1 on error. */
@@ -1009,8 +958,8 @@ static int group_setup(void **unused)
         if (!admin_exec(sql))
             return -1;
     }
-    g_conninfo = conninfo_with_db(g_admin, g_db);
-    g_fresh_conninfo = conninfo_with_db(g_admin, g_fresh_db);
+    g_conninfo = pgtest_conninfo_with_db(g_admin, g_db);
+    g_fresh_conninfo = pgtest_conninfo_with_db(g_admin, g_fresh_db);
     if (!g_conninfo || !g_fresh_conninfo)
         return -1;
     g_store = store_open(g_conninfo, RACERS);

@@ -20,6 +20,7 @@
 
 #include "arena.h"
 #include "payment.h"
+#include "pgtest.h"
 #include "store.h"
 #include "store_internal.h"
 #include "store_recon.h"
@@ -42,60 +43,16 @@ static const store_recon_timing g_timing = {.recover_created_ms = 60000,
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void conninfo_add(char *buf, size_t len, const char *key, const char *val)
-{
-    size_t n = strlen(buf);
-    n += (size_t)snprintf(buf + n, len - n, "%s%s='", n ? " " : "", key);
-    for (const char *p = val; *p && n + 3 < len; p++) {
-        if (*p == '\'' || *p == '\\')
-            buf[n++] = '\\';
-        buf[n++] = *p;
-    }
-    snprintf(buf + n, len - n, "'");
-}
-
-/* `base` with its dbname replaced; malloc'd, NULL on error. */
-static char *conninfo_with_db(const char *base, const char *db)
-{
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(base, &err);
-    if (!opts) {
-        fprintf(stderr, "PAGOFLEX_PG is not a valid conninfo: %s", err ? err : "?\n");
-        PQfreemem(err);
-        return NULL;
-    }
-    char *buf = calloc(1, 4096);
-    for (PQconninfoOption *o = opts; buf && o->keyword; o++)
-        if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
-            conninfo_add(buf, 4096, o->keyword, o->val);
-    if (buf)
-        conninfo_add(buf, 4096, "dbname", db);
-    PQconninfoFree(opts);
-    return buf;
-}
-
 static void quiet(void *arg, const char *msg)
 {
     (void)arg;
     (void)msg;
 }
 
+/* admin_exec(sql): a command as the admin of PAGOFLEX_PG (pgtest.c). */
 static bool admin_exec(const char *sql)
 {
-    PGconn *c = PQconnectdb(g_admin);
-    bool ok = PQstatus(c) == CONNECTION_OK;
-    if (ok) {
-        PQsetNoticeProcessor(c, quiet, NULL);
-        PGresult *r = PQexec(c, sql);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-        if (!ok)
-            fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
-        PQclear(r);
-    } else {
-        fprintf(stderr, "cannot connect to PAGOFLEX_PG: %s", PQerrorMessage(c));
-    }
-    PQfinish(c);
-    return ok;
+    return pgtest_admin_exec(g_admin, sql);
 }
 
 /* Run `sql` on the check connection; fail the test on error. */
@@ -494,7 +451,7 @@ static int group_setup(void **unused)
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
     if (!admin_exec(sql))
         return -1;
-    g_conninfo = conninfo_with_db(g_admin, g_db);
+    g_conninfo = pgtest_conninfo_with_db(g_admin, g_db);
     if (!g_conninfo)
         return -1;
     g_store = store_open(g_conninfo, 4);
