@@ -27,7 +27,7 @@ def wait_exit(proc, timeout=15):
 
 
 def connectors(env):
-    return sorted(c["key"] for c in http("GET", env.url + "/v1/connectors").json["connectors"])
+    return sorted(c["key"] for c in http("GET", env.admin_url + "/v1/connectors").json["connectors"])
 
 
 def set_config(env, old, new):
@@ -192,7 +192,7 @@ class PluginTrust(unittest.TestCase):
             log = env.log()
             self.assertIn("last good version refused", log)
             self.assertRegex(log, r"last good version refused: [^\n]*untrusted key")
-            (rej,) = http("GET", env.url + "/v1/connectors").json["rejected"]
+            (rej,) = http("GET", env.admin_url + "/v1/connectors").json["rejected"]
             self.assertIn("last good version refused", rej["error"])
         finally:
             env.close()
