@@ -137,19 +137,23 @@ static int migrate_apply(store_call *c, const store_migration *list, size_t coun
     return applied;
 }
 
-/* "CREATE INDEX CONCURRENTLY IF NOT EXISTS <name> ..." -> <name> in out
- * (empty when the statement is not one). */
+/* "CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS <name> ..." -> <name>
+ * in out (empty when the statement is not one). */
 static void migrate_index_name(const char *sql, char *out, size_t cap)
 {
-    static const char head[] = "CREATE INDEX CONCURRENTLY IF NOT EXISTS ";
+    static const char *const heads[] = {"CREATE INDEX CONCURRENTLY IF NOT EXISTS ",
+                                        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "};
     out[0] = '\0';
-    if (strncmp(sql, head, sizeof head - 1) != 0)
+    for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+        if (strncmp(sql, heads[i], strlen(heads[i])) != 0)
+            continue;
+        const char *p = sql + strlen(heads[i]);
+        size_t n = strcspn(p, " \n(");
+        if (n > 0 && n < cap) {
+            memcpy(out, p, n);
+            out[n] = '\0';
+        }
         return;
-    const char *p = sql + sizeof head - 1;
-    size_t n = strcspn(p, " \n(");
-    if (n > 0 && n < cap) {
-        memcpy(out, p, n);
-        out[n] = '\0';
     }
 }
 

@@ -18,8 +18,8 @@ typedef struct store_migration {
  * with ";\n" and each runs on its own, in order, after the versions before
  * it committed; the version is recorded once the last one succeeded. A run
  * cut in the middle starts again from the first, so each must be
- * idempotent (IF NOT EXISTS). Before "CREATE INDEX CONCURRENTLY IF NOT
- * EXISTS <name> ...", an invalid index <name> left by a failed build is
+ * idempotent (IF NOT EXISTS). Before "CREATE [UNIQUE] INDEX CONCURRENTLY IF
+ * NOT EXISTS <name> ...", an invalid index <name> left by a failed build is
  * dropped (DROP INDEX CONCURRENTLY), or IF NOT EXISTS would keep it. */
 #define STORE_MIGRATION_NO_TRANSACTION "-- pagoflex: no transaction\n"
 
