@@ -22,10 +22,13 @@ unsigned admin_readyz(api_context *ctx, json_t **body)
     size_t connectors = registry_count(ctx->registry);
     bool draining = atomic_load(&ctx->draining);
     bool ready = db && schema && connectors > 0 && !draining;
-    *body = json_pack("{s:s, s:s, s:s, s:I, s:b, s:I}", "status", ready ? "ready" : "not_ready",
-                      "database", db ? "ok" : "unavailable", "schema",
-                      !db ? "unknown" : schema ? "ok" : "behind", "connectors", (json_int_t)connectors,
-                      "draining", draining, "generation", (json_int_t)ctx->generation);
+    *body = json_pack("{s:s, s:s, s:s, s:I, s:b, s:I}", "status", ready ? "ready" : "not_ready", "database",
+                      db ? "ok" : "unavailable", "schema",
+                      !db      ? "unknown"
+                      : schema ? "ok"
+                               : "behind",
+                      "connectors", (json_int_t)connectors, "draining", draining, "generation",
+                      (json_int_t)ctx->generation);
     return ready ? 200 : 503;
 }
 
@@ -49,11 +52,12 @@ bool admin_schema_ready(api_context *ctx, char *err, size_t errlen)
 void admin_refresh_db_gauges(api_context *ctx)
 {
     const config *c = ctx->cfg;
-    store_stats_timing t = {.created_ms = c->recover_after_ms, .processing_ms = c->retry_base_ms,
+    store_stats_timing t = {.created_ms = c->recover_after_ms,
+                            .processing_ms = c->retry_base_ms,
                             .pending_ms = c->webhook_grace_s * 1000};
     long long backlog = 0, review = 0;
-    bool known = atomic_load(&ctx->schema_ready) &&
-                 store_stats_read(ctx->store, &t, &backlog, &review) == STORE_OK;
+    bool known =
+        atomic_load(&ctx->schema_ready) && store_stats_read(ctx->store, &t, &backlog, &review) == STORE_OK;
     metrics_set_db_gauges(known, backlog, review);
 }
 

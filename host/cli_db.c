@@ -24,9 +24,8 @@
  * connection. CLI_OK with *out set. */
 static int cli_db_open(const cli_command *cmd, int argc, char **argv, store **out)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"database", required_argument, NULL, 'd'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"database", required_argument, NULL, 'd'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *database = NULL;
     char err[CLI_DB_ERRLEN];
     char *conninfo = NULL;
@@ -115,10 +114,10 @@ int cli_db_status(const cli_command *cmd, int argc, char **argv)
         goto out;
     }
     store_rows rows = {0};
-    if (applied > 0 &&
-        store_query(s, "db status", "SELECT version::text, to_char(applied_at AT TIME ZONE 'UTC', "
-                                    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM schema_migrations",
-                    0, NULL, arena, &rows) != STORE_OK) {
+    if (applied > 0 && store_query(s, "db status",
+                                   "SELECT version::text, to_char(applied_at AT TIME ZONE 'UTC', "
+                                   "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM schema_migrations",
+                                   0, NULL, arena, &rows) != STORE_OK) {
         rc = cli_error("cannot read schema_migrations; the role needs SELECT on it");
         goto out;
     }

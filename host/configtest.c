@@ -97,8 +97,11 @@ static int configtest_plugins(const config *cfg, const secrets_key *key, const s
         configtest_say("FAIL", "cannot create a private folder in /tmp: %s", strerror(errno));
         return 1;
     }
-    registry_options ro = {.plugin_dir = cfg->plugin_dir, .credentials_dir = cfg->credentials_dir,
-                           .private_dir = private_dir, .master_key = key, .previous_master_key = prev,
+    registry_options ro = {.plugin_dir = cfg->plugin_dir,
+                           .credentials_dir = cfg->credentials_dir,
+                           .private_dir = private_dir,
+                           .master_key = key,
+                           .previous_master_key = prev,
                            .trust = trust};
     registry *reg = registry_new(&ro);
     int loaded = reg ? registry_load_dir(reg, err, sizeof err) : -1;
@@ -156,8 +159,8 @@ int configtest_run(const char *config_path)
         problems++;
     } else {
         have_key = true;
-        configtest_say("ok", "master key %s", getenv("PAGOFLEX_MASTER_KEY") ? "from $PAGOFLEX_MASTER_KEY"
-                                                                             : cfg.master_key_file);
+        configtest_say("ok", "master key %s",
+                       getenv("PAGOFLEX_MASTER_KEY") ? "from $PAGOFLEX_MASTER_KEY" : cfg.master_key_file);
     }
     if (cfg.previous_master_key_file) {
         if (secrets_key_from_file(cfg.previous_master_key_file, &prev, err, sizeof err) != 0) {

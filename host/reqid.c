@@ -60,8 +60,8 @@ static bool reqid_hex(const char *s, size_t len)
 
 bool reqid_traceparent_valid(const char *tp)
 {
-    return tp && strlen(tp) == REQID_TRACEPARENT && strncmp(tp, "00-", 3) == 0 &&
-           reqid_hex(tp + 3, 32) && tp[35] == '-' && reqid_hex(tp + 36, 16) && tp[52] == '-' &&
+    return tp && strlen(tp) == REQID_TRACEPARENT && strncmp(tp, "00-", 3) == 0 && reqid_hex(tp + 3, 32) &&
+           tp[35] == '-' && reqid_hex(tp + 36, 16) && tp[52] == '-' &&
            (reqid_hex(tp + 53, 2) || strncmp(tp + 53, "00", 2) == 0);
 }
 

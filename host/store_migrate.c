@@ -69,16 +69,16 @@ static bool migration_recorded(const PGresult *r, int version)
 static store_result migrate_read(store_call *c, PGresult **out)
 {
     PGresult *r = NULL;
-    store_result rc = store_call_exec(c, "migrate: schema_migrations present?", sql_versions_safe, 0,
-                                      NULL, false, &r);
+    store_result rc =
+        store_call_exec(c, "migrate: schema_migrations present?", sql_versions_safe, 0, NULL, false, &r);
     bool present = rc == STORE_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "present") == 0;
     PQclear(r);
     r = NULL;
     if (rc != STORE_OK)
         return rc;
-    rc = store_call_exec(c, "migrate: read versions",
-                         present ? "SELECT version FROM schema_migrations" : sql_versions, 0, NULL, false,
-                         &r);
+    rc =
+        store_call_exec(c, "migrate: read versions",
+                        present ? "SELECT version FROM schema_migrations" : sql_versions, 0, NULL, false, &r);
     if (rc != STORE_OK) {
         PQclear(r);
         return rc;
@@ -278,8 +278,7 @@ static store_result migrate_pass(store_call *c, const store_migration *list, siz
     in_tx = true;
     /* Two hosts starting at once: the second waits here, then finds the
      * first one's work committed. */
-    rc = store_call_exec(c, "migrate: lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock, false,
-                         &r);
+    rc = store_call_exec(c, "migrate: lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock, false, &r);
     PQclear(r);
     r = NULL;
     if (rc == STORE_OK)
@@ -329,8 +328,7 @@ static int migrate_pending(const store_migration *list, size_t count, const PGre
     return n;
 }
 
-store_result store_migrate_list(store *s, const store_migration *list, size_t count, char *err,
-                                size_t errlen)
+store_result store_migrate_list(store *s, const store_migration *list, size_t count, char *err, size_t errlen)
 {
     store_call c;
     PGresult *r = NULL;

@@ -9,17 +9,17 @@
 #include "store_internal.h"
 
 #define MS(p) "(" p "::bigint * interval '1 millisecond')"
-#define UNSCHEDULED(state, grace)                                                     \
-    " + (SELECT count(*) FROM payments WHERE state = '" state "'"                     \
+#define UNSCHEDULED(state, grace)                                                                            \
+    " + (SELECT count(*) FROM payments WHERE state = '" state "'"                                            \
     " AND next_attempt_at IS NULL AND updated_at <= now() - " MS(grace) ")"
 
 /* The same due rule as the reconciler's claim (store_recon.c), over the
  * same indexes (payments_due, payments_unscheduled, payments_state_updated). */
 static const char sql_stats[] =
     "SELECT (SELECT count(*) FROM payments WHERE state IN ('created', 'processing', 'pending')"
-    " AND next_attempt_at <= now())"
-    UNSCHEDULED("created", "$1") UNSCHEDULED("processing", "$2") UNSCHEDULED("pending", "$3") ","
-    " (SELECT count(*) FROM payments WHERE state = 'requires_review')";
+    " AND next_attempt_at <= now())" UNSCHEDULED("created", "$1") UNSCHEDULED("processing", "$2")
+        UNSCHEDULED("pending", "$3") ","
+                                     " (SELECT count(*) FROM payments WHERE state = 'requires_review')";
 
 store_result store_stats_read(store *s, const store_stats_timing *t, long long *backlog, long long *review)
 {

@@ -35,6 +35,6 @@ void version_print(FILE *f, const char *prog)
             "%s %s (ABI %s; libcurl %s, OpenSSL %s, Jansson %s, libmicrohttpd %s, libpq %d.%d, "
             "libconfig %d.%d.%d)\n",
             prog, version_string(), version_abi(), curl && curl->version ? curl->version : "?",
-            OpenSSL_version(OPENSSL_VERSION_STRING), jansson_version_str(), MHD_get_version(),
-            pq / 10000, pq % 10000, LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION);
+            OpenSSL_version(OPENSSL_VERSION_STRING), jansson_version_str(), MHD_get_version(), pq / 10000,
+            pq % 10000, LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION);
 }

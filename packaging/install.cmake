@@ -1,14 +1,14 @@
 # Run by `cmake --install` (and by CPack): the files whose text names
 # install paths, written for the prefix being installed to (CPack installs
 # with prefix /usr whatever the build was configured with).
-#   SRC, LIBDIR, BINDIR: set by the install(CODE) that includes this file.
+#   SRC, BUILDDIR, LIBDIR, BINDIR: set by the install(CODE) that includes it.
 if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
   set(_etc "/etc/pagoflex")
 else()
   set(_etc "${CMAKE_INSTALL_PREFIX}/etc/pagoflex")
 endif()
 set(_plugins "${CMAKE_INSTALL_PREFIX}/${LIBDIR}/pagoflex/plugins")
-set(_stage "${CMAKE_CURRENT_BINARY_DIR}/pagoflex-install-stage")
+set(_stage "${BUILDDIR}/pagoflex-install-stage")
 file(MAKE_DIRECTORY "${_stage}")
 
 # The example config, with the plugin folder this prefix installs to.

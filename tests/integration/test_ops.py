@@ -277,6 +277,45 @@ class ConfigTest(unittest.TestCase):
                              % prog)
 
 
+class SystemdNotify(unittest.TestCase):
+    """The master's sd_notify messages, read from a NOTIFY_SOCKET of our own
+    (no systemd needed): READY=1, RELOADING=1 then READY=1, STOPPING=1."""
+
+    def test_ready_reloading_stopping(self):
+        import socket
+        env = Env(start_host=False, workers=1)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        path = os.path.join(env.dir, "notify.sock")
+        sock.bind(path)
+        sock.settimeout(15)
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+            env.start_host()
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        try:
+            def next_message():
+                data, _ = sock.recvfrom(4096)
+                return dict(line.split("=", 1) for line in data.decode().splitlines())
+            m = next_message()
+            self.assertEqual(m.get("READY"), "1", m)
+            self.assertIn("generation 1 serving", m.get("STATUS", ""))
+            env.host.send_signal(signal.SIGHUP)
+            m = next_message()
+            self.assertEqual(m.get("RELOADING"), "1", m)
+            self.assertRegex(m.get("MONOTONIC_USEC", ""), r"^\d+$")
+            m = next_message()
+            self.assertEqual(m.get("READY"), "1", m)
+            self.assertIn("generation 2 serving", m.get("STATUS", ""))
+            env.host.send_signal(signal.SIGTERM)
+            m = next_message()
+            self.assertEqual(m.get("STOPPING"), "1", m)
+            self.assertEqual(env.host.wait(20), 0)
+        finally:
+            sock.close()
+            env.close()
+
+
 class RoleWithoutDdl(unittest.TestCase):
     """`pagoflex db migrate` as the owner; the daemon as a role with DML rights only."""
 

@@ -62,7 +62,8 @@ static void test_concurrent_version_runs_between_the_others(void **state)
 {
     (void)state;
     static const store_migration list[] = {
-        {901, "a table with rows", "CREATE TABLE cc (x int); INSERT INTO cc SELECT generate_series(1, 5000);"},
+        {901, "a table with rows",
+         "CREATE TABLE cc (x int); INSERT INTO cc SELECT generate_series(1, 5000);"},
         {902, "two indexes, built without blocking writes",
          STORE_MIGRATION_NO_TRANSACTION "CREATE INDEX CONCURRENTLY IF NOT EXISTS cc_x ON cc (x);\n"
                                         "CREATE INDEX CONCURRENTLY IF NOT EXISTS cc_x2 ON cc ((x * 2));\n"},
