@@ -12,7 +12,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Debian packages the project builds, runs and tests with.
 PAGOFLEX_PACKAGES=(build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev
   libssl-dev libconfig-dev libpq-dev libmicrohttpd-dev libcmocka-dev postgresql
-  postgresql-contrib curl python3 openssl procps valgrind)
+  postgresql-contrib curl python3 openssl procps valgrind
+  libsystemd-dev systemd dpkg-dev file)
 
 # Install whatever of "$@" (default: PAGOFLEX_PACKAGES) is missing.
 ensure_packages() {

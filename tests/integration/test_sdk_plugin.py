@@ -108,7 +108,7 @@ class SdkPlugin(unittest.TestCase):
                      "--out", os.path.join(env.cred_dir, NAME + ".cfg.enc")],
                     input='ACME_PAY_SECRET = "%s";\n' % SECRET)
             env.start_host()
-            connectors = http("GET", env.url + "/v1/connectors").json["connectors"]
+            connectors = http("GET", env.admin_url + "/v1/connectors").json["connectors"]
             self.assertEqual(sorted(c["key"] for c in connectors), ["ACME_PAY", "BANCO_X"])
             body = b'{"event_id":"evt_1","payment_id":"pay_unknown","status":"succeeded"}'
             unsigned = http("POST", env.url + "/webhooks/acme_pay", body, {"Content-Type": "application/json"})
