@@ -5,13 +5,16 @@
  *   GET  /v1/payments/{id}     read one payment
  *   GET  /v1/payments/{id}/events  the payment's state changes, oldest first
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
+ *   GET  /healthz              database reachability and the serving generation
+ *   GET  /livez, /readyz       process alive; database, schema and plugins ready (admin.c)
+ * and on the admin listener (admin_listen:admin_port) only:
  *   GET  /v1/connectors        the loaded connectors
- *   GET  /healthz              liveness and database reachability
  *   GET  /metrics              counters and latency histograms (Prometheus text)
  *
- * Every error is {"error": {"code", "message", "field"}}. The body is read in
- * full (up to max_body_bytes) before a route runs; handlers run on the
- * server's thread pool.
+ * Every error is {"error": {"code", "message", "field", "request_id"}}, and
+ * every answer carries X-Request-Id (reqid.h); each request ends with one
+ * access line in the log. The body is read in full (up to max_body_bytes)
+ * before a route runs; handlers run on the server's thread pool.
  */
 #include "api.h"
 
@@ -32,6 +35,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "admin.h"
 #include "apikey.h"
 #include "arena.h"
 #include "bankcall.h"
@@ -42,6 +46,7 @@
 #include "metrics.h"
 #include "payment.h"
 #include "payreq.h"
+#include "reqid.h"
 #include "store_idem.h"
 #include "store_orphan.h"
 #include "store_recon.h"
@@ -50,8 +55,16 @@
 #define API_ID_CHARS 26
 #define API_IDEM_POLL_MS 25 /* how often a waiting request's key is read again */
 
+/* What a libmicrohttpd daemon serves: the merchant API or the admin routes. */
+typedef struct api_listener {
+    api_context *ctx;
+    bool admin;
+} api_listener;
+
 struct api_server {
     struct MHD_Daemon *daemon;
+    struct MHD_Daemon *admin_daemon; /* NULL without an admin listener */
+    api_listener merchant, admin;
     api_context *ctx;
 };
 
@@ -74,6 +87,11 @@ typedef struct api_request {
     int connector;        /* metrics slot of the connector, or METRICS_NO_CONNECTOR */
     unsigned status;      /* HTTP status queued, 0 before */
     bool counted;         /* counted in the payments-in-flight gauge */
+    bool admin;           /* came in on the admin listener */
+    const char *error_code; /* the JSON error code answered, or NULL */
+    char key_id[APIKEY_PREFIX_LEN + 8]; /* API key's public id for the access log, "" none */
+    char request_id[REQID_MAX + 1];
+    char traceparent[REQID_TRACEPARENT + 1]; /* the client's, if valid; else "" */
     struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
 } api_request;
 
@@ -100,6 +118,7 @@ typedef struct api_create {
  * new generation instead of being reset. Takes `resp` (destroyed). */
 static enum MHD_Result api_queue(api_request *r, unsigned status, struct MHD_Response *resp)
 {
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     if (atomic_load(&r->ctx->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
@@ -128,11 +147,13 @@ static enum MHD_Result api_reply_text(api_request *r, unsigned status, const cha
  * error, with `status` and `code` (a literal of ours). */
 static enum MHD_Result api_reply_fallback(api_request *r, unsigned status, const char *code)
 {
-    char text[256];
+    char text[512];
+    r->error_code = code;
+    /* The request id is visible ASCII without '"' or '\\' (reqid_accept). */
     snprintf(text, sizeof text,
              "{\"error\":{\"code\":\"%s\",\"message\":\"the answer could not be encoded as JSON; "
-             "retry, and report it if it persists\",\"field\":null}}",
-             code);
+             "retry, and report it if it persists\",\"field\":null,\"request_id\":\"%s\"}}",
+             code, r->request_id);
     return api_reply_text(r, status, text, NULL, NULL);
 }
 
@@ -173,8 +194,10 @@ static enum MHD_Result api_error(api_request *r, unsigned status, const char *co
     va_end(ap);
     /* The message may quote request bytes, or be cut inside a character:
      * make it text JSON can hold. */
-    json_t *err = json_pack("{s:s, s:s, s:o}", "code", code, "message", api_shown(r, message, sizeof message),
-                            "field", field ? json_string(field) : json_null());
+    r->error_code = code;
+    json_t *err = json_pack("{s:s, s:s, s:o, s:s}", "code", code, "message",
+                            api_shown(r, message, sizeof message), "field",
+                            field ? json_string(field) : json_null(), "request_id", r->request_id);
     if (!err)
         return api_reply_fallback(r, status, code);
     return api_reply(r, status, json_pack("{s:o}", "error", err));
@@ -254,8 +277,10 @@ static api_auth api_authorized(api_request *r)
     for (size_t i = 0; i < cfg->api_key_count; i++)
         ok |= CRYPTO_memcmp(hex, cfg->api_key_sha256[i], 64) == 0;
     OPENSSL_cleanse(hex, sizeof hex);
-    if (ok)
+    if (ok) {
+        snprintf(r->key_id, sizeof r->key_id, "config");
         return API_AUTH_OK;
+    }
     char prefix[APIKEY_PREFIX_LEN + 1];
     if (apikey_prefix_of(key, prefix) != 0)
         return API_AUTH_DENIED;
@@ -265,7 +290,10 @@ static api_auth api_authorized(api_request *r)
     store_result sr = apikey_verify(r->ctx->store, key, &valid);
     if (sr == STORE_UNAVAILABLE)
         return API_AUTH_UNAVAILABLE;
-    return sr == STORE_OK && valid ? API_AUTH_OK : API_AUTH_DENIED;
+    if (sr != STORE_OK || !valid)
+        return API_AUTH_DENIED;
+    snprintf(r->key_id, sizeof r->key_id, "%s", prefix); /* the public part `apikey list` shows */
+    return API_AUTH_OK;
 }
 
 /* Answer a request that is not API_AUTH_OK. The 401 never says whether the
@@ -306,7 +334,7 @@ bool api_db_ready(api_context *ctx)
     char err[256];
     pthread_mutex_lock(&ctx->schema_lock);
     if (!atomic_load(&ctx->schema_ready)) {
-        if (store_migrate(ctx->store, err, sizeof err) == STORE_OK)
+        if (admin_schema_ready(ctx, err, sizeof err))
             atomic_store(&ctx->schema_ready, true);
         else
             log_warn("database schema not ready: %s", err);
@@ -583,6 +611,8 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
     store_result sr = store_payment_transition_from(ctx->store, pay->id, res.state, STORE_SOURCE_BANK_REPLY,
                                                     NULL, res.provider_reference_id, res.error_code,
                                                     res.error_message, r->arena, &stored);
+    if (sr == STORE_OK)
+        metrics_payment_outcome(r->connector, (int)res.state);
     if (sr == STORE_OK && res.state == PAGOFLEX_STATE_PROCESSING)
         store_recon_schedule(ctx->store, pay->id, ctx->cfg->retry_base_ms, res.error_code,
                              transport != PAGOFLEX_TRANSPORT_CONNECT, true);
@@ -851,6 +881,8 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
                                           &applied);
     switch (sr) {
     case STORE_OK: {
+        if (applied)
+            metrics_payment_outcome(r->connector, (int)p.state);
         log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
         return api_reply(r, MHD_HTTP_OK,
@@ -919,6 +951,7 @@ static enum MHD_Result api_metrics(api_request *r)
 {
     char *text = NULL;
     size_t len = 0;
+    admin_refresh_db_gauges(r->ctx);
     if (metrics_render(&text, &len))
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory rendering metrics");
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
@@ -944,19 +977,78 @@ static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowe
                      api_shown(r, r->method, 16), api_shown(r, r->url, 100), allowed);
 }
 
+static enum MHD_Result api_livez(api_request *r)
+{
+    return api_reply(r, MHD_HTTP_OK, admin_livez(r->ctx));
+}
+
+static enum MHD_Result api_readyz(api_request *r)
+{
+    json_t *body = NULL;
+    unsigned status = admin_readyz(r->ctx, &body);
+    return api_reply(r, status, body);
+}
+
+/* The probes, served on both listeners (load balancers probe the merchant
+ * port). True when `url` is one; *ret is the answer. */
+static bool api_probe_route(api_request *r, bool get, enum MHD_Result *ret)
+{
+    static const struct {
+        const char *path;
+        metrics_route route;
+        enum MHD_Result (*fn)(api_request *);
+    } probes[] = {{"/healthz", METRICS_ROUTE_HEALTHZ, api_healthz},
+                  {"/livez", METRICS_ROUTE_LIVEZ, api_livez},
+                  {"/readyz", METRICS_ROUTE_READYZ, api_readyz}};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        if (strcmp(r->url, probes[i].path) != 0)
+            continue;
+        r->route = get ? probes[i].route : METRICS_ROUTE_OTHER;
+        *ret = get ? probes[i].fn(r) : api_method_not_allowed(r, "GET");
+        return true;
+    }
+    return false;
+}
+
+/* The admin listener: metrics, connectors and the probes; nothing else. */
+static enum MHD_Result api_admin_route(api_request *r)
+{
+    bool get = strcmp(r->method, "GET") == 0;
+    enum MHD_Result ret;
+    if (api_probe_route(r, get, &ret))
+        return ret;
+    if (strcmp(r->url, "/v1/connectors") == 0) {
+        r->route = get ? METRICS_ROUTE_CONNECTORS : METRICS_ROUTE_OTHER;
+        return get ? api_connectors(r) : api_method_not_allowed(r, "GET");
+    }
+    if (strcmp(r->url, "/metrics") == 0) {
+        r->route = get ? METRICS_ROUTE_METRICS : METRICS_ROUTE_OTHER;
+        return get ? api_metrics(r) : api_method_not_allowed(r, "GET");
+    }
+    return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL,
+                     "no route for %s %s on the admin listener (it serves /metrics, /v1/connectors, "
+                     "/healthz, /livez, /readyz)",
+                     api_shown(r, r->method, 16), api_shown(r, r->url, 100));
+}
+
 static enum MHD_Result api_route(api_request *r)
 {
     const char *url = r->url;
     bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+    enum MHD_Result probe;
     if (r->too_large)
         return api_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", NULL,
                          "request body is over the limit of %zu bytes", r->ctx->cfg->max_body_bytes);
+    if (r->admin)
+        return api_admin_route(r);
     if (strcmp(url, "/v1/payments") == 0 && post) {
         r->route = METRICS_ROUTE_PAYMENT_CREATE;
         return api_payment_create_counted(r);
     }
-    if (strcmp(url, "/v1/payments") == 0)
+    if (strcmp(url, "/v1/payments") == 0) {
+        r->route = get ? METRICS_ROUTE_PAYMENT_LIST : METRICS_ROUTE_OTHER;
         return get ? api_payment_list(r) : api_method_not_allowed(r, "GET, POST");
+    }
     if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/')) {
         r->route = get ? METRICS_ROUTE_PAYMENT_GET : METRICS_ROUTE_OTHER;
         return get ? api_payment_get(r, url + 13) : api_method_not_allowed(r, "GET");
@@ -967,6 +1059,7 @@ static enum MHD_Result api_route(api_request *r)
             char *id = arena_strndup(r->arena, url + 13, (size_t)(slash - (url + 13)));
             if (!id)
                 return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+            r->route = get ? METRICS_ROUTE_PAYMENT_EVENTS : METRICS_ROUTE_OTHER;
             return get ? api_payment_events(r, id) : api_method_not_allowed(r, "GET");
         }
     }
@@ -974,36 +1067,42 @@ static enum MHD_Result api_route(api_request *r)
         r->route = post ? METRICS_ROUTE_WEBHOOK : METRICS_ROUTE_OTHER;
         return post ? api_webhook(r, url + 10) : api_method_not_allowed(r, "POST");
     }
-    if (strcmp(url, "/v1/connectors") == 0) {
-        r->route = get ? METRICS_ROUTE_CONNECTORS : METRICS_ROUTE_OTHER;
-        return get ? api_connectors(r) : api_method_not_allowed(r, "GET");
-    }
-    if (strcmp(url, "/healthz") == 0) {
-        r->route = get ? METRICS_ROUTE_HEALTHZ : METRICS_ROUTE_OTHER;
-        return get ? api_healthz(r) : api_method_not_allowed(r, "GET");
-    }
-    if (strcmp(url, "/metrics") == 0) {
-        r->route = get ? METRICS_ROUTE_METRICS : METRICS_ROUTE_OTHER;
-        return get ? api_metrics(r) : api_method_not_allowed(r, "GET");
-    }
+    if (api_probe_route(r, get, &probe))
+        return probe;
+    if (strcmp(url, "/v1/connectors") == 0 || strcmp(url, "/metrics") == 0)
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL,
+                         "%s is served on the admin listener (admin_listen:admin_port), not on "
+                         "the merchant port",
+                         url);
     return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route for %s %s", api_shown(r, r->method, 16),
                      api_shown(r, url, 100));
 }
 
 /* ---- libmicrohttpd glue -------------------------------------------------- */
 
-static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+/* The id of a new request (X-Request-Id, or one made here) and its
+ * client's traceparent, if valid. */
+static void api_request_ids(api_request *r)
 {
-    (void)version;
-    api_context *ctx = cls;
+    const char *id = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    const char *tp = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "traceparent");
+    reqid_accept(id, r->request_id);
+    if (reqid_traceparent_valid(tp))
+        snprintf(r->traceparent, sizeof r->traceparent, "%s", tp);
+}
+
+static enum MHD_Result api_access_request(api_listener *l, struct MHD_Connection *conn, const char *url,
+                                          const char *method, const char *upload_data,
+                                          size_t *upload_data_size, void **con_cls)
+{
+    api_context *ctx = l->ctx;
     api_request *r = *con_cls;
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r)
             return MHD_NO;
         r->ctx = ctx;
+        r->admin = l->admin;
         r->conn = conn;
         r->arena = arena_new();
         r->method = method;
@@ -1011,6 +1110,8 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
         r->start_ns = metrics_now_ns();
         r->route = METRICS_ROUTE_OTHER;
         r->connector = METRICS_NO_CONNECTOR;
+        api_request_ids(r);
+        reqid_set_current(r->request_id, r->traceparent[0] ? r->traceparent : NULL);
         *con_cls = r;
         if (!r->arena)
             return MHD_NO;
@@ -1071,6 +1172,21 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
     return api_route(r);
 }
 
+/* Every callback of a request runs with its id current on the thread, so
+ * its log lines and bank calls carry it (reqid.h). */
+static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    api_request *r = *con_cls;
+    if (r)
+        reqid_set_current(r->request_id, r->traceparent[0] ? r->traceparent : NULL);
+    enum MHD_Result ret = api_access_request(cls, conn, url, method, upload_data, upload_data_size, con_cls);
+    reqid_set_current(NULL, NULL);
+    return ret;
+}
+
 /* libmicrohttpd's own unescaping of the path and the query values, except
  * that %00 becomes DEL (0x7f) instead of ending the string early: so
  * "/healthz%00x" is not read as "/healthz", nor "pay_1%00x" as "pay_1".
@@ -1091,7 +1207,6 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
 {
     (void)cls;
     (void)conn;
-    (void)toe;
     api_request *r = *con_cls;
     if (!r)
         return;
@@ -1099,7 +1214,14 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     atomic_store(&r->ctx->last_activity_ms, api_now_ms());
     if (r->counted)
         metrics_payment_end();
-    metrics_request_done(r->route, r->connector, r->status, metrics_now_ns() - r->start_ns);
+    uint64_t elapsed = metrics_now_ns() - r->start_ns;
+    metrics_request_done(r->route, r->connector, r->status, elapsed);
+    if (r->route == METRICS_ROUTE_WEBHOOK && r->status >= 400)
+        metrics_webhook_refused(r->connector, r->error_code);
+    reqid_set_current(r->request_id, NULL);
+    admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id,
+                     toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    reqid_set_current(NULL, NULL);
     arena_free(r->arena);
     free(r->body);
     free(r);
@@ -1151,6 +1273,7 @@ void api_context_init(api_context *ctx, const config *cfg, store *st, registry *
     ctx->cfg = cfg;
     ctx->store = st;
     ctx->registry = reg;
+    ctx->admin_fd = -1;
     pthread_mutex_init(&ctx->schema_lock, NULL);
     atomic_init(&ctx->schema_ready, false);
     atomic_init(&ctx->webhook_bad_signature, 0);
@@ -1169,6 +1292,8 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
         return NULL;
     }
     srv->ctx = ctx;
+    srv->merchant = (api_listener){.ctx = ctx, .admin = false};
+    srv->admin = (api_listener){.ctx = ctx, .admin = true};
     ctx->idem_waiter = idempotency_waiter_start(ctx->store, API_IDEM_POLL_MS);
     if (!ctx->idem_waiter) {
         snprintf(err, errlen, "cannot start the Idempotency-Key poller thread");
@@ -1177,7 +1302,7 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, api_access, ctx, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        flags, 0, NULL, NULL, api_access, &srv->merchant, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->cfg->threads, MHD_OPTION_NOTIFY_COMPLETED, api_completed,
         NULL, MHD_OPTION_NOTIFY_CONNECTION, api_connection, ctx, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ctx->cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)ctx->cfg->max_connections,
@@ -1185,8 +1310,22 @@ api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_limits_connection_memory(ctx->cfg->max_header_bytes),
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
         MHD_OPTION_END);
-    if (!srv->daemon) {
-        snprintf(err, errlen, "libmicrohttpd could not start on the listening socket");
+    /* The admin listener: a couple of threads, its connections not counted
+     * in the drain (a scraper's keep-alive must not hold a stop up). */
+    if (srv->daemon && ctx->admin_fd >= 0)
+        srv->admin_daemon = MHD_start_daemon(
+            flags, 0, NULL, NULL, api_access, &srv->admin, MHD_OPTION_LISTEN_SOCKET,
+            (MHD_socket)ctx->admin_fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)2,
+            MHD_OPTION_NOTIFY_COMPLETED, api_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+            (unsigned)ctx->cfg->connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, http_limits_connection_memory(ctx->cfg->max_header_bytes),
+            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_UNESCAPE_CALLBACK, api_unescape,
+            NULL, MHD_OPTION_END);
+    if (!srv->daemon || (ctx->admin_fd >= 0 && !srv->admin_daemon)) {
+        snprintf(err, errlen, "libmicrohttpd could not start on the %s socket",
+                 srv->daemon ? "admin listener's" : "listening");
+        if (srv->daemon)
+            MHD_stop_daemon(srv->daemon);
         idempotency_waiter_free(ctx->idem_waiter);
         ctx->idem_waiter = NULL;
         free(srv);
@@ -1199,6 +1338,8 @@ void api_quiesce(api_server *srv)
 {
     if (srv && srv->daemon)
         MHD_quiesce_daemon(srv->daemon);
+    if (srv && srv->admin_daemon)
+        MHD_quiesce_daemon(srv->admin_daemon);
 }
 
 static long long api_now_ms(void)
@@ -1239,6 +1380,8 @@ void api_stop(api_server *srv)
     struct timespec tick = {.tv_nsec = 10 * 1000 * 1000};
     for (int waited = 0; atomic_load(&ctx->in_flight) > 0 && waited < 1000; waited += 10)
         nanosleep(&tick, NULL);
+    if (srv->admin_daemon)
+        MHD_stop_daemon(srv->admin_daemon);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
     idempotency_waiter_free(ctx->idem_waiter);

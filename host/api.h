@@ -21,6 +21,7 @@ typedef struct api_context {
     workpool *blocking; /* connectors' own blocking execute_request */
     struct idempotency_waiter *idem_waiter; /* requests waiting on a key (set by api_start) */
     unsigned generation;
+    int admin_fd;       /* the admin listener's socket, or -1 (api_context_init) */
     pthread_mutex_t schema_lock;
     atomic_bool schema_ready;
     atomic_ulong webhook_bad_signature; /* webhooks refused by verify_webhook */
@@ -37,8 +38,9 @@ typedef struct api_server api_server;
  * it). -1 with a reason in err on failure. */
 int api_listen(const char *address, int port, int *bound_port, char *err, size_t errlen);
 
-/* Serve `ctx` on the listening socket `fd` with ctx->cfg->threads threads.
- * NULL with a reason in err on failure. */
+/* Serve `ctx` on the listening socket `fd` with ctx->cfg->threads threads,
+ * and the admin routes on ctx->admin_fd when it is not -1. NULL with a
+ * reason in err on failure. */
 api_server *api_start(api_context *ctx, int fd, char *err, size_t errlen);
 
 /* Stop accepting new connections; requests in flight go on. */
@@ -58,8 +60,9 @@ int api_drain(api_server *srv, int deadline_ms);
  * threads, free the server. */
 void api_stop(api_server *srv);
 
-/* Make sure the schema is migrated (once per process, under ctx's lock);
- * false if PostgreSQL is unreachable. */
+/* Make sure the schema is migrated (once per process, under ctx's lock;
+ * with `migrate = false`, only that it is current); false if PostgreSQL is
+ * unreachable or the schema is behind. */
 bool api_db_ready(api_context *ctx);
 
 /* Initialise the fields of ctx that are not the caller's. */

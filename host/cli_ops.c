@@ -130,7 +130,13 @@ int cli_ops_status(const cli_command *cmd, int argc, char **argv)
            (long long)json_integer_value(json_object_get(health, "generation")),
            (long long)json_integer_value(json_object_get(health, "connectors")));
     json_decref(health);
-    json_t *list = cli_ops_get(base, "/v1/connectors", &status);
+    if (!cfg.admin_port) {
+        printf("admin_port is 0: no admin listener, so the connectors cannot be listed\n");
+        goto out;
+    }
+    char admin[512];
+    snprintf(admin, sizeof admin, "http://%s:%d", cfg.admin_listen, cfg.admin_port);
+    json_t *list = cli_ops_get(admin, "/v1/connectors", &status);
     json_t *c;
     size_t i;
     printf("%-12s %-10s %-5s %-12s %-10s %-17s %s\n", "KEY", "VERSION", "ABI", "WEBHOOK", "GENERATION",

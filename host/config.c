@@ -173,6 +173,23 @@ static int config_int(const config_t *cf, const char *name, long long def, long 
     return 0;
 }
 
+static int config_bool(const config_t *cf, const char *name, bool def, int *out, char *err,
+                       size_t errlen)
+{
+    config_setting_t *s = config_find(cf, name);
+    if (!s) {
+        *out = def;
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        snprintf(err, errlen, "line %d: setting '%s' must be true or false", config_setting_source_line(s),
+                 name);
+        return -1;
+    }
+    *out = config_setting_get_bool(s);
+    return 0;
+}
+
 static int config_api_keys(const config_t *cf, config *c, char *err, size_t errlen)
 {
     config_setting_t *s = config_find(cf, "api_key_sha256");
@@ -433,6 +450,8 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     }
     config_setting_set_hook(config_root_setting(&cf), &seen);
     if (config_string(&cf, "listen", "127.0.0.1", NULL, &c.listen_address, inner, sizeof inner) ||
+        config_string(&cf, "admin_listen", "127.0.0.1", NULL, &c.admin_listen, inner, sizeof inner) ||
+        config_string(&cf, "log_format", "text", NULL, &c.log_format, inner, sizeof inner) ||
         config_string(&cf, "plugin_dir", "plugins", base, &c.plugin_dir, inner, sizeof inner) ||
         config_string(&cf, "credentials_dir", "credentials", base, &c.credentials_dir, inner, sizeof inner) ||
         config_string(&cf, "master_key_file", "master.key", base, &c.master_key_file, inner, sizeof inner) ||
@@ -451,6 +470,11 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     if (config_int(&cf, "port", 8080, 0, 65535, &v, inner, sizeof inner))
         goto fail;
     c.port = (int)v;
+    if (config_int(&cf, "admin_port", 9180, 0, 65535, &v, inner, sizeof inner))
+        goto fail;
+    c.admin_port = (int)v;
+    if (config_bool(&cf, "migrate", true, &c.migrate, inner, sizeof inner))
+        goto fail;
     if (config_int(&cf, "db_pool_size", 8, 1, 64, &v, inner, sizeof inner))
         goto fail;
     c.db_pool_size = (int)v;
@@ -501,6 +525,23 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
         }
         c.port = (int)p;
     }
+    const char *env_admin = getenv("PAGOFLEX_ADMIN_PORT");
+    if (env_admin && *env_admin) {
+        char *end;
+        long p = strtol(env_admin, &end, 10);
+        if (*end || p < 0 || p > 65535) {
+            snprintf(inner, sizeof inner, "PAGOFLEX_ADMIN_PORT=%s is not a port number", env_admin);
+            goto fail;
+        }
+        c.admin_port = (int)p;
+    }
+    if (c.admin_port && c.admin_port == c.port && strcmp(c.admin_listen, c.listen_address) == 0) {
+        snprintf(inner, sizeof inner,
+                 "setting 'admin_port' (%d) is the merchant 'port': the admin listener needs a "
+                 "port of its own (or admin_port = 0 for none)",
+                 c.admin_port);
+        goto fail;
+    }
     const char *env_db = getenv("PAGOFLEX_DATABASE");
     if (env_db && *env_db) {
         free(c.database);
@@ -508,6 +549,11 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     }
     if (!c.public_url && asprintf(&c.public_url, "http://%s:%d", c.listen_address, c.port) < 0) {
         c.public_url = NULL;
+        goto fail;
+    }
+    if (strcmp(c.log_format, "text") != 0 && strcmp(c.log_format, "json") != 0) {
+        snprintf(inner, sizeof inner, "setting 'log_format' is '%s'; use \"text\" or \"json\"",
+                 c.log_format);
         goto fail;
     }
     if (log_level_parse(c.log_level) < 0) {
@@ -532,6 +578,8 @@ fail:
 void config_free(config *c)
 {
     free(c->listen_address);
+    free(c->admin_listen);
+    free(c->log_format);
     free(c->public_url);
     free(c->plugin_dir);
     free(c->credentials_dir);

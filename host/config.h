@@ -9,6 +9,8 @@
 typedef struct config {
     char *listen_address;  /* "127.0.0.1" */
     int port;              /* 8080; $PAGOFLEX_PORT overrides */
+    char *admin_listen;    /* admin listener (/metrics, /v1/connectors): "127.0.0.1" */
+    int admin_port;        /* 9180; 0: no admin listener; $PAGOFLEX_ADMIN_PORT overrides */
     char *public_url;      /* base URL banks call back, e.g. http://127.0.0.1:8080 */
     char *plugin_dir;      /* *.so connectors */
     char *credentials_dir; /* <plugin>.cfg.enc */
@@ -25,6 +27,8 @@ typedef struct config {
     size_t api_key_count;
     char *log_level;       /* debug | info | warn | error */
     char *log_file;        /* NULL: stderr; else appended to, reopened on SIGUSR1 */
+    char *log_format;      /* "text" | "json" (one JSON object per line) */
+    int migrate;           /* apply schema migrations at start (false: only check the version) */
     int workers;           /* worker processes; default: number of CPUs */
     int drain_timeout_ms;  /* how long a stopping worker may finish its requests */
     int ready_timeout_ms;  /* how long a new worker may take to load and listen */

@@ -4,11 +4,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
 #include "arena.h"
+#include "reqid.h"
 #include "log.h"
 
 /* One easy handle per thread: reusing it keeps connections to banks alive. */
@@ -96,6 +98,41 @@ void executor_headers_free(struct curl_slist *list)
     curl_slist_free_all(list);
 }
 
+static bool executor_has_header(const pagoflex_http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->header_count; i++)
+        if (req->headers[i].name && strcasecmp(req->headers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Append X-Request-Id and traceparent of the calling thread's current
+ * request, if any. 0, or -1 on allocation failure (the caller frees *list). */
+static int executor_add_trace(const pagoflex_http_request *req, pagoflex_arena *arena,
+                              struct curl_slist **list)
+{
+    const char *id = reqid_current(), *tp = reqid_current_traceparent();
+    char child[REQID_TRACEPARENT + 1];
+    const char *lines[2] = {NULL, NULL};
+    if (id && !executor_has_header(req, "X-Request-Id") &&
+        !(lines[0] = arena_printf(arena, "X-Request-Id: %s", id)))
+        return -1;
+    if (tp && reqid_traceparent_valid(tp) && !executor_has_header(req, "traceparent")) {
+        reqid_traceparent_child(tp, child);
+        if (!(lines[1] = arena_printf(arena, "traceparent: %s", child)))
+            return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!lines[i])
+            continue;
+        struct curl_slist *next = curl_slist_append(*list, lines[i]);
+        if (!next)
+            return -1;
+        *list = next;
+    }
+    return 0;
+}
+
 int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_timeout_ms,
                      pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers)
 {
@@ -107,6 +144,10 @@ int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_tim
             goto fail;
         list = next;
     }
+    /* The request this call is made for (reqid.h): the bank sees its id and
+     * a child of its traceparent, unless the connector set its own. */
+    if (executor_add_trace(req, arena, &list) != 0)
+        goto fail;
     /* curl adds "Expect: 100-continue" for large bodies: a round trip we don't need. */
     struct curl_slist *next = curl_slist_append(list, "Expect:");
     if (!next)

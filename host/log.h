@@ -9,6 +9,11 @@
 /* Lines below `level` are dropped. Default: PAGOFLEX_LOG_INFO. */
 void log_set_level(pagoflex_log_level level);
 
+/* Write lines as text (default) or, with json true, as one JSON object per
+ * line: {"ts", "level", "pid", "who"?, "msg", "request_id"?, ...fields}.
+ * Not thread-safe: call it before starting threads. */
+void log_set_json(int json);
+
 /* Parse "debug" | "info" | "warn" | "error"; -1 if unknown. */
 int log_level_parse(const char *name);
 
@@ -28,8 +33,10 @@ const char *log_file_path(void);
  * Safe while other threads log: each line goes to one file or the other. */
 int log_reopen(void);
 
-/* Write "<time> <level> [<pid>] [<who>: ]<message>\n" atomically (one
- * write) to stderr (the log file, after log_open_file). Every byte of who
+/* Write "<time> <level> [<pid>] [<who>: ]<message>[ request_id=<id>]\n"
+ * atomically (one write) to stderr (the log file, after log_open_file);
+ * the request id is the calling thread's current one (reqid.h), if any.
+ * With log_set_json, the same as one JSON object. Every byte of who
  * and the message outside printable
  * ASCII (newline, carriage return, escape, other control bytes, non-ASCII)
  * and the backslash
@@ -39,6 +46,19 @@ int log_reopen(void);
 void log_msg(pagoflex_log_level level, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vmsg(pagoflex_log_level level, const char *who, const char *fmt, va_list ap);
+
+/* One field of a structured line: a string (text, escaped like the
+ * message) or, when text is NULL, the integer num. */
+typedef struct log_field {
+    const char *name;
+    const char *text;
+    long long num;
+} log_field;
+
+/* Write `msg` and `n` fields as one line: text "<msg> name=value ..."
+ * (values escaped as above; an empty one as "-"), or JSON members after
+ * "msg". Same atomicity, level filter and request id as log_msg. */
+void log_fields(pagoflex_log_level level, const char *msg, const log_field *fields, size_t n);
 
 #define log_debug(...) log_msg(PAGOFLEX_LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...) log_msg(PAGOFLEX_LOG_INFO, NULL, __VA_ARGS__)

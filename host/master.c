@@ -50,9 +50,12 @@
 #include "crashboard.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "worker.h"
 
 #define MASTER_MAX_QUARANTINE 64
+
+_Static_assert(METRICS_WORKER_SLOTS == CRASHBOARD_SLOTS, "metrics track one gauge per worker slot");
 
 typedef struct master_worker {
     pid_t pid; /* 0: free */
@@ -72,6 +75,7 @@ typedef struct master {
     const char *config_path;
     config cfg;
     int listen_fd;
+    int admin_fd; /* -1: no admin listener */
     const char *port_file;
     int port;
     int sigfd;
@@ -160,7 +164,8 @@ static int master_spawn(master *m, unsigned generation)
     if (pid == 0) {
         close(fds[0]);
         close(m->sigfd);
-        worker_params p = {.cfg = &m->cfg, .listen_fd = m->listen_fd, .generation = generation,
+        worker_params p = {.cfg = &m->cfg, .listen_fd = m->listen_fd, .admin_fd = m->admin_fd,
+                           .generation = generation,
                            .slot = slot, .board = m->board, .ready_fd = fds[1],
                            .master_pid = master_pid,
                            .quarantine = (const char *const *)m->quarantine};
@@ -270,6 +275,7 @@ static void master_reap(master *m)
         if (slot < 0)
             continue;
         master_worker *w = &m->workers[slot];
+        metrics_worker_gone(slot); /* its payments are no longer in flight */
         char how[128];
         master_describe(status, how, sizeof how);
         bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -296,6 +302,8 @@ static void master_reap(master *m)
                       w->generation, how, m->serving_gen);
             master_signal_generation(m, m->starting_gen, SIGKILL, 0);
             m->starting_gen = 0;
+            if (m->serving_gen)
+                notify_ready("reload failed; generation %u serving", m->serving_gen);
         }
         if (w->ready_fd >= 0)
             close(w->ready_fd);
@@ -341,20 +349,30 @@ static void master_reload(master *m)
     }
     config fresh;
     char err[1024];
+    notify_reloading();
     if (config_load(m->config_path, &fresh, err, sizeof err) != 0) {
         log_error("reload refused: %s; generation %u keeps serving", err, m->serving_gen);
+        notify_ready("reload refused (see the log); generation %u serving", m->serving_gen);
         return;
     }
     if (strcmp(fresh.listen_address, m->cfg.listen_address) != 0 || fresh.port != m->cfg.port)
         log_warn("reload: listen address and port are not reloadable; restart pagoflexd to change "
                  "them (keeping %s:%d)",
                  m->cfg.listen_address, m->port);
+    if (strcmp(fresh.admin_listen, m->cfg.admin_listen) != 0 || fresh.admin_port != m->cfg.admin_port)
+        log_warn("reload: admin_listen and admin_port are not reloadable; restart pagoflexd to "
+                 "change them (keeping %s:%d)",
+                 m->cfg.admin_listen, m->cfg.admin_port);
     free(fresh.listen_address);
     fresh.listen_address = strdup(m->cfg.listen_address);
     fresh.port = m->cfg.port;
+    free(fresh.admin_listen);
+    fresh.admin_listen = strdup(m->cfg.admin_listen);
+    fresh.admin_port = m->cfg.admin_port;
     config_free(&m->cfg);
     m->cfg = fresh;
     log_set_level((pagoflex_log_level)log_level_parse(m->cfg.log_level));
+    log_set_json(strcmp(m->cfg.log_format, "json") == 0);
     master_log_file_changed(m);
     master_quarantine_clear(m);
     metrics_reload();
@@ -370,11 +388,14 @@ static void master_promote(master *m)
         master_signal_generation(m, old, SIGTERM, now_ms() + m->cfg.drain_timeout_ms + 2000);
         log_info("generation %u serving (%d workers); generation %u draining", m->serving_gen,
                  m->cfg.workers, old);
+        notify_ready("generation %u serving on %s:%d", m->serving_gen, m->cfg.listen_address, m->port);
     } else {
         log_info("pagoflexd ready on http://%s:%d: generation %u, %d workers, master pid %d",
                  m->cfg.listen_address, m->port, m->serving_gen, m->cfg.workers, (int)getpid());
         if (m->port_file && master_write_file(m->port_file, m->port) != 0)
             log_error("cannot write port file %s: %s", m->port_file, strerror(errno));
+        notify_ready("generation %u serving on %s:%d (%d workers)", m->serving_gen,
+                     m->cfg.listen_address, m->port, m->cfg.workers);
     }
     if (m->reload_queued) {
         m->reload_queued = false;
@@ -406,6 +427,8 @@ static void master_tick(master *m)
                       m->starting_gen, m->cfg.ready_timeout_ms, m->serving_gen);
             master_signal_generation(m, m->starting_gen, SIGKILL, 0);
             m->starting_gen = 0;
+            if (m->serving_gen)
+                notify_ready("reload failed; generation %u serving", m->serving_gen);
         } else {
             /* A starting worker that died is replaced like any other. */
             size_t have = master_count(m, m->starting_gen, false);
@@ -480,6 +503,7 @@ static bool master_handle_signals(master *m)
         case SIGQUIT:
             m->stop_signals++;
             if (m->stop_signals == 1) {
+                notify_stopping();
                 log_info("signal %u: stopping gracefully (workers finish their requests; send it again "
                          "to stop at once)",
                          si.ssi_signo);
@@ -496,7 +520,8 @@ static bool master_handle_signals(master *m)
     return m->stop_signals > 0 && master_live(m) == 0;
 }
 
-int master_run(const char *config_path, config *cfg, int listen_fd, int port, const char *port_file)
+int master_run(const char *config_path, config *cfg, int listen_fd, int port, int admin_fd,
+               const char *port_file)
 {
     master *m = calloc(1, sizeof *m);
     int rc = 1;
@@ -508,6 +533,7 @@ int master_run(const char *config_path, config *cfg, int listen_fd, int port, co
     m->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg); /* the master owns it now */
     m->listen_fd = listen_fd;
+    m->admin_fd = admin_fd;
     m->port = port;
     m->port_file = port_file;
     for (int i = 0; i < CRASHBOARD_SLOTS; i++)
@@ -526,7 +552,7 @@ int master_run(const char *config_path, config *cfg, int listen_fd, int port, co
     master_ignore_stray();
     m->sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     m->board = crashboard_create();
-    if (m->sigfd < 0 || !m->board || metrics_share_process_counters() != 0) {
+    if (m->sigfd < 0 || !m->board || metrics_share() != 0) {
         log_error("cannot set up the master (signalfd/mmap): %s", strerror(errno));
         goto out;
     }

@@ -4,8 +4,10 @@
  * Every recording function is lock-free (C11 relaxed atomics on fixed
  * arrays), allocates nothing on the hot path and may be called from any
  * thread at any time. Histograms have fixed buckets (METRICS_BUCKETS_US).
- * In a multi-process setup each worker reports its own counters; after
- * metrics_set_worker() every series carries a `worker` label.
+ * Once the master called metrics_share() (before it forks), every series
+ * lives in one shared-memory block that the master and all its workers
+ * write: any worker's scrape shows the whole process group, and what a
+ * worker counted stays when it dies or its generation is replaced.
  */
 #ifndef PAGOFLEX_METRICS_H
 #define PAGOFLEX_METRICS_H
@@ -21,10 +23,17 @@ typedef enum metrics_route {
     METRICS_ROUTE_WEBHOOK,            /* POST /webhooks/{path} */
     METRICS_ROUTE_CONNECTORS,         /* GET /v1/connectors */
     METRICS_ROUTE_HEALTHZ,            /* GET /healthz */
-    METRICS_ROUTE_METRICS,            /* GET /metrics */
-    METRICS_ROUTE_OTHER,              /* anything else (404, 405, 413) */
+    METRICS_ROUTE_METRICS,            /* GET /metrics (admin listener) */
+    METRICS_ROUTE_PAYMENT_LIST,       /* GET /v1/payments?reference= */
+    METRICS_ROUTE_PAYMENT_EVENTS,     /* GET /v1/payments/{id}/events */
+    METRICS_ROUTE_LIVEZ,              /* GET /livez */
+    METRICS_ROUTE_READYZ,             /* GET /readyz */
+    METRICS_ROUTE_OTHER,              /* no route matched (404, 405, 413, 431) */
     METRICS_ROUTE_COUNT
 } metrics_route;
+
+/* The `route` label of `route` ("payment_create", ...; "other" out of range). */
+const char *metrics_route_name(metrics_route route);
 
 /* Connectors tracked by name; later names share the slot "_other". */
 #define METRICS_MAX_CONNECTORS 32
@@ -35,9 +44,19 @@ typedef enum metrics_route {
 /* Monotonic clock in nanoseconds, for the elapsed times passed below. */
 uint64_t metrics_now_ns(void);
 
-/* Label every series with worker="<worker>" (a worker process calls it once
- * before serving); a negative value removes the label. */
-void metrics_set_worker(int worker);
+/* Worker processes tracked apart for the payments-in-flight gauge (the
+ * master's worker slots: CRASHBOARD_SLOTS). */
+#define METRICS_WORKER_SLOTS 96
+
+/* This process is worker `slot` (0..METRICS_WORKER_SLOTS-1; a worker calls
+ * it once before serving): its payments in flight are counted in its own
+ * slot, which the master zeroes when the worker is gone. Negative: no slot
+ * (counted in a slot no one zeroes). */
+void metrics_set_worker(int slot);
+
+/* The worker of `slot` is gone (the master reaped it): its payments are no
+ * longer in flight. */
+void metrics_worker_gone(int slot);
 
 /* The slot of connector `key` (its factory key, e.g. "BANCO_X"), claimed on
  * first use; the name is copied. Lock-free. When the table is full, or on
@@ -65,10 +84,28 @@ void metrics_db_commit(void);
 void metrics_payment_begin(void);
 void metrics_payment_end(void);
 
-/* Put the reload and worker-restart counters in memory shared across
- * fork(), so workers show what the master counts. Call in the master before
- * forking. 0 on success. */
-int metrics_share_process_counters(void);
+/* A payment of `connector` entered `state` (a pagoflex_state): by the
+ * bank's reply, a webhook or the reconciler. */
+void metrics_payment_outcome(int connector, int state);
+
+/* A webhook of `connector` (METRICS_NO_CONNECTOR: no connector serves its
+ * path) was refused with error `code` (the JSON error code, e.g.
+ * "invalid_signature"; codes not known here count as "other"). */
+void metrics_webhook_refused(int connector, const char *code);
+
+/* Gauges read from PostgreSQL at scrape time (store_stats.c): `known` is
+ * false when the database could not be read (the gauges are then left
+ * out of the next render). */
+void metrics_set_db_gauges(bool known, long long reconciler_backlog, long long requires_review);
+
+/* Version strings for pagoflex_build_info (copied; static storage). */
+void metrics_set_build_info(const char *version, const char *abi);
+
+/* Move every series into one anonymous shared mapping (MAP_SHARED), so
+ * the processes forked after this call count into the same block. Call in
+ * the master before forking, with no other thread recording. 0 on
+ * success; -1 (errno set) and nothing changes. */
+int metrics_share(void);
 
 /* A configuration/plugin reload happened (the master/worker code calls it). */
 void metrics_reload(void);

@@ -12,10 +12,12 @@
 #include "cli_ops.h"
 #include "cli_plugin.h"
 #include "cli_apikey.h"
+#include "cli_db.h"
 #include "cli_plugin_trust.h"
 #include "cli_secrets.h"
 #include "cli_secrets_tools.h"
 #include "cli_webhook.h"
+#include "version.h"
 
 #define KEY_SOURCE_HELP                                                                  \
     "  --key-file FILE   master key file (mode 0600); without it, $PAGOFLEX_MASTER_KEY\n"  \
@@ -100,6 +102,15 @@ static const cli_command cli_commands[] = {
      "List API keys: id, name, prefix, created, revoked (never a key or hash).", NULL},
     {"apikey", "revoke", cli_apikey_revoke, "[-c CONFIG] ID|PREFIX",
      "Revoke an API key; every host refuses it from the next request.", NULL},
+    {"db", "migrate", cli_db_migrate, "[-c CONFIG] [--database CONNINFO]",
+     "Apply the pending schema versions (as a role that may change the schema).",
+     "  -c CONFIG            read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"
+     "  --database CONNINFO  libpq conninfo of a privileged role (wins over -c)\n"
+     "  Hosts with `migrate = false` (a role with no DDL rights) need this first.\n"
+     "  Index builds on large tables run CONCURRENTLY, without blocking writes.\n"},
+    {"db", "status", cli_db_status, "[-c CONFIG] [--database CONNINFO]",
+     "List the schema versions of this build, applied or pending; exit 1 if any is pending.",
+     NULL},
     {"plugin", "keygen", cli_plugin_keygen, "--out PREFIX [--force]",
      "Make an Ed25519 plugin-signing key pair: PREFIX.key (0600) and PREFIX.pub.", NULL},
     {"plugin", "sign", cli_plugin_sign, "--key SIGNER.key FILE.so",
@@ -161,7 +172,8 @@ static void print_commands(FILE *f, const char *group)
 static void print_main_usage(FILE *f)
 {
     fprintf(f, "usage: pagoflex <command> [options]\n"
-               "       pagoflex <command> --help\n\n"
+               "       pagoflex <command> --help\n"
+               "       pagoflex --version\n\n"
                "Operator tool for the Pagoflex payment-connector host.\n\ncommands:\n");
     print_commands(f, NULL);
     fprintf(f, "\nexit status: 0 ok, 1 error, 2 usage error\n");
@@ -192,6 +204,10 @@ int main(int argc, char **argv)
     }
     if (is_help(argv[1])) {
         print_main_usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        version_print(stdout, "pagoflex");
         return CLI_OK;
     }
     const cli_command *cmd = find_command(NULL, argv[1]);

@@ -27,14 +27,10 @@
 #include "metrics.h"
 #include "payment.h"
 #include "store_internal.h"
-#include "store_migrations.h"
 #include "store_orphan.h"
 
 /* Seconds a connection attempt may take unless the conninfo says otherwise. */
 #define STORE_CONNECT_TIMEOUT "2"
-
-/* Key of the advisory lock that serialises migrations: "pagoflx" in ASCII. */
-#define STORE_MIGRATE_LOCK "31632294270102648"
 
 /* Statements with parameters are prepared once per connection and then run
  * with PQexecPrepared: PostgreSQL then parses and plans each of our (CTE
@@ -175,10 +171,6 @@ static const char sql_history[] =
     "SELECT h.from_state, h.to_state, h.source, h.detail, " TS("h.at")
     " FROM payments p LEFT JOIN payment_history h ON h.payment_id = p.id"
     " WHERE p.id = $1::text ORDER BY h.id";
-
-static const char sql_migrations_table[] =
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())";
 
 /* ---- pool --------------------------------------------------------------- */
 
@@ -541,131 +533,6 @@ void store_close(store *s)
     free(s->conns);
     free(s->conninfo);
     free(s);
-}
-
-/* Record in err the reason a migration step failed. */
-static void migrate_error(char *err, size_t errlen, const char *step, const store_call *c)
-{
-    if (err && errlen)
-        snprintf(err, errlen, "%s: %s", step, c->error[0] ? c->error : "PostgreSQL unreachable");
-}
-
-/* Warn when the database has versions this build does not know: a newer
- * build migrated it; this one runs, but may miss columns it never heard of. */
-static void migrate_check_newer(const PGresult *done, const store_migration *m, size_t count)
-{
-    int known = count ? m[count - 1].version : 0;
-    for (int i = 0; i < PQntuples(done); i++) {
-        int v = atoi(PQgetvalue(done, i, 0));
-        if (v > known) {
-            log_warn("store: database schema version %d is newer than this build's %d; "
-                     "upgrade pagoflex on this host",
-                     v, known);
-            return;
-        }
-    }
-}
-
-static bool migration_recorded(const PGresult *r, int version)
-{
-    for (int i = 0; i < PQntuples(r); i++)
-        if (atoi(PQgetvalue(r, i, 0)) == version)
-            return true;
-    return false;
-}
-
-/* Apply every embedded migration not recorded in `done`; returns how many
- * ran, or -1 (err written). Runs inside the caller's transaction. */
-static int migrate_apply(store_call *c, const PGresult *done, char *err, size_t errlen,
-                         store_result *rc)
-{
-    size_t count = 0;
-    const store_migration *m = store_migrations(&count);
-    int applied = 0;
-    migrate_check_newer(done, m, count);
-    for (size_t i = 0; i < count; i++) {
-        if (migration_recorded(done, m[i].version))
-            continue;
-        char version[16], step[128];
-        snprintf(version, sizeof version, "%d", m[i].version);
-        snprintf(step, sizeof step, "migration %d (%s)", m[i].version, m[i].name);
-        const char *const params[] = {version};
-        PGresult *r = NULL;
-        *rc = store_call_exec(c, step, m[i].sql, 0, NULL, false, &r);
-        PQclear(r);
-        r = NULL;
-        if (*rc == STORE_OK)
-            *rc = store_call_exec(c, step, "INSERT INTO schema_migrations (version) VALUES ($1::int)",
-                            1, params, false, &r);
-        PQclear(r);
-        if (*rc != STORE_OK) {
-            migrate_error(err, errlen, step, c);
-            return -1;
-        }
-        log_info("store: applied %s", step);
-        applied++;
-    }
-    return applied;
-}
-
-store_result store_migrate(store *s, char *err, size_t errlen)
-{
-    store_call c;
-    PGresult *r = NULL;
-    bool in_tx = false;
-    const char *const lock[] = {STORE_MIGRATE_LOCK};
-    store_result rc = store_call_begin(s, &c);
-    if (rc != STORE_OK) {
-        if (err && errlen)
-            snprintf(err, errlen, "PostgreSQL unreachable; retry when it is up");
-        return rc;
-    }
-    rc = store_call_exec(&c, "migrate: BEGIN", "BEGIN", 0, NULL, false, &r);
-    PQclear(r);
-    r = NULL;
-    if (rc != STORE_OK)
-        goto fail;
-    in_tx = true;
-    /* Two hosts starting at once: the second waits here, then finds the
-     * first one's work committed. */
-    rc = store_call_exec(&c, "migrate: lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock,
-                   false, &r);
-    PQclear(r);
-    r = NULL;
-    if (rc == STORE_OK)
-        rc = store_call_exec(&c, "migrate: schema_migrations", sql_migrations_table, 0, NULL, false, &r);
-    PQclear(r);
-    r = NULL;
-    if (rc == STORE_OK)
-        rc = store_call_exec(&c, "migrate: read versions", "SELECT version FROM schema_migrations", 0,
-                       NULL, false, &r);
-    if (rc != STORE_OK) {
-        migrate_error(err, errlen, "preparing migrations", &c);
-        goto fail;
-    }
-    int applied = migrate_apply(&c, r, err, errlen, &rc);
-    PQclear(r);
-    r = NULL;
-    if (applied < 0)
-        goto fail;
-    rc = store_call_exec(&c, "migrate: COMMIT", "COMMIT", 0, NULL, false, &r);
-    PQclear(r);
-    r = NULL;
-    if (rc != STORE_OK) {
-        migrate_error(err, errlen, "commit", &c);
-        goto fail;
-    }
-    metrics_db_commit();
-    if (applied == 0)
-        log_debug("store: schema is up to date");
-    store_call_end(&c);
-    return STORE_OK;
-
-fail:
-    if (in_tx && !c.broken)
-        PQclear(PQexec(c.conn, "ROLLBACK"));
-    store_call_end(&c);
-    return rc;
 }
 
 /* Run one statement that returns at most one payment row and read it into

@@ -50,8 +50,16 @@ store *store_open(const char *conninfo, int pool_size);
 void store_close(store *s);
 
 /* Apply the versioned migrations that are not applied yet, under an advisory
- * lock (safe to run twice, safe with two hosts starting at once). */
+ * lock (safe to run twice, safe with two hosts starting at once). When none
+ * is pending nothing but a read is run, so a role without DDL rights may
+ * call it on a current schema. store_migrate.c. */
 store_result store_migrate(store *s, char *err, size_t errlen);
+
+/* The schema as this build sees it: *applied the highest version recorded
+ * (0: none, or no schema_migrations table), *pending how many of this
+ * build's versions are not recorded. STORE_OK (both written), or
+ * STORE_UNAVAILABLE / STORE_ERROR with the reason in err. */
+store_result store_schema_status(store *s, int *applied, int *pending, char *err, size_t errlen);
 
 /* Insert a new payment in state `created`. p->id is chosen by the caller. */
 store_result store_payment_insert(store *s, const store_payment *p, pagoflex_arena *arena,

@@ -172,6 +172,8 @@ store_result store_recon_transition(store *s, const store_recon_item *it, pagofl
     /* States only move forward: refused in the state it was decided from
      * (and allowed from it) means the claim is no longer ours. */
     *lost_claim = !moved && row.state == from && payment_transition_allowed(from, to);
+    if (moved)
+        metrics_payment_outcome(metrics_connector(row.connector), (int)to);
     *out = row;
     rc = moved ? STORE_OK : STORE_CONFLICT;
 

@@ -23,6 +23,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "api.h"
 #include "executor.h"
 #include "janitor.h"
@@ -131,6 +132,7 @@ int worker_main(const worker_params *p)
 
     api_context_init(&ctx, cfg, st, reg);
     ctx.generation = p->generation;
+    ctx.admin_fd = p->admin_fd;
     /* Bank calls wait on one libcurl multi thread, and connectors' own
      * blocking executors on a few pool threads: never one thread each. */
     ctx.bankq = bankq_start(cfg->bank_max_connections);
@@ -140,10 +142,16 @@ int worker_main(const worker_params *p)
         goto out;
     }
     char migrate_err[512];
-    if (store_migrate(st, migrate_err, sizeof migrate_err) == STORE_OK)
+    if (admin_schema_ready(&ctx, migrate_err, sizeof migrate_err)) {
         atomic_store(&ctx.schema_ready, true);
-    else
+    } else if (!cfg->migrate && store_ping(st)) {
+        /* The database answers and the schema is behind: serving would
+         * fail on every statement that needs what is missing. */
+        log_error("worker: %s", migrate_err);
+        goto out;
+    } else {
         log_warn("database not ready yet (%s); API calls answer 503 until it is", migrate_err);
+    }
     srv = api_start(&ctx, p->listen_fd, err, sizeof err);
     if (!srv) {
         log_error("worker: %s", err);

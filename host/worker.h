@@ -10,6 +10,7 @@
 typedef struct worker_params {
     const config *cfg;
     int listen_fd;              /* shared listening socket */
+    int admin_fd;               /* shared admin listener socket, or -1 */
     unsigned generation;        /* reload generation this worker belongs to */
     int slot;                   /* its slot on the crash board */
     crashboard *board;

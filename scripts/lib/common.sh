@@ -12,9 +12,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Debian packages the project builds, runs and tests with.
 PAGOFLEX_PACKAGES=(build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev
   libssl-dev libconfig-dev libpq-dev libmicrohttpd-dev libcmocka-dev postgresql
-  postgresql-contrib curl python3 openssl procps valgrind nodejs)
+  postgresql-contrib curl python3 openssl procps valgrind nodejs
+  libsystemd-dev systemd dpkg-dev file)
 # npm fetches the pinned sources of scripts/gen-currencies and the official
-# Standard Webhooks library of tests/interop. Debian's nodejs lacks npm;
+# client libraries the interop tests check against. Debian's nodejs lacks npm;
 # NodeSource's nodejs has its own, which Debian's npm package conflicts with.
 command -v npm >/dev/null 2>&1 || PAGOFLEX_PACKAGES+=(npm)
 

@@ -280,6 +280,9 @@ char *store_by_ref_json(const char *ref, bool refunds);
  * (those that arrived while an earlier one was still unanswered).
  * Thread-safe; out of memory only loses the count. */
 void store_note_request(const char *key, uint64_t start_ms, uint64_t answer_ms);
+/* Remember the X-Request-Id and traceparent (NULL: none) of the latest
+ * POST /pay with Idempotency-Key `key`, for GET /_sim/payments?ref=. */
+void store_note_trace(const char *key, const char *request_id, const char *traceparent);
 
 /* Returns a new JSON string (caller frees) with everything the bank knows
  * about payment id: its input, status, captures, voids and refunds (for

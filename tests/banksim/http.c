@@ -27,11 +27,13 @@
  *                                "by_status": {"PENDING",...,"VOIDED"},
  *                                "refunds_by_status": {...}}
  *   GET  /_sim/payments?ref=R    {"ref":R, "count":n, "ids":[...],
- *                                "requests":n, "overlapping":n}: the
+ *                                "requests":n, "overlapping":n,
+ *                                "last_request_id", "last_traceparent"}: the
  *                                bank-side payments carrying ref R, oldest
  *                                first (an at-once REJECTED one counts: the
  *                                bank keeps a record of it); the POST /pay
- *                                calls with Idempotency-Key R, and how many
+ *                                calls with Idempotency-Key R (the latest one's
+ *                                X-Request-Id and traceparent), and how many
  *                                came while an earlier one was unanswered
  *   GET  /_sim/payments/{id}     everything about one payment: input,
  *                                status, captured, refunded, refundable,
@@ -478,8 +480,11 @@ static void route_pay(struct req *r, struct MHD_Connection *c)
 {
     route_pay_answer(r, c);
     const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
-    if (key && *key)
+    if (key && *key) {
         store_note_request(key, r->start_ms, r->answer_at);
+        store_note_trace(key, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"),
+                         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"));
+    }
 }
 
 static void route_capture(struct req *r, struct MHD_Connection *c, const char *id)

@@ -103,6 +103,8 @@ struct idem_entry {
     unsigned requests;    /* POST /pay calls with this key (store_note_request) */
     unsigned overlapping; /* ... that came while an earlier one was unanswered */
     uint64_t busy_until;  /* latest answer time of those calls (monotonic ms) */
+    char last_request_id[129];  /* X-Request-Id of the latest call ("" none) */
+    char last_traceparent[64];  /* traceparent of the latest call ("" none) */
 };
 
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -937,12 +939,18 @@ char *store_by_ref_json(const char *ref, bool refunds)
     const struct idem_entry *e = refunds ? NULL : idem_find("pay", NULL, ref);
     json_int_t n_requests = e ? (json_int_t)e->requests : 0;
     json_int_t n_overlapping = e ? (json_int_t)e->overlapping : 0;
+    json_t *rid = e && e->last_request_id[0] ? json_string(e->last_request_id) : json_null();
+    json_t *tp = e && e->last_traceparent[0] ? json_string(e->last_traceparent) : json_null();
     pthread_mutex_unlock(&store_lock);
-    if (refunds)
+    if (refunds) {
+        json_decref(rid);
+        json_decref(tp);
         o = json_pack("{s:s, s:I, s:o}", "ref", ref, "count", (json_int_t)count, "ids", ids);
-    else
-        o = json_pack("{s:s, s:I, s:o, s:I, s:I}", "ref", ref, "count", (json_int_t)count, "ids",
-                      ids, "requests", n_requests, "overlapping", n_overlapping);
+    } else {
+        o = json_pack("{s:s, s:I, s:o, s:I, s:I, s:o, s:o}", "ref", ref, "count", (json_int_t)count,
+                      "ids", ids, "requests", n_requests, "overlapping", n_overlapping,
+                      "last_request_id", rid, "last_traceparent", tp);
+    }
     return dump_and_free(o);
 }
 
@@ -956,6 +964,17 @@ void store_note_request(const char *key, uint64_t start_ms, uint64_t answer_ms)
         e->requests++;
         if (answer_ms > e->busy_until)
             e->busy_until = answer_ms;
+    }
+    pthread_mutex_unlock(&store_lock);
+}
+
+void store_note_trace(const char *key, const char *request_id, const char *traceparent)
+{
+    pthread_mutex_lock(&store_lock);
+    struct idem_entry *e = idem_get_or_add("pay", NULL, key);
+    if (e) {
+        snprintf(e->last_request_id, sizeof e->last_request_id, "%s", request_id ? request_id : "");
+        snprintf(e->last_traceparent, sizeof e->last_traceparent, "%s", traceparent ? traceparent : "");
     }
     pthread_mutex_unlock(&store_lock);
 }

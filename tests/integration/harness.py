@@ -151,7 +151,11 @@ class Env:
         self.bancox = dict(bancox or {})
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
+        # /metrics and /v1/connectors live on the admin listener.
+        self.admin_port = free_port()
+        self.admin_url = "http://127.0.0.1:%d" % self.admin_port
         self.extra_ports = [free_port() for _ in range(extra_hosts)]
+        self.extra_admin_ports = [free_port() for _ in range(extra_hosts)]
         self.extra = []
         if extra_hosts:
             urls = ["http://127.0.0.1:%d" % p for p in [self.port] + self.extra_ports]
@@ -204,12 +208,13 @@ class Env:
             self.cli(["secrets", "encrypt", "--plugin", name, "--key-file", self.key_file,
                       "--out", os.path.join(self.cred_dir, name + ".cfg.enc")], input=text)
 
-    def write_config(self, port=None, name="pagoflex.cfg"):
+    def write_config(self, port=None, name="pagoflex.cfg", admin_port=None):
         digest = hashlib.sha256(self.api_key.encode()).hexdigest()
         path = os.path.join(self.dir, name)
         if port is None:
             self.config = path
         text = ('listen = "127.0.0.1";\nport = %d;\n' % (port or self.port)
+                + 'admin_listen = "127.0.0.1";\nadmin_port = %d;\n' % (admin_port or self.admin_port)
                 + 'plugin_dir = "%s";\ncredentials_dir = "%s";\n' % (self.plugin_dir, self.cred_dir)
                 + 'master_key_file = "%s";\nprivate_dir = "%s";\n'
                 % (self.key_file, os.path.join(self.dir, "cache"))
@@ -228,7 +233,8 @@ class Env:
         """Start the extra_hosts pagoflexd processes; returns their base URLs."""
         urls = []
         for i, port in enumerate(self.extra_ports):
-            cfg = self.write_config(port=port, name="pagoflex-%d.cfg" % (i + 2))
+            cfg = self.write_config(port=port, name="pagoflex-%d.cfg" % (i + 2),
+                                    admin_port=self.extra_admin_ports[i])
             port_file = os.path.join(self.dir, "host-%d.port" % (i + 2))
             log = open(os.path.join(self.dir, "pagoflexd-%d.log" % (i + 2)), "ab")
             self.extra_logs = getattr(self, "extra_logs", []) + [log]
@@ -311,7 +317,13 @@ class Env:
         raise AssertionError("reload to generation %d did not finish: %s" % (self.generation, self.log()[-2000:]))
 
     def connectors(self):
-        return {c["key"]: c for c in http("GET", self.url + "/v1/connectors").json["connectors"]}
+        return {c["key"]: c for c in http("GET", self.admin_url + "/v1/connectors").json["connectors"]}
+
+    def metrics(self):
+        """GET /metrics on the admin listener: the Prometheus text."""
+        r = http("GET", self.admin_url + "/metrics")
+        assert r.status == 200, r
+        return r.raw.decode()
 
     def log(self):
         with open(self.host_log_path, "rb") as f:

@@ -94,7 +94,7 @@ class CrashIsolation(unittest.TestCase):
             self.assertIn("killed by signal 11 (Segmentation fault)", log)
             self.assertIn("worker crash blamed on plugin crashy", log)
             self.assertEqual(http_call("GET", env.url + "/healthz").status, 200)
-            restarts = http_call("GET", env.url + "/metrics").raw.decode()
+            restarts = http_call("GET", env.admin_url + "/metrics").raw.decode()
             self.assertRegex(restarts, r"pagoflex_worker_restarts_total(\{[^}]*\})? [1-9]")
 
             # The payment in flight was stored before the crash and is not lost.

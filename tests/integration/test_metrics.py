@@ -13,7 +13,7 @@ SAMPLE = re.compile(r'^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$')
 
 
 def scrape(env):
-    r = http("GET", env.url + "/metrics")
+    r = http("GET", env.admin_url + "/metrics")
     assert r.status == 200, r
     assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers
     samples = {}
@@ -22,10 +22,7 @@ def scrape(env):
             continue
         m = SAMPLE.match(line)
         assert m, "not a Prometheus sample line: %r" % line
-        # Each worker process reports its own series, labelled worker="<slot>";
-        # these tests run one worker and read its series without the label.
-        labels = re.sub(r'worker="\d+",?', "", m.group(2) or "").replace("{}", "")
-        samples[m.group(1) + labels] = float(m.group(3))
+        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
     return samples
 
 
@@ -55,12 +52,16 @@ class Metrics(unittest.TestCase):
         def moved(series):
             return after.get(series, 0) - before.get(series, 0)
 
-        self.assertEqual(moved('pagoflex_http_requests_total{route="payment_create",code="2xx"}'), 1)
-        self.assertEqual(moved('pagoflex_http_requests_total{route="payment_create",code="4xx"}'), 1)
-        self.assertEqual(moved('pagoflex_http_requests_total{route="webhook",code="2xx"}'), 1)
-        self.assertEqual(moved('pagoflex_http_requests_total{route="webhook",code="4xx"}'), 1)
-        self.assertEqual(moved('pagoflex_connector_requests_total{connector="BANCO_X",route="payment_create",code="2xx"}'), 1)
-        self.assertEqual(moved('pagoflex_connector_requests_total{connector="BANCO_X",route="webhook",code="4xx"}'), 1)
+        self.assertEqual(moved('pagoflex_http_requests_total{route="payment_create",code="201"}'), 1)
+        self.assertEqual(moved('pagoflex_http_requests_total{route="payment_create",code="422"}'), 1)
+        self.assertEqual(moved('pagoflex_http_requests_total{route="webhook",code="200"}'), 1)
+        self.assertEqual(moved('pagoflex_http_requests_total{route="webhook",code="401"}'), 1)
+        self.assertEqual(moved('pagoflex_connector_requests_total{connector="BANCO_X",route="payment_create",code="201"}'), 1)
+        self.assertEqual(moved('pagoflex_connector_requests_total{connector="BANCO_X",route="webhook",code="401"}'), 1)
+        self.assertEqual(moved('pagoflex_webhook_refusals_total{connector="BANCO_X",reason="invalid_signature"}'), 1)
+        # the bank's reply (pending) and the webhook (succeeded)
+        self.assertEqual(moved('pagoflex_payment_outcomes_total{connector="BANCO_X",state="pending"}'), 1)
+        self.assertEqual(moved('pagoflex_payment_outcomes_total{connector="BANCO_X",state="succeeded"}'), 1)
         self.assertEqual(moved('pagoflex_http_request_duration_seconds_count{route="payment_create"}'), 2)
         self.assertEqual(moved('pagoflex_bank_calls_total{connector="BANCO_X",result="answered"}'), 1)
         self.assertEqual(moved('pagoflex_bank_call_duration_seconds_count{connector="BANCO_X"}'), 1)
@@ -70,7 +71,10 @@ class Metrics(unittest.TestCase):
         self.assertEqual(after["pagoflex_payments_in_flight"], 0)
         self.assertEqual(after["pagoflex_reloads_total"], 0)
         # the scrape itself is counted by the next one
-        self.assertGreaterEqual(moved('pagoflex_http_requests_total{route="metrics",code="2xx"}'), 1)
+        self.assertGreaterEqual(moved('pagoflex_http_requests_total{route="metrics",code="200"}'), 1)
+        self.assertEqual(after["pagoflex_payments_requires_review"], 0)
+        self.assertIn("pagoflex_reconciler_backlog", after)
+        self.assertEqual(len([k for k in after if k.startswith("pagoflex_build_info{")]), 1)
 
     def test_bank_that_refuses_connections_counts_transport_errors(self):
         env = Env(sim_args=["--no-webhooks"], workers=1)

@@ -129,7 +129,7 @@ class PaymentFlow(unittest.TestCase):
         self.assertEqual(r.json["error"]["code"], "not_found")
 
     def test_connectors_and_health(self):
-        r = http("GET", self.env.url + "/v1/connectors")
+        r = http("GET", self.env.admin_url + "/v1/connectors")
         self.assertEqual(r.status, 200)
         (c,) = r.json["connectors"]
         self.assertEqual((c["key"], c["webhook_path"], c["abi_version"]), ("BANCO_X", "bancox", "1.2"))

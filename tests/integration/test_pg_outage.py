@@ -36,6 +36,11 @@ class PostgresOutage(unittest.TestCase):
                 g = env.get(before.json["id"])
                 self.assertEqual(g.status, 503, g)
                 self.assertEqual(http("GET", env.url + "/healthz").status, 503)
+                # the process is alive (never asks the database); it is not ready
+                for base in (env.url, env.admin_url):
+                    self.assertEqual(http("GET", base + "/livez").status, 200, base)
+                    ready = http("GET", base + "/readyz")
+                    self.assertEqual((ready.status, ready.json["database"]), (503, "unavailable"), base)
                 self.assertIsNone(env.host.poll(), "pagoflexd died while PostgreSQL was down")
             finally:
                 log = os.path.join(os.path.dirname(os.environ["PAGOFLEX_PG_DATA"]), "postgres.log")
@@ -48,6 +53,7 @@ class PostgresOutage(unittest.TestCase):
                     break
                 time.sleep(0.25)
             self.assertEqual(r.status, 201, r)
+            self.assertEqual(http("GET", env.url + "/readyz").status, 200)
             self.assertEqual(env.get(before.json["id"]).status, 200)
             env.wait_status(before.json["id"], {"succeeded"})
         finally:

@@ -60,7 +60,7 @@ class Reload(unittest.TestCase):
         p = env.pay(amount=100, currency="EUR", connector="ECHO_PAY")
         self.assertEqual(p.status, 201, p)
         self.assertEqual(http("GET", env.url + "/healthz").json["generation"], gen)
-        metrics = http("GET", env.url + "/metrics").raw.decode()
+        metrics = http("GET", env.admin_url + "/metrics").raw.decode()
         self.assertRegex(metrics, r"pagoflex_reloads_total(\{[^}]*\})? 1\n")
 
         # Upgrade: overwrite the file in place with 0.4.0.
@@ -102,7 +102,7 @@ class Reload(unittest.TestCase):
         env = self.env
         shutil.copy(fixture("abi_major2"), os.path.join(env.plugin_dir, "abi_major2.so"))
         env.reload()
-        body = http("GET", env.url + "/v1/connectors").json
+        body = http("GET", env.admin_url + "/v1/connectors").json
         self.assertEqual(sorted(c["key"] for c in body["connectors"]), ["BANCO_X"])
         (rej,) = body["rejected"]
         self.assertTrue(rej["file"].endswith("abi_major2.so"))

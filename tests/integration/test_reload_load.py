@@ -178,8 +178,10 @@ class DrainingReplies(unittest.TestCase):
                 "404": ("GET", "/nope", None, {}),
             }
             conns = {}
+            admin = {"GET /metrics", "GET /v1/connectors"}  # served on the admin listener
             for name, (method, path, body, headers) in kinds.items():
-                conns[name] = http.client.HTTPConnection("127.0.0.1", env.port, timeout=10)
+                port = env.admin_port if name in admin else env.port
+                conns[name] = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 conns[name].request(method, path, body, headers)
                 r = conns[name].getresponse()
                 r.read()

@@ -114,7 +114,7 @@ class SdkPlugin(unittest.TestCase):
                      "--out", os.path.join(env.cred_dir, NAME + ".cfg.enc")],
                     input='ACME_PAY_SECRET = "%s";\n' % SECRET)
             env.start_host()
-            connectors = http("GET", env.url + "/v1/connectors").json["connectors"]
+            connectors = http("GET", env.admin_url + "/v1/connectors").json["connectors"]
             self.assertEqual(sorted(c["key"] for c in connectors), ["ACME_PAY", "BANCO_X"])
             body = b'{"events":[{"id":"evt_1","type":"payment.succeeded","payment_id":"pay_unknown"}]}'
             unsigned = http("POST", env.url + "/webhooks/acme_pay", body, {"Content-Type": "application/json"})

@@ -24,7 +24,7 @@ class SecondConnector(unittest.TestCase):
         try:
             env.add_plugin("echo_pay", {"ECHOPAY_SECRET": ECHO_SECRET})
             env.start_host()
-            keys = sorted(c["key"] for c in http("GET", env.url + "/v1/connectors").json["connectors"])
+            keys = sorted(c["key"] for c in http("GET", env.admin_url + "/v1/connectors").json["connectors"])
             self.assertEqual(keys, ["BANCO_X", "ECHO_PAY"])
 
             r = env.pay(amount=700, currency="EUR", connector="ECHO_PAY")
@@ -49,7 +49,7 @@ class SecondConnector(unittest.TestCase):
         try:
             env.add_plugin("echo_pay", creds={})  # no credentials file
             env.start_host()
-            keys = [c["key"] for c in http("GET", env.url + "/v1/connectors").json["connectors"]]
+            keys = [c["key"] for c in http("GET", env.admin_url + "/v1/connectors").json["connectors"]]
             self.assertEqual(keys, ["BANCO_X"])
             log = env.log()
             self.assertIn("plugin rejected", log)

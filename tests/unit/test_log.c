@@ -12,7 +12,10 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "log.h"
+#include "reqid.h"
 
 /* Run log_msg with stderr sent to a temporary file; return what it wrote
  * (malloc'd, NUL-terminated). */
@@ -92,6 +95,54 @@ static void test_long_message_is_cut_on_one_line(void **unused)
     free(out);
 }
 
+/* A line written while a request is current names its id; in JSON mode
+ * each line is one JSON object whatever the message holds. */
+static void test_request_id_and_json_lines(void **unused)
+{
+    (void)unused;
+    reqid_set_current("req-42", NULL);
+    char *out = logged(NULL, "x");
+    assert_non_null(strstr(out, "event=x request_id=req-42\n"));
+    free(out);
+    log_set_json(1);
+    out = logged("plug\"in", "a\"b\\c\n\x01\xc3\xa9");
+    log_set_json(0);
+    reqid_set_current(NULL, NULL);
+    json_error_t jerr;
+    json_t *doc = json_loads(out, 0, &jerr);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "level")), "warn");
+    assert_string_equal(json_string_value(json_object_get(doc, "who")), "plug\"in");
+    assert_string_equal(json_string_value(json_object_get(doc, "request_id")), "req-42");
+    /* control bytes and non-ASCII come out as \u00NN, one per byte */
+    assert_string_equal(json_string_value(json_object_get(doc, "msg")),
+                        "event=a\"b\\c\n\x01\u00c3\u00a9");
+    assert_null(memchr(out, '\n', strlen(out) - 1));
+    json_decref(doc);
+    free(out);
+}
+
+/* Access-style lines: fields after the message; an empty value is "-". */
+static void test_fields(void **unused)
+{
+    (void)unused;
+    char path[] = "/tmp/pagoflex-test-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    int saved = dup(STDERR_FILENO);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    log_field f[] = {{.name = "method", .text = "GET"}, {.name = "status", .num = 201},
+                     {.name = "key", .text = ""}};
+    log_fields(PAGOFLEX_LOG_INFO, "access", f, 3);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    char buf[512] = "";
+    assert_true(pread(fd, buf, sizeof buf - 1, 0) > 0);
+    close(fd);
+    assert_non_null(strstr(buf, "] access method=GET status=201 key=-\n"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -99,6 +150,8 @@ int main(void)
         cmocka_unit_test(test_backslash_and_non_ascii_are_escaped),
         cmocka_unit_test(test_who_is_escaped_too),
         cmocka_unit_test(test_long_message_is_cut_on_one_line),
+        cmocka_unit_test(test_request_id_and_json_lines),
+        cmocka_unit_test(test_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,10 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <pagoflex/connector.h>
 
 #include "metrics.h"
 
@@ -103,7 +107,7 @@ static void test_histogram_buckets_are_cumulative(void **state)
     double sum = sample(text, series);
     assert_true(sum > 30.0023 && sum < 30.0024);
     /* requests by status class */
-    assert_true(sample(text, "pagoflex_http_requests_total{route=\"payment_get\",code=\"2xx\"}") == 4);
+    assert_true(sample(text, "pagoflex_http_requests_total{route=\"payment_get\",code=\"200\"}") == 4);
     free(text);
 }
 
@@ -129,9 +133,9 @@ static void test_connectors_bank_db_and_gauges(void **state)
     metrics_worker_restart();
     metrics_worker_restart();
     char *text = render();
-    assert_true(sample(text, "pagoflex_connector_requests_total{connector=\"BANCO_X\",route=\"payment_create\",code=\"2xx\"}") == 1);
-    assert_true(sample(text, "pagoflex_connector_requests_total{connector=\"BANCO_X\",route=\"payment_create\",code=\"5xx\"}") == 1);
-    assert_true(sample(text, "pagoflex_connector_requests_total{connector=\"ECHO_PAY\",route=\"webhook\",code=\"4xx\"}") == 1);
+    assert_true(sample(text, "pagoflex_connector_requests_total{connector=\"BANCO_X\",route=\"payment_create\",code=\"201\"}") == 1);
+    assert_true(sample(text, "pagoflex_connector_requests_total{connector=\"BANCO_X\",route=\"payment_create\",code=\"503\"}") == 1);
+    assert_true(sample(text, "pagoflex_connector_requests_total{connector=\"ECHO_PAY\",route=\"webhook\",code=\"401\"}") == 1);
     assert_true(sample(text, "pagoflex_connector_request_duration_seconds_count{connector=\"BANCO_X\",route=\"payment_create\"}") == 2);
     assert_true(sample(text, "pagoflex_bank_calls_total{connector=\"BANCO_X\",result=\"answered\"}") == 1);
     assert_true(sample(text, "pagoflex_bank_calls_total{connector=\"BANCO_X\",result=\"transport_error\"}") == 1);
@@ -148,26 +152,73 @@ static void test_connectors_bank_db_and_gauges(void **state)
     free(text);
 }
 
-static void test_worker_label_on_every_series(void **state)
+/* After metrics_share(), what forked processes record is in one block:
+ * the parent's render counts its children's requests, and a child's
+ * payments in flight leave the gauge once the master says it is gone. */
+static void test_shared_across_forked_workers(void **state)
 {
     (void)state;
-    metrics_set_worker(3);
-    metrics_db_commit();
-    metrics_request_done(METRICS_ROUTE_HEALTHZ, METRICS_NO_CONNECTOR, 200, 1000);
-    char *text = render();
-    assert_true(sample(text, "pagoflex_db_commits_total{worker=\"3\"}") == 1);
-    assert_true(sample(text, "pagoflex_http_requests_total{worker=\"3\",route=\"healthz\",code=\"2xx\"}") == 1);
-    assert_true(sample(text, "pagoflex_http_request_duration_seconds_bucket{worker=\"3\",route=\"healthz\",le=\"+Inf\"}") == 1);
-    for (const char *line = text; *line;) {
-        const char *end = strchr(line, '\n');
-        if (line[0] != '#')
-            assert_true(strncmp(strchr(line, '{') ? strchr(line, '{') : "", "{worker=\"3\"", 11) == 0);
-        line = end + 1;
+    assert_int_equal(metrics_share(), 0);
+    metrics_db_commit(); /* before the share: carried into the block */
+    for (int w = 0; w < 2; w++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            metrics_set_worker(w);
+            int bx = metrics_connector(w ? "BANCO_X" : "ECHO_PAY");
+            for (int i = 0; i < 5; i++)
+                metrics_request_done(METRICS_ROUTE_PAYMENT_CREATE, bx, 201, 1000);
+            metrics_payment_begin(); /* then dies with it in flight */
+            _exit(0);
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
     }
-    free(text);
-    metrics_set_worker(-1);
-    text = render();
+    char *text = render();
+    assert_true(sample(text, "pagoflex_http_requests_total{route=\"payment_create\",code=\"201\"}") == 10);
+    assert_true(sample(text, "pagoflex_connector_requests_total{connector=\"BANCO_X\",route=\"payment_create\",code=\"201\"}") == 5);
+    assert_true(sample(text, "pagoflex_connector_requests_total{connector=\"ECHO_PAY\",route=\"payment_create\",code=\"201\"}") == 5);
     assert_true(sample(text, "pagoflex_db_commits_total") == 1);
+    assert_true(sample(text, "pagoflex_payments_in_flight") == 2);
+    free(text);
+    metrics_worker_gone(0);
+    metrics_worker_gone(1);
+    text = render();
+    assert_true(sample(text, "pagoflex_payments_in_flight") == 0);
+    /* No worker label any more: one series per route and code. */
+    assert_null(strstr(text, "worker="));
+    free(text);
+}
+
+static void test_outcomes_refusals_gauges_build_info(void **state)
+{
+    (void)state;
+    int bx = metrics_connector("BANCO_X");
+    metrics_payment_outcome(bx, PAGOFLEX_STATE_SUCCEEDED);
+    metrics_payment_outcome(bx, PAGOFLEX_STATE_SUCCEEDED);
+    metrics_payment_outcome(bx, PAGOFLEX_STATE_PROCESSING);
+    metrics_webhook_refused(bx, "invalid_signature");
+    metrics_webhook_refused(METRICS_NO_CONNECTOR, "not_found");
+    metrics_webhook_refused(bx, "no_such_code");
+    metrics_set_build_info("9.8.7", "1.1");
+    char *text = render();
+    assert_true(sample(text, "pagoflex_payment_outcomes_total{connector=\"BANCO_X\",state=\"succeeded\"}") == 2);
+    assert_true(sample(text, "pagoflex_payment_outcomes_total{connector=\"BANCO_X\",state=\"processing\"}") == 1);
+    assert_true(sample(text, "pagoflex_webhook_refusals_total{connector=\"BANCO_X\",reason=\"invalid_signature\"}") == 1);
+    assert_true(sample(text, "pagoflex_webhook_refusals_total{connector=\"_none\",reason=\"not_found\"}") == 1);
+    assert_true(sample(text, "pagoflex_webhook_refusals_total{connector=\"BANCO_X\",reason=\"other\"}") == 1);
+    assert_true(sample(text, "pagoflex_build_info{version=\"9.8.7\",abi=\"1.1\"}") == 1);
+    /* Database gauges only once they were read. */
+    assert_null(strstr(text, "pagoflex_reconciler_backlog"));
+    free(text);
+    metrics_set_db_gauges(true, 7, 3);
+    text = render();
+    assert_true(sample(text, "pagoflex_reconciler_backlog") == 7);
+    assert_true(sample(text, "pagoflex_payments_requires_review") == 3);
+    free(text);
+    metrics_request_done(METRICS_ROUTE_OTHER, METRICS_NO_CONNECTOR, 418, 1000);
+    text = render();
+    assert_true(sample(text, "pagoflex_http_requests_total{route=\"other\",code=\"4xx\"}") == 1);
     free(text);
 }
 
@@ -223,9 +274,11 @@ int main(void)
         cmocka_unit_test_setup(test_every_line_is_comment_or_sample, reset),
         cmocka_unit_test_setup(test_histogram_buckets_are_cumulative, reset),
         cmocka_unit_test_setup(test_connectors_bank_db_and_gauges, reset),
-        cmocka_unit_test_setup(test_worker_label_on_every_series, reset),
+        cmocka_unit_test_setup(test_outcomes_refusals_gauges_build_info, reset),
         cmocka_unit_test_setup(test_connector_table_overflows_into_other, reset),
         cmocka_unit_test_setup(test_concurrent_recording_loses_nothing, reset),
+        /* last: it moves the block into shared memory for the rest of the run */
+        cmocka_unit_test_setup(test_shared_across_forked_workers, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
