@@ -6,6 +6,7 @@
  *   stripe_flow request  FLOW [name=value...]         -> the request, as JSON
  *   stripe_flow response FLOW [name=value...] status=N body=FILE | transport=timeout
  *                                                     -> the result, as JSON
+ *   stripe_flow sample NOW [tx= payment_id= amount=]  -> a signed webhook, as JSON
  *
  * FLOW: authorize capture void refund payment_sync refund_sync. Names:
  * payment_id amount currency capture token return_url pi (the payment's
@@ -65,8 +66,55 @@ static char *slurp(const char *path, size_t *len)
     return buf;
 }
 
+/* stripe_flow sample NOW [name=value...]: webhook_sample's delivery of a
+ * payment_intent.succeeded event (tx=pi_..., payment_id=..., amount=N) at
+ * Unix time NOW, as {"header": Stripe-Signature, "body": ...}. */
+static int sample(int argc, char **argv)
+{
+    const pagoflex_connector *c = pagoflex_connector_v1();
+    pagoflex_testkit *tk = pagoflex_testkit_new();
+    if (!tk)
+        return 1;
+    pagoflex_testkit_credential_set(tk, "STRIPE_SECRET_KEY", "sk_unused");
+    if (getenv("STRIPE_WEBHOOK_SECRET"))
+        pagoflex_testkit_credential_set(tk, "STRIPE_WEBHOOK_SECRET", getenv("STRIPE_WEBHOOK_SECRET"));
+    void *state = NULL;
+    int rc = c->init(pagoflex_testkit_host(tk), pagoflex_testkit_credentials(tk), &state);
+    const char *v;
+    pagoflex_event e = {.event_id = (v = arg(argc, argv, "event_id")) ? v : "evt_sample_1",
+                        .kind = PAGOFLEX_EVENT_PAYMENT, .tx_id = arg(argc, argv, "tx"),
+                        .payment_id = arg(argc, argv, "payment_id"),
+                        .state = PAGOFLEX_STATE_SUCCEEDED,
+                        .amount = (v = arg(argc, argv, "amount")) ? atoll(v) : 0};
+    pagoflex_webhook_request req;
+    memset(&req, 0, sizeof req);
+    req.size = (uint32_t)sizeof req;
+    if (rc == PAGOFLEX_OK)
+        rc = c->webhook_sample(state, &e, atoll(argv[2]), pagoflex_testkit_arena(tk), &req);
+    if (rc == PAGOFLEX_OK) {
+        const char *h = NULL;
+        for (size_t i = 0; i < req.header_count; i++)
+            if (strcmp(req.headers[i].name, "Stripe-Signature") == 0)
+                h = req.headers[i].value;
+        json_t *o = json_pack("{s:s?, s:s#}", "header", h, "body", (const char *)req.body,
+                              req.body_len);
+        char *s = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+        json_decref(o);
+    } else {
+        printf("{\"rc\":%d}\n", rc);
+    }
+    if (state)
+        c->fini(state);
+    pagoflex_testkit_free(tk);
+    return rc == PAGOFLEX_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && strcmp(argv[1], "sample") == 0)
+        return sample(argc, argv);
     if (argc < 3 || flow_of(argv[2]) < 0 ||
         (strcmp(argv[1], "request") != 0 && strcmp(argv[1], "response") != 0)) {
         fprintf(stderr, "usage: stripe_flow request|response FLOW [name=value...]\n");
