@@ -886,12 +886,17 @@ static enum MHD_Result api_connectors(api_request *r)
         strftime(loaded, sizeof loaded, "%Y-%m-%dT%H:%M:%SZ", &tm);
         char abi[16];
         snprintf(abi, sizeof abi, "%u.%u", (unsigned)pl->desc->abi_major, (unsigned)pl->desc->abi_minor);
+        json_t *flows = json_array();
+        for (int f = 0; f < PAGOFLEX_FLOW_COUNT; f++)
+            if (registry_has_flow(pl, (pagoflex_flow)f))
+                json_array_append_new(flows, json_string(registry_flow_name((pagoflex_flow)f)));
         json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "key", pl->desc->key, "version",
+            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "key", pl->desc->key, "version",
                             pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
                             "file", api_shown(r, pl->file, 4096), "sha256", pl->sha256, "loaded_at", loaded,
                             "generation", (json_int_t)r->ctx->generation, "last_error",
-                            pl->last_error ? json_string(api_shown(r, pl->last_error, 4096)) : json_null()));
+                            pl->last_error ? json_string(api_shown(r, pl->last_error, 4096)) : json_null(),
+                            "flows", flows));
     }
     json_t *rejected = json_array();
     for (size_t i = 0; i < registry_rejected_count(reg); i++) {

@@ -41,6 +41,9 @@
     (offsetof(pagoflex_connector, parse_webhook) +                            \
      sizeof(((pagoflex_connector *)0)->parse_webhook))
 
+/* The flows this host knows; a newer plugin's other bits are ignored. */
+#define REGISTRY_KNOWN_FLOWS ((1u << PAGOFLEX_FLOW_COUNT) - 1u)
+
 #define REGISTRY_MAX_FILE (256u << 20)   /* refuse absurd plugin files */
 #define REGISTRY_MAX_SIG 4096            /* a .sig file is ~200 bytes */
 #define REGISTRY_MAX_CREDENTIALS 64      /* bound on required_credentials */
@@ -772,8 +775,60 @@ static int check_identity(const pagoflex_connector *d, rejection *rj)
     return 0;
 }
 
+/* True if a 1.2 plugin declares flows (it is then served through
+ * flow_request/flow_response); reads `flows` only when size says it is there. */
+static bool registry_desc_has_flows(const pagoflex_connector *d)
+{
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, flow_response) &&
+           (d->flows & REGISTRY_KNOWN_FLOWS) != 0;
+}
+
+static bool registry_desc_has_sync(const pagoflex_connector *d)
+{
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, sync_response) && d->sync_request &&
+           d->sync_response;
+}
+
+static bool registry_desc_has_webhook12(const pagoflex_connector *d)
+{
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, webhook_parse) && d->webhook_verify &&
+           d->webhook_parse;
+}
+
+/* A 1.2 plugin with flows: flow_request, flow_response, the AUTHORIZE flow
+ * (the API creates every payment with it), and one webhook pair. */
+static int check_flow_entry_points(const pagoflex_connector *d, rejection *rj)
+{
+    if (!d->init)
+        return reject(rj, "init", "non-NULL", "NULL",
+                      "every ABI %d connector implements init", PAGOFLEX_ABI_MAJOR);
+    if (!d->flow_request || !d->flow_response)
+        return reject(rj, d->flow_request ? "flow_response" : "flow_request", "non-NULL", "NULL",
+                      "a connector that declares flows implements flow_request and "
+                      "flow_response; set both, or set flows to 0 and use build_request");
+    if (!(d->flows & PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE))) {
+        char found[32];
+        snprintf(found, sizeof found, "0x%x", (unsigned)d->flows);
+        return reject(rj, "flows", "AUTHORIZE bit set", found,
+                      "every connector creates payments: add "
+                      "PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE) to flows");
+    }
+    bool partial12 = PAGOFLEX_HAS_FIELD(d, pagoflex_connector, webhook_parse) &&
+                     (d->webhook_verify != NULL) != (d->webhook_parse != NULL);
+    if (partial12)
+        return reject(rj, d->webhook_verify ? "webhook_parse" : "webhook_verify", "non-NULL",
+                      "NULL", "set both webhook_verify and webhook_parse, or neither");
+    if (!registry_desc_has_webhook12(d) && (!d->verify_webhook || !d->parse_webhook))
+        return reject(rj, "webhook_verify", "non-NULL", "NULL",
+                      "a connector receives webhooks: set webhook_verify and webhook_parse "
+                      "(or the 1.0 verify_webhook and parse_webhook)");
+    return 0;
+}
+
 static int check_entry_points(const pagoflex_connector *d, rejection *rj)
 {
+    if (registry_desc_has_flows(d))
+        return check_flow_entry_points(d, rj);
     const struct {
         const char *name;
         int present;
@@ -788,9 +843,42 @@ static int check_entry_points(const pagoflex_connector *d, rejection *rj)
         if (!required[i].present)
             return reject(rj, required[i].name, "non-NULL", "NULL",
                           "every ABI %d connector implements %s; only fini and "
-                          "execute_request may be NULL",
+                          "execute_request may be NULL (or, from ABI 1.2, declare flows "
+                          "and implement flow_request and flow_response)",
                           PAGOFLEX_ABI_MAJOR, required[i].name);
     return 0;
+}
+
+uint32_t registry_flows_of(const pagoflex_connector *d)
+{
+    if (registry_desc_has_flows(d))
+        return d->flows & REGISTRY_KNOWN_FLOWS;
+    uint32_t f = PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE);
+    if (registry_desc_has_sync(d))
+        f |= PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_PAYMENT_SYNC);
+    return f;
+}
+
+bool registry_has_flow(const registry_plugin *p, pagoflex_flow flow)
+{
+    return (p->flows & PAGOFLEX_FLOW_BIT(flow)) != 0;
+}
+
+bool registry_uses_flows(const registry_plugin *p)
+{
+    return registry_desc_has_flows(p->desc);
+}
+
+bool registry_uses_webhook12(const registry_plugin *p)
+{
+    return registry_desc_has_webhook12(p->desc);
+}
+
+const char *registry_flow_name(pagoflex_flow flow)
+{
+    static const char *const names[PAGOFLEX_FLOW_COUNT] = {
+        "authorize", "capture", "void", "refund", "payment_sync", "refund_sync"};
+    return (unsigned)flow < PAGOFLEX_FLOW_COUNT ? names[flow] : "unknown";
 }
 
 static int check_unique(const registry *r, const pagoflex_connector *d, rejection *rj)
@@ -1082,6 +1170,7 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
         goto fail;
     /* The plugin copied what it needs during init. */
     creds_free(creds);
+    p->flows = registry_flows_of(p->desc);
     free(record);
     p->loaded_at = time(NULL);
     r->plugins[r->count++] = p;

@@ -300,6 +300,7 @@ static void test_rejections(void **state)
                         "found=PAGOFLEX_ERR_INTERNAL (7)",
                         "init returned PAGOFLEX_ERR_INTERNAL (7)"}},
         {"null_entry", {"field=build_request", "expected=non-NULL", "found=NULL"}},
+        {"flows_no_response", {"field=flow_response", "expected=non-NULL", "found=NULL"}},
         {"undefined_symbol", {"field=dlopen", "undefined symbol: fixture_symbol_nobody_defines"}},
         {"good_b", {"field=credentials", creds_exp, "found=no such file",
                     "create it with: pagoflex secrets encrypt --plugin good_b",
@@ -340,6 +341,33 @@ static void test_abi_v10_loads_without_sync(void **state)
     assert_false(PAGOFLEX_HAS_FIELD(p->desc, pagoflex_connector, sync_response));
     assert_false(bankcall_has_sync(p));
     call_build_request(p, "/ABI_V10/pay_1", NULL);
+}
+
+/* Plugins without flows are served through the host's adapter: a 1.0
+ * plugin creates payments only, a 1.1 plugin with sync also syncs them. */
+static void test_old_plugins_get_adapter_flows(void **state)
+{
+    env *e = *state;
+    char p10[PATH_MAX], p11[PATH_MAX], err[1024] = "";
+    add_plugin(e, "abi_v1_0", NULL, p10, sizeof p10);
+    add_plugin(e, "abi_v1_1", NULL, p11, sizeof p11);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_file(e->reg, p10, err, sizeof err), 0);
+    assert_int_equal(registry_load_file(e->reg, p11, err, sizeof err), 0);
+    const registry_plugin *a = registry_find_key(e->reg, "ABI_V1_0");
+    const registry_plugin *b = registry_find_key(e->reg, "ABI_V1_1");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(b->desc->abi_minor, 1);
+    assert_int_equal(a->flows, PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE));
+    assert_int_equal(b->flows, PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE) |
+                                   PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_PAYMENT_SYNC));
+    assert_false(registry_uses_flows(a));
+    assert_false(registry_uses_flows(b));
+    assert_false(registry_has_flow(b, PAGOFLEX_FLOW_REFUND));
+    assert_false(registry_has_flow(b, PAGOFLEX_FLOW_CAPTURE));
+    assert_true(bankcall_has_sync(b));
+    assert_string_equal(registry_flow_name(PAGOFLEX_FLOW_REFUND_SYNC), "refund_sync");
 }
 
 /* ---- a whole directory ------------------------------------------------ */
@@ -876,6 +904,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_good_a_loads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_future_minor_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_plugins_get_adapter_flows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abi_v10_loads_without_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_dir_first_in_name_order_wins, setup,
