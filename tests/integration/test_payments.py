@@ -132,7 +132,7 @@ class PaymentFlow(unittest.TestCase):
         r = http("GET", self.env.url + "/v1/connectors")
         self.assertEqual(r.status, 200)
         (c,) = r.json["connectors"]
-        self.assertEqual((c["key"], c["webhook_path"], c["abi_version"]), ("BANCO_X", "bancox", "1.1"))
+        self.assertEqual((c["key"], c["webhook_path"], c["abi_version"]), ("BANCO_X", "bancox", "1.2"))
         self.assertTrue(c["file"].endswith("banco_x.so"))
         self.assertEqual(len(c["sha256"]), 64)
         h = http("GET", self.env.url + "/healthz")
