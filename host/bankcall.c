@@ -335,7 +335,7 @@ int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
 
 int bankcall_flow(const registry_plugin *pl, const pagoflex_flow_input *in,
                   long default_timeout_ms, pagoflex_arena *arena, pagoflex_flow_result *res,
-                  pagoflex_transport *transport)
+                  pagoflex_transport *transport, int *http_status)
 {
     pagoflex_http_request req;
     int rc = bankcall_flow_request(pl, in, arena, &req);
@@ -345,5 +345,22 @@ int bankcall_flow(const registry_plugin *pl, const pagoflex_flow_input *in,
     bankcall_perform(pl, &req, default_timeout_ms, arena, &resp);
     if (transport)
         *transport = resp.transport;
+    if (http_status)
+        *http_status = resp.status;
     return bankcall_flow_map(pl, in, &resp, arena, res);
+}
+
+void bankcall_authorize_input(pagoflex_flow_input *in, const pagoflex_payment *pay, bool manual_capture,
+                               const char *return_url, const char *payment_method_type,
+                               const char *payment_method_token)
+{
+    memset(in, 0, sizeof *in);
+    in->size = (uint32_t)sizeof *in;
+    in->flow = PAGOFLEX_FLOW_AUTHORIZE;
+    in->payment = pay;
+    in->operation_id = pay->id;
+    in->capture = manual_capture ? 0 : 1;
+    in->return_url = return_url;
+    in->payment_method_type = payment_method_type;
+    in->payment_method_token = payment_method_token;
 }

@@ -99,11 +99,18 @@ int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
 
 /* Build, perform (blocking, timeout cut to default_timeout_ms) and map one
  * flow. Returns bankcall_flow_request's error when nothing was sent, else
- * bankcall_flow_map's result; *transport (if not NULL) how the request
- * ended. *res written whenever a request was sent. */
+ * bankcall_flow_map's result; *transport and *http_status (if not NULL)
+ * how the request ended. *res written whenever a request was sent. */
 int bankcall_flow(const registry_plugin *pl, const pagoflex_flow_input *in,
                   long default_timeout_ms, pagoflex_arena *arena, pagoflex_flow_result *res,
-                  pagoflex_transport *transport);
+                  pagoflex_transport *transport, int *http_status);
+
+/* Fill *in for the AUTHORIZE flow of `pay` (which the caller keeps for as
+ * long as *in is used): capture at once unless manual_capture; the other
+ * arguments may be NULL. */
+void bankcall_authorize_input(pagoflex_flow_input *in, const pagoflex_payment *pay, bool manual_capture,
+                              const char *return_url, const char *payment_method_type,
+                              const char *payment_method_token);
 
 /* True if `state` is a verdict flow `flow` may return. */
 bool bankcall_flow_state_ok(pagoflex_flow flow, pagoflex_state state);

@@ -389,15 +389,15 @@ static void test_flow_adapter_calls_old_entry_points(void **state)
                               .operation_id = "pay_v11", .capture = 1};
     pagoflex_flow_result res;
     pagoflex_transport tr = PAGOFLEX_TRANSPORT_ERROR;
-    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, &tr), PAGOFLEX_OK);
+    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, &tr, NULL), PAGOFLEX_OK);
     assert_int_equal(tr, PAGOFLEX_TRANSPORT_OK);
     assert_int_equal(res.state, PAGOFLEX_STATE_PENDING);
     assert_string_equal(res.provider_reference_id, "v11_pay_v11");
 
     in.flow = PAGOFLEX_FLOW_PAYMENT_SYNC;
-    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, NULL), PAGOFLEX_ERR_NOT_FOUND);
+    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, NULL, NULL), PAGOFLEX_ERR_NOT_FOUND);
     pay.provider_reference_id = "v11_pay_v11";
-    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, NULL), PAGOFLEX_OK);
+    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, NULL, NULL), PAGOFLEX_OK);
     assert_int_equal(res.state, PAGOFLEX_STATE_SUCCEEDED);
 
     pagoflex_http_request req;
