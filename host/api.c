@@ -35,6 +35,7 @@
 #include <openssl/rand.h>
 
 #include "api_flows.h"
+#include "api_webhooks.h"
 #include "apikey.h"
 #include "arena.h"
 #include "bankcall.h"
@@ -811,6 +812,10 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%s",
                          api_shown(r, path, 40));
     r->connector = metrics_connector(pl->desc->key);
+    if (registry_uses_webhook12(pl)) {
+        enum MHD_Result deep12;
+        return api_json_too_deep(r, &deep12) ? deep12 : api_webhooks_v12(r, pl, path);
+    }
 
     struct api_header_list headers = {.arena = r->arena, .cap = 128};
     headers.items = arena_alloc(r->arena, headers.cap * sizeof *headers.items);
@@ -1309,6 +1314,16 @@ enum MHD_Result api_req_reply_text(api_request *r, unsigned status, const char *
                                    const char *hname, const char *hvalue)
 {
     return api_reply_text(r, status, text, hname, hvalue);
+}
+
+enum MHD_Result api_req_reply_raw(api_request *r, unsigned status, const char *text, const char *content_type)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return api_queue(r, status, resp);
 }
 
 enum MHD_Result api_req_error(api_request *r, unsigned status, const char *code, const char *field,

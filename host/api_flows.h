@@ -43,6 +43,8 @@ void api_req_set_connector(api_request *r, const char *key);
 enum MHD_Result api_req_reply(api_request *r, unsigned status, json_t *doc);
 enum MHD_Result api_req_reply_text(api_request *r, unsigned status, const char *text,
                                    const char *hname, const char *hvalue);
+/* Queue `text` (copied) with `status` and Content-Type `content_type`. */
+enum MHD_Result api_req_reply_raw(api_request *r, unsigned status, const char *text, const char *content_type);
 /* {"error": {code, message, field}}. */
 enum MHD_Result api_req_error(api_request *r, unsigned status, const char *code, const char *field,
                               const char *fmt, ...) __attribute__((format(printf, 5, 6)));

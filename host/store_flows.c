@@ -373,3 +373,90 @@ store_result store_payment_set_redirect(store *s, const char *id, const char *ur
     PQclear(r);
     return rc;
 }
+
+/* $1 connector, $2 our refund id, $3 bank refund id, $4 event id, $5 to,
+ * $6 body, $7 allowed from, $8 event type, $9 error code, $10 message. The
+ * event is stored (deduped on (connector, event_id)) and applied in one
+ * statement: a delivery retried after a crash is either a duplicate or
+ * applied, never stored without its effect. */
+static const char sql_refund_webhook[] =
+    "WITH cur AS MATERIALIZED ("
+    " SELECT *, state AS from_state FROM refunds WHERE connector = $1::text AND"
+    " (id = $2::text OR ($2::text IS NULL AND provider_reference_id = $3::text)) FOR UPDATE"
+    "), ev AS ("
+    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied, kind,"
+    " refund_id, event_type)"
+    " SELECT $1::text, $4::text, cur.payment_id, NULL, NULL, $6::text, cur.state = ANY ($7::text[]),"
+    " 'refund', cur.id, $8::text FROM cur"
+    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id"
+    "), upd AS ("
+    " UPDATE refunds r SET state = $5::text,"
+    " provider_reference_id = COALESCE(r.provider_reference_id, $3::text),"
+    " error_code = CASE WHEN $9::text IS NOT NULL THEN $9::text ELSE r.error_code END,"
+    " error_message = CASE WHEN $9::text IS NOT NULL THEN $10::text ELSE r.error_message END,"
+    " updated_at = now()"
+    " FROM cur WHERE r.id = cur.id AND r.state = ANY ($7::text[]) AND EXISTS (SELECT 1 FROM ev)"
+    " RETURNING r.*, cur.state AS from_state"
+    "), rel AS ("
+    " UPDATE payments p SET amount_refunded = p.amount_refunded - upd.amount, updated_at = now()"
+    " FROM upd WHERE p.id = upd.payment_id AND upd.state = 'failed'"
+    "), h AS ("
+    " INSERT INTO refund_history (refund_id, from_state, to_state, source, detail)"
+    " SELECT id, from_state, state, 'webhook', $4::text FROM upd"
+    ") SELECT CASE WHEN EXISTS (SELECT 1 FROM upd) THEN 'applied'"
+    " WHEN EXISTS (SELECT 1 FROM ev) THEN 'ignored' ELSE 'duplicate' END, " REFUND_COLS("x")
+    " FROM (SELECT * FROM upd UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)) x";
+
+store_result store_refund_webhook_apply(store *s, const char *connector, const pagoflex_event *ev,
+                                        const unsigned char *body, size_t body_len, pagoflex_arena *arena,
+                                        store_refund *out, bool *applied)
+{
+    PGresult *r = NULL;
+    char allowed[160];
+    char *text = arena_strndup(arena, (const char *)body, body_len);
+    if (!text)
+        return STORE_ERROR;
+    refund_allowed_list(ev->state, allowed, sizeof allowed);
+    const char *const params[] = {connector,          ev->refund_id, ev->refund_provider_reference_id,
+                                  ev->event_id,       payment_state_name(ev->state), text,
+                                  allowed,            ev->type,      ev->error_code,
+                                  ev->error_message};
+    store_refund ref;
+    store_result rc = store_run(s, "refund webhook", sql_refund_webhook, 10, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    metrics_db_commit();
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    const char *outcome = PQgetvalue(r, 0, 0);
+    if ((rc = refund_from_row(r, 0, 1, arena, &ref)) != STORE_OK)
+        goto fail;
+    *out = ref;
+    *applied = strcmp(outcome, "applied") == 0;
+    rc = strcmp(outcome, "duplicate") == 0 ? STORE_DUPLICATE : STORE_OK;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_webhook_keep(store *s, const char *connector, const pagoflex_event *ev,
+                                const unsigned char *body, size_t body_len, pagoflex_arena *arena)
+{
+    PGresult *r = NULL;
+    char *text = arena_strndup(arena, (const char *)body, body_len);
+    if (!text)
+        return STORE_ERROR;
+    const char *const params[] = {connector, ev->event_id, ev->type, text};
+    store_result rc = store_run(s, "webhook keep",
+                                "INSERT INTO webhook_events (connector, event_id, state, body, applied, kind,"
+                                " event_type) VALUES ($1::text, $2::text, NULL, $4::text, false, 'ignored',"
+                                " $3::text) ON CONFLICT (connector, event_id) DO NOTHING RETURNING id",
+                                4, params, false, &r);
+    if (rc == STORE_OK && PQntuples(r) != 1)
+        rc = STORE_DUPLICATE;
+    PQclear(r);
+    return rc;
+}

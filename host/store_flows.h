@@ -90,6 +90,22 @@ store_result store_payment_claim_operation(store *s, const char *id, const char 
 store_result store_payment_release_operation(store *s, const char *id, const char *op,
                                              pagoflex_arena *arena, store_payment *out);
 
+/* Store and apply refund event `ev` (by ev->refund_id, else the bank's
+ * ev->refund_provider_reference_id) of `connector` in one statement, deduped
+ * on (connector, ev->event_id); `body` kept as text. STORE_OK with *out the
+ * refund as it is now and *applied whether it moved (a refused transition
+ * is stored, not applied); STORE_DUPLICATE: seen before, nothing done;
+ * STORE_NOT_FOUND: no such refund, nothing stored. */
+store_result store_refund_webhook_apply(store *s, const char *connector, const pagoflex_event *ev,
+                                        const unsigned char *body, size_t body_len, pagoflex_arena *arena,
+                                        store_refund *out, bool *applied);
+
+/* Store event `ev` of `connector` that changes nothing (kind 'ignored': a
+ * type the plugin does not handle, or a look-up the host answers with a
+ * sync), deduped on (connector, event_id). STORE_OK, STORE_DUPLICATE. */
+store_result store_webhook_keep(store *s, const char *connector, const pagoflex_event *ev,
+                                const unsigned char *body, size_t body_len, pagoflex_arena *arena);
+
 /* Store redirect_url on payment `id` while it is requires_action. */
 store_result store_payment_set_redirect(store *s, const char *id, const char *url);
 
