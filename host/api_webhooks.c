@@ -129,8 +129,12 @@ static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl
         int n = 0;
         if (sr == STORE_OK)
             store_orphan_apply(ctx->store, pl->desc->key, e->tx_id, &n);
-        if (sr == STORE_OK || sr == STORE_DUPLICATE) {
+        if (sr == STORE_DUPLICATE) {
+            json_object_set_new(doc, "result", json_string("duplicate"));
+            sr = STORE_OK;
+        } else if (sr == STORE_OK) {
             json_object_set_new(doc, "result", json_string(n ? "applied" : "stored"));
+            json_object_set_new(doc, "tx_id", json_string(e->tx_id));
             sr = STORE_OK;
         }
     }
@@ -268,7 +272,8 @@ enum MHD_Result api_webhooks_v12(api_request *r, const registry_plugin *pl, cons
             if (sr == STORE_UNAVAILABLE)
                 return api_req_db_unavailable(r);
             if (sr == STORE_NOT_FOUND)
-                return api_req_error(r, MHD_HTTP_NOT_FOUND, "unknown_object", NULL,
+                return api_req_error(r, MHD_HTTP_NOT_FOUND,
+                                     e->kind == PAGOFLEX_EVENT_REFUND ? "unknown_refund" : "unknown_payment", NULL,
                                      "event %s names no payment or refund we know; the events before it "
                                      "were applied, a retry applies each once",
                                      e->event_id);
@@ -284,6 +289,14 @@ enum MHD_Result api_webhooks_v12(api_request *r, const registry_plugin *pl, cons
         if (!text)
             return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
         return api_req_reply_raw(r, (unsigned)parsed.answer_status, text, ct);
+    }
+    /* One event: its own outcome, as the 1.0 path answers (202 for an
+     * event kept until its bank id is known). Several: each in order. */
+    if (json_array_size(events) == 1) {
+        json_t *one = json_incref(json_array_get(events, 0));
+        json_decref(events);
+        bool kept = json_object_get(one, "tx_id") && !json_object_get(one, "payment_id");
+        return api_req_reply(r, kept ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, one);
     }
     return api_req_reply(r, MHD_HTTP_OK, json_pack("{s:s, s:o}", "result", "ok", "events", events));
 }
