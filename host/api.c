@@ -4,6 +4,8 @@
  *   POST /v1/payments          create a payment through a connector
  *   GET  /v1/payments/{id}     read one payment
  *   GET  /v1/payments/{id}/events  the payment's state changes, oldest first
+ *   POST /v1/payments/{id}/capture, /cancel, POST /v1/refunds,
+ *   GET  /v1/refunds/{id}, GET /v1/refunds?payment_id=   (api_flows.c)
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
  *   GET  /healthz              database reachability and the serving generation
  *   GET  /livez, /readyz       process alive; database, schema and plugins ready (admin.c)
@@ -36,6 +38,8 @@
 #include <openssl/rand.h>
 
 #include "admin.h"
+#include "api_flows.h"
+#include "api_webhooks.h"
 #include "apikey.h"
 #include "arena.h"
 #include "bankcall.h"
@@ -47,6 +51,7 @@
 #include "payment.h"
 #include "payreq.h"
 #include "reqid.h"
+#include "store_flows.h"
 #include "store_idem.h"
 #include "store_orphan.h"
 #include "store_recon.h"
@@ -93,6 +98,7 @@ typedef struct api_request {
     char request_id[REQID_MAX + 1];
     char traceparent[REQID_TRACEPARENT + 1]; /* the client's, if valid; else "" */
     struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
+    struct api_flow *flow;     /* a route of api_flows.c suspended */
 } api_request;
 
 /* A payment creation across the bank call, or across a wait for another
@@ -101,6 +107,7 @@ typedef struct api_request {
 typedef struct api_create {
     const registry_plugin *pl;
     pagoflex_payment pay;
+    pagoflex_flow_input in; /* the AUTHORIZE flow of pay */
     pagoflex_http_request breq;
     pagoflex_http_response resp;
     const char *scope;
@@ -216,18 +223,7 @@ static json_t *api_string_or_null(const char *s)
 
 static json_t *api_payment_json(const store_payment *p)
 {
-    json_t *error = json_null();
-    if (p->error_code)
-        error = json_pack("{s:s, s:o}", "code", p->error_code, "message",
-                          api_string_or_null(p->error_message));
-    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "id", p->id, "status",
-                     payment_state_name(p->state), "amount", (json_int_t)p->amount, "currency",
-                     p->currency, "connector", p->connector, "provider_reference_id",
-                     api_string_or_null(p->provider_reference_id), "reference",
-                     api_string_or_null(p->reference), "description",
-                     api_string_or_null(p->description), "created_at",
-                     api_string_or_null(p->created_at), "updated_at",
-                     api_string_or_null(p->updated_at), "error", error);
+    return api_flows_payment_json(p);
 }
 
 /* Compact JSON text of `doc` (malloc'd; the caller frees it), which is
@@ -477,7 +473,10 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
     const char *key = c->idem_key;
     store_payment row = {.id = c->pay.id, .connector = c->pl->desc->key, .amount = c->pay.amount,
                          .currency = c->pay.currency, .state = PAGOFLEX_STATE_CREATED,
-                         .reference = c->pay.reference, .description = c->pay.description};
+                         .reference = c->pay.reference, .description = c->pay.description,
+                         .manual_capture = !c->in.capture, .return_url = c->in.return_url,
+                         .payment_method_type = c->in.payment_method_type,
+                         .payment_method_token = c->in.payment_method_token};
     while (c->claims < 3) {
         c->claims++;
         store_payment stored;
@@ -544,6 +543,10 @@ static enum MHD_Result api_payment_create(api_request *r)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_currency", "currency",
                          "connector %s does not support currency %s", pl->desc->key, pr.currency);
 
+    api_create *c = arena_alloc(r->arena, sizeof *c);
+    if (!c)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory; nothing was stored");
+    memset(c, 0, sizeof *c);
     pagoflex_payment pay = {
         .id = api_new_id(r->arena, "pay"),
         .amount = pr.amount,
@@ -557,27 +560,28 @@ static enum MHD_Result api_payment_create(api_request *r)
 
     /* Build the bank request before storing anything: a payment the
      * connector cannot express is refused with nothing written. */
+    c->pay = pay;
+    bankcall_authorize_input(&c->in, &c->pay, pr.manual_capture, pr.return_url,
+                              pr.payment_method_type, pr.payment_method_token);
+    if (pr.manual_capture && !registry_has_flow(pl, PAGOFLEX_FLOW_CAPTURE))
+        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_operation", "capture_method",
+                         "connector %s does not support manual capture (it has no capture flow); "
+                         "nothing was stored",
+                         pl->desc->key);
     pagoflex_http_request breq = {0};
-    bankcall_enter(pl);
-    int rc = pl->desc->build_request(pl->state, &pay, r->arena, &breq);
-    bankcall_leave(pl);
+    int rc = bankcall_flow_request(pl, &c->in, r->arena, &breq);
     if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID)
         return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
                          "connector %s cannot take this payment (status %d); nothing was stored",
                          pl->desc->key, rc);
-    if (rc != PAGOFLEX_OK || !breq.url || !breq.method)
+    if (rc != PAGOFLEX_OK)
         return api_error(r, MHD_HTTP_BAD_GATEWAY, "connector_error", NULL,
                          "connector %s failed to build the bank request (status %d); nothing was stored",
                          pl->desc->key, rc);
 
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
-    api_create *c = arena_alloc(r->arena, sizeof *c);
-    if (!c)
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory; nothing was stored");
-    memset(c, 0, sizeof *c);
     c->pl = pl;
-    c->pay = pay;
     c->breq = breq;
     c->scope = scope;
     c->idem_key = idem_key;
@@ -604,15 +608,18 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
     store_payment stored;
     enum MHD_Result ret;
 
-    pagoflex_payment_result res;
+    pagoflex_flow_result res;
     pagoflex_transport transport = c->resp.transport;
-    bankcall_map_create(pl, pay, &c->resp, r->arena, &res);
+    bankcall_flow_map(pl, &c->in, &c->resp, r->arena, &res);
 
     store_result sr = store_payment_transition_from(ctx->store, pay->id, res.state, STORE_SOURCE_BANK_REPLY,
                                                     NULL, res.provider_reference_id, res.error_code,
                                                     res.error_message, r->arena, &stored);
     if (sr == STORE_OK)
         metrics_payment_outcome(r->connector, (int)res.state);
+    if (sr == STORE_OK && res.state == PAGOFLEX_STATE_REQUIRES_ACTION && res.redirect_url &&
+        store_payment_set_redirect(ctx->store, pay->id, res.redirect_url) == STORE_OK)
+        sr = store_payment_get(ctx->store, pay->id, r->arena, &stored);
     if (sr == STORE_OK && res.state == PAGOFLEX_STATE_PROCESSING)
         store_recon_schedule(ctx->store, pay->id, ctx->cfg->retry_base_ms, res.error_code,
                              transport != PAGOFLEX_TRANSPORT_CONNECT, true);
@@ -835,6 +842,10 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%s",
                          api_shown(r, path, 40));
     r->connector = metrics_connector(pl->desc->key);
+    if (registry_uses_webhook12(pl)) {
+        enum MHD_Result deep12;
+        return api_json_too_deep(r, &deep12) ? deep12 : api_webhooks_v12(r, pl, path);
+    }
 
     struct api_header_list headers = {.arena = r->arena, .cap = 128};
     headers.items = arena_alloc(r->arena, headers.cap * sizeof *headers.items);
@@ -918,12 +929,17 @@ static enum MHD_Result api_connectors(api_request *r)
         strftime(loaded, sizeof loaded, "%Y-%m-%dT%H:%M:%SZ", &tm);
         char abi[16];
         snprintf(abi, sizeof abi, "%u.%u", (unsigned)pl->desc->abi_major, (unsigned)pl->desc->abi_minor);
+        json_t *flows = json_array();
+        for (int f = 0; f < PAGOFLEX_FLOW_COUNT; f++)
+            if (registry_has_flow(pl, (pagoflex_flow)f))
+                json_array_append_new(flows, json_string(registry_flow_name((pagoflex_flow)f)));
         json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "key", pl->desc->key, "version",
+            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "key", pl->desc->key, "version",
                             pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
                             "file", api_shown(r, pl->file, 4096), "sha256", pl->sha256, "loaded_at", loaded,
                             "generation", (json_int_t)r->ctx->generation, "last_error",
-                            pl->last_error ? json_string(api_shown(r, pl->last_error, 4096)) : json_null()));
+                            pl->last_error ? json_string(api_shown(r, pl->last_error, 4096)) : json_null(),
+                            "flows", flows));
     }
     json_t *rejected = json_array();
     for (size_t i = 0; i < registry_rejected_count(reg); i++) {
@@ -1055,13 +1071,28 @@ static enum MHD_Result api_route(api_request *r)
     }
     if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] != '/' && strchr(url + 13, '/')) {
         const char *slash = strchr(url + 13, '/');
-        if (strcmp(slash, "/events") == 0 && slash - (url + 13) <= 64) {
+        bool events = strcmp(slash, "/events") == 0;
+        bool capture = strcmp(slash, "/capture") == 0, cancel = strcmp(slash, "/cancel") == 0;
+        if ((events || capture || cancel) && slash - (url + 13) <= 64) {
             char *id = arena_strndup(r->arena, url + 13, (size_t)(slash - (url + 13)));
             if (!id)
                 return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-            r->route = get ? METRICS_ROUTE_PAYMENT_EVENTS : METRICS_ROUTE_OTHER;
-            return get ? api_payment_events(r, id) : api_method_not_allowed(r, "GET");
+            if (events) {
+                r->route = get ? METRICS_ROUTE_PAYMENT_EVENTS : METRICS_ROUTE_OTHER;
+                return get ? api_payment_events(r, id) : api_method_not_allowed(r, "GET");
+            }
+            r->route = !post ? METRICS_ROUTE_OTHER : cancel ? METRICS_ROUTE_PAYMENT_CANCEL : METRICS_ROUTE_PAYMENT_CAPTURE;
+            return post ? api_flows_payment_operation(r, id, cancel) : api_method_not_allowed(r, "POST");
         }
+    }
+    if (strcmp(url, "/v1/refunds") == 0) {
+        r->route = post ? METRICS_ROUTE_REFUND_CREATE : get ? METRICS_ROUTE_REFUND_LIST : METRICS_ROUTE_OTHER;
+        return post ? api_flows_refund_create(r) : get ? api_flows_refund_list(r)
+                                                      : api_method_not_allowed(r, "GET, POST");
+    }
+    if (strncmp(url, "/v1/refunds/", 12) == 0 && url[12] && !strchr(url + 12, '/')) {
+        r->route = get ? METRICS_ROUTE_REFUND_GET : METRICS_ROUTE_OTHER;
+        return get ? api_flows_refund_get(r, url + 12) : api_method_not_allowed(r, "GET");
     }
     if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/')) {
         r->route = post ? METRICS_ROUTE_WEBHOOK : METRICS_ROUTE_OTHER;
@@ -1166,6 +1197,11 @@ static enum MHD_Result api_access_request(api_listener *l, struct MHD_Connection
     }
     if (r->create)
         return api_payment_resumed(r); /* after its bank call or its wait */
+    if (r->flow) {
+        struct api_flow *f = r->flow;
+        r->flow = NULL;
+        return api_flows_resumed(r, f);
+    }
     if (r->responded)
         return MHD_YES;
     r->responded = true;
@@ -1387,4 +1423,112 @@ void api_stop(api_server *srv)
     idempotency_waiter_free(ctx->idem_waiter);
     ctx->idem_waiter = NULL;
     free(srv);
+}
+
+/* ---- for the routes of api_flows.c (see api_flows.h) ---------------------- */
+
+api_context *api_req_ctx(api_request *r)
+{
+    return r->ctx;
+}
+
+struct MHD_Connection *api_req_conn(api_request *r)
+{
+    return r->conn;
+}
+
+pagoflex_arena *api_req_arena(api_request *r)
+{
+    return r->arena;
+}
+
+const char *api_req_body(api_request *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body ? r->body : "";
+}
+
+void api_req_set_connector(api_request *r, const char *key)
+{
+    r->connector = metrics_connector(key);
+}
+
+enum MHD_Result api_req_reply(api_request *r, unsigned status, json_t *doc)
+{
+    return api_reply(r, status, doc);
+}
+
+enum MHD_Result api_req_reply_text(api_request *r, unsigned status, const char *text,
+                                   const char *hname, const char *hvalue)
+{
+    return api_reply_text(r, status, text, hname, hvalue);
+}
+
+enum MHD_Result api_req_reply_raw(api_request *r, unsigned status, const char *text, const char *content_type)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return api_queue(r, status, resp);
+}
+
+enum MHD_Result api_req_error(api_request *r, unsigned status, const char *code, const char *field,
+                              const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    return api_error(r, status, code, field, "%s", message);
+}
+
+enum MHD_Result api_req_db_unavailable(api_request *r)
+{
+    return api_db_unavailable(r);
+}
+
+bool api_req_authorized(api_request *r, enum MHD_Result *ret)
+{
+    api_auth a = api_authorized(r);
+    if (a == API_AUTH_OK)
+        return true;
+    *ret = api_auth_refused(r, a);
+    return false;
+}
+
+bool api_req_json_body(api_request *r, enum MHD_Result *ret)
+{
+    if (r->body_len == 0)
+        return true;
+    if (!api_json_content_type(r)) {
+        *ret = api_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
+                         "send the body as Content-Type: application/json");
+        return false;
+    }
+    return !api_json_too_deep(r, ret);
+}
+
+const char *api_req_idempotency_scope(api_request *r, const char *route)
+{
+    const char *scope = api_idempotency_scope(r);
+    return scope ? arena_printf(r->arena, "%s %s", scope, route) : NULL;
+}
+
+char *api_req_new_id(api_request *r, const char *prefix)
+{
+    return api_new_id(r->arena, prefix);
+}
+
+void api_req_suspend(api_request *r, struct api_flow *f)
+{
+    r->flow = f;
+    MHD_suspend_connection(r->conn);
+}
+
+void api_req_resume(void *arg)
+{
+    api_resume(arg);
 }

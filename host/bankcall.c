@@ -234,3 +234,133 @@ void bankcall_start(const registry_plugin *pl, const pagoflex_http_request *req,
     else
         bankq_submit(q, req, default_timeout_ms, arena, resp, bankcall_async_done, a);
 }
+
+/* ---- ABI 1.2: flows ----------------------------------------------------- */
+
+bool bankcall_flow_state_ok(pagoflex_flow flow, pagoflex_state state)
+{
+#define B(x) (1u << PAGOFLEX_STATE_##x)
+    unsigned ok = 0;
+    switch (flow) {
+    case PAGOFLEX_FLOW_AUTHORIZE:
+    case PAGOFLEX_FLOW_PAYMENT_SYNC:
+        ok = B(PROCESSING) | B(PENDING) | B(SUCCEEDED) | B(FAILED) | B(REQUIRES_ACTION) |
+             B(CANCELED) | B(REQUIRES_CAPTURE);
+        break;
+    case PAGOFLEX_FLOW_CAPTURE:
+    case PAGOFLEX_FLOW_VOID:
+    case PAGOFLEX_FLOW_REFUND:
+    case PAGOFLEX_FLOW_REFUND_SYNC:
+        ok = B(PROCESSING) | B(PENDING) | B(SUCCEEDED) | B(FAILED);
+        break;
+    }
+#undef B
+    return (unsigned)state < 32u && ((ok >> (unsigned)state) & 1u);
+}
+
+static void bankcall_flow_unknown(pagoflex_flow_result *res)
+{
+    uint32_t size = res->size;
+    memset(res, 0, sizeof *res);
+    res->size = size;
+    res->state = PAGOFLEX_STATE_PROCESSING;
+    res->error_code = "connector_error";
+    res->error_message = "the connector could not read the bank's answer; the outcome is unknown";
+}
+
+int bankcall_flow_request(const registry_plugin *pl, const pagoflex_flow_input *in,
+                          pagoflex_arena *arena, pagoflex_http_request *req)
+{
+    const pagoflex_connector *d = pl->desc;
+    pagoflex_http_request out = {0};
+    int rc;
+    if (!registry_has_flow(pl, in->flow))
+        return PAGOFLEX_ERR_UNSUPPORTED;
+    bankcall_enter(pl);
+    if (registry_uses_flows(pl))
+        rc = d->flow_request(pl->state, in, arena, &out);
+    else if (in->flow == PAGOFLEX_FLOW_AUTHORIZE)
+        rc = in->capture ? d->build_request(pl->state, in->payment, arena, &out)
+                         : PAGOFLEX_ERR_UNSUPPORTED; /* an old plugin captures at once */
+    else if (in->flow == PAGOFLEX_FLOW_PAYMENT_SYNC)
+        rc = d->sync_request(pl->state, in->payment, arena, &out);
+    else
+        rc = PAGOFLEX_ERR_UNSUPPORTED;
+    bankcall_leave(pl);
+    if (rc == PAGOFLEX_OK && (!out.url || !out.method))
+        rc = PAGOFLEX_ERR_INTERNAL;
+    if (rc == PAGOFLEX_OK)
+        *req = out;
+    return rc;
+}
+
+int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
+                      const pagoflex_http_response *resp, pagoflex_arena *arena,
+                      pagoflex_flow_result *res)
+{
+    const pagoflex_connector *d = pl->desc;
+    bool sync = in->flow == PAGOFLEX_FLOW_PAYMENT_SYNC || in->flow == PAGOFLEX_FLOW_REFUND_SYNC;
+    int rc;
+    memset(res, 0, sizeof *res);
+    res->size = (uint32_t)sizeof *res;
+    bankcall_enter(pl);
+    if (registry_uses_flows(pl)) {
+        rc = d->flow_response(pl->state, in, resp, arena, res);
+        res->size = (uint32_t)sizeof *res; /* the plugin may not change it */
+    } else {
+        pagoflex_payment_result old = {0};
+        if (in->flow == PAGOFLEX_FLOW_AUTHORIZE)
+            rc = d->handle_response(pl->state, in->payment, resp, arena, &old);
+        else if (in->flow == PAGOFLEX_FLOW_PAYMENT_SYNC && bankcall_has_sync(pl))
+            rc = d->sync_response(pl->state, in->payment, resp, arena, &old);
+        else
+            rc = PAGOFLEX_ERR_UNSUPPORTED;
+        res->state = old.state;
+        res->provider_reference_id = old.provider_reference_id;
+        res->error_code = old.error_code;
+        res->error_message = old.error_message;
+    }
+    bankcall_leave(pl);
+    if (rc == PAGOFLEX_ERR_NOT_FOUND && sync)
+        return rc;
+    if (rc != PAGOFLEX_OK || !bankcall_flow_state_ok(in->flow, res->state)) {
+        log_warn("connector %s: %s answer mapped to status %d, state %d for %s; "
+                 "keeping the outcome unknown",
+                 d->key, registry_flow_name(in->flow), rc, (int)res->state,
+                 in->operation_id ? in->operation_id : in->payment ? in->payment->id : "?");
+        bankcall_flow_unknown(res);
+    }
+    return PAGOFLEX_OK;
+}
+
+int bankcall_flow(const registry_plugin *pl, const pagoflex_flow_input *in,
+                  long default_timeout_ms, pagoflex_arena *arena, pagoflex_flow_result *res,
+                  pagoflex_transport *transport, int *http_status)
+{
+    pagoflex_http_request req;
+    int rc = bankcall_flow_request(pl, in, arena, &req);
+    if (rc != PAGOFLEX_OK)
+        return rc;
+    pagoflex_http_response resp;
+    bankcall_perform(pl, &req, default_timeout_ms, arena, &resp);
+    if (transport)
+        *transport = resp.transport;
+    if (http_status)
+        *http_status = resp.status;
+    return bankcall_flow_map(pl, in, &resp, arena, res);
+}
+
+void bankcall_authorize_input(pagoflex_flow_input *in, const pagoflex_payment *pay, bool manual_capture,
+                               const char *return_url, const char *payment_method_type,
+                               const char *payment_method_token)
+{
+    memset(in, 0, sizeof *in);
+    in->size = (uint32_t)sizeof *in;
+    in->flow = PAGOFLEX_FLOW_AUTHORIZE;
+    in->payment = pay;
+    in->operation_id = pay->id;
+    in->capture = manual_capture ? 0 : 1;
+    in->return_url = return_url;
+    in->payment_method_type = payment_method_type;
+    in->payment_method_token = payment_method_token;
+}

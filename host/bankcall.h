@@ -68,4 +68,51 @@ bool bankcall_has_sync(const registry_plugin *pl);
 int bankcall_sync(const registry_plugin *pl, const pagoflex_payment *pay,
                   long default_timeout_ms, pagoflex_arena *arena, pagoflex_payment_result *res);
 
+/* ---- ABI 1.2: one call path for every flow ------------------------------
+ *
+ * A 1.2 plugin with flows is called through flow_request/flow_response; a
+ * 1.0/1.1 plugin through the host's adapter: AUTHORIZE (automatic capture
+ * only) is build_request/handle_response, PAYMENT_SYNC is
+ * sync_request/sync_response; every other flow is PAGOFLEX_ERR_UNSUPPORTED.
+ * A caller that must not block builds the request with bankcall_flow_request,
+ * performs it with bankcall_start and maps it with bankcall_flow_map; one
+ * that may block (the reconciler's threads) calls bankcall_flow. */
+
+/* Describe the bank call of in->flow into *req (strings in the arena).
+ * PAGOFLEX_OK; PAGOFLEX_ERR_UNSUPPORTED (the plugin lacks the flow, or an
+ * old plugin asked for a manual capture) or PAGOFLEX_ERR_INVALID: nothing
+ * may be sent; PAGOFLEX_ERR_NOT_FOUND (syncs): nothing to ask the bank by
+ * yet; another error: the plugin could not build it. *req written only on
+ * PAGOFLEX_OK. */
+int bankcall_flow_request(const registry_plugin *pl, const pagoflex_flow_input *in,
+                          pagoflex_arena *arena, pagoflex_http_request *req);
+
+/* Map the bank's answer `resp` to in->flow's request into *res (zeroed,
+ * size set, strings in the arena). PAGOFLEX_OK, always with a state the
+ * flow may report: an answer the plugin cannot read, or a state the flow
+ * may not have, is PROCESSING with error_code "connector_error" (outcome
+ * unknown, never failed); PAGOFLEX_ERR_NOT_FOUND (syncs only) when the
+ * plugin says the bank has no such object. */
+int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
+                      const pagoflex_http_response *resp, pagoflex_arena *arena,
+                      pagoflex_flow_result *res);
+
+/* Build, perform (blocking, timeout cut to default_timeout_ms) and map one
+ * flow. Returns bankcall_flow_request's error when nothing was sent, else
+ * bankcall_flow_map's result; *transport and *http_status (if not NULL)
+ * how the request ended. *res written whenever a request was sent. */
+int bankcall_flow(const registry_plugin *pl, const pagoflex_flow_input *in,
+                  long default_timeout_ms, pagoflex_arena *arena, pagoflex_flow_result *res,
+                  pagoflex_transport *transport, int *http_status);
+
+/* Fill *in for the AUTHORIZE flow of `pay` (which the caller keeps for as
+ * long as *in is used): capture at once unless manual_capture; the other
+ * arguments may be NULL. */
+void bankcall_authorize_input(pagoflex_flow_input *in, const pagoflex_payment *pay, bool manual_capture,
+                              const char *return_url, const char *payment_method_type,
+                              const char *payment_method_token);
+
+/* True if `state` is a verdict flow `flow` may return. */
+bool bankcall_flow_state_ok(pagoflex_flow flow, pagoflex_state state);
+
 #endif

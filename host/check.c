@@ -422,7 +422,7 @@ static int check_given_credentials(check_ctx *c, char *err, size_t errlen)
 static int check_load(check_ctx *c, char *err, size_t errlen)
 {
     registry_options ro = {.credentials_dir = c->creds_dir, .private_dir = c->private_dir,
-                           .master_key = c->use_key, .accept_flows_only = true};
+                           .master_key = c->use_key};
     c->reg = registry_new(&ro);
     if (!c->reg) {
         snprintf(err, errlen, "field=registry: out of memory");

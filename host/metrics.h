@@ -28,6 +28,11 @@ typedef enum metrics_route {
     METRICS_ROUTE_PAYMENT_EVENTS,     /* GET /v1/payments/{id}/events */
     METRICS_ROUTE_LIVEZ,              /* GET /livez */
     METRICS_ROUTE_READYZ,             /* GET /readyz */
+    METRICS_ROUTE_PAYMENT_CAPTURE,    /* POST /v1/payments/{id}/capture */
+    METRICS_ROUTE_PAYMENT_CANCEL,     /* POST /v1/payments/{id}/cancel */
+    METRICS_ROUTE_REFUND_CREATE,      /* POST /v1/refunds */
+    METRICS_ROUTE_REFUND_GET,         /* GET /v1/refunds/{id} */
+    METRICS_ROUTE_REFUND_LIST,        /* GET /v1/refunds?payment_id= */
     METRICS_ROUTE_OTHER,              /* no route matched (404, 405, 413, 431) */
     METRICS_ROUTE_COUNT
 } metrics_route;

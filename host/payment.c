@@ -2,6 +2,8 @@
  *
  *   created -> processing -> pending -> succeeded | failed
  *   requires_action where the customer must act; canceled.
+ *   requires_capture: authorized (manual capture), until a capture
+ *   (succeeded) or a void (canceled).
  *   requires_review when the reconciler gave up (deadline) while the bank
  *   may have the payment: not terminal, a late webhook or sync may settle it.
  *
@@ -17,6 +19,7 @@
 static const char *const payment_names[PAYMENT_STATE_COUNT] = {
     "created", "processing", "pending",  "succeeded",
     "failed",  "requires_action", "canceled", "requires_review",
+    "requires_capture",
 };
 
 #define S(x) (1u << PAGOFLEX_STATE_##x)
@@ -26,13 +29,15 @@ static const unsigned allowed_from[PAYMENT_STATE_COUNT] = {
     [PAGOFLEX_STATE_CREATED] = 0,
     [PAGOFLEX_STATE_PROCESSING] = S(CREATED),
     [PAGOFLEX_STATE_PENDING] = S(CREATED) | S(PROCESSING) | S(REQUIRES_ACTION),
-    [PAGOFLEX_STATE_SUCCEEDED] =
-        S(CREATED) | S(PROCESSING) | S(PENDING) | S(REQUIRES_ACTION) | S(REQUIRES_REVIEW),
+    [PAGOFLEX_STATE_SUCCEEDED] = S(CREATED) | S(PROCESSING) | S(PENDING) | S(REQUIRES_ACTION) |
+                                 S(REQUIRES_REVIEW) | S(REQUIRES_CAPTURE),
     [PAGOFLEX_STATE_FAILED] =
         S(CREATED) | S(PROCESSING) | S(PENDING) | S(REQUIRES_ACTION) | S(REQUIRES_REVIEW),
     [PAGOFLEX_STATE_REQUIRES_ACTION] = S(CREATED) | S(PROCESSING) | S(PENDING),
-    [PAGOFLEX_STATE_CANCELED] = S(CREATED) | S(PENDING) | S(REQUIRES_ACTION),
+    [PAGOFLEX_STATE_CANCELED] = S(CREATED) | S(PENDING) | S(REQUIRES_ACTION) | S(REQUIRES_CAPTURE),
     [PAGOFLEX_STATE_REQUIRES_REVIEW] = S(CREATED) | S(PROCESSING) | S(PENDING),
+    [PAGOFLEX_STATE_REQUIRES_CAPTURE] =
+        S(CREATED) | S(PROCESSING) | S(PENDING) | S(REQUIRES_ACTION) | S(REQUIRES_REVIEW),
 };
 
 #undef S

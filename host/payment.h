@@ -7,7 +7,7 @@
 
 #include <pagoflex/connector.h>
 
-#define PAYMENT_STATE_COUNT 8
+#define PAYMENT_STATE_COUNT 9
 
 /* "created", "processing", ...; "unknown" for a value out of range. */
 const char *payment_state_name(pagoflex_state state);

@@ -48,6 +48,65 @@ static int payreq_opt_string(json_t *root, const char *name, size_t max, pagofle
     return 0;
 }
 
+/* True if `s` is printable ASCII (0x21..0x7e) only. */
+static bool payreq_printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
+/* capture_method, return_url and payment_method (issue 11). */
+static int payreq_flow_fields(json_t *root, pagoflex_arena *arena, payreq *p, payreq_error *err)
+{
+    json_t *cm = json_object_get(root, "capture_method");
+    if (cm && !json_is_null(cm)) {
+        const char *v = json_is_string(cm) ? json_string_value(cm) : "";
+        if (strcmp(v, "manual") != 0 && strcmp(v, "automatic") != 0)
+            return payreq_fail(err, 422, "invalid_field", "capture_method",
+                               "capture_method must be \"automatic\" (the default) or \"manual\"");
+        p->manual_capture = strcmp(v, "manual") == 0;
+    }
+    if (payreq_opt_string(root, "return_url", PAYREQ_URL_MAX, arena, &p->return_url, err))
+        return -1;
+    if (p->return_url && ((strncmp(p->return_url, "https://", 8) != 0 &&
+                           strncmp(p->return_url, "http://", 7) != 0) ||
+                          !payreq_printable(p->return_url)))
+        return payreq_fail(err, 422, "invalid_field", "return_url",
+                           "return_url must be an absolute http:// or https:// URL without spaces "
+                           "or control characters");
+    json_t *pm = json_object_get(root, "payment_method");
+    if (!pm || json_is_null(pm))
+        return 0;
+    if (!json_is_object(pm))
+        return payreq_fail(err, 422, "invalid_field", "payment_method",
+                           "payment_method must be an object {\"type\": \"card_token\", "
+                           "\"token\": \"tok_...\"}");
+    json_t *type = json_object_get(pm, "type");
+    if (!json_is_string(type) || strcmp(json_string_value(type), "card_token") != 0)
+        return payreq_fail(err, 422, "invalid_field", "payment_method.type",
+                           "payment_method.type must be \"card_token\" (the host takes bank card "
+                           "tokens only, never card numbers)");
+    json_t *tok = json_object_get(pm, "token");
+    if (!json_is_string(tok))
+        return payreq_fail(err, 422, tok ? "invalid_field" : "missing_field", "payment_method.token",
+                           "payment_method.token is required: the bank's card token, \"tok_...\"");
+    const char *t = json_string_value(tok);
+    size_t n = json_string_length(tok);
+    if (n < 5 || n > PAYREQ_TOKEN_MAX || strncmp(t, "tok_", 4) != 0 || strlen(t) != n ||
+        !payreq_printable(t))
+        return payreq_fail(err, 422, "invalid_field", "payment_method.token",
+                           "payment_method.token must be \"tok_\" followed by up to %d printable "
+                           "characters",
+                           PAYREQ_TOKEN_MAX - 4);
+    p->payment_method_type = "card_token";
+    p->payment_method_token = arena_strndup(arena, t, n);
+    if (!p->payment_method_token)
+        return payreq_fail(err, 500, "internal", NULL, "out of memory");
+    return 0;
+}
+
 int payreq_parse(const char *body, size_t len, pagoflex_arena *arena, payreq *out, payreq_error *err)
 {
     payreq p = {0};
@@ -103,7 +162,8 @@ int payreq_parse(const char *body, size_t len, pagoflex_arena *arena, payreq *ou
     p.connector = arena_strdup(arena, json_string_value(connector));
 
     if (payreq_opt_string(root, "reference", PAYREQ_REFERENCE_MAX, arena, &p.reference, err) ||
-        payreq_opt_string(root, "description", PAYREQ_DESCRIPTION_MAX, arena, &p.description, err))
+        payreq_opt_string(root, "description", PAYREQ_DESCRIPTION_MAX, arena, &p.description, err) ||
+        payreq_flow_fields(root, arena, &p, err))
         goto fail;
     if (!p.connector) {
         payreq_fail(err, 500, "internal", NULL, "out of memory");

@@ -10,6 +10,8 @@
 
 #define PAYREQ_REFERENCE_MAX 128
 #define PAYREQ_DESCRIPTION_MAX 1024
+#define PAYREQ_URL_MAX 2048
+#define PAYREQ_TOKEN_MAX 128
 #define PAYREQ_AMOUNT_MAX 1000000000000000LL /* 10^15 minor units */
 
 typedef struct payreq {
@@ -18,6 +20,10 @@ typedef struct payreq {
     const char *connector;   /* in the arena */
     const char *reference;   /* or NULL */
     const char *description; /* or NULL */
+    bool manual_capture;              /* capture_method "manual" (default "automatic") */
+    const char *return_url;           /* http(s) URL, or NULL */
+    const char *payment_method_type;  /* "card_token", or NULL */
+    const char *payment_method_token; /* the bank's card token, or NULL */
 } payreq;
 
 /* Why a body was refused: HTTP status 400 (not JSON) or 422 (a field). */

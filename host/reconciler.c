@@ -128,24 +128,40 @@ static bool recon_refusal_unproven(const store_recon_item *it, const pagoflex_pa
     return res->state == PAGOFLEX_STATE_FAILED && it->maybe_at_bank && !verdict;
 }
 
+/* The flow verdict as the payment verdict the rest of this file reads. */
+static pagoflex_payment_result recon_result_of(const pagoflex_flow_result *f)
+{
+    pagoflex_payment_result res = {.state = f->state,
+                                   .provider_reference_id = f->provider_reference_id,
+                                   .error_code = f->error_code,
+                                   .error_message = f->error_message};
+    return res;
+}
+
+/* The AUTHORIZE flow of stored payment `p` (as the API sent it). */
+static void recon_authorize_input(const store_payment *p, const pagoflex_payment *pay, pagoflex_flow_input *in)
+{
+    bankcall_authorize_input(in, pay, p->manual_capture, p->return_url, p->payment_method_type,
+                              p->payment_method_token);
+}
+
 /* Re-send the create call of `it` (same id: the bank's idempotency key). */
 static void recon_resend(api_context *ctx, const registry_plugin *pl, const store_recon_item *it,
                          const pagoflex_payment *pay, pagoflex_arena *arena, recon_outcome *o)
 {
     const store_payment *p = &it->payment;
-    pagoflex_http_request req = {0};
-    bankcall_enter(pl);
-    int rc = pl->desc->build_request(pl->state, pay, arena, &req);
-    bankcall_leave(pl);
-    if (rc != PAGOFLEX_OK || !req.url || !req.method) {
+    pagoflex_flow_input in;
+    recon_authorize_input(p, pay, &in);
+    pagoflex_flow_result fres;
+    pagoflex_transport transport = PAGOFLEX_TRANSPORT_ERROR;
+    int status = 0;
+    int rc = bankcall_flow(pl, &in, ctx->cfg->bank_timeout_ms, arena, &fres, &transport, &status);
+    if (rc != PAGOFLEX_OK) {
         snprintf(o->error, sizeof o->error, "connector_error: %s could not build the request (status %d)",
                  pl->desc->key, rc);
         return;
     }
-    pagoflex_payment_result res;
-    pagoflex_transport transport = PAGOFLEX_TRANSPORT_ERROR;
-    int status = 0;
-    bankcall_create(pl, pay, &req, ctx->cfg->bank_timeout_ms, arena, &res, &transport, &status);
+    pagoflex_payment_result res = recon_result_of(&fres);
     o->reached = transport != PAGOFLEX_TRANSPORT_CONNECT;
     bool unproven = recon_refusal_unproven(it, &res, transport, status);
     if (unproven) {
@@ -184,8 +200,13 @@ static bool recon_sync(api_context *ctx, const registry_plugin *pl, const store_
                        const pagoflex_payment *pay, pagoflex_arena *arena, recon_outcome *o)
 {
     const store_payment *p = &it->payment;
-    pagoflex_payment_result res;
-    int rc = bankcall_sync(pl, pay, ctx->cfg->bank_timeout_ms, arena, &res);
+    pagoflex_flow_input in = {.size = (uint32_t)sizeof in,
+                              .flow = PAGOFLEX_FLOW_PAYMENT_SYNC,
+                              .payment = pay,
+                              .operation_id = pay->id};
+    pagoflex_flow_result fres;
+    int rc = bankcall_flow(pl, &in, ctx->cfg->bank_timeout_ms, arena, &fres, NULL, NULL);
+    pagoflex_payment_result res = recon_result_of(&fres);
     if (rc == PAGOFLEX_ERR_NOT_FOUND) {
         if (p->state != PAGOFLEX_STATE_PENDING)
             return false;
@@ -262,7 +283,7 @@ static void recon_one(api_context *ctx, const store_recon_item *it, unsigned *se
     } else if (bankcall_payment(ctx->cfg->public_url, pl, p, arena, &pay) != 0) {
         snprintf(o.error, sizeof o.error, "out of memory");
     } else {
-        bool has_sync = bankcall_has_sync(pl);
+        bool has_sync = registry_has_flow(pl, PAGOFLEX_FLOW_PAYMENT_SYNC);
         bool asked = false;
         if (has_sync && (p->state == PAGOFLEX_STATE_PENDING || p->provider_reference_id))
             asked = recon_sync(ctx, pl, it, &pay, arena, &o);

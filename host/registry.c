@@ -42,6 +42,9 @@
     (offsetof(pagoflex_connector, parse_webhook) +                            \
      sizeof(((pagoflex_connector *)0)->parse_webhook))
 
+/* The flows this host knows; a newer plugin's other bits are ignored. */
+#define REGISTRY_KNOWN_FLOWS ((1u << PAGOFLEX_FLOW_COUNT) - 1u)
+
 #define REGISTRY_MAX_FILE (256u << 20)   /* refuse absurd plugin files */
 #define REGISTRY_MAX_SIG 4096            /* a .sig file is ~200 bytes */
 #define REGISTRY_MAX_CREDENTIALS 64      /* bound on required_credentials */
@@ -55,7 +58,6 @@ struct registry {
     char *private_dir;
     const secrets_key *master_key;
     bool keep_last_good;
-    bool accept_flows_only;
     char **skip; /* NULL-terminated copy of opts->skip, or NULL */
     registry_rejection *rejected;
     size_t rejected_count;
@@ -777,30 +779,110 @@ static int check_identity(const pagoflex_connector *d, rejection *rj)
     return 0;
 }
 
-static int check_entry_points(const registry *r, const pagoflex_connector *d, rejection *rj)
+/* True if a 1.2 plugin declares flows (it is then served through
+ * flow_request/flow_response); reads `flows` only when size says it is there. */
+static bool registry_desc_has_flows(const pagoflex_connector *d)
 {
-    /* With accept_flows_only (the checker), a 1.2 descriptor's flows and
-     * whole-request webhooks stand in for the 1.0 entry points. */
-    int has12 = r->accept_flows_only && PAGOFLEX_HAS_FIELD(d, pagoflex_connector, webhook_parse);
-    int flows = has12 && d->flows && d->flow_request && d->flow_response;
-    int hooks = has12 && d->webhook_verify && d->webhook_parse;
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, flow_response) &&
+           (d->flows & REGISTRY_KNOWN_FLOWS) != 0;
+}
+
+static bool registry_desc_has_sync(const pagoflex_connector *d)
+{
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, sync_response) && d->sync_request &&
+           d->sync_response;
+}
+
+static bool registry_desc_has_webhook12(const pagoflex_connector *d)
+{
+    return PAGOFLEX_HAS_FIELD(d, pagoflex_connector, webhook_parse) && d->webhook_verify &&
+           d->webhook_parse;
+}
+
+/* A 1.2 plugin with flows: flow_request, flow_response, the AUTHORIZE flow
+ * (the API creates every payment with it), and one webhook pair. */
+static int check_flow_entry_points(const pagoflex_connector *d, rejection *rj)
+{
+    if (!d->init)
+        return reject(rj, "init", "non-NULL", "NULL",
+                      "every ABI %d connector implements init", PAGOFLEX_ABI_MAJOR);
+    if (!d->flow_request || !d->flow_response)
+        return reject(rj, d->flow_request ? "flow_response" : "flow_request", "non-NULL", "NULL",
+                      "a connector that declares flows implements flow_request and "
+                      "flow_response; set both, or set flows to 0 and use build_request");
+    if (!(d->flows & PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE))) {
+        char found[32];
+        snprintf(found, sizeof found, "0x%x", (unsigned)d->flows);
+        return reject(rj, "flows", "AUTHORIZE bit set", found,
+                      "every connector creates payments: add "
+                      "PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE) to flows");
+    }
+    bool partial12 = PAGOFLEX_HAS_FIELD(d, pagoflex_connector, webhook_parse) &&
+                     (d->webhook_verify != NULL) != (d->webhook_parse != NULL);
+    if (partial12)
+        return reject(rj, d->webhook_verify ? "webhook_parse" : "webhook_verify", "non-NULL",
+                      "NULL", "set both webhook_verify and webhook_parse, or neither");
+    if (!registry_desc_has_webhook12(d) && (!d->verify_webhook || !d->parse_webhook))
+        return reject(rj, "webhook_verify", "non-NULL", "NULL",
+                      "a connector receives webhooks: set webhook_verify and webhook_parse "
+                      "(or the 1.0 verify_webhook and parse_webhook)");
+    return 0;
+}
+
+static int check_entry_points(const pagoflex_connector *d, rejection *rj)
+{
+    if (registry_desc_has_flows(d))
+        return check_flow_entry_points(d, rj);
     const struct {
         const char *name;
         int present;
     } required[] = {
         {"init", d->init != NULL},
-        {"build_request", flows || d->build_request != NULL},
-        {"handle_response", flows || d->handle_response != NULL},
-        {"verify_webhook", hooks || d->verify_webhook != NULL},
-        {"parse_webhook", hooks || d->parse_webhook != NULL},
+        {"build_request", d->build_request != NULL},
+        {"handle_response", d->handle_response != NULL},
+        {"verify_webhook", d->verify_webhook != NULL},
+        {"parse_webhook", d->parse_webhook != NULL},
     };
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!required[i].present)
             return reject(rj, required[i].name, "non-NULL", "NULL",
                           "every ABI %d connector implements %s; only fini and "
-                          "execute_request may be NULL",
+                          "execute_request may be NULL (or, from ABI 1.2, declare flows "
+                          "and implement flow_request and flow_response)",
                           PAGOFLEX_ABI_MAJOR, required[i].name);
     return 0;
+}
+
+uint32_t registry_flows_of(const pagoflex_connector *d)
+{
+    if (registry_desc_has_flows(d))
+        return d->flows & REGISTRY_KNOWN_FLOWS;
+    uint32_t f = PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE);
+    if (registry_desc_has_sync(d))
+        f |= PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_PAYMENT_SYNC);
+    return f;
+}
+
+bool registry_has_flow(const registry_plugin *p, pagoflex_flow flow)
+{
+    return (p->flows & PAGOFLEX_FLOW_BIT(flow)) != 0;
+}
+
+bool registry_uses_flows(const registry_plugin *p)
+{
+    return registry_desc_has_flows(p->desc);
+}
+
+bool registry_uses_webhook12(const registry_plugin *p)
+{
+    return registry_desc_has_webhook12(p->desc);
+}
+
+const char *registry_flow_name(pagoflex_flow flow)
+{
+    static const char *const names[PAGOFLEX_FLOW_COUNT] = {
+        "authorize", "capture", "void", "refund", "payment_sync", "refund_sync"};
+    return (unsigned)flow < PAGOFLEX_FLOW_COUNT ? names[flow] : "unknown";
 }
 
 static int check_unique(const registry *r, const pagoflex_connector *d, rejection *rj)
@@ -832,7 +914,7 @@ static int check_unique(const registry *r, const pagoflex_connector *d, rejectio
 static int check_descriptor(const registry *r, const pagoflex_connector *d, rejection *rj)
 {
     if (check_header(d, rj) != 0 || check_identity(d, rj) != 0 ||
-        check_entry_points(r, d, rj) != 0 || check_unique(r, d, rj) != 0)
+        check_entry_points(d, rj) != 0 || check_unique(r, d, rj) != 0)
         return -1;
     return 0;
 }
@@ -979,7 +1061,6 @@ registry *registry_new(const registry_options *opts)
     r->private_dir = strdup(opts->private_dir);
     r->master_key = opts->master_key;
     r->keep_last_good = opts->keep_last_good;
-    r->accept_flows_only = opts->accept_flows_only;
     if (opts->skip) {
         size_t n = 0;
         while (opts->skip[n])
@@ -1103,6 +1184,7 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
         goto fail;
     /* The plugin copied what it needs during init. */
     creds_free(creds);
+    p->flows = registry_flows_of(p->desc);
     free(record);
     p->loaded_at = time(NULL);
     r->plugins[r->count++] = p;

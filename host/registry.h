@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include <pagoflex/connector.h>
@@ -47,6 +48,10 @@ typedef struct registry_plugin {
                          file was rejected: that rejection line; else NULL */
     _Atomic int *busy; /* if set: calls into this plugin in progress (the
                           worker's crash board; the caller counts) */
+    uint32_t flows;    /* PAGOFLEX_FLOW_BIT of every flow it serves: a 1.2
+                          plugin's declared flows; a 1.0/1.1 plugin's
+                          through the host's adapter (AUTHORIZE with
+                          automatic capture, PAYMENT_SYNC if it has sync) */
     int private_fd;    /* private_path, open with a shared flock() for as
                           long as it is loaded: registry_clean_private
                           leaves a copy alone while anyone holds one */
@@ -85,11 +90,6 @@ typedef struct registry_options {
                                                credentials file is decrypted
                                                with whichever of the two keys
                                                its header names */
-    /* Accept a 1.2 descriptor whose flows (flow_request, flow_response) and
-     * whole-request webhooks (webhook_verify, webhook_parse) replace the 1.0
-     * entry points, which may then be NULL. Only `pagoflex plugin check` and
-     * `pagoflex webhook verify` set it: they call only the 1.2 entries. */
-    bool accept_flows_only;
     const plugin_trust *trust; /* signature policy (borrowed, may be NULL:
                                   none). Owner and mode checks of the plugin
                                   directory and files apply always */
@@ -150,6 +150,23 @@ const registry_plugin *registry_at(const registry *r, size_t i);
  * folder and while threads use `r`. Returns how many files it removed, or
  * -1 (errno set) when the folder cannot be read. */
 int registry_clean_private(const registry *r);
+
+/* The flows descriptor `d` is served with (see registry_plugin.flows). */
+uint32_t registry_flows_of(const pagoflex_connector *d);
+
+/* True if plugin `p` serves `flow`. */
+bool registry_has_flow(const registry_plugin *p, pagoflex_flow flow);
+
+/* True if `p` is a 1.2 plugin called through flow_request/flow_response
+ * (false: through the adapter over its 1.0/1.1 entry points). */
+bool registry_uses_flows(const registry_plugin *p);
+
+/* True if `p` has the 1.2 webhook_verify/webhook_parse pair. */
+bool registry_uses_webhook12(const registry_plugin *p);
+
+/* "authorize", "capture", "void", "refund", "payment_sync", "refund_sync"
+ * (static strings), or "unknown". */
+const char *registry_flow_name(pagoflex_flow flow);
 
 /* Call each plugin's fini, dlclose and remove the private copies. Only when
  * no thread can still run plugin code. NULL is a no-op. */

@@ -85,8 +85,10 @@ struct store {
 
 static const char sql_insert[] =
     "WITH p AS ("
-    " INSERT INTO payments (id, connector, amount, currency, state, reference, description)"
-    " VALUES ($1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text)"
+    " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
+    " capture_method, return_url, payment_method_type, payment_method_token)"
+    " VALUES ($1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text,"
+    " $7::text, $8::text, $9::text, $10::text)"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
@@ -455,6 +457,16 @@ store_result store_payment_from_row(const PGresult *r, int row, int col, pagofle
     p.error_message = store_row_text(r, row, col + 9, arena, &oom);
     p.created_at = store_row_text(r, row, col + 10, arena, &oom);
     p.updated_at = store_row_text(r, row, col + 11, arena, &oom);
+    p.manual_capture = strcmp(PQgetvalue(r, row, col + 12), "manual") == 0;
+    p.amount_capturable = strtoll(PQgetvalue(r, row, col + 13), NULL, 10);
+    p.amount_received = strtoll(PQgetvalue(r, row, col + 14), NULL, 10);
+    p.amount_refunded = strtoll(PQgetvalue(r, row, col + 15), NULL, 10);
+    p.return_url = store_row_text(r, row, col + 16, arena, &oom);
+    p.redirect_url = store_row_text(r, row, col + 17, arena, &oom);
+    p.payment_method_type = store_row_text(r, row, col + 18, arena, &oom);
+    p.payment_method_token = store_row_text(r, row, col + 19, arena, &oom);
+    p.capture_amount = strtoll(PQgetvalue(r, row, col + 20), NULL, 10);
+    p.pending_operation = store_row_text(r, row, col + 21, arena, &oom);
     if (oom) {
         log_error("store: out of memory reading payment row");
         return STORE_ERROR;
@@ -562,10 +574,18 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
         return STORE_ERROR;
     }
     snprintf(amount, sizeof amount, "%" PRId64, p->amount);
-    const char *const params[] = {p->id, p->connector, amount, p->currency, p->reference,
-                                  p->description};
-    return store_one_payment(s, "payment insert", sql_insert, 6, params, true, true, STORE_ERROR, arena,
-                             out);
+    const char *const params[] = {p->id,
+                                  p->connector,
+                                  amount,
+                                  p->currency,
+                                  p->reference,
+                                  p->description,
+                                  p->manual_capture ? "manual" : "automatic",
+                                  p->return_url,
+                                  p->payment_method_type,
+                                  p->payment_method_token};
+    return store_one_payment(s, "payment insert", sql_insert, 10, params, true, true, STORE_ERROR,
+                             arena, out);
 }
 
 store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,

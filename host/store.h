@@ -39,6 +39,17 @@ typedef struct store_payment {
     const char *error_message;
     const char *created_at; /* RFC 3339, UTC */
     const char *updated_at;
+    /* Issue 11 (migration 8). */
+    bool manual_capture;       /* capture_method "manual" */
+    int64_t amount_capturable; /* authorized, not captured (requires_capture) */
+    int64_t amount_received;   /* captured */
+    int64_t amount_refunded;   /* refunds pending or succeeded */
+    const char *return_url;
+    const char *redirect_url;  /* requires_action: where the customer goes */
+    const char *payment_method_type;  /* "card_token", or NULL */
+    const char *payment_method_token; /* the bank's card token, or NULL */
+    int64_t capture_amount;           /* the one capture asked for, 0 = none */
+    const char *pending_operation;    /* "capture", "void" in flight, or NULL */
 } store_payment;
 
 /* Open a pool of `pool_size` connections to `conninfo`. Connections are made

@@ -10,7 +10,8 @@
 #include "store_internal.h"
 
 /* $1 scope, $2 key, $3 hash, $4 ttl s, $5 id, $6 connector, $7 amount, $8
- * currency, $9 reference, $10 description. No row: a live key exists. */
+ * currency, $9 reference, $10 description, $11 capture method, $12 return
+ * url, $13 payment method type, $14 its token. No row: a live key exists. */
 static const char sql_claim[] =
     "WITH k AS ("
     " INSERT INTO idempotency_keys AS k (scope, key, request_hash, payment_id, expires_at)"
@@ -21,8 +22,10 @@ static const char sql_claim[] =
     " WHERE k.expires_at <= now()"
     " RETURNING k.payment_id"
     "), p AS ("
-    " INSERT INTO payments (id, connector, amount, currency, state, reference, description)"
-    " SELECT k.payment_id, $6::text, $7::bigint, $8::text, 'created', $9::text, $10::text FROM k"
+    " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
+    " capture_method, return_url, payment_method_type, payment_method_token)"
+    " SELECT k.payment_id, $6::text, $7::bigint, $8::text, 'created', $9::text, $10::text,"
+    " $11::text, $12::text, $13::text, $14::text FROM k"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
@@ -53,10 +56,21 @@ store_result store_idem_create_payment(store *s, const char *scope, const char *
     }
     snprintf(ttl, sizeof ttl, "%ld", ttl_s);
     snprintf(amount, sizeof amount, "%" PRId64, p->amount);
-    const char *const params[] = {scope,         key,        request_hash, ttl,
-                                  p->id,         p->connector, amount,     p->currency,
-                                  p->reference,  p->description};
-    rc = store_run(s, "idempotent payment insert", sql_claim, 10, params, false, &r);
+    const char *const params[] = {scope,
+                                  key,
+                                  request_hash,
+                                  ttl,
+                                  p->id,
+                                  p->connector,
+                                  amount,
+                                  p->currency,
+                                  p->reference,
+                                  p->description,
+                                  p->manual_capture ? "manual" : "automatic",
+                                  p->return_url,
+                                  p->payment_method_type,
+                                  p->payment_method_token};
+    rc = store_run(s, "idempotent payment insert", sql_claim, 14, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : STORE_DUPLICATE;
@@ -107,6 +121,51 @@ store_result store_idem_complete(store *s, const char *scope, const char *key, i
     const char *const params[] = {scope, key, st, response};
     store_result rc = store_run(s, "idempotency key complete", sql_complete, 4, params, false, &r);
     if (rc == STORE_OK && atoi(PQcmdTuples(r)) != 1)
+        rc = STORE_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+/* $1 scope, $2 key, $3 hash, $4 ttl s, $5 object id. */
+static const char sql_claim_key[] =
+    "INSERT INTO idempotency_keys AS k (scope, key, request_hash, payment_id, expires_at)"
+    " VALUES ($1::text, $2::text, $3::text, $5::text, now() + $4::bigint * interval '1 second')"
+    " ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,"
+    " payment_id = EXCLUDED.payment_id, status = NULL, response = NULL, created_at = now(),"
+    " expires_at = EXCLUDED.expires_at"
+    " WHERE k.expires_at <= now()"
+    " RETURNING k.payment_id";
+
+store_result store_idem_claim(store *s, const char *scope, const char *key,
+                              const char *request_hash, long ttl_s, const char *object_id)
+{
+    PGresult *r = NULL;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%ld", ttl_s);
+    const char *const params[] = {scope, key, request_hash, ttl, object_id};
+    store_result rc = store_run(s, "idempotency key claim", sql_claim_key, 5, params, false, &r);
+    if (rc == STORE_OK && PQntuples(r) != 1)
+        rc = STORE_DUPLICATE;
+    PQclear(r);
+    return rc;
+}
+
+/* $1 scope, $2 key, $3 hash, $4 stale ms. */
+static const char sql_takeover[] =
+    "UPDATE idempotency_keys SET created_at = now()"
+    " WHERE scope = $1::text AND key = $2::text AND request_hash = $3::text AND status IS NULL"
+    " AND expires_at > now() AND created_at + $4::bigint * interval '1 millisecond' <= now()"
+    " RETURNING payment_id";
+
+store_result store_idem_takeover(store *s, const char *scope, const char *key,
+                                 const char *request_hash, long stale_ms)
+{
+    PGresult *r = NULL;
+    char stale[24];
+    snprintf(stale, sizeof stale, "%ld", stale_ms);
+    const char *const params[] = {scope, key, request_hash, stale};
+    store_result rc = store_run(s, "idempotency key takeover", sql_takeover, 4, params, false, &r);
+    if (rc == STORE_OK && PQntuples(r) != 1)
         rc = STORE_CONFLICT;
     PQclear(r);
     return rc;

@@ -42,6 +42,21 @@ store_result store_idem_get(store *s, const char *scope, const char *key, long s
 store_result store_idem_complete(store *s, const char *scope, const char *key, int status,
                                  const char *response);
 
+/* Claim (scope, key) for `ttl_s` seconds for an operation on `object_id`
+ * (a payment's capture or cancel, a refund) without inserting anything
+ * else; an expired key is taken over. STORE_OK: claimed. STORE_DUPLICATE: a
+ * live row holds the key (read it with store_idem_get). Else nothing
+ * was written. */
+store_result store_idem_claim(store *s, const char *scope, const char *key,
+                              const char *request_hash, long ttl_s, const char *object_id);
+
+/* Take over (scope, key) with the same request_hash when it is unanswered
+ * and older than `stale_ms` (its request died before making its object):
+ * one caller of many wins. STORE_OK: taken (its object id is unchanged),
+ * STORE_CONFLICT: not taken, else a store error. */
+store_result store_idem_takeover(store *s, const char *scope, const char *key,
+                                 const char *request_hash, long stale_ms);
+
 /* Expired keys are purged by store_janitor_round (store_janitor.h). */
 
 #endif

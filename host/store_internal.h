@@ -26,8 +26,11 @@ typedef struct store_call {
 #define PAYMENT_COLS(t)                                                                 \
     t ".id, " t ".connector, " t ".amount, " t ".currency, " t ".state, " t             \
     ".provider_reference_id, " t ".reference, " t ".description, " t ".error_code, " t \
-    ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at")
-#define PAYMENT_NCOLS 12
+    ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at") ", " t                 \
+    ".capture_method, " t ".amount_capturable, " t ".amount_received, " t                  \
+    ".amount_refunded, " t ".return_url, " t ".redirect_url, " t ".payment_method_type, " t \
+    ".payment_method_token, " t ".capture_amount, " t ".pending_operation"
+#define PAYMENT_NCOLS 22
 
 /* The conditional transition of store_payment_transition_from(), for use
  * inside a caller's transaction: $1 id, $2 to, $3 allowed from (text[]), $4

@@ -147,6 +147,114 @@ static const char migration_0006_retention_indexes[] =
     "CREATE INDEX webhook_events_received_at ON webhook_events (received_at);\n"
     "CREATE INDEX payment_history_at ON payment_history (at);\n";
 
+#define STATE_NAMES_V8 STATE_NAMES_V2 ", 'requires_capture'"
+#define REFUND_STATE_NAMES "'created', 'processing', 'pending', 'succeeded', 'failed', 'requires_review'"
+
+/* Issue 11: manual capture, void, refunds.
+ * - payments: capture_method, return_url, the card token, the redirect URL
+ *   of requires_action, and the amounts. amount_capturable and
+ *   amount_received follow the state (trigger payments_amounts), so every
+ *   statement that moves a payment keeps them right. amount_refunded is the
+ *   sum of the payment's refunds that are not failed: a refund reserves it
+ *   in the statement that inserts it, a failed refund gives it back.
+ * - pending_operation/operation_amount: a capture or void in flight. One is
+ *   claimed with a conditional UPDATE (pending_operation IS NULL), so of a
+ *   capture and a cancel racing, on any number of hosts, one wins; a
+ *   payment has one capture (capture_amount, kept once captured).
+ * - The CHECKs are the invariants: what is refunded never exceeds what was
+ *   received, a capture never exceeds the authorization. */
+static const char migration_0008_flows[] =
+    "ALTER TABLE payments DROP CONSTRAINT payments_state_check,\n"
+    "    ADD CONSTRAINT payments_state_check CHECK (state IN (" STATE_NAMES_V8 ")),\n"
+    "    ADD COLUMN capture_method text NOT NULL DEFAULT 'automatic'\n"
+    "        CHECK (capture_method IN ('automatic', 'manual')),\n"
+    "    ADD COLUMN return_url text,\n"
+    "    ADD COLUMN payment_method_type text,\n"
+    "    ADD COLUMN payment_method_token text,\n"
+    "    ADD COLUMN redirect_url text,\n"
+    "    ADD COLUMN amount_capturable bigint NOT NULL DEFAULT 0,\n"
+    "    ADD COLUMN amount_received bigint NOT NULL DEFAULT 0,\n"
+    "    ADD COLUMN amount_refunded bigint NOT NULL DEFAULT 0,\n"
+    "    ADD COLUMN capture_amount bigint,\n"
+    "    ADD COLUMN pending_operation text CHECK (pending_operation IN ('capture', 'void')),\n"
+    "    ADD CONSTRAINT payments_amount_capturable CHECK (amount_capturable BETWEEN 0 AND amount),\n"
+    "    ADD CONSTRAINT payments_amount_received CHECK (amount_received BETWEEN 0 AND amount),\n"
+    "    ADD CONSTRAINT payments_amount_refunded\n"
+    "        CHECK (amount_refunded >= 0 AND amount_refunded <= amount_received),\n"
+    "    ADD CONSTRAINT payments_capture_amount CHECK (capture_amount BETWEEN 1 AND amount);\n"
+    /* Existing succeeded payments were captured in full. */
+    "UPDATE payments SET amount_received = amount WHERE state = 'succeeded';\n"
+    "CREATE FUNCTION payments_amounts() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "    IF NEW.state IS DISTINCT FROM OLD.state THEN\n"
+    "        IF NEW.state = 'requires_capture' THEN\n"
+    "            NEW.amount_capturable := NEW.amount;\n"
+    "        ELSIF NEW.state = 'succeeded' THEN\n"
+    "            NEW.amount_received := COALESCE(NEW.capture_amount, NEW.amount);\n"
+    "            NEW.amount_capturable := 0;\n"
+    "            NEW.pending_operation := NULL;\n"
+    "        ELSIF NEW.state IN ('failed', 'canceled') THEN\n"
+    "            NEW.amount_capturable := 0;\n"
+    "            NEW.pending_operation := NULL;\n"
+    "        END IF;\n"
+    "        IF NEW.state <> 'requires_action' THEN\n"
+    "            NEW.redirect_url := NULL;\n"
+    "        END IF;\n"
+    "    END IF;\n"
+    "    RETURN NEW;\n"
+    "END $$;\n"
+    "CREATE TRIGGER payments_amounts BEFORE UPDATE ON payments\n"
+    "    FOR EACH ROW EXECUTE FUNCTION payments_amounts();\n"
+    "ALTER TABLE payment_history DROP CONSTRAINT payment_history_from_state_check,\n"
+    "    DROP CONSTRAINT payment_history_to_state_check,\n"
+    "    ADD CONSTRAINT payment_history_from_state_check CHECK (from_state IN (" STATE_NAMES_V8 ")),\n"
+    "    ADD CONSTRAINT payment_history_to_state_check CHECK (to_state IN (" STATE_NAMES_V8 "));\n"
+    "CREATE TABLE refunds (\n"
+    "    id text PRIMARY KEY,\n"
+    "    payment_id text NOT NULL REFERENCES payments (id),\n"
+    "    connector text NOT NULL,\n"
+    "    amount bigint NOT NULL CHECK (amount > 0),\n"
+    "    currency char(3) NOT NULL,\n"
+    "    state text NOT NULL CHECK (state IN (" REFUND_STATE_NAMES ")),\n"
+    "    provider_reference_id text,\n"
+    "    reason text,\n"
+    "    metadata jsonb,\n"
+    "    error_code text,\n"
+    "    error_message text,\n"
+    "    attempts int NOT NULL DEFAULT 0,\n"
+    "    next_attempt_at timestamptz,\n"
+    "    last_attempt_error text,\n"
+    "    claim_token bigint,\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    updated_at timestamptz NOT NULL DEFAULT now()\n"
+    ");\n"
+    "CREATE INDEX refunds_payment ON refunds (payment_id, created_at);\n"
+    "CREATE UNIQUE INDEX refunds_connector_provider_ref ON refunds (connector, provider_reference_id)\n"
+    "    WHERE provider_reference_id IS NOT NULL;\n"
+    "CREATE INDEX refunds_open ON refunds (updated_at)\n"
+    "    WHERE state IN ('created', 'processing', 'pending');\n"
+    "CREATE TABLE refund_history (\n"
+    "    id bigserial PRIMARY KEY,\n"
+    "    refund_id text NOT NULL REFERENCES refunds (id),\n"
+    "    from_state text CHECK (from_state IN (" REFUND_STATE_NAMES ")),\n"
+    "    to_state text NOT NULL CHECK (to_state IN (" REFUND_STATE_NAMES ")),\n"
+    "    source text NOT NULL\n"
+    "        CHECK (source IN ('api', 'bank_reply', 'webhook', 'sync', 'reconciler')),\n"
+    "    detail text,\n"
+    "    at timestamptz NOT NULL DEFAULT now()\n"
+    ");\n"
+    "CREATE INDEX refund_history_refund ON refund_history (refund_id, id);\n"
+    /* Events: a refund's, and ignored ones (no state). The unique
+     * (connector, event_id) dedupes them all. */
+    "ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_state_check,\n"
+    "    ALTER COLUMN state DROP NOT NULL,\n"
+    "    ADD CONSTRAINT webhook_events_state_check CHECK (state IN (" STATE_NAMES_V8 ")),\n"
+    "    ADD COLUMN kind text NOT NULL DEFAULT 'payment'\n"
+    "        CHECK (kind IN ('payment', 'refund', 'ignored')),\n"
+    "    ADD COLUMN refund_id text REFERENCES refunds (id),\n"
+    "    ADD COLUMN event_type text;\n"
+    "CREATE INDEX webhook_events_refund ON webhook_events (refund_id) WHERE refund_id IS NOT NULL;\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -157,6 +265,9 @@ static const store_migration migration_list[] = {
     {5, "reconciler: claim fencing token, due-time indexes", migration_0005_reconciler_claims},
     {6, "retention: index webhook events and payment history by age",
      migration_0006_retention_indexes},
+    /* 7 is another branch's; the runner applies missing versions in list order. */
+    {8, "flows: manual capture, void, refunds and their history, refund and ignored events",
+     migration_0008_flows},
 };
 
 const store_migration *store_migrations(size_t *count)

@@ -199,7 +199,7 @@ static void test_descriptor(void **unused)
     assert_string_equal(bx->build_signature, PAGOFLEX_BUILD_SIGNATURE);
     assert_string_equal(bx->key, "BANCO_X");
     assert_string_equal(bx->webhook_path, "bancox");
-    assert_string_equal(bx->version, "1.1.0");
+    assert_string_equal(bx->version, "1.2.0");
     assert_string_equal(bx->required_credentials[0], "BANCOX_API_KEY");
     assert_string_equal(bx->required_credentials[1], "BANCOX_SECRET");
     assert_null(bx->required_credentials[2]);

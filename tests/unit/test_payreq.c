@@ -70,6 +70,39 @@ static void test_optional_fields_absent_or_null(void **unused)
     assert_null(p.description);
 }
 
+static void test_flow_fields(void **unused)
+{
+    (void)unused;
+    const char *body = "{\"amount\": 5, \"currency\": \"ARS\", \"connector\": \"X\","
+                       " \"capture_method\": \"manual\", \"return_url\": \"https://shop.example/back\","
+                       " \"payment_method\": {\"type\": \"card_token\", \"token\": \"tok_3ds\"}}";
+    payreq p;
+    payreq_error e;
+    assert_int_equal(payreq_parse(body, strlen(body), arena, &p, &e), 0);
+    assert_true(p.manual_capture);
+    assert_string_equal(p.return_url, "https://shop.example/back");
+    assert_string_equal(p.payment_method_type, "card_token");
+    assert_string_equal(p.payment_method_token, "tok_3ds");
+    const char *plain = "{\"amount\": 5, \"currency\": \"ARS\", \"connector\": \"X\"}";
+    assert_int_equal(payreq_parse(plain, strlen(plain), arena, &p, &e), 0);
+    assert_false(p.manual_capture);
+    assert_null(p.return_url);
+    assert_null(p.payment_method_token);
+#define BASE "{\"amount\": 5, \"currency\": \"ARS\", \"connector\": \"X\", "
+    expect_error(BASE "\"capture_method\": \"later\"}", 422, "invalid_field", "capture_method");
+    expect_error(BASE "\"capture_method\": 1}", 422, "invalid_field", "capture_method");
+    expect_error(BASE "\"return_url\": \"ftp://x\"}", 422, "invalid_field", "return_url");
+    expect_error(BASE "\"return_url\": \"https://a b\"}", 422, "invalid_field", "return_url");
+    expect_error(BASE "\"payment_method\": \"tok_1\"}", 422, "invalid_field", "payment_method");
+    expect_error(BASE "\"payment_method\": {\"type\": \"card\", \"token\": \"tok_1\"}}", 422,
+                 "invalid_field", "payment_method.type");
+    expect_error(BASE "\"payment_method\": {\"type\": \"card_token\"}}", 422, "missing_field",
+                 "payment_method.token");
+    expect_error(BASE "\"payment_method\": {\"type\": \"card_token\", \"token\": \"4111111111111111\"}}",
+                 422, "invalid_field", "payment_method.token");
+#undef BASE
+}
+
 static void test_malformed(void **unused)
 {
     (void)unused;
@@ -137,7 +170,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_full),    cmocka_unit_test(test_optional_fields_absent_or_null),
-        cmocka_unit_test(test_malformed),     cmocka_unit_test(test_amount),
+        cmocka_unit_test(test_flow_fields),   cmocka_unit_test(test_malformed),     cmocka_unit_test(test_amount),
         cmocka_unit_test(test_currency),      cmocka_unit_test(test_connector_and_strings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -333,6 +333,7 @@ static void test_rejections(void **state)
                         "found=PAGOFLEX_ERR_INTERNAL (7)",
                         "init returned PAGOFLEX_ERR_INTERNAL (7)"}},
         {"null_entry", {"field=build_request", "expected=non-NULL", "found=NULL"}},
+        {"flows_no_response", {"field=flow_response", "expected=non-NULL", "found=NULL"}},
         {"undefined_symbol", {"field=dlopen", "undefined symbol: fixture_symbol_nobody_defines"}},
         {"good_b", {"field=credentials", creds_exp, "found=no such file",
                     "create it with: pagoflex secrets encrypt --plugin good_b",
@@ -373,6 +374,88 @@ static void test_abi_v10_loads_without_sync(void **state)
     assert_false(PAGOFLEX_HAS_FIELD(p->desc, pagoflex_connector, sync_response));
     assert_false(bankcall_has_sync(p));
     call_build_request(p, "/ABI_V10/pay_1", NULL);
+}
+
+/* Plugins without flows are served through the host's adapter: a 1.0
+ * plugin creates payments only, a 1.1 plugin with sync also syncs them. */
+static void test_old_plugins_get_adapter_flows(void **state)
+{
+    env *e = *state;
+    char p10[PATH_MAX], p11[PATH_MAX], err[1024] = "";
+    add_plugin(e, "abi_v1_0", NULL, p10, sizeof p10);
+    add_plugin(e, "abi_v1_1", NULL, p11, sizeof p11);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_file(e->reg, p10, err, sizeof err), 0);
+    assert_int_equal(registry_load_file(e->reg, p11, err, sizeof err), 0);
+    const registry_plugin *a = registry_find_key(e->reg, "ABI_V1_0");
+    const registry_plugin *b = registry_find_key(e->reg, "ABI_V1_1");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(b->desc->abi_minor, 1);
+    assert_int_equal(a->flows, PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE));
+    assert_int_equal(b->flows, PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_AUTHORIZE) |
+                                   PAGOFLEX_FLOW_BIT(PAGOFLEX_FLOW_PAYMENT_SYNC));
+    assert_false(registry_uses_flows(a));
+    assert_false(registry_uses_flows(b));
+    assert_false(registry_has_flow(b, PAGOFLEX_FLOW_REFUND));
+    assert_false(registry_has_flow(b, PAGOFLEX_FLOW_CAPTURE));
+    assert_true(bankcall_has_sync(b));
+    assert_string_equal(registry_flow_name(PAGOFLEX_FLOW_REFUND_SYNC), "refund_sync");
+}
+
+/* The one flow call path serves an old plugin through its 1.1 entry
+ * points: create and sync work, what it lacks is refused before any
+ * request is built. */
+static void test_flow_adapter_calls_old_entry_points(void **state)
+{
+    env *e = *state;
+    char p11[PATH_MAX], err[1024] = "";
+    add_plugin(e, "abi_v1_1", NULL, p11, sizeof p11);
+    e->reg = new_registry(e, NULL);
+    assert_int_equal(registry_load_file(e->reg, p11, err, sizeof err), 0);
+    const registry_plugin *p = registry_find_key(e->reg, "ABI_V1_1");
+    assert_non_null(p);
+    pagoflex_arena *a = arena_new();
+    pagoflex_payment pay = {.id = "pay_v11", .amount = 1050, .currency = "ARS",
+                            .webhook_url = "http://127.0.0.1/webhooks/abi-v1-1"};
+    pagoflex_flow_input in = {.size = sizeof in, .flow = PAGOFLEX_FLOW_AUTHORIZE, .payment = &pay,
+                              .operation_id = "pay_v11", .capture = 1};
+    pagoflex_flow_result res;
+    pagoflex_transport tr = PAGOFLEX_TRANSPORT_ERROR;
+    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, &tr, NULL), PAGOFLEX_OK);
+    assert_int_equal(tr, PAGOFLEX_TRANSPORT_OK);
+    assert_int_equal(res.state, PAGOFLEX_STATE_PENDING);
+    assert_string_equal(res.provider_reference_id, "v11_pay_v11");
+
+    in.flow = PAGOFLEX_FLOW_PAYMENT_SYNC;
+    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, NULL, NULL), PAGOFLEX_ERR_NOT_FOUND);
+    pay.provider_reference_id = "v11_pay_v11";
+    assert_int_equal(bankcall_flow(p, &in, 1000, a, &res, NULL, NULL), PAGOFLEX_OK);
+    assert_int_equal(res.state, PAGOFLEX_STATE_SUCCEEDED);
+
+    pagoflex_http_request req;
+    in.flow = PAGOFLEX_FLOW_AUTHORIZE;
+    in.capture = 0; /* manual capture: an old plugin cannot */
+    assert_int_equal(bankcall_flow_request(p, &in, a, &req), PAGOFLEX_ERR_UNSUPPORTED);
+    in.capture = 1;
+    for (int f = PAGOFLEX_FLOW_CAPTURE; f <= PAGOFLEX_FLOW_REFUND_SYNC; f++) {
+        if (f == PAGOFLEX_FLOW_PAYMENT_SYNC)
+            continue;
+        in.flow = (pagoflex_flow)f;
+        in.amount = 100;
+        assert_int_equal(bankcall_flow_request(p, &in, a, &req), PAGOFLEX_ERR_UNSUPPORTED);
+    }
+
+    /* An answer the plugin maps to a state the flow may not have is unknown. */
+    assert_false(bankcall_flow_state_ok(PAGOFLEX_FLOW_REFUND, PAGOFLEX_STATE_REQUIRES_CAPTURE));
+    assert_false(bankcall_flow_state_ok(PAGOFLEX_FLOW_AUTHORIZE, PAGOFLEX_STATE_CREATED));
+    assert_true(bankcall_flow_state_ok(PAGOFLEX_FLOW_AUTHORIZE, PAGOFLEX_STATE_REQUIRES_CAPTURE));
+    pagoflex_http_response garbage = {.transport = PAGOFLEX_TRANSPORT_OK, .status = 200,
+                                      .body = (const unsigned char *)"x", .body_len = 1};
+    in.flow = PAGOFLEX_FLOW_AUTHORIZE;
+    assert_int_equal(bankcall_flow_map(p, &in, &garbage, a, &res), PAGOFLEX_OK);
+    assert_int_equal(res.state, PAGOFLEX_STATE_PROCESSING);
+    arena_free(a);
 }
 
 /* ---- a whole directory ------------------------------------------------ */
@@ -911,6 +994,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_future_minor_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_plugins_get_adapter_flows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_adapter_calls_old_entry_points, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abi_v10_loads_without_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_dir_first_in_name_order_wins, setup,

@@ -26,6 +26,7 @@
 #include "arena.h"
 #include "payment.h"
 #include "store.h"
+#include "store_flows.h"
 #include "store_janitor.h"
 #include "pgtest.h"
 #include "store_migrations.h"
@@ -986,6 +987,205 @@ static int group_teardown(void **unused)
     return ok ? 0 : -1;
 }
 
+/* ---- issue 11: captures, voids, refunds (migration 8) ------------------- */
+
+/* Payment `id` of `amount` ARS, moved to `to` (the trigger sets amounts). */
+static void make_flow_payment(const char *id, int64_t amount, bool manual, pagoflex_state to)
+{
+    pagoflex_arena *a = arena_new();
+    store_payment p = sample(id, amount, "ARS"), out;
+    p.manual_capture = manual;
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    assert_int_equal(out.manual_capture, manual);
+    arena_free(a);
+    move(id, PAGOFLEX_STATE_PENDING, NULL);
+    move(id, to, NULL);
+}
+
+static void test_amounts_follow_state(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    make_flow_payment("pay_fl_auto", 1000, false, PAGOFLEX_STATE_SUCCEEDED);
+    assert_int_equal(store_payment_get(g_store, "pay_fl_auto", a, &out), STORE_OK);
+    assert_int_equal(out.amount_received, 1000);
+    assert_int_equal(out.amount_capturable, 0);
+    make_flow_payment("pay_fl_man", 1000, true, PAGOFLEX_STATE_REQUIRES_CAPTURE);
+    assert_int_equal(store_payment_get(g_store, "pay_fl_man", a, &out), STORE_OK);
+    assert_int_equal(out.state, PAGOFLEX_STATE_REQUIRES_CAPTURE);
+    assert_int_equal(out.amount_capturable, 1000);
+    assert_int_equal(out.amount_received, 0);
+    arena_free(a);
+}
+
+/* One capture, at most what was authorized; a void and a capture exclude
+ * each other; a release puts the payment back. */
+static void test_capture_claims(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out;
+    make_flow_payment("pay_fl_cap", 1000, true, PAGOFLEX_STATE_REQUIRES_CAPTURE);
+    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "capture", 1001, a, &out),
+                     STORE_CONFLICT);
+    assert_null(out.pending_operation);
+    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "capture", 600, a, &out),
+                     STORE_OK);
+    assert_string_equal(out.pending_operation, "capture");
+    assert_int_equal(out.capture_amount, 600);
+    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "capture", 100, a, &out),
+                     STORE_CONFLICT);
+    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "void", 0, a, &out),
+                     STORE_CONFLICT);
+    move("pay_fl_cap", PAGOFLEX_STATE_SUCCEEDED, NULL);
+    assert_int_equal(store_payment_get(g_store, "pay_fl_cap", a, &out), STORE_OK);
+    assert_int_equal(out.amount_received, 600);
+    assert_int_equal(out.amount_capturable, 0);
+    assert_null(out.pending_operation);
+    /* A second capture of a captured payment: refused. */
+    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "capture", 0, a, &out),
+                     STORE_CONFLICT);
+    assert_int_equal(out.state, PAGOFLEX_STATE_SUCCEEDED);
+
+    make_flow_payment("pay_fl_rel", 500, true, PAGOFLEX_STATE_REQUIRES_CAPTURE);
+    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_rel", "void", 0, a, &out),
+                     STORE_OK);
+    assert_int_equal(store_payment_release_operation(g_store, "pay_fl_rel", "void", a, &out),
+                     STORE_OK);
+    assert_null(out.pending_operation);
+    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_rel", "capture", 0, a, &out),
+                     STORE_OK);
+    assert_int_equal(out.capture_amount, 500);
+    /* The database itself refuses a capture above the authorization. */
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1 AND"
+                                " capture_amount <= amount", "pay_fl_rel"), 1);
+    PGresult *bad = PQexec(g_check, "UPDATE payments SET amount_refunded = amount_received + 1"
+                                    " WHERE id = 'pay_fl_cap'");
+    assert_int_equal(PQresultStatus(bad), PGRES_FATAL_ERROR); /* payments_amount_refunded */
+    PQclear(bad);
+    arena_free(a);
+}
+
+static void test_refunds_reserve_and_release(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment pay;
+    store_refund rf;
+    /* Wrong state: refused, nothing written. */
+    make_flow_payment("pay_fl_rfa", 1000, true, PAGOFLEX_STATE_REQUIRES_CAPTURE);
+    assert_int_equal(store_refund_create(g_store, "re_fl_0", "pay_fl_rfa", 100, NULL, NULL, a, &rf,
+                                         &pay),
+                     STORE_CONFLICT);
+    assert_int_equal(pay.state, PAGOFLEX_STATE_REQUIRES_CAPTURE);
+    assert_int_equal(store_refund_create(g_store, "re_fl_x", "pay_none", 100, NULL, NULL, a, &rf,
+                                         &pay),
+                     STORE_NOT_FOUND);
+
+    make_flow_payment("pay_fl_rf", 1000, false, PAGOFLEX_STATE_SUCCEEDED);
+    assert_int_equal(store_refund_create(g_store, "re_fl_1", "pay_fl_rf", 300, "damaged",
+                                         "{\"order\":\"42\"}", a, &rf, &pay),
+                     STORE_OK);
+    assert_int_equal(rf.state, PAGOFLEX_STATE_CREATED);
+    assert_int_equal(rf.amount, 300);
+    assert_string_equal(rf.reason, "damaged");
+    assert_string_equal(rf.metadata, "{\"order\": \"42\"}");
+    assert_int_equal(pay.amount_refunded, 300);
+    /* 800 is more than the 700 left. */
+    assert_int_equal(store_refund_create(g_store, "re_fl_2", "pay_fl_rf", 800, NULL, NULL, a, &rf,
+                                         &pay),
+                     STORE_CONFLICT);
+    assert_int_equal(pay.amount_refunded, 300);
+    /* Default: what is left. */
+    assert_int_equal(store_refund_create(g_store, "re_fl_3", "pay_fl_rf", 0, NULL, NULL, a, &rf,
+                                         &pay),
+                     STORE_OK);
+    assert_int_equal(rf.amount, 700);
+    assert_int_equal(pay.amount_refunded, 1000);
+    assert_int_equal(store_refund_create(g_store, "re_fl_4", "pay_fl_rf", 0, NULL, NULL, a, &rf,
+                                         &pay),
+                     STORE_CONFLICT);
+    /* A failed refund gives its amount back, once. */
+    assert_int_equal(store_refund_transition(g_store, "re_fl_3", PAGOFLEX_STATE_PENDING,
+                                             STORE_SOURCE_BANK_REPLY, NULL, "rf_bank_3", NULL,
+                                             NULL, a, &rf),
+                     STORE_OK);
+    assert_int_equal(store_refund_transition(g_store, "re_fl_3", PAGOFLEX_STATE_FAILED,
+                                             STORE_SOURCE_WEBHOOK, "evt_1", NULL, "declined",
+                                             "refund declined", a, &rf),
+                     STORE_OK);
+    assert_string_equal(rf.provider_reference_id, "rf_bank_3");
+    assert_int_equal(store_refund_transition(g_store, "re_fl_3", PAGOFLEX_STATE_FAILED,
+                                             STORE_SOURCE_WEBHOOK, "evt_2", NULL, NULL, NULL, a,
+                                             &rf),
+                     STORE_CONFLICT);
+    assert_int_equal(store_payment_get(g_store, "pay_fl_rf", a, &pay), STORE_OK);
+    assert_int_equal(pay.amount_refunded, 300);
+    store_history_entry *h = NULL;
+    size_t n = 0;
+    assert_int_equal(store_refund_history(g_store, "re_fl_3", a, &h, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(h[2].to_state, PAGOFLEX_STATE_FAILED);
+    assert_string_equal(h[2].detail, "evt_1");
+    store_refund *list = NULL;
+    assert_int_equal(store_refund_list(g_store, "pay_fl_rf", a, &list, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, "re_fl_1");
+    /* Never failed from... nothing: a created refund may fail (the bank said no),
+     * a succeeded one never moves again. */
+    assert_false(store_refund_transition_allowed(PAGOFLEX_STATE_SUCCEEDED, PAGOFLEX_STATE_FAILED));
+    arena_free(a);
+}
+
+struct refund_racer {
+    pthread_barrier_t *start;
+    int i;
+    store_result rc;
+};
+
+static void *refund_race_thread(void *p)
+{
+    struct refund_racer *r = p;
+    char id[32];
+    snprintf(id, sizeof id, "re_race_%d", r->i);
+    pagoflex_arena *a = arena_new();
+    store_payment pay;
+    store_refund rf;
+    pthread_barrier_wait(r->start);
+    r->rc = store_refund_create(g_store, id, "pay_fl_race", 300, NULL, NULL, a, &rf, &pay);
+    arena_free(a);
+    return NULL;
+}
+
+/* RACERS concurrent refunds of 300 on a 1000 payment: three win, the total
+ * never exceeds what was received. */
+static void test_refund_race(void **unused)
+{
+    (void)unused;
+    make_flow_payment("pay_fl_race", 1000, false, PAGOFLEX_STATE_SUCCEEDED);
+    pthread_barrier_t start;
+    pthread_t t[RACERS];
+    struct refund_racer r[RACERS];
+    pthread_barrier_init(&start, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (struct refund_racer){.start = &start, .i = i};
+        assert_int_equal(pthread_create(&t[i], NULL, refund_race_thread, &r[i]), 0);
+    }
+    int won = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(t[i], NULL);
+        assert_true(r[i].rc == STORE_OK || r[i].rc == STORE_CONFLICT);
+        won += r[i].rc == STORE_OK;
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(won, 3);
+    assert_int_equal(count_rows("SELECT sum(amount) FROM refunds WHERE payment_id = $1",
+                                "pay_fl_race"), 900);
+    assert_int_equal(count_rows("SELECT amount_refunded FROM payments WHERE id = $1",
+                                "pay_fl_race"), 900);
+}
+
 int main(void)
 {
     g_admin = getenv("PAGOFLEX_PG");
@@ -998,6 +1198,10 @@ int main(void)
         cmocka_unit_test(test_migrate_twice),
         cmocka_unit_test(test_migrate_concurrent_fresh),
         cmocka_unit_test(test_insert_get),
+        cmocka_unit_test(test_amounts_follow_state),
+        cmocka_unit_test(test_capture_claims),
+        cmocka_unit_test(test_refunds_reserve_and_release),
+        cmocka_unit_test(test_refund_race),
         cmocka_unit_test(test_insert_duplicate),
         cmocka_unit_test(test_insert_check_refused),
         cmocka_unit_test(test_transitions),

@@ -1,0 +1,85 @@
+/* api_flows.h - the routes of issue 11's flows: capture, cancel, refunds,
+ * and the payment object with its amounts (api_flows.c), and the few hooks
+ * into api.c's request plumbing they use.
+ *
+ *   POST /v1/payments/{id}/capture  {"amount_to_capture"?}
+ *   POST /v1/payments/{id}/cancel
+ *   POST /v1/refunds                {"payment_id", "amount"?, "reason"?, "metadata"?}
+ *   GET  /v1/refunds/{id}
+ *   GET  /v1/refunds?payment_id=    newest first
+ *
+ * Each POST claims its operation in the database before anything is sent
+ * to the bank (a payment in the wrong state is 409 invalid_state with its
+ * status, and nothing is sent), then calls the bank with the connection
+ * suspended (no thread waits), then records the outcome. Idempotency-Key
+ * works as on POST /v1/payments, scoped per route.
+ */
+#ifndef PAGOFLEX_API_FLOWS_H
+#define PAGOFLEX_API_FLOWS_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include <pagoflex/connector.h>
+
+#include "api.h"
+#include "store.h"
+
+typedef struct api_request api_request;
+struct api_flow;
+
+/* ---- provided by api.c: a request's parts and its replies --------------- */
+
+api_context *api_req_ctx(api_request *r);
+struct MHD_Connection *api_req_conn(api_request *r);
+pagoflex_arena *api_req_arena(api_request *r);
+/* The body read ("" when none); *len its length. */
+const char *api_req_body(api_request *r, size_t *len);
+/* Count the request under connector `key` in the metrics. */
+void api_req_set_connector(api_request *r, const char *key);
+/* Queue a reply; `doc` is released. */
+enum MHD_Result api_req_reply(api_request *r, unsigned status, json_t *doc);
+enum MHD_Result api_req_reply_text(api_request *r, unsigned status, const char *text,
+                                   const char *hname, const char *hvalue);
+/* Queue `text` (copied) with `status` and Content-Type `content_type`. */
+enum MHD_Result api_req_reply_raw(api_request *r, unsigned status, const char *text, const char *content_type);
+/* {"error": {code, message, field}}. */
+enum MHD_Result api_req_error(api_request *r, unsigned status, const char *code, const char *field,
+                              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+enum MHD_Result api_req_db_unavailable(api_request *r);
+/* True if the request carries a valid API key; otherwise the 401/503 is
+ * queued and *ret is its result. */
+bool api_req_authorized(api_request *r, enum MHD_Result *ret);
+/* True if the body is empty or JSON (content type, depth); otherwise the
+ * 415/400 is queued and *ret is its result. */
+bool api_req_json_body(api_request *r, enum MHD_Result *ret);
+/* The Idempotency-Key scope of this request's API key on `route` (in the
+ * arena), or NULL on OOM: a key used on two routes does not collide. */
+const char *api_req_idempotency_scope(api_request *r, const char *route);
+/* prefix_ + 26 random characters (arena), or NULL. */
+char *api_req_new_id(api_request *r, const char *prefix);
+/* Suspend the connection; api.c calls api_flows_resumed(r, f) once it is
+ * resumed (with api_req_resume). */
+void api_req_suspend(api_request *r, struct api_flow *f);
+/* Resume a connection suspended with api_req_suspend (any thread). */
+void api_req_resume(void *r);
+
+/* ---- provided by api_flows.c --------------------------------------------- */
+
+/* The payment object (a new reference; NULL on OOM). */
+json_t *api_flows_payment_json(const store_payment *p);
+
+/* POST /v1/payments/{id}/capture (cancel false) or /cancel (true). */
+enum MHD_Result api_flows_payment_operation(api_request *r, const char *id, bool cancel);
+/* POST /v1/refunds. */
+enum MHD_Result api_flows_refund_create(api_request *r);
+/* GET /v1/refunds/{id}. */
+enum MHD_Result api_flows_refund_get(api_request *r, const char *id);
+/* GET /v1/refunds?payment_id=. */
+enum MHD_Result api_flows_refund_list(api_request *r);
+/* A request suspended by this module runs again. */
+enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f);
+
+#endif

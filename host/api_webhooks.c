@@ -1,0 +1,302 @@
+/* api_webhooks.c - webhooks of ABI 1.2 plugins (webhook_verify/webhook_parse):
+ * the plugin sees the whole request; one delivery may carry several events,
+ * each applied once (deduped on (connector, event_id)).
+ *
+ *  - payment events move the payment as the 1.0 path does (by our id or the
+ *    bank's; an unknown bank id is kept as an orphan);
+ *  - refund events move the refund (by our id or the bank's refund id);
+ *  - look_up events (the event says only "it changed") make the payment due
+ *    for the reconciler at once, which runs its sync flow off this thread;
+ *  - IGNORED events (a type the plugin does not handle) are stored and
+ *    acknowledged, and change nothing.
+ * The answer is the plugin's (status, body, content type) when it sets one.
+ */
+#include "api_webhooks.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "bankcall.h"
+#include "log.h"
+#include "payment.h"
+#include "store_flows.h"
+#include "store_orphan.h"
+#include "store_recon.h"
+#include "textcheck.h"
+
+#define WEBHOOK_MAX_HEADERS 128
+#define WEBHOOK_MAX_QUERY 8192
+
+typedef struct wh_headers {
+    pagoflex_header *items;
+    size_t count, cap;
+} wh_headers;
+
+static enum MHD_Result wh_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    wh_headers *l = cls;
+    if (l->count == l->cap)
+        return MHD_NO;
+    l->items[l->count].name = key;
+    l->items[l->count].value = value ? value : "";
+    l->count++;
+    return MHD_YES;
+}
+
+typedef struct wh_query {
+    char *buf;
+    size_t len, cap;
+    bool overflow;
+} wh_query;
+
+/* Append one percent-encoded query string byte run. */
+static void wh_query_put(wh_query *q, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+                     c == '_' || c == '.' || c == '~';
+        if (q->len + 4 > q->cap) {
+            q->overflow = true;
+            return;
+        }
+        if (plain) {
+            q->buf[q->len++] = (char)c;
+        } else {
+            q->buf[q->len++] = '%';
+            q->buf[q->len++] = hex[c >> 4];
+            q->buf[q->len++] = hex[c & 15];
+        }
+    }
+}
+
+static enum MHD_Result wh_collect_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    wh_query *q = cls;
+    if (q->len && q->len + 1 < q->cap)
+        q->buf[q->len++] = '&';
+    wh_query_put(q, key);
+    if (value) {
+        if (q->len + 1 < q->cap)
+            q->buf[q->len++] = '=';
+        wh_query_put(q, value);
+    }
+    q->buf[q->len < q->cap ? q->len : q->cap - 1] = '\0';
+    return q->overflow ? MHD_NO : MHD_YES;
+}
+
+/* Is what the plugin read text we can store? */
+static bool wh_event_is_text(const pagoflex_event *ev)
+{
+    const char *names[] = {ev->event_id, ev->type, ev->payment_id, ev->tx_id, ev->refund_id,
+                           ev->refund_provider_reference_id, ev->error_code};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i] && (!*names[i] || strlen(names[i]) > 255 || !textcheck_printable(names[i], strlen(names[i]))))
+            return false;
+    return !ev->error_message || textcheck_utf8(ev->error_message, strlen(ev->error_message));
+}
+
+/* Apply one payment event with a state; its outcome into *doc. */
+static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
+                                     const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc)
+{
+    pagoflex_webhook_event ev = {.event_id = e->event_id,
+                                 .tx_id = e->tx_id,
+                                 .payment_id = e->payment_id,
+                                 .state = e->state,
+                                 .error_code = e->error_code,
+                                 .error_message = e->error_message};
+    store_payment p;
+    bool applied = false;
+    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, &ev, body, len, arena, &p, &applied);
+    if (sr == STORE_OK) {
+        log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
+                 pl->desc->key, e->event_id, p.id, payment_state_name(p.state));
+        json_object_set_new(doc, "result", json_string(applied ? "applied" : "ignored"));
+        json_object_set_new(doc, "payment_id", json_string(p.id));
+        json_object_set_new(doc, "status", json_string(payment_state_name(p.state)));
+    } else if (sr == STORE_DUPLICATE) {
+        json_object_set_new(doc, "result", json_string("duplicate"));
+        sr = STORE_OK;
+    } else if (sr == STORE_NOT_FOUND && !e->payment_id && e->tx_id) {
+        /* A bank id we do not know yet: keep it, apply it once it is stored. */
+        sr = store_orphan_keep(ctx->store, pl->desc->key, &ev, body, len, arena);
+        int n = 0;
+        if (sr == STORE_OK)
+            store_orphan_apply(ctx->store, pl->desc->key, e->tx_id, &n);
+        if (sr == STORE_DUPLICATE) {
+            json_object_set_new(doc, "result", json_string("duplicate"));
+            sr = STORE_OK;
+        } else if (sr == STORE_OK) {
+            json_object_set_new(doc, "result", json_string(n ? "applied" : "stored"));
+            json_object_set_new(doc, "tx_id", json_string(e->tx_id));
+            sr = STORE_OK;
+        }
+    }
+    return sr;
+}
+
+/* Apply one refund event with a state. */
+static store_result wh_refund_event(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
+                                    const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc)
+{
+    store_refund f;
+    bool applied = false;
+    store_result sr = store_refund_webhook_apply(ctx->store, pl->desc->key, e, body, len, arena, &f, &applied);
+    if (sr == STORE_OK) {
+        log_info("webhook %s: connector=%s event=%s refund=%s state=%s", applied ? "applied" : "ignored",
+                 pl->desc->key, e->event_id, f.id, payment_state_name(f.state));
+        json_object_set_new(doc, "result", json_string(applied ? "applied" : "ignored"));
+        json_object_set_new(doc, "refund_id", json_string(f.id));
+    } else if (sr == STORE_DUPLICATE) {
+        json_object_set_new(doc, "result", json_string("duplicate"));
+        sr = STORE_OK;
+    }
+    return sr;
+}
+
+/* A look-up event: store it, then make the object due for the reconciler
+ * now (it runs the sync flow off the HTTP thread). */
+static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
+                               const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc)
+{
+    store_result sr = store_webhook_keep(ctx->store, pl->desc->key, e, body, len, arena);
+    if (sr == STORE_DUPLICATE) {
+        json_object_set_new(doc, "result", json_string("duplicate"));
+        return STORE_OK;
+    }
+    if (sr != STORE_OK)
+        return sr;
+    if (e->kind == PAGOFLEX_EVENT_PAYMENT && e->payment_id)
+        store_recon_schedule(ctx->store, e->payment_id, 0, "webhook asked to look the payment up", true, false);
+    else
+        log_warn("webhook look-up: connector=%s event=%s names %s; stored, settled by the reconciler's "
+                 "own schedule",
+                 pl->desc->key, e->event_id, e->kind == PAGOFLEX_EVENT_REFUND ? "a refund" : "only a bank id");
+    json_object_set_new(doc, "result", json_string("look_up"));
+    return STORE_OK;
+}
+
+enum MHD_Result api_webhooks_v12(api_request *r, const registry_plugin *pl, const char *path)
+{
+    api_context *ctx = api_req_ctx(r);
+    pagoflex_arena *arena = api_req_arena(r);
+    wh_headers headers = {.cap = WEBHOOK_MAX_HEADERS};
+    wh_query query = {.cap = WEBHOOK_MAX_QUERY};
+    headers.items = arena_alloc(arena, headers.cap * sizeof *headers.items);
+    query.buf = arena_alloc(arena, query.cap);
+    if (!headers.items || !query.buf)
+        return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    query.buf[0] = '\0';
+    MHD_get_connection_values(api_req_conn(r), MHD_HEADER_KIND, wh_collect, &headers);
+    MHD_get_connection_values(api_req_conn(r), MHD_GET_ARGUMENT_KIND, wh_collect_arg, &query);
+    size_t len;
+    const unsigned char *body = (const unsigned char *)api_req_body(r, &len);
+    pagoflex_webhook_request req = {.size = (uint32_t)sizeof req,
+                                    .method = "POST",
+                                    .path = arena_printf(arena, "/webhooks/%s", path),
+                                    .query = query.buf,
+                                    .headers = headers.items,
+                                    .header_count = headers.count,
+                                    .body = body,
+                                    .body_len = len};
+    if (!req.path)
+        return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    bankcall_enter(pl);
+    int vrc = pl->desc->webhook_verify(pl->state, &req, arena);
+    bankcall_leave(pl);
+    if (vrc != PAGOFLEX_OK) {
+        unsigned long n = atomic_fetch_add(&ctx->webhook_bad_signature, 1) + 1;
+        log_warn("webhook refused: connector=%s path=/webhooks/%s reason=signature bytes=%zu refused_total=%lu",
+                 pl->desc->key, textcheck_shown(arena, path, 40), len, n);
+        return api_req_error(r, MHD_HTTP_UNAUTHORIZED, "invalid_signature", NULL,
+                             "webhook signature is missing, invalid or too old");
+    }
+    pagoflex_webhook_parsed parsed;
+    memset(&parsed, 0, sizeof parsed);
+    parsed.size = (uint32_t)sizeof parsed;
+    bankcall_enter(pl);
+    int prc = pl->desc->webhook_parse(pl->state, &req, arena, &parsed);
+    bankcall_leave(pl);
+    if (prc != PAGOFLEX_OK || (parsed.event_count && !parsed.events) || parsed.event_count > 1000)
+        return api_req_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
+                             "connector %s could not parse the webhook (status %d); nothing was stored",
+                             pl->desc->key, prc);
+    if (!textcheck_utf8((const char *)body, len))
+        return api_req_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
+                             "the webhook body is not UTF-8 text; nothing was stored");
+    /* Check every event before applying any: a delivery is refused whole. */
+    for (size_t i = 0; i < parsed.event_count; i++) {
+        const pagoflex_event *e = &parsed.events[i];
+        bool names = e->kind == PAGOFLEX_EVENT_IGNORED ||
+                     (e->kind == PAGOFLEX_EVENT_PAYMENT && (e->payment_id || e->tx_id)) ||
+                     (e->kind == PAGOFLEX_EVENT_REFUND && (e->refund_id || e->refund_provider_reference_id));
+        bool state_ok = e->kind == PAGOFLEX_EVENT_IGNORED || e->look_up ||
+                        ((int)e->state >= 0 && (int)e->state < PAYMENT_STATE_COUNT);
+        if (!e->event_id || !names || !state_ok || (int)e->kind < 0 || e->kind > PAGOFLEX_EVENT_IGNORED ||
+            !wh_event_is_text(e))
+            return api_req_error(r, MHD_HTTP_BAD_REQUEST, "invalid_webhook", NULL,
+                                 "connector %s read event %zu without an event id, an object it names, a "
+                                 "known state, or as text; nothing was stored",
+                                 pl->desc->key, i);
+    }
+    if (!api_db_ready(ctx))
+        return api_req_db_unavailable(r);
+    json_t *events = json_array();
+    for (size_t i = 0; i < parsed.event_count; i++) {
+        const pagoflex_event *e = &parsed.events[i];
+        json_t *doc = json_pack("{s:s}", "event_id", e->event_id);
+        store_result sr;
+        if (e->kind == PAGOFLEX_EVENT_IGNORED) {
+            sr = store_webhook_keep(ctx->store, pl->desc->key, e, body, len, arena);
+            log_info("webhook event %s of connector %s (type %s) acknowledged and stored; it changes nothing",
+                     e->event_id, pl->desc->key, e->type ? e->type : "-");
+            json_object_set_new(doc, "result", json_string(sr == STORE_DUPLICATE ? "duplicate" : "ignored"));
+            if (sr == STORE_DUPLICATE)
+                sr = STORE_OK;
+        } else if (e->look_up) {
+            sr = wh_look_up(ctx, pl, e, body, len, arena, doc);
+        } else if (e->kind == PAGOFLEX_EVENT_PAYMENT) {
+            sr = wh_payment_event(ctx, pl, e, body, len, arena, doc);
+        } else {
+            sr = wh_refund_event(ctx, pl, e, body, len, arena, doc);
+        }
+        if (sr != STORE_OK) {
+            json_decref(doc);
+            json_decref(events);
+            if (sr == STORE_UNAVAILABLE)
+                return api_req_db_unavailable(r);
+            if (sr == STORE_NOT_FOUND)
+                return api_req_error(r, MHD_HTTP_NOT_FOUND,
+                                     e->kind == PAGOFLEX_EVENT_REFUND ? "unknown_refund" : "unknown_payment", NULL,
+                                     "event %s names no payment or refund we know; the events before it "
+                                     "were applied, a retry applies each once",
+                                     e->event_id);
+            return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+        }
+        json_array_append_new(events, doc);
+    }
+    if (parsed.answer_status >= 200 && parsed.answer_status < 300) {
+        json_decref(events);
+        const char *ct = parsed.answer_content_type ? parsed.answer_content_type : "text/plain";
+        char *text = arena_strndup(arena, (const char *)(parsed.answer_body ? parsed.answer_body : (const unsigned char *)""),
+                                   parsed.answer_body ? parsed.answer_body_len : 0);
+        if (!text)
+            return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+        return api_req_reply_raw(r, (unsigned)parsed.answer_status, text, ct);
+    }
+    /* One event: its own outcome, as the 1.0 path answers (202 for an
+     * event kept until its bank id is known). Several: each in order. */
+    if (json_array_size(events) == 1) {
+        json_t *one = json_incref(json_array_get(events, 0));
+        json_decref(events);
+        bool kept = json_object_get(one, "tx_id") && !json_object_get(one, "payment_id");
+        return api_req_reply(r, kept ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, one);
+    }
+    return api_req_reply(r, MHD_HTTP_OK, json_pack("{s:s, s:o}", "result", "ok", "events", events));
+}

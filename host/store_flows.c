@@ -1,0 +1,462 @@
+/* store_flows.c - captures, voids and refunds in PostgreSQL (migration 8). */
+#include "store_flows.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "log.h"
+#include "metrics.h"
+#include "payment.h"
+#include "store_internal.h"
+
+#define REFUND_COLS(t)                                                                  \
+    t ".id, " t ".payment_id, " t ".connector, " t ".amount, " t ".currency, " t        \
+    ".state, " t ".provider_reference_id, " t ".reason, " t ".metadata::text, " t       \
+    ".error_code, " t ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at")
+#define REFUND_NCOLS 13
+
+#define S(x) (1u << PAGOFLEX_STATE_##x)
+
+/* allowed_from[to] for refunds: failed only from states where the bank
+ * answered, never forgetting a refund it may have. */
+static const unsigned refund_allowed_from[PAYMENT_STATE_COUNT] = {
+    [PAGOFLEX_STATE_PROCESSING] = S(CREATED),
+    [PAGOFLEX_STATE_PENDING] = S(CREATED) | S(PROCESSING),
+    [PAGOFLEX_STATE_SUCCEEDED] = S(CREATED) | S(PROCESSING) | S(PENDING) | S(REQUIRES_REVIEW),
+    [PAGOFLEX_STATE_FAILED] = S(CREATED) | S(PROCESSING) | S(PENDING) | S(REQUIRES_REVIEW),
+    [PAGOFLEX_STATE_REQUIRES_REVIEW] = S(CREATED) | S(PROCESSING) | S(PENDING),
+};
+
+#undef S
+
+bool store_refund_transition_allowed(pagoflex_state from, pagoflex_state to)
+{
+    if ((int)from < 0 || (int)from >= PAYMENT_STATE_COUNT || (int)to < 0 ||
+        (int)to >= PAYMENT_STATE_COUNT)
+        return false;
+    return (refund_allowed_from[to] >> from) & 1u;
+}
+
+static void refund_allowed_list(pagoflex_state to, char *buf, size_t len)
+{
+    size_t used = (size_t)snprintf(buf, len, "{");
+    int n = 0;
+    for (int f = 0; f < PAYMENT_STATE_COUNT && used < len; f++)
+        if (store_refund_transition_allowed((pagoflex_state)f, to))
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", n++ ? "," : "",
+                                     payment_state_name((pagoflex_state)f));
+    if (used < len)
+        snprintf(buf + used, len - used, "}");
+}
+
+static store_result refund_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                    store_refund *out)
+{
+    store_refund f = {0};
+    bool oom = false;
+    f.id = store_row_text(r, row, col + 0, arena, &oom);
+    f.payment_id = store_row_text(r, row, col + 1, arena, &oom);
+    f.connector = store_row_text(r, row, col + 2, arena, &oom);
+    f.amount = strtoll(PQgetvalue(r, row, col + 3), NULL, 10);
+    f.currency = store_row_text(r, row, col + 4, arena, &oom);
+    int state = payment_state_parse(PQgetvalue(r, row, col + 5));
+    f.provider_reference_id = store_row_text(r, row, col + 6, arena, &oom);
+    f.reason = store_row_text(r, row, col + 7, arena, &oom);
+    f.metadata = store_row_text(r, row, col + 8, arena, &oom);
+    f.error_code = store_row_text(r, row, col + 9, arena, &oom);
+    f.error_message = store_row_text(r, row, col + 10, arena, &oom);
+    f.created_at = store_row_text(r, row, col + 11, arena, &oom);
+    f.updated_at = store_row_text(r, row, col + 12, arena, &oom);
+    if (oom || state < 0) {
+        log_error("store: cannot read refund row (%s)", oom ? "out of memory" : "unknown state");
+        return STORE_ERROR;
+    }
+    f.state = (pagoflex_state)state;
+    *out = f;
+    return STORE_OK;
+}
+
+/* $1 refund id, $2 payment id, $3 amount (0 = the rest), $4 reason, $5
+ * metadata. The payment row is locked first (cur), so concurrent refunds of
+ * one payment queue on it and each sees the amount the previous reserved. */
+static const char sql_refund_create[] =
+    "WITH cur AS MATERIALIZED ("
+    " SELECT p.*, CASE WHEN $3::bigint > 0 THEN $3::bigint"
+    " ELSE p.amount_received - p.amount_refunded END AS n"
+    " FROM payments p WHERE p.id = $2::text FOR UPDATE"
+    "), pay AS ("
+    " UPDATE payments p SET amount_refunded = p.amount_refunded + cur.n, updated_at = now()"
+    " FROM cur WHERE p.id = cur.id AND p.state = 'succeeded' AND cur.n > 0"
+    " AND p.amount_refunded + cur.n <= p.amount_received"
+    " RETURNING p.*, cur.n"
+    "), r AS ("
+    " INSERT INTO refunds (id, payment_id, connector, amount, currency, state, reason, metadata)"
+    " SELECT $1::text, pay.id, pay.connector, pay.n, pay.currency, 'created', $4::text,"
+    " $5::jsonb FROM pay RETURNING *"
+    "), h AS ("
+    " INSERT INTO refund_history (refund_id, from_state, to_state, source)"
+    " SELECT id, NULL, 'created', 'api' FROM r"
+    ") SELECT true, " PAYMENT_COLS("pay") ", " REFUND_COLS("r") " FROM pay, r"
+    " UNION ALL"
+    " SELECT false, " PAYMENT_COLS("cur") ", NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL,"
+    " NULL, NULL, NULL, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM pay)";
+
+store_result store_refund_create(store *s, const char *refund_id, const char *payment_id,
+                                 int64_t amount, const char *reason, const char *metadata_json,
+                                 pagoflex_arena *arena, store_refund *out, store_payment *payment)
+{
+    PGresult *r = NULL;
+    char n[24];
+    snprintf(n, sizeof n, "%" PRId64, amount > 0 ? amount : 0);
+    const char *const params[] = {refund_id, payment_id, n, reason, metadata_json};
+    store_payment pay;
+    store_refund ref = {0};
+    store_result rc = store_run(s, "refund create", sql_refund_create, 5, params, true, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    metrics_db_commit();
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    bool made = PQgetvalue(r, 0, 0)[0] == 't';
+    if ((rc = store_payment_from_row(r, 0, 1, arena, &pay)) != STORE_OK)
+        goto fail;
+    if (made && (rc = refund_from_row(r, 0, 1 + PAYMENT_NCOLS, arena, &ref)) != STORE_OK)
+        goto fail;
+    *payment = pay;
+    if (made)
+        *out = ref;
+    rc = made ? STORE_OK : STORE_CONFLICT;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+static const char sql_refund_get[] = "SELECT " REFUND_COLS("r") " FROM refunds r WHERE r.id = $1::text";
+
+store_result store_refund_get(store *s, const char *id, pagoflex_arena *arena, store_refund *out)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {id};
+    store_result rc = store_run(s, "refund get", sql_refund_get, 1, params, false, &r);
+    if (rc == STORE_OK)
+        rc = PQntuples(r) == 1 ? refund_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
+    PQclear(r);
+    return rc;
+}
+
+static const char sql_refund_list[] = "SELECT " REFUND_COLS("r") " FROM refunds r"
+                                      " WHERE r.payment_id = $1::text"
+                                      " ORDER BY r.created_at, r.id LIMIT 100";
+
+store_result store_refund_list(store *s, const char *payment_id, pagoflex_arena *arena,
+                               store_refund **out, size_t *count)
+{
+    PGresult *r = NULL;
+    store_refund *rows = NULL;
+    const char *const params[] = {payment_id};
+    store_result rc = store_run(s, "refund list", sql_refund_list, 1, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    int n = PQntuples(r);
+    if (n > 0 && !(rows = arena_alloc(arena, (size_t)n * sizeof *rows))) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    for (int i = 0; i < n; i++)
+        if ((rc = refund_from_row(r, i, 0, arena, &rows[i])) != STORE_OK)
+            goto fail;
+    *out = rows;
+    *count = (size_t)n;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+/* $1 id, $2 to, $3 allowed from, $4 provider ref, $5 error code, $6 error
+ * message, $7 source, $8 detail. The refund row is locked first; a move to
+ * failed gives the amount back to the payment (rel) in the same statement. */
+static const char sql_refund_transition[] =
+    "WITH cur AS MATERIALIZED ("
+    " SELECT * FROM refunds WHERE id = $1::text FOR UPDATE"
+    "), upd AS ("
+    " UPDATE refunds r SET state = $2::text,"
+    " provider_reference_id = COALESCE(r.provider_reference_id, $4::text),"
+    " error_code = CASE WHEN $5::text IS NOT NULL THEN $5::text ELSE r.error_code END,"
+    " error_message = CASE WHEN $5::text IS NOT NULL THEN $6::text ELSE r.error_message END,"
+    " updated_at = now()"
+    " FROM cur WHERE r.id = cur.id AND r.state = ANY ($3::text[])"
+    " RETURNING r.*, cur.state AS from_state"
+    "), rel AS ("
+    " UPDATE payments p SET amount_refunded = p.amount_refunded - upd.amount, updated_at = now()"
+    " FROM upd WHERE p.id = upd.payment_id AND upd.state = 'failed'"
+    "), h AS ("
+    " INSERT INTO refund_history (refund_id, from_state, to_state, source, detail)"
+    " SELECT id, from_state, state, $7::text, $8::text FROM upd"
+    ") SELECT true, " REFUND_COLS("upd") " FROM upd"
+    " UNION ALL"
+    " SELECT false, " REFUND_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+
+store_result store_refund_transition(store *s, const char *id, pagoflex_state to,
+                                     const char *source, const char *detail,
+                                     const char *provider_ref, const char *error_code,
+                                     const char *error_message, pagoflex_arena *arena,
+                                     store_refund *out)
+{
+    PGresult *r = NULL;
+    char allowed[160];
+    refund_allowed_list(to, allowed, sizeof allowed);
+    const char *const params[] = {id,         payment_state_name(to), allowed, provider_ref,
+                                  error_code, error_message,          source,  detail};
+    store_refund ref;
+    store_result rc = store_run(s, "refund transition", sql_refund_transition, 8, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    metrics_db_commit();
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
+    if ((rc = refund_from_row(r, 0, 1, arena, &ref)) != STORE_OK)
+        goto fail;
+    *out = ref;
+    rc = moved ? STORE_OK : STORE_CONFLICT;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+static const char sql_refund_history[] =
+    "SELECT h.from_state, h.to_state, h.source, h.detail, " TS("h.at")
+    " FROM refunds f LEFT JOIN refund_history h ON h.refund_id = f.id"
+    " WHERE f.id = $1::text ORDER BY h.id";
+
+store_result store_refund_history(store *s, const char *id, pagoflex_arena *arena,
+                                  store_history_entry **entries, size_t *count)
+{
+    PGresult *r = NULL;
+    store_history_entry *list = NULL;
+    const char *const params[] = {id};
+    store_result rc = store_run(s, "refund history", sql_refund_history, 1, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    size_t n = PQgetisnull(r, 0, 1) ? 0 : (size_t)rows;
+    if (n > 0 && !(list = arena_alloc(arena, n * sizeof *list))) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    bool oom = false;
+    for (size_t i = 0; i < n; i++) {
+        int row = (int)i;
+        int from = PQgetisnull(r, row, 0) ? -1 : payment_state_parse(PQgetvalue(r, row, 0));
+        int to = payment_state_parse(PQgetvalue(r, row, 1));
+        if (to < 0) {
+            log_error("store: refund history row with unknown state");
+            rc = STORE_ERROR;
+            goto fail;
+        }
+        list[i].from_state = from;
+        list[i].to_state = (pagoflex_state)to;
+        list[i].source = store_row_text(r, row, 2, arena, &oom);
+        list[i].detail = store_row_text(r, row, 3, arena, &oom);
+        list[i].at = store_row_text(r, row, 4, arena, &oom);
+    }
+    if (oom) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    *entries = list;
+    *count = n;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+/* $1 id, $2 op, $3 amount (0 = all capturable). One UPDATE: the claim. */
+static const char sql_claim_op[] =
+    "WITH cur AS MATERIALIZED ("
+    " SELECT * FROM payments WHERE id = $1::text FOR UPDATE"
+    "), upd AS ("
+    " UPDATE payments p SET pending_operation = $2::text,"
+    " capture_amount = CASE WHEN $2::text = 'capture' THEN"
+    " CASE WHEN $3::bigint > 0 THEN $3::bigint ELSE p.amount_capturable END"
+    " ELSE p.capture_amount END, updated_at = now()"
+    " FROM cur WHERE p.id = cur.id AND p.pending_operation IS NULL AND ("
+    " ($2::text = 'capture' AND p.state = 'requires_capture' AND p.capture_amount IS NULL"
+    " AND (CASE WHEN $3::bigint > 0 THEN $3::bigint ELSE p.amount_capturable END)"
+    " BETWEEN 1 AND p.amount_capturable)"
+    " OR ($2::text = 'void' AND p.state IN ('requires_capture', 'requires_action')))"
+    " RETURNING p.*"
+    ") SELECT true, " PAYMENT_COLS("upd") " FROM upd"
+    " UNION ALL"
+    " SELECT false, " PAYMENT_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+
+/* $1 id, $2 op. */
+static const char sql_release_op[] =
+    "WITH upd AS ("
+    " UPDATE payments p SET pending_operation = NULL,"
+    " capture_amount = CASE WHEN $2::text = 'capture' THEN NULL ELSE p.capture_amount END,"
+    " updated_at = now()"
+    " WHERE p.id = $1::text AND p.pending_operation = $2::text RETURNING p.*"
+    ") SELECT true, " PAYMENT_COLS("upd") " FROM upd"
+    " UNION ALL"
+    " SELECT false, " PAYMENT_COLS("p") " FROM payments p"
+    " WHERE p.id = $1::text AND NOT EXISTS (SELECT 1 FROM upd)";
+
+/* Run a statement answering (moved, PAYMENT_COLS): OK/CONFLICT/NOT_FOUND. */
+static store_result store_flows_payment_op(store *s, const char *what, const char *sql, int n,
+                                           const char *const *params, pagoflex_arena *arena,
+                                           store_payment *out)
+{
+    PGresult *r = NULL;
+    store_payment row;
+    store_result rc = store_run(s, what, sql, n, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    metrics_db_commit();
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
+    if ((rc = store_payment_from_row(r, 0, 1, arena, &row)) != STORE_OK)
+        goto fail;
+    *out = row;
+    rc = moved ? STORE_OK : STORE_CONFLICT;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_payment_claim_operation(store *s, const char *id, const char *op,
+                                           int64_t amount, pagoflex_arena *arena,
+                                           store_payment *out)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%" PRId64, amount > 0 ? amount : 0);
+    const char *const params[] = {id, op, n};
+    return store_flows_payment_op(s, "payment claim operation", sql_claim_op, 3, params, arena,
+                                  out);
+}
+
+store_result store_payment_release_operation(store *s, const char *id, const char *op,
+                                             pagoflex_arena *arena, store_payment *out)
+{
+    const char *const params[] = {id, op};
+    return store_flows_payment_op(s, "payment release operation", sql_release_op, 2, params,
+                                  arena, out);
+}
+
+store_result store_payment_set_redirect(store *s, const char *id, const char *url)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {id, url};
+    store_result rc = store_run(s, "payment set redirect",
+                                "UPDATE payments SET redirect_url = $2::text"
+                                " WHERE id = $1::text AND state = 'requires_action'",
+                                2, params, false, &r);
+    PQclear(r);
+    return rc;
+}
+
+/* $1 connector, $2 our refund id, $3 bank refund id, $4 event id, $5 to,
+ * $6 body, $7 allowed from, $8 event type, $9 error code, $10 message. The
+ * event is stored (deduped on (connector, event_id)) and applied in one
+ * statement: a delivery retried after a crash is either a duplicate or
+ * applied, never stored without its effect. */
+static const char sql_refund_webhook[] =
+    "WITH cur AS MATERIALIZED ("
+    " SELECT *, state AS from_state FROM refunds WHERE connector = $1::text AND"
+    " (id = $2::text OR ($2::text IS NULL AND provider_reference_id = $3::text)) FOR UPDATE"
+    "), ev AS ("
+    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied, kind,"
+    " refund_id, event_type)"
+    " SELECT $1::text, $4::text, cur.payment_id, NULL, NULL, $6::text, cur.state = ANY ($7::text[]),"
+    " 'refund', cur.id, $8::text FROM cur"
+    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id"
+    "), upd AS ("
+    " UPDATE refunds r SET state = $5::text,"
+    " provider_reference_id = COALESCE(r.provider_reference_id, $3::text),"
+    " error_code = CASE WHEN $9::text IS NOT NULL THEN $9::text ELSE r.error_code END,"
+    " error_message = CASE WHEN $9::text IS NOT NULL THEN $10::text ELSE r.error_message END,"
+    " updated_at = now()"
+    " FROM cur WHERE r.id = cur.id AND r.state = ANY ($7::text[]) AND EXISTS (SELECT 1 FROM ev)"
+    " RETURNING r.*, cur.state AS from_state"
+    "), rel AS ("
+    " UPDATE payments p SET amount_refunded = p.amount_refunded - upd.amount, updated_at = now()"
+    " FROM upd WHERE p.id = upd.payment_id AND upd.state = 'failed'"
+    "), h AS ("
+    " INSERT INTO refund_history (refund_id, from_state, to_state, source, detail)"
+    " SELECT id, from_state, state, 'webhook', $4::text FROM upd"
+    ") SELECT CASE WHEN EXISTS (SELECT 1 FROM upd) THEN 'applied'"
+    " WHEN EXISTS (SELECT 1 FROM ev) THEN 'ignored' ELSE 'duplicate' END, " REFUND_COLS("x")
+    " FROM (SELECT * FROM upd UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)) x";
+
+store_result store_refund_webhook_apply(store *s, const char *connector, const pagoflex_event *ev,
+                                        const unsigned char *body, size_t body_len, pagoflex_arena *arena,
+                                        store_refund *out, bool *applied)
+{
+    PGresult *r = NULL;
+    char allowed[160];
+    char *text = arena_strndup(arena, (const char *)body, body_len);
+    if (!text)
+        return STORE_ERROR;
+    refund_allowed_list(ev->state, allowed, sizeof allowed);
+    const char *const params[] = {connector,          ev->refund_id, ev->refund_provider_reference_id,
+                                  ev->event_id,       payment_state_name(ev->state), text,
+                                  allowed,            ev->type,      ev->error_code,
+                                  ev->error_message};
+    store_refund ref;
+    store_result rc = store_run(s, "refund webhook", sql_refund_webhook, 10, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    metrics_db_commit();
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    const char *outcome = PQgetvalue(r, 0, 0);
+    if ((rc = refund_from_row(r, 0, 1, arena, &ref)) != STORE_OK)
+        goto fail;
+    *out = ref;
+    *applied = strcmp(outcome, "applied") == 0;
+    rc = strcmp(outcome, "duplicate") == 0 ? STORE_DUPLICATE : STORE_OK;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_webhook_keep(store *s, const char *connector, const pagoflex_event *ev,
+                                const unsigned char *body, size_t body_len, pagoflex_arena *arena)
+{
+    PGresult *r = NULL;
+    char *text = arena_strndup(arena, (const char *)body, body_len);
+    if (!text)
+        return STORE_ERROR;
+    const char *const params[] = {connector, ev->event_id, ev->type, text};
+    store_result rc = store_run(s, "webhook keep",
+                                "INSERT INTO webhook_events (connector, event_id, state, body, applied, kind,"
+                                " event_type) VALUES ($1::text, $2::text, NULL, $4::text, false, 'ignored',"
+                                " $3::text) ON CONFLICT (connector, event_id) DO NOTHING RETURNING id",
+                                4, params, false, &r);
+    if (rc == STORE_OK && PQntuples(r) != 1)
+        rc = STORE_DUPLICATE;
+    PQclear(r);
+    return rc;
+}

@@ -1,0 +1,112 @@
+/* store_flows.h - the rows of issue 11's flows: a payment's one capture or
+ * void in flight, and refunds with their history (migration 8).
+ *
+ * The invariants live in the database, so they hold under any concurrency
+ * on any number of hosts: a refund reserves its amount on the payment row
+ * with a conditional UPDATE in the statement that inserts it (the sum of
+ * refunds not failed never exceeds amount_received: a CHECK), a failed
+ * refund gives its amount back in the statement that fails it; a capture or
+ * a void is claimed with a conditional UPDATE (pending_operation IS NULL),
+ * so one of two racing operations wins and the loser is refused before
+ * anything is sent to the bank.
+ */
+#ifndef PAGOFLEX_STORE_FLOWS_H
+#define PAGOFLEX_STORE_FLOWS_H
+
+#include "store.h"
+
+/* Refund states reuse pagoflex_state numbers: CREATED (row written, not
+ * sent), PROCESSING (sent, outcome unknown), PENDING (accepted), SUCCEEDED,
+ * FAILED (a definite no; its amount is released), REQUIRES_REVIEW. */
+typedef struct store_refund {
+    const char *id;
+    const char *payment_id;
+    const char *connector;
+    int64_t amount;
+    const char *currency;
+    pagoflex_state state;
+    const char *provider_reference_id;
+    const char *reason;
+    const char *metadata; /* JSON text, or NULL */
+    const char *error_code;
+    const char *error_message;
+    const char *created_at;
+    const char *updated_at;
+} store_refund;
+
+/* True if a refund in `from` may move to `to`. */
+bool store_refund_transition_allowed(pagoflex_state from, pagoflex_state to);
+
+/* Reserve `amount` (0: all that is left, amount_received - amount_refunded)
+ * of payment `payment_id` and insert refund `refund_id` in state created,
+ * with its first history row, in one statement. metadata_json is a JSON
+ * object's text or NULL. STORE_OK: *out is the refund, *payment the payment
+ * after the reservation. STORE_CONFLICT: nothing written; *payment is the
+ * payment as it is (not succeeded: wrong state; succeeded: the amount is
+ * more than is left). STORE_NOT_FOUND: no such payment. STORE_DUPLICATE:
+ * refund_id exists. Outputs written only on the results named. */
+store_result store_refund_create(store *s, const char *refund_id, const char *payment_id,
+                                 int64_t amount, const char *reason, const char *metadata_json,
+                                 pagoflex_arena *arena, store_refund *out, store_payment *payment);
+
+/* Fetch refund `id`. STORE_NOT_FOUND if absent. */
+store_result store_refund_get(store *s, const char *id, pagoflex_arena *arena, store_refund *out);
+
+/* The refunds of payment `payment_id` (at most 100, oldest first), *out in
+ * the arena (NULL when none). */
+store_result store_refund_list(store *s, const char *payment_id, pagoflex_arena *arena,
+                               store_refund **out, size_t *count);
+
+/* Move refund `id` to `to` if store_refund_transition_allowed(); keep
+ * provider_ref when none is stored; error fields stored when error_code is
+ * not NULL. Moving to failed gives the refund's amount back to the payment
+ * in the same statement. `source`/`detail` as for payments. STORE_OK (moved)
+ * or STORE_CONFLICT (refused), both with *out the refund as it is now;
+ * STORE_NOT_FOUND. */
+store_result store_refund_transition(store *s, const char *id, pagoflex_state to,
+                                     const char *source, const char *detail,
+                                     const char *provider_ref, const char *error_code,
+                                     const char *error_message, pagoflex_arena *arena,
+                                     store_refund *out);
+
+/* The refund's history, oldest first (entries in the arena). STORE_NOT_FOUND
+ * if there is no such refund. */
+store_result store_refund_history(store *s, const char *id, pagoflex_arena *arena,
+                                  store_history_entry **entries, size_t *count);
+
+/* Claim the capture (op "capture", amount 0 = all of amount_capturable) or
+ * the void (op "void") of payment `id`: one conditional UPDATE that sets
+ * pending_operation (and capture_amount) only if none is in flight and the
+ * payment is requires_capture (a void: or requires_action), and, for a
+ * capture, 1 <= amount <= amount_capturable. STORE_OK: claimed, *out the
+ * row after. STORE_CONFLICT: refused, *out the row as it is. STORE_NOT_FOUND. */
+store_result store_payment_claim_operation(store *s, const char *id, const char *op,
+                                           int64_t amount, pagoflex_arena *arena,
+                                           store_payment *out);
+
+/* The bank refused the claimed operation `op`: clear pending_operation (and
+ * the capture amount) so the payment is as before. STORE_OK with *out, or
+ * STORE_CONFLICT (no such operation in flight) with *out, STORE_NOT_FOUND. */
+store_result store_payment_release_operation(store *s, const char *id, const char *op,
+                                             pagoflex_arena *arena, store_payment *out);
+
+/* Store and apply refund event `ev` (by ev->refund_id, else the bank's
+ * ev->refund_provider_reference_id) of `connector` in one statement, deduped
+ * on (connector, ev->event_id); `body` kept as text. STORE_OK with *out the
+ * refund as it is now and *applied whether it moved (a refused transition
+ * is stored, not applied); STORE_DUPLICATE: seen before, nothing done;
+ * STORE_NOT_FOUND: no such refund, nothing stored. */
+store_result store_refund_webhook_apply(store *s, const char *connector, const pagoflex_event *ev,
+                                        const unsigned char *body, size_t body_len, pagoflex_arena *arena,
+                                        store_refund *out, bool *applied);
+
+/* Store event `ev` of `connector` that changes nothing (kind 'ignored': a
+ * type the plugin does not handle, or a look-up the host answers with a
+ * sync), deduped on (connector, event_id). STORE_OK, STORE_DUPLICATE. */
+store_result store_webhook_keep(store *s, const char *connector, const pagoflex_event *ev,
+                                const unsigned char *body, size_t body_len, pagoflex_arena *arena);
+
+/* Store redirect_url on payment `id` while it is requires_action. */
+store_result store_payment_set_redirect(store *s, const char *id, const char *url);
+
+#endif
