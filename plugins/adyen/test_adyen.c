@@ -309,7 +309,7 @@ static pagoflex_webhook_request wh_request(const char *body)
 /* An item with Adyen's known-answer fields and the given signature. */
 static const char *kat_body(const char *sig, const char *extra_item)
 {
-    static char buf[2048];
+    static char buf[8192];
     snprintf(buf, sizeof buf,
              "{\"live\":\"false\",\"notificationItems\":[{\"NotificationRequestItem\":{"
              "\"additionalData\":{\"hmacSignature\":\"%s\"},\"amount\":{\"value\":1130,"
@@ -368,7 +368,7 @@ static void test_webhooks(void)
     EXPECT(parsed.event_count == 1 && parsed.events[0].state == PAGOFLEX_STATE_SUCCEEDED &&
            parsed.events[0].amount == 700 && streq(parsed.events[0].tx_id, "7914073381342284"));
     const char *item = strstr((const char *)one.body, "[") + 1; /* the signed CAPTURE item */
-    char batch[4096], extra[2048];
+    char batch[8192], extra[2048];
     snprintf(extra, sizeof extra, ",%.*s", (int)(strlen(item) - 2), item);
     snprintf(batch, sizeof batch, "%s", kat_body(KAT_SIG, extra));
     req = wh_request(batch);
