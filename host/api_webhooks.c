@@ -20,6 +20,7 @@
 #include "arena.h"
 #include "bankcall.h"
 #include "log.h"
+#include "metrics.h"
 #include "payment.h"
 #include "store_flows.h"
 #include "store_orphan.h"
@@ -114,6 +115,8 @@ static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl
     store_payment p;
     bool applied = false;
     store_result sr = store_webhook_apply(ctx->store, pl->desc->key, &ev, body, len, arena, &p, &applied);
+    if (sr == STORE_OK && applied)
+        metrics_payment_outcome(metrics_connector(pl->desc->key), (int)p.state);
     if (sr == STORE_OK) {
         log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, e->event_id, p.id, payment_state_name(p.state));

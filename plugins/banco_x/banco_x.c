@@ -758,10 +758,13 @@ static int bx_on_client_error(const bx_state *st, const pagoflex_http_response *
     if (status == 422)
         rc = bx_result(host, arena, out, PAGOFLEX_STATE_FAILED, NULL, code_422, "%s",
                        text ? text : "Banco X refused the request as invalid (HTTP 422)");
-    else
+    else if (text)
         rc = bx_result(host, arena, out, PAGOFLEX_STATE_FAILED, NULL, "bank_client_error",
-                       "Banco X refused the request with HTTP %d%s%s", status,
-                       text ? ": " : "", text ? text : "");
+                       "Banco X refused the request with HTTP %d: %s", status, text);
+    else /* not Banco X's own {"error": ...}: a proxy or a misrouted URL proves nothing */
+        rc = bx_result(host, arena, out, PAGOFLEX_STATE_PROCESSING, NULL, "bank_bad_response",
+                       "HTTP %d without Banco X's JSON error (a proxy or a wrong base URL?); "
+                       "the outcome is unknown", status);
     json_decref(o);
     return rc;
 }
