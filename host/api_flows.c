@@ -396,10 +396,23 @@ static enum MHD_Result flow_finish_op(api_request *r, struct api_flow *f, const 
                                           f->row.id, res->error_message ? res->error_message : "no detail"));
     }
     /* PENDING (a webhook tells) or PROCESSING (unknown): the operation stays
-     * claimed, so nothing else can start; the payment as it is. */
+     * claimed, so nothing else can start; the reconciler syncs it after the
+     * webhook grace, or re-sends it (same operation id) after the first
+     * retry delay. The payment as it is. */
+    bool accepted = res->state == PAGOFLEX_STATE_PENDING;
     log_info("payment %s: %s %s at the bank (%s)", f->row.id, op,
-             res->state == PAGOFLEX_STATE_PENDING ? "accepted, result to come" : "outcome unknown",
+             accepted ? "accepted, result to come" : "outcome unknown",
              res->error_code ? res->error_code : "-");
+    char why[300];
+    snprintf(why, sizeof why, "%s: %.250s", res->error_code ? res->error_code : (accepted ? "bank_pending" : "unknown"),
+             res->error_message ? res->error_message : (accepted ? "the bank accepted it; result to come" : "no detail"));
+    sr = store_payment_schedule_operation(ctx->store, f->row.id, op,
+                                          accepted ? ctx->cfg->webhook_grace_s * 1000 : ctx->cfg->retry_base_ms,
+                                          accepted, why);
+    if (sr != STORE_OK)
+        log_warn("payment %s: could not schedule the %s for the reconciler (store error %d); it is taken up "
+                 "recover_after_ms after its claim",
+                 f->row.id, op, (int)sr);
     sr = store_payment_get(ctx->store, f->row.id, arena, &now);
     if (sr != STORE_OK)
         return flow_store_error(r, sr, "reading the payment");

@@ -175,12 +175,29 @@ static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, cons
     }
     if (sr != STORE_OK)
         return sr;
-    if (e->kind == PAGOFLEX_EVENT_PAYMENT && e->payment_id)
-        store_recon_schedule(ctx->store, e->payment_id, 0, "webhook asked to look the payment up", true, false);
+    /* Made due now (open or held, by our id or the bank's): the reconciler
+     * runs the object's sync (or re-send) off this thread. */
+    const char *found = NULL;
+    const char *what = e->kind == PAGOFLEX_EVENT_REFUND ? "refund" : "payment";
+    if (e->kind == PAGOFLEX_EVENT_REFUND)
+        sr = store_refund_make_due(ctx->store, pl->desc->key, e->refund_id, e->refund_id ? NULL : e->refund_provider_reference_id,
+                                   arena, &found);
     else
-        log_warn("webhook look-up: connector=%s event=%s names %s; stored, settled by the reconciler's "
-                 "own schedule",
-                 pl->desc->key, e->event_id, e->kind == PAGOFLEX_EVENT_REFUND ? "a refund" : "only a bank id");
+        sr = store_recon_look_up(ctx->store, pl->desc->key, e->payment_id, e->payment_id ? NULL : e->tx_id, arena,
+                                 &found);
+    if (sr == STORE_OK) {
+        log_info("webhook look-up: connector=%s event=%s: %s %s is due for the reconciler now", pl->desc->key,
+                 e->event_id, what, found);
+        json_object_set_new(doc, e->kind == PAGOFLEX_EVENT_REFUND ? "refund_id" : "payment_id", json_string(found));
+    } else if (sr == STORE_NOT_FOUND) {
+        log_warn("webhook look-up: connector=%s event=%s names no open %s of this connector; stored, nothing "
+                 "changed",
+                 pl->desc->key, e->event_id, what);
+    } else {
+        log_warn("webhook look-up: connector=%s event=%s: could not make the %s due (store error %d); stored, "
+                 "settled by the reconciler's own schedule",
+                 pl->desc->key, e->event_id, what, (int)sr);
+    }
     json_object_set_new(doc, "result", json_string("look_up"));
     return STORE_OK;
 }

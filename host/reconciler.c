@@ -13,6 +13,7 @@
 #include "condwait.h"
 #include "log.h"
 #include "payment.h"
+#include "store_flows.h"
 #include "store_orphan.h"
 #include "store_recon.h"
 
@@ -335,6 +336,367 @@ static void recon_batch(api_context *ctx, const store_recon_timing *t, store_rec
     }
 }
 
+/* ---- refunds ------------------------------------------------------------- */
+
+/* What one attempt found out about a refund. */
+typedef struct recon_refund_verdict {
+    bool apply;          /* move the refund to `to` */
+    pagoflex_state to;
+    bool settled;        /* nothing left to do now */
+    char error[RECON_ERROR_MAX];
+} recon_refund_verdict;
+
+/* The flow input of claimed refund `f` of payment `p`: the REFUND flow
+ * (re-sent with the refund id as the bank's idempotency key) or REFUND_SYNC. */
+static void recon_refund_input(const store_refund *f, const store_payment *p, const pagoflex_payment *pay,
+                               bool sync, pagoflex_flow_input *in)
+{
+    memset(in, 0, sizeof *in);
+    in->size = (uint32_t)sizeof *in;
+    in->flow = sync ? PAGOFLEX_FLOW_REFUND_SYNC : PAGOFLEX_FLOW_REFUND;
+    in->payment = pay;
+    in->operation_id = f->id;
+    in->amount = f->amount;
+    in->amount_captured = p->amount_received;
+    in->amount_refunded = p->amount_refunded;
+    in->refund_id = f->id;
+    in->refund_provider_reference_id = f->provider_reference_id;
+    in->reason = f->reason;
+}
+
+/* Decide from the bank's answer to a refund's re-send or sync. FAILED is
+ * final only as a 2xx verdict (REJECTED, REFUND_FAILED): any other refusal
+ * of a re-send does not prove that the first call, which may have reached
+ * the bank, did nothing. */
+static void recon_refund_decide(const store_refund *f, bool sync, int rc, const pagoflex_flow_result *res,
+                                pagoflex_transport transport, int status, recon_refund_verdict *v)
+{
+    bool verdict = transport == PAGOFLEX_TRANSPORT_OK && status >= 200 && status < 300;
+    if (rc == PAGOFLEX_ERR_NOT_FOUND) {
+        snprintf(v->error, sizeof v->error,
+                 "bank_not_found: the bank does not know refund %s (bank id %s); kept pending, since the "
+                 "bank gave us that id",
+                 f->id, f->provider_reference_id ? f->provider_reference_id : "none");
+        return;
+    }
+    if (rc != PAGOFLEX_OK) {
+        snprintf(v->error, sizeof v->error, "connector_error: the %s could not be built (status %d)",
+                 sync ? "refund sync" : "refund re-send", rc);
+        return;
+    }
+    const char *code = res->error_code ? res->error_code : "unknown";
+    const char *msg = res->error_message ? res->error_message : "no detail";
+    switch (res->state) {
+    case PAGOFLEX_STATE_SUCCEEDED:
+        v->apply = true;
+        v->to = PAGOFLEX_STATE_SUCCEEDED;
+        return;
+    case PAGOFLEX_STATE_FAILED:
+        if (verdict) {
+            v->apply = true;
+            v->to = PAGOFLEX_STATE_FAILED;
+            return;
+        }
+        snprintf(v->error, sizeof v->error,
+                 "%s: %.180s (HTTP %d to a re-send; an earlier call may have reached the bank, so the "
+                 "refund stays pending)",
+                 code, msg, status);
+        return;
+    case PAGOFLEX_STATE_PENDING:
+        if (f->state != PAGOFLEX_STATE_PENDING) {
+            v->apply = true;
+            v->to = PAGOFLEX_STATE_PENDING;
+            return;
+        }
+        snprintf(v->error, sizeof v->error, "bank_pending: the bank has not decided the refund yet");
+        return;
+    default:
+        snprintf(v->error, sizeof v->error, "%s: %.250s", code, msg);
+        return;
+    }
+}
+
+/* Past the deadline and still open: requires_review (shown as pending with
+ * its error), never failed, since the bank may have the refund. */
+static void recon_refund_give_up(api_context *ctx, const store_refund_item *it, const char *last,
+                                 pagoflex_arena *arena)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg,
+             "no final answer from the bank within payment_deadline_s (%ld s); the bank may have the "
+             "refund; last: %.300s",
+             ctx->cfg->payment_deadline_s, last);
+    store_refund now;
+    bool lost = false;
+    store_result sr = store_refund_recon_transition(ctx->store, it, PAGOFLEX_STATE_REQUIRES_REVIEW,
+                                                    STORE_SOURCE_RECONCILER, "deadline", NULL, "outcome_unknown",
+                                                    msg, arena, &now, &lost);
+    if (sr == STORE_OK)
+        log_warn("reconciler: refund %s %s -> requires_review (outcome_unknown): %s", it->refund.id,
+                 payment_state_name(it->refund.state), msg);
+    else if (sr == STORE_CONFLICT)
+        log_info("reconciler: refund %s not given up: %s", it->refund.id,
+                 lost ? "another reconciler claimed it" : "its state changed");
+}
+
+/* One attempt at settling a claimed refund: created/processing (outcome
+ * unknown) are re-sent with the same refund id, pending ones (accepted,
+ * webhook late) synced. */
+static void recon_refund_one(api_context *ctx, const store_refund_item *it, unsigned *seed,
+                             pagoflex_arena *arena)
+{
+    const store_refund *f = &it->refund;
+    recon_refund_verdict v = {0};
+    const registry_plugin *pl = registry_find_key(ctx->registry, f->connector);
+    store_payment p;
+    pagoflex_payment pay;
+    bool sync = f->state == PAGOFLEX_STATE_PENDING;
+    if (!pl) {
+        snprintf(v.error, sizeof v.error, "connector %s is not loaded on this host", f->connector);
+    } else if (store_payment_get(ctx->store, f->payment_id, arena, &p) != STORE_OK) {
+        snprintf(v.error, sizeof v.error, "could not read payment %s", f->payment_id);
+    } else if (bankcall_payment(ctx->cfg->public_url, pl, &p, arena, &pay) != 0) {
+        snprintf(v.error, sizeof v.error, "out of memory");
+    } else if (sync && (!registry_has_flow(pl, PAGOFLEX_FLOW_REFUND_SYNC) || !f->provider_reference_id)) {
+        snprintf(v.error, sizeof v.error, "no_sync: connector %s cannot query this refund; waiting for its webhook",
+                 pl->desc->key);
+    } else {
+        pagoflex_flow_input in;
+        recon_refund_input(f, &p, &pay, sync, &in);
+        pagoflex_flow_result res = {0};
+        pagoflex_transport transport = PAGOFLEX_TRANSPORT_ERROR;
+        int status = 0;
+        int rc = bankcall_flow(pl, &in, ctx->cfg->bank_timeout_ms, arena, &res, &transport, &status);
+        recon_refund_decide(f, sync, rc, &res, transport, status, &v);
+        if (v.apply) {
+            char detail[48];
+            snprintf(detail, sizeof detail, "%s, attempt %d", sync ? "sync" : "resend", it->attempts);
+            store_refund now;
+            bool lost = false;
+            store_result sr = store_refund_recon_transition(
+                ctx->store, it, v.to, sync ? STORE_SOURCE_SYNC : STORE_SOURCE_RECONCILER, detail,
+                res.provider_reference_id, res.error_code, res.error_message, arena, &now, &lost);
+            if (sr == STORE_OK) {
+                log_info("reconciler: refund %s %s -> %s (%s)", f->id, payment_state_name(f->state),
+                         payment_state_name(now.state), detail);
+                v.settled = true;
+                if (now.state == PAGOFLEX_STATE_PENDING) {
+                    store_refund_item moved = *it;
+                    moved.refund = now;
+                    store_refund_reschedule(ctx->store, &moved, ctx->cfg->webhook_grace_s * 1000, NULL, NULL);
+                }
+            } else if (sr == STORE_CONFLICT) {
+                log_info("reconciler: refund %s: the bank's answer (%s) not applied: %s", f->id,
+                         payment_state_name(v.to),
+                         lost ? "another reconciler claimed it after this claim's lease ran out"
+                              : "its state changed since");
+                v.settled = true;
+            } else {
+                snprintf(v.error, sizeof v.error, "could not record the bank's answer (store error %d)", (int)sr);
+            }
+        }
+    }
+    if (v.settled)
+        return;
+    if (it->past_deadline) {
+        recon_refund_give_up(ctx, it, v.error, arena);
+        return;
+    }
+    long delay = recon_backoff(ctx->cfg, it->attempts, seed);
+    bool kept = false;
+    store_refund_reschedule(ctx->store, it, delay, v.error, &kept);
+    log_info("reconciler: refund %s still %s after attempt %d (%s); %s", f->id, payment_state_name(f->state),
+             it->attempts, v.error, kept ? "rescheduled" : "not rescheduled: it settled or was claimed again");
+}
+
+/* ---- held payments: a capture or void in flight, or a look-up -------------- */
+
+/* Apply a sync's verdict to held claim `it`; true when settled. */
+static bool recon_held_sync(api_context *ctx, const registry_plugin *pl, const store_recon_item *it,
+                            const pagoflex_payment *pay, pagoflex_arena *arena, char *error, size_t errlen)
+{
+    const store_payment *p = &it->payment;
+    pagoflex_flow_input in = {.size = (uint32_t)sizeof in,
+                              .flow = PAGOFLEX_FLOW_PAYMENT_SYNC,
+                              .payment = pay,
+                              .operation_id = pay->id};
+    pagoflex_flow_result res = {0};
+    pagoflex_transport transport = PAGOFLEX_TRANSPORT_ERROR;
+    int status = 0;
+    int rc = bankcall_flow(pl, &in, ctx->cfg->bank_timeout_ms, arena, &res, &transport, &status);
+    if (rc == PAGOFLEX_ERR_NOT_FOUND) {
+        snprintf(error, errlen, "bank_not_found: the bank does not know this payment; left as it is");
+        return false;
+    }
+    if (rc != PAGOFLEX_OK) {
+        snprintf(error, errlen, "connector_error: %s sync failed (status %d)", pl->desc->key, rc);
+        return false;
+    }
+    bool final = res.state == PAGOFLEX_STATE_SUCCEEDED || res.state == PAGOFLEX_STATE_CANCELED ||
+                 res.state == PAGOFLEX_STATE_FAILED ||
+                 (res.state == PAGOFLEX_STATE_REQUIRES_CAPTURE && p->state == PAGOFLEX_STATE_REQUIRES_ACTION);
+    if (final) {
+        store_payment now;
+        bool lost = false;
+        char detail[48];
+        snprintf(detail, sizeof detail, "held, attempt %d", it->attempts);
+        store_result sr = store_recon_transition(ctx->store, it, res.state, STORE_SOURCE_SYNC, detail,
+                                                 res.provider_reference_id, res.error_code, res.error_message,
+                                                 arena, &now, &lost);
+        if (sr == STORE_OK)
+            log_info("reconciler: payment %s %s -> %s (sync, %s)", p->id, payment_state_name(p->state),
+                     payment_state_name(now.state), detail);
+        else if (sr == STORE_CONFLICT)
+            log_info("reconciler: payment %s: the bank's answer (%s) not applied: %s", p->id,
+                     payment_state_name(res.state), lost ? "another reconciler claimed it" : "its state changed");
+        if (sr == STORE_OK || sr == STORE_CONFLICT)
+            return true;
+        snprintf(error, errlen, "could not record the bank's answer (store error %d)", (int)sr);
+        return false;
+    }
+    if (res.state == p->state) {
+        /* The bank still has it as we do: an operation in flight did not
+         * happen (it may be asked for again); a look-up changes nothing. */
+        bool applied = false;
+        if (p->pending_operation && store_recon_release_held(ctx->store, it, &applied) == STORE_OK && applied)
+            log_info("reconciler: payment %s: the bank says its %s did not happen (%s); released", p->id,
+                     p->pending_operation, payment_state_name(res.state));
+        else if (!p->pending_operation)
+            store_recon_reschedule_held(ctx->store, it, -1, NULL, false, NULL);
+        return true;
+    }
+    snprintf(error, errlen, "%s: %.250s", res.error_code ? res.error_code : "bank_pending",
+             res.error_message ? res.error_message : "the bank has not decided yet");
+    return false;
+}
+
+/* Re-send claimed operation it->payment.pending_operation (same operation
+ * id). True when settled; *accepted when the bank accepted it (PENDING). */
+static bool recon_held_resend(api_context *ctx, const registry_plugin *pl, const store_recon_item *it,
+                              const pagoflex_payment *pay, pagoflex_arena *arena, bool *accepted, char *error,
+                              size_t errlen)
+{
+    const store_payment *p = &it->payment;
+    bool capture = strcmp(p->pending_operation, "capture") == 0;
+    pagoflex_flow_input in = {.size = (uint32_t)sizeof in,
+                              .flow = capture ? PAGOFLEX_FLOW_CAPTURE : PAGOFLEX_FLOW_VOID,
+                              .payment = pay,
+                              .amount = capture ? p->capture_amount : 0,
+                              .amount_captured = p->amount_received,
+                              .amount_refunded = p->amount_refunded};
+    in.operation_id = arena_printf(arena, "%s_%s", p->id, p->pending_operation);
+    if (!in.operation_id) {
+        snprintf(error, errlen, "out of memory");
+        return false;
+    }
+    pagoflex_flow_result res = {0};
+    int rc = bankcall_flow(pl, &in, ctx->cfg->bank_timeout_ms, arena, &res, NULL, NULL);
+    if (rc != PAGOFLEX_OK) {
+        snprintf(error, errlen, "connector_error: %s could not build the %s (status %d)", pl->desc->key,
+                 p->pending_operation, rc);
+        return false;
+    }
+    if (res.state == PAGOFLEX_STATE_SUCCEEDED) {
+        store_payment now;
+        bool lost = false;
+        char detail[48];
+        snprintf(detail, sizeof detail, "%s resend, attempt %d", p->pending_operation, it->attempts);
+        pagoflex_state to = capture ? PAGOFLEX_STATE_SUCCEEDED : PAGOFLEX_STATE_CANCELED;
+        store_result sr = store_recon_transition(ctx->store, it, to, STORE_SOURCE_RECONCILER, detail, NULL, NULL,
+                                                 NULL, arena, &now, &lost);
+        if (sr == STORE_OK)
+            log_info("reconciler: payment %s %s -> %s (%s)", p->id, payment_state_name(p->state),
+                     payment_state_name(now.state), detail);
+        if (sr == STORE_OK || sr == STORE_CONFLICT)
+            return true;
+        snprintf(error, errlen, "could not record the bank's answer (store error %d)", (int)sr);
+        return false;
+    }
+    if (res.state == PAGOFLEX_STATE_FAILED) {
+        /* A refusal of a re-send proves nothing alone (the first call may
+         * have done it): ask the bank what the payment is now. */
+        return recon_held_sync(ctx, pl, it, pay, arena, error, errlen);
+    }
+    *accepted = res.state == PAGOFLEX_STATE_PENDING;
+    snprintf(error, errlen, "%s: %.250s", res.error_code ? res.error_code : (*accepted ? "bank_pending" : "unknown"),
+             res.error_message ? res.error_message : "no final answer yet");
+    return false;
+}
+
+/* One attempt at a held payment: an operation whose outcome is unknown is
+ * re-sent, an accepted one (or a look-up) synced. Never failed or
+ * given up: past any deadline it keeps being retried at retry_max_ms. */
+static void recon_held_one(api_context *ctx, const store_recon_item *it, unsigned *seed, pagoflex_arena *arena)
+{
+    const store_payment *p = &it->payment;
+    char error[RECON_ERROR_MAX] = "";
+    bool settled = false, accepted = false;
+    const registry_plugin *pl = registry_find_key(ctx->registry, p->connector);
+    pagoflex_payment pay;
+    if (!pl) {
+        snprintf(error, sizeof error, "connector %s is not loaded on this host", p->connector);
+    } else if (bankcall_payment(ctx->cfg->public_url, pl, p, arena, &pay) != 0) {
+        snprintf(error, sizeof error, "out of memory");
+    } else if (p->pending_operation && !it->operation_accepted) {
+        settled = recon_held_resend(ctx, pl, it, &pay, arena, &accepted, error, sizeof error);
+    } else if (registry_has_flow(pl, PAGOFLEX_FLOW_PAYMENT_SYNC)) {
+        settled = recon_held_sync(ctx, pl, it, &pay, arena, error, sizeof error);
+    } else {
+        snprintf(error, sizeof error, "no_sync: connector %s cannot query the bank; waiting for its webhook",
+                 pl->desc->key);
+    }
+    if (settled)
+        return;
+    long delay = accepted ? ctx->cfg->webhook_grace_s * 1000 : recon_backoff(ctx->cfg, it->attempts, seed);
+    bool kept = false;
+    store_recon_reschedule_held(ctx->store, it, delay, error, accepted, &kept);
+    log_info("reconciler: payment %s (%s%s) still %s after attempt %d (%s); %s", p->id,
+             p->pending_operation ? p->pending_operation : "look-up", p->pending_operation ? " in flight" : "",
+             payment_state_name(p->state), it->attempts, error,
+             kept ? "rescheduled" : "not rescheduled: it settled or was claimed again");
+}
+
+/* Claim and work due refunds and held payments, renewing each lease (after
+ * the first) just before its bank call. Returns how many were claimed. */
+static size_t recon_flows(api_context *ctx, const store_recon_timing *t, int limit, unsigned *seed,
+                          pagoflex_arena *arena)
+{
+    size_t total = 0, n = 0;
+    store_recon_item *held = NULL;
+    if (store_recon_claim_held(ctx->store, t, limit, arena, &held, &n) == STORE_OK) {
+        total += n;
+        for (size_t i = 0; i < n && !recon_stopping(); i++) {
+            if (i > 0) {
+                store_result sr = store_recon_renew_held(ctx->store, t, arena, &held[i]);
+                if (sr == STORE_CONFLICT)
+                    continue;
+                if (sr != STORE_OK)
+                    return total;
+            }
+            recon_held_one(ctx, &held[i], seed, arena);
+        }
+    }
+    store_refund_item *refunds = NULL;
+    n = 0;
+    if (store_refund_claim(ctx->store, t, limit, arena, &refunds, &n) == STORE_OK) {
+        total += n;
+        for (size_t i = 0; i < n && !recon_stopping(); i++) {
+            if (i > 0) {
+                store_result sr = store_refund_renew(ctx->store, t, arena, &refunds[i]);
+                if (sr == STORE_CONFLICT) {
+                    log_debug("reconciler: refund %s skipped: it settled, or another reconciler claimed it",
+                              refunds[i].refund.id);
+                    continue;
+                }
+                if (sr != STORE_OK)
+                    return total;
+            }
+            recon_refund_one(ctx, &refunds[i], seed, arena);
+        }
+    }
+    return total;
+}
+
 static void *recon_main(void *arg)
 {
     api_context *ctx = recon.ctx;
@@ -356,6 +718,11 @@ static void *recon_main(void *arg)
             if (arena && store_recon_claim(ctx->store, &t, cfg->reconcile_batch, arena, &items,
                                            &count) == STORE_OK) {
                 recon_batch(ctx, &t, items, count, &seed, arena);
+            }
+            if (arena && !recon_stopping()) {
+                size_t more = recon_flows(ctx, &t, cfg->reconcile_batch, &seed, arena);
+                if (more > count)
+                    count = more;
             }
             arena_free(arena);
         }

@@ -182,40 +182,42 @@ fail:
 /* $1 id, $2 to, $3 allowed from, $4 provider ref, $5 error code, $6 error
  * message, $7 source, $8 detail. The refund row is locked first; a move to
  * failed gives the amount back to the payment (rel) in the same statement. */
-static const char sql_refund_transition[] =
-    "WITH cur AS MATERIALIZED ("
-    " SELECT * FROM refunds WHERE id = $1::text FOR UPDATE"
-    "), upd AS ("
-    " UPDATE refunds r SET state = $2::text,"
-    " provider_reference_id = COALESCE(r.provider_reference_id, $4::text),"
-    " error_code = CASE WHEN $5::text IS NOT NULL THEN $5::text ELSE r.error_code END,"
-    " error_message = CASE WHEN $5::text IS NOT NULL THEN $6::text ELSE r.error_message END,"
-    " updated_at = now()"
-    " FROM cur WHERE r.id = cur.id AND r.state = ANY ($3::text[])"
-    " RETURNING r.*, cur.state AS from_state"
-    "), rel AS ("
-    " UPDATE payments p SET amount_refunded = p.amount_refunded - upd.amount, updated_at = now()"
-    " FROM upd WHERE p.id = upd.payment_id AND upd.state = 'failed'"
-    "), h AS ("
-    " INSERT INTO refund_history (refund_id, from_state, to_state, source, detail)"
-    " SELECT id, from_state, state, $7::text, $8::text FROM upd"
-    ") SELECT true, " REFUND_COLS("upd") " FROM upd"
-    " UNION ALL"
-    " SELECT false, " REFUND_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+#define REFUND_TRANSITION_SQL(cond)                                                        \
+    "WITH cur AS MATERIALIZED ("                                                           \
+    " SELECT * FROM refunds WHERE id = $1::text FOR UPDATE"                                \
+    "), upd AS ("                                                                          \
+    " UPDATE refunds r SET state = $2::text,"                                              \
+    " provider_reference_id = COALESCE(r.provider_reference_id, $4::text),"                \
+    " error_code = CASE WHEN $5::text IS NOT NULL THEN $5::text ELSE r.error_code END,"    \
+    " error_message = CASE WHEN $5::text IS NOT NULL THEN $6::text ELSE r.error_message END," \
+    " updated_at = now()"                                                                  \
+    " FROM cur WHERE r.id = cur.id AND r.state = ANY ($3::text[])" cond                    \
+    " RETURNING r.*, cur.state AS from_state"                                              \
+    "), rel AS ("                                                                          \
+    " UPDATE payments p SET amount_refunded = p.amount_refunded - upd.amount, updated_at = now()" \
+    " FROM upd WHERE p.id = upd.payment_id AND upd.state = 'failed'"                       \
+    "), h AS ("                                                                            \
+    " INSERT INTO refund_history (refund_id, from_state, to_state, source, detail)"        \
+    " SELECT id, from_state, state, $7::text, $8::text FROM upd"                           \
+    ") SELECT true, " REFUND_COLS("upd") " FROM upd"                                      \
+    " UNION ALL"                                                                           \
+    " SELECT false, " REFUND_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)"
 
-store_result store_refund_transition(store *s, const char *id, pagoflex_state to,
-                                     const char *source, const char *detail,
-                                     const char *provider_ref, const char *error_code,
-                                     const char *error_message, pagoflex_arena *arena,
-                                     store_refund *out)
+static const char sql_refund_transition[] = REFUND_TRANSITION_SQL("");
+
+/* The reconciler's: $9 the claim's fencing token. */
+static const char sql_refund_transition_fenced[] =
+    REFUND_TRANSITION_SQL(" AND r.claim_token = $9::bigint");
+
+/* Run a refund transition statement (8 or 9 parameters); *out on
+ * STORE_OK (moved) and STORE_CONFLICT (refused). */
+static store_result refund_transition_run(store *s, const char *what, const char *sql, int n,
+                                          const char *const *params, pagoflex_arena *arena,
+                                          store_refund *out)
 {
     PGresult *r = NULL;
-    char allowed[160];
-    refund_allowed_list(to, allowed, sizeof allowed);
-    const char *const params[] = {id,         payment_state_name(to), allowed, provider_ref,
-                                  error_code, error_message,          source,  detail};
     store_refund ref;
-    store_result rc = store_run(s, "refund transition", sql_refund_transition, 8, params, false, &r);
+    store_result rc = store_run(s, what, sql, n, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
@@ -232,6 +234,19 @@ store_result store_refund_transition(store *s, const char *id, pagoflex_state to
 fail:
     PQclear(r);
     return rc;
+}
+
+store_result store_refund_transition(store *s, const char *id, pagoflex_state to,
+                                     const char *source, const char *detail,
+                                     const char *provider_ref, const char *error_code,
+                                     const char *error_message, pagoflex_arena *arena,
+                                     store_refund *out)
+{
+    char allowed[160];
+    refund_allowed_list(to, allowed, sizeof allowed);
+    const char *const params[] = {id,         payment_state_name(to), allowed, provider_ref,
+                                  error_code, error_message,          source,  detail};
+    return refund_transition_run(s, "refund transition", sql_refund_transition, 8, params, arena, out);
 }
 
 static const char sql_refund_history[] =
@@ -294,7 +309,7 @@ static const char sql_claim_op[] =
     " UPDATE payments p SET pending_operation = $2::text,"
     " capture_amount = CASE WHEN $2::text = 'capture' THEN"
     " CASE WHEN $3::bigint > 0 THEN $3::bigint ELSE p.amount_capturable END"
-    " ELSE p.capture_amount END, updated_at = now()"
+    " ELSE p.capture_amount END, hold_due_at = NULL, operation_accepted = false, updated_at = now()"
     " FROM cur WHERE p.id = cur.id AND p.pending_operation IS NULL AND ("
     " ($2::text = 'capture' AND p.state = 'requires_capture' AND p.capture_amount IS NULL"
     " AND (CASE WHEN $3::bigint > 0 THEN $3::bigint ELSE p.amount_capturable END)"
@@ -310,7 +325,7 @@ static const char sql_release_op[] =
     "WITH upd AS ("
     " UPDATE payments p SET pending_operation = NULL,"
     " capture_amount = CASE WHEN $2::text = 'capture' THEN NULL ELSE p.capture_amount END,"
-    " updated_at = now()"
+    " hold_due_at = NULL, operation_accepted = false, updated_at = now()"
     " WHERE p.id = $1::text AND p.pending_operation = $2::text RETURNING p.*"
     ") SELECT true, " PAYMENT_COLS("upd") " FROM upd"
     " UNION ALL"
@@ -360,6 +375,24 @@ store_result store_payment_release_operation(store *s, const char *id, const cha
     const char *const params[] = {id, op};
     return store_flows_payment_op(s, "payment release operation", sql_release_op, 2, params,
                                   arena, out);
+}
+
+/* $1 id, $2 op, $3 delay ms, $4 accepted, $5 error. */
+static const char sql_schedule_op[] =
+    "UPDATE payments SET hold_due_at = now() + ($3::bigint * interval '1 millisecond'),"
+    " operation_accepted = $4::boolean, last_attempt_error = $5::text"
+    " WHERE id = $1::text AND pending_operation = $2::text AND hold_due_at IS NULL";
+
+store_result store_payment_schedule_operation(store *s, const char *id, const char *op, long delay_ms,
+                                              bool accepted, const char *error)
+{
+    PGresult *r = NULL;
+    char delay[24];
+    snprintf(delay, sizeof delay, "%ld", delay_ms);
+    const char *const params[] = {id, op, delay, accepted ? "true" : "false", error};
+    store_result rc = store_run(s, "payment schedule operation", sql_schedule_op, 5, params, false, &r);
+    PQclear(r);
+    return rc;
 }
 
 store_result store_payment_set_redirect(store *s, const char *id, const char *url)
@@ -457,6 +490,188 @@ store_result store_webhook_keep(store *s, const char *connector, const pagoflex_
                                 4, params, false, &r);
     if (rc == STORE_OK && PQntuples(r) != 1)
         rc = STORE_DUPLICATE;
+    PQclear(r);
+    return rc;
+}
+
+/* ---- the reconciler's claims on refunds ------------------------------------ */
+
+#define MS(p) "(" p "::bigint * interval '1 millisecond')"
+#define REFUND_OPEN "('created', 'processing', 'pending')"
+
+/* When an open refund is due: next_attempt_at, or its state's grace after
+ * updated_at while the reconciler never scheduled it. */
+#define REFUND_DUE_AT(t)                                                             \
+    "COALESCE(" t ".next_attempt_at, " t ".updated_at + CASE " t ".state"            \
+    " WHEN 'created' THEN " MS("$1") " WHEN 'processing' THEN " MS("$2") " ELSE " MS("$3") " END)"
+
+#define REFUND_UNSCHEDULED(state, grace)                                             \
+    " UNION ALL (SELECT id FROM refunds WHERE state = '" state "'"                   \
+    " AND next_attempt_at IS NULL AND updated_at <= now() - " MS(grace)               \
+    " ORDER BY updated_at LIMIT $4::int)"
+
+/* A claimed refund's columns; `deadline` the parameter of deadline_s. */
+#define REFUND_ITEM_COLS(t, deadline)                                                \
+    REFUND_COLS(t) ", " t ".attempts, " t ".created_at + " deadline                  \
+    "::bigint * interval '1 second' <= now(), " t ".claim_token"
+
+/* As store_recon_sql_claim: candidates from range scans of refunds_due and
+ * refunds_unscheduled that stop at now, then locked and checked again. */
+const char store_refund_sql_claim[] =
+    "WITH cand AS ("
+    " (SELECT id FROM refunds WHERE state IN " REFUND_OPEN " AND next_attempt_at <= now()"
+    " ORDER BY next_attempt_at LIMIT $4::int)"
+    REFUND_UNSCHEDULED("created", "$1") REFUND_UNSCHEDULED("processing", "$2")
+    REFUND_UNSCHEDULED("pending", "$3")
+    "), due AS ("
+    " SELECT r.id FROM refunds r WHERE r.id IN (SELECT id FROM cand)"
+    " AND r.state IN " REFUND_OPEN " AND " REFUND_DUE_AT("r") " <= now()"
+    " ORDER BY " REFUND_DUE_AT("r") " LIMIT $4::int FOR UPDATE OF r SKIP LOCKED"
+    ") UPDATE refunds r SET next_attempt_at = now() + " MS("$5") ", attempts = r.attempts + 1,"
+    " claim_token = nextval('refunds_claim_token_seq')"
+    " FROM due WHERE r.id = due.id RETURNING " REFUND_ITEM_COLS("r", "$6");
+
+/* $1 id, $2 claim, $3 lease ms, $4 deadline s. */
+const char store_refund_sql_renew[] =
+    "UPDATE refunds r SET next_attempt_at = now() + " MS("$3")
+    " WHERE r.id = $1::text AND r.claim_token = $2::bigint AND r.state IN " REFUND_OPEN
+    " RETURNING " REFUND_ITEM_COLS("r", "$4");
+
+/* $1 id, $2 delay ms, $3 error, $4 claim, $5 the state decided from. */
+static const char sql_refund_reschedule[] =
+    "UPDATE refunds SET next_attempt_at = now() + " MS("$2") ", last_attempt_error = $3::text"
+    " WHERE id = $1::text AND claim_token = $4::bigint AND state = $5::text";
+
+/* $1 connector, $2 our refund id, $3 the bank's refund id. */
+static const char sql_refund_make_due[] =
+    "UPDATE refunds SET next_attempt_at = now()"
+    " WHERE connector = $1::text AND (id = $2::text OR ($2::text IS NULL AND"
+    " provider_reference_id = $3::text)) AND state IN " REFUND_OPEN " RETURNING id";
+
+static store_result refund_item_from_row(const PGresult *r, int i, pagoflex_arena *arena,
+                                         store_refund_item *out)
+{
+    store_refund_item it;
+    store_result rc = refund_from_row(r, i, 0, arena, &it.refund);
+    if (rc != STORE_OK)
+        return rc;
+    it.attempts = atoi(PQgetvalue(r, i, REFUND_NCOLS));
+    it.past_deadline = PQgetvalue(r, i, REFUND_NCOLS + 1)[0] == 't';
+    it.claim = strtoll(PQgetvalue(r, i, REFUND_NCOLS + 2), NULL, 10);
+    *out = it;
+    return STORE_OK;
+}
+
+store_result store_refund_claim(store *s, const store_recon_timing *t, int limit, pagoflex_arena *arena,
+                                store_refund_item **items, size_t *count)
+{
+    PGresult *r = NULL;
+    store_refund_item *list = NULL;
+    char a[24], b[24], c[24], d[16], e[24], f[24];
+    snprintf(a, sizeof a, "%ld", t->recover_created_ms);
+    snprintf(b, sizeof b, "%ld", t->first_retry_ms);
+    snprintf(c, sizeof c, "%ld", t->webhook_grace_ms);
+    snprintf(d, sizeof d, "%d", limit);
+    snprintf(e, sizeof e, "%ld", t->lease_ms);
+    snprintf(f, sizeof f, "%ld", t->deadline_s);
+    const char *const params[] = {a, b, c, d, e, f};
+    store_result rc = store_run(s, "refund claim", store_refund_sql_claim, 6, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    size_t n = (size_t)PQntuples(r);
+    if (n > 0 && !(list = arena_alloc(arena, n * sizeof *list))) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((rc = refund_item_from_row(r, (int)i, arena, &list[i])) != STORE_OK)
+            goto fail;
+    *items = list;
+    *count = n;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_refund_renew(store *s, const store_recon_timing *t, pagoflex_arena *arena,
+                                store_refund_item *it)
+{
+    PGresult *r = NULL;
+    char claim[24], lease[24], deadline[24];
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    snprintf(lease, sizeof lease, "%ld", t->lease_ms);
+    snprintf(deadline, sizeof deadline, "%ld", t->deadline_s);
+    const char *const params[] = {it->refund.id, claim, lease, deadline};
+    store_result rc = store_run(s, "refund renew", store_refund_sql_renew, 4, params, false, &r);
+    if (rc == STORE_OK)
+        rc = PQntuples(r) == 1 ? refund_item_from_row(r, 0, arena, it) : STORE_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+store_result store_refund_recon_transition(store *s, const store_refund_item *it, pagoflex_state to,
+                                           const char *source, const char *detail,
+                                           const char *provider_ref, const char *error_code,
+                                           const char *error_message, pagoflex_arena *arena,
+                                           store_refund *out, bool *lost_claim)
+{
+    pagoflex_state from = it->refund.state;
+    char allowed[48], claim[24];
+    if (!it->refund.id || payment_state_parse(payment_state_name(to)) < 0) {
+        log_error("store: reconciler transition of refund %s to invalid state %d",
+                  it->refund.id ? it->refund.id : "(null)", (int)to);
+        return STORE_ERROR;
+    }
+    /* Only from the state decided from, and only where that state may be
+     * left for `to`; otherwise nothing is allowed ('{}'), the row is read. */
+    if (store_refund_transition_allowed(from, to))
+        snprintf(allowed, sizeof allowed, "{%s}", payment_state_name(from));
+    else
+        snprintf(allowed, sizeof allowed, "{}");
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    const char *const params[] = {it->refund.id, payment_state_name(to), allowed, provider_ref, error_code,
+                                  error_message, source, detail, claim};
+    store_refund row;
+    store_result rc = refund_transition_run(s, "refund reconciler transition", sql_refund_transition_fenced,
+                                            9, params, arena, &row);
+    if (rc != STORE_OK && rc != STORE_CONFLICT)
+        return rc;
+    *lost_claim = rc == STORE_CONFLICT && row.state == from && store_refund_transition_allowed(from, to);
+    *out = row;
+    return rc;
+}
+
+store_result store_refund_reschedule(store *s, const store_refund_item *it, long delay_ms, const char *error,
+                                     bool *applied)
+{
+    PGresult *r = NULL;
+    char delay[24], claim[24];
+    snprintf(delay, sizeof delay, "%ld", delay_ms);
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    const char *const params[] = {it->refund.id, delay, error, claim, payment_state_name(it->refund.state)};
+    store_result rc = store_run(s, "refund reschedule", sql_refund_reschedule, 5, params, false, &r);
+    if (rc == STORE_OK && applied)
+        *applied = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    return rc;
+}
+
+store_result store_refund_make_due(store *s, const char *connector, const char *refund_id,
+                                   const char *bank_refund_id, pagoflex_arena *arena, const char **found)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {connector, refund_id, bank_refund_id};
+    store_result rc = store_run(s, "refund make due", sql_refund_make_due, 3, params, false, &r);
+    if (rc == STORE_OK) {
+        const char *id = NULL;
+        if (PQntuples(r) == 1 && !(id = arena_strdup(arena, PQgetvalue(r, 0, 0))))
+            rc = STORE_ERROR;
+        else if (PQntuples(r) != 1)
+            rc = STORE_NOT_FOUND;
+        if (rc == STORE_OK)
+            *found = id;
+    }
     PQclear(r);
     return rc;
 }

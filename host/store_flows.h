@@ -14,6 +14,7 @@
 #define PAGOFLEX_STORE_FLOWS_H
 
 #include "store.h"
+#include "store_recon.h"
 
 /* Refund states reuse pagoflex_state numbers: CREATED (row written, not
  * sent), PROCESSING (sent, outcome unknown), PENDING (accepted), SUCCEEDED,
@@ -87,6 +88,15 @@ store_result store_payment_claim_operation(store *s, const char *id, const char 
 /* The bank refused the claimed operation `op`: clear pending_operation (and
  * the capture amount) so the payment is as before. STORE_OK with *out, or
  * STORE_CONFLICT (no such operation in flight) with *out, STORE_NOT_FOUND. */
+/* The first call of claimed operation `op` of payment `id` gave no final
+ * answer: the reconciler looks at it in `delay_ms`, re-sending it (same
+ * operation id) unless `accepted` (the bank said PENDING: a sync settles
+ * it), with `error` (or NULL) kept as last_attempt_error. Only while `op`
+ * is in flight and no reconciler has scheduled it. STORE_OK, or
+ * STORE_UNAVAILABLE / STORE_ERROR. */
+store_result store_payment_schedule_operation(store *s, const char *id, const char *op, long delay_ms,
+                                              bool accepted, const char *error);
+
 store_result store_payment_release_operation(store *s, const char *id, const char *op,
                                              pagoflex_arena *arena, store_payment *out);
 
@@ -108,5 +118,63 @@ store_result store_webhook_keep(store *s, const char *connector, const pagoflex_
 
 /* Store redirect_url on payment `id` while it is requires_action. */
 store_result store_payment_set_redirect(store *s, const char *id, const char *url);
+
+/* ---- the reconciler's claims on refunds (migration 9) ----------------------
+ * As for payments (store_recon.h): a refund in created, processing or
+ * pending is due at next_attempt_at, or, never scheduled, a state's grace
+ * after its last change (created: recover_created_ms, processing:
+ * first_retry_ms, pending: webhook_grace_ms). A claim locks due rows (SKIP
+ * LOCKED), moves next_attempt_at on by the lease and sets a new claim_token
+ * in one statement; every later write carries that token and the state it
+ * was decided from, so a claimer whose lease lapsed writes nothing. */
+
+/* A claimed refund. */
+typedef struct store_refund_item {
+    store_refund refund;
+    int64_t claim;      /* the claim's fencing token (refunds.claim_token) */
+    int attempts;       /* reconciler attempts, this one included */
+    bool past_deadline; /* created more than deadline_s ago */
+} store_refund_item;
+
+/* Claim up to `limit` due refunds, earliest due first. On STORE_OK *items
+ * (in the arena, NULL when none) and *count; else untouched. */
+store_result store_refund_claim(store *s, const store_recon_timing *t, int limit, pagoflex_arena *arena,
+                                store_refund_item **items, size_t *count);
+
+/* Extend the lease of claimed refund *it, if the claim still holds and the
+ * refund is still open; STORE_OK refreshes *it from the row, STORE_CONFLICT
+ * (claim lost or settled) leaves it untouched. */
+store_result store_refund_renew(store *s, const store_recon_timing *t, pagoflex_arena *arena,
+                                store_refund_item *it);
+
+/* Move claimed refund it->refund to `to` (as store_refund_transition: a
+ * failed refund gives its amount back in the same statement), only while
+ * it is in it->refund.state, that state may be left for `to`, and the
+ * claim holds. STORE_OK moved; STORE_CONFLICT refused (*lost_claim: the
+ * state is unchanged, another claim took it). *out the row on both. */
+store_result store_refund_recon_transition(store *s, const store_refund_item *it, pagoflex_state to,
+                                           const char *source, const char *detail,
+                                           const char *provider_ref, const char *error_code,
+                                           const char *error_message, pagoflex_arena *arena,
+                                           store_refund *out, bool *lost_claim);
+
+/* Look at claimed refund *it again in `delay_ms`, keeping `error` as
+ * last_attempt_error; only while the claim holds and the refund is still in
+ * it->refund.state (*applied, if not NULL, tells). */
+store_result store_refund_reschedule(store *s, const store_refund_item *it, long delay_ms, const char *error,
+                                     bool *applied);
+
+/* A look-up event: make the open refund of `connector` named by
+ * `refund_id` (ours) or, when that is NULL, `bank_refund_id` due now.
+ * STORE_OK with *found (its id, in the arena); STORE_NOT_FOUND when no open
+ * refund has that id. */
+store_result store_refund_make_due(store *s, const char *connector, const char *refund_id,
+                                   const char *bank_refund_id, pagoflex_arena *arena, const char **found);
+
+/* The claim ($1 recover created ms, $2 first retry ms, $3 webhook grace
+ * ms, $4 limit, $5 lease ms, $6 deadline s) and renewal ($1 id, $2 claim,
+ * $3 lease ms, $4 deadline s), for the tests of their plans. */
+extern const char store_refund_sql_claim[];
+extern const char store_refund_sql_renew[];
 
 #endif

@@ -255,6 +255,32 @@ static const char migration_0008_flows[] =
     "    ADD COLUMN event_type text;\n"
     "CREATE INDEX webhook_events_refund ON webhook_events (refund_id) WHERE refund_id IS NOT NULL;\n";
 
+/* The reconciler for refunds, captures and voids (issue 11, continued).
+ * - Refunds are claimed like payments: a fencing token from their own
+ *   sequence, and two partial indexes on the due time (refunds_due for
+ *   rows the reconciler scheduled, refunds_unscheduled for rows it never
+ *   touched) that replace refunds_open, so a claim reads only due rows.
+ * - Payments waiting with a capture or void in flight (or asked to be
+ *   looked up while requires_capture / requires_action) are due at
+ *   hold_due_at; operation_accepted says the bank accepted the operation
+ *   (PENDING: its webhook or a sync tells), else its outcome is unknown
+ *   and it is re-sent with the same operation id. payments_hold_due finds
+ *   the scheduled ones, payments_operation_unscheduled an operation whose
+ *   host died before it scheduled it. */
+static const char migration_0009_flow_reconciler[] =
+    "CREATE SEQUENCE refunds_claim_token_seq AS bigint;\n"
+    "DROP INDEX refunds_open;\n"
+    "CREATE INDEX refunds_due ON refunds (next_attempt_at)\n"
+    "    WHERE state IN ('created', 'processing', 'pending');\n"
+    "CREATE INDEX refunds_unscheduled ON refunds (state, updated_at)\n"
+    "    WHERE next_attempt_at IS NULL AND state IN ('created', 'processing', 'pending');\n"
+    "ALTER TABLE payments ADD COLUMN hold_due_at timestamptz,\n"
+    "    ADD COLUMN operation_accepted boolean NOT NULL DEFAULT false;\n"
+    "CREATE INDEX payments_hold_due ON payments (hold_due_at)\n"
+    "    WHERE hold_due_at IS NOT NULL AND state IN ('requires_capture', 'requires_action');\n"
+    "CREATE INDEX payments_operation_unscheduled ON payments (updated_at)\n"
+    "    WHERE hold_due_at IS NULL AND pending_operation IS NOT NULL;\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -268,6 +294,8 @@ static const store_migration migration_list[] = {
     /* 7 is another branch's; the runner applies missing versions in list order. */
     {8, "flows: manual capture, void, refunds and their history, refund and ignored events",
      migration_0008_flows},
+    {9, "flow reconciler: refund claims and their due-time indexes, held payments' due time",
+     migration_0009_flow_reconciler},
 };
 
 const store_migration *store_migrations(size_t *count)

@@ -209,3 +209,174 @@ store_result store_recon_schedule(store *s, const char *id, long delay_ms, const
     PQclear(r);
     return rc;
 }
+
+/* ---- held payments: a capture or void in flight, or a look-up ------------- */
+
+#define HELD_STATES "('requires_capture', 'requires_action')"
+
+#define HELD_COLS(t, deadline)                                                        \
+    PAYMENT_COLS(t) ", " t ".attempts, " t ".operation_accepted, " t ".created_at + " deadline \
+    "::bigint * interval '1 second' <= now(), " t ".claim_token"
+
+/* Candidates: scheduled ones from payments_hold_due, and an operation whose
+ * host died before scheduling it (payments_operation_unscheduled: due
+ * recover created ms after its claim). */
+const char store_recon_sql_claim_held[] =
+    "WITH cand AS ("
+    " (SELECT id FROM payments WHERE hold_due_at <= now() AND hold_due_at IS NOT NULL"
+    " AND state IN " HELD_STATES " ORDER BY hold_due_at LIMIT $3::int)"
+    " UNION ALL (SELECT id FROM payments WHERE hold_due_at IS NULL AND pending_operation IS NOT NULL"
+    " AND updated_at <= now() - " MS("$1") " ORDER BY updated_at LIMIT $3::int)"
+    "), due AS ("
+    " SELECT p.id FROM payments p WHERE p.id IN (SELECT id FROM cand) AND p.state IN " HELD_STATES
+    " AND COALESCE(p.hold_due_at, p.updated_at + " MS("$1") ") <= now()"
+    " AND (p.hold_due_at IS NOT NULL OR p.pending_operation IS NOT NULL)"
+    " ORDER BY COALESCE(p.hold_due_at, p.updated_at) LIMIT $3::int FOR UPDATE OF p SKIP LOCKED"
+    ") UPDATE payments p SET hold_due_at = now() + " MS("$2") ", attempts = p.attempts + 1,"
+    " claim_token = nextval('payments_claim_token_seq')"
+    " FROM due WHERE p.id = due.id RETURNING " HELD_COLS("p", "$4");
+
+/* $1 id, $2 claim, $3 lease ms, $4 deadline s. */
+static const char sql_renew_held[] =
+    "UPDATE payments p SET hold_due_at = now() + " MS("$3")
+    " WHERE p.id = $1::text AND p.claim_token = $2::bigint AND p.state IN " HELD_STATES
+    " RETURNING " HELD_COLS("p", "$4");
+
+/* $1 id, $2 delay ms (negative: no longer due), $3 error, $4 accepted, $5
+ * claim, $6 the state decided from. */
+static const char sql_reschedule_held[] =
+    "UPDATE payments SET hold_due_at = CASE WHEN $2::bigint < 0 THEN NULL ELSE now() + " MS("$2") " END,"
+    " last_attempt_error = $3::text, operation_accepted = operation_accepted OR $4::boolean"
+    " WHERE id = $1::text AND claim_token = $5::bigint AND state = $6::text";
+
+/* $1 id, $2 op, $3 claim, $4 the state decided from. */
+static const char sql_release_held[] =
+    "UPDATE payments SET pending_operation = NULL,"
+    " capture_amount = CASE WHEN $2::text = 'capture' THEN NULL ELSE capture_amount END,"
+    " hold_due_at = NULL, operation_accepted = false, updated_at = now()"
+    " WHERE id = $1::text AND pending_operation = $2::text AND claim_token = $3::bigint"
+    " AND state = $4::text";
+
+/* $1 connector, $2 payment id, $3 the bank's id. */
+static const char sql_look_up[] =
+    "UPDATE payments SET"
+    " next_attempt_at = CASE WHEN state IN " OPEN_STATES " THEN now() ELSE next_attempt_at END,"
+    " hold_due_at = CASE WHEN state IN " HELD_STATES " THEN now() ELSE hold_due_at END"
+    " WHERE connector = $1::text AND (id = $2::text OR ($2::text IS NULL AND"
+    " provider_reference_id = $3::text)) AND state IN ('created', 'processing', 'pending',"
+    " 'requires_capture', 'requires_action') RETURNING id";
+
+static store_result held_item_from_row(const PGresult *r, int i, pagoflex_arena *arena,
+                                       store_recon_item *out)
+{
+    store_recon_item it = {0};
+    store_result rc = store_payment_from_row(r, i, 0, arena, &it.payment);
+    if (rc != STORE_OK)
+        return rc;
+    it.attempts = atoi(PQgetvalue(r, i, PAYMENT_NCOLS));
+    it.operation_accepted = PQgetvalue(r, i, PAYMENT_NCOLS + 1)[0] == 't';
+    it.past_deadline = PQgetvalue(r, i, PAYMENT_NCOLS + 2)[0] == 't';
+    it.claim = strtoll(PQgetvalue(r, i, PAYMENT_NCOLS + 3), NULL, 10);
+    it.maybe_at_bank = true;
+    *out = it;
+    return STORE_OK;
+}
+
+store_result store_recon_claim_held(store *s, const store_recon_timing *t, int limit,
+                                    pagoflex_arena *arena, store_recon_item **items, size_t *count)
+{
+    PGresult *r = NULL;
+    store_recon_item *list = NULL;
+    char a[24], b[24], c[16], d[24];
+    snprintf(a, sizeof a, "%ld", t->recover_created_ms);
+    snprintf(b, sizeof b, "%ld", t->lease_ms);
+    snprintf(c, sizeof c, "%d", limit);
+    snprintf(d, sizeof d, "%ld", t->deadline_s);
+    const char *const params[] = {a, b, c, d};
+    store_result rc = store_run(s, "reconciler claim held", store_recon_sql_claim_held, 4, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    size_t n = (size_t)PQntuples(r);
+    if (n > 0 && !(list = arena_alloc(arena, n * sizeof *list))) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((rc = held_item_from_row(r, (int)i, arena, &list[i])) != STORE_OK)
+            goto fail;
+    *items = list;
+    *count = n;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+store_result store_recon_renew_held(store *s, const store_recon_timing *t, pagoflex_arena *arena,
+                                    store_recon_item *it)
+{
+    PGresult *r = NULL;
+    char claim[24], lease[24], deadline[24];
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    snprintf(lease, sizeof lease, "%ld", t->lease_ms);
+    snprintf(deadline, sizeof deadline, "%ld", t->deadline_s);
+    const char *const params[] = {it->payment.id, claim, lease, deadline};
+    store_result rc = store_run(s, "reconciler renew held", sql_renew_held, 4, params, false, &r);
+    if (rc == STORE_OK)
+        rc = PQntuples(r) == 1 ? held_item_from_row(r, 0, arena, it) : STORE_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+store_result store_recon_reschedule_held(store *s, const store_recon_item *it, long delay_ms,
+                                         const char *error, bool accepted, bool *applied)
+{
+    PGresult *r = NULL;
+    char delay[24], claim[24];
+    snprintf(delay, sizeof delay, "%ld", delay_ms);
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    const char *const params[] = {it->payment.id, delay, error, accepted ? "true" : "false", claim,
+                                  payment_state_name(it->payment.state)};
+    store_result rc = store_run(s, "reconciler reschedule held", sql_reschedule_held, 6, params, false, &r);
+    if (rc == STORE_OK && applied)
+        *applied = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    return rc;
+}
+
+store_result store_recon_release_held(store *s, const store_recon_item *it, bool *applied)
+{
+    PGresult *r = NULL;
+    char claim[24];
+    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
+    const char *const params[] = {it->payment.id, it->payment.pending_operation, claim,
+                                  payment_state_name(it->payment.state)};
+    if (!it->payment.pending_operation)
+        return STORE_ERROR;
+    store_result rc = store_run(s, "reconciler release operation", sql_release_held, 4, params, false, &r);
+    if (rc == STORE_OK) {
+        metrics_db_commit();
+        *applied = strcmp(PQcmdTuples(r), "1") == 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+store_result store_recon_look_up(store *s, const char *connector, const char *payment_id,
+                                 const char *bank_id, pagoflex_arena *arena, const char **found)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {connector, payment_id, bank_id};
+    store_result rc = store_run(s, "reconciler look-up", sql_look_up, 3, params, false, &r);
+    if (rc == STORE_OK) {
+        const char *id = PQntuples(r) == 1 ? arena_strdup(arena, PQgetvalue(r, 0, 0)) : NULL;
+        if (PQntuples(r) != 1)
+            rc = STORE_NOT_FOUND;
+        else if (!id)
+            rc = STORE_ERROR;
+        else
+            *found = id;
+    }
+    PQclear(r);
+    return rc;
+}

@@ -37,6 +37,7 @@ typedef struct store_recon_item {
     int attempts;       /* reconciler attempts, this one included */
     bool maybe_at_bank; /* false only if every create call failed to connect */
     bool past_deadline; /* created more than deadline_s ago */
+    bool operation_accepted; /* held claims: the bank accepted pending_operation */
 } store_recon_item;
 
 /* Claim up to `limit` due payments, earliest due first. On STORE_OK,
@@ -93,5 +94,48 @@ store_result store_recon_schedule(store *s, const char *id, long delay_ms, const
  * their plans. */
 extern const char store_recon_sql_claim[];
 extern const char store_recon_sql_renew[];
+
+/* ---- held payments (migration 9) -------------------------------------------
+ * A payment in requires_capture or requires_action is "held": the create
+ * reconciler leaves it alone. It is due at hold_due_at when a capture or
+ * void is in flight (scheduled by the API after an answer that was not
+ * final, or recover_created_ms after its claim when the host died first)
+ * or when a look-up event asked for it. Claims, renewals and writes are
+ * fenced by claim_token as above, and conditional on the state decided from. */
+
+/* Claim up to `limit` due held payments (lease t->lease_ms); each item's
+ * operation_accepted tells whether the bank accepted its pending_operation
+ * (maybe_at_bank is always true). As store_recon_claim otherwise. */
+store_result store_recon_claim_held(store *s, const store_recon_timing *t, int limit,
+                                    pagoflex_arena *arena, store_recon_item **items, size_t *count);
+
+/* store_recon_renew for a held claim: STORE_CONFLICT once the claim is lost
+ * or the payment is no longer held. */
+store_result store_recon_renew_held(store *s, const store_recon_timing *t, pagoflex_arena *arena,
+                                    store_recon_item *it);
+
+/* Look at held claim *it again in `delay_ms` (negative: only when asked
+ * again), keeping `error`; `accepted` marks its operation accepted by the
+ * bank. Only while the claim holds and the payment is in it->payment.state
+ * (*applied, if not NULL, tells). */
+store_result store_recon_reschedule_held(store *s, const store_recon_item *it, long delay_ms,
+                                         const char *error, bool accepted, bool *applied);
+
+/* The bank definitely did not do it->payment.pending_operation: clear it
+ * (and a capture's amount) so the payment may be captured or canceled
+ * again; only while the claim holds, the same operation is in flight and
+ * the payment is in it->payment.state. *applied tells. */
+store_result store_recon_release_held(store *s, const store_recon_item *it, bool *applied);
+
+/* A look-up event: make the payment of `connector` named by `payment_id`
+ * or, when that is NULL, by the bank's `bank_id` due now (open or held).
+ * STORE_OK with *found (its id, in the arena), STORE_NOT_FOUND when no
+ * such payment is open or held. */
+store_result store_recon_look_up(store *s, const char *connector, const char *payment_id,
+                                 const char *bank_id, pagoflex_arena *arena, const char **found);
+
+/* The held claim ($1 recover created ms, $2 lease ms, $3 limit, $4
+ * deadline s), for the test of its plan. */
+extern const char store_recon_sql_claim_held[];
 
 #endif

@@ -335,5 +335,41 @@ class BancoXFlows(unittest.TestCase):
         self.assertIn((final, bank["status"]), (("succeeded", "CAPTURED"), ("canceled", "VOIDED")))
 
 
+    # ---- the reconciler settles refunds, captures and voids ----------------
+
+    def test_refund_without_webhook_settled_by_sync(self):
+        pid = self.captured(1000)
+        f = self.post("/v1/refunds", {"payment_id": pid, "amount": 177})
+        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        got = self.wait_refund(f.json["id"], "succeeded", timeout=15)
+        self.assertEqual(got["provider_reference_id"][:3], "rf_")
+        self.assertEqual(self.env.sql("SELECT source FROM refund_history WHERE refund_id = '%s'"
+                                      " AND to_state = 'succeeded'" % f.json["id"]), "sync")
+        self.assertEqual(self.env.get(pid).json["amount_refunded"], 177)
+
+    def test_refund_503_resent_with_same_key_and_settled(self):
+        pid = self.captured(1000)
+        f = self.post("/v1/refunds", {"payment_id": pid, "amount": 255})
+        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        self.assertIsNone(f.json["provider_reference_id"])  # the 503: outcome unknown
+        self.wait_refund(f.json["id"], "succeeded", timeout=15)
+        bank = self.sim_payment(pid)
+        self.assertEqual([(r["amount"], r["ref"]) for r in bank["refunds"]], [(255, f.json["id"])])
+        self.assertGreaterEqual(bank["refund_requests"], 2)  # the 503 and the re-send
+        self.assertEqual(self.env.get(pid).json["amount_refunded"], 255)
+
+    def test_capture_503_retried_and_succeeds_once(self):
+        pid = self.authorized(1000)
+        c = self.post("/v1/payments/%s/capture" % pid, {"amount_to_capture": 655})
+        self.assertEqual((c.status, c.json["status"], c.json["pending_operation"]),
+                         (202, "requires_capture", "capture"), c)
+        p = self.env.wait_status(pid, ("succeeded",), timeout=15).json
+        self.assertEqual((p["amount_received"], p["pending_operation"]), (655, None))
+        bank = self.sim_payment(pid)
+        self.assertEqual((bank["status"], bank["captured"], len(bank["captures"])), ("CAPTURED", 655, 1))
+        # Settled: a later cancel is refused by state, not operation_in_progress.
+        v = self.post("/v1/payments/%s/cancel" % pid)
+        self.assertEqual((v.status, v.json["error"]["code"]), (409, "invalid_state"), v)
+
 if __name__ == "__main__":
     unittest.main()

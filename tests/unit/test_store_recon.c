@@ -22,6 +22,7 @@
 #include "payment.h"
 #include "pgtest.h"
 #include "store.h"
+#include "store_flows.h"
 #include "store_internal.h"
 #include "store_recon.h"
 
@@ -443,6 +444,204 @@ static void test_hot_statements_use_indexes(void **unused)
     arena_free(a);
 }
 
+/* ---- refunds and held payments (migration 9) ------------------------------- */
+
+/* A succeeded payment `id` of 1000 with refund `rid` of `amount` in `state`
+ * (through the API's own statements). */
+static void make_refund(const char *id, const char *rid, int64_t amount, pagoflex_state state)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO payments (id, connector, amount, currency, state, provider_reference_id, amount_received)"
+             " VALUES ('%s', 'BANCO_X', 1000, 'EUR', 'succeeded', 'bx_%s', 1000)",
+             id, id);
+    check_exec(sql);
+    pagoflex_arena *a = arena_new();
+    store_refund f;
+    store_payment p;
+    assert_int_equal(store_refund_create(g_store, rid, id, amount, NULL, NULL, a, &f, &p), STORE_OK);
+    if (state != ST(CREATED))
+        assert_int_equal(store_refund_transition(g_store, rid, state, STORE_SOURCE_BANK_REPLY, NULL,
+                                                 state == ST(PENDING) ? arena_printf(a, "rf_%s", rid) : NULL,
+                                                 NULL, NULL, a, &f),
+                         STORE_OK);
+    arena_free(a);
+}
+
+static bool claim_refund(const char *rid, long lease_ms, pagoflex_arena *a, store_refund_item *out)
+{
+    store_recon_timing t = g_timing;
+    t.lease_ms = lease_ms;
+    store_refund_item *items = NULL;
+    size_t n = 0;
+    assert_int_equal(store_refund_claim(g_store, &t, 16, a, &items, &n), STORE_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(items[i].refund.id, rid) == 0) {
+            *out = items[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A refund claimer whose lease lapsed and whose refund another claimer took
+ * may not renew, reschedule or move it: its failure (which would give the
+ * amount back) and its give-up are refused, and the second claimer's
+ * verdict stands. */
+static void test_lapsed_refund_claim_is_fenced(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    char buf[64];
+    make_refund("pay_rf_fence", "re_fence_1", 400, ST(PROCESSING));
+    store_refund_item first, second, renewed;
+    assert_true(claim_refund("re_fence_1", 200, a, &first));
+    assert_int_equal(first.refund.state, ST(PROCESSING));
+    assert_false(claim_refund("re_fence_1", 200, a, &second)); /* leased */
+    usleep(300 * 1000);
+    assert_true(claim_refund("re_fence_1", 60000, a, &second));
+    assert_true(second.claim != first.claim);
+    assert_int_equal(second.attempts, first.attempts + 1);
+
+    renewed = first;
+    assert_int_equal(store_refund_renew(g_store, &g_timing, a, &renewed), STORE_CONFLICT);
+    bool applied = true;
+    assert_int_equal(store_refund_reschedule(g_store, &first, 0, "late", &applied), STORE_OK);
+    assert_false(applied);
+
+    store_refund now;
+    bool lost = false;
+    assert_int_equal(store_refund_recon_transition(g_store, &first, ST(FAILED), STORE_SOURCE_RECONCILER, "resend",
+                                                   NULL, "rejected", "no", a, &now, &lost),
+                     STORE_CONFLICT);
+    assert_true(lost);
+    assert_int_equal(now.state, ST(PROCESSING));
+    assert_string_equal(check_value("SELECT amount_refunded FROM payments WHERE id = 'pay_rf_fence'", buf,
+                                    sizeof buf),
+                        "400");
+
+    assert_int_equal(store_refund_recon_transition(g_store, &second, ST(PENDING), STORE_SOURCE_RECONCILER, "resend",
+                                                   "rf_fence", NULL, NULL, a, &now, &lost),
+                     STORE_OK);
+    assert_int_equal(now.state, ST(PENDING));
+    /* Decided from `processing`: refused now that it is pending, even
+     * under the live claim. */
+    assert_int_equal(store_refund_recon_transition(g_store, &second, ST(REQUIRES_REVIEW), STORE_SOURCE_RECONCILER,
+                                                   "deadline", NULL, "outcome_unknown", "x", a, &now, &lost),
+                     STORE_CONFLICT);
+    assert_false(lost);
+    assert_int_equal(store_refund_recon_transition(g_store, &first, ST(REQUIRES_REVIEW), STORE_SOURCE_RECONCILER,
+                                                   "deadline", NULL, "outcome_unknown", "x", a, &now, &lost),
+                     STORE_CONFLICT);
+    assert_string_equal(check_value("SELECT state FROM refunds WHERE id = 're_fence_1'", buf, sizeof buf),
+                        "pending");
+    assert_string_equal(check_value("SELECT amount_refunded FROM payments WHERE id = 'pay_rf_fence'", buf,
+                                    sizeof buf),
+                        "400");
+    arena_free(a);
+}
+
+/* Look-up events: a refund named by the bank's id, and a requires_capture
+ * payment named by the bank's id, are made due now and claimed. */
+static void test_look_up_makes_refund_and_held_payment_due(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    make_refund("pay_rf_look", "re_look_1", 300, ST(PENDING));
+    check_exec("UPDATE refunds SET next_attempt_at = now() + interval '1 hour' WHERE id = 're_look_1'");
+    store_refund_item it;
+    assert_false(claim_refund("re_look_1", 60000, a, &it));
+    const char *found = NULL;
+    assert_int_equal(store_refund_make_due(g_store, "OTHER", NULL, "rf_re_look_1", a, &found), STORE_NOT_FOUND);
+    assert_int_equal(store_refund_make_due(g_store, "BANCO_X", NULL, "rf_re_look_1", a, &found), STORE_OK);
+    assert_string_equal(found, "re_look_1");
+    assert_true(claim_refund("re_look_1", 60000, a, &it));
+    assert_int_equal(it.refund.state, ST(PENDING));
+
+    check_exec("INSERT INTO payments (id, connector, amount, currency, state, provider_reference_id,"
+               " capture_method, amount_capturable) VALUES ('pay_held_look', 'BANCO_X', 900, 'EUR',"
+               " 'requires_capture', 'bx_held_look', 'manual', 900)");
+    store_recon_item *items = NULL;
+    size_t n = 0;
+    assert_int_equal(store_recon_claim_held(g_store, &g_timing, 16, a, &items, &n), STORE_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_string_not_equal(items[i].payment.id, "pay_held_look");
+    assert_int_equal(store_recon_look_up(g_store, "BANCO_X", NULL, "bx_held_look", a, &found), STORE_OK);
+    assert_string_equal(found, "pay_held_look");
+    assert_int_equal(store_recon_claim_held(g_store, &g_timing, 16, a, &items, &n), STORE_OK);
+    bool claimed = false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(items[i].payment.id, "pay_held_look") == 0) {
+            claimed = true;
+            assert_int_equal(items[i].payment.state, ST(REQUIRES_CAPTURE));
+            assert_false(items[i].operation_accepted);
+            assert_null(items[i].payment.pending_operation);
+        }
+    assert_true(claimed);
+    arena_free(a);
+}
+
+/* On 100,000 refunds, open and not due, the refund claim (and the held
+ * payments' claim, on the 110k payments of the test before) use their
+ * indexes under a generic plan and read only what is due. */
+static void test_refund_claim_uses_indexes(void **unused)
+{
+    (void)unused;
+    check_exec("UPDATE refunds SET state = 'succeeded' WHERE state IN ('created', 'processing', 'pending')");
+    check_exec("INSERT INTO payments (id, connector, amount, currency, state, amount_received)"
+               " VALUES ('pay_rf_bulk', 'BANCO_X', 100000000, 'EUR', 'succeeded', 100000000)");
+    check_exec("INSERT INTO refunds (id, payment_id, connector, amount, currency, state, provider_reference_id,"
+               " created_at, updated_at, next_attempt_at)"
+               " SELECT 're_bulk_' || g, 'pay_rf_bulk', 'BANCO_X', 1, 'EUR',"
+               " CASE WHEN g <= 40000 THEN 'pending' WHEN g <= 70000 THEN 'processing'"
+               " WHEN g <= 100000 THEN 'created' ELSE 'succeeded' END,"
+               " CASE WHEN g <= 40000 OR g > 100000 THEN 'rf_bulk_' || g END,"
+               " now() - interval '1 minute', now() - (g % 30) * interval '1 second',"
+               " CASE WHEN g > 40000 AND g <= 70000 THEN now() + (120 + g % 300) * interval '1 second'"
+               " WHEN g > 100000 THEN now() - interval '1 hour' END"
+               " FROM generate_series(1, 110000) g");
+    check_exec("UPDATE refunds SET next_attempt_at = now() - interval '1 s'"
+               " WHERE id IN ('re_bulk_50001', 're_bulk_50002')");
+    check_exec("UPDATE refunds SET updated_at = now() - interval '5 minutes'"
+               " WHERE id IN ('re_bulk_7', 're_bulk_80001', 're_bulk_80002')");
+    check_exec("ANALYZE refunds");
+    check_exec("ANALYZE payments");
+
+    char *plan = explain(store_refund_sql_claim, 6, "'60000', '1000', '60000', '16', '60000', '86400'", true);
+    fprintf(stderr, "refund claim, generic plan, EXPLAIN ANALYZE on 110k refunds:\n%s\n", plan);
+    if (strstr(plan, "Seq Scan on refunds"))
+        fail_msg("the refund claim reads every refund:\n%s", plan);
+    assert_uses("the refund claim", plan, "Index Scan using refunds_due on refunds");
+    assert_uses("the refund claim", plan, "Index Scan using refunds_unscheduled on refunds");
+    if (rows_discarded(plan) > 100)
+        fail_msg("the refund claim read and discarded %ld rows:\n%s", rows_discarded(plan), plan);
+    free(plan);
+
+    plan = explain(store_refund_sql_renew, 4, "'re_bulk_7', '1', '60000', '86400'", false);
+    if (strstr(plan, "Seq Scan on refunds"))
+        fail_msg("the refund renewal reads every refund:\n%s", plan);
+    assert_uses("the refund renewal", plan, "refunds_pkey");
+    free(plan);
+
+    plan = explain(store_recon_sql_claim_held, 4, "'60000', '60000', '16', '86400'", true);
+    fprintf(stderr, "held claim, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the held claim", plan);
+    assert_uses("the held claim", plan, "payments_hold_due");
+    assert_uses("the held claim", plan, "payments_operation_unscheduled");
+    free(plan);
+
+    pagoflex_arena *a = arena_new();
+    store_recon_timing t = {.recover_created_ms = 60000, .first_retry_ms = 1000,
+                            .webhook_grace_ms = 60000, .lease_ms = 60000, .deadline_s = 86400};
+    store_refund_item *items = NULL;
+    size_t n = 0;
+    assert_int_equal(store_refund_claim(g_store, &t, 16, a, &items, &n), STORE_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(store_refund_claim(g_store, &t, 16, a, &items, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    arena_free(a);
+}
+
 /* ---- setup ------------------------------------------------------------------ */
 
 static int group_setup(void **unused)
@@ -498,6 +697,9 @@ int main(void)
         cmocka_unit_test(test_api_schedule_leaves_a_claimed_payment_alone),
         cmocka_unit_test(test_claim_takes_what_is_due),
         cmocka_unit_test(test_hot_statements_use_indexes),
+        cmocka_unit_test(test_lapsed_refund_claim_is_fenced),
+        cmocka_unit_test(test_look_up_makes_refund_and_held_payment_due),
+        cmocka_unit_test(test_refund_claim_uses_indexes),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
