@@ -3,8 +3,15 @@
  *
  * Banco X accepts a payment at once (POST /pay) and reports the result later
  * through a webhook signed with HMAC-SHA256. This plugin only describes the
- * HTTP call (the host's libcurl executor performs it), maps the answer to a
- * payment state, and verifies and parses webhooks.
+ * HTTP calls (the host's libcurl executor performs them), maps the answers,
+ * and verifies and parses webhooks.
+ *
+ * ABI 1.2: every flow of API v1.1 (authorize, capture, void, refund,
+ * payment sync, refund sync) through flow_request/flow_response, 1.2
+ * webhooks (payment, refund and ignored events) and webhook_sample. The
+ * 1.0/1.1 entry points are thin wrappers over the same code (authorize
+ * with Banco X's default capture, payment sync, payment webhooks), so the
+ * plugin still runs on a 1.1 host.
  *
  * Everything host-side comes through the pagoflex_host_services table given
  * to init; the plugin links against no host symbol. Jansson is used

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -1035,6 +1036,771 @@ static void test_sync_response_unknown_never_final(void **state)
     }
 }
 
+/* ------------------------------------------------------------ flows (1.2) */
+
+#define CAP_ID "cap_01JD8Y9C0000000000000000001"
+#define VOID_ID "void_01JD8Y9C000000000000000001"
+#define REFUND_ID "ref_01JD8Y9C00000000000000000001"
+#define RF_REF "rf_01JD8YA00000000000000000RF"
+#define CARD_TOKEN "tok_4242abcd_EF-9"
+#define RETURN_URL "https://shop.example/return?order=77"
+
+static pagoflex_payment flow_payment;
+
+static pagoflex_flow_input flow_in(pagoflex_flow flow)
+{
+    flow_payment = payment(1050, "ARS");
+    if (flow != PAGOFLEX_FLOW_AUTHORIZE)
+        flow_payment.provider_reference_id = BX_REF;
+    pagoflex_flow_input in = {.size = sizeof in, .flow = flow, .payment = &flow_payment,
+                              .capture = 1};
+    switch (flow) {
+    case PAGOFLEX_FLOW_AUTHORIZE:
+        in.operation_id = PAY_ID;
+        break;
+    case PAGOFLEX_FLOW_CAPTURE:
+        in.operation_id = CAP_ID;
+        in.amount = 500;
+        break;
+    case PAGOFLEX_FLOW_VOID:
+        in.operation_id = VOID_ID;
+        break;
+    case PAGOFLEX_FLOW_REFUND:
+        in.operation_id = REFUND_ID;
+        in.refund_id = REFUND_ID;
+        in.amount = 300;
+        break;
+    case PAGOFLEX_FLOW_PAYMENT_SYNC:
+        in.operation_id = PAY_ID;
+        break;
+    case PAGOFLEX_FLOW_REFUND_SYNC:
+        in.operation_id = REFUND_ID;
+        in.refund_id = REFUND_ID;
+        in.refund_provider_reference_id = RF_REF;
+        break;
+    }
+    return in;
+}
+
+static const char *header_of(const pagoflex_http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->header_count; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0)
+            return req->headers[i].value;
+    return NULL;
+}
+
+/* The request must be `method` BASE_URL`path` with the API key, and for a
+ * POST a JSON body and Idempotency-Key `key`. */
+static void expect_request(const pagoflex_http_request *req, const char *method, const char *path,
+                           const char *key)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", BASE_URL, path);
+    assert_string_equal(req->method, method);
+    assert_string_equal(req->url, url);
+    assert_string_equal(header_of(req, "Authorization"), "Bearer " API_KEY);
+    if (key) {
+        assert_int_equal(req->header_count, 3);
+        assert_string_equal(header_of(req, "Content-Type"), "application/json");
+        assert_string_equal(header_of(req, "Idempotency-Key"), key);
+    } else {
+        assert_int_equal(req->header_count, 1);
+        assert_int_equal(req->body_len, 0);
+    }
+}
+
+static int flow_req(fx *f, const pagoflex_flow_input *in, pagoflex_http_request *req)
+{
+    memset(req, 0xa5, sizeof *req);
+    return bx->flow_request(f->state, in, f->arena, req);
+}
+
+static int flow_resp_full(fx *f, const pagoflex_flow_input *in, pagoflex_transport transport,
+                          int status, const char *body, pagoflex_flow_result *r)
+{
+    pagoflex_http_response resp = {.transport = transport, .status = status,
+                                   .body = (const unsigned char *)body,
+                                   .body_len = body ? strlen(body) : 0};
+    memset(r, 0, sizeof *r);
+    r->size = sizeof *r;
+    r->state = (pagoflex_state)99; /* must be overwritten on PAGOFLEX_OK */
+    return bx->flow_response(f->state, in, &resp, f->arena, r);
+}
+
+static pagoflex_flow_result flow_resp(fx *f, const pagoflex_flow_input *in, int status,
+                                      const char *body)
+{
+    pagoflex_flow_result r;
+    assert_int_equal(flow_resp_full(f, in, PAGOFLEX_TRANSPORT_OK, status, body, &r), PAGOFLEX_OK);
+    return r;
+}
+
+static void expect_flow(pagoflex_flow_result r, pagoflex_state state, const char *code,
+                        const char *ref)
+{
+    assert_int_equal(r.state, state);
+    if (code)
+        assert_string_equal(r.error_code, code);
+    else
+        assert_null(r.error_code);
+    if (ref)
+        assert_string_equal(r.provider_reference_id, ref);
+    else
+        assert_null(r.provider_reference_id);
+}
+
+/* Answers that prove nothing: each must be PROCESSING with a code, never
+ * FAILED, for every flow. */
+static void expect_transient(fx *f, const pagoflex_flow_input *in)
+{
+    static const struct {
+        pagoflex_transport transport;
+        int status;
+        const char *body;
+    } answers[] = {
+        {PAGOFLEX_TRANSPORT_OK, 429, "{\"error\":\"slow down\"}"},
+        {PAGOFLEX_TRANSPORT_OK, 500, "{\"error\":\"internal\"}"},
+        {PAGOFLEX_TRANSPORT_OK, 502, "<html>Bad Gateway</html>"},
+        {PAGOFLEX_TRANSPORT_OK, 503, "{\"error\":\"unavailable\"}"},
+        {PAGOFLEX_TRANSPORT_OK, 503, "{\"status\":\"REJECTED\",\"id\":\"rf_1\"}"},
+        {PAGOFLEX_TRANSPORT_OK, 504, ""},
+        {PAGOFLEX_TRANSPORT_OK, 408, ""},
+        {PAGOFLEX_TRANSPORT_TIMEOUT, 0, NULL},
+        {PAGOFLEX_TRANSPORT_TIMEOUT, 200, "{\"status\":\"REJECTED\",\"id\":\"bx_1\"}"},
+        {PAGOFLEX_TRANSPORT_CONNECT, 0, NULL},
+        {PAGOFLEX_TRANSPORT_ERROR, 0, NULL},
+        {PAGOFLEX_TRANSPORT_OK, 200, NULL},
+        {PAGOFLEX_TRANSPORT_OK, 200, ""},
+        {PAGOFLEX_TRANSPORT_OK, 200, "not json"},
+        {PAGOFLEX_TRANSPORT_OK, 200, "[\"OK\"]"},
+        {PAGOFLEX_TRANSPORT_OK, 200, "{\"status\":\"WEIRD\",\"id\":\"bx_1\"}"},
+        {PAGOFLEX_TRANSPORT_OK, 200, "{\"status\":\"OK\""},
+        {PAGOFLEX_TRANSPORT_OK, 302, ""},
+    };
+    for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+        pagoflex_flow_result r;
+        int rc = flow_resp_full(f, in, answers[i].transport, answers[i].status, answers[i].body,
+                                &r);
+        if (rc != PAGOFLEX_OK || r.state != PAGOFLEX_STATE_PROCESSING)
+            fail_msg("flow %d, answer #%zu (transport %d, HTTP %d, body '%s'): status %d, "
+                     "state %d; expected PROCESSING",
+                     (int)in->flow, i, (int)answers[i].transport, answers[i].status,
+                     answers[i].body ? answers[i].body : "(none)", rc, (int)r.state);
+        assert_non_null(r.error_code);
+        assert_non_null(r.error_message);
+    }
+}
+
+/* A 404 that is not Banco X's own {"error":"not_found"}. */
+#define FOREIGN_404 "{\"error\":\"no such endpoint\"}"
+
+static void test_flow_descriptor(void **unused)
+{
+    (void)unused;
+    assert_true(PAGOFLEX_HAS_FIELD(bx, pagoflex_connector, settings));
+    for (int flow = 0; flow < PAGOFLEX_FLOW_COUNT; flow++)
+        assert_true(bx->flows & PAGOFLEX_FLOW_BIT(flow));
+    assert_int_equal(bx->flows >> PAGOFLEX_FLOW_COUNT, 0);
+    assert_non_null(bx->flow_request);
+    assert_non_null(bx->flow_response);
+    assert_non_null(bx->webhook_verify);
+    assert_non_null(bx->webhook_parse);
+    assert_non_null(bx->webhook_sample);
+    /* Still a complete 1.1 plugin for an older host. */
+    assert_non_null(bx->build_request);
+    assert_non_null(bx->handle_response);
+    assert_non_null(bx->sync_request);
+    assert_non_null(bx->sync_response);
+}
+
+static void test_flow_authorize_request(void **state)
+{
+    fx *f = *state;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_AUTHORIZE);
+    in.capture = 0;
+    in.payment_method_type = "card_token";
+    in.payment_method_token = CARD_TOKEN;
+    in.return_url = RETURN_URL;
+    pagoflex_http_request req;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_OK);
+    expect_request(&req, "POST", "/pay", PAY_ID);
+    json_t *o = body_json(&req);
+    assert_int_equal(json_object_size(o), 8);
+    assert_int_equal(json_integer_value(json_object_get(o, "amount")), 1050);
+    assert_string_equal(json_string_value(json_object_get(o, "currency")), "ARS");
+    assert_string_equal(json_string_value(json_object_get(o, "ref")), PAY_ID);
+    assert_string_equal(json_string_value(json_object_get(o, "callback_url")), WEBHOOK_URL);
+    assert_string_equal(json_string_value(json_object_get(o, "description")), "Two coffees");
+    assert_true(json_is_false(json_object_get(o, "capture")));
+    assert_string_equal(json_string_value(json_object_get(o, "card_token")), CARD_TOKEN);
+    assert_string_equal(json_string_value(json_object_get(o, "return_url")), RETURN_URL);
+    json_decref(o);
+
+    /* Automatic capture, no card token, no return URL. */
+    in = flow_in(PAGOFLEX_FLOW_AUTHORIZE);
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_OK);
+    o = body_json(&req);
+    assert_int_equal(json_object_size(o), 6);
+    assert_true(json_is_true(json_object_get(o, "capture")));
+    assert_null(json_object_get(o, "card_token"));
+    assert_null(json_object_get(o, "return_url"));
+    json_decref(o);
+}
+
+static void test_flow_authorize_request_refused(void **state)
+{
+    fx *f = *state;
+    pagoflex_http_request req;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_AUTHORIZE);
+    in.payment_method_type = "sepa_debit";
+    in.payment_method_token = CARD_TOKEN;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_UNSUPPORTED);
+    in.payment_method_type = "card_token";
+    const char *bad_tokens[] = {NULL, "", "tok_", "4242424242424242", "tok_a b", "tok_a\"b"};
+    for (size_t i = 0; i < sizeof bad_tokens / sizeof *bad_tokens; i++) {
+        in.payment_method_token = bad_tokens[i];
+        assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+    }
+    in = flow_in(PAGOFLEX_FLOW_AUTHORIZE);
+    in.return_url = "javascript:alert(1)";
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+    in.return_url = "https://shop.example/a b";
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+    in = flow_in(PAGOFLEX_FLOW_AUTHORIZE);
+    flow_payment.currency = "EUR";
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_UNSUPPORTED);
+    assert_int_equal(((unsigned char *)&req)[0], 0xa5); /* nothing written */
+    /* A flow input from a host too old to have the fields is refused. */
+    in = flow_in(PAGOFLEX_FLOW_AUTHORIZE);
+    in.size = offsetof(pagoflex_flow_input, capture);
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+}
+
+static void test_flow_authorize_answers(void **state)
+{
+    fx *f = *state;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_AUTHORIZE);
+    pagoflex_flow_result r = flow_resp(f, &in, 200, "{\"status\":\"OK\",\"id\":\"" BX_REF "\"}");
+    expect_flow(r, PAGOFLEX_STATE_PENDING, NULL, BX_REF);
+    assert_null(r.redirect_url);
+
+    r = flow_resp(f, &in, 200,
+                  "{\"status\":\"REJECTED\",\"id\":\"bx_R1\",\"reason\":\"insufficient funds\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "rejected", "bx_R1");
+    assert_string_equal(r.error_message, "insufficient funds");
+
+    r = flow_resp(f, &in, 200,
+                  "{\"status\":\"ACTION_REQUIRED\",\"id\":\"" BX_REF "\",\"redirect_url\":"
+                  "\"http://127.0.0.1:18080/3ds/" BX_REF "\"}");
+    expect_flow(r, PAGOFLEX_STATE_REQUIRES_ACTION, NULL, BX_REF);
+    assert_string_equal(r.redirect_url, "http://127.0.0.1:18080/3ds/" BX_REF);
+    /* A challenge without a usable URL cannot be shown: unknown, not failed. */
+    r = flow_resp(f, &in, 200, "{\"status\":\"ACTION_REQUIRED\",\"id\":\"" BX_REF "\"}");
+    expect_flow(r, PAGOFLEX_STATE_PROCESSING, "bank_bad_response", NULL);
+    r = flow_resp(f, &in, 200,
+                  "{\"status\":\"ACTION_REQUIRED\",\"id\":\"" BX_REF "\",\"redirect_url\":"
+                  "\"javascript:x\"}");
+    expect_flow(r, PAGOFLEX_STATE_PROCESSING, "bank_bad_response", NULL);
+
+    /* The bank refused before taking it. */
+    r = flow_resp(f, &in, 401, "{\"error\":\"unauthorized\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "bank_auth", NULL);
+    r = flow_resp(f, &in, 422, "{\"error\":\"card_token: not a token\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "bank_invalid_request", NULL);
+    assert_string_equal(r.error_message, "card_token: not a token");
+    expect_transient(f, &in);
+}
+
+static void test_flow_capture_request(void **state)
+{
+    fx *f = *state;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_CAPTURE);
+    pagoflex_http_request req;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_OK);
+    expect_request(&req, "POST", "/pay/" BX_REF "/capture", CAP_ID);
+    json_t *o = body_json(&req);
+    assert_int_equal(json_object_size(o), 1);
+    assert_true(json_is_integer(json_object_get(o, "amount")));
+    assert_int_equal(json_integer_value(json_object_get(o, "amount")), 500);
+    json_decref(o);
+
+    /* No bank id: nothing to capture by, nothing sent. */
+    flow_payment.provider_reference_id = NULL;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+    assert_int_equal(((unsigned char *)&req)[0], 0xa5);
+    flow_payment.provider_reference_id = "bx_../x";
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+    in = flow_in(PAGOFLEX_FLOW_CAPTURE);
+    in.amount = 0;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+    in = flow_in(PAGOFLEX_FLOW_CAPTURE);
+    in.operation_id = NULL;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+}
+
+static void test_flow_capture_answers(void **state)
+{
+    fx *f = *state;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_CAPTURE);
+    pagoflex_flow_result r = flow_resp(
+        f, &in, 200, "{\"status\":\"CAPTURED\",\"id\":\"" BX_REF "\",\"captured\":500}");
+    expect_flow(r, PAGOFLEX_STATE_SUCCEEDED, NULL, BX_REF);
+    assert_int_equal(r.amount, 500);
+
+    r = flow_resp(f, &in, 409, "{\"error\":\"not_capturable\",\"status\":\"VOIDED\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "not_capturable", BX_REF);
+    assert_non_null(strstr(r.error_message, "VOIDED"));
+    r = flow_resp(f, &in, 422, "{\"error\":\"amount: above the authorized amount\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "invalid_amount", NULL);
+    assert_string_equal(r.error_message, "amount: above the authorized amount");
+    r = flow_resp(f, &in, 404, "{\"error\":\"not_found\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "payment_not_found", BX_REF);
+
+    /* A 409 that is not Banco X's refusal (a request in flight), a foreign
+     * 404 and a 200 that does not say CAPTURED prove nothing. */
+    r = flow_resp(f, &in, 409, "{\"error\":\"conflict\"}");
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    r = flow_resp(f, &in, 404, FOREIGN_404);
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    r = flow_resp(f, &in, 200, "{\"status\":\"VOIDED\",\"id\":\"" BX_REF "\"}");
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    expect_transient(f, &in);
+}
+
+static void test_flow_void(void **state)
+{
+    fx *f = *state;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_VOID);
+    pagoflex_http_request req;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_OK);
+    expect_request(&req, "POST", "/pay/" BX_REF "/void", VOID_ID);
+    assert_int_equal(req.body_len, 2);
+    assert_memory_equal(req.body, "{}", 2);
+    flow_payment.provider_reference_id = NULL;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+
+    in = flow_in(PAGOFLEX_FLOW_VOID);
+    pagoflex_flow_result r = flow_resp(f, &in, 200, "{\"status\":\"VOIDED\",\"id\":\"" BX_REF "\"}");
+    expect_flow(r, PAGOFLEX_STATE_SUCCEEDED, NULL, BX_REF);
+    r = flow_resp(f, &in, 409, "{\"error\":\"not_voidable\",\"status\":\"CAPTURED\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "not_voidable", BX_REF);
+    assert_non_null(strstr(r.error_message, "CAPTURED"));
+    /* The capture refusal is not the void's. */
+    r = flow_resp(f, &in, 409, "{\"error\":\"not_capturable\",\"status\":\"PENDING\"}");
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    r = flow_resp(f, &in, 404, FOREIGN_404);
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    expect_transient(f, &in);
+}
+
+static void test_flow_refund(void **state)
+{
+    fx *f = *state;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_REFUND);
+    pagoflex_http_request req;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_OK);
+    expect_request(&req, "POST", "/refunds", REFUND_ID);
+    json_t *o = body_json(&req);
+    assert_int_equal(json_object_size(o), 4);
+    assert_string_equal(json_string_value(json_object_get(o, "tx_id")), BX_REF);
+    assert_int_equal(json_integer_value(json_object_get(o, "amount")), 300);
+    assert_string_equal(json_string_value(json_object_get(o, "ref")), REFUND_ID);
+    assert_string_equal(json_string_value(json_object_get(o, "callback_url")), WEBHOOK_URL);
+    json_decref(o);
+    flow_payment.provider_reference_id = NULL;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+    in = flow_in(PAGOFLEX_FLOW_REFUND);
+    in.amount = -1;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+
+    in = flow_in(PAGOFLEX_FLOW_REFUND);
+    pagoflex_flow_result r = flow_resp(f, &in, 200, "{\"status\":\"OK\",\"id\":\"" RF_REF "\"}");
+    expect_flow(r, PAGOFLEX_STATE_PENDING, NULL, RF_REF);
+    r = flow_resp(f, &in, 200,
+                  "{\"status\":\"REJECTED\",\"id\":\"" RF_REF "\",\"reason\":\"refund window "
+                  "closed\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "rejected", RF_REF);
+    assert_string_equal(r.error_message, "refund window closed");
+    r = flow_resp(f, &in, 422, "{\"error\":\"amount: above what is left to refund\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "bank_invalid_request", NULL);
+    assert_string_equal(r.error_message, "amount: above what is left to refund");
+    r = flow_resp(f, &in, 401, "{\"error\":\"unauthorized\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "bank_auth", NULL);
+    r = flow_resp(f, &in, 404, FOREIGN_404);
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    expect_transient(f, &in);
+}
+
+static void test_flow_payment_sync(void **state)
+{
+    fx *f = *state;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_PAYMENT_SYNC);
+    pagoflex_http_request req;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_OK);
+    expect_request(&req, "GET", "/pay/" BX_REF, NULL);
+    flow_payment.provider_reference_id = NULL;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_NOT_FOUND);
+    flow_payment.provider_reference_id = "bx_a?b";
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+
+    in = flow_in(PAGOFLEX_FLOW_PAYMENT_SYNC);
+    static const struct {
+        const char *body;
+        pagoflex_state state;
+        const char *code;
+        int64_t amount;
+    } cases[] = {
+        {"{\"id\":\"" BX_REF "\",\"status\":\"PENDING\",\"captured\":0}", PAGOFLEX_STATE_PENDING, NULL, 0},
+        {"{\"id\":\"" BX_REF "\",\"status\":\"ACTION_REQUIRED\",\"captured\":0}",
+         PAGOFLEX_STATE_REQUIRES_ACTION, NULL, 0},
+        {"{\"id\":\"" BX_REF "\",\"status\":\"AUTHORIZED\",\"captured\":0}",
+         PAGOFLEX_STATE_REQUIRES_CAPTURE, NULL, 0},
+        {"{\"id\":\"" BX_REF "\",\"status\":\"APPROVED\",\"captured\":1050}",
+         PAGOFLEX_STATE_SUCCEEDED, NULL, 1050},
+        {"{\"id\":\"" BX_REF "\",\"status\":\"CAPTURED\",\"captured\":500}",
+         PAGOFLEX_STATE_SUCCEEDED, NULL, 500},
+        {"{\"id\":\"" BX_REF "\",\"status\":\"VOIDED\",\"captured\":0}", PAGOFLEX_STATE_CANCELED,
+         "voided", 0},
+        {"{\"id\":\"" BX_REF "\",\"status\":\"DECLINED\",\"captured\":0,\"reason\":\"stolen\"}",
+         PAGOFLEX_STATE_FAILED, "declined", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pagoflex_flow_result r = flow_resp(f, &in, 200, cases[i].body);
+        expect_flow(r, cases[i].state, cases[i].code, BX_REF);
+        assert_int_equal(r.amount, cases[i].amount);
+    }
+    pagoflex_flow_result r = flow_resp(
+        f, &in, 200,
+        "{\"id\":\"" BX_REF "\",\"status\":\"ACTION_REQUIRED\",\"redirect_url\":\"http://b/3ds/1\"}");
+    assert_string_equal(r.redirect_url, "http://b/3ds/1");
+
+    assert_int_equal(flow_resp_full(f, &in, PAGOFLEX_TRANSPORT_OK, 404, "{\"error\":\"not_found\"}", &r),
+                     PAGOFLEX_ERR_NOT_FOUND);
+    assert_int_equal(r.state, 99); /* nothing written */
+    r = flow_resp(f, &in, 404, FOREIGN_404);
+    expect_flow(r, PAGOFLEX_STATE_PROCESSING, "bank_bad_response", NULL);
+    r = flow_resp(f, &in, 404, "");
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    r = flow_resp(f, &in, 401, "{\"error\":\"unauthorized\"}");
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    expect_transient(f, &in);
+}
+
+static void test_flow_refund_sync(void **state)
+{
+    fx *f = *state;
+    pagoflex_flow_input in = flow_in(PAGOFLEX_FLOW_REFUND_SYNC);
+    pagoflex_http_request req;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_OK);
+    expect_request(&req, "GET", "/refunds/" RF_REF, NULL);
+    in.refund_provider_reference_id = NULL;
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_NOT_FOUND);
+    in.refund_provider_reference_id = "rf_1/../x";
+    assert_int_equal(flow_req(f, &in, &req), PAGOFLEX_ERR_INVALID);
+
+    in = flow_in(PAGOFLEX_FLOW_REFUND_SYNC);
+    pagoflex_flow_result r = flow_resp(
+        f, &in, 200, "{\"id\":\"" RF_REF "\",\"tx_id\":\"" BX_REF "\",\"status\":\"PENDING\",\"amount\":300}");
+    expect_flow(r, PAGOFLEX_STATE_PENDING, NULL, RF_REF);
+    r = flow_resp(f, &in, 200, "{\"id\":\"" RF_REF "\",\"status\":\"REFUNDED\",\"amount\":300}");
+    expect_flow(r, PAGOFLEX_STATE_SUCCEEDED, NULL, RF_REF);
+    assert_int_equal(r.amount, 300);
+    r = flow_resp(f, &in, 200,
+                  "{\"id\":\"" RF_REF "\",\"status\":\"REFUND_FAILED\",\"amount\":300,"
+                  "\"reason\":\"refund window closed\"}");
+    expect_flow(r, PAGOFLEX_STATE_FAILED, "refund_failed", RF_REF);
+    assert_string_equal(r.error_message, "refund window closed");
+    assert_int_equal(flow_resp_full(f, &in, PAGOFLEX_TRANSPORT_OK, 404, "{\"error\":\"not_found\"}", &r),
+                     PAGOFLEX_ERR_NOT_FOUND);
+    r = flow_resp(f, &in, 404, FOREIGN_404);
+    assert_int_equal(r.state, PAGOFLEX_STATE_PROCESSING);
+    expect_transient(f, &in);
+}
+
+/* ------------------------------------------------------ webhooks (1.2) */
+
+static pagoflex_webhook_request wh_req(const char *sig, const char *body)
+{
+    static pagoflex_header h[2];
+    h[0] = (pagoflex_header){"Content-Type", "application/json"};
+    h[1] = (pagoflex_header){SIG_HEADER, sig};
+    return (pagoflex_webhook_request){.size = sizeof(pagoflex_webhook_request),
+                                      .method = "POST", .path = "/webhooks/bancox",
+                                      .query = "", .headers = h, .header_count = sig ? 2 : 1,
+                                      .body = (const unsigned char *)body,
+                                      .body_len = body ? strlen(body) : 0};
+}
+
+static int wh_verify(fx *f, const char *sig, const char *body)
+{
+    pagoflex_webhook_request req = wh_req(sig, body);
+    log_reset();
+    return bx->webhook_verify(f->state, &req, f->arena);
+}
+
+static int wh_parse(fx *f, const char *body, pagoflex_webhook_parsed *out)
+{
+    pagoflex_webhook_request req = wh_req(NULL, body);
+    memset(out, 0, sizeof *out);
+    out->size = sizeof *out;
+    return bx->webhook_parse(f->state, &req, f->arena, out);
+}
+
+static const pagoflex_event *wh_one(fx *f, const char *body)
+{
+    pagoflex_webhook_parsed p;
+    assert_int_equal(wh_parse(f, body, &p), PAGOFLEX_OK);
+    assert_int_equal(p.event_count, 1);
+    assert_int_equal(p.answer_status, 0); /* the host's default answer */
+    assert_null(p.answer_body);
+    return &p.events[0];
+}
+
+static void test_webhook_verify_1_2(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(wh_verify(f, sig_header(f, SECRET, NOW, EVENT_BODY), EVENT_BODY), PAGOFLEX_OK);
+    /* Tampered body. */
+    char tampered[] = EVENT_BODY;
+    memcpy(strstr(tampered, "APPROVED"), "DECLINED", 8);
+    assert_int_equal(wh_verify(f, sig_header(f, SECRET, NOW, EVENT_BODY), tampered),
+                     PAGOFLEX_ERR_SIGNATURE);
+    /* Stale, and from the future, by more than 300 s of host->now. */
+    assert_int_equal(wh_verify(f, sig_header(f, SECRET, NOW - 301, EVENT_BODY), EVENT_BODY),
+                     PAGOFLEX_ERR_SIGNATURE);
+    assert_int_equal(wh_verify(f, sig_header(f, SECRET, NOW + 301, EVENT_BODY), EVENT_BODY),
+                     PAGOFLEX_ERR_SIGNATURE);
+    assert_int_equal(wh_verify(f, sig_header(f, SECRET, NOW - 300, EVENT_BODY), EVENT_BODY),
+                     PAGOFLEX_OK);
+    /* Rotation: two v1= entries, the valid one second. */
+    char good[65], other[65];
+    hmac_hex(SECRET, "1800000000", EVENT_BODY, good);
+    hmac_hex("whsec_next_secret", "1800000000", EVENT_BODY, other);
+    const char *two = arena_printf(f->arena, "t=1800000000,v1=%s,v1=%s", other, good);
+    assert_int_equal(wh_verify(f, two, EVENT_BODY), PAGOFLEX_OK);
+    two = arena_printf(f->arena, "t=1800000000,v1=%s,v1=%s", other, other);
+    assert_int_equal(wh_verify(f, two, EVENT_BODY), PAGOFLEX_ERR_SIGNATURE);
+    /* No header. */
+    assert_int_equal(wh_verify(f, NULL, EVENT_BODY), PAGOFLEX_ERR_SIGNATURE);
+}
+
+static void test_webhook_parse_payment(void **state)
+{
+    fx *f = *state;
+    /* A v1 body: no type means payment. */
+    const pagoflex_event *ev = wh_one(f, EVENT_BODY);
+    assert_int_equal(ev->kind, PAGOFLEX_EVENT_PAYMENT);
+    assert_string_equal(ev->event_id, "evt_01JD8Z0000000000000000000A");
+    assert_string_equal(ev->tx_id, "bx_01JD8Y7A2B");
+    assert_string_equal(ev->payment_id, PAY_ID);
+    assert_int_equal(ev->state, PAGOFLEX_STATE_SUCCEEDED);
+    assert_int_equal(ev->amount, 1050);
+    assert_int_equal(ev->look_up, 0);
+
+    static const struct {
+        const char *status;
+        pagoflex_state state;
+        int64_t amount;
+    } cases[] = {
+        {"APPROVED", PAGOFLEX_STATE_SUCCEEDED, 700},
+        {"CAPTURED", PAGOFLEX_STATE_SUCCEEDED, 700},
+        {"AUTHORIZED", PAGOFLEX_STATE_REQUIRES_CAPTURE, 0},
+        {"VOIDED", PAGOFLEX_STATE_CANCELED, 0},
+        {"DECLINED", PAGOFLEX_STATE_FAILED, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *body = arena_printf(
+            f->arena,
+            "{\"event_id\":\"evt_p%zu\",\"type\":\"payment\",\"tx_id\":\"bx_9\",\"ref\":\"pay_9\","
+            "\"status\":\"%s\",\"amount\":700,\"currency\":\"ARS\",\"occurred_at\":\"x\"}",
+            i, cases[i].status);
+        ev = wh_one(f, body);
+        assert_int_equal(ev->kind, PAGOFLEX_EVENT_PAYMENT);
+        assert_string_equal(ev->type, "payment");
+        assert_string_equal(ev->tx_id, "bx_9");
+        assert_string_equal(ev->payment_id, "pay_9");
+        assert_int_equal(ev->state, cases[i].state);
+        assert_int_equal(ev->amount, cases[i].amount);
+        if (cases[i].state == PAGOFLEX_STATE_FAILED)
+            assert_string_equal(ev->error_code, "declined");
+    }
+}
+
+static void test_webhook_parse_refund(void **state)
+{
+    fx *f = *state;
+    const pagoflex_event *ev =
+        wh_one(f, "{\"event_id\":\"evt_r1\",\"type\":\"refund\",\"refund_id\":\"" RF_REF "\","
+                  "\"ref\":\"" REFUND_ID "\",\"tx_id\":\"" BX_REF "\",\"status\":\"REFUNDED\","
+                  "\"amount\":300,\"currency\":\"ARS\",\"occurred_at\":\"x\"}");
+    assert_int_equal(ev->kind, PAGOFLEX_EVENT_REFUND);
+    assert_string_equal(ev->event_id, "evt_r1");
+    assert_string_equal(ev->refund_id, REFUND_ID);
+    assert_string_equal(ev->refund_provider_reference_id, RF_REF);
+    assert_string_equal(ev->tx_id, BX_REF);
+    assert_null(ev->payment_id);
+    assert_int_equal(ev->state, PAGOFLEX_STATE_SUCCEEDED);
+    assert_int_equal(ev->amount, 300);
+    ev = wh_one(f, "{\"event_id\":\"evt_r2\",\"type\":\"refund\",\"refund_id\":\"" RF_REF "\","
+                   "\"ref\":\"" REFUND_ID "\",\"tx_id\":\"" BX_REF "\",\"status\":\"REFUND_FAILED\","
+                   "\"amount\":300}");
+    assert_int_equal(ev->kind, PAGOFLEX_EVENT_REFUND);
+    assert_int_equal(ev->state, PAGOFLEX_STATE_FAILED);
+    assert_string_equal(ev->error_code, "refund_failed");
+    /* A 1.1 host cannot apply a refund event: refused by parse_webhook. */
+    pagoflex_webhook_event old;
+    assert_int_equal(parse(f, "{\"event_id\":\"evt_r1\",\"type\":\"refund\",\"ref\":\"r\","
+                              "\"status\":\"REFUNDED\"}",
+                           &old),
+                     PAGOFLEX_ERR_INVALID);
+}
+
+static void test_webhook_parse_unknown_type_ignored(void **state)
+{
+    fx *f = *state;
+    const pagoflex_event *ev = wh_one(
+        f, "{\"event_id\":\"evt_d1\",\"type\":\"dispute\",\"tx_id\":\"bx_1\",\"status\":\"OPENED\"}");
+    assert_int_equal(ev->kind, PAGOFLEX_EVENT_IGNORED);
+    assert_string_equal(ev->event_id, "evt_d1");
+    assert_string_equal(ev->type, "dispute");
+    /* Even without a status. */
+    ev = wh_one(f, "{\"event_id\":\"evt_d2\",\"type\":\"payout.paid\"}");
+    assert_int_equal(ev->kind, PAGOFLEX_EVENT_IGNORED);
+    assert_string_equal(ev->type, "payout.paid");
+}
+
+static void test_webhook_parse_garbage_1_2(void **state)
+{
+    fx *f = *state;
+    const char *bad[] = {
+        NULL,
+        "",
+        "not json",
+        "[]",
+        "{}",
+        "{\"type\":\"payment\",\"status\":\"APPROVED\"}",                      /* no event_id */
+        "{\"event_id\":\"evt_1\",\"type\":5,\"status\":\"APPROVED\"}",         /* bad type */
+        "{\"event_id\":\"evt_1\",\"type\":\"\",\"status\":\"APPROVED\"}",      /* empty type */
+        "{\"event_id\":\"evt_1\",\"type\":\"payment\"}",                       /* no status */
+        "{\"event_id\":\"evt_1\",\"type\":\"payment\",\"status\":\"REFUNDED\"}",
+        "{\"event_id\":\"evt_1\",\"type\":\"refund\",\"ref\":\"r\",\"status\":\"APPROVED\"}",
+        "{\"event_id\":\"evt_1\",\"type\":\"refund\",\"status\":\"REFUNDED\"}", /* no refund id */
+        "{\"event_id\":\"evt_1\",\"type\":\"refund\",\"ref\":7,\"status\":\"REFUNDED\"}",
+        "{\"event_id\":\"evt_1\",\"status\":\"APPROVED\",\"tx_id\":[]}",
+        "{\"event_id\":\"evt_1\",\"status\":\"APPROVED\"",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        pagoflex_webhook_parsed p;
+        if (wh_parse(f, bad[i], &p) != PAGOFLEX_ERR_INVALID)
+            fail_msg("body #%zu was accepted", i);
+        assert_null(p.events);
+        assert_int_equal(p.event_count, 0);
+    }
+}
+
+/* webhook_sample's request verifies, parses back to the same event, is
+ * signed exactly as the contract says, and fails verification once
+ * tampered with. */
+static void test_webhook_sample_round_trip(void **state)
+{
+    fx *f = *state;
+    const pagoflex_event events[] = {
+        {.event_id = "evt_s1", .kind = PAGOFLEX_EVENT_PAYMENT, .tx_id = BX_REF,
+         .payment_id = PAY_ID, .state = PAGOFLEX_STATE_SUCCEEDED, .amount = 1050},
+        {.event_id = "evt_s2", .kind = PAGOFLEX_EVENT_PAYMENT, .tx_id = BX_REF,
+         .payment_id = PAY_ID, .state = PAGOFLEX_STATE_REQUIRES_CAPTURE},
+        {.event_id = "evt_s3", .kind = PAGOFLEX_EVENT_PAYMENT, .tx_id = BX_REF,
+         .payment_id = PAY_ID, .state = PAGOFLEX_STATE_CANCELED},
+        {.event_id = "evt_s4", .kind = PAGOFLEX_EVENT_PAYMENT, .tx_id = BX_REF,
+         .payment_id = PAY_ID, .state = PAGOFLEX_STATE_FAILED},
+        {.event_id = "evt_s5", .kind = PAGOFLEX_EVENT_REFUND, .tx_id = BX_REF,
+         .refund_id = REFUND_ID, .refund_provider_reference_id = RF_REF,
+         .state = PAGOFLEX_STATE_SUCCEEDED, .amount = 300},
+        {.event_id = "evt_s6", .kind = PAGOFLEX_EVENT_REFUND, .tx_id = BX_REF,
+         .refund_id = REFUND_ID, .refund_provider_reference_id = RF_REF,
+         .state = PAGOFLEX_STATE_FAILED, .amount = 300},
+        {.event_id = "evt_s7", .kind = PAGOFLEX_EVENT_IGNORED, .type = "dispute"},
+    };
+    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
+        const pagoflex_event *want = &events[i];
+        pagoflex_webhook_request req;
+        assert_int_equal(bx->webhook_sample(f->state, want, NOW, f->arena, &req), PAGOFLEX_OK);
+        assert_int_equal(req.size, sizeof req);
+        assert_string_equal(req.method, "POST");
+        const char *ct = NULL, *sig = NULL;
+        for (size_t k = 0; k < req.header_count; k++) {
+            if (strcasecmp(req.headers[k].name, "Content-Type") == 0)
+                ct = req.headers[k].value;
+            if (strcasecmp(req.headers[k].name, SIG_HEADER) == 0)
+                sig = req.headers[k].value;
+        }
+        assert_string_equal(ct, "application/json");
+        char *body = arena_strndup(f->arena, (const char *)req.body, req.body_len);
+        assert_string_equal(sig, sig_header(f, SECRET, NOW, body)); /* OpenSSL agrees */
+        assert_int_equal(bx->webhook_verify(f->state, &req, f->arena), PAGOFLEX_OK);
+
+        pagoflex_webhook_parsed p = {.size = sizeof p};
+        assert_int_equal(bx->webhook_parse(f->state, &req, f->arena, &p), PAGOFLEX_OK);
+        assert_int_equal(p.event_count, 1);
+        const pagoflex_event *got = &p.events[0];
+        assert_string_equal(got->event_id, want->event_id);
+        assert_int_equal(got->kind, want->kind);
+        if (want->kind == PAGOFLEX_EVENT_IGNORED) {
+            assert_string_equal(got->type, want->type);
+        } else {
+            assert_int_equal(got->state, want->state);
+            assert_int_equal(got->amount, want->amount);
+            assert_string_equal(got->tx_id, want->tx_id);
+        }
+        if (want->kind == PAGOFLEX_EVENT_PAYMENT)
+            assert_string_equal(got->payment_id, want->payment_id);
+        if (want->kind == PAGOFLEX_EVENT_REFUND) {
+            assert_string_equal(got->refund_id, want->refund_id);
+            assert_string_equal(got->refund_provider_reference_id,
+                                want->refund_provider_reference_id);
+        }
+
+        /* One byte changed: refused. */
+        char *tampered = arena_strndup(f->arena, body, req.body_len);
+        tampered[req.body_len / 2] ^= 0x01;
+        pagoflex_webhook_request bad = req;
+        bad.body = (const unsigned char *)tampered;
+        assert_int_equal(bx->webhook_verify(f->state, &bad, f->arena), PAGOFLEX_ERR_SIGNATURE);
+    }
+    /* A sample made 301 s ago is stale. */
+    pagoflex_webhook_request req;
+    assert_int_equal(bx->webhook_sample(f->state, &events[0], NOW - 301, f->arena, &req),
+                     PAGOFLEX_OK);
+    assert_int_equal(bx->webhook_verify(f->state, &req, f->arena), PAGOFLEX_ERR_SIGNATURE);
+    /* A state Banco X never sends has no sample. */
+    pagoflex_event pending = events[0];
+    pending.state = PAGOFLEX_STATE_PENDING;
+    assert_int_equal(bx->webhook_sample(f->state, &pending, NOW, f->arena, &req),
+                     PAGOFLEX_ERR_UNSUPPORTED);
+}
+
+/* On a 1.1 host the wrappers answer in the states it knows. */
+static void test_legacy_wrappers_new_statuses(void **state)
+{
+    fx *f = *state;
+    pagoflex_payment_result r = respond(
+        f, 200, "{\"status\":\"ACTION_REQUIRED\",\"id\":\"bx_A\",\"redirect_url\":\"http://b/3ds\"}");
+    expect(r, PAGOFLEX_STATE_PENDING, NULL, "bx_A");
+    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 200,
+                                  "{\"id\":\"" BX_REF "\",\"status\":\"CAPTURED\",\"captured\":9}", &r),
+                     PAGOFLEX_OK);
+    expect(r, PAGOFLEX_STATE_SUCCEEDED, NULL, BX_REF);
+    assert_int_equal(sync_respond(f, PAGOFLEX_TRANSPORT_OK, 200,
+                                  "{\"id\":\"" BX_REF "\",\"status\":\"VOIDED\"}", &r),
+                     PAGOFLEX_OK);
+    expect(r, PAGOFLEX_STATE_FAILED, "voided", BX_REF);
+    pagoflex_webhook_event ev;
+    assert_int_equal(parse(f, "{\"event_id\":\"e\",\"type\":\"payment\",\"status\":\"CAPTURED\"}", &ev),
+                     PAGOFLEX_OK);
+    assert_int_equal(ev.state, PAGOFLEX_STATE_SUCCEEDED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1080,6 +1846,23 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_response_not_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_response_foreign_404_is_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_response_unknown_never_final, setup, teardown),
+        cmocka_unit_test(test_flow_descriptor),
+        cmocka_unit_test_setup_teardown(test_flow_authorize_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_authorize_request_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_authorize_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_capture_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_capture_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_void, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_refund, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_payment_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_refund_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_verify_1_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_parse_payment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_parse_refund, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_parse_unknown_type_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_parse_garbage_1_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_sample_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_wrappers_new_statuses, setup, teardown),
     };
     return cmocka_run_group_tests_name("banco_x", tests, group_setup, group_teardown);
 }
