@@ -458,7 +458,7 @@ static enum MHD_Result api_payment_send(api_request *r, api_create *c)
     c->waiting = false;
     r->create = c;
     MHD_suspend_connection(r->conn);
-    bankcall_start(c->pl, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
+    bankcall_flow_start(c->pl, &c->in, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
                    api_resume, r);
     return MHD_YES;
 }

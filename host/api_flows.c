@@ -256,7 +256,7 @@ static enum MHD_Result flow_send(api_request *r, struct api_flow *f)
     api_context *ctx = api_req_ctx(r);
     f->waiting = false;
     api_req_suspend(r, f);
-    bankcall_start(f->pl, &f->breq, ctx->cfg->bank_timeout_ms, api_req_arena(r), &f->resp, ctx->bankq,
+    bankcall_flow_start(f->pl, &f->in, &f->breq, ctx->cfg->bank_timeout_ms, api_req_arena(r), &f->resp, ctx->bankq,
                    ctx->blocking, api_req_resume, r);
     return MHD_YES;
 }

@@ -227,9 +227,7 @@ enum MHD_Result api_webhooks_v12(api_request *r, const registry_plugin *pl, cons
                                     .body_len = len};
     if (!req.path)
         return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    bankcall_enter(pl);
-    int vrc = pl->desc->webhook_verify(pl->state, &req, arena);
-    bankcall_leave(pl);
+    int vrc = bankcall_webhook_verify(pl, &req, ctx->cfg->bank_timeout_ms, arena);
     if (vrc != PAGOFLEX_OK) {
         unsigned long n = atomic_fetch_add(&ctx->webhook_bad_signature, 1) + 1;
         log_warn("webhook refused: connector=%s path=/webhooks/%s reason=signature bytes=%zu refused_total=%lu",

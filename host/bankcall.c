@@ -9,6 +9,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "payment.h"
+#include "services.h"
 
 void bankcall_enter(const registry_plugin *pl)
 {
@@ -86,7 +87,7 @@ static void bankcall_perform(const registry_plugin *pl, const pagoflex_http_requ
             resp->transport = PAGOFLEX_TRANSPORT_ERROR;
         }
     } else {
-        executor_perform(req, default_timeout_ms, arena, resp);
+        executor_perform(req, default_timeout_ms, pl->tls, arena, resp);
     }
     metrics_bank_call(metrics_connector(d->key), resp->transport == PAGOFLEX_TRANSPORT_OK,
                       metrics_now_ns() - t0);
@@ -232,7 +233,7 @@ void bankcall_start(const registry_plugin *pl, const pagoflex_http_request *req,
     if (pl->desc->execute_request)
         workpool_submit(pool, bankcall_async_execute, a);
     else
-        bankq_submit(q, req, default_timeout_ms, arena, resp, bankcall_async_done, a);
+        bankq_submit(q, req, default_timeout_ms, pl->tls, arena, resp, bankcall_async_done, a);
 }
 
 /* ---- ABI 1.2: flows ----------------------------------------------------- */
@@ -294,9 +295,11 @@ int bankcall_flow_request(const registry_plugin *pl, const pagoflex_flow_input *
     return rc;
 }
 
-int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
-                      const pagoflex_http_response *resp, pagoflex_arena *arena,
-                      pagoflex_flow_result *res)
+/* bankcall_flow_map, also saying what the plugin itself returned in
+ * *plugin_rc (PAGOFLEX_ERR_TOKEN: it refused the access token). */
+static int bankcall_flow_map_rc(const registry_plugin *pl, const pagoflex_flow_input *in,
+                                const pagoflex_http_response *resp, pagoflex_arena *arena,
+                                pagoflex_flow_result *res, int *plugin_rc)
 {
     const pagoflex_connector *d = pl->desc;
     bool sync = in->flow == PAGOFLEX_FLOW_PAYMENT_SYNC || in->flow == PAGOFLEX_FLOW_REFUND_SYNC;
@@ -321,6 +324,7 @@ int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
         res->error_message = old.error_message;
     }
     bankcall_leave(pl);
+    *plugin_rc = rc;
     if (rc == PAGOFLEX_ERR_NOT_FOUND && sync)
         return rc;
     if (rc != PAGOFLEX_OK || !bankcall_flow_state_ok(in->flow, res->state)) {
@@ -333,21 +337,309 @@ int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
     return PAGOFLEX_OK;
 }
 
+int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
+                      const pagoflex_http_response *resp, pagoflex_arena *arena,
+                      pagoflex_flow_result *res)
+{
+    int plugin_rc;
+    return bankcall_flow_map_rc(pl, in, resp, arena, res, &plugin_rc);
+}
+
+/* ---- ABI 1.2: access tokens -------------------------------------------- */
+
+/* Read the answer to token_request's call with token_response and end the
+ * fetch the cache gave this caller: the token kept, or the fetch failed. */
+static void bankcall_token_read(const registry_plugin *pl, const pagoflex_http_response *resp,
+                                pagoflex_arena *arena)
+{
+    const pagoflex_connector *d = pl->desc;
+    pagoflex_token tok = {.size = (uint32_t)sizeof tok};
+    bankcall_enter(pl);
+    int rc = d->token_response(pl->state, resp, arena, &tok);
+    bankcall_leave(pl);
+    if (rc == PAGOFLEX_OK && tok.value && *tok.value) {
+        int64_t now = services_now();
+        if (banktoken_store(pl->token, tok.value, tok.expires_at, now) != 0) {
+            log_warn("connector %s: out of memory keeping the access token", d->key);
+            return; /* banktoken_store ended the fetch as failed */
+        }
+        log_info("connector %s: access token fetched (expires in %lld s; fetch %ld)", d->key,
+                 tok.expires_at ? (long long)(tok.expires_at - now) : -1LL, banktoken_fetches(pl->token));
+        return;
+    }
+    banktoken_failed(pl->token, services_now());
+    log_warn("connector %s: access token not obtained (transport %d, HTTP %d, token_response status %d); "
+             "its flows cannot start until a fetch succeeds: check the token endpoint and the client "
+             "credentials",
+             d->key, (int)resp->transport, resp->status, rc);
+}
+
+/* token_request's call into *req; PAGOFLEX_OK or the plugin's error. */
+static int bankcall_token_request(const registry_plugin *pl, pagoflex_arena *arena,
+                                  pagoflex_http_request *req)
+{
+    pagoflex_http_request out = {0};
+    bankcall_enter(pl);
+    int rc = pl->desc->token_request(pl->state, arena, &out);
+    bankcall_leave(pl);
+    if (rc == PAGOFLEX_OK && (!out.url || !out.method))
+        rc = PAGOFLEX_ERR_INTERNAL;
+    if (rc == PAGOFLEX_OK)
+        *req = out;
+    else
+        log_warn("connector %s: token_request failed (status %d); no token fetched", pl->desc->key, rc);
+    return rc;
+}
+
+/* A valid token for a blocking caller (fetching it if this caller is the
+ * one to), in the arena, or NULL when none can be had now. `refused`: the
+ * generation a flow saw refused (0: none). */
+static const char *bankcall_token_blocking(const registry_plugin *pl, long default_timeout_ms,
+                                           pagoflex_arena *arena, uint64_t refused, uint64_t *gen)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        char *value = NULL;
+        banktoken_verdict v = banktoken_acquire(pl->token, services_now(), refused, arena, &value, gen, NULL);
+        if (v == BANKTOKEN_READY)
+            return value;
+        if (v != BANKTOKEN_FETCH)
+            return NULL;
+        pagoflex_http_request req;
+        if (bankcall_token_request(pl, arena, &req) != PAGOFLEX_OK) {
+            banktoken_failed(pl->token, services_now());
+            return NULL;
+        }
+        pagoflex_http_response resp;
+        bankcall_perform(pl, &req, default_timeout_ms, arena, &resp);
+        bankcall_token_read(pl, &resp, arena);
+    }
+    return NULL;
+}
+
+/* A flow that could not start for want of a token: nothing was sent. */
+static void bankcall_no_token(pagoflex_flow_result *res, pagoflex_transport *transport, int *http_status)
+{
+    memset(res, 0, sizeof *res);
+    res->size = (uint32_t)sizeof *res;
+    res->state = PAGOFLEX_STATE_PROCESSING;
+    res->error_code = "token_unavailable";
+    res->error_message = "no access token could be obtained from the bank; nothing was sent";
+    if (transport)
+        *transport = PAGOFLEX_TRANSPORT_CONNECT;
+    if (http_status)
+        *http_status = 0;
+}
+
 int bankcall_flow(const registry_plugin *pl, const pagoflex_flow_input *in,
                   long default_timeout_ms, pagoflex_arena *arena, pagoflex_flow_result *res,
                   pagoflex_transport *transport, int *http_status)
 {
-    pagoflex_http_request req;
-    int rc = bankcall_flow_request(pl, in, arena, &req);
-    if (rc != PAGOFLEX_OK)
-        return rc;
-    pagoflex_http_response resp;
-    bankcall_perform(pl, &req, default_timeout_ms, arena, &resp);
-    if (transport)
-        *transport = resp.transport;
-    if (http_status)
-        *http_status = resp.status;
-    return bankcall_flow_map(pl, in, &resp, arena, res);
+    pagoflex_flow_input local = *in;
+    uint64_t gen = 0, refused = 0;
+    int rc = PAGOFLEX_OK;
+    /* With tokens: a second round after the bank refused the first token. */
+    for (int round = 0; round < 2; round++) {
+        if (pl->token &&
+            !(local.access_token = bankcall_token_blocking(pl, default_timeout_ms, arena, refused, &gen))) {
+            bankcall_no_token(res, transport, http_status);
+            return PAGOFLEX_OK;
+        }
+        pagoflex_http_request req;
+        rc = bankcall_flow_request(pl, &local, arena, &req);
+        if (rc != PAGOFLEX_OK)
+            return rc;
+        pagoflex_http_response resp;
+        bankcall_perform(pl, &req, default_timeout_ms, arena, &resp);
+        if (transport)
+            *transport = resp.transport;
+        if (http_status)
+            *http_status = resp.status;
+        int plugin_rc;
+        rc = bankcall_flow_map_rc(pl, &local, &resp, arena, res, &plugin_rc);
+        if (!pl->token || plugin_rc != PAGOFLEX_ERR_TOKEN)
+            break;
+        log_info("connector %s: the bank refused the access token for %s; fetching a new one and "
+                 "retrying once", pl->desc->key, registry_flow_name(in->flow));
+        refused = gen;
+    }
+    return rc;
+}
+
+/* A flow started without a waiting thread, with a token (arena memory). */
+typedef struct bankcall_tokflow {
+    const registry_plugin *pl;
+    pagoflex_flow_input *in;
+    long timeout_ms;
+    pagoflex_arena *arena;
+    pagoflex_http_response *resp;
+    bankq *q;
+    workpool *pool;
+    bankq_done_fn done;
+    void *arg;
+    banktoken_waiter waiter;
+    uint64_t gen, refused;
+    bool retried;
+    pagoflex_http_request token_req, flow_req;
+    pagoflex_http_response token_resp;
+} bankcall_tokflow;
+
+static void bankcall_tokflow_go(void *arg);
+
+/* Nothing was sent: answer as a connection failure (the outcome is known
+ * not to exist at the bank; the flow maps it as unknown and is retried). */
+static void bankcall_tokflow_fail(bankcall_tokflow *t)
+{
+    memset(t->resp, 0, sizeof *t->resp);
+    t->resp->transport = PAGOFLEX_TRANSPORT_CONNECT;
+    t->done(t->arg);
+}
+
+static void bankcall_tokflow_token_answered(void *arg)
+{
+    bankcall_tokflow *t = arg;
+    bankcall_token_read(t->pl, &t->token_resp, t->arena);
+    bankcall_tokflow_go(t);
+}
+
+/* The flow's answer is in: on a refused token (first time), fetch a new one
+ * and send the flow again; else hand the answer to the caller, which maps
+ * it with bankcall_flow_map. */
+static void bankcall_tokflow_answered(void *arg)
+{
+    bankcall_tokflow *t = arg;
+    if (!t->retried && t->resp->transport == PAGOFLEX_TRANSPORT_OK) {
+        pagoflex_flow_result probe;
+        int plugin_rc = PAGOFLEX_OK;
+        bankcall_flow_map_rc(t->pl, t->in, t->resp, t->arena, &probe, &plugin_rc);
+        if (plugin_rc == PAGOFLEX_ERR_TOKEN) {
+            log_info("connector %s: the bank refused the access token for %s; fetching a new one and "
+                     "retrying once", t->pl->desc->key, registry_flow_name(t->in->flow));
+            t->retried = true;
+            t->refused = t->gen;
+            bankcall_tokflow_go(t);
+            return;
+        }
+    }
+    t->done(t->arg);
+}
+
+/* Get a token (now, after a fetch, or once the running fetch ends), then
+ * send the flow with it. */
+static void bankcall_tokflow_go(void *arg)
+{
+    bankcall_tokflow *t = arg;
+    char *value = NULL;
+    t->waiter = (banktoken_waiter){.ready = bankcall_tokflow_go, .arg = t};
+    switch (banktoken_acquire(t->pl->token, services_now(), t->refused, t->arena, &value, &t->gen,
+                              &t->waiter)) {
+    case BANKTOKEN_READY:
+        t->in->access_token = value;
+        if (bankcall_flow_request(t->pl, t->in, t->arena, &t->flow_req) != PAGOFLEX_OK) {
+            bankcall_tokflow_fail(t);
+            return;
+        }
+        bankcall_start(t->pl, &t->flow_req, t->timeout_ms, t->arena, t->resp, t->q, t->pool,
+                       bankcall_tokflow_answered, t);
+        return;
+    case BANKTOKEN_FETCH:
+        if (bankcall_token_request(t->pl, t->arena, &t->token_req) != PAGOFLEX_OK) {
+            banktoken_failed(t->pl->token, services_now());
+            bankcall_tokflow_fail(t);
+            return;
+        }
+        bankcall_start(t->pl, &t->token_req, t->timeout_ms, t->arena, &t->token_resp, t->q, t->pool,
+                       bankcall_tokflow_token_answered, t);
+        return;
+    case BANKTOKEN_PARKED:
+        return; /* bankcall_tokflow_go runs again when the fetch ends */
+    case BANKTOKEN_FAILED:
+    default:
+        bankcall_tokflow_fail(t);
+        return;
+    }
+}
+
+void bankcall_flow_start(const registry_plugin *pl, pagoflex_flow_input *in, const pagoflex_http_request *req,
+                         long default_timeout_ms, pagoflex_arena *arena, pagoflex_http_response *resp,
+                         bankq *q, workpool *pool, bankq_done_fn done, void *arg)
+{
+    if (!pl->token) {
+        bankcall_start(pl, req, default_timeout_ms, arena, resp, q, pool, done, arg);
+        return;
+    }
+    bankcall_tokflow *t = arena_alloc(arena, sizeof *t);
+    if (!t) {
+        memset(resp, 0, sizeof *resp);
+        resp->transport = PAGOFLEX_TRANSPORT_CONNECT;
+        done(arg);
+        return;
+    }
+    *t = (bankcall_tokflow){.pl = pl, .in = in, .timeout_ms = default_timeout_ms, .arena = arena,
+                            .resp = resp, .q = q, .pool = pool, .done = done, .arg = arg};
+    bankcall_tokflow_go(t);
+}
+
+/* ---- ABI 1.2: webhook key sets ----------------------------------------- */
+
+/* Fetch the key set (blocking) if the cache lets this caller. */
+static void bankcall_keys_fetch(const registry_plugin *pl, long default_timeout_ms, pagoflex_arena *arena,
+                                uint64_t seen)
+{
+    if (!keyset_begin(pl->keys, services_now(), seen))
+        return;
+    pagoflex_http_request req = {0};
+    const unsigned char *body = NULL;
+    size_t len = 0;
+    bankcall_enter(pl);
+    int rc = pl->desc->keys_request(pl->state, arena, &req);
+    bankcall_leave(pl);
+    if (rc == PAGOFLEX_OK && req.url && req.method) {
+        pagoflex_http_response resp;
+        bankcall_perform(pl, &req, default_timeout_ms, arena, &resp);
+        if (resp.transport == PAGOFLEX_TRANSPORT_OK && resp.status == 200 && resp.body_len > 0) {
+            body = resp.body;
+            len = resp.body_len;
+        } else {
+            log_warn("connector %s: webhook key set not fetched (transport %d, HTTP %d); keeping the "
+                     "cached one; next try in %d s at the earliest",
+                     pl->desc->key, (int)resp.transport, resp.status, KEYSET_MIN_REFETCH_S);
+        }
+    } else {
+        log_warn("connector %s: keys_request failed (status %d)", pl->desc->key, rc);
+    }
+    keyset_end(pl->keys, body, len);
+    if (body)
+        log_info("connector %s: webhook key set fetched (%zu bytes; fetch %ld)", pl->desc->key, len,
+                 keyset_fetches(pl->keys));
+}
+
+int bankcall_webhook_verify(const registry_plugin *pl, pagoflex_webhook_request *req,
+                            long default_timeout_ms, pagoflex_arena *arena)
+{
+    uint64_t gen = 0;
+    int rc = PAGOFLEX_ERR_SIGNATURE;
+    for (int round = 0; round < 2; round++) {
+        if (pl->keys) {
+            unsigned char *keys = NULL;
+            size_t len = 0;
+            if (keyset_get(pl->keys, arena, &keys, &len, &gen) != 0)
+                return PAGOFLEX_ERR_NOMEM;
+            if (!keys) { /* the first webhook: fetch the set */
+                bankcall_keys_fetch(pl, default_timeout_ms, arena, gen);
+                if (keyset_get(pl->keys, arena, &keys, &len, &gen) != 0)
+                    return PAGOFLEX_ERR_NOMEM;
+            }
+            req->keys = keys;
+            req->keys_len = len;
+        }
+        bankcall_enter(pl);
+        rc = pl->desc->webhook_verify(pl->state, req, arena);
+        bankcall_leave(pl);
+        if (rc != PAGOFLEX_ERR_KEY_UNKNOWN || !pl->keys || round == 1)
+            break;
+        bankcall_keys_fetch(pl, default_timeout_ms, arena, gen);
+    }
+    return rc;
 }
 
 void bankcall_authorize_input(pagoflex_flow_input *in, const pagoflex_payment *pay, bool manual_capture,

@@ -98,7 +98,9 @@ int bankcall_flow_map(const registry_plugin *pl, const pagoflex_flow_input *in,
                       pagoflex_flow_result *res);
 
 /* Build, perform (blocking, timeout cut to default_timeout_ms) and map one
- * flow. Returns bankcall_flow_request's error when nothing was sent, else
+ * flow. With access tokens: as bankcall_flow_start, blocking while another
+ * thread fetches the token; no token to be had is PROCESSING with
+ * error_code "token_unavailable" and a CONNECT transport (nothing sent). Returns bankcall_flow_request's error when nothing was sent, else
  * bankcall_flow_map's result; *transport and *http_status (if not NULL)
  * how the request ended. *res written whenever a request was sent. */
 int bankcall_flow(const registry_plugin *pl, const pagoflex_flow_input *in,
@@ -111,6 +113,28 @@ int bankcall_flow(const registry_plugin *pl, const pagoflex_flow_input *in,
 void bankcall_authorize_input(pagoflex_flow_input *in, const pagoflex_payment *pay, bool manual_capture,
                               const char *return_url, const char *payment_method_type,
                               const char *payment_method_token);
+
+/* Start flow `in` without a waiting thread, as bankcall_start does with
+ * `req` (built by bankcall_flow_request). For a plugin with access tokens
+ * (token_request): get the account's token first (the cached one; or fetch
+ * it, one fetch at a time: a flow arriving during a fetch is parked until
+ * it ends, no thread waits), set in->access_token (so in must stay valid,
+ * like resp, until done) and build the request again with it; when
+ * flow_response answers PAGOFLEX_ERR_TOKEN, fetch a new token once and send
+ * the flow once more. No token to be had: *resp is a CONNECT transport
+ * failure (nothing was sent). Then done(arg), once, from whichever thread
+ * ended the last call. */
+void bankcall_flow_start(const registry_plugin *pl, pagoflex_flow_input *in, const pagoflex_http_request *req,
+                         long default_timeout_ms, pagoflex_arena *arena, pagoflex_http_response *resp,
+                         bankq *q, workpool *pool, bankq_done_fn done, void *arg);
+
+/* Run the plugin's webhook_verify on `req`. For a plugin with keys_request:
+ * req->keys is the account's cached key set (fetched first, blocking, if
+ * there is none yet); on PAGOFLEX_ERR_KEY_UNKNOWN the set is fetched again
+ * (at most once a minute per account, keyset.h) and the request verified
+ * once more. Returns webhook_verify's status (PAGOFLEX_ERR_NOMEM on OOM). */
+int bankcall_webhook_verify(const registry_plugin *pl, pagoflex_webhook_request *req,
+                            long default_timeout_ms, pagoflex_arena *arena);
 
 /* True if `state` is a verdict flow `flow` may return. */
 bool bankcall_flow_state_ok(pagoflex_flow flow, pagoflex_state state);

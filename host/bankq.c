@@ -171,7 +171,7 @@ static bankq_job *bankq_job_new(void)
 }
 
 void bankq_submit(bankq *q, const pagoflex_http_request *req, long default_timeout_ms,
-                  pagoflex_arena *arena, pagoflex_http_response *out, bankq_done_fn done, void *arg)
+                  const tlscreds *tls, pagoflex_arena *arena, pagoflex_http_response *out, bankq_done_fn done, void *arg)
 {
     pthread_mutex_lock(&q->lock);
     bankq_job *job = q->spare;
@@ -184,12 +184,12 @@ void bankq_submit(bankq *q, const pagoflex_http_request *req, long default_timeo
         job->next = NULL;
     memset(out, 0, sizeof *out);
     out->transport = PAGOFLEX_TRANSPORT_ERROR;
-    if (!job || executor_prepare(job->easy, req, default_timeout_ms, arena, &job->body, &job->headers) != 0) {
+    if (!job || executor_prepare(job->easy, req, default_timeout_ms, tls, arena, &job->body, &job->headers) != 0) {
         if (job) {
             curl_easy_cleanup(job->easy);
             free(job);
         }
-        log_warn("bank call %s %s not started: out of memory", req->method, req->url);
+        log_warn("bank call %s %s not started (out of memory, or bad client certificate options)", req->method, req->url);
         done(arg);
         return;
     }

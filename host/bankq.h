@@ -12,6 +12,8 @@
 
 #include <pagoflex/connector.h>
 
+#include "tlscreds.h"
+
 typedef struct bankq bankq;
 
 /* Called on the bank thread when `out` is filled. Must be quick (resume a
@@ -28,9 +30,11 @@ bankq *bankq_start(long max_per_host);
  * called; until then the caller must not touch `arena` or `out`. `req` and
  * the memory it points to must stay valid until done is called (the arena
  * holding them belongs to the waiting request). Never fails to call done:
- * a request that cannot be started is answered as a transport error. */
+ * a request that cannot be started is answered as a transport error.
+ * `tls`: the plugin's client certificate (NULL: none), which must outlive
+ * the call. */
 void bankq_submit(bankq *q, const pagoflex_http_request *req, long default_timeout_ms,
-                  pagoflex_arena *arena, pagoflex_http_response *out, bankq_done_fn done, void *arg);
+                  const tlscreds *tls, pagoflex_arena *arena, pagoflex_http_response *out, bankq_done_fn done, void *arg);
 
 /* Requests submitted and not yet answered (for metrics and tests). */
 long bankq_in_flight(bankq *q);

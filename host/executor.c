@@ -134,7 +134,7 @@ static int executor_add_trace(const pagoflex_http_request *req, pagoflex_arena *
 }
 
 int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_timeout_ms,
-                     pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers)
+                     const tlscreds *tls, pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers)
 {
     struct curl_slist *list = NULL;
     for (size_t i = 0; i < req->header_count; i++) {
@@ -172,6 +172,11 @@ int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_tim
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, executor_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    if (tlscreds_apply(h, tls) != 0) {
+        log_warn("bank call %s %s not started: libcurl refused the client certificate options",
+                 req->method, req->url);
+        goto fail;
+    }
     *headers = list;
     return 0;
 fail:
@@ -210,14 +215,14 @@ done:
 }
 
 void executor_perform(const pagoflex_http_request *req, long default_timeout_ms,
-                      pagoflex_arena *arena, pagoflex_http_response *out)
+                      const tlscreds *tls, pagoflex_arena *arena, pagoflex_http_response *out)
 {
     executor_body body = {0};
     struct curl_slist *headers = NULL;
     CURL *h = executor_handle();
     memset(out, 0, sizeof *out);
     out->transport = PAGOFLEX_TRANSPORT_ERROR;
-    if (!h || executor_prepare(h, req, default_timeout_ms, arena, &body, &headers) != 0)
+    if (!h || executor_prepare(h, req, default_timeout_ms, tls, arena, &body, &headers) != 0)
         return;
     executor_finish(h, curl_easy_perform(h), req, &body, arena, out);
     executor_headers_free(headers);

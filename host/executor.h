@@ -6,6 +6,8 @@
 
 #include <pagoflex/connector.h>
 
+#include "tlscreds.h"
+
 #define EXECUTOR_MAX_RESPONSE (1u << 20) /* larger answers are a transport error */
 
 /* Call once per process before any thread uses the executor. 0 on success. */
@@ -15,9 +17,10 @@ int executor_global_init(void);
  * connection cache, so bank connections stay alive). `default_timeout_ms`
  * applies when req->timeout_ms is 0. Never fails: a request that gets no
  * HTTP answer is reported through out->transport (TIMEOUT, CONNECT, ERROR).
- * The body and headers of the answer are allocated in `arena`. */
+ * The body and headers of the answer are allocated in `arena`. `tls` is
+ * the plugin's client certificate (mutual TLS), or NULL. */
 void executor_perform(const pagoflex_http_request *req, long default_timeout_ms,
-                      pagoflex_arena *arena, pagoflex_http_response *out);
+                      const tlscreds *tls, pagoflex_arena *arena, pagoflex_http_response *out);
 
 /* Where a transfer writes the answer's body (bounded by EXECUTOR_MAX_RESPONSE). */
 typedef struct executor_body {
@@ -29,10 +32,10 @@ typedef struct executor_body {
 
 /* Set easy handle `h` up to perform `req` (the shared part of the blocking
  * executor and of bankq): URL, method, headers, body, timeouts, protocols,
- * body sink. On success *headers is the header list to free with
+ * body sink, and the plugin's client certificate `tls` (NULL: none). On success *headers is the header list to free with
  * executor_headers_free once the transfer is over. -1 on allocation failure (nothing to free). */
 int executor_prepare(CURL *h, const pagoflex_http_request *req, long default_timeout_ms,
-                     pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers);
+                     const tlscreds *tls, pagoflex_arena *arena, executor_body *sink, struct curl_slist **headers);
 
 /* Wipe every line of a header list made by executor_prepare (one holds
  * the bank's Authorization header), then free it. NULL is a no-op. */

@@ -333,6 +333,9 @@ static void plugin_free(registry_plugin *p)
     if (p->private_fd >= 0)
         close(p->private_fd);
     arena_free(p->init_arena); /* after fini, which may still use it */
+    tlscreds_free(p->tls);
+    banktoken_free(p->token);
+    keyset_free(p->keys);
     free(p->name);
     free(p->file);
     free(p->private_path);
@@ -1027,6 +1030,27 @@ fail:
     return rc;
 }
 
+/* ---- step 5b: mutual TLS ---------------------------------------------- */
+
+/* Read and check the client certificate a 1.2 plugin names (tlscreds.h):
+ * an unusable one (absent, not PEM, expired, key mismatch) refuses the
+ * plugin, naming the credential, never showing it. Make the token and key
+ * set caches of a plugin that has token_request or keys_request. */
+static int plugin_tls(registry_plugin *p, const pagoflex_credentials *creds, rejection *rj)
+{
+    char why[256];
+    if (tlscreds_load(p->desc, creds, (int64_t)time(NULL), &p->tls, why, sizeof why) != 0)
+        return reject(rj, "credentials", "a usable client certificate", "unusable", "%s", why);
+    /* Caches of what the host fetches for the account (bankcall.c). */
+    const pagoflex_connector *d = p->desc;
+    if (PAGOFLEX_HAS_FIELD(d, pagoflex_connector, keys_request)) {
+        if ((d->token_request && d->token_response && !(p->token = banktoken_new())) ||
+            (d->keys_request && !(p->keys = keyset_new())))
+            return reject(rj, "init", "memory", "out of memory", "free memory and retry");
+    }
+    return 0;
+}
+
 /* ---- step 6: init ----------------------------------------------------- */
 
 static int plugin_init(registry_plugin *p, const pagoflex_credentials *creds, rejection *rj)
@@ -1180,7 +1204,7 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
         goto fail;
     }
     if (check_descriptor(r, p->desc, &rj) != 0 || plugin_credentials(r, p, &creds, &rj) != 0 ||
-        plugin_init(p, creds, &rj) != 0)
+        plugin_tls(p, creds, &rj) != 0 || plugin_init(p, creds, &rj) != 0)
         goto fail;
     /* The plugin copied what it needs during init. */
     creds_free(creds);

@@ -31,6 +31,9 @@
 #include "plugin_trust.h"
 #include "secrets.h"
 #include "services.h"
+#include "tlscreds.h"
+#include "banktoken.h"
+#include "keyset.h"
 
 typedef struct registry_plugin {
     char *name;         /* file name without ".so": credentials are <name>.cfg.enc */
@@ -52,6 +55,13 @@ typedef struct registry_plugin {
                           plugin's declared flows; a 1.0/1.1 plugin's
                           through the host's adapter (AUTHORIZE with
                           automatic capture, PAYMENT_SYNC if it has sync) */
+    tlscreds *tls;     /* the client certificate of a 1.2 plugin naming
+                          tls_* credentials (read and checked at load,
+                          wiped after fini), or NULL */
+    banktoken *token;  /* a plugin with token_request/token_response: its
+                          account's access token (bankcall.c), else NULL */
+    keyset *keys;      /* a plugin with keys_request: its account's webhook
+                          key set (bankcall.c), else NULL */
     int private_fd;    /* private_path, open with a shared flock() for as
                           long as it is loaded: registry_clean_private
                           leaves a copy alone while anyone holds one */

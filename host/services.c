@@ -120,6 +120,11 @@ static int64_t svc_now(void)
     return services_fixed_now ? services_fixed_now : (int64_t)time(NULL);
 }
 
+int64_t services_now(void)
+{
+    return svc_now();
+}
+
 static char *svc_url_encode(pagoflex_arena *arena, const char *s, size_t len)
 {
     return urlenc_encode(arena_alloc, arena, s, len);

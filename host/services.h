@@ -18,4 +18,7 @@ void services_init(services_plugin *sp, const char *name);
  * For tests only. */
 void services_set_now(int64_t fixed_unix_seconds);
 
+/* The clock host->now returns (Unix seconds): token expiries are read on it. */
+int64_t services_now(void);
+
 #endif

@@ -77,7 +77,7 @@ static void submit(bankq *q, call *c, const char *url, long timeout_ms)
     c->arena = arena_new();
     snprintf(c->url, sizeof c->url, "%s", url);
     c->req = (pagoflex_http_request){.method = "GET", .url = c->url, .timeout_ms = timeout_ms};
-    bankq_submit(q, &c->req, 5000, c->arena, &c->resp, on_done, c);
+    bankq_submit(q, &c->req, 5000, NULL, c->arena, &c->resp, on_done, c);
 }
 
 static void test_many_calls_each_get_their_own_answer(void **unused)

@@ -132,7 +132,7 @@ static void test_executor_wipes_header_list(void **state)
     bank_request(arena, &req);
     reset_counts();
     watching = 1;
-    executor_perform(&req, 2000, arena, &resp);
+    executor_perform(&req, 2000, NULL, arena, &resp);
     watching = 0;
     assert_int_equal(resp.transport, PAGOFLEX_TRANSPORT_CONNECT);
     assert_true(entries_freed >= 2); /* Authorization and Expect: */
@@ -164,7 +164,7 @@ static void test_bankq_wipes_header_list(void **state)
     bank_request(arena, &req);
     reset_counts();
     watching = 1;
-    bankq_submit(q, &req, 2000, arena, &resp, on_done, NULL);
+    bankq_submit(q, &req, 2000, NULL, arena, &resp, on_done, NULL);
     pthread_mutex_lock(&lock);
     while (!answered)
         pthread_cond_wait(&cond, &lock);
