@@ -160,8 +160,25 @@ static store_result wh_refund_event(api_context *ctx, const registry_plugin *pl,
     return sr;
 }
 
+/* Our id of `connector`'s payment whose bank id is tx_id (in the arena), or
+ * NULL when there is none or the database cannot say (then the
+ * reconciler's own schedule settles it). */
+static const char *wh_payment_by_tx(api_context *ctx, const char *connector, const char *tx_id,
+                                    pagoflex_arena *arena)
+{
+    const char *params[] = {connector, tx_id};
+    store_rows rows;
+    if (store_query(ctx->store, "webhook look-up by bank id",
+                    "SELECT id FROM payments WHERE connector = $1 AND provider_reference_id = $2", 2,
+                    params, arena, &rows) != STORE_OK ||
+        rows.rows != 1)
+        return NULL;
+    return rows.cells[0];
+}
+
 /* A look-up event: store it, then make the object due for the reconciler
- * now (it runs the sync flow off the HTTP thread). */
+ * now (it runs the sync flow off the HTTP thread). A payment named only by
+ * the bank's id (Mercado Pago's notifications) is found by that id. */
 static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
                                const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc)
 {
@@ -172,8 +189,11 @@ static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, cons
     }
     if (sr != STORE_OK)
         return sr;
-    if (e->kind == PAGOFLEX_EVENT_PAYMENT && e->payment_id)
-        store_recon_schedule(ctx->store, e->payment_id, 0, "webhook asked to look the payment up", true, false);
+    const char *pid = e->payment_id;
+    if (e->kind == PAGOFLEX_EVENT_PAYMENT && !pid && e->tx_id)
+        pid = wh_payment_by_tx(ctx, pl->desc->key, e->tx_id, arena);
+    if (e->kind == PAGOFLEX_EVENT_PAYMENT && pid)
+        store_recon_schedule(ctx->store, pid, 0, "webhook asked to look the payment up", true, false);
     else
         log_warn("webhook look-up: connector=%s event=%s names %s; stored, settled by the reconciler's "
                  "own schedule",

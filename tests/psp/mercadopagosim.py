@@ -6,6 +6,7 @@ connector uses), written from the public docs; Python 3 standard library.
                                expiration_year, cardholder:{name}} -> {id}
   POST /v1/payments           create (capture true/false), X-Idempotency-Key
   GET  /v1/payments/{id}
+  GET  /v1/payments/search?external_reference=R   (results, paging)
   PUT  /v1/payments/{id}      {"capture":true,"transaction_amount"?} | {"status":"cancelled"}
   POST /v1/payments/{id}/refunds           {"amount"?} (partial, several)
   GET  /v1/payments/{id}/refunds/{refund_id}
@@ -20,7 +21,7 @@ notified to the payment's notification_url with only the id: POST
 
   mercadopagosim.py --port-file F --token T --secret S   (127.0.0.1 only)
 """
-import argparse, hashlib, hmac, json, re, threading, time, urllib.request, uuid
+import argparse, hashlib, hmac, json, re, threading, time, urllib.parse, urllib.request, uuid
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -144,7 +145,14 @@ class Handler(BaseHTTPRequestHandler):
                 if seen:
                     return self.reply(*seen)
             m = re.fullmatch(r"/v1/payments(?:/(\d+)(?:/refunds(?:/(\d+))?)?)?", path)
-            if not m:
+            if method == "GET" and path == "/v1/payments/search":
+                q = dict(urllib.parse.parse_qsl(self.path.partition("?")[2]))
+                found = [{k: v for k, v in p.items() if not k.startswith("_")}
+                         for p in sim.payments.values()
+                         if p.get("external_reference") == q.get("external_reference")]
+                out = 200, {"paging": {"total": len(found), "limit": 30, "offset": 0},
+                            "results": found[:30]}
+            elif not m:
                 out = error(404, "resource not found", "not_found")
             elif method == "POST" and m.group(1) is None:
                 out = self.create(body)

@@ -106,9 +106,12 @@ class HostEnv:
     encrypted for it, and start(settings): connector_settings for it, then
     pagoflexd. webhook_url is known before the host starts."""
 
-    def __init__(self, name, so_path, creds):
+    def __init__(self, name, so_path, creds, extra_config=""):
         self.name = name
-        self.env = harness.Env(plugins=(), start_host=False, extra_config=FAST)
+        names = {line.split("=", 1)[0].strip() for line in extra_config.splitlines() if "=" in line}
+        self.extra = "".join(line + "\n" for line in FAST.splitlines()
+                             if line.split("=", 1)[0].strip() not in names) + extra_config
+        self.env = harness.Env(plugins=(), start_host=False, extra_config=self.extra)
         shutil.copy(so_path, os.path.join(self.env.plugin_dir, name + ".so"))
         self.env.cli(["secrets", "encrypt", "--plugin", name, "--key-file", self.env.key_file,
                       "--out", os.path.join(self.env.cred_dir, name + ".cfg.enc")],
@@ -118,7 +121,7 @@ class HostEnv:
 
     def start(self, settings):
         group = "".join(' %s = "%s";' % kv for kv in settings.items())
-        self.env.extra_config = FAST + "connector_settings = { %s = {%s }; };\n" % (self.name, group)
+        self.env.extra_config = self.extra + "connector_settings = { %s = {%s }; };\n" % (self.name, group)
         self.env.write_config()
         self.env.start_host()
 
