@@ -45,7 +45,7 @@ class OldPlugins(unittest.TestCase):
 
     def test_connectors_list_flows(self):
         got = {c["key"]: (c["abi_version"], c["flows"])
-               for c in http("GET", self.env.url + "/v1/connectors").json["connectors"]}
+               for c in http("GET", self.env.admin_url + "/v1/connectors").json["connectors"]}
         self.assertEqual(got["ABI_V1_0"], ("1.0", ["authorize"]))
         self.assertEqual(got["ABI_V1_1"], ("1.1", ["authorize", "payment_sync"]))
 

@@ -465,8 +465,9 @@ class OfficialLibrary(unittest.TestCase):
             env.start_host()
             http("POST", sim_url + "/_sim/config", {"webhook_url": env.url + "/webhooks/adyen",
                                                     "received": True})
-            # A 1.0 host sends no payment method: the reference is the stored card id.
-            r = env.pay(amount=1050, currency="EUR", connector="ADYEN", reference="stored_card_1")
+            # The stored card id is the payment method token (a 1.2 host passes it).
+            r = env.pay(amount=1050, currency="EUR", connector="ADYEN", reference="stored_card_1",
+                        payment_method={"type": "card_token", "token": "stored_card_1"})
             self.assertIn(r.status, (200, 201, 202), r)
             pid = r.json["id"]
             self.assertEqual(r.json["status"], "pending")  # Received: the webhook tells
@@ -474,7 +475,8 @@ class OfficialLibrary(unittest.TestCase):
                              "succeeded")
             # Second payment: the simulator's webhooks off, the library signs.
             http("POST", sim_url + "/_sim/config", {"webhooks": False})
-            r = env.pay(amount=2000, currency="EUR", connector="ADYEN", reference="stored_card_2")
+            r = env.pay(amount=2000, currency="EUR", connector="ADYEN", reference="stored_card_2",
+                        payment_method={"type": "card_token", "token": "stored_card_2"})
             pid2 = r.json["id"]
             p2 = env.wait_status(pid2, ("pending",), timeout=10).json
             psp = p2.get("provider_reference_id") or p2.get("tx_id")
