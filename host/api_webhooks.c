@@ -164,7 +164,8 @@ static store_result wh_refund_event(api_context *ctx, const registry_plugin *pl,
 }
 
 /* A look-up event: store it, then make the object due for the reconciler
- * now (it runs the sync flow off the HTTP thread). */
+ * now (it runs the sync flow off the HTTP thread). An object named only by
+ * the bank's id (Mercado Pago's notifications) is found by that id. */
 static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
                                const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc)
 {

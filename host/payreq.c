@@ -57,6 +57,22 @@ static bool payreq_printable(const char *s)
     return true;
 }
 
+/* A card number, not a token: 12 to 19 digits, with or without '-' between
+ * them. Banks and PSPs name their tokens differently (tok_..., pm_...,
+ * "visa:<hex>", a Drop-in JSON object), so the host checks for a PAN, not a
+ * prefix (issue 12). */
+static bool payreq_looks_like_pan(const char *s)
+{
+    size_t digits = 0;
+    for (; *s; s++) {
+        if (*s >= '0' && *s <= '9')
+            digits++;
+        else if (*s != '-')
+            return false;
+    }
+    return digits >= 12 && digits <= 19;
+}
+
 /* capture_method, return_url and payment_method (issue 11). */
 static int payreq_flow_fields(json_t *root, pagoflex_arena *arena, payreq *p, payreq_error *err)
 {
@@ -94,12 +110,12 @@ static int payreq_flow_fields(json_t *root, pagoflex_arena *arena, payreq *p, pa
                            "payment_method.token is required: the bank's card token, \"tok_...\"");
     const char *t = json_string_value(tok);
     size_t n = json_string_length(tok);
-    if (n < 5 || n > PAYREQ_TOKEN_MAX || strncmp(t, "tok_", 4) != 0 || strlen(t) != n ||
-        !payreq_printable(t))
+    if (n < 1 || n > PAYREQ_TOKEN_MAX || strlen(t) != n || !payreq_printable(t) || payreq_looks_like_pan(t))
         return payreq_fail(err, 422, "invalid_field", "payment_method.token",
-                           "payment_method.token must be \"tok_\" followed by up to %d printable "
-                           "characters",
-                           PAYREQ_TOKEN_MAX - 4);
+                           "payment_method.token must be the bank's or PSP's token (\"tok_...\", "
+                           "\"pm_...\", ...): 1 to %d printable characters without spaces, and "
+                           "never a card number",
+                           PAYREQ_TOKEN_MAX);
     p->payment_method_type = "card_token";
     p->payment_method_token = arena_strndup(arena, t, n);
     if (!p->payment_method_token)

@@ -6,6 +6,7 @@ connector uses), written from the public docs; Python 3 standard library.
                                expiration_year, cardholder:{name}} -> {id}
   POST /v1/payments           create (capture true/false), X-Idempotency-Key
   GET  /v1/payments/{id}
+  GET  /v1/payments/search?external_reference=R   (results, paging)
   PUT  /v1/payments/{id}      {"capture":true,"transaction_amount"?} | {"status":"cancelled"}
   POST /v1/payments/{id}/refunds           {"amount"?} (partial, several)
   GET  /v1/payments/{id}/refunds/{refund_id}
@@ -18,9 +19,10 @@ notified to the payment's notification_url with only the id: POST
 <url>?data.id=<id>&type=payment, x-request-id, x-signature ts=..,v1=HMAC of
 "id:<id>;request-id:<rid>;ts:<ts>;". Errors: {"message","error","status","cause"}.
 
-  mercadopagosim.py --port-file F --token T --secret S   (127.0.0.1 only)
+  mercadopagosim.py --port-file F [--token T --secret S]   (127.0.0.1 only; or
+  MP_ACCESS_TOKEN/MP_WEBHOOK_SECRET in the environment)
 """
-import argparse, hashlib, hmac, json, re, threading, time, urllib.request, uuid
+import argparse, hashlib, hmac, json, os, re, threading, time, urllib.parse, urllib.request, uuid
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -144,7 +146,14 @@ class Handler(BaseHTTPRequestHandler):
                 if seen:
                     return self.reply(*seen)
             m = re.fullmatch(r"/v1/payments(?:/(\d+)(?:/refunds(?:/(\d+))?)?)?", path)
-            if not m:
+            if method == "GET" and path == "/v1/payments/search":
+                q = dict(urllib.parse.parse_qsl(self.path.partition("?")[2]))
+                found = [{k: v for k, v in p.items() if not k.startswith("_")}
+                         for p in sim.payments.values()
+                         if p.get("external_reference") == q.get("external_reference")]
+                out = 200, {"paging": {"total": len(found), "limit": 30, "offset": 0},
+                            "results": found[:30]}
+            elif not m:
                 out = error(404, "resource not found", "not_found")
             elif method == "POST" and m.group(1) is None:
                 out = self.create(body)
@@ -285,15 +294,18 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", required=True)
-    ap.add_argument("--token", required=True)
-    ap.add_argument("--secret", required=True)
+    # Or from the environment (MP_ACCESS_TOKEN, MP_WEBHOOK_SECRET): a command line is public (ps).
+    ap.add_argument("--token", default=os.environ.get("MP_ACCESS_TOKEN"))
+    ap.add_argument("--secret", default=os.environ.get("MP_WEBHOOK_SECRET"))
     a = ap.parse_args()
+    if not a.token or not a.secret:
+        raise SystemExit("mercadopagosim: give --token/--secret or MP_ACCESS_TOKEN/MP_WEBHOOK_SECRET")
     Handler.sim = Sim(a.token, a.secret)
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     with open(a.port_file + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
-    import os
     os.replace(a.port_file + ".tmp", a.port_file)
     srv.serve_forever()
 

@@ -465,8 +465,9 @@ class OfficialLibrary(unittest.TestCase):
             env.start_host()
             http("POST", sim_url + "/_sim/config", {"webhook_url": env.url + "/webhooks/adyen",
                                                     "received": True})
-            # A 1.0 host sends no payment method: the reference is the stored card id.
-            r = env.pay(amount=1050, currency="EUR", connector="ADYEN", reference="stored_card_1")
+            # The stored card id is the payment method token (a 1.2 host passes it).
+            r = env.pay(amount=1050, currency="EUR", connector="ADYEN", reference="stored_card_1",
+                        payment_method={"type": "card_token", "token": "stored_card_1"})
             self.assertIn(r.status, (200, 201, 202), r)
             pid = r.json["id"]
             self.assertEqual(r.json["status"], "pending")  # Received: the webhook tells
@@ -474,7 +475,8 @@ class OfficialLibrary(unittest.TestCase):
                              "succeeded")
             # Second payment: the simulator's webhooks off, the library signs.
             http("POST", sim_url + "/_sim/config", {"webhooks": False})
-            r = env.pay(amount=2000, currency="EUR", connector="ADYEN", reference="stored_card_2")
+            r = env.pay(amount=2000, currency="EUR", connector="ADYEN", reference="stored_card_2",
+                        payment_method={"type": "card_token", "token": "stored_card_2"})
             pid2 = r.json["id"]
             p2 = env.wait_status(pid2, ("pending",), timeout=10).json
             psp = p2.get("provider_reference_id") or p2.get("tx_id")
@@ -496,6 +498,142 @@ class OfficialLibrary(unittest.TestCase):
                 sim.terminate()
                 sim.wait(5)
             env.close()
+
+
+@unittest.skipUnless(os.environ.get("PAGOFLEX_PG") and harness, "PAGOFLEX_PG not set")
+class HostFlows(unittest.TestCase):
+    """Every flow through the host's API (ABI 1.2): pagoflexd -> FaultProxy ->
+    adyensim, ADYEN_BASE_URL and ADYEN_MERCHANT_ACCOUNT as connector_settings;
+    the simulator's batched, signed notifications straight to the host, which
+    must answer [accepted]. Captures, cancels and refunds are asynchronous:
+    202/pending, then the CAPTURE/CANCELLATION/REFUND item settles them."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, HERE)
+        import psphost
+        cls.h = psphost.HostEnv("adyen", PLUGIN, {"ADYEN_API_KEY": API_KEY, "ADYEN_HMAC_KEY": HMAC_KEY})
+        cls.sim, cls.sim_url = start_sim(cls.h.env.dir, cls.h.webhook_url)
+        cls.proxy = psphost.FaultProxy(cls.sim_url)
+        cls.h.start({"ADYEN_BASE_URL": cls.proxy.url + "/v71", "ADYEN_MERCHANT_ACCOUNT": MERCHANT,
+                     "ADYEN_RETURN_URL": "https://merchant.test/back"})
+        cls.env = cls.h.env
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+        cls.sim.terminate()
+        cls.sim.wait(5)
+        cls.h.close()
+
+    def pay(self, token="tok_stored_visa", amount=1000, **fields):
+        fields["payment_method"] = {"type": "card_token", "token": token}
+        return self.env.pay(amount=amount, currency="EUR", connector="ADYEN", **fields)
+
+    def sim_payment(self, pid):
+        ref = self.env.get(pid).json["provider_reference_id"]
+        return json.loads(http("GET", self.sim_url + "/_sim/payments/" + ref)[1])
+
+    def deliveries(self):
+        return json.loads(http("GET", self.sim_url + "/_sim/deliveries")[1])
+
+    def captured(self, amount=1000):
+        r = self.pay(amount=amount)
+        self.assertEqual((r.status, r.json["status"]), (201, "succeeded"), r)
+        return r.json["id"]
+
+    def test_connectors_lists_flows(self):
+        c = self.env.connectors()["ADYEN"]
+        self.assertEqual((c["abi_version"], sorted(c["flows"])),
+                         ("1.2", ["authorize", "capture", "refund", "void"]))
+
+    def test_automatic_capture_settled_by_webhook_answered_accepted(self):
+        http("POST", self.sim_url + "/_sim/config", {"received": True})
+        try:
+            r = self.pay()
+        finally:
+            http("POST", self.sim_url + "/_sim/config", {"received": False})
+        self.assertEqual((r.status, r.json["status"]), (201, "pending"), r)
+        p = self.env.wait_status(r.json["id"], ("succeeded",)).json
+        self.assertEqual(p["amount_received"], 1000)
+        self.assertIn(("succeeded", "webhook"), self.h.history(p["id"]))
+        d = wait(lambda: [x for x in self.deliveries() if r.json["id"] in x["body"]])
+        self.assertTrue(d)
+        self.assertTrue(all(x["answer"] == "[accepted]" and x["attempt"] == 1 for x in self.deliveries()),
+                        self.deliveries())
+
+    def test_manual_then_partial_capture(self):
+        r = self.pay(capture_method="manual")
+        self.assertEqual((r.status, r.json["status"]), (201, "requires_capture"), r)
+        pid = r.json["id"]
+        c = self.h.post("/v1/payments/%s/capture" % pid, {"amount_to_capture": 600})
+        self.assertEqual((c.status, c.json.get("pending_operation")), (202, "capture"), c)
+        p = self.env.wait_status(pid, ("succeeded",)).json
+        self.assertEqual(p["amount_received"], 600)
+        self.assertEqual(self.sim_payment(pid)["captured"], 600)
+
+    def test_cancel_authorization(self):
+        pid = self.pay(capture_method="manual").json["id"]
+        c = self.h.post("/v1/payments/%s/cancel" % pid)
+        self.assertEqual(c.status, 202, c)
+        self.assertEqual(self.env.wait_status(pid, ("canceled",)).json["amount_capturable"], 0)
+        self.assertEqual(self.sim_payment(pid)["state"], "cancelled")
+
+    def test_partial_refunds_settled_by_refund_items_then_one_too_many(self):
+        pid = self.captured()
+        a = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 300})
+        b = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 600})
+        self.assertEqual((a.status, a.json["status"], b.status, b.json["status"]),
+                         (201, "pending", 201, "pending"), (a, b))
+        sent = len(self.proxy.seen)
+        too = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 101})
+        self.assertEqual((too.status, too.json["error"]["field"]), (422, "amount"), too)
+        self.assertEqual(len(self.proxy.seen), sent)  # refused before Adyen
+        for f in (a, b):
+            got = self.h.wait_refund(f.json["id"], ("succeeded",))
+            self.assertEqual(got["status"], "succeeded", got)
+        self.assertEqual(self.env.get(pid).json["amount_refunded"], 900)
+        self.assertEqual(self.sim_payment(pid)["refunded"], 900)
+
+    def test_redirect_shopper_shows_next_action(self):
+        tok = json.dumps({"type": "scheme", "encryptedCardNumber": "test_4212345678910006"},
+                         separators=(",", ":"))
+        r = self.pay(token=tok, return_url="https://shop.example/back")
+        self.assertEqual((r.status, r.json["status"]), (201, "requires_action"), r)
+        nxt = r.json["next_action"]
+        self.assertEqual(nxt["type"], "redirect_to_url")
+        self.assertIn("/threeDS2/" + r.json["provider_reference_id"], nxt["redirect_to_url"]["url"])
+
+    def test_503_after_adyen_took_it_is_never_failed(self):
+        self.proxy.fail(1, "after", "/v71/payments")
+        r = self.pay()
+        self.assertEqual(r.status, 201, r)
+        self.assertIn(r.json["status"], ("processing", "pending"), r)
+        pid = r.json["id"]
+        # No sync flow at Adyen: the AUTHORISATION item (merchantReference) settles it.
+        self.assertEqual(self.env.wait_status(pid, ("succeeded",), timeout=15).json["amount_received"], 1000)
+        self.assertNotIn("failed", [t for t, _ in self.h.history(pid)])
+        self.proxy.fail(1, "after", "/refunds")
+        f = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 250})
+        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        self.assertEqual(self.h.wait_refund(f.json["id"], ("succeeded",))["status"], "succeeded")
+
+    def test_duplicate_delivery_changes_nothing(self):
+        pid = self.captured()
+        body = wait(lambda: [x["body"] for x in self.deliveries() if pid in x["body"]])[0]
+        before = (self.h.history(pid), self.env.get(pid).json["updated_at"])
+        for _ in range(2):
+            st, answer = http("POST", self.h.webhook_url, body.encode(), {"Content-Type": "application/json"})
+            self.assertEqual((st, answer), (200, "[accepted]"))
+        self.assertEqual((self.h.history(pid), self.env.get(pid).json["updated_at"]), before)
+        self.assertEqual([t for t, _ in before[0]].count("succeeded"), 1)
+
+    def test_concurrent_refunds_never_exceed(self):
+        pid = self.captured()
+        out = self.h.concurrent_refunds(pid, 300, 8)
+        self.assertEqual(sorted(r.status for r in out), [201] * 3 + [422] * 5, out)
+        self.assertEqual(self.env.get(pid).json["amount_refunded"], 900)
+        self.assertEqual(wait(lambda: self.sim_payment(pid)["refunded"] == 900), True)
 
 
 if __name__ == "__main__":

@@ -251,5 +251,174 @@ if (cmd === 'validate') {   // a4: the x-signature value
         self.assertIn("OK: 0 check(s) failed", out.stdout)
 
 
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import harness  # noqa: E402
+harness.record_secret(TOKEN)
+harness.record_secret(SECRET)
+
+
+@unittest.skipUnless(harness.PG, "PAGOFLEX_PG is not set (ctest with the test cluster sets it)")
+class HostFlows(unittest.TestCase):
+    """Every flow through the host's API (ABI 1.2): pagoflexd -> FaultProxy ->
+    mercadopagosim, MP_BASE_URL as a connector_settings entry; the
+    simulator notifies notification_url (the host's public_url) with only
+    the payment id: the host must look the payment up and settle it."""
+
+    @classmethod
+    def setUpClass(cls):
+        import psphost
+        cls.h = psphost.HostEnv("mercadopago", SO, {"MP_ACCESS_TOKEN": TOKEN, "MP_WEBHOOK_SECRET": SECRET},
+                                cls.EXTRA)
+        port_file = os.path.join(cls.h.env.dir, "mpsim.port")
+        cls.sim = subprocess.Popen([sys.executable, os.path.join(HERE, "mercadopagosim.py"),
+                                    "--port-file", port_file, "--token", TOKEN, "--secret", SECRET])
+        cls.base = "http://127.0.0.1:%d" % harness.wait_for_file(port_file, cls.sim)
+        cls.proxy = psphost.FaultProxy(cls.base)
+        cls.h.start({"MP_BASE_URL": cls.proxy.url})
+        cls.env = cls.h.env
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+        cls.sim.terminate()
+        cls.sim.wait(5)
+        cls.h.close()
+
+    EXTRA = ""
+    call = MercadoPago.call
+    card = MercadoPago.card
+
+    def pay(self, name="APRO", amount=1000, **fields):
+        fields["payment_method"] = {"type": "card_token", "token": self.card(name)}
+        r = self.env.pay(amount=amount, currency="BRL", connector="MERCADOPAGO", **fields)
+        self.assertEqual(r.status, 201, r)
+        return r
+
+    def mp(self, pid):
+        return self.call("GET", "/v1/payments/" + self.env.get(pid).json["provider_reference_id"])[1]
+
+    def notify(self, data_id, notification_id):
+        rid, ts = "rq-%d" % notification_id, str(int(time.time()))
+        mac = __import__("hmac").new(SECRET.encode(), ("id:%s;request-id:%s;ts:%s;" % (data_id, rid, ts)).encode(),
+                                     "sha256").hexdigest()
+        body = json.dumps({"id": notification_id, "action": "payment.updated", "type": "payment",
+                           "data": {"id": data_id}}).encode()
+        return harness.http("POST", self.h.webhook_url + "?data.id=%s&type=payment" % data_id, body,
+                            {"Content-Type": "application/json", "x-request-id": rid,
+                             "x-signature": "ts=%s,v1=%s" % (ts, mac)})
+
+    def test_connectors_lists_flows(self):
+        c = self.env.connectors()["MERCADOPAGO"]
+        self.assertEqual(c["abi_version"], "1.2")
+        for f in ("authorize", "capture", "void", "refund", "payment_sync", "refund_sync"):
+            self.assertIn(f, c["flows"])
+
+    def test_notification_names_only_the_id_host_syncs_and_settles(self):
+        r = self.pay("CONT")  # in_process: Mercado Pago decides later
+        self.assertEqual((r.status, r.json["status"]), (201, "pending"), r)
+        pid, ref = r.json["id"], r.json["provider_reference_id"]
+        self.call("POST", "/_sim/advance/" + ref)  # approved; notifies {"data":{"id"}} only
+        p = self.env.wait_status(pid, ("succeeded",), timeout=15).json
+        self.assertEqual(p["amount_received"], 1000)
+        # The notification carried no state: the host's sync settled it.
+        self.assertNotIn(("succeeded", "webhook"), self.h.history(pid))
+
+    def test_manual_then_partial_capture(self):
+        r = self.pay(capture_method="manual")
+        self.assertEqual((r.status, r.json["status"]), (201, "requires_capture"), r)
+        c = self.h.post("/v1/payments/%s/capture" % r.json["id"], {"amount_to_capture": 600})
+        self.assertEqual((c.status, c.json["status"], c.json["amount_received"]), (200, "succeeded", 600), c)
+        self.assertEqual((self.mp(r.json["id"])["status"], self.mp(r.json["id"])["transaction_amount"]),
+                         ("approved", 6.0))
+
+    def test_cancel_authorization(self):
+        r = self.pay(capture_method="manual")
+        c = self.h.post("/v1/payments/%s/cancel" % r.json["id"])
+        self.assertEqual((c.status, c.json["status"]), (200, "canceled"), c)
+        self.assertEqual(self.mp(r.json["id"])["status"], "cancelled")
+
+    def test_partial_refunds_then_one_too_many(self):
+        pid = self.pay().json["id"]
+        a = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 300})
+        b = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 600})
+        self.assertEqual((a.status, a.json["status"], b.status, b.json["status"]),
+                         (201, "succeeded", 201, "succeeded"), (a, b))
+        sent = len(self.proxy.seen)
+        too = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 101})
+        self.assertEqual((too.status, too.json["error"]["field"]), (422, "amount"), too)
+        self.assertEqual(len(self.proxy.seen), sent)  # refused before Mercado Pago
+        self.assertEqual(self.mp(pid)["transaction_amount_refunded"], 9.0)
+        # The refunds' notifications (the payment's id) are look-ups: nothing moves back.
+        time.sleep(0.5)
+        self.assertEqual((self.env.get(pid).json["status"], self.env.get(pid).json["amount_refunded"]),
+                         ("succeeded", 900))
+
+    def test_503_after_mercadopago_took_it_is_never_failed(self):
+        self.proxy.fail(1, "after", "/v1/payments")
+        r = self.pay()
+        self.assertEqual(r.status, 201, r)
+        self.assertIn(r.json["status"], ("processing", "pending"), r)
+        pid = r.json["id"]
+        # The notification names an id the host never got; the reconciler's
+        # re-sent create (same X-Idempotency-Key) gets it back.
+        p = self.env.wait_status(pid, ("succeeded",), timeout=15).json
+        self.assertNotIn("failed", [t for t, _ in self.h.history(pid)])
+        found = self.call("GET", "/v1/payments/search?external_reference=" + pid)[1]
+        self.assertEqual((found["paging"]["total"], str(found["results"][0]["id"])),
+                         (1, p["provider_reference_id"]))
+        # A refund whose answer is lost stays pending, never failed (its
+        # settlement is the reconciler's refund sync: not on this branch).
+        self.proxy.fail(1, "after", "/refunds")
+        f = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 250})
+        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        time.sleep(1)
+        self.assertEqual(self.h.refund(f.json["id"]).json["status"], "pending")
+        self.assertEqual(self.mp(pid)["transaction_amount_refunded"], 2.5)
+
+    def test_duplicate_notification_changes_nothing(self):
+        r = self.pay()
+        pid, ref = r.json["id"], r.json["provider_reference_id"]
+        self.env.wait_status(pid, ("succeeded",))
+        time.sleep(0.3)  # the simulator's own notification of the create
+        before = (self.h.history(pid), self.env.get(pid).json["updated_at"])
+        for _ in range(2):
+            self.assertEqual(self.notify(ref, 777000 + int(ref) % 1000).status, 200)
+        time.sleep(0.5)
+        self.assertEqual((self.h.history(pid), self.env.get(pid).json["updated_at"]), before)
+        self.assertEqual(self.env.sql("SELECT count(*) FROM webhook_events WHERE connector = 'MERCADOPAGO' "
+                                      "AND event_id = '%d'" % (777000 + int(ref) % 1000)), "1")
+
+    def test_concurrent_refunds_never_exceed(self):
+        pid = self.pay().json["id"]
+        out = self.h.concurrent_refunds(pid, 300, 8)
+        self.assertEqual(sorted(r.status for r in out), [201] * 3 + [422] * 5, out)
+        self.assertEqual(self.env.get(pid).json["amount_refunded"], 900)
+        self.assertEqual(self.mp(pid)["transaction_amount_refunded"], 9.0)
+
+
+class HostLookUp(HostFlows):
+    """The reconciler's own schedule far away (a minute): only the look-up a
+    notification asks for can settle the payment in time. Mercado Pago's
+    notification names the payment by Mercado Pago's id alone."""
+
+    EXTRA = "retry_base_ms = 60000;\nretry_max_ms = 60000;\nwebhook_grace_s = 60;\n"
+
+    def test_lookup_by_mercadopago_id_syncs_at_once(self):
+        r = self.pay("CONT")
+        self.assertEqual((r.status, r.json["status"]), (201, "pending"), r)
+        self.call("POST", "/_sim/advance/" + r.json["provider_reference_id"])
+        p = self.env.wait_status(r.json["id"], ("succeeded",), timeout=5).json
+        self.assertEqual(p["amount_received"], 1000)
+
+
+def _only(cls, names):
+    for n in [n for n in dir(cls) if n.startswith("test_") and n not in names]:
+        setattr(cls, n, None)
+
+
+_only(HostLookUp, ("test_lookup_by_mercadopago_id_syncs_at_once",))
+
+
 if __name__ == "__main__":
     unittest.main()

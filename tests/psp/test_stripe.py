@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, HERE)
 import harness  # noqa: E402
 
 BUILD = harness.BUILD
@@ -527,6 +528,153 @@ class HostTest(unittest.TestCase):
         self.assertEqual(st, 200)
         r = self.env.wait_status(pid, ("failed",))
         self.assertEqual((r.json.get("error") or {}).get("code"), "lost_card")
+
+
+@unittest.skipUnless(harness.PG, "PAGOFLEX_PG is not set (ctest with the test cluster sets it)")
+class HostFlows(unittest.TestCase):
+    """Every flow through the host's API (ABI 1.2): pagoflexd -> FaultProxy ->
+    stripesim, STRIPE_BASE_URL as a connector_settings entry, the
+    simulator's signed webhooks straight to the host."""
+
+    @classmethod
+    def setUpClass(cls):
+        import psphost
+        cls.h = psphost.HostEnv("stripe", PLUGIN, {"STRIPE_SECRET_KEY": KEY, "STRIPE_WEBHOOK_SECRET": WHSEC})
+        cls.sim = Sim(cls.h.webhook_url)
+        cls.proxy = psphost.FaultProxy(cls.sim.url)
+        cls.h.start({"STRIPE_BASE_URL": cls.proxy.url})
+        cls.env = cls.h.env
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+        cls.sim.close()
+        cls.h.close()
+
+    def pay(self, token="tok_visa", amount=1000, **fields):
+        if token:
+            fields["payment_method"] = {"type": "card_token", "token": token}
+        return self.env.pay(amount=amount, currency="USD", connector="STRIPE", **fields)
+
+    def intent(self, pid):
+        ref = self.env.get(pid).json["provider_reference_id"]
+        return self.sim.call("GET", "/v1/payment_intents/" + ref)[1]
+
+    def intents_for(self, pid):
+        evs = self.sim.call("GET", "/v1/events")[1]["data"]
+        return {e["data"]["object"]["id"] for e in evs if e["data"]["object"].get("object") == "payment_intent"
+                and e["data"]["object"]["metadata"].get("pagoflex_payment_id") == pid}
+
+    def test_connectors_lists_flows(self):
+        c = self.env.connectors()["STRIPE"]
+        self.assertEqual(c["abi_version"], "1.2")
+        for f in ("authorize", "capture", "void", "refund", "payment_sync", "refund_sync"):
+            self.assertIn(f, c["flows"])
+
+    def test_automatic_capture_settled_by_webhook(self):
+        r = self.pay(token=None)
+        self.assertEqual((r.status, r.json["status"]), (201, "pending"), r)
+        pi = r.json["provider_reference_id"]
+        self.sim.call("POST", "/v1/payment_intents/%s/confirm" % pi, {"payment_method": "pm_card_visa"})
+        p = self.env.wait_status(r.json["id"], ("succeeded",)).json
+        self.assertEqual(p["amount_received"], 1000)
+        self.assertIn(("succeeded", "webhook"), self.h.history(p["id"]))
+
+    def test_manual_then_partial_capture(self):
+        r = self.pay(capture_method="manual")
+        self.assertEqual((r.status, r.json["status"], r.json["amount_capturable"]), (201, "requires_capture", 1000), r)
+        c = self.h.post("/v1/payments/%s/capture" % r.json["id"], {"amount_to_capture": 600})
+        self.assertEqual((c.status, c.json["status"], c.json["amount_received"]), (200, "succeeded", 600), c)
+        pi = self.intent(r.json["id"])
+        self.assertEqual((pi["status"], pi["amount_received"]), ("succeeded", 600))
+
+    def test_cancel_authorization(self):
+        r = self.pay(capture_method="manual")
+        c = self.h.post("/v1/payments/%s/cancel" % r.json["id"])
+        self.assertEqual((c.status, c.json["status"]), (200, "canceled"), c)
+        self.assertEqual(self.intent(r.json["id"])["status"], "canceled")
+
+    def test_partial_refunds_then_one_too_many(self):
+        pid = self.pay().json["id"]
+        a = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 300})
+        b = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 600})
+        self.assertEqual((a.status, a.json["status"], b.status, b.json["status"]),
+                         (201, "succeeded", 201, "succeeded"), (a, b))
+        self.assertTrue(a.json["provider_reference_id"].startswith("re_"))
+        sent = len(self.proxy.seen)
+        too = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 101})
+        self.assertEqual((too.status, too.json["error"]["field"]), (422, "amount"), too)
+        self.assertEqual(len(self.proxy.seen), sent)  # refused before Stripe
+        self.assertEqual(self.intent(pid)["refunded"], 900)
+        self.assertEqual(self.env.get(pid).json["amount_refunded"], 900)
+
+    def test_refund_settled_by_webhook(self):
+        # pm_card_refundFail: Stripe answers pending, then refund.failed.
+        pid = self.pay(token="pm_card_refundFail").json["id"]
+        f = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 400})
+        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        got = self.h.wait_refund(f.json["id"], ("failed",))
+        self.assertEqual(got["status"], "failed", got)
+        self.assertEqual(self.env.get(pid).json["amount_refunded"], 0)
+        self.assertEqual(self.env.sql("SELECT source FROM refund_history WHERE refund_id = '%s' "
+                                      "AND to_state = 'failed'" % f.json["id"]), "webhook")
+
+    def test_redirect_requires_action(self):
+        r = self.pay(token="pm_card_authenticationRequired", return_url="https://shop.example/back")
+        self.assertEqual((r.status, r.json["status"]), (201, "requires_action"), r)
+        nxt = r.json["next_action"]
+        self.assertEqual(nxt["type"], "redirect_to_url")
+        self.assertTrue(nxt["redirect_to_url"]["url"].startswith(self.sim.url + "/3ds/"), nxt)
+        try:
+            urllib.request.build_opener(NoRedirect).open(urllib.request.Request(
+                nxt["redirect_to_url"]["url"] + "/approve", data=b"", method="POST"), timeout=10)
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 302)
+        self.assertEqual(self.env.wait_status(r.json["id"], ("succeeded",)).json["amount_received"], 1000)
+
+    def test_503_after_stripe_took_it_is_never_failed(self):
+        self.proxy.fail(1, "after", "/v1/payment_intents")
+        r = self.pay()
+        self.assertEqual(r.status, 201, r)
+        self.assertIn(r.json["status"], ("processing", "pending"), r)
+        pid = r.json["id"]
+        p = self.env.wait_status(pid, ("succeeded",), timeout=15).json
+        self.assertEqual(p["amount_received"], 1000)
+        self.assertNotIn("failed", [t for t, _ in self.h.history(pid)])
+        self.assertEqual(len(self.intents_for(pid)), 1)  # Idempotency-Key: one intent
+        # A refund whose answer is lost stays pending; Stripe's webhook settles it.
+        self.proxy.fail(1, "after", "/v1/refunds")
+        f = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 250})
+        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        self.assertEqual(self.h.wait_refund(f.json["id"], ("succeeded",))["status"], "succeeded")
+        self.assertEqual(self.intent(pid)["refunded"], 250)
+
+    def test_duplicate_webhook_changes_nothing(self):
+        r = self.pay(token=None)
+        pi = r.json["provider_reference_id"]
+        self.sim.call("POST", "/v1/payment_intents/%s/confirm" % pi, {"payment_method": "pm_card_visa"})
+        pid = r.json["id"]
+        self.env.wait_status(pid, ("succeeded",))
+        ev = [e for e in self.sim.call("GET", "/v1/events")[1]["data"]
+              if e["type"] == "payment_intent.succeeded" and e["data"]["object"]["id"] == pi][0]
+        before = (self.h.history(pid), self.env.get(pid).json["updated_at"])
+        body = json.dumps(ev).encode()
+        for _ in range(2):
+            t = int(time.time())
+            sig = "t=%d,v1=%s" % (t, __import__("hmac").new(WHSEC.encode(), b"%d." % t + body,
+                                                             "sha256").hexdigest())
+            st, _, _ = http("POST", self.h.webhook_url, body,
+                            {"Content-Type": "application/json", "Stripe-Signature": sig})
+            self.assertEqual(st, 200)
+        self.assertEqual((self.h.history(pid), self.env.get(pid).json["updated_at"]), before)
+        self.assertEqual([t for t, _ in before[0]].count("succeeded"), 1)
+
+    def test_concurrent_refunds_never_exceed(self):
+        pid = self.pay().json["id"]
+        out = self.h.concurrent_refunds(pid, 300, 8)
+        self.assertEqual(sorted(r.status for r in out), [201] * 3 + [422] * 5, out)
+        self.assertEqual(self.env.get(pid).json["amount_refunded"], 900)
+        self.assertEqual(self.intent(pid)["refunded"], 900)
 
 
 if __name__ == "__main__":

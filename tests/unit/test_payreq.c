@@ -100,6 +100,23 @@ static void test_flow_fields(void **unused)
                  "payment_method.token");
     expect_error(BASE "\"payment_method\": {\"type\": \"card_token\", \"token\": \"4111111111111111\"}}",
                  422, "invalid_field", "payment_method.token");
+    expect_error(BASE "\"payment_method\": {\"type\": \"card_token\", \"token\": \"4111-1111-1111-1111\"}}",
+                 422, "invalid_field", "payment_method.token");
+    expect_error(BASE "\"payment_method\": {\"type\": \"card_token\", \"token\": \"tok_ a\"}}",
+                 422, "invalid_field", "payment_method.token");
+    /* PSPs' own token shapes (Stripe PaymentMethods, Mercado Pago's
+     * "<method>:<card token>", an Adyen Drop-in object) are bank tokens too. */
+    const char *psp[][2] = {
+        {BASE "\"payment_method\": {\"type\": \"card_token\", \"token\": \"pm_card_visa\"}}", "pm_card_visa"},
+        {BASE "\"payment_method\": {\"type\": \"card_token\", \"token\": \"visa:9f2c1b7e4a6d\"}}",
+         "visa:9f2c1b7e4a6d"},
+        {BASE "\"payment_method\": {\"type\": \"card_token\", \"token\": \"{\\\"type\\\":\\\"scheme\\\"}\"}}",
+         "{\"type\":\"scheme\"}"},
+    };
+    for (size_t i = 0; i < sizeof psp / sizeof psp[0]; i++) {
+        assert_int_equal(payreq_parse(psp[i][0], strlen(psp[i][0]), arena, &p, &e), 0);
+        assert_string_equal(p.payment_method_token, psp[i][1]);
+    }
 #undef BASE
 }
 
