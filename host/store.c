@@ -742,14 +742,39 @@ fail:
 }
 
 /* Fill one history entry from row `i`. */
-static store_result history_from_row(const PGresult *r, int i, pagoflex_arena *arena,
-                                     store_history_entry *e)
+store_result store_run_rows(store *s, const char *what, const char *sql, int n,
+                            const char *const *params, pagoflex_arena *arena, size_t item_size,
+                            store_row_fn read, void **items, size_t *count)
+{
+    PGresult *r = NULL;
+    unsigned char *list = NULL;
+    store_result rc = store_run(s, what, sql, n, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    size_t rows = (size_t)PQntuples(r);
+    if (rows > 0 && !(list = arena_alloc(arena, rows * item_size))) {
+        rc = STORE_ERROR;
+        goto fail;
+    }
+    for (size_t i = 0; i < rows; i++)
+        if ((rc = read(r, (int)i, arena, list + i * item_size)) != STORE_OK)
+            goto fail;
+    *items = list;
+    *count = rows;
+
+fail:
+    PQclear(r);
+    return rc;
+}
+
+static store_result history_from_row(const PGresult *r, int i, const char *what,
+                                     pagoflex_arena *arena, store_history_entry *e)
 {
     bool oom = false;
     int from = PQgetisnull(r, i, 0) ? -1 : payment_state_parse(PQgetvalue(r, i, 0));
     int to = payment_state_parse(PQgetvalue(r, i, 1));
     if (to < 0 || (from < 0 && !PQgetisnull(r, i, 0))) {
-        log_error("store: payment history row with unknown state");
+        log_error("store: %s row with unknown state", what);
         return STORE_ERROR;
     }
     e->from_state = from;
@@ -760,13 +785,14 @@ static store_result history_from_row(const PGresult *r, int i, pagoflex_arena *a
     return oom ? STORE_ERROR : STORE_OK;
 }
 
-store_result store_payment_history(store *s, const char *id, pagoflex_arena *arena,
-                                   store_history_entry **entries, size_t *count)
+store_result store_history_read(store *s, const char *what, const char *sql, const char *id,
+                                 pagoflex_arena *arena, store_history_entry **entries,
+                                 size_t *count)
 {
     PGresult *r = NULL;
     store_history_entry *list = NULL;
     const char *const params[] = {id};
-    store_result rc = store_run(s, "payment history", sql_history, 1, params, false, &r);
+    store_result rc = store_run(s, what, sql, 1, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     int rows = PQntuples(r);
@@ -780,7 +806,7 @@ store_result store_payment_history(store *s, const char *id, pagoflex_arena *are
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
-        rc = history_from_row(r, (int)i, arena, &list[i]);
+        rc = history_from_row(r, (int)i, what, arena, &list[i]);
         if (rc != STORE_OK)
             goto fail;
     }
@@ -790,6 +816,12 @@ store_result store_payment_history(store *s, const char *id, pagoflex_arena *are
 fail:
     PQclear(r);
     return rc;
+}
+
+store_result store_payment_history(store *s, const char *id, pagoflex_arena *arena,
+                                   store_history_entry **entries, size_t *count)
+{
+    return store_history_read(s, "payment history", sql_history, id, arena, entries, count);
 }
 
 bool store_ping(store *s)

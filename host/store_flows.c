@@ -257,48 +257,7 @@ static const char sql_refund_history[] =
 store_result store_refund_history(store *s, const char *id, pagoflex_arena *arena,
                                   store_history_entry **entries, size_t *count)
 {
-    PGresult *r = NULL;
-    store_history_entry *list = NULL;
-    const char *const params[] = {id};
-    store_result rc = store_run(s, "refund history", sql_refund_history, 1, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    int rows = PQntuples(r);
-    if (rows == 0) {
-        rc = STORE_NOT_FOUND;
-        goto fail;
-    }
-    size_t n = PQgetisnull(r, 0, 1) ? 0 : (size_t)rows;
-    if (n > 0 && !(list = arena_alloc(arena, n * sizeof *list))) {
-        rc = STORE_ERROR;
-        goto fail;
-    }
-    bool oom = false;
-    for (size_t i = 0; i < n; i++) {
-        int row = (int)i;
-        int from = PQgetisnull(r, row, 0) ? -1 : payment_state_parse(PQgetvalue(r, row, 0));
-        int to = payment_state_parse(PQgetvalue(r, row, 1));
-        if (to < 0) {
-            log_error("store: refund history row with unknown state");
-            rc = STORE_ERROR;
-            goto fail;
-        }
-        list[i].from_state = from;
-        list[i].to_state = (pagoflex_state)to;
-        list[i].source = store_row_text(r, row, 2, arena, &oom);
-        list[i].detail = store_row_text(r, row, 3, arena, &oom);
-        list[i].at = store_row_text(r, row, 4, arena, &oom);
-    }
-    if (oom) {
-        rc = STORE_ERROR;
-        goto fail;
-    }
-    *entries = list;
-    *count = n;
-
-fail:
-    PQclear(r);
-    return rc;
+    return store_history_read(s, "refund history", sql_refund_history, id, arena, entries, count);
 }
 
 /* $1 id, $2 op, $3 amount (0 = all capturable). One UPDATE: the claim. */
@@ -548,8 +507,7 @@ static const char sql_refund_make_due[] =
     " WHERE connector = $1::text AND (id = $2::text OR ($2::text IS NULL AND"
     " provider_reference_id = $3::text)) AND state IN " REFUND_OPEN " RETURNING id";
 
-static store_result refund_item_from_row(const PGresult *r, int i, pagoflex_arena *arena,
-                                         store_refund_item *out)
+static store_result refund_item_from_row(const PGresult *r, int i, pagoflex_arena *arena, void *out)
 {
     store_refund_item it;
     store_result rc = refund_from_row(r, i, 0, arena, &it.refund);
@@ -558,15 +516,13 @@ static store_result refund_item_from_row(const PGresult *r, int i, pagoflex_aren
     it.attempts = atoi(PQgetvalue(r, i, REFUND_NCOLS));
     it.past_deadline = PQgetvalue(r, i, REFUND_NCOLS + 1)[0] == 't';
     it.claim = strtoll(PQgetvalue(r, i, REFUND_NCOLS + 2), NULL, 10);
-    *out = it;
+    *(store_refund_item *)out = it;
     return STORE_OK;
 }
 
 store_result store_refund_claim(store *s, const store_recon_timing *t, int limit, pagoflex_arena *arena,
                                 store_refund_item **items, size_t *count)
 {
-    PGresult *r = NULL;
-    store_refund_item *list = NULL;
     char a[24], b[24], c[24], d[16], e[24], f[24];
     snprintf(a, sizeof a, "%ld", t->recover_created_ms);
     snprintf(b, sizeof b, "%ld", t->first_retry_ms);
@@ -575,22 +531,11 @@ store_result store_refund_claim(store *s, const store_recon_timing *t, int limit
     snprintf(e, sizeof e, "%ld", t->lease_ms);
     snprintf(f, sizeof f, "%ld", t->deadline_s);
     const char *const params[] = {a, b, c, d, e, f};
-    store_result rc = store_run(s, "refund claim", store_refund_sql_claim, 6, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    size_t n = (size_t)PQntuples(r);
-    if (n > 0 && !(list = arena_alloc(arena, n * sizeof *list))) {
-        rc = STORE_ERROR;
-        goto fail;
-    }
-    for (size_t i = 0; i < n; i++)
-        if ((rc = refund_item_from_row(r, (int)i, arena, &list[i])) != STORE_OK)
-            goto fail;
-    *items = list;
-    *count = n;
-
-fail:
-    PQclear(r);
+    void *list = NULL;
+    store_result rc = store_run_rows(s, "refund claim", store_refund_sql_claim, 6, params, arena, sizeof **items,
+                                     refund_item_from_row, &list, count);
+    if (rc == STORE_OK)
+        *items = list;
     return rc;
 }
 

@@ -74,6 +74,26 @@ const char *store_row_text(const PGresult *r, int row, int col, pagoflex_arena *
 store_result store_payment_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
                                     store_payment *out);
 
+/* Read row `row` of `r` into *out, a caller's struct (written on STORE_OK
+ * only). */
+typedef store_result (*store_row_fn)(const PGresult *r, int row, pagoflex_arena *arena, void *out);
+
+/* Run one statement and read each row of its result with `read` into an
+ * array of `item_size`-byte items in the arena: *items (NULL when there are
+ * none) and *count, written only on STORE_OK. Errors as store_run. */
+store_result store_run_rows(store *s, const char *what, const char *sql, int n,
+                            const char *const *params, pagoflex_arena *arena, size_t item_size,
+                            store_row_fn read, void **items, size_t *count);
+
+/* Run `sql` ($1 = id; columns from_state, to_state, source, detail, at of
+ * an object LEFT JOINed to its history) and read its history rows, oldest
+ * first, into *entries (in the arena; NULL when empty) and *count.
+ * STORE_NOT_FOUND when the object does not exist; outputs written only on
+ * STORE_OK. `what` names the statement in log lines. */
+store_result store_history_read(store *s, const char *what, const char *sql, const char *id,
+                                 pagoflex_arena *arena, store_history_entry **entries,
+                                 size_t *count);
+
 /* "{created,processing}": the states `to` may be entered from, as a
  * PostgreSQL text[] literal. */
 void store_allowed_from(pagoflex_state to, char *buf, size_t len);

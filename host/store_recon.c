@@ -66,8 +66,7 @@ static const char sql_schedule[] =
     " WHERE id = $1::text AND claim_token IS NULL AND state IN " OPEN_STATES;
 
 /* Read row `i` of a claim or renewal into *out (written on STORE_OK only). */
-static store_result recon_item_from_row(const PGresult *r, int i, pagoflex_arena *arena,
-                                        store_recon_item *out)
+static store_result recon_item_from_row(const PGresult *r, int i, pagoflex_arena *arena, void *out)
 {
     store_recon_item it;
     store_result rc = store_payment_from_row(r, i, 0, arena, &it.payment);
@@ -77,15 +76,13 @@ static store_result recon_item_from_row(const PGresult *r, int i, pagoflex_arena
     it.maybe_at_bank = PQgetvalue(r, i, PAYMENT_NCOLS + 1)[0] == 't';
     it.past_deadline = PQgetvalue(r, i, PAYMENT_NCOLS + 2)[0] == 't';
     it.claim = strtoll(PQgetvalue(r, i, PAYMENT_NCOLS + 3), NULL, 10);
-    *out = it;
+    *(store_recon_item *)out = it;
     return STORE_OK;
 }
 
 store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
                                pagoflex_arena *arena, store_recon_item **items, size_t *count)
 {
-    PGresult *r = NULL;
-    store_recon_item *list = NULL;
     char a[24], b[24], c[24], d[16], e[24], f[24];
     snprintf(a, sizeof a, "%ld", t->recover_created_ms);
     snprintf(b, sizeof b, "%ld", t->first_retry_ms);
@@ -94,24 +91,11 @@ store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
     snprintf(e, sizeof e, "%ld", t->lease_ms);
     snprintf(f, sizeof f, "%ld", t->deadline_s);
     const char *const params[] = {a, b, c, d, e, f};
-    store_result rc = store_run(s, "reconciler claim", store_recon_sql_claim, 6, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    size_t n = (size_t)PQntuples(r);
-    if (n > 0 && !(list = arena_alloc(arena, n * sizeof *list))) {
-        rc = STORE_ERROR;
-        goto fail;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rc = recon_item_from_row(r, (int)i, arena, &list[i]);
-        if (rc != STORE_OK)
-            goto fail;
-    }
-    *items = list;
-    *count = n;
-
-fail:
-    PQclear(r);
+    void *list = NULL;
+    store_result rc = store_run_rows(s, "reconciler claim", store_recon_sql_claim, 6, params, arena, sizeof **items,
+                                     recon_item_from_row, &list, count);
+    if (rc == STORE_OK)
+        *items = list;
     return rc;
 }
 
@@ -266,8 +250,7 @@ static const char sql_look_up[] =
     " provider_reference_id = $3::text)) AND state IN ('created', 'processing', 'pending',"
     " 'requires_capture', 'requires_action') RETURNING id";
 
-static store_result held_item_from_row(const PGresult *r, int i, pagoflex_arena *arena,
-                                       store_recon_item *out)
+static store_result held_item_from_row(const PGresult *r, int i, pagoflex_arena *arena, void *out)
 {
     store_recon_item it = {0};
     store_result rc = store_payment_from_row(r, i, 0, arena, &it.payment);
@@ -278,37 +261,24 @@ static store_result held_item_from_row(const PGresult *r, int i, pagoflex_arena 
     it.past_deadline = PQgetvalue(r, i, PAYMENT_NCOLS + 2)[0] == 't';
     it.claim = strtoll(PQgetvalue(r, i, PAYMENT_NCOLS + 3), NULL, 10);
     it.maybe_at_bank = true;
-    *out = it;
+    *(store_recon_item *)out = it;
     return STORE_OK;
 }
 
 store_result store_recon_claim_held(store *s, const store_recon_timing *t, int limit,
                                     pagoflex_arena *arena, store_recon_item **items, size_t *count)
 {
-    PGresult *r = NULL;
-    store_recon_item *list = NULL;
     char a[24], b[24], c[16], d[24];
     snprintf(a, sizeof a, "%ld", t->recover_created_ms);
     snprintf(b, sizeof b, "%ld", t->lease_ms);
     snprintf(c, sizeof c, "%d", limit);
     snprintf(d, sizeof d, "%ld", t->deadline_s);
     const char *const params[] = {a, b, c, d};
-    store_result rc = store_run(s, "reconciler claim held", store_recon_sql_claim_held, 4, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    size_t n = (size_t)PQntuples(r);
-    if (n > 0 && !(list = arena_alloc(arena, n * sizeof *list))) {
-        rc = STORE_ERROR;
-        goto fail;
-    }
-    for (size_t i = 0; i < n; i++)
-        if ((rc = held_item_from_row(r, (int)i, arena, &list[i])) != STORE_OK)
-            goto fail;
-    *items = list;
-    *count = n;
-
-fail:
-    PQclear(r);
+    void *list = NULL;
+    store_result rc = store_run_rows(s, "reconciler claim held", store_recon_sql_claim_held, 4, params, arena, sizeof **items,
+                                     held_item_from_row, &list, count);
+    if (rc == STORE_OK)
+        *items = list;
     return rc;
 }
 
