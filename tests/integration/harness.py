@@ -42,29 +42,37 @@ BANCOX_API_KEY = record_secret("sk_test_" + uuid.uuid4().hex)
 BANCOX_SECRET = record_secret("whsec_" + uuid.uuid4().hex)
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def stable_port():
-    """A free port outside the kernel's ephemeral range: no other test's
-    free_port() can take it while a host that owns it is being restarted."""
+    """A free loopback port for a server a test starts, outside the kernel's
+    ephemeral range (32768-60999 here). A port picked from that range can be
+    taken by any outgoing connection (libcurl, libpq, another test's client)
+    between this check and the server's bind: with two listeners per host
+    (API and admin) and ctest -j2 that happened. Ports given out by this
+    process are not given again."""
     import random
-    for _ in range(200):
-        port = random.randint(20000, 29999)
+    for _ in range(500):
+        port = random.randint(20000, 31999)
+        if port in _GIVEN_PORTS:
+            continue
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", port))
-            return port
         except OSError:
             continue
         finally:
             s.close()
-    raise RuntimeError("no free port in 20000-29999")
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-31999")
+
+
+def stable_port():
+    """A free port outside the kernel's ephemeral range: no other test's
+    client can take it while a host that owns it is being restarted."""
+    return free_port()
 
 
 def psql(sql, dbname="postgres"):
