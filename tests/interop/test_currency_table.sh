@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# host/currency_table.c is what scripts/gen-currencies makes from its pinned
+# host/services/currency_table.c is what scripts/gen-currencies makes from its pinned
 # sources today: regenerate it and fail on any difference, so the table
 # cannot drift from its sources (or be edited by hand) silently. Skips
 # (exit 77) only when npm cannot install the pinned packages.
@@ -19,8 +19,8 @@ if [ $rc -eq 3 ]; then
   exit 77
 fi
 [ $rc -eq 0 ] || { echo "FAIL: scripts/gen-currencies exited $rc"; exit 1; }
-if ! diff -u "$SRC/host/currency_table.c" "$TMP/currency_table.c"; then
-  echo "FAIL: host/currency_table.c differs from what scripts/gen-currencies makes: run it and commit the result"
+if ! diff -u "$SRC/host/services/currency_table.c" "$TMP/currency_table.c"; then
+  echo "FAIL: host/services/currency_table.c differs from what scripts/gen-currencies makes: run it and commit the result"
   exit 1
 fi
-echo "ok: host/currency_table.c is what its pinned sources give"
+echo "ok: host/services/currency_table.c is what its pinned sources give"

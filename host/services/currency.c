@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "currency_table.h"
-#include "payreq.h"
 
 static int currency_cmp(const void *key, const void *entry)
 {

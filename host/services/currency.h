@@ -4,9 +4,14 @@
 #ifndef PAGOFLEX_CURRENCY_H
 #define PAGOFLEX_CURRENCY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "svcmem.h"
+
+/* True if `code` is an active ISO 4217 currency code (of the generated
+ * table). */
+bool currency_is_iso4217(const char *code);
 
 /* ISO 4217 minor-unit exponent of a currency of payment (upper-case code),
  * or -1 for anything else: unknown, withdrawn (ANG), no minor unit (XAU,

@@ -8,6 +8,8 @@
 
 #include <pagoflex/connector.h>
 
+#include "currency.h" /* currency_is_iso4217 */
+
 #define PAYREQ_REFERENCE_MAX 128
 #define PAYREQ_DESCRIPTION_MAX 1024
 #define PAYREQ_URL_MAX 2048
@@ -39,7 +41,5 @@ typedef struct payreq_error {
 int payreq_parse(const char *body, size_t len, pagoflex_arena *arena, payreq *out,
                  payreq_error *err);
 
-/* True if `code` is an active ISO 4217 currency code. */
-bool currency_is_iso4217(const char *code);
 
 #endif
