@@ -553,7 +553,9 @@ class HostFlows(unittest.TestCase):
             r = self.pay()
         finally:
             http("POST", self.sim_url + "/_sim/config", {"received": False})
-        self.assertEqual((r.status, r.json["status"]), (201, "pending"), r)
+        # The PSP's webhook may overtake this answer: pending, or already settled.
+        self.assertEqual(r.status, 201, r)
+        self.assertIn(r.json["status"], ("pending", "succeeded"), r)
         p = self.env.wait_status(r.json["id"], ("succeeded",)).json
         self.assertEqual(p["amount_received"], 1000)
         self.assertIn(("succeeded", "webhook"), self.h.history(p["id"]))
@@ -583,8 +585,11 @@ class HostFlows(unittest.TestCase):
         pid = self.captured()
         a = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 300})
         b = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 600})
-        self.assertEqual((a.status, a.json["status"], b.status, b.json["status"]),
-                         (201, "pending", 201, "pending"), (a, b))
+        # Adyen's REFUND item may overtake the host's answer (the simulator
+        # sends it at once), so an answer may already say succeeded.
+        self.assertEqual((a.status, b.status), (201, 201), (a, b))
+        self.assertIn(a.json["status"], ("pending", "succeeded"), a)
+        self.assertIn(b.json["status"], ("pending", "succeeded"), b)
         sent = len(self.proxy.seen)
         too = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 101})
         self.assertEqual((too.status, too.json["error"]["field"]), (422, "amount"), too)
@@ -615,7 +620,9 @@ class HostFlows(unittest.TestCase):
         self.assertNotIn("failed", [t for t, _ in self.h.history(pid)])
         self.proxy.fail(1, "after", "/refunds")
         f = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 250})
-        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        # The PSP's webhook may overtake this answer: pending, or already settled.
+        self.assertEqual(f.status, 201, f)
+        self.assertIn(f.json["status"], ("pending", "succeeded"), f)
         self.assertEqual(self.h.wait_refund(f.json["id"], ("succeeded",))["status"], "succeeded")
 
     def test_duplicate_delivery_changes_nothing(self):

@@ -645,7 +645,9 @@ class HostFlows(unittest.TestCase):
         # A refund whose answer is lost stays pending; Stripe's webhook settles it.
         self.proxy.fail(1, "after", "/v1/refunds")
         f = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 250})
-        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        # The PSP's webhook may overtake this answer: pending, or already settled.
+        self.assertEqual(f.status, 201, f)
+        self.assertIn(f.json["status"], ("pending", "succeeded"), f)
         self.assertEqual(self.h.wait_refund(f.json["id"], ("succeeded",))["status"], "succeeded")
         self.assertEqual(self.intent(pid)["refunded"], 250)
 
