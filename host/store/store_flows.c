@@ -523,17 +523,9 @@ static store_result refund_item_from_row(const PGresult *r, int i, pagoflex_aren
 store_result store_refund_claim(store *s, const store_recon_timing *t, int limit, pagoflex_arena *arena,
                                 store_refund_item **items, size_t *count)
 {
-    char a[24], b[24], c[24], d[16], e[24], f[24];
-    snprintf(a, sizeof a, "%ld", t->recover_created_ms);
-    snprintf(b, sizeof b, "%ld", t->first_retry_ms);
-    snprintf(c, sizeof c, "%ld", t->webhook_grace_ms);
-    snprintf(d, sizeof d, "%d", limit);
-    snprintf(e, sizeof e, "%ld", t->lease_ms);
-    snprintf(f, sizeof f, "%ld", t->deadline_s);
-    const char *const params[] = {a, b, c, d, e, f};
     void *list = NULL;
-    store_result rc = store_run_rows(s, "refund claim", store_refund_sql_claim, 6, params, arena, sizeof **items,
-                                     refund_item_from_row, &list, count);
+    store_result rc = store_recon_claim_rows(s, "refund claim", store_refund_sql_claim, t, limit, arena,
+                                             sizeof **items, refund_item_from_row, &list, count);
     if (rc == STORE_OK)
         *items = list;
     return rc;
@@ -542,17 +534,8 @@ store_result store_refund_claim(store *s, const store_recon_timing *t, int limit
 store_result store_refund_renew(store *s, const store_recon_timing *t, pagoflex_arena *arena,
                                 store_refund_item *it)
 {
-    PGresult *r = NULL;
-    char claim[24], lease[24], deadline[24];
-    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
-    snprintf(lease, sizeof lease, "%ld", t->lease_ms);
-    snprintf(deadline, sizeof deadline, "%ld", t->deadline_s);
-    const char *const params[] = {it->refund.id, claim, lease, deadline};
-    store_result rc = store_run(s, "refund renew", store_refund_sql_renew, 4, params, false, &r);
-    if (rc == STORE_OK)
-        rc = PQntuples(r) == 1 ? refund_item_from_row(r, 0, arena, it) : STORE_CONFLICT;
-    PQclear(r);
-    return rc;
+    return store_recon_renew_row(s, "refund renew", store_refund_sql_renew, it->refund.id, it->claim, t, arena,
+                                 refund_item_from_row, it);
 }
 
 store_result store_refund_recon_transition(store *s, const store_refund_item *it, pagoflex_state to,

@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "store.h"
+#include "store_recon.h"
 
 /* One call's hold on a pooled connection. */
 typedef struct store_call {
@@ -84,6 +85,22 @@ typedef store_result (*store_row_fn)(const PGresult *r, int row, pagoflex_arena 
 store_result store_run_rows(store *s, const char *what, const char *sql, int n,
                             const char *const *params, pagoflex_arena *arena, size_t item_size,
                             store_row_fn read, void **items, size_t *count);
+
+/* The claim statements of the reconciler (payments, refunds) take the same
+ * parameters: $1 recover created ms, $2 first retry ms, $3 webhook grace
+ * ms, $4 limit, $5 lease ms, $6 deadline s. Run `sql` with those and read
+ * its rows as store_run_rows does. */
+store_result store_recon_claim_rows(store *s, const char *what, const char *sql,
+                                    const store_recon_timing *t, int limit, pagoflex_arena *arena,
+                                    size_t item_size, store_row_fn read, void **items,
+                                    size_t *count);
+
+/* The renewal statements take $1 id, $2 claim token, $3 lease ms, $4
+ * deadline s and return the renewed row: read it into *out with `read`;
+ * STORE_CONFLICT when the claim is no longer ours (no row). */
+store_result store_recon_renew_row(store *s, const char *what, const char *sql, const char *id,
+                                   int64_t claim, const store_recon_timing *t,
+                                   pagoflex_arena *arena, store_row_fn read, void *out);
 
 /* Run `sql` ($1 = id; columns from_state, to_state, source, detail, at of
  * an object LEFT JOINed to its history) and read its history rows, oldest

@@ -80,8 +80,10 @@ static store_result recon_item_from_row(const PGresult *r, int i, pagoflex_arena
     return STORE_OK;
 }
 
-store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
-                               pagoflex_arena *arena, store_recon_item **items, size_t *count)
+store_result store_recon_claim_rows(store *s, const char *what, const char *sql,
+                                    const store_recon_timing *t, int limit, pagoflex_arena *arena,
+                                    size_t item_size, store_row_fn read, void **items,
+                                    size_t *count)
 {
     char a[24], b[24], c[24], d[16], e[24], f[24];
     snprintf(a, sizeof a, "%ld", t->recover_created_ms);
@@ -91,9 +93,32 @@ store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
     snprintf(e, sizeof e, "%ld", t->lease_ms);
     snprintf(f, sizeof f, "%ld", t->deadline_s);
     const char *const params[] = {a, b, c, d, e, f};
+    return store_run_rows(s, what, sql, 6, params, arena, item_size, read, items, count);
+}
+
+store_result store_recon_renew_row(store *s, const char *what, const char *sql, const char *id,
+                                   int64_t claim, const store_recon_timing *t,
+                                   pagoflex_arena *arena, store_row_fn read, void *out)
+{
+    PGresult *r = NULL;
+    char token[24], lease[24], deadline[24];
+    snprintf(token, sizeof token, "%" PRId64, claim);
+    snprintf(lease, sizeof lease, "%ld", t->lease_ms);
+    snprintf(deadline, sizeof deadline, "%ld", t->deadline_s);
+    const char *const params[] = {id, token, lease, deadline};
+    store_result rc = store_run(s, what, sql, 4, params, false, &r);
+    if (rc == STORE_OK)
+        rc = PQntuples(r) == 1 ? read(r, 0, arena, out) : STORE_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
+                               pagoflex_arena *arena, store_recon_item **items, size_t *count)
+{
     void *list = NULL;
-    store_result rc = store_run_rows(s, "reconciler claim", store_recon_sql_claim, 6, params, arena, sizeof **items,
-                                     recon_item_from_row, &list, count);
+    store_result rc = store_recon_claim_rows(s, "reconciler claim", store_recon_sql_claim, t, limit, arena,
+                                             sizeof **items, recon_item_from_row, &list, count);
     if (rc == STORE_OK)
         *items = list;
     return rc;
@@ -102,17 +127,8 @@ store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
 store_result store_recon_renew(store *s, const store_recon_timing *t, pagoflex_arena *arena,
                                store_recon_item *it)
 {
-    PGresult *r = NULL;
-    char claim[24], lease[24], deadline[24];
-    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
-    snprintf(lease, sizeof lease, "%ld", t->lease_ms);
-    snprintf(deadline, sizeof deadline, "%ld", t->deadline_s);
-    const char *const params[] = {it->payment.id, claim, lease, deadline};
-    store_result rc = store_run(s, "reconciler renew", store_recon_sql_renew, 4, params, false, &r);
-    if (rc == STORE_OK)
-        rc = PQntuples(r) == 1 ? recon_item_from_row(r, 0, arena, it) : STORE_CONFLICT;
-    PQclear(r);
-    return rc;
+    return store_recon_renew_row(s, "reconciler renew", store_recon_sql_renew, it->payment.id, it->claim, t, arena,
+                                 recon_item_from_row, it);
 }
 
 store_result store_recon_transition(store *s, const store_recon_item *it, pagoflex_state to,
@@ -285,17 +301,8 @@ store_result store_recon_claim_held(store *s, const store_recon_timing *t, int l
 store_result store_recon_renew_held(store *s, const store_recon_timing *t, pagoflex_arena *arena,
                                     store_recon_item *it)
 {
-    PGresult *r = NULL;
-    char claim[24], lease[24], deadline[24];
-    snprintf(claim, sizeof claim, "%" PRId64, it->claim);
-    snprintf(lease, sizeof lease, "%ld", t->lease_ms);
-    snprintf(deadline, sizeof deadline, "%ld", t->deadline_s);
-    const char *const params[] = {it->payment.id, claim, lease, deadline};
-    store_result rc = store_run(s, "reconciler renew held", sql_renew_held, 4, params, false, &r);
-    if (rc == STORE_OK)
-        rc = PQntuples(r) == 1 ? held_item_from_row(r, 0, arena, it) : STORE_CONFLICT;
-    PQclear(r);
-    return rc;
+    return store_recon_renew_row(s, "reconciler renew held", sql_renew_held, it->payment.id, it->claim, t, arena,
+                                 held_item_from_row, it);
 }
 
 store_result store_recon_reschedule_held(store *s, const store_recon_item *it, long delay_ms,
