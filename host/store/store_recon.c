@@ -127,8 +127,8 @@ store_result store_recon_claim(store *s, const store_recon_timing *t, int limit,
 store_result store_recon_renew(store *s, const store_recon_timing *t, pagoflex_arena *arena,
                                store_recon_item *it)
 {
-    return store_recon_renew_row(s, "reconciler renew", store_recon_sql_renew, it->payment.id, it->claim, t, arena,
-                                 recon_item_from_row, it);
+    return store_recon_renew_row(s, "reconciler renew", store_recon_sql_renew, it->payment.id, it->claim,
+                                 t, arena, recon_item_from_row, it);
 }
 
 store_result store_recon_transition(store *s, const store_recon_item *it, pagoflex_state to,
