@@ -96,7 +96,7 @@ int cli_apikey_create(const cli_command *cmd, int argc, char **argv)
     }
     if ((rc = apikey_cli_open(config_path, &s)) != CLI_OK)
         goto fail;
-    if (apikey_create(s, name, &k, err, sizeof err) != STORE_OK) {
+    if (apikey_create(s, NULL, name, &k, err, sizeof err) != STORE_OK) {
         rc = cli_error("cannot create the key: %s", err);
         goto fail;
     }

@@ -95,6 +95,7 @@ typedef struct api_request {
     bool admin;           /* came in on the admin listener */
     const char *error_code; /* the JSON error code answered, or NULL */
     char key_id[APIKEY_PREFIX_LEN + 8]; /* API key's public id for the access log, "" none */
+    char merchant_id[APIKEY_MERCHANT_MAX + 1]; /* the key's merchant once authorized, else "" */
     char request_id[REQID_MAX + 1];
     char traceparent[REQID_TRACEPARENT + 1]; /* the client's, if valid; else "" */
     struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
@@ -275,6 +276,7 @@ static api_auth api_authorized(api_request *r)
     OPENSSL_cleanse(hex, sizeof hex);
     if (ok) {
         snprintf(r->key_id, sizeof r->key_id, "config");
+        snprintf(r->merchant_id, sizeof r->merchant_id, "%s", APIKEY_DEFAULT_MERCHANT);
         return API_AUTH_OK;
     }
     char prefix[APIKEY_PREFIX_LEN + 1];
@@ -283,7 +285,7 @@ static api_auth api_authorized(api_request *r)
     if (!api_db_ready(r->ctx))
         return API_AUTH_UNAVAILABLE;
     bool valid = false;
-    store_result sr = apikey_verify(r->ctx->store, key, &valid);
+    store_result sr = apikey_verify(r->ctx->store, key, &valid, r->merchant_id);
     if (sr == STORE_UNAVAILABLE)
         return API_AUTH_UNAVAILABLE;
     if (sr != STORE_OK || !valid)
@@ -351,16 +353,12 @@ static bool api_currency_supported(const pagoflex_connector *desc, const char *c
 
 /* ---- routes ------------------------------------------------------------- */
 
-/* The idempotency scope of this request: an opaque string naming the API
- * key it authenticated with (today the key's SHA-256 in hex). NULL on
- * failure. Where API keys live may change; only this function knows. */
+/* The idempotency scope of this request: its merchant (issue 13: keys are
+ * scoped per merchant, so two API keys of one merchant share them and two
+ * merchants never collide). NULL before authorization. */
 static const char *api_idempotency_scope(api_request *r)
 {
-    const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    char *hex = arena_alloc(r->arena, 65);
-    if (!auth || strlen(auth) < 7 || !hex || idempotency_request_hash(auth + 7, strlen(auth + 7), hex) != 0)
-        return NULL;
-    return hex;
+    return r->merchant_id[0] ? r->merchant_id : NULL;
 }
 
 /* A retry that finds its key unanswered after idempotency_stale_ms (the
@@ -476,7 +474,8 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                          .reference = c->pay.reference, .description = c->pay.description,
                          .manual_capture = !c->in.capture, .return_url = c->in.return_url,
                          .payment_method_type = c->in.payment_method_type,
-                         .payment_method_token = c->in.payment_method_token};
+                         .payment_method_token = c->in.payment_method_token,
+                         .merchant_id = r->merchant_id};
     while (c->claims < 3) {
         c->claims++;
         store_payment stored;

@@ -75,8 +75,8 @@ static int apikey_name_ok(const char *name)
     return 1;
 }
 
-store_result apikey_create(store *s, const char *name, apikey_created *out, char *err,
-                           size_t errlen)
+store_result apikey_create(store *s, const char *merchant_id, const char *name, apikey_created *out,
+                           char *err, size_t errlen)
 {
     apikey_created k;
     unsigned char hash[32];
@@ -100,12 +100,13 @@ store_result apikey_create(store *s, const char *name, apikey_created *out, char
             goto fail;
         }
         apikey_hex(hash, sizeof hash, hash_hex);
-        const char *const params[] = {name, k.prefix, hash_hex};
+        const char *const params[] = {name, k.prefix, hash_hex,
+                                      merchant_id ? merchant_id : APIKEY_DEFAULT_MERCHANT};
         store_rows rows;
         rc = store_query(s, "apikey create",
-                         "INSERT INTO api_keys (name, prefix, hash)"
-                         " VALUES ($1::text, $2::text, decode($3::text, 'hex')) RETURNING id",
-                         3, params, arena, &rows);
+                         "INSERT INTO api_keys (name, prefix, hash, merchant_id)"
+                         " VALUES ($1::text, $2::text, decode($3::text, 'hex'), $4::text) RETURNING id",
+                         4, params, arena, &rows);
         if (rc == STORE_DUPLICATE)
             continue;
         if (rc != STORE_OK || rows.rows != 1 || !rows.cells[0]) {
@@ -128,7 +129,8 @@ fail:
     return rc;
 }
 
-store_result apikey_verify(store *s, const char *key, bool *valid)
+store_result apikey_verify(store *s, const char *key, bool *valid,
+                           char merchant_out[APIKEY_MERCHANT_MAX + 1])
 {
     char prefix[APIKEY_PREFIX_LEN + 1];
     unsigned char want[32], stored[32];
@@ -136,6 +138,7 @@ store_result apikey_verify(store *s, const char *key, bool *valid)
     store_result rc = STORE_OK;
     pagoflex_arena *arena = NULL;
     *valid = false;
+    merchant_out[0] = '\0';
     if (apikey_prefix_of(key, prefix) != 0 || apikey_hash(key, want) != 0)
         goto fail;
     arena = arena_new();
@@ -145,11 +148,13 @@ store_result apikey_verify(store *s, const char *key, bool *valid)
     }
     const char *const params[] = {prefix};
     rc = store_query(s, "apikey verify",
-                     "SELECT encode(hash, 'hex') FROM api_keys"
-                     " WHERE prefix = $1::text AND revoked_at IS NULL",
+                     "SELECT encode(k.hash, 'hex'), k.merchant_id FROM api_keys k"
+                     " JOIN merchants m ON m.id = k.merchant_id"
+                     " WHERE k.prefix = $1::text AND k.revoked_at IS NULL AND m.disabled_at IS NULL",
                      1, params, arena, &rows);
     if (rc != STORE_OK || rows.rows != 1 || !rows.cells[0] ||
-        strlen(rows.cells[0]) != 2 * sizeof stored)
+        strlen(rows.cells[0]) != 2 * sizeof stored || !rows.cells[1] ||
+        strlen(rows.cells[1]) > APIKEY_MERCHANT_MAX)
         goto fail;
     for (size_t i = 0; i < sizeof stored; i++) {
         unsigned v = 0;
@@ -158,6 +163,8 @@ store_result apikey_verify(store *s, const char *key, bool *valid)
         stored[i] = (unsigned char)v;
     }
     *valid = CRYPTO_memcmp(want, stored, sizeof want) == 0;
+    if (*valid)
+        snprintf(merchant_out, APIKEY_MERCHANT_MAX + 1, "%s", rows.cells[1]);
 fail:
     OPENSSL_cleanse(want, sizeof want);
     arena_free(arena);

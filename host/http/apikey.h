@@ -27,6 +27,11 @@
 #define APIKEY_SECRET_HEX 64
 #define APIKEY_LEN (APIKEY_PREFIX_LEN + 1 + APIKEY_SECRET_HEX)
 #define APIKEY_NAME_MAX 100
+/* A merchant id: "mer_" + up to 40 of [0-9a-z_] (migration 10's CHECK). */
+#define APIKEY_MERCHANT_MAX 44
+/* The merchant of rows made before merchants existed, and of the config's
+ * api_key_sha256 keys (migration 10). */
+#define APIKEY_DEFAULT_MERCHANT "mer_default"
 
 /* A key just made: the only moment its clear text exists. */
 typedef struct apikey_created {
@@ -49,18 +54,20 @@ typedef struct apikey_info {
  * `key` does not have the shape of an API key. */
 int apikey_prefix_of(const char *key, char prefix_out[APIKEY_PREFIX_LEN + 1]);
 
-/* Make a key named `name` (1..100 printable characters) and store its
- * prefix and hash. STORE_OK with *out filled (the caller shows out->key once
+/* Make a key named `name` (1..100 printable characters) for merchant
+ * `merchant_id` (NULL: the default merchant) and store its prefix and hash. STORE_OK with *out filled (the caller shows out->key once
  * and wipes it); STORE_ERROR for a bad name or RNG failure (err says which);
  * STORE_UNAVAILABLE. The schema must be migrated. */
-store_result apikey_create(store *s, const char *name, apikey_created *out, char *err,
-                           size_t errlen);
+store_result apikey_create(store *s, const char *merchant_id, const char *name, apikey_created *out,
+                           char *err, size_t errlen);
 
-/* Is `key` an active (not revoked) key? Looks the row up by the prefix and
- * compares SHA-256 of `key` with the stored hash with CRYPTO_memcmp.
- * STORE_OK with *valid set, or STORE_UNAVAILABLE / STORE_ERROR (then
- * *valid is false). */
-store_result apikey_verify(store *s, const char *key, bool *valid);
+/* Is `key` an active key (not revoked, its merchant not disabled)? Looks
+ * the row up by the prefix and compares SHA-256 of `key` with the stored
+ * hash with CRYPTO_memcmp. STORE_OK with *valid set and, when valid, the
+ * key's merchant id in merchant_out; or STORE_UNAVAILABLE / STORE_ERROR
+ * (then *valid is false). merchant_out is "" unless valid. */
+store_result apikey_verify(store *s, const char *key, bool *valid,
+                           char merchant_out[APIKEY_MERCHANT_MAX + 1]);
 
 /* Every key, oldest first: *out (arena array) and *count, on STORE_OK only. */
 store_result apikey_list(store *s, pagoflex_arena *arena, apikey_info **out, size_t *count);

@@ -86,9 +86,9 @@ struct store {
 static const char sql_insert[] =
     "WITH p AS ("
     " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
-    " capture_method, return_url, payment_method_type, payment_method_token)"
+    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id)"
     " VALUES ($1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text,"
-    " $7::text, $8::text, $9::text, $10::text)"
+    " $7::text, $8::text, $9::text, $10::text, $11::text)"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
@@ -467,6 +467,7 @@ store_result store_payment_from_row(const PGresult *r, int row, int col, pagofle
     p.payment_method_token = store_row_text(r, row, col + 19, arena, &oom);
     p.capture_amount = strtoll(PQgetvalue(r, row, col + 20), NULL, 10);
     p.pending_operation = store_row_text(r, row, col + 21, arena, &oom);
+    p.merchant_id = store_row_text(r, row, col + 22, arena, &oom);
     if (oom) {
         log_error("store: out of memory reading payment row");
         return STORE_ERROR;
@@ -569,8 +570,8 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   store_payment *out)
 {
     char amount[24];
-    if (!p || !p->id || !p->connector || !p->currency) {
-        log_error("store: payment insert without id, connector or currency");
+    if (!p || !p->id || !p->connector || !p->currency || !p->merchant_id) {
+        log_error("store: payment insert without id, connector, currency or merchant");
         return STORE_ERROR;
     }
     snprintf(amount, sizeof amount, "%" PRId64, p->amount);
@@ -583,8 +584,9 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   p->manual_capture ? "manual" : "automatic",
                                   p->return_url,
                                   p->payment_method_type,
-                                  p->payment_method_token};
-    return store_one_payment(s, "payment insert", sql_insert, 10, params, true, true, STORE_ERROR,
+                                  p->payment_method_token,
+                                  p->merchant_id};
+    return store_one_payment(s, "payment insert", sql_insert, 11, params, true, true, STORE_ERROR,
                              arena, out);
 }
 

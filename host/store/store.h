@@ -50,6 +50,8 @@ typedef struct store_payment {
     const char *payment_method_token; /* the bank's card token, or NULL */
     int64_t capture_amount;           /* the one capture asked for, 0 = none */
     const char *pending_operation;    /* "capture", "void" in flight, or NULL */
+    /* Issue 13 (migration 10): the merchant that owns it (required on insert). */
+    const char *merchant_id;
 } store_payment;
 
 /* Open a pool of `pool_size` connections to `conninfo`. Connections are made

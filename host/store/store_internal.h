@@ -30,8 +30,8 @@ typedef struct store_call {
     ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at") ", " t                 \
     ".capture_method, " t ".amount_capturable, " t ".amount_received, " t                  \
     ".amount_refunded, " t ".return_url, " t ".redirect_url, " t ".payment_method_type, " t \
-    ".payment_method_token, " t ".capture_amount, " t ".pending_operation"
-#define PAYMENT_NCOLS 22
+    ".payment_method_token, " t ".capture_amount, " t ".pending_operation, " t ".merchant_id"
+#define PAYMENT_NCOLS 23
 
 /* The conditional transition of store_payment_transition_from(), for use
  * inside a caller's transaction: $1 id, $2 to, $3 allowed from (text[]), $4

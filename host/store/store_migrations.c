@@ -281,6 +281,45 @@ static const char migration_0009_flow_reconciler[] =
     "CREATE INDEX payments_operation_unscheduled ON payments (updated_at)\n"
     "    WHERE hold_due_at IS NULL AND pending_operation IS NOT NULL;\n";
 
+
+/* Issue 13: merchants. A merchant owns its API keys, payments and refunds.
+ * Rows that exist before this version belong to the default merchant,
+ * mer_default, which the upgrade creates (named "default"); the config's
+ * api_key_sha256 keys act for it too. The column defaults exist only to
+ * move existing rows: they are dropped, so a new row names its merchant.
+ * refunds.merchant_id is the payment's, copied when the refund is made, so
+ * that a merchant's refunds are listed without a join.
+ * Idempotency keys were scoped by the SHA-256 (hex) of the API key, then
+ * " <route>" for the flow routes; they are now scoped by merchant. Every
+ * key of today belongs to mer_default, so each live scope's 64 hex digits
+ * become "mer_default" and a retry across the upgrade still finds its
+ * first answer. Of several API keys that used one Idempotency-Key, the
+ * oldest row moves; the others keep their old scope and expire. */
+static const char migration_0010_merchants[] =
+    "CREATE TABLE merchants (\n"
+    "    id text PRIMARY KEY CHECK (id ~ '^mer_[0-9a-z_]{1,40}$'),\n"
+    "    name text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    disabled_at timestamptz\n"
+    ");\n"
+    "INSERT INTO merchants (id, name) VALUES ('mer_default', 'default');\n"
+    "ALTER TABLE api_keys ADD COLUMN merchant_id text NOT NULL DEFAULT 'mer_default'\n"
+    "    REFERENCES merchants (id);\n"
+    "ALTER TABLE api_keys ALTER COLUMN merchant_id DROP DEFAULT;\n"
+    "ALTER TABLE payments ADD COLUMN merchant_id text NOT NULL DEFAULT 'mer_default';\n"
+    "ALTER TABLE payments ALTER COLUMN merchant_id DROP DEFAULT;\n"
+    "ALTER TABLE refunds ADD COLUMN merchant_id text NOT NULL DEFAULT 'mer_default';\n"
+    "ALTER TABLE refunds ALTER COLUMN merchant_id DROP DEFAULT;\n"
+    "WITH moved AS (\n"
+    "    SELECT scope, key, 'mer_default' || substr(scope, 65) AS to_scope,\n"
+    "           row_number() OVER (PARTITION BY substr(scope, 65), key ORDER BY created_at, scope) AS n\n"
+    "    FROM idempotency_keys WHERE scope ~ '^[0-9a-f]{64}( |$)'\n"
+    ")\n"
+    "UPDATE idempotency_keys i SET scope = moved.to_scope FROM moved\n"
+    "    WHERE i.scope = moved.scope AND i.key = moved.key AND moved.n = 1\n"
+    "    AND NOT EXISTS (SELECT 1 FROM idempotency_keys o\n"
+    "                    WHERE o.scope = moved.to_scope AND o.key = moved.key);\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -296,6 +335,8 @@ static const store_migration migration_list[] = {
      migration_0008_flows},
     {9, "flow reconciler: refund claims and their due-time indexes, held payments' due time",
      migration_0009_flow_reconciler},
+    {10, "merchants: merchant accounts owning API keys, payments and refunds",
+     migration_0010_merchants},
 };
 
 const store_migration *store_migrations(size_t *count)

@@ -443,11 +443,11 @@ class IdempotencyWaiting(unittest.TestCase):
             key = "stop-" + uuid.uuid4().hex
             body = {"amount": 4250, "currency": "ARS", "connector": "BANCO_X"}
             pid = "pay_" + uuid.uuid4().hex[:26]
-            env.sql("INSERT INTO payments (id, connector, amount, currency, state) VALUES"
-                    " ('%s', 'BANCO_X', 4250, 'ARS', 'created')" % pid)
+            env.sql("INSERT INTO payments (merchant_id, id, connector, amount, currency, state) VALUES"
+                    " ('mer_default', '%s', 'BANCO_X', 4250, 'ARS', 'created')" % pid)
             env.sql("INSERT INTO idempotency_keys (scope, key, request_hash, payment_id, expires_at) VALUES"
                     " ('%s', '%s', '%s', '%s', now() + interval '1 day')"
-                    % (hashlib.sha256(env.api_key.encode()).hexdigest(), key,
+                    % ("mer_default", key,
                        hashlib.sha256(json.dumps(body).encode()).hexdigest(), pid))
             answers = []
             t = threading.Thread(target=lambda: answers.append((env.pay_idem(key, amount=4250), time.time())))

@@ -18,8 +18,8 @@ FAST = "reconcile_workers = 0;\njanitor_interval_ms = 200;\n"
 # rows and two webhook events each (received when the payment was last
 # changed), and two orphan events (no payment) as old.
 FIXTURE = """
-INSERT INTO payments (id, connector, amount, currency, state, provider_reference_id, created_at, updated_at)
-SELECT id, 'BANCO_X', 100, 'EUR', state, 'bx_' || id, at, at FROM (VALUES
+INSERT INTO payments (merchant_id, id, connector, amount, currency, state, provider_reference_id, created_at, updated_at)
+SELECT 'mer_default', id, 'BANCO_X', 100, 'EUR', state, 'bx_' || id, at, at FROM (VALUES
     ('pay_old_succeeded', 'succeeded', now() - interval '40 days'),
     ('pay_old_failed', 'failed', now() - interval '40 days'),
     ('pay_old_canceled', 'canceled', now() - interval '40 days'),

@@ -75,7 +75,8 @@ static double now_s(void)
 static store_payment sample(const char *id, int64_t amount, const char *currency)
 {
     store_payment p = {.id = id, .connector = CONNECTOR, .amount = amount, .currency = currency,
-                       .reference = "order-42", .description = "two books"};
+                       .reference = "order-42", .description = "two books",
+                       .merchant_id = "mer_default"};
     return p;
 }
 
@@ -267,7 +268,7 @@ static void test_insert_get(void **unused)
 
     /* NULL optional fields stay NULL; a large amount survives. */
     store_payment q = {.id = "pay_ins_2", .connector = CONNECTOR, .amount = INT64_MAX,
-                       .currency = "JPY"};
+                       .currency = "JPY", .merchant_id = "mer_default"};
     assert_int_equal(store_payment_insert(g_store, &q, a, &out), STORE_OK);
     assert_null(out.reference);
     assert_null(out.description);
@@ -869,16 +870,16 @@ static void test_janitor_purges_expired_keys_in_bounded_batches(void **unused)
 static void test_janitor_retention_spares_open_payments_and_orphans(void **unused)
 {
     (void)unused;
-    exec_ok("INSERT INTO payments (id, connector, amount, currency, state, created_at, updated_at)"
-            " SELECT id, 'JANITOR', 100, 'EUR', state, at, at FROM (VALUES"
+    exec_ok("INSERT INTO payments (merchant_id, id, connector, amount, currency, state, created_at,"
+            " updated_at) SELECT 'mer_default', id, 'JANITOR', 100, 'EUR', state, at, at FROM (VALUES"
             " ('jan_done', 'succeeded', now() - interval '40 days'),"
             " ('jan_failed', 'failed', now() - interval '40 days'),"
             " ('jan_open', 'pending', now() - interval '40 days'),"
             " ('jan_review', 'requires_review', now() - interval '40 days'),"
             " ('jan_recent', 'succeeded', now() - interval '2 days')) AS v (id, state, at);"
             /* Open for 40 days, settled 2 days ago: its old events stay. */
-            "INSERT INTO payments (id, connector, amount, currency, state, created_at, updated_at)"
-            " VALUES ('jan_late', 'JANITOR_LATE', 100, 'EUR', 'succeeded', now() - interval '42 days',"
+            "INSERT INTO payments (merchant_id, id, connector, amount, currency, state, created_at,"
+            " updated_at) VALUES ('mer_default', 'jan_late', 'JANITOR_LATE', 100, 'EUR', 'succeeded', now() - interval '42 days',"
             " now() - interval '2 days');"
             "INSERT INTO webhook_events (connector, event_id, payment_id, state, received_at, applied)"
             " VALUES ('JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days', true);"

@@ -80,7 +80,9 @@ static const char *check_value(const char *sql, char *buf, size_t len)
 static void make_payment(const char *id, pagoflex_state state)
 {
     pagoflex_arena *a = arena_new();
-    store_payment p = {.id = id, .connector = "BANCO_X", .amount = 1000, .currency = "EUR"}, out;
+    store_payment p = {.id = id, .connector = "BANCO_X", .amount = 1000, .currency = "EUR",
+                     .merchant_id = "mer_default"},
+                  out;
     assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
     if (state != ST(CREATED))
         assert_int_equal(store_payment_transition(g_store, id, ST(PROCESSING), NULL, NULL, NULL, a, &out),
@@ -374,9 +376,9 @@ static void test_hot_statements_use_indexes(void **unused)
     check_exec("UPDATE payments SET state = 'succeeded' WHERE state IN ('created', 'processing', 'pending')");
     /* 40k pending waiting for their webhook, 30k processing scheduled for
      * later, 30k created a moment ago, 10k settled; 5 due. */
-    check_exec("INSERT INTO payments (id, connector, amount, currency, state, provider_reference_id,"
-               " created_at, updated_at, next_attempt_at)"
-               " SELECT 'pay_bulk_' || g, 'BANCO_X', 1000 + g, 'ARS',"
+    check_exec("INSERT INTO payments (merchant_id, id, connector, amount, currency, state,"
+               " provider_reference_id, created_at, updated_at, next_attempt_at)"
+               " SELECT 'mer_default', 'pay_bulk_' || g, 'BANCO_X', 1000 + g, 'ARS',"
                " CASE WHEN g <= 40000 THEN 'pending' WHEN g <= 70000 THEN 'processing'"
                " WHEN g <= 100000 THEN 'created' ELSE 'succeeded' END,"
                " CASE WHEN g <= 40000 OR g > 100000 THEN 'bx_bulk_' || g END,"
@@ -452,8 +454,8 @@ static void make_refund(const char *id, const char *rid, int64_t amount, pagofle
 {
     char sql[256];
     snprintf(sql, sizeof sql,
-             "INSERT INTO payments (id, connector, amount, currency, state, provider_reference_id, amount_received)"
-             " VALUES ('%s', 'BANCO_X', 1000, 'EUR', 'succeeded', 'bx_%s', 1000)",
+             "INSERT INTO payments (merchant_id, id, connector, amount, currency, state,"
+             " provider_reference_id, amount_received) VALUES ('mer_default', '%s', 'BANCO_X', 1000, 'EUR', 'succeeded', 'bx_%s', 1000)",
              id, id);
     check_exec(sql);
     pagoflex_arena *a = arena_new();
@@ -558,8 +560,9 @@ static void test_look_up_makes_refund_and_held_payment_due(void **unused)
     assert_true(claim_refund("re_look_1", 60000, a, &it));
     assert_int_equal(it.refund.state, ST(PENDING));
 
-    check_exec("INSERT INTO payments (id, connector, amount, currency, state, provider_reference_id,"
-               " capture_method, amount_capturable) VALUES ('pay_held_look', 'BANCO_X', 900, 'EUR',"
+    check_exec("INSERT INTO payments (merchant_id, id, connector, amount, currency, state,"
+               " provider_reference_id, capture_method, amount_capturable)"
+               " VALUES ('mer_default', 'pay_held_look', 'BANCO_X', 900, 'EUR',"
                " 'requires_capture', 'bx_held_look', 'manual', 900)");
     store_recon_item *items = NULL;
     size_t n = 0;
@@ -588,11 +591,11 @@ static void test_refund_claim_uses_indexes(void **unused)
 {
     (void)unused;
     check_exec("UPDATE refunds SET state = 'succeeded' WHERE state IN ('created', 'processing', 'pending')");
-    check_exec("INSERT INTO payments (id, connector, amount, currency, state, amount_received)"
-               " VALUES ('pay_rf_bulk', 'BANCO_X', 100000000, 'EUR', 'succeeded', 100000000)");
-    check_exec("INSERT INTO refunds (id, payment_id, connector, amount, currency, state, provider_reference_id,"
-               " created_at, updated_at, next_attempt_at)"
-               " SELECT 're_bulk_' || g, 'pay_rf_bulk', 'BANCO_X', 1, 'EUR',"
+    check_exec("INSERT INTO payments (merchant_id, id, connector, amount, currency, state, amount_received)"
+               " VALUES ('mer_default', 'pay_rf_bulk', 'BANCO_X', 100000000, 'EUR', 'succeeded', 100000000)");
+    check_exec("INSERT INTO refunds (merchant_id, id, payment_id, connector, amount, currency, state,"
+               " provider_reference_id, created_at, updated_at, next_attempt_at)"
+               " SELECT 'mer_default', 're_bulk_' || g, 'pay_rf_bulk', 'BANCO_X', 1, 'EUR',"
                " CASE WHEN g <= 40000 THEN 'pending' WHEN g <= 70000 THEN 'processing'"
                " WHEN g <= 100000 THEN 'created' ELSE 'succeeded' END,"
                " CASE WHEN g <= 40000 OR g > 100000 THEN 'rf_bulk_' || g END,"
