@@ -1510,6 +1510,11 @@ bool api_req_json_body(api_request *r, enum MHD_Result *ret)
     return !api_json_too_deep(r, ret);
 }
 
+const char *api_req_merchant(api_request *r)
+{
+    return r->merchant_id;
+}
+
 const char *api_req_idempotency_scope(api_request *r, const char *route)
 {
     const char *scope = api_idempotency_scope(r);

@@ -37,6 +37,8 @@ struct MHD_Connection *api_req_conn(api_request *r);
 pagoflex_arena *api_req_arena(api_request *r);
 /* The body read ("" when none); *len its length. */
 const char *api_req_body(api_request *r, size_t *len);
+/* The merchant the request's API key belongs to ("" before authorization). */
+const char *api_req_merchant(api_request *r);
 /* Count the request under connector `key` in the metrics. */
 void api_req_set_connector(api_request *r, const char *key);
 /* Queue a reply; `doc` is released. */
