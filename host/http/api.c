@@ -39,6 +39,7 @@
 
 #include "admin.h"
 #include "api_flows.h"
+#include "api_lists.h"
 #include "api_webhooks.h"
 #include "apikey.h"
 #include "arena.h"
@@ -48,6 +49,7 @@
 #include "hex.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi_doc.h"
 #include "payment.h"
 #include "payreq.h"
 #include "reqid.h"
@@ -58,7 +60,8 @@
 #include "textcheck.h"
 
 #define API_ID_CHARS 26
-#define API_IDEM_POLL_MS 25 /* how often a waiting request's key is read again */
+#define API_IDEM_POLL_MS 25
+#define API_DOC_ERRORS "/openapi.yaml#/components/x-error-codes/" /* + the error code */ /* how often a waiting request's key is read again */
 
 /* What a libmicrohttpd daemon serves: the merchant API or the admin routes. */
 typedef struct api_listener {
@@ -94,6 +97,7 @@ typedef struct api_request {
     bool counted;         /* counted in the payments-in-flight gauge */
     bool admin;           /* came in on the admin listener */
     const char *error_code; /* the JSON error code answered, or NULL */
+    const char *allow;      /* a 405's Allow header, or NULL */
     char key_id[APIKEY_PREFIX_LEN + 8]; /* API key's public id for the access log, "" none */
     char merchant_id[APIKEY_MERCHANT_MAX + 1]; /* the key's merchant once authorized, else "" */
     char request_id[REQID_MAX + 1];
@@ -113,7 +117,8 @@ typedef struct api_create {
     pagoflex_http_response resp;
     const char *scope;
     const char *idem_key;
-    char hash[65];
+    const char *metadata; /* the merchant's, stored with the row; the connector never sees it */
+    idempotency_hash hash;
     int claims;   /* attempts to store the row under its key */
     bool waiting; /* suspended on `wait`, not on the bank */
     idempotency_wait wait;
@@ -127,6 +132,16 @@ typedef struct api_create {
 static enum MHD_Result api_queue(api_request *r, unsigned status, struct MHD_Response *resp)
 {
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    /* What HTTP gives these statuses (issue 14): the methods a 405's path
+     * takes, the scheme a 401 asks for (a bank's webhook signs its body
+     * instead), and when to come back after a 503 or 429. */
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED && r->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (status == MHD_HTTP_UNAUTHORIZED && r->route != METRICS_ROUTE_WEBHOOK)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pagoflex\"");
+    if ((status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_TOO_MANY_REQUESTS) &&
+        !MHD_get_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (atomic_load(&r->ctx->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
@@ -160,8 +175,9 @@ static enum MHD_Result api_reply_fallback(api_request *r, unsigned status, const
     /* The request id is visible ASCII without '"' or '\\' (reqid_accept). */
     snprintf(text, sizeof text,
              "{\"error\":{\"code\":\"%s\",\"message\":\"the answer could not be encoded as JSON; "
-             "retry, and report it if it persists\",\"field\":null,\"request_id\":\"%s\"}}",
-             code, r->request_id);
+             "retry, and report it if it persists\",\"field\":null,\"request_id\":\"%s\","
+             "\"doc_url\":\"%s%s%s\"}}",
+             code, r->request_id, r->ctx->cfg->public_url, API_DOC_ERRORS, code);
     return api_reply_text(r, status, text, NULL, NULL);
 }
 
@@ -189,6 +205,19 @@ static const char *api_shown(api_request *r, const char *s, size_t max)
     return shown ? shown : "?";
 }
 
+/* The inside of every error body: {"code", "message", "field",
+ * "request_id", "doc_url"}, doc_url pointing at the code's entry in the
+ * API reference this host serves (GET /openapi.yaml, a JSON Pointer into
+ * components/x-error-codes). `message` must be JSON-safe text. NULL on OOM. */
+static json_t *api_error_object(api_request *r, const char *code, const char *field, const char *message)
+{
+    char *doc_url = arena_printf(r->arena, "%s%s%s", r->ctx->cfg->public_url, API_DOC_ERRORS, code);
+    if (!doc_url)
+        return NULL;
+    return json_pack("{s:s, s:s, s:o, s:s, s:s}", "code", code, "message", message, "field",
+                     field ? json_string(field) : json_null(), "request_id", r->request_id, "doc_url", doc_url);
+}
+
 static enum MHD_Result api_error(api_request *r, unsigned status, const char *code, const char *field,
                                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -203,9 +232,7 @@ static enum MHD_Result api_error(api_request *r, unsigned status, const char *co
     /* The message may quote request bytes, or be cut inside a character:
      * make it text JSON can hold. */
     r->error_code = code;
-    json_t *err = json_pack("{s:s, s:s, s:o, s:s}", "code", code, "message",
-                            api_shown(r, message, sizeof message), "field",
-                            field ? json_string(field) : json_null(), "request_id", r->request_id);
+    json_t *err = api_error_object(r, code, field, api_shown(r, message, sizeof message));
     if (!err)
         return api_reply_fallback(r, status, code);
     return api_reply(r, status, json_pack("{s:o}", "error", err));
@@ -408,10 +435,10 @@ static enum MHD_Result api_idempotent_answer(api_request *r, const api_create *c
                          "this Idempotency-Key is changing hands; retry");
     case IDEMPOTENCY_BUSY:
     default: {
-        json_t *err = json_pack("{s:s, s:s, s:s}", "code", "idempotency_key_in_use", "message",
-                                "a request with this Idempotency-Key is still being processed; retry "
-                                "after a second",
-                                "field", "Idempotency-Key");
+        r->error_code = "idempotency_key_in_use";
+        json_t *err = api_error_object(r, "idempotency_key_in_use",  "Idempotency-Key",
+                                       "a request with this Idempotency-Key is still being processed; retry "
+                                       "after a second");
         char *text = api_dump(json_pack("{s:o}", "error", err));
         if (!text)
             return api_reply_fallback(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use");
@@ -436,7 +463,7 @@ static enum MHD_Result api_idempotent_wait(api_request *r, api_create *c)
         w->until_ms = idempotency_now_ms() + r->ctx->cfg->idempotency_wait_ms;
     w->scope = c->scope;
     w->key = c->idem_key;
-    w->request_hash = c->hash;
+    w->request_hash = &c->hash;
     w->stale_ms = r->ctx->cfg->idempotency_stale_ms;
     w->arena = r->arena;
     w->done = api_resume;
@@ -475,11 +502,11 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                          .manual_capture = !c->in.capture, .return_url = c->in.return_url,
                          .payment_method_type = c->in.payment_method_type,
                          .payment_method_token = c->in.payment_method_token,
-                         .merchant_id = r->merchant_id};
+                         .merchant_id = r->merchant_id, .metadata = c->metadata};
     while (c->claims < 3) {
         c->claims++;
         store_payment stored;
-        store_result sr = key ? store_idem_create_payment(ctx->store, c->scope, key, c->hash,
+        store_result sr = key ? store_idem_create_payment(ctx->store, c->scope, key, c->hash.canonical,
                                                           ctx->cfg->idempotency_ttl_s, &row, r->arena, &stored)
                               : store_payment_insert(ctx->store, &row, r->arena, &stored);
         if (sr == STORE_OK)
@@ -492,7 +519,7 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                              (int)sr);
         int status = 0;
         const char *response = NULL, *payment_id = NULL;
-        idempotency_verdict v = idempotency_check(ctx->store, c->scope, key, c->hash, ctx->cfg->idempotency_stale_ms,
+        idempotency_verdict v = idempotency_check(ctx->store, c->scope, key, &c->hash, ctx->cfg->idempotency_stale_ms,
                                                   r->arena, &status, &response, &payment_id);
         if (v == IDEMPOTENCY_GONE)
             continue; /* expired meanwhile: claim it again */
@@ -518,13 +545,14 @@ static enum MHD_Result api_payment_create(api_request *r)
     const char *idem_key =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
     const char *scope = NULL;
-    char hash[65] = "";
+    idempotency_hash hash;
+    memset(&hash, 0, sizeof hash);
     if (idem_key) {
         if (!idempotency_key_valid(idem_key))
             return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "Idempotency-Key",
                              "Idempotency-Key must be 1 to %d printable ASCII characters", IDEMPOTENCY_KEY_MAX);
         scope = api_idempotency_scope(r);
-        if (!scope || idempotency_request_hash(r->body, r->body_len, hash) != 0)
+        if (!scope || idempotency_request_hash(r->body, r->body_len, &hash) != 0)
             return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     }
     payreq pr;
@@ -584,7 +612,8 @@ static enum MHD_Result api_payment_create(api_request *r)
     c->breq = breq;
     c->scope = scope;
     c->idem_key = idem_key;
-    memcpy(c->hash, hash, sizeof c->hash);
+    c->hash = hash;
+    c->metadata = pr.metadata;
     return api_payment_claim(r, c);
 }
 
@@ -741,39 +770,6 @@ static enum MHD_Result api_payment_get(api_request *r, const char *id)
     if (sr != STORE_OK)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
     return api_reply(r, MHD_HTTP_OK, api_payment_json(&p));
-}
-
-/* GET /v1/payments?reference=R: the payments a merchant reference names, so
- * a client whose POST was cut off can find out what it created. */
-static enum MHD_Result api_payment_list(api_request *r)
-{
-    api_auth auth = api_authorized(r);
-    if (auth != API_AUTH_OK)
-        return api_auth_refused(r, auth);
-    const char *reference = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "reference");
-    if (!reference || !*reference)
-        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "missing_field", "reference",
-                         "list payments with ?reference=<merchant reference>");
-    if (strlen(reference) > PAYREQ_REFERENCE_MAX)
-        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
-                         "reference is longer than %d bytes", PAYREQ_REFERENCE_MAX);
-    if (!textcheck_utf8(reference, strlen(reference)))
-        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
-                         "reference '%s' is not UTF-8 text; send it percent-encoded UTF-8",
-                         api_shown(r, reference, 64));
-    if (!api_db_ready(r->ctx))
-        return api_db_unavailable(r);
-    store_payment *rows = NULL;
-    size_t n = 0;
-    store_result sr = store_payment_find_by_reference(r->ctx->store, reference, r->arena, &rows, &n);
-    if (sr == STORE_UNAVAILABLE)
-        return api_db_unavailable(r);
-    if (sr != STORE_OK)
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
-    json_t *list = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, api_payment_json(&rows[i]));
-    return api_reply(r, MHD_HTTP_OK, json_pack("{s:o}", "payments", list));
 }
 
 struct api_header_list {
@@ -978,6 +974,17 @@ static enum MHD_Result api_metrics(api_request *r)
     return api_queue(r, MHD_HTTP_OK, resp);
 }
 
+/* GET /openapi.yaml: the API reference (no API key: it is public). */
+static enum MHD_Result api_openapi(api_request *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(api_openapi_yaml_len, (void *)api_openapi_yaml,
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/yaml");
+    return api_queue(r, MHD_HTTP_OK, resp);
+}
+
 /* A payment request counts as in flight from here until its answer is queued. */
 static enum MHD_Result api_payment_create_counted(api_request *r)
 {
@@ -988,6 +995,7 @@ static enum MHD_Result api_payment_create_counted(api_request *r)
 
 static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowed)
 {
+    r->allow = allowed;
     return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s",
                      api_shown(r, r->method, 16), api_shown(r, r->url, 100), allowed);
 }
@@ -1056,13 +1064,19 @@ static enum MHD_Result api_route(api_request *r)
                          "request body is over the limit of %zu bytes", r->ctx->cfg->max_body_bytes);
     if (r->admin)
         return api_admin_route(r);
+    if (strcmp(url, "/openapi.yaml") == 0)
+        return get ? api_openapi(r) : api_method_not_allowed(r, "GET");
+    /* Only the lists take query parameters (issue 14: none is dropped unread). */
+    bool list = get && (strcmp(url, "/v1/payments") == 0 || strcmp(url, "/v1/refunds") == 0);
+    if (strncmp(url, "/v1/", 4) == 0 && !list && api_lists_known_query(r, NULL, &probe) != 0)
+        return probe;
     if (strcmp(url, "/v1/payments") == 0 && post) {
         r->route = METRICS_ROUTE_PAYMENT_CREATE;
         return api_payment_create_counted(r);
     }
     if (strcmp(url, "/v1/payments") == 0) {
         r->route = get ? METRICS_ROUTE_PAYMENT_LIST : METRICS_ROUTE_OTHER;
-        return get ? api_payment_list(r) : api_method_not_allowed(r, "GET, POST");
+        return get ? api_lists_payments(r) : api_method_not_allowed(r, "GET, POST");
     }
     if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/')) {
         r->route = get ? METRICS_ROUTE_PAYMENT_GET : METRICS_ROUTE_OTHER;
@@ -1086,7 +1100,7 @@ static enum MHD_Result api_route(api_request *r)
     }
     if (strcmp(url, "/v1/refunds") == 0) {
         r->route = post ? METRICS_ROUTE_REFUND_CREATE : get ? METRICS_ROUTE_REFUND_LIST : METRICS_ROUTE_OTHER;
-        return post ? api_flows_refund_create(r) : get ? api_flows_refund_list(r)
+        return post ? api_flows_refund_create(r) : get ? api_lists_refunds(r)
                                                       : api_method_not_allowed(r, "GET, POST");
     }
     if (strncmp(url, "/v1/refunds/", 12) == 0 && url[12] && !strchr(url + 12, '/')) {
@@ -1487,6 +1501,12 @@ enum MHD_Result api_req_error(api_request *r, unsigned status, const char *code,
 enum MHD_Result api_req_db_unavailable(api_request *r)
 {
     return api_db_unavailable(r);
+}
+
+json_t *api_req_error_object(api_request *r, const char *code, const char *field, const char *message)
+{
+    r->error_code = code;
+    return api_error_object(r, code, field, message);
 }
 
 bool api_req_authorized(api_request *r, enum MHD_Result *ret)

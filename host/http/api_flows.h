@@ -26,6 +26,7 @@
 
 #include "api.h"
 #include "store.h"
+#include "store_flows.h"
 
 typedef struct api_request api_request;
 struct api_flow;
@@ -51,6 +52,10 @@ enum MHD_Result api_req_reply_raw(api_request *r, unsigned status, const char *t
 enum MHD_Result api_req_error(api_request *r, unsigned status, const char *code, const char *field,
                               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 enum MHD_Result api_req_db_unavailable(api_request *r);
+/* The object of an error body ({"code", "message", "field", "request_id",
+ * "doc_url"}) for a route that adds members to it; `message` JSON-safe
+ * text. New reference, NULL on OOM. */
+json_t *api_req_error_object(api_request *r, const char *code, const char *field, const char *message);
 /* True if the request carries a valid API key; otherwise the 401/503 is
  * queued and *ret is its result. */
 bool api_req_authorized(api_request *r, enum MHD_Result *ret);
@@ -73,6 +78,9 @@ void api_req_resume(void *r);
 /* The payment object (a new reference; NULL on OOM). */
 json_t *api_flows_payment_json(const store_payment *p);
 
+/* The JSON object of refund `f` (new reference; NULL on OOM). */
+json_t *api_flows_refund_json(const store_refund *f);
+
 /* POST /v1/payments/{id}/capture (cancel false) or /cancel (true). */
 enum MHD_Result api_flows_payment_operation(api_request *r, const char *id, bool cancel);
 /* POST /v1/refunds. */
@@ -80,7 +88,6 @@ enum MHD_Result api_flows_refund_create(api_request *r);
 /* GET /v1/refunds/{id}. */
 enum MHD_Result api_flows_refund_get(api_request *r, const char *id);
 /* GET /v1/refunds?payment_id=. */
-enum MHD_Result api_flows_refund_list(api_request *r);
 /* A request suspended by this module runs again. */
 enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f);
 

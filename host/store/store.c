@@ -86,9 +86,9 @@ struct store {
 static const char sql_insert[] =
     "WITH p AS ("
     " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
-    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id)"
+    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id, metadata)"
     " VALUES ($1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text,"
-    " $7::text, $8::text, $9::text, $10::text, $11::text)"
+    " $7::text, $8::text, $9::text, $10::text, $11::text, $12::jsonb)"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
@@ -468,6 +468,7 @@ store_result store_payment_from_row(const PGresult *r, int row, int col, pagofle
     p.capture_amount = strtoll(PQgetvalue(r, row, col + 20), NULL, 10);
     p.pending_operation = store_row_text(r, row, col + 21, arena, &oom);
     p.merchant_id = store_row_text(r, row, col + 22, arena, &oom);
+    p.metadata = store_row_text(r, row, col + 23, arena, &oom);
     if (oom) {
         log_error("store: out of memory reading payment row");
         return STORE_ERROR;
@@ -585,8 +586,9 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   p->return_url,
                                   p->payment_method_type,
                                   p->payment_method_token,
-                                  p->merchant_id};
-    return store_one_payment(s, "payment insert", sql_insert, 11, params, true, true, STORE_ERROR,
+                                  p->merchant_id,
+                                  p->metadata};
+    return store_one_payment(s, "payment insert", sql_insert, 12, params, true, true, STORE_ERROR,
                              arena, out);
 }
 

@@ -52,6 +52,9 @@ typedef struct store_payment {
     const char *pending_operation;    /* "capture", "void" in flight, or NULL */
     /* Issue 13 (migration 10): the merchant that owns it (required on insert). */
     const char *merchant_id;
+    /* Issue 14 (migration 13): the merchant's metadata, a JSON object's
+     * text, or NULL. Never given to a connector. */
+    const char *metadata;
 } store_payment;
 
 /* Open a pool of `pool_size` connections to `conninfo`. Connections are made

@@ -11,7 +11,7 @@
 
 /* $1 scope, $2 key, $3 hash, $4 ttl s, $5 id, $6 connector, $7 amount, $8
  * currency, $9 reference, $10 description, $11 capture method, $12 return
- * url, $13 payment method type, $14 its token, $15 merchant. No row: a live key exists. */
+ * url, $13 payment method type, $14 its token, $15 merchant, $16 metadata. No row: a live key exists. */
 static const char sql_claim[] =
     "WITH k AS ("
     " INSERT INTO idempotency_keys AS k (scope, key, request_hash, payment_id, expires_at)"
@@ -23,9 +23,9 @@ static const char sql_claim[] =
     " RETURNING k.payment_id"
     "), p AS ("
     " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
-    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id)"
+    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id, metadata)"
     " SELECT k.payment_id, $6::text, $7::bigint, $8::text, 'created', $9::text, $10::text,"
-    " $11::text, $12::text, $13::text, $14::text, $15::text FROM k"
+    " $11::text, $12::text, $13::text, $14::text, $15::text, $16::jsonb FROM k"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
@@ -71,8 +71,9 @@ store_result store_idem_create_payment(store *s, const char *scope, const char *
                                   p->return_url,
                                   p->payment_method_type,
                                   p->payment_method_token,
-                                  p->merchant_id};
-    rc = store_run(s, "idempotent payment insert", sql_claim, 15, params, false, &r);
+                                  p->merchant_id,
+                                  p->metadata};
+    rc = store_run(s, "idempotent payment insert", sql_claim, 16, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : STORE_DUPLICATE;

@@ -320,6 +320,24 @@ static const char migration_0010_merchants[] =
     "    AND NOT EXISTS (SELECT 1 FROM idempotency_keys o\n"
     "                    WHERE o.scope = moved.to_scope AND o.key = moved.key);\n";
 
+/* Issue 14: the API as a contract.
+ * - payments.metadata: the merchant's own keys and values (a JSON object
+ *   of strings, checked by the API), returned and never given to a bank;
+ *   refunds have had the column since version 8.
+ * - The lists (GET /v1/payments, GET /v1/refunds) page a merchant's rows
+ *   newest first by (created_at, id): these indexes serve the order, the
+ *   keyset cursor and a created range without a sort.
+ * - An operator resolves a payment that requires review
+ *   (`pagoflex payment resolve`): its history row's source is 'operator'. */
+static const char migration_0013_api_contract[] =
+    "ALTER TABLE payments ADD COLUMN metadata jsonb\n"
+    "    CHECK (metadata IS NULL OR jsonb_typeof(metadata) = 'object');\n"
+    "CREATE INDEX payments_merchant_created ON payments (merchant_id, created_at DESC, id DESC);\n"
+    "CREATE INDEX refunds_merchant_created ON refunds (merchant_id, created_at DESC, id DESC);\n"
+    "ALTER TABLE payment_history DROP CONSTRAINT payment_history_source_check,\n"
+    "    ADD CONSTRAINT payment_history_source_check\n"
+    "        CHECK (source IN ('api', 'bank_reply', 'webhook', 'sync', 'reconciler', 'operator'));\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -337,6 +355,8 @@ static const store_migration migration_list[] = {
      migration_0009_flow_reconciler},
     {10, "merchants: merchant accounts owning API keys, payments and refunds",
      migration_0010_merchants},
+    {13, "api contract: payment metadata, list indexes by merchant and time, operator history",
+     migration_0013_api_contract},
 };
 
 const store_migration *store_migrations(size_t *count)

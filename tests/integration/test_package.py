@@ -51,6 +51,7 @@ class DebianPackage(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             for path in ("/usr/bin/pagoflexd", "/usr/bin/pagoflex", "/usr/lib/pagoflex/plugins/banco_x.so",
                          "/usr/include/pagoflex/connector.h", "/usr/share/pagoflex/template/CMakeLists.txt",
+                         "/usr/share/pagoflex/openapi.yaml",
                          "/usr/share/doc/pagoflex/README.md", UNIT, "/etc/pagoflex/pagoflex.cfg"):
                 self.assertTrue(os.path.exists(path), path)
             self.assertEqual(run(["getent", "passwd", "pagoflex"]).returncode, 0, "no service user")
