@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+
 BUILD = os.environ.get("PAGOFLEX_BUILD_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 PG = os.environ.get("PAGOFLEX_PG")
@@ -111,14 +112,44 @@ class Response:
         return "Response(%d, %r)" % (self.status, self.raw[:300])
 
 
+# The merchant listeners of the hosts the tests started: every exchange with
+# one is checked against the API reference (openapi_check.py).
+_HOST_URLS = set()
+VIOLATIONS_FILE = os.path.join(BUILD, "openapi-violations.txt")
+
+
+def register_host_url(url):
+    """Check every exchange with the host at `url` (scheme://host:port)."""
+    _HOST_URLS.add(url.rstrip("/"))
+
+
+def check_exchange(method, url, body, headers, status, raw, resp_headers):
+    """Hold one exchange to host/http/openapi.yaml when `url` is a host's
+    merchant listener; raise openapi_check.Violation (and record it in
+    VIOLATIONS_FILE) when the document does not allow it. For tests that
+    talk HTTP without http()."""
+    base = "/".join(url.split("/", 3)[:3])
+    if base not in _HOST_URLS or status is None:
+        return
+    from openapi_check import Violation, contract
+    try:
+        contract().check(method, url, body, headers, status, raw, resp_headers)
+    except Violation as e:
+        with open(VIOLATIONS_FILE, "a") as f:
+            f.write("%s\n" % e)
+        raise
+
+
 def http(method, url, body=None, headers=None, timeout=30):
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return Response(r.status, r.read(), dict(r.headers))
+            resp = Response(r.status, r.read(), dict(r.headers))
     except urllib.error.HTTPError as e:
-        return Response(e.code, e.read(), dict(e.headers))
+        resp = Response(e.code, e.read(), dict(e.headers))
+    check_exchange(method, url, data, dict(req.header_items()), resp.status, resp.raw, resp.headers)
+    return resp
 
 
 def sign_bancox(body, secret=BANCOX_SECRET, t=None):
@@ -159,10 +190,13 @@ class Env:
         self.bancox = dict(bancox or {})
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
+        register_host_url(self.url)
         # /metrics and /v1/connectors live on the admin listener.
         self.admin_port = free_port()
         self.admin_url = "http://127.0.0.1:%d" % self.admin_port
         self.extra_ports = [free_port() for _ in range(extra_hosts)]
+        for p in self.extra_ports:
+            register_host_url("http://127.0.0.1:%d" % p)
         self.extra_admin_ports = [free_port() for _ in range(extra_hosts)]
         self.extra = []
         if extra_hosts:
