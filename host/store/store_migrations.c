@@ -328,15 +328,23 @@ static const char migration_0010_merchants[] =
  *   newest first by (created_at, id): these indexes serve the order, the
  *   keyset cursor and a created range without a sort.
  * - An operator resolves a payment that requires review
- *   (`pagoflex payment resolve`): its history row's source is 'operator'. */
+ *   (`pagoflex payment resolve`): its history row's source is 'operator'.
+ * It runs outside a transaction (each statement idempotent), so the index
+ * builds do not block writes to a large table. */
 static const char migration_0013_api_contract[] =
-    "ALTER TABLE payments ADD COLUMN metadata jsonb\n"
-    "    CHECK (metadata IS NULL OR jsonb_typeof(metadata) = 'object');\n"
-    "CREATE INDEX payments_merchant_created ON payments (merchant_id, created_at DESC, id DESC);\n"
-    "CREATE INDEX refunds_merchant_created ON refunds (merchant_id, created_at DESC, id DESC);\n"
-    "ALTER TABLE payment_history DROP CONSTRAINT payment_history_source_check,\n"
+    STORE_MIGRATION_NO_TRANSACTION
+    "ALTER TABLE payments ADD COLUMN IF NOT EXISTS metadata jsonb;\n"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS payments_merchant_created\n"
+    "    ON payments (merchant_id, created_at DESC, id DESC);\n"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS refunds_merchant_created\n"
+    "    ON refunds (merchant_id, created_at DESC, id DESC);\n"
+    /* The new check allows more: existing rows hold, so it is added NOT
+     * VALID (no scan under the table's exclusive lock) and validated
+     * after, which does not block writes. */
+    "ALTER TABLE payment_history DROP CONSTRAINT IF EXISTS payment_history_source_check,\n"
     "    ADD CONSTRAINT payment_history_source_check\n"
-    "        CHECK (source IN ('api', 'bank_reply', 'webhook', 'sync', 'reconciler', 'operator'));\n";
+    "        CHECK (source IN ('api', 'bank_reply', 'webhook', 'sync', 'reconciler', 'operator')) NOT VALID;\n"
+    "ALTER TABLE payment_history VALIDATE CONSTRAINT payment_history_source_check;\n";
 
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
