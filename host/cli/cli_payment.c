@@ -99,7 +99,8 @@ int cli_payment_resolve(const cli_command *cmd, int argc, char **argv)
     const char *id = argv[optind];
     if (!status || (strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0))
         return cli_usage_error(cmd, "--status must be succeeded or failed");
-    if (!reason || !*reason || strlen(reason) > CLI_PAYMENT_REASON_MAX || !textcheck_utf8(reason, strlen(reason)))
+    if (!reason || !*reason || strlen(reason) > CLI_PAYMENT_REASON_MAX ||
+        !textcheck_utf8(reason, strlen(reason)))
         return cli_usage_error(cmd, "--reason is required: why, in 1 to %d bytes of UTF-8 text",
                                CLI_PAYMENT_REASON_MAX);
     const char *who = by ? by : cli_payment_who();
@@ -123,7 +124,8 @@ int cli_payment_resolve(const cli_command *cmd, int argc, char **argv)
     store_payment p;
     store_result sr = store_payment_resolve(s, id, to, who, reason, arena, &p);
     if (sr == STORE_OK)
-        printf("payment %s: requires_review -> %s (by %s: %s)\n", p.id, payment_state_name(p.state), who, reason);
+        printf("payment %s: requires_review -> %s (by %s: %s)\n", p.id, payment_state_name(p.state), who,
+               reason);
     else if (sr == STORE_CONFLICT)
         rc = cli_error("payment %s is %s, not requires_review; nothing was changed", id,
                        payment_state_name(p.state));

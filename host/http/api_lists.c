@@ -47,9 +47,10 @@ int api_lists_known_query(api_request *r, const char *const *allowed, enum MHD_R
     if (!scan.unknown)
         return 0;
     const char *shown = textcheck_shown(api_req_arena(r), scan.unknown, 64);
-    *ret = api_req_error(r, MHD_HTTP_BAD_REQUEST, "unknown_parameter", shown ? shown : "?",
-                         "unknown query parameter '%s'; nothing was read (GET /openapi.yaml lists the parameters)",
-                         shown ? shown : "?");
+    *ret = api_req_error(
+        r, MHD_HTTP_BAD_REQUEST, "unknown_parameter", shown ? shown : "?",
+        "unknown query parameter '%s'; nothing was read (GET /openapi.yaml lists the parameters)",
+        shown ? shown : "?");
     return -1;
 }
 
@@ -66,7 +67,8 @@ static bool list_id_plausible(const char *id)
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)id[i];
-        if (!(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && c != '_' && c != '-')
+        if (!(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && c != '_' &&
+            c != '-')
             return false;
     }
     return true;
@@ -83,8 +85,8 @@ static const char *list_time(pagoflex_arena *arena, const char *text)
         struct tm tm;
         if (!gmtime_r(&t, &tm))
             return NULL;
-        return arena_printf(arena, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                            tm.tm_hour, tm.tm_min, tm.tm_sec);
+        return arena_printf(arena, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     }
     int y, mo, d, h, mi, s, used = 0;
     if (n < 20 || n > 40 || sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &used) != 6 ||
@@ -106,7 +108,8 @@ static const char *list_time(pagoflex_arena *arena, const char *text)
                  atoi(rest + 1) < 24 && atoi(rest + 4) < 60);
     if (!zone || y < 1970 || y > 9999 || h > 23 || mi > 59 || s > 59)
         return NULL;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s};
     time_t t = timegm(&tm);
     struct tm back;
     if (t == (time_t)-1 || !gmtime_r(&t, &back) || back.tm_mday != d || back.tm_mon != mo - 1)
@@ -145,8 +148,9 @@ static bool list_common(api_request *r, store_list_query *q, enum MHD_Result *re
         *(i ? &q->ending_before : &q->starting_after) = id;
     }
     if (q->starting_after && q->ending_before) {
-        *ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "ending_before",
-                             "give starting_after (the next page) or ending_before (the previous one), not both");
+        *ret = api_req_error(
+            r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "ending_before",
+            "give starting_after (the next page) or ending_before (the previous one), not both");
         return false;
     }
     const char *connector = list_arg(r, "connector");
@@ -178,9 +182,9 @@ static bool list_common(api_request *r, store_list_query *q, enum MHD_Result *re
 
 static enum MHD_Result list_reply(api_request *r, const char *url, json_t *data, bool has_more)
 {
-    return api_req_reply(r, MHD_HTTP_OK,
-                         json_pack("{s:s, s:s, s:b, s:o}", "object", "list", "url", url, "has_more", has_more,
-                                   "data", data));
+    return api_req_reply(
+        r, MHD_HTTP_OK,
+        json_pack("{s:s, s:s, s:b, s:o}", "object", "list", "url", url, "has_more", has_more, "data", data));
 }
 
 /* The store's answer for a page that could not be read. */
@@ -189,12 +193,12 @@ static enum MHD_Result list_store_error(api_request *r, store_result sr, const s
     if (sr == STORE_NOT_FOUND)
         return api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field",
                              q->starting_after ? "starting_after" : "ending_before",
-                             "no object with id '%s' in this list", q->starting_after ? q->starting_after
-                                                                                      : q->ending_before);
+                             "no object with id '%s' in this list",
+                             q->starting_after ? q->starting_after : q->ending_before);
     if (sr == STORE_UNAVAILABLE)
         return api_req_db_unavailable(r);
-    return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "listing failed (store error %d)",
-                         (int)sr);
+    return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "listing failed (store error %d)", (int)sr);
 }
 
 /* The checks before a list: key, query names, database. */
@@ -211,9 +215,9 @@ static bool list_preamble(api_request *r, const char *const *allowed, enum MHD_R
 
 enum MHD_Result api_lists_payments(api_request *r)
 {
-    static const char *const allowed[] = {"limit",       "starting_after", "ending_before", "status",
-                                          "connector",   "reference",      "created[gt]",   "created[gte]",
-                                          "created[lt]", "created[lte]",   NULL};
+    static const char *const allowed[] = {
+        "limit",       "starting_after", "ending_before", "status",       "connector", "reference",
+        "created[gt]", "created[gte]",   "created[lt]",   "created[lte]", NULL};
     enum MHD_Result ret;
     store_list_query q = {0};
     if (!list_preamble(r, allowed, &ret) || !list_common(r, &q, &ret))
@@ -255,9 +259,9 @@ enum MHD_Result api_lists_payments(api_request *r)
 
 enum MHD_Result api_lists_refunds(api_request *r)
 {
-    static const char *const allowed[] = {"limit",       "starting_after", "ending_before", "status",
-                                          "connector",   "payment_id",     "created[gt]",   "created[gte]",
-                                          "created[lt]", "created[lte]",   NULL};
+    static const char *const allowed[] = {
+        "limit",       "starting_after", "ending_before", "status",       "connector", "payment_id",
+        "created[gt]", "created[gte]",   "created[lt]",   "created[lte]", NULL};
     enum MHD_Result ret;
     store_list_query q = {0};
     if (!list_preamble(r, allowed, &ret) || !list_common(r, &q, &ret))

@@ -80,8 +80,9 @@ json_t *jsonbody_parse(const char *body, size_t len, jsonbody_error *err)
             jsonbody_restore_integers(root);
     }
     if (!root) {
-        jsonbody_fail(err, 400, "invalid_json", NULL, "request body is not valid JSON: %s (line %d, column %d)",
-                      jerr.text, jerr.line, jerr.column);
+        jsonbody_fail(err, 400, "invalid_json", NULL,
+                      "request body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                      jerr.column);
         return NULL;
     }
     if (!json_is_object(root)) {
@@ -158,7 +159,8 @@ int jsonbody_metadata(json_t *value, pagoflex_arena *arena, const char **out, js
             return jsonbody_fail(err, 422, "invalid_field", field, "%s must be a string", field);
         size_t vlen = json_string_length(v);
         if (memchr(json_string_value(v), '\0', vlen))
-            return jsonbody_fail(err, 422, "invalid_field", field, "%s must not contain NUL characters", field);
+            return jsonbody_fail(err, 422, "invalid_field", field, "%s must not contain NUL characters",
+                                 field);
         if (jsonbody_chars(json_string_value(v), vlen) > JSONBODY_METADATA_VALUE_MAX)
             return jsonbody_fail(err, 422, "invalid_field", field, "%s is longer than %d characters", field,
                                  JSONBODY_METADATA_VALUE_MAX);
@@ -173,7 +175,8 @@ int jsonbody_metadata(json_t *value, pagoflex_arena *arena, const char **out, js
     *out = nul ? NULL : arena_strdup(arena, text);
     free(text);
     if (nul)
-        return jsonbody_fail(err, 422, "invalid_field", "metadata", "metadata must not contain NUL characters");
+        return jsonbody_fail(err, 422, "invalid_field", "metadata",
+                             "metadata must not contain NUL characters");
     if (!*out)
         return jsonbody_fail(err, 500, "internal", NULL, "out of memory");
     return 0;

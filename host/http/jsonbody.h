@@ -41,8 +41,8 @@ const char *jsonbody_unknown(json_t *obj, const char *const *allowed);
 /* 0 if every member of `obj` is in `allowed`; else -1 and *err is 400
  * unknown_parameter naming it (`prefix` + name, e.g. "payment_method.x";
  * the name is copied into `arena`). */
-int jsonbody_check_known(json_t *obj, const char *const *allowed, const char *prefix,
-                         pagoflex_arena *arena, jsonbody_error *err);
+int jsonbody_check_known(json_t *obj, const char *const *allowed, const char *prefix, pagoflex_arena *arena,
+                         jsonbody_error *err);
 
 /* Check a `metadata` value: absent or null is no metadata (*out NULL);
  * otherwise an object of at most 50 members, each name 1 to 40 characters

@@ -15,19 +15,19 @@
 #include "log.h"
 #include "store_internal.h"
 
-#define LIST_WHERE(t, ref)                                                           \
-    " WHERE " t ".merchant_id = $1::text"                                            \
-    " AND ($3::text[] IS NULL OR " t ".state = ANY ($3::text[]))"                    \
-    " AND ($4::text IS NULL OR " t ".connector = $4::text)"                          \
-    " AND ($5::text IS NULL OR " t "." ref " = $5::text)"                            \
-    " AND " t ".created_at > COALESCE($6::timestamptz, '-infinity')"                 \
-    " AND " t ".created_at >= COALESCE($7::timestamptz, '-infinity')"                \
-    " AND " t ".created_at < COALESCE($8::timestamptz, 'infinity')"                  \
+#define LIST_WHERE(t, ref)                                                                                   \
+    " WHERE " t ".merchant_id = $1::text"                                                                    \
+    " AND ($3::text[] IS NULL OR " t ".state = ANY ($3::text[]))"                                            \
+    " AND ($4::text IS NULL OR " t ".connector = $4::text)"                                                  \
+    " AND ($5::text IS NULL OR " t "." ref " = $5::text)"                                                    \
+    " AND " t ".created_at > COALESCE($6::timestamptz, '-infinity')"                                         \
+    " AND " t ".created_at >= COALESCE($7::timestamptz, '-infinity')"                                        \
+    " AND " t ".created_at < COALESCE($8::timestamptz, 'infinity')"                                          \
     " AND " t ".created_at <= COALESCE($9::timestamptz, 'infinity')"
 
 /* The cursor row, of the merchant: older than it (<) or newer (>). */
-#define LIST_CURSOR(t, table, op)                                                    \
-    " AND (" t ".created_at, " t ".id) " op " (SELECT c.created_at, c.id FROM " table \
+#define LIST_CURSOR(t, table, op)                                                                            \
+    " AND (" t ".created_at, " t ".id) " op " (SELECT c.created_at, c.id FROM " table                        \
     " c WHERE c.id = $10::text AND c.merchant_id = $1::text)"
 
 #define LIST_NEWEST " ORDER BY created_at DESC, id DESC LIMIT $2::int"
@@ -35,20 +35,25 @@
 
 static const char sql_payments[] =
     "SELECT " PAYMENT_COLS("p") " FROM payments p" LIST_WHERE("p", "reference") LIST_NEWEST;
-static const char sql_payments_after[] = "SELECT " PAYMENT_COLS("p") " FROM payments p" LIST_WHERE(
-    "p", "reference") LIST_CURSOR("p", "payments", "<") LIST_NEWEST;
-static const char sql_payments_before[] = "SELECT " PAYMENT_COLS("p") " FROM payments p" LIST_WHERE(
-    "p", "reference") LIST_CURSOR("p", "payments", ">") LIST_OLDEST;
+static const char sql_payments_after[] =
+    "SELECT " PAYMENT_COLS("p") " FROM payments p" LIST_WHERE("p", "reference")
+        LIST_CURSOR("p", "payments", "<") LIST_NEWEST;
+static const char sql_payments_before[] =
+    "SELECT " PAYMENT_COLS("p") " FROM payments p" LIST_WHERE("p", "reference")
+        LIST_CURSOR("p", "payments", ">") LIST_OLDEST;
 static const char sql_payment_cursor[] =
     "SELECT 1 FROM payments WHERE id = $1::text AND merchant_id = $2::text";
 
 static const char sql_refunds[] =
     "SELECT " REFUND_COLS("f") " FROM refunds f" LIST_WHERE("f", "payment_id") LIST_NEWEST;
-static const char sql_refunds_after[] = "SELECT " REFUND_COLS("f") " FROM refunds f" LIST_WHERE(
-    "f", "payment_id") LIST_CURSOR("f", "refunds", "<") LIST_NEWEST;
-static const char sql_refunds_before[] = "SELECT " REFUND_COLS("f") " FROM refunds f" LIST_WHERE(
-    "f", "payment_id") LIST_CURSOR("f", "refunds", ">") LIST_OLDEST;
-static const char sql_refund_cursor[] = "SELECT 1 FROM refunds WHERE id = $1::text AND merchant_id = $2::text";
+static const char sql_refunds_after[] =
+    "SELECT " REFUND_COLS("f") " FROM refunds f" LIST_WHERE("f", "payment_id")
+        LIST_CURSOR("f", "refunds", "<") LIST_NEWEST;
+static const char sql_refunds_before[] =
+    "SELECT " REFUND_COLS("f") " FROM refunds f" LIST_WHERE("f", "payment_id")
+        LIST_CURSOR("f", "refunds", ">") LIST_OLDEST;
+static const char sql_refund_cursor[] =
+    "SELECT 1 FROM refunds WHERE id = $1::text AND merchant_id = $2::text";
 
 static store_result list_payment_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
 {
@@ -76,10 +81,11 @@ static void list_reverse(void *items, size_t count, size_t size)
 /* Run the page statement of `q` (one of the three), then trim the extra
  * row and find out whether an empty page's cursor exists. */
 static store_result list_run(store *s, const char *what, const char *const sql[3], const char *cursor_sql,
-                             const store_list_query *q, pagoflex_arena *arena, size_t item_size, store_row_fn read,
-                             void **items, size_t *count, bool *has_more)
+                             const store_list_query *q, pagoflex_arena *arena, size_t item_size,
+                             store_row_fn read, void **items, size_t *count, bool *has_more)
 {
-    if (!q->merchant_id || q->limit < 1 || q->limit > STORE_LIST_MAX || (q->starting_after && q->ending_before)) {
+    if (!q->merchant_id || q->limit < 1 || q->limit > STORE_LIST_MAX ||
+        (q->starting_after && q->ending_before)) {
         log_error("store: %s without a merchant, with limit %d or with two cursors", what, q->limit);
         return STORE_ERROR;
     }
@@ -87,13 +93,20 @@ static store_result list_run(store *s, const char *what, const char *const sql[3
     int variant = q->starting_after ? 1 : q->ending_before ? 2 : 0;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", q->limit + 1);
-    const char *const params[] = {q->merchant_id, limit,          q->states,     q->connector,
-                                  q->reference ? q->reference : q->payment_id, q->created_gt,
-                                  q->created_gte, q->created_lt, q->created_lte, cursor};
+    const char *const params[] = {q->merchant_id,
+                                  limit,
+                                  q->states,
+                                  q->connector,
+                                  q->reference ? q->reference : q->payment_id,
+                                  q->created_gt,
+                                  q->created_gte,
+                                  q->created_lt,
+                                  q->created_lte,
+                                  cursor};
     void *rows = NULL;
     size_t n = 0;
-    store_result rc = store_run_rows(s, what, sql[variant], variant ? 10 : 9, params, arena, item_size, read,
-                                     &rows, &n);
+    store_result rc =
+        store_run_rows(s, what, sql[variant], variant ? 10 : 9, params, arena, item_size, read, &rows, &n);
     if (rc != STORE_OK)
         return rc;
     if (n == 0 && cursor) {
@@ -119,8 +132,8 @@ static store_result list_run(store *s, const char *what, const char *const sql[3
     return STORE_OK;
 }
 
-store_result store_list_payments(store *s, const store_list_query *q, pagoflex_arena *arena, store_payment **rows,
-                                 size_t *count, bool *has_more)
+store_result store_list_payments(store *s, const store_list_query *q, pagoflex_arena *arena,
+                                 store_payment **rows, size_t *count, bool *has_more)
 {
     static const char *const sql[3] = {sql_payments, sql_payments_after, sql_payments_before};
     void *items = NULL;
@@ -131,8 +144,8 @@ store_result store_list_payments(store *s, const store_list_query *q, pagoflex_a
     return rc;
 }
 
-store_result store_list_refunds(store *s, const store_list_query *q, pagoflex_arena *arena, store_refund **rows,
-                                size_t *count, bool *has_more)
+store_result store_list_refunds(store *s, const store_list_query *q, pagoflex_arena *arena,
+                                store_refund **rows, size_t *count, bool *has_more)
 {
     static const char *const sql[3] = {sql_refunds, sql_refunds_after, sql_refunds_before};
     void *items = NULL;

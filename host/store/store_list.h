@@ -34,11 +34,11 @@ typedef struct store_list_query {
  * read: older for starting_after or no cursor, newer for ending_before).
  * STORE_NOT_FOUND when the cursor names no object of the merchant.
  * Outputs written only on STORE_OK. */
-store_result store_list_payments(store *s, const store_list_query *q, pagoflex_arena *arena, store_payment **rows,
-                                 size_t *count, bool *has_more);
+store_result store_list_payments(store *s, const store_list_query *q, pagoflex_arena *arena,
+                                 store_payment **rows, size_t *count, bool *has_more);
 
 /* The same for refunds. */
-store_result store_list_refunds(store *s, const store_list_query *q, pagoflex_arena *arena, store_refund **rows,
-                                size_t *count, bool *has_more);
+store_result store_list_refunds(store *s, const store_list_query *q, pagoflex_arena *arena,
+                                store_refund **rows, size_t *count, bool *has_more);
 
 #endif

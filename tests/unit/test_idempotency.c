@@ -29,15 +29,19 @@ static void sha256_hex(const char *s, char out[65])
 static void test_same_parameters_any_order_or_spacing(void **unused)
 {
     (void)unused;
-    idempotency_hash a = hash_of("{\"amount\":1050,\"currency\":\"ARS\",\"metadata\":{\"a\":\"1\",\"b\":\"2\"}}");
-    idempotency_hash b = hash_of("{ \"metadata\" : {\"b\":\"2\", \"a\":\"1\"},\n \"currency\":\"ARS\", \"amount\": 1050 }");
+    idempotency_hash a =
+        hash_of("{\"amount\":1050,\"currency\":\"ARS\",\"metadata\":{\"a\":\"1\",\"b\":\"2\"}}");
+    idempotency_hash b =
+        hash_of("{ \"metadata\" : {\"b\":\"2\", \"a\":\"1\"},\n \"currency\":\"ARS\", \"amount\": 1050 }");
     assert_string_equal(a.canonical, b.canonical);
     assert_string_not_equal(a.bytes, b.bytes);
     assert_true(idempotency_hash_matches(&b, a.canonical));
-    idempotency_hash c = hash_of("{\"amount\":1051,\"currency\":\"ARS\",\"metadata\":{\"a\":\"1\",\"b\":\"2\"}}");
+    idempotency_hash c =
+        hash_of("{\"amount\":1051,\"currency\":\"ARS\",\"metadata\":{\"a\":\"1\",\"b\":\"2\"}}");
     assert_false(idempotency_hash_matches(&c, a.canonical));
     /* \u00e9 and the raw UTF-8 é are the same parameter. */
-    assert_string_equal(hash_of("{\"d\":\"caf\\u00e9\"}").canonical, hash_of("{\"d\":\"caf\xc3\xa9\"}").canonical);
+    assert_string_equal(hash_of("{\"d\":\"caf\\u00e9\"}").canonical,
+                        hash_of("{\"d\":\"caf\xc3\xa9\"}").canonical);
     /* An empty body is {} (capture, cancel). */
     assert_string_equal(hash_of("").canonical, hash_of("{ }").canonical);
 }
