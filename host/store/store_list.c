@@ -1,8 +1,8 @@
 /* store_list.c - a merchant's payments and refunds, page by page (issue 14).
  *
- * One statement per table and direction. The filters are written so that
- * an absent one costs nothing and the created range bounds the index scan:
- * $1 merchant, $2 rows to read (the limit + 1, to know has_more), $3 states
+ * Six statements per table: the first page, the page after a cursor and
+ * the one before it, each without and with the reference (payment id for
+ * refunds) driving the plan. $1 merchant, $2 rows to read (the limit + 1, to know has_more), $3 states
  * (text[]), $4 connector, $5 reference or payment id, $6..$9 created gt,
  * gte, lt, lte, and $10 the cursor's id.
  */
@@ -15,43 +15,57 @@
 #include "log.h"
 #include "store_internal.h"
 
-#define LIST_WHERE(t, ref)                                                                                   \
+/* `ref` is the condition on $5: a filter (absent: NULL) or, when given, the
+ * condition the plan is driven by (the reference or payment index). */
+#define LIST_FILTERS(t, ref)                                                                                 \
     " WHERE " t ".merchant_id = $1::text"                                                                    \
     " AND ($3::text[] IS NULL OR " t ".state = ANY ($3::text[]))"                                            \
     " AND ($4::text IS NULL OR " t ".connector = $4::text)"                                                  \
-    " AND ($5::text IS NULL OR " t "." ref " = $5::text)"                                                    \
-    " AND " t ".created_at > COALESCE($6::timestamptz, '-infinity')"                                         \
-    " AND " t ".created_at >= COALESCE($7::timestamptz, '-infinity')"                                        \
-    " AND " t ".created_at < COALESCE($8::timestamptz, 'infinity')"                                          \
-    " AND " t ".created_at <= COALESCE($9::timestamptz, 'infinity')"
+    " AND " ref
+#define LIST_MAYBE(t, col) "($5::text IS NULL OR " t "." col " = $5::text)"
+#define LIST_BY(t, col) t "." col " = $5::text"
 
-/* The cursor row, of the merchant: older than it (<) or newer (>). */
-#define LIST_CURSOR(t, table, op)                                                                            \
-    " AND (" t ".created_at, " t ".id) " op " (SELECT c.created_at, c.id FROM " table                        \
-    " c WHERE c.id = $10::text AND c.merchant_id = $1::text)"
+/* The created range and the cursor are row comparisons on the index's own
+ * columns, one lower and one upper bound, so that even the generic plan of
+ * a prepared statement walks the index in order from the right place and
+ * stops at the limit. (created_at, id) > (L, '') is created_at >= L, as
+ * every id is longer than ''; > t is >= t + 1 microsecond (the resolution
+ * of timestamptz): $6 gt, $7 gte, $8 lt, $9 lte (NULL when absent). With a
+ * cursor ($10), the bound on its side is the tighter of the range's and
+ * the cursor row's (no row when the merchant has no such object). */
+#define LIST_LOW "GREATEST($6::timestamptz + interval '1 microsecond', $7::timestamptz, '-infinity')"
+#define LIST_HIGH "LEAST($8::timestamptz, $9::timestamptz + interval '1 microsecond', 'infinity')"
+#define LIST_ABOVE(t) " AND (" t ".created_at, " t ".id) > (" LIST_LOW ", '')"
+#define LIST_BELOW(t) " AND (" t ".created_at, " t ".id) < (" LIST_HIGH ", '')"
+#define LIST_CURSOR_BOUND(t, table, op, edge)                                                                \
+    " AND (" t ".created_at, " t ".id) " op " (SELECT CASE WHEN (c.created_at, c.id) " op " (" edge          \
+    ", '') THEN c.created_at ELSE " edge " END, CASE WHEN (c.created_at, c.id) " op " (" edge                \
+    ", '') THEN c.id ELSE '' END FROM " table " c WHERE c.id = $10::text AND c.merchant_id = $1::text)"
 
 #define LIST_NEWEST " ORDER BY created_at DESC, id DESC LIMIT $2::int"
 #define LIST_OLDEST " ORDER BY created_at, id LIMIT $2::int"
 
-static const char sql_payments[] =
-    "SELECT " PAYMENT_COLS("p") " FROM payments p" LIST_WHERE("p", "reference") LIST_NEWEST;
-static const char sql_payments_after[] =
-    "SELECT " PAYMENT_COLS("p") " FROM payments p" LIST_WHERE("p", "reference")
-        LIST_CURSOR("p", "payments", "<") LIST_NEWEST;
-static const char sql_payments_before[] =
-    "SELECT " PAYMENT_COLS("p") " FROM payments p" LIST_WHERE("p", "reference")
-        LIST_CURSOR("p", "payments", ">") LIST_OLDEST;
+/* The three pages (first; after a cursor: older; before one: newer) of one filter. */
+#define LIST_SQL3(cols, from, t, table, ref)                                                                 \
+    {                                                                                                        \
+        "SELECT " cols from LIST_FILTERS(t, ref) LIST_ABOVE(t) LIST_BELOW(t) LIST_NEWEST,                    \
+            "SELECT " cols from LIST_FILTERS(t, ref) LIST_ABOVE(t)                                           \
+                LIST_CURSOR_BOUND(t, table, "<", LIST_HIGH) LIST_NEWEST,                                     \
+            "SELECT " cols from LIST_FILTERS(t, ref) LIST_BELOW(t)                                           \
+                LIST_CURSOR_BOUND(t, table, ">", LIST_LOW) LIST_OLDEST                                       \
+    }
+
+static const char *const sql_payments[2][3] = {
+    LIST_SQL3(PAYMENT_COLS("p"), " FROM payments p", "p", "payments", LIST_MAYBE("p", "reference")),
+    LIST_SQL3(PAYMENT_COLS("p"), " FROM payments p", "p", "payments", LIST_BY("p", "reference")),
+};
 static const char sql_payment_cursor[] =
     "SELECT 1 FROM payments WHERE id = $1::text AND merchant_id = $2::text";
 
-static const char sql_refunds[] =
-    "SELECT " REFUND_COLS("f") " FROM refunds f" LIST_WHERE("f", "payment_id") LIST_NEWEST;
-static const char sql_refunds_after[] =
-    "SELECT " REFUND_COLS("f") " FROM refunds f" LIST_WHERE("f", "payment_id")
-        LIST_CURSOR("f", "refunds", "<") LIST_NEWEST;
-static const char sql_refunds_before[] =
-    "SELECT " REFUND_COLS("f") " FROM refunds f" LIST_WHERE("f", "payment_id")
-        LIST_CURSOR("f", "refunds", ">") LIST_OLDEST;
+static const char *const sql_refunds[2][3] = {
+    LIST_SQL3(REFUND_COLS("f"), " FROM refunds f", "f", "refunds", LIST_MAYBE("f", "payment_id")),
+    LIST_SQL3(REFUND_COLS("f"), " FROM refunds f", "f", "refunds", LIST_BY("f", "payment_id")),
+};
 static const char sql_refund_cursor[] =
     "SELECT 1 FROM refunds WHERE id = $1::text AND merchant_id = $2::text";
 
@@ -80,7 +94,7 @@ static void list_reverse(void *items, size_t count, size_t size)
 
 /* Run the page statement of `q` (one of the three), then trim the extra
  * row and find out whether an empty page's cursor exists. */
-static store_result list_run(store *s, const char *what, const char *const sql[3], const char *cursor_sql,
+static store_result list_run(store *s, const char *what, const char *const sql[2][3], const char *cursor_sql,
                              const store_list_query *q, pagoflex_arena *arena, size_t item_size,
                              store_row_fn read, void **items, size_t *count, bool *has_more)
 {
@@ -105,8 +119,9 @@ static store_result list_run(store *s, const char *what, const char *const sql[3
                                   cursor};
     void *rows = NULL;
     size_t n = 0;
-    store_result rc =
-        store_run_rows(s, what, sql[variant], variant ? 10 : 9, params, arena, item_size, read, &rows, &n);
+    int by = q->reference || q->payment_id ? 1 : 0;
+    store_result rc = store_run_rows(s, what, sql[by][variant], variant ? 10 : 9, params, arena, item_size,
+                                     read, &rows, &n);
     if (rc != STORE_OK)
         return rc;
     if (n == 0 && cursor) {
@@ -135,10 +150,9 @@ static store_result list_run(store *s, const char *what, const char *const sql[3
 store_result store_list_payments(store *s, const store_list_query *q, pagoflex_arena *arena,
                                  store_payment **rows, size_t *count, bool *has_more)
 {
-    static const char *const sql[3] = {sql_payments, sql_payments_after, sql_payments_before};
     void *items = NULL;
-    store_result rc = list_run(s, "payment list", sql, sql_payment_cursor, q, arena, sizeof(store_payment),
-                               list_payment_row, &items, count, has_more);
+    store_result rc = list_run(s, "payment list", sql_payments, sql_payment_cursor, q, arena,
+                               sizeof(store_payment), list_payment_row, &items, count, has_more);
     if (rc == STORE_OK)
         *rows = items;
     return rc;
@@ -147,10 +161,9 @@ store_result store_list_payments(store *s, const store_list_query *q, pagoflex_a
 store_result store_list_refunds(store *s, const store_list_query *q, pagoflex_arena *arena,
                                 store_refund **rows, size_t *count, bool *has_more)
 {
-    static const char *const sql[3] = {sql_refunds, sql_refunds_after, sql_refunds_before};
     void *items = NULL;
-    store_result rc = list_run(s, "refund list", sql, sql_refund_cursor, q, arena, sizeof(store_refund),
-                               list_refund_row, &items, count, has_more);
+    store_result rc = list_run(s, "refund list", sql_refunds, sql_refund_cursor, q, arena,
+                               sizeof(store_refund), list_refund_row, &items, count, has_more);
     if (rc == STORE_OK)
         *rows = items;
     return rc;
