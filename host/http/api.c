@@ -3,9 +3,12 @@
  * Routes:
  *   POST /v1/payments          create a payment through a connector
  *   GET  /v1/payments/{id}     read one payment
+ *   GET  /v1/payments          the merchant's payments, a page at a time (api_lists.c)
  *   GET  /v1/payments/{id}/events  the payment's state changes, oldest first
  *   POST /v1/payments/{id}/capture, /cancel, POST /v1/refunds,
- *   GET  /v1/refunds/{id}, GET /v1/refunds?payment_id=   (api_flows.c)
+ *   GET  /v1/refunds/{id}      (api_flows.c)
+ *   GET  /v1/refunds           the merchant's refunds, a page at a time (api_lists.c)
+ *   GET  /openapi.yaml         the API reference, host/http/openapi.yaml, embedded at build time
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
  *   GET  /healthz              database reachability and the serving generation
  *   GET  /livez, /readyz       process alive; database, schema and plugins ready (admin.c)
@@ -13,7 +16,8 @@
  *   GET  /v1/connectors        the loaded connectors
  *   GET  /metrics              counters and latency histograms (Prometheus text)
  *
- * Every error is {"error": {"code", "message", "field", "request_id"}}, and
+ * Every error is {"error": {"code", "message", "field", "request_id",
+ * "doc_url"}} (doc_url: the code's entry in the API reference), and
  * every answer carries X-Request-Id (reqid.h); each request ends with one
  * access line in the log. The body is read in full (up to max_body_bytes)
  * before a route runs; handlers run on the server's thread pool.

@@ -541,7 +541,8 @@ static enum MHD_Result flow_answer_stale(api_request *r, struct api_flow *f, con
         if (sr != STORE_NOT_FOUND)
             return flow_store_error(r, sr, "reading the refund");
         /* Its request died before making it: make it now, one of many. */
-        sr = store_idem_takeover(ctx->store, f->scope, f->idem_key, f->hash.canonical, ctx->cfg->idempotency_stale_ms);
+        sr = store_idem_takeover(ctx->store, f->scope, f->idem_key, f->hash.canonical, f->hash.bytes,
+                                 ctx->cfg->idempotency_stale_ms);
         if (sr == STORE_OK) {
             f->object_id = object_id;
             return flow_start(r, f);

@@ -600,35 +600,6 @@ store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
                              out);
 }
 
-static const char sql_by_reference[] = "SELECT " PAYMENT_COLS("p") " FROM payments p"
-                                       " WHERE p.reference = $1::text ORDER BY p.created_at, p.id"
-                                       " LIMIT 100";
-
-store_result store_payment_find_by_reference(store *s, const char *reference, pagoflex_arena *arena,
-                                             store_payment **out, size_t *count)
-{
-    PGresult *r = NULL;
-    const char *const params[] = {reference};
-    store_payment *rows = NULL;
-    store_result rc = store_run(s, "payment by reference", sql_by_reference, 1, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    int n = PQntuples(r);
-    rows = arena_alloc(arena, (size_t)(n ? n : 1) * sizeof *rows);
-    if (!rows) {
-        rc = STORE_ERROR;
-        goto fail;
-    }
-    for (int i = 0; i < n; i++)
-        if ((rc = store_payment_from_row(r, i, 0, arena, &rows[i])) != STORE_OK)
-            goto fail;
-    *out = rows;
-    *count = (size_t)n;
-fail:
-    PQclear(r);
-    return rc;
-}
-
 /* After a refused transition: store provider_ref if the row has none. */
 static store_result transition_keep_ref(store *s, const char *id, const char *provider_ref,
                                         pagoflex_arena *arena, store_payment *row)

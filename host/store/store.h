@@ -85,12 +85,6 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
 store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
                                store_payment *out);
 
-/* The payments (at most 100, oldest first) whose merchant reference is
- * `reference`: lets a client whose request was cut off find what it made.
- * *out is in the arena. */
-store_result store_payment_find_by_reference(store *s, const char *reference, pagoflex_arena *arena,
-                                             store_payment **out, size_t *count);
-
 /* Move payment `id` to `to` with a conditional UPDATE (state = ANY(allowed
  * from)); provider_ref (if not NULL) is stored when none is stored yet;
  * error_code/error_message are stored with a failed state. On STORE_OK or

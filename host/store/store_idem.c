@@ -156,18 +156,18 @@ store_result store_idem_claim(store *s, const char *scope, const char *key,
 /* $1 scope, $2 key, $3 hash, $4 stale ms. */
 static const char sql_takeover[] =
     "UPDATE idempotency_keys SET created_at = now()"
-    " WHERE scope = $1::text AND key = $2::text AND request_hash = $3::text AND status IS NULL"
+    " WHERE scope = $1::text AND key = $2::text AND request_hash IN ($3::text, $5::text) AND status IS NULL"
     " AND expires_at > now() AND created_at + $4::bigint * interval '1 millisecond' <= now()"
     " RETURNING payment_id";
 
-store_result store_idem_takeover(store *s, const char *scope, const char *key,
-                                 const char *request_hash, long stale_ms)
+store_result store_idem_takeover(store *s, const char *scope, const char *key, const char *request_hash,
+                                 const char *other_hash, long stale_ms)
 {
     PGresult *r = NULL;
     char stale[24];
     snprintf(stale, sizeof stale, "%ld", stale_ms);
-    const char *const params[] = {scope, key, request_hash, stale};
-    store_result rc = store_run(s, "idempotency key takeover", sql_takeover, 4, params, false, &r);
+    const char *const params[] = {scope, key, request_hash, stale, other_hash ? other_hash : request_hash};
+    store_result rc = store_run(s, "idempotency key takeover", sql_takeover, 5, params, false, &r);
     if (rc == STORE_OK && PQntuples(r) != 1)
         rc = STORE_CONFLICT;
     PQclear(r);

@@ -6,7 +6,8 @@
  * CONCURRENTLY: the build does not block writes to a large table) runs
  * after the versions before it have committed, statement by statement,
  * under the same lock, and is recorded once the last statement succeeded.
- * The lock is tried, never waited for in a statement (migrate_lock). Reading what is applied needs no DDL right.
+ * The lock is tried, never waited for in a statement (migrate_lock).
+ * Reading what is applied needs no DDL right.
  */
 #include "store.h"
 
