@@ -88,6 +88,8 @@ class DebianPackage(unittest.TestCase):
             self.assertEqual(created.status, 201, created)
             env.wait_status(created.json["id"], {"succeeded"})
             self.assertEqual(http("GET", env.url + "/readyz").status, 200)
+            with open("/usr/share/pagoflex/openapi.yaml", "rb") as f:  # the installed API reference is served
+                self.assertEqual(http("GET", env.url + "/openapi.yaml").raw, f.read())
             self.assertIn("/usr/lib/pagoflex/plugins/banco_x.so", str(env.connectors()["BANCO_X"]["file"]))
             r = run(["/usr/bin/pagoflex", "db", "status", "--database", env.conninfo])
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
