@@ -371,7 +371,7 @@ static enum MHD_Result api_payment_answer_stored(api_request *r, const char *sco
                                                  const char *payment_id)
 {
     store_payment p;
-    store_result sr = store_payment_get(r->ctx->store, payment_id, r->arena, &p);
+    store_result sr = store_payment_get_of(r->ctx->store, r->merchant_id, payment_id, r->arena, &p);
     if (sr == STORE_UNAVAILABLE)
         return api_db_unavailable(r);
     if (sr != STORE_OK)
@@ -714,7 +714,7 @@ static enum MHD_Result api_payment_events(api_request *r, const char *id)
         return ret;
     store_history_entry *entries = NULL;
     size_t count = 0;
-    store_result sr = store_payment_history(r->ctx->store, id, r->arena, &entries, &count);
+    store_result sr = store_payment_history_of(r->ctx->store, r->merchant_id, id, r->arena, &entries, &count);
     if (sr == STORE_NOT_FOUND)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with id '%s'", id);
     if (sr == STORE_UNAVAILABLE)
@@ -733,7 +733,7 @@ static enum MHD_Result api_payment_get(api_request *r, const char *id)
     if (!api_payment_read_allowed(r, id, &ret))
         return ret;
     store_payment p;
-    store_result sr = store_payment_get(r->ctx->store, id, r->arena, &p);
+    store_result sr = store_payment_get_of(r->ctx->store, r->merchant_id, id, r->arena, &p);
     if (sr == STORE_NOT_FOUND)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with id '%s'", id);
     if (sr == STORE_UNAVAILABLE)
@@ -765,7 +765,8 @@ static enum MHD_Result api_payment_list(api_request *r)
         return api_db_unavailable(r);
     store_payment *rows = NULL;
     size_t n = 0;
-    store_result sr = store_payment_find_by_reference(r->ctx->store, reference, r->arena, &rows, &n);
+    store_result sr =
+        store_payment_find_by_reference(r->ctx->store, r->merchant_id, reference, r->arena, &rows, &n);
     if (sr == STORE_UNAVAILABLE)
         return api_db_unavailable(r);
     if (sr != STORE_OK)

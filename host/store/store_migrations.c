@@ -281,7 +281,6 @@ static const char migration_0009_flow_reconciler[] =
     "CREATE INDEX payments_operation_unscheduled ON payments (updated_at)\n"
     "    WHERE hold_due_at IS NULL AND pending_operation IS NOT NULL;\n";
 
-
 /* Issue 13: merchants. A merchant owns its API keys, payments and refunds.
  * Rows that exist before this version belong to the default merchant,
  * mer_default, which the upgrade creates (named "default"); the config's
@@ -294,7 +293,9 @@ static const char migration_0009_flow_reconciler[] =
  * key of today belongs to mer_default, so each live scope's 64 hex digits
  * become "mer_default" and a retry across the upgrade still finds its
  * first answer. Of several API keys that used one Idempotency-Key, the
- * oldest row moves; the others keep their old scope and expire. */
+ * oldest row moves; the others keep their old scope and expire.
+ * GET /v1/payments?reference= looks up a merchant's references: the
+ * reference index of version 4 becomes (merchant_id, reference). */
 static const char migration_0010_merchants[] =
     "CREATE TABLE merchants (\n"
     "    id text PRIMARY KEY CHECK (id ~ '^mer_[0-9a-z_]{1,40}$'),\n"
@@ -318,7 +319,10 @@ static const char migration_0010_merchants[] =
     "UPDATE idempotency_keys i SET scope = moved.to_scope FROM moved\n"
     "    WHERE i.scope = moved.scope AND i.key = moved.key AND moved.n = 1\n"
     "    AND NOT EXISTS (SELECT 1 FROM idempotency_keys o\n"
-    "                    WHERE o.scope = moved.to_scope AND o.key = moved.key);\n";
+    "                    WHERE o.scope = moved.to_scope AND o.key = moved.key);\n"
+    "DROP INDEX payments_reference;\n"
+    "CREATE INDEX payments_merchant_reference ON payments (merchant_id, reference)\n"
+    "    WHERE reference IS NOT NULL;\n";
 
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},

@@ -461,7 +461,8 @@ static void make_refund(const char *id, const char *rid, int64_t amount, pagofle
     pagoflex_arena *a = arena_new();
     store_refund f;
     store_payment p;
-    assert_int_equal(store_refund_create(g_store, rid, id, amount, NULL, NULL, a, &f, &p), STORE_OK);
+    assert_int_equal(store_refund_create(g_store, "mer_default", rid, id, amount, NULL, NULL, a, &f, &p),
+                     STORE_OK);
     if (state != ST(CREATED))
         assert_int_equal(store_refund_transition(g_store, rid, state, STORE_SOURCE_BANK_REPLY, NULL,
                                                  state == ST(PENDING) ? arena_printf(a, "rf_%s", rid) : NULL,
