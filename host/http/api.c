@@ -1255,7 +1255,7 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     if (r->route == METRICS_ROUTE_WEBHOOK && r->status >= 400)
         metrics_webhook_refused(r->connector, r->error_code);
     reqid_set_current(r->request_id, NULL);
-    admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id,
+    admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id, r->merchant_id,
                      toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     reqid_set_current(NULL, NULL);
     arena_free(r->arena);

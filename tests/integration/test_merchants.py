@@ -223,6 +223,17 @@ class Merchants(unittest.TestCase):
                            extra={"Idempotency-Key": "other-%s" % uuid.uuid4().hex})
         self.assertEqual(stolen.status, 404, stolen)
 
+    def test_access_log_names_the_merchant(self):
+        rid = "mer-" + uuid.uuid4().hex
+        r = self.call(self.ka, "GET", "/v1/payments/pay_nope", extra={"X-Request-Id": rid})
+        self.assertEqual(r.status, 404)
+        deadline = time.time() + 5
+        while time.time() < deadline and ("request_id=" + rid) not in self.env.log():
+            time.sleep(0.05)
+        (line,) = [x for x in self.env.log().splitlines() if " access " in x and "request_id=" + rid in x]
+        self.assertIn(" key=%s merchant=%s " % (self.ka[:16], self.a), line)
+        self.assertNotIn(self.ka, self.env.log())
+
     def test_disabled_merchant_is_refused_at_once_on_every_host(self):
         mid, key = self.create_merchant("Shop D")
         pid = self.pay(key)

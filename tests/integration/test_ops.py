@@ -147,7 +147,7 @@ class RequestIds(unittest.TestCase):
         access = [line for line in lines if " access " in line]
         self.assertEqual(len(access), 1, lines)
         self.assertRegex(access[0], r"access method=POST route=payment_create status=201 duration_ms=[0-9.]+ "
-                                    r"key=config completed=true request_id=" + rid + "$")
+                                    r"key=config merchant=mer_default completed=true request_id=" + rid + "$")
         self.assertNotIn(env.api_key, env.log())
 
     def test_every_error_body_names_the_request(self):
@@ -187,8 +187,8 @@ class JsonLogs(unittest.TestCase):
             records = [json.loads(line) for line in env.log().splitlines() if line.strip()]
             self.assertTrue(all({"ts", "level", "pid", "msg"} <= set(rec) for rec in records))
             (access,) = [rec for rec in records if rec.get("request_id") == rid and rec["msg"] == "access"]
-            self.assertEqual((access["method"], access["route"], access["status"], access["key"]),
-                             ("GET", "payment_get", 404, "config"))
+            self.assertEqual((access["method"], access["route"], access["status"], access["key"],
+                              access["merchant"]), ("GET", "payment_get", 404, "config", "mer_default"))
             self.assertIsInstance(float(access["duration_ms"]), float)
         finally:
             env.close()
