@@ -23,11 +23,13 @@
 #include <cmocka.h>
 #include <libpq-fe.h>
 
+#include "apikey.h"
 #include "arena.h"
 #include "payment.h"
 #include "store.h"
 #include "store_flows.h"
 #include "store_janitor.h"
+#include "store_merchant.h"
 #include "pgtest.h"
 #include "store_migrations.h"
 
@@ -1274,6 +1276,75 @@ static void test_merchant_scoped_calls(void **unused)
     arena_free(a);
 }
 
+/* A merchant is made with its first key; disabling it refuses its keys
+ * (apikey_verify) from the next call on, and only its keys. */
+static void test_merchant_accounts(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    char id[STORE_MERCHANT_ID_LEN + 1], id2[STORE_MERCHANT_ID_LEN + 1], err[256];
+    char who[APIKEY_MERCHANT_MAX + 1];
+    apikey_created k, k2, more;
+    bool valid = false;
+    assert_int_equal(store_merchant_new_id(id), 0);
+    assert_int_equal(strlen(id), STORE_MERCHANT_ID_LEN);
+    assert_memory_equal(id, "mer_", 4);
+    for (size_t i = 4; i < STORE_MERCHANT_ID_LEN; i++)
+        assert_non_null(strchr("0123456789abcdefghijklmnopqrstuvwxyz", id[i]));
+    assert_false(store_merchant_name_ok(""));
+    assert_false(store_merchant_name_ok("tab\there"));
+    assert_true(store_merchant_name_ok("Shop A"));
+
+    long merchants = count_rows("SELECT count(*) FROM merchants", NULL);
+    assert_int_equal(apikey_create_merchant(g_store, "bad\nname", "first", id, &k, err, sizeof err),
+                     STORE_ERROR);
+    assert_int_equal(apikey_create_merchant(g_store, "Shop A", "", id, &k, err, sizeof err), STORE_ERROR);
+    assert_int_equal(count_rows("SELECT count(*) FROM merchants", NULL), merchants);
+    assert_int_equal(apikey_create_merchant(g_store, "Shop A", "first", id, &k, err, sizeof err), STORE_OK);
+    assert_int_equal(apikey_create_merchant(g_store, "Shop C", "first", id2, &k2, err, sizeof err), STORE_OK);
+    assert_string_not_equal(id, id2);
+    assert_int_equal(count_rows("SELECT count(*) FROM api_keys WHERE merchant_id = $1", id), 1);
+    assert_int_equal(apikey_create(g_store, id, "second", &more, err, sizeof err), STORE_OK);
+    assert_int_equal(apikey_create(g_store, "mer_nope", "x", &more, err, sizeof err), STORE_NOT_FOUND);
+    assert_non_null(strstr(err, "mer_nope"));
+
+    store_merchant m;
+    assert_int_equal(store_merchant_get(g_store, id, a, &m), STORE_OK);
+    assert_string_equal(m.name, "Shop A");
+    assert_null(m.disabled_at);
+    assert_true(is_rfc3339_ms(m.created_at));
+    assert_int_equal(store_merchant_get(g_store, "mer_nope", a, &m), STORE_NOT_FOUND);
+    store_merchant *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_merchant_list(g_store, a, &list, &n), STORE_OK);
+    assert_int_equal((long)n, merchants + 2);
+    assert_string_equal(list[0].id, STORE_MERCHANT_DEFAULT);
+
+    assert_int_equal(apikey_verify(g_store, k.key, &valid, who), STORE_OK);
+    assert_true(valid);
+    assert_string_equal(who, id);
+    const char *at = NULL, *again = NULL;
+    assert_int_equal(store_merchant_disable(g_store, id, a, &at), STORE_OK);
+    assert_true(is_rfc3339_ms(at));
+    assert_int_equal(apikey_verify(g_store, k.key, &valid, who), STORE_OK);
+    assert_false(valid);
+    assert_string_equal(who, "");
+    assert_int_equal(apikey_verify(g_store, more.key, &valid, who), STORE_OK);
+    assert_false(valid);
+    assert_int_equal(apikey_verify(g_store, k2.key, &valid, who), STORE_OK); /* another merchant's: served */
+    assert_true(valid);
+    assert_string_equal(who, id2);
+    assert_int_equal(store_merchant_disable(g_store, id, a, &again), STORE_CONFLICT);
+    assert_string_equal(again, at);
+    assert_int_equal(apikey_create(g_store, id, "late", &more, err, sizeof err), STORE_NOT_FOUND);
+    assert_int_equal(store_merchant_disable(g_store, "mer_nope", a, &at), STORE_NOT_FOUND);
+    assert_int_equal(store_merchant_disable(g_store, STORE_MERCHANT_DEFAULT, a, &at), STORE_ERROR);
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM merchants WHERE id = 'mer_default' AND disabled_at IS NULL", NULL),
+        1);
+    arena_free(a);
+}
+
 /* The look-up by reference is served by the (merchant_id, reference) index. */
 static void test_reference_index_by_merchant(void **unused)
 {
@@ -1343,6 +1414,7 @@ int main(void)
         cmocka_unit_test(test_refund_race),
         cmocka_unit_test(test_merchant_scoped_calls),
         cmocka_unit_test(test_reference_index_by_merchant),
+        cmocka_unit_test(test_merchant_accounts),
         cmocka_unit_test(test_insert_duplicate),
         cmocka_unit_test(test_insert_check_refused),
         cmocka_unit_test(test_transitions),
