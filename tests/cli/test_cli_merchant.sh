@@ -15,7 +15,7 @@ DB=pf_cli_merchant_$$
 WORK=$(mktemp -d /tmp/test_cli_merchant.XXXXXX)
 sql() { psql -X -qAt -v ON_ERROR_STOP=1 -d "${PAGOFLEX_PG/dbname=postgres/dbname=$DB}" -c "$1"; }
 psql -X -q -d "$PAGOFLEX_PG" -c "CREATE DATABASE $DB"
-trap 'rm -rf "$WORK"; psql -X -q -d "$PAGOFLEX_PG" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"' EXIT
+trap 'cd /; rm -rf "$WORK"; psql -X -q -d "$PAGOFLEX_PG" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"' EXIT
 export PAGOFLEX_DATABASE=${PAGOFLEX_PG/dbname=postgres/dbname=$DB}
 cd "$WORK"
 
