@@ -1003,10 +1003,10 @@ static void test_hot_statements_keep_a_generic_plan(void **unused)
 {
     (void)unused;
     enum { N = 12 };
-    static const char fill[] = "INSERT INTO payments (merchant_id, id, connector, amount, currency, state,"
-                               " provider_reference_id) SELECT 'mer_default', 'pay_plan_bulk_' || g, 'BANCO_X',"
-                               " 1000, 'EUR', 'succeeded', 'bx_plan_bulk_' || g FROM generate_series(1, 50000) g;"
-                               " ANALYZE payments";
+    static const char fill[] = "INSERT INTO payments (merchant_id, id, connector, amount, currency,"
+                               " state, provider_reference_id) SELECT 'mer_default',"
+                               " 'pay_plan_bulk_' || g, 'BANCO_X', 1000, 'EUR', 'succeeded',"
+                               " 'bx_plan_bulk_' || g FROM generate_series(1, 50000) g; ANALYZE payments";
     PGresult *bulk = PQexec(g_check, fill);
     assert_int_equal(PQresultStatus(bulk), PGRES_COMMAND_OK);
     PQclear(bulk);
