@@ -122,11 +122,11 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     rc = janitor_purge(&c, "janitor: expired idempotency keys", sql_purge_keys, 1, NULL, lim,
                        &n.idempotency_keys, &n.more);
     if (rc == STORE_OK && lim->webhook_event_retention_days > 0)
-        rc = janitor_purge(&c, "janitor: old webhook events", store_janitor_sql_purge_events, 3, events, lim,
-                           &n.webhook_events, &n.more);
+        rc = janitor_purge(&c, "janitor: old webhook events", store_janitor_sql_purge_events, 3, events,
+                           lim, &n.webhook_events, &n.more);
     if (rc == STORE_OK && lim->payment_history_retention_days > 0)
-        rc = janitor_purge(&c, "janitor: old payment history", store_janitor_sql_purge_history, 3, history, lim,
-                           &n.payment_history, &n.more);
+        rc = janitor_purge(&c, "janitor: old payment history", store_janitor_sql_purge_history, 3,
+                           history, lim, &n.payment_history, &n.more);
 
 done:
     if (locked && !c.broken) {

@@ -361,7 +361,7 @@ static const store_migration migration_list[] = {
      migration_0009_flow_reconciler},
     {10, "merchants: merchant accounts owning API keys, payments and refunds",
      migration_0010_merchants},
-    {16, "hot path: drop payments_state_updated, webhook_events_payment and the history and event foreign keys",
+    {16, "hot path: fewer indexes and foreign keys on payments, events and history",
      migration_0016_hot_path_indexes},
 };
 
