@@ -894,7 +894,7 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     case STORE_OK: {
         if (applied)
             metrics_payment_outcome(r->connector, (int)p.state);
-        log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
+        log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
         return api_reply(r, MHD_HTTP_OK,
                          json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
@@ -1255,8 +1255,9 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     if (r->route == METRICS_ROUTE_WEBHOOK && r->status >= 400)
         metrics_webhook_refused(r->connector, r->error_code);
     reqid_set_current(r->request_id, NULL);
-    admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id, r->merchant_id,
-                     toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (r->ctx->cfg->access_log)
+        admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id,
+                         r->merchant_id, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     reqid_set_current(NULL, NULL);
     arena_free(r->arena);
     free(r->body);

@@ -324,6 +324,30 @@ static const char migration_0010_merchants[] =
     "CREATE INDEX payments_merchant_reference ON payments (merchant_id, reference)\n"
     "    WHERE reference IS NOT NULL;\n";
 
+/* Issue 16: fewer index entries and foreign-key checks per payment and per
+ * webhook, each one that goes found to earn nothing on the hot path.
+ * - payments_state_updated (state, updated_at) took an entry on the insert
+ *   and on every move of every payment (updated_at changes, so no update
+ *   is HOT); the claims use payments_due/payments_unscheduled, and its last
+ *   reader, the requires_review gauge of GET /metrics, gets a partial index
+ *   that holds only the payments in review.
+ * - webhook_events_payment (payment_id): no statement looks events up by
+ *   payment (the retention purge walks webhook_events_received_at and joins
+ *   payments by their key), and payments are never deleted, so no foreign
+ *   key check needs it either.
+ * - The foreign keys of payment_history and webhook_events to payments ran
+ *   a look-up and a KEY SHARE lock of the payment for every row written.
+ *   Both tables are only written by statements that take the payment id
+ *   from the payment row they have just written or locked (store.c,
+ *   store_flows.c, store_orphan.c attach), and no payment is ever deleted,
+ *   so the check could never fail. */
+static const char migration_0016_hot_path_indexes[] =
+    "DROP INDEX payments_state_updated;\n"
+    "CREATE INDEX payments_review ON payments (updated_at) WHERE state = 'requires_review';\n"
+    "DROP INDEX webhook_events_payment;\n"
+    "ALTER TABLE payment_history DROP CONSTRAINT payment_history_payment_id_fkey;\n"
+    "ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_payment_id_fkey;\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -341,6 +365,8 @@ static const store_migration migration_list[] = {
      migration_0009_flow_reconciler},
     {10, "merchants: merchant accounts owning API keys, payments and refunds",
      migration_0010_merchants},
+    {16, "hot path: fewer indexes and foreign keys on payments, events and history",
+     migration_0016_hot_path_indexes},
 };
 
 const store_migration *store_migrations(size_t *count)

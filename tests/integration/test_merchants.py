@@ -18,6 +18,7 @@ from harness import Env, http, record_secret  # noqa: E402
 
 FAST = """
 bank_timeout_ms = 1500;
+access_log = true;  # test_access_log_names_the_merchant reads it
 reconcile_interval_ms = 100;
 retry_base_ms = 200;
 retry_max_ms = 800;

@@ -24,7 +24,9 @@
 #include "store.h"
 #include "store_flows.h"
 #include "store_internal.h"
+#include "store_janitor.h"
 #include "store_recon.h"
+#include "store_stats.h"
 
 #define ST(x) PAGOFLEX_STATE_##x
 
@@ -425,6 +427,25 @@ static void test_hot_statements_use_indexes(void **unused)
     assert_no_seq_scan_on_payments("the webhook look-up by bank id", plan);
     assert_uses("the webhook look-up by bank id", plan,
                 "Index Scan using payments_connector_provider_ref on payments");
+    free(plan);
+
+    /* Issue 16 dropped payments_state_updated: the gauges of GET /metrics
+     * count by the claim's indexes and payments_review, and the retention
+     * purges find old rows by age and their payments by key. */
+    plan = explain(store_stats_sql, 3, "'60000', '1000', '60000'", false);
+    fprintf(stderr, "metrics gauges, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the metrics gauges", plan);
+    assert_uses("the requires_review gauge", plan, "payments_review");
+    free(plan);
+    plan = explain(store_janitor_sql_purge_events, 3, "'1000', '30', '{succeeded,failed,canceled}'", false);
+    fprintf(stderr, "purge of old webhook events, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the event purge", plan);
+    assert_uses("the event purge", plan, "payments_pkey");
+    free(plan);
+    plan = explain(store_janitor_sql_purge_history, 3, "'1000', '30', '{succeeded,failed,canceled}'", false);
+    fprintf(stderr, "purge of old payment history, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the history purge", plan);
+    assert_uses("the history purge", plan, "payments_pkey");
     free(plan);
 
     /* And the claim takes them, quickly. */
