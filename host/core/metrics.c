@@ -40,7 +40,7 @@ static const unsigned metrics_codes[] = {200, 201, 202, 204, 301, 302, 304, 400,
 static const char *const metrics_route_names[METRICS_ROUTE_COUNT] = {
     "payment_create", "payment_get", "webhook", "connectors", "healthz", "metrics",
     "payment_list", "payment_events", "livez", "readyz", "payment_capture", "payment_cancel",
-    "refund_create", "refund_get", "refund_list", "other"};
+    "refund_create", "refund_get", "refund_list", "webhook_endpoints", "other"};
 
 const char *metrics_route_name(metrics_route route)
 {

@@ -33,6 +33,7 @@ typedef enum metrics_route {
     METRICS_ROUTE_REFUND_CREATE,      /* POST /v1/refunds */
     METRICS_ROUTE_REFUND_GET,         /* GET /v1/refunds/{id} */
     METRICS_ROUTE_REFUND_LIST,        /* GET /v1/refunds?payment_id= */
+    METRICS_ROUTE_WEBHOOK_ENDPOINTS,  /* /v1/webhook_endpoints[/...] (api_endpoints.c) */
     METRICS_ROUTE_OTHER,              /* no route matched (404, 405, 413, 431) */
     METRICS_ROUTE_COUNT
 } metrics_route;
