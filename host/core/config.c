@@ -330,6 +330,9 @@ static int config_notify(const config_t *cf, config *c, char *err, size_t errlen
     if (config_int(cf, "notify_secret_grace_s", 86400, 0, 30LL * 86400, &v, err, errlen))
         return -1;
     c->notify_secret_grace_s = (long)v;
+    if (config_int(cf, "notify_event_retention_days", 30, 0, 36500, &v, err, errlen))
+        return -1;
+    c->notify_event_retention_days = (long)v;
     if (config_bool(cf, "notify_allow_private_targets", false, &c->notify_allow_private_targets, err, errlen))
         return -1;
     config_setting_t *s = config_find(cf, "notify_retry_schedule_s");

@@ -75,6 +75,7 @@ typedef struct config {
     int notify_endpoint_max_in_flight; /* of those, to one endpoint */
     long notify_poll_interval_ms;    /* how often each worker looks for due deliveries */
     long notify_secret_grace_s;      /* a rotated-away secret keeps signing this long */
+    long notify_event_retention_days; /* delivered events kept (janitor; 0: forever) */
     int notify_allow_private_targets; /* allow loopback/private/link-local targets (dev, tests) */
 #define CONFIG_NOTIFY_RETRY_MAX 16
     long notify_retry_s[CONFIG_NOTIFY_RETRY_MAX]; /* delay before retry i+1 */

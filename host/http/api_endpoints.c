@@ -18,9 +18,17 @@
 #define ENDPOINT_ID_MAX 64
 
 const char *const api_endpoints_event_types[] = {
-    "payment.processing",       "payment.pending",  "payment.requires_action", "payment.requires_capture",
-    "payment.succeeded",        "payment.failed",   "payment.canceled",        "payment.requires_review",
-    "refund.succeeded",         "refund.failed",    NULL,
+    "payment.processing",
+    "payment.pending",
+    "payment.requires_action",
+    "payment.requires_capture",
+    "payment.succeeded",
+    "payment.failed",
+    "payment.canceled",
+    "payment.requires_review",
+    "refund.succeeded",
+    "refund.failed",
+    NULL,
 };
 
 static json_t *ep_str(const char *s)
@@ -44,9 +52,10 @@ static json_t *endpoint_json(const store_endpoint *e, const char *secret)
 
 static json_t *delivery_json(const store_delivery *d)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:s, s:s, s:o}", "id", d->id, "object",
-                     "webhook_delivery", "endpoint_id", d->endpoint_id, "event_id", d->event_id, "event_type",
-                     d->event_type, "status", d->status, "attempts", d->attempts, "last_http_status",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:s, s:s, s:o}", "id", d->id,
+                     "object", "webhook_delivery", "endpoint_id", d->endpoint_id, "event_id", d->event_id,
+                     "event_type", d->event_type, "status", d->status, "attempts", d->attempts,
+                     "last_http_status",
                      d->last_http_status ? json_integer(d->last_http_status) : json_null(), "last_error",
                      ep_str(d->last_error), "next_attempt_at", ep_str(d->next_attempt_at), "created_at",
                      d->created_at, "updated_at", d->updated_at, "delivered_at", ep_str(d->delivered_at));
@@ -89,9 +98,13 @@ static bool ep_events(api_request *r, json_t *root, const char **out, enum MHD_R
     if (!json_is_array(ev) || json_array_size(ev) == 0) {
         *ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "events",
                              "events must be a non-empty list of event types such as "
-                             "[\"payment.succeeded\"]; leave it out for every type");
+                             "[\"payment.succeeded\"]; leave it out (or [\"*\"]) for every type");
         return false;
     }
+    /* ["*"]: every type, as an endpoint without events shows it. */
+    if (json_array_size(ev) == 1 && json_is_string(json_array_get(ev, 0)) &&
+        strcmp(json_string_value(json_array_get(ev, 0)), "*") == 0)
+        return true;
     json_t *clean = json_array();
     size_t i;
     json_t *item;
@@ -159,8 +172,9 @@ static enum MHD_Result ep_create(api_request *r)
     unsigned char *sealed = NULL;
     size_t sealed_len = 0;
     if (!root || !json_is_object(root)) {
-        ret = api_req_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL, "request body must be a JSON object%s%s",
-                            root ? "" : ": ", root ? "" : jerr.text);
+        ret =
+            api_req_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
+                          "request body must be a JSON object%s%s", root ? "" : ": ", root ? "" : jerr.text);
         goto done;
     }
     if (!ep_known_fields(r, root, &ret))
@@ -172,7 +186,8 @@ static enum MHD_Result ep_create(api_request *r)
         goto done;
     }
     if (!json_is_string(url)) {
-        ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "url", "url must be a string");
+        ret =
+            api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "url", "url must be a string");
         goto done;
     }
     if (notify_target_check_url(json_string_value(url), ctx->cfg->notify_allow_private_targets != 0, err,
@@ -233,7 +248,8 @@ static enum MHD_Result ep_list(api_request *r)
 {
     store_endpoint *rows = NULL;
     size_t n = 0;
-    store_result sr = store_endpoint_list(api_req_ctx(r)->store, api_req_merchant(r), api_req_arena(r), &rows, &n);
+    store_result sr =
+        store_endpoint_list(api_req_ctx(r)->store, api_req_merchant(r), api_req_arena(r), &rows, &n);
     if (sr != STORE_OK)
         return ep_store_error(r, sr);
     json_t *data = json_array();
@@ -245,7 +261,8 @@ static enum MHD_Result ep_list(api_request *r)
 static enum MHD_Result ep_get(api_request *r, const char *id)
 {
     store_endpoint e;
-    store_result sr = store_endpoint_get(api_req_ctx(r)->store, api_req_merchant(r), id, api_req_arena(r), &e);
+    store_result sr =
+        store_endpoint_get(api_req_ctx(r)->store, api_req_merchant(r), id, api_req_arena(r), &e);
     if (sr == STORE_NOT_FOUND)
         return ep_not_found(r, id);
     if (sr != STORE_OK)
@@ -318,8 +335,8 @@ static enum MHD_Result ep_resend(api_request *r, const char *id, const char *del
     if (!new_id)
         return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     store_delivery d;
-    store_result sr = store_delivery_resend(api_req_ctx(r)->store, api_req_merchant(r), id, delivery_id, new_id,
-                                            api_req_arena(r), &d);
+    store_result sr = store_delivery_resend(api_req_ctx(r)->store, api_req_merchant(r), id, delivery_id,
+                                            new_id, api_req_arena(r), &d);
     if (sr == STORE_NOT_FOUND)
         return api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", "delivery_id",
                              "no delivery '%s' of webhook endpoint '%s'",

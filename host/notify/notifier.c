@@ -61,8 +61,8 @@ char *notifier_signature(const char *secret, const char *previous, const char *e
     size_t len = strlen(payload);
     if (!arena)
         return NULL;
-    if (stdwh_sign(arena_alloc, arena, secret, event_id, timestamp, (const unsigned char *)payload, len, &a) !=
-            PAGOFLEX_OK ||
+    if (stdwh_sign(arena_alloc, arena, secret, event_id, timestamp, (const unsigned char *)payload, len,
+                   &a) != PAGOFLEX_OK ||
         (previous && stdwh_sign(arena_alloc, arena, previous, event_id, timestamp,
                                 (const unsigned char *)payload, len, &b) != PAGOFLEX_OK))
         goto done;
@@ -164,15 +164,15 @@ static char *nf_sign(const store_notify_job *row, long long now, char *err, size
         snprintf(err, errlen, "this host holds no master key for endpoint secrets");
         return NULL;
     }
-    if (notify_secret_open(keys, row->endpoint_id, row->secrets.secret_enc, row->secrets.secret_enc_len, secret,
-                           err, errlen))
+    if (notify_secret_open(keys, row->endpoint_id, row->secrets.secret_enc, row->secrets.secret_enc_len,
+                           secret, err, errlen))
         goto done;
     if (row->secrets.previous_secret_enc) {
         /* A previous secret that no longer opens is dropped, not fatal. */
         char ignored[256];
-        have_previous = notify_secret_open(keys, row->endpoint_id, row->secrets.previous_secret_enc,
-                                           row->secrets.previous_secret_enc_len, previous, ignored,
-                                           sizeof ignored) == 0;
+        have_previous =
+            notify_secret_open(keys, row->endpoint_id, row->secrets.previous_secret_enc,
+                               row->secrets.previous_secret_enc_len, previous, ignored, sizeof ignored) == 0;
     }
     sig = notifier_signature(secret, have_previous ? previous : NULL, row->event_id, now, row->payload);
     if (!sig)
@@ -190,7 +190,8 @@ static void nf_launch(const store_notify_job *src)
     const config *cfg = nf.ctx->cfg;
     char err[300];
     nf_job *job = calloc(1, sizeof *job);
-    if (!job || !(job->arena = arena_new()) || nf_copy_row(job, src) != 0 || !(job->easy = curl_easy_init())) {
+    if (!job || !(job->arena = arena_new()) || nf_copy_row(job, src) != 0 ||
+        !(job->easy = curl_easy_init())) {
         log_warn("notify: out of memory; delivery %s is sent again once its lease ends", src->delivery_id);
         nf_job_free(job);
         return;
@@ -283,8 +284,8 @@ static size_t nf_claim(bool *full)
         counts[i]++;
     }
     long lease = cfg->notify_timeout_ms + NOTIFIER_LEASE_MARGIN_MS;
-    if (store_notify_claim(nf.ctx->store, room, cfg->notify_endpoint_max_in_flight, ids, counts, n, lease, arena,
-                           &rows, &got) != STORE_OK)
+    if (store_notify_claim(nf.ctx->store, room, cfg->notify_endpoint_max_in_flight, ids, counts, n, lease,
+                           arena, &rows, &got) != STORE_OK)
         goto done;
     for (size_t i = 0; i < got; i++)
         nf_launch(&rows[i]);

@@ -362,6 +362,7 @@ static const char migration_0012_notifications[] =
     "    created_at timestamptz NOT NULL DEFAULT now()\n"
     ");\n"
     "CREATE INDEX notify_events_object ON notify_events (object_id);\n"
+    "CREATE INDEX notify_events_created ON notify_events (created_at);\n"
     "CREATE SEQUENCE notify_claim_token_seq AS bigint;\n"
     "CREATE TABLE notify_deliveries (\n"
     "    id text PRIMARY KEY,\n"

@@ -12,18 +12,21 @@
 #include "log.h"
 #include "store_internal.h"
 
+/* clang-format off: SQL text reads better as written */
 /* The columns read into a store_endpoint (secrets aside), from alias `t`. */
-#define ENDPOINT_COLS(t)                                                                        \
-    t ".id, " t ".merchant_id, " t ".url, " t ".description, array_to_json(" t ".events)::text, " \
-    TS(t ".created_at") ", " TS(t ".updated_at") ", CASE WHEN " t ".previous_secret_enc IS NOT NULL" \
-    " AND " t ".previous_secret_expires_at > now() THEN " TS(t ".previous_secret_expires_at") " END"
+#define ENDPOINT_COLS(t)                                                                                     \
+    t ".id, " t ".merchant_id, " t ".url, " t ".description, array_to_json(" t ".events)::text, " TS(        \
+        t ".created_at") ", " TS(t ".updated_at") ", CASE WHEN " t ".previous_secret_enc IS NOT NULL"        \
+                                                  " AND " t ".previous_secret_expires_at > now() THEN " TS(  \
+                                                      t ".previous_secret_expires_at") " END"
 #define ENDPOINT_NCOLS 8
 
 /* The columns read into a store_delivery: d a delivery, ev its event. */
-#define DELIVERY_COLS                                                                             \
-    "d.id, d.event_id, ev.type, d.endpoint_id, d.status, d.attempts, COALESCE(d.last_http_status, 0), " \
-    "d.last_error, CASE WHEN d.status = 'pending' THEN " TS("d.next_attempt_at") " END, "          \
-    TS("d.created_at") ", " TS("d.updated_at") ", " TS("d.delivered_at")
+#define DELIVERY_COLS                                                                                        \
+    "d.id, d.event_id, ev.type, d.endpoint_id, d.status, d.attempts, COALESCE(d.last_http_status, 0), "      \
+    "d.last_error, CASE WHEN d.status = 'pending' THEN " TS("d.next_attempt_at") " END, " TS(                \
+        "d.created_at") ", " TS("d.updated_at") ", " TS("d.delivered_at")
+/* clang-format on */
 
 static store_result endpoint_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
 {
@@ -128,9 +131,10 @@ store_result store_endpoint_insert(store *s, const store_endpoint *e, pagoflex_a
                    endpoint_from_row, out);
 }
 
-static const char sql_endpoint_list[] = "SELECT " ENDPOINT_COLS("e") " FROM webhook_endpoints e"
-                                        " WHERE e.merchant_id = $1::text ORDER BY e.created_at, e.id"
-                                        " LIMIT 100";
+static const char sql_endpoint_list[] =
+    "SELECT " ENDPOINT_COLS("e") " FROM webhook_endpoints e"
+                                 " WHERE e.merchant_id = $1::text ORDER BY e.created_at, e.id"
+                                 " LIMIT 100";
 
 store_result store_endpoint_list(store *s, const char *merchant_id, pagoflex_arena *arena,
                                  store_endpoint **out, size_t *count)
@@ -140,11 +144,12 @@ store_result store_endpoint_list(store *s, const char *merchant_id, pagoflex_are
                           endpoint_from_row, (void **)out, count);
 }
 
-static const char sql_endpoint_get[] = "SELECT " ENDPOINT_COLS("e") " FROM webhook_endpoints e"
-                                       " WHERE e.id = $1::text AND e.merchant_id = $2::text";
+static const char sql_endpoint_get[] =
+    "SELECT " ENDPOINT_COLS("e") " FROM webhook_endpoints e"
+                                 " WHERE e.id = $1::text AND e.merchant_id = $2::text";
 
-store_result store_endpoint_get(store *s, const char *merchant_id, const char *id,
-                                pagoflex_arena *arena, store_endpoint *out)
+store_result store_endpoint_get(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                store_endpoint *out)
 {
     const char *const params[] = {id, merchant_id};
     return one_row(s, "endpoint get", sql_endpoint_get, 2, params, arena, sizeof *out, endpoint_from_row,
@@ -170,8 +175,8 @@ static const char sql_endpoint_secrets[] =
     " THEN encode(e.previous_secret_enc, 'hex') END"
     " FROM webhook_endpoints e WHERE e.id = $1::text AND e.merchant_id = $2::text";
 
-store_result store_endpoint_secrets(store *s, const char *merchant_id, const char *id,
-                                    pagoflex_arena *arena, store_endpoint *out)
+store_result store_endpoint_secrets(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                    store_endpoint *out)
 {
     PGresult *r = NULL;
     const char *const params[] = {id, merchant_id};
@@ -307,7 +312,8 @@ static const char sql_notify_claim[] =
     " SELECT upd.id, upd.claim_token, upd.attempts, upd.event_id, ev.type, ev.payload, e.id, e.url,"
     " encode(e.secret_enc, 'hex'),"
     " CASE WHEN e.previous_secret_expires_at > now() THEN encode(e.previous_secret_enc, 'hex') END"
-    " FROM upd JOIN notify_events ev ON ev.id = upd.event_id JOIN webhook_endpoints e ON e.id = upd.endpoint_id";
+    " FROM upd JOIN notify_events ev ON ev.id = upd.event_id JOIN webhook_endpoints e ON e.id = "
+    "upd.endpoint_id";
 
 static store_result job_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
 {
@@ -321,8 +327,7 @@ static store_result job_from_row(const PGresult *r, int row, pagoflex_arena *are
     j.payload = store_row_text(r, row, 5, arena, &oom);
     j.endpoint_id = store_row_text(r, row, 6, arena, &oom);
     j.url = store_row_text(r, row, 7, arena, &oom);
-    if (oom ||
-        bytes_from_hex(r, row, 8, arena, &j.secrets.secret_enc, &j.secrets.secret_enc_len) ||
+    if (oom || bytes_from_hex(r, row, 8, arena, &j.secrets.secret_enc, &j.secrets.secret_enc_len) ||
         bytes_from_hex(r, row, 9, arena, &j.secrets.previous_secret_enc,
                        &j.secrets.previous_secret_enc_len)) {
         log_error("store: cannot read a claimed delivery (out of memory)");
@@ -358,8 +363,8 @@ static char *array_literal(pagoflex_arena *arena, const char *const *items, size
 }
 
 store_result store_notify_claim(store *s, int limit, int per_endpoint, const char *const *busy_ids,
-                                const int *busy_counts, size_t busy_n, long lease_ms,
-                                pagoflex_arena *arena, store_notify_job **out, size_t *count)
+                                const int *busy_counts, size_t busy_n, long lease_ms, pagoflex_arena *arena,
+                                store_notify_job **out, size_t *count)
 {
     char cap[16], lim[16], lease[24];
     for (size_t i = 0; i < busy_n; i++)
@@ -384,8 +389,8 @@ static const char sql_notify_finish[] =
     " next_attempt_at = CASE WHEN $3::text = 'pending' THEN now() + $6::bigint * interval '1 millisecond' END"
     " WHERE id = $1::text AND claim_token = $2::bigint RETURNING id";
 
-store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token,
-                                 const char *status, int http_status, const char *error, long retry_ms)
+store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token, const char *status,
+                                 int http_status, const char *error, long retry_ms)
 {
     char token[24], code[16], retry[24];
     snprintf(token, sizeof token, "%" PRId64, claim_token);

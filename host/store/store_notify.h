@@ -25,9 +25,9 @@ typedef struct store_endpoint {
     const char *id;
     const char *merchant_id;
     const char *url;
-    const char *description;  /* or NULL */
-    const char *events_json;  /* JSON array of event types, or NULL: every type */
-    const char *created_at;   /* RFC 3339, UTC */
+    const char *description; /* or NULL */
+    const char *events_json; /* JSON array of event types, or NULL: every type */
+    const char *created_at;  /* RFC 3339, UTC */
     const char *updated_at;
     const char *previous_secret_expires_at; /* while a replaced secret still signs, else NULL */
     /* The encrypted secrets (secrets_encrypt file images); only
@@ -45,8 +45,8 @@ typedef struct store_delivery {
     const char *endpoint_id;
     const char *status; /* pending | succeeded | failed */
     int attempts;
-    int last_http_status; /* 0: no HTTP answer yet */
-    const char *last_error; /* or NULL */
+    int last_http_status;        /* 0: no HTTP answer yet */
+    const char *last_error;      /* or NULL */
     const char *next_attempt_at; /* pending: when it is tried (again), else NULL */
     const char *created_at;
     const char *updated_at;
@@ -76,16 +76,16 @@ store_result store_endpoint_list(store *s, const char *merchant_id, pagoflex_are
                                  store_endpoint **out, size_t *count);
 
 /* One of the merchant's endpoints; STORE_NOT_FOUND if it has none by that id. */
-store_result store_endpoint_get(store *s, const char *merchant_id, const char *id,
-                                pagoflex_arena *arena, store_endpoint *out);
+store_result store_endpoint_get(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                store_endpoint *out);
 
 /* Delete the endpoint and its delivery log. STORE_NOT_FOUND as above. */
 store_result store_endpoint_delete(store *s, const char *merchant_id, const char *id);
 
 /* The endpoint's encrypted secrets (secret_enc, previous_secret_enc while
  * it still signs) into *out. STORE_NOT_FOUND as above. */
-store_result store_endpoint_secrets(store *s, const char *merchant_id, const char *id,
-                                    pagoflex_arena *arena, store_endpoint *out);
+store_result store_endpoint_secrets(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                    store_endpoint *out);
 
 /* Rotate: the current secret becomes the previous one, signing beside
  * new_secret_enc for grace_s seconds (a secret replaced before is dropped).
@@ -115,14 +115,14 @@ store_result store_delivery_resend(store *s, const char *merchant_id, const char
  * its outcome is recorded first, with a new claim token and one more
  * attempt. */
 store_result store_notify_claim(store *s, int limit, int per_endpoint, const char *const *busy_ids,
-                                const int *busy_counts, size_t busy_n, long lease_ms,
-                                pagoflex_arena *arena, store_notify_job **out, size_t *count);
+                                const int *busy_counts, size_t busy_n, long lease_ms, pagoflex_arena *arena,
+                                store_notify_job **out, size_t *count);
 
 /* Record an attempt's outcome, fenced by the claim token: status
  * "succeeded", "failed" (no retry left) or "pending" (retry in retry_ms).
  * http_status 0 when there was no HTTP answer; error NULL on success.
  * STORE_CONFLICT when the claim is no longer ours (nothing written). */
-store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token,
-                                 const char *status, int http_status, const char *error, long retry_ms);
+store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token, const char *status,
+                                 int http_status, const char *error, long retry_ms);
 
 #endif
