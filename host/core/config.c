@@ -315,7 +315,7 @@ static int config_notify(const config_t *cf, config *c, char *err, size_t errlen
 {
     static const long default_retry_s[] = {5, 300, 1800, 7200, 18000, 36000, 50400};
     long long v;
-    if (config_int(cf, "notify_timeout_ms", 10000, 100, 120000, &v, err, errlen))
+    if (config_int(cf, "notify_timeout_ms", 15000, 100, 120000, &v, err, errlen))
         return -1;
     c->notify_timeout_ms = (long)v;
     if (config_int(cf, "notify_max_in_flight", 64, 1, 10000, &v, err, errlen))

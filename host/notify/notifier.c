@@ -39,6 +39,7 @@ static struct {
     pthread_mutex_t mu;
     bool running;
     atomic_bool stop;
+    unsigned seed; /* retry jitter (notifier thread only) */
     pthread_t thread;
     api_context *ctx;
     CURLM *multi;
@@ -118,11 +119,22 @@ static void nf_job_free(nf_job *job)
     free(job);
 }
 
-/* Record an attempt's outcome; a failure is retried on the schedule. */
-static void nf_record(const store_notify_job *row, bool ok, int http_status, const char *error)
+/* Record an attempt's outcome; a failure is retried on the schedule, with
+ * up to 10% jitter (so deliveries that failed together do not come back
+ * together), and no sooner than the answer's Retry-After (seconds, at most
+ * a day) says. A 410 Gone is not retried: the endpoint asked for no more. */
+static void nf_record(const store_notify_job *row, bool ok, int http_status, const char *error,
+                      long retry_after_s)
 {
     const config *cfg = nf.ctx->cfg;
-    long retry = ok ? 0 : notifier_retry_ms(cfg, row->attempts);
+    long retry = 0; /* ms; -1: no retry left */
+    if (!ok) {
+        retry = http_status == 410 ? -1 : notifier_retry_ms(cfg, row->attempts);
+        if (retry > 0)
+            retry += (long)(rand_r(&nf.seed) % (unsigned)(retry / 10 + 1));
+        if (retry > 0 && retry_after_s > 0 && retry_after_s * 1000 > retry)
+            retry = (retry_after_s > 86400 ? 86400 : retry_after_s) * 1000;
+    }
     const char *status = ok ? "succeeded" : retry < 0 ? "failed" : "pending";
     store_result sr = store_notify_finish(nf.ctx->store, row->delivery_id, row->claim_token, status,
                                           http_status, ok ? NULL : error, retry < 0 ? 0 : retry);
@@ -198,7 +210,7 @@ static void nf_launch(const store_notify_job *src)
     }
     job->allow_private = cfg->notify_allow_private_targets != 0;
     if (notify_target_check_url(job->row.url, job->allow_private, err, sizeof err) != 0) {
-        nf_record(&job->row, false, 0, err);
+        nf_record(&job->row, false, 0, err, 0);
         nf_job_free(job);
         return;
     }
@@ -206,7 +218,7 @@ static void nf_launch(const store_notify_job *src)
     char *sig = nf_sign(src, now, err, sizeof err);
     if (!sig) {
         log_warn("notify: delivery %s to endpoint %s not sent: %s", src->delivery_id, src->endpoint_id, err);
-        nf_record(&job->row, false, 0, err);
+        nf_record(&job->row, false, 0, err, 0);
         nf_job_free(job);
         return;
     }
@@ -228,7 +240,7 @@ static void nf_launch(const store_notify_job *src)
     ok = ok && curl_easy_setopt(e, CURLOPT_URL, job->row.url) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
     if (!ok) {
-        nf_record(&job->row, false, 0, "the URL could not be used");
+        nf_record(&job->row, false, 0, "the URL could not be used", 0);
         nf_job_free(job);
         return;
     }
@@ -245,7 +257,7 @@ static void nf_launch(const store_notify_job *src)
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, job);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)job);
     if (curl_multi_add_handle(nf.multi, e) != CURLM_OK) {
-        nf_record(&job->row, false, 0, "the request could not be started");
+        nf_record(&job->row, false, 0, "the request could not be started", 0);
         nf_job_free(job);
         return;
     }
@@ -307,8 +319,10 @@ static void nf_collect(void)
         CURLcode rc = msg->data.result;
         nf_job *job = NULL;
         long code = 0;
+        curl_off_t retry_after = 0;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&job);
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after);
         curl_multi_remove_handle(nf.multi, easy);
         for (nf_job **p = &nf.active; *p; p = &(*p)->next)
             if (*p == job) {
@@ -324,9 +338,11 @@ static void nf_collect(void)
                      job->refused_addr);
         else if (rc != CURLE_OK)
             snprintf(error, sizeof error, "%s", curl_easy_strerror(rc));
+        else if (code == 410)
+            snprintf(error, sizeof error, "HTTP 410: the endpoint is gone; not retried");
         else
             snprintf(error, sizeof error, "HTTP %ld", code);
-        nf_record(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error);
+        nf_record(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after);
         nf_job_free(job);
     }
 }
@@ -371,6 +387,7 @@ int notifier_start(api_context *ctx)
         return -1;
     }
     nf.ctx = ctx;
+    nf.seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     atomic_store(&nf.stop, false);
     if (!(nf.multi = curl_multi_init())) {
         pthread_mutex_unlock(&nf.mu);

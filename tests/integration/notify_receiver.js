@@ -2,7 +2,7 @@
 // with the official Standard Webhooks library (npm `standardwebhooks`, which
 // no one here wrote) against each secret the test configured for its path,
 // recorded as one JSON line, then answered as the path's mode says:
-// "ok" 200, "fail" 500, "hang" never.
+// "ok" 200, "fail" 500, "gone" 410, "hang" never.
 // Usage: node notify_receiver.js PORT_FILE RECORD_FILE CONFIG_FILE
 //   CONFIG_FILE: {"<path>": {"secrets": ["whsec_..."], "mode": "ok"}}, re-read
 //   on every request (the test rewrites it atomically).
@@ -41,7 +41,7 @@ const server = http.createServer((req, res) => {
       }
     });
     const mode = conf.mode || "ok";
-    const status = mode === "fail" ? 500 : mode === "hang" ? 0 : 200;
+    const status = mode === "fail" ? 500 : mode === "gone" ? 410 : mode === "hang" ? 0 : 200;
     fs.appendFileSync(recordFile, JSON.stringify({
       path, method: req.method, headers, contentType: req.headers["content-type"] || null,
       body, verified, status, at: Date.now(),

@@ -328,6 +328,17 @@ class NotifyTest(NotifyBase, unittest.TestCase):
         self.assertEqual(ok[0]["headers"]["webhook-id"], log[0]["event_id"])
         endpoints(self.env, self.a, path="/" + ep["id"], method="DELETE")
 
+    def test_gone_endpoint_is_not_retried(self):
+        ep = self.make_endpoint("/gone", events=["payment.succeeded"], mode="gone")
+        pid = self.env.pay().json["id"]
+        self.env.wait_status(pid, ["succeeded"])
+        self.recv.wait(lambda: self.recv.records("/gone"), what="the attempt")
+        time.sleep(2.5)  # past the first two retries of [1, 1, 2]
+        self.assertEqual(len(self.recv.records("/gone")), 1)
+        log = endpoints(self.env, self.a, path="/%s/deliveries" % ep["id"]).json["data"]
+        self.assertEqual([(d["status"], d["attempts"], d["last_http_status"]) for d in log], [("failed", 1, 410)])
+        endpoints(self.env, self.a, path="/" + ep["id"], method="DELETE")
+
     def test_rotation_signs_with_both_secrets(self):
         ep = self.make_endpoint("/rotate", events=["payment.succeeded"])
         old = self.recv.conf["/rotate"]["secrets"][0]
