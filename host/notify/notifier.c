@@ -82,6 +82,52 @@ static long long nf_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int notifier_reseal_secrets(store *st, const notify_keys *keys)
+{
+    int done = 0;
+    char after[128] = ""; /* endpoints are paged by id */
+    for (;;) {
+        pagoflex_arena *arena = arena_new();
+        store_endpoint *rows = NULL;
+        size_t n = 0;
+        if (!arena ||
+            store_endpoint_sealed_elsewhere(st, keys->current.id, after, 100, arena, &rows, &n) != STORE_OK) {
+            arena_free(arena);
+            log_warn("notify: endpoint secrets under the previous master key could not be listed");
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            char err[300];
+            unsigned char *secret = NULL, *prev = NULL;
+            size_t secret_len = 0, prev_len = 0;
+            const store_endpoint *e = &rows[i];
+            if (notify_secret_reseal(keys, e->id, e->secret_enc, e->secret_enc_len, &secret, &secret_len, err,
+                                     sizeof err) != 0) {
+                log_warn("notify: the secret of webhook endpoint %s was not re-sealed: %s", e->id, err);
+                continue;
+            }
+            /* A previous secret neither key opens signs no more anyway: dropped. */
+            if (e->previous_secret_enc &&
+                notify_secret_reseal(keys, e->id, e->previous_secret_enc, e->previous_secret_enc_len, &prev,
+                                     &prev_len, err, sizeof err) != 0)
+                prev = NULL;
+            /* STORE_CONFLICT: changed meanwhile (rotate_secret, another worker). */
+            if (store_endpoint_reseal(st, e->id, e, secret, secret_len, prev, prev_len) == STORE_OK)
+                done++;
+            free(secret);
+            free(prev);
+        }
+        if (n > 0)
+            snprintf(after, sizeof after, "%s", rows[n - 1].id);
+        arena_free(arena);
+        if (n < 100)
+            break;
+    }
+    if (done > 0)
+        log_info("notify: %d webhook endpoint secret(s) re-sealed under the current master key", done);
+    return done;
+}
+
 /* Every connection of a delivery passes here with the address it is about
  * to use: the check against DNS rebinding. */
 static curl_socket_t nf_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
@@ -353,8 +399,11 @@ static void *nf_main(void *arg)
     const config *cfg = nf.ctx->cfg;
     long long next_claim = 0;
     int running = 0;
+    bool resealed = !nf.ctx->notify_keys || !nf.ctx->notify_keys->have_previous;
     while (!atomic_load(&nf.stop)) {
         long long now = nf_now_ms();
+        if (!resealed && api_db_ready(nf.ctx))
+            resealed = notifier_reseal_secrets(nf.ctx->store, nf.ctx->notify_keys) >= 0;
         if (now >= next_claim) {
             bool full = false;
             if (api_db_ready(nf.ctx))

@@ -25,6 +25,8 @@
 
 #include "api.h"
 #include "config.h"
+#include "notify_secret.h"
+#include "store.h"
 
 /* Added to notify_timeout_ms for the lease of a claim: time to record the
  * outcome after the attempt's deadline. */
@@ -39,6 +41,15 @@ int notifier_start(api_context *ctx);
  * lease runs out and they are sent again (at-least-once). A no-op when
  * none runs. */
 void notifier_stop(void);
+
+/* After a master key change: re-seal every endpoint secret that is not
+ * sealed under keys->current (opening it with the previous key), so the
+ * previous key can be retired. Returns how many endpoints were re-sealed,
+ * or -1 when the store failed (logged). A secret neither key opens is
+ * logged and left as it is. Each worker runs it once at start when
+ * previous_master_key_file is set; concurrent runs are harmless (each
+ * update is conditional on the row being unchanged). */
+int notifier_reseal_secrets(store *st, const notify_keys *keys);
 
 /* The delay in ms before the next attempt of a delivery whose attempt
  * number `attempts` (1 = the first) failed, or -1 when none is left. */

@@ -41,6 +41,17 @@ int notify_secret_seal(const notify_keys *keys, const char *endpoint_id, const c
                            out_len, err, errlen);
 }
 
+int notify_secret_reseal(const notify_keys *keys, const char *endpoint_id, const unsigned char *in,
+                         size_t in_len, unsigned char **out, size_t *out_len, char *err, size_t errlen)
+{
+    char secret[NOTIFY_SECRET_LEN + 1];
+    if (notify_secret_open(keys, endpoint_id, in, in_len, secret, err, errlen))
+        return -1;
+    int rc = notify_secret_seal(keys, endpoint_id, secret, out, out_len, err, errlen);
+    OPENSSL_cleanse(secret, sizeof secret);
+    return rc;
+}
+
 int notify_secret_open(const notify_keys *keys, const char *endpoint_id, const unsigned char *in,
                        size_t in_len, char out[NOTIFY_SECRET_LEN + 1], char *err, size_t errlen)
 {

@@ -39,4 +39,9 @@ int notify_secret_seal(const notify_keys *keys, const char *endpoint_id, const c
 int notify_secret_open(const notify_keys *keys, const char *endpoint_id, const unsigned char *in,
                        size_t in_len, char out[NOTIFY_SECRET_LEN + 1], char *err, size_t errlen);
 
+/* Re-seal a sealed secret under keys->current (opened with whichever key
+ * sealed it). *out malloc'd (caller frees). -1 with a reason in err. */
+int notify_secret_reseal(const notify_keys *keys, const char *endpoint_id, const unsigned char *in,
+                         size_t in_len, unsigned char **out, size_t *out_len, char *err, size_t errlen);
+
 #endif

@@ -219,6 +219,72 @@ store_result store_endpoint_rotate(store *s, const char *merchant_id, const char
                    endpoint_from_row, out);
 }
 
+/* $1 key id (hex), $2 limit, $3 the last id seen. The key id is at bytes
+ * 10-17 of a sealed image (secrets.h). */
+static const char sql_sealed_elsewhere[] =
+    "SELECT e.id, e.merchant_id, encode(e.secret_enc, 'hex'), encode(e.previous_secret_enc, 'hex')"
+    " FROM webhook_endpoints e WHERE e.id > $3::text"
+    " AND (substring(e.secret_enc FROM 10 FOR 8) <> decode($1::text, 'hex')"
+    " OR substring(e.previous_secret_enc FROM 10 FOR 8) <> decode($1::text, 'hex'))"
+    " ORDER BY e.id LIMIT $2::int";
+
+static store_result sealed_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
+{
+    store_endpoint e = {0};
+    bool oom = false;
+    e.id = store_row_text(r, row, 0, arena, &oom);
+    e.merchant_id = store_row_text(r, row, 1, arena, &oom);
+    if (oom || bytes_from_hex(r, row, 2, arena, &e.secret_enc, &e.secret_enc_len) ||
+        bytes_from_hex(r, row, 3, arena, &e.previous_secret_enc, &e.previous_secret_enc_len))
+        return STORE_ERROR;
+    *(store_endpoint *)out = e;
+    return STORE_OK;
+}
+
+store_result store_endpoint_sealed_elsewhere(store *s, const unsigned char key_id[8], const char *after,
+                                             int limit, pagoflex_arena *arena, store_endpoint **out,
+                                             size_t *count)
+{
+    char hex[17], lim[16];
+    hex_encode(key_id, 8, hex);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *const params[] = {hex, lim, after};
+    return store_run_rows(s, "endpoints sealed elsewhere", sql_sealed_elsewhere, 3, params, arena,
+                          sizeof **out, sealed_from_row, (void **)out, count);
+}
+
+static const char sql_endpoint_reseal[] =
+    "UPDATE webhook_endpoints SET secret_enc = decode($2::text, 'hex'),"
+    " previous_secret_enc = decode($3::text, 'hex')"
+    " WHERE id = $1::text AND secret_enc = decode($4::text, 'hex')"
+    " AND previous_secret_enc IS NOT DISTINCT FROM decode($5::text, 'hex') RETURNING id";
+
+store_result store_endpoint_reseal(store *s, const char *id, const store_endpoint *old,
+                                   const unsigned char *new_secret, size_t new_secret_len,
+                                   const unsigned char *new_prev, size_t new_prev_len)
+{
+    pagoflex_arena *a = arena_new();
+    if (!a)
+        return STORE_ERROR;
+    const char *const params[] = {
+        id,
+        hex_of(a, new_secret, new_secret_len),
+        new_prev ? hex_of(a, new_prev, new_prev_len) : NULL,
+        hex_of(a, old->secret_enc, old->secret_enc_len),
+        old->previous_secret_enc ? hex_of(a, old->previous_secret_enc, old->previous_secret_enc_len) : NULL,
+    };
+    store_result rc = STORE_ERROR;
+    PGresult *r = NULL;
+    if (params[1] && params[3] && (!new_prev || params[2]) && (!old->previous_secret_enc || params[4])) {
+        rc = store_run(s, "endpoint reseal", sql_endpoint_reseal, 5, params, false, &r);
+        if (rc == STORE_OK && PQntuples(r) == 0)
+            rc = STORE_CONFLICT;
+    }
+    PQclear(r);
+    arena_free(a);
+    return rc;
+}
+
 static const char sql_delivery_list[] =
     "SELECT " DELIVERY_COLS " FROM webhook_endpoints e"
     " JOIN notify_deliveries d ON d.endpoint_id = e.id JOIN notify_events ev ON ev.id = d.event_id"

@@ -94,6 +94,22 @@ store_result store_endpoint_rotate(store *s, const char *merchant_id, const char
                                    const unsigned char *new_secret_enc, size_t new_secret_enc_len,
                                    long grace_s, pagoflex_arena *arena, store_endpoint *out);
 
+/* During a master key rotation: at most `limit` endpoints (any merchant)
+ * with an id after `after` ("" for the first page), in id order, whose
+ * secret or previous secret is sealed under another key than the one
+ * whose 8-byte id is key_id (the file header's key id), with id,
+ * merchant_id and both sealed secrets set. */
+store_result store_endpoint_sealed_elsewhere(store *s, const unsigned char key_id[8], const char *after,
+                                             int limit, pagoflex_arena *arena, store_endpoint **out,
+                                             size_t *count);
+
+/* Replace endpoint `id`'s sealed secrets with the re-sealed ones (new_prev
+ * NULL: none), only while they are still old_secret / old_prev, so a
+ * rotate_secret meanwhile is not undone. STORE_CONFLICT when they changed. */
+store_result store_endpoint_reseal(store *s, const char *id, const store_endpoint *old,
+                                   const unsigned char *new_secret, size_t new_secret_len,
+                                   const unsigned char *new_prev, size_t new_prev_len);
+
 /* The endpoint's deliveries, newest first (at most STORE_NOTIFY_LIST_MAX).
  * STORE_NOT_FOUND when the merchant has no such endpoint. */
 store_result store_delivery_list(store *s, const char *merchant_id, const char *endpoint_id,

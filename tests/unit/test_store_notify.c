@@ -24,6 +24,8 @@
 #include "pgtest.h"
 #include "store.h"
 #include "store_janitor.h"
+#include "notifier.h"
+#include "notify_secret.h"
 #include "store_notify.h"
 
 static const char *g_admin; /* PAGOFLEX_PG */
@@ -283,6 +285,55 @@ static void test_janitor_purges_old_finished_events_only(void **unused)
     assert_int_equal(n.notify_events, 0);
 }
 
+static void test_master_key_rotation_reseals_endpoint_secrets(void **unused)
+{
+    (void)unused;
+    notify_keys old = {0}, both = {0}, fresh = {0};
+    char secret[NOTIFY_SECRET_LEN + 1], back[NOTIFY_SECRET_LEN + 1], err[256];
+    unsigned char *sealed = NULL, *sealed_prev = NULL;
+    size_t len = 0, len_prev = 0;
+    assert_int_equal(secrets_key_generate(&old.current), 0);
+    assert_int_equal(secrets_key_generate(&fresh.current), 0);
+    both.current = fresh.current;
+    both.previous = old.current;
+    both.have_previous = true;
+    assert_int_equal(notify_secret_new(secret), 0);
+    assert_int_equal(notify_secret_seal(&old, "we_k1", secret, &sealed, &len, err, sizeof err), 0);
+    assert_int_equal(notify_secret_seal(&old, "we_k1", "whsec_cGFnb2ZsZXgtdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2Q=",
+                                        &sealed_prev, &len_prev, err, sizeof err),
+                     0);
+    pagoflex_arena *a = arena_new();
+    store_endpoint e = {.id = "we_k1",
+                        .merchant_id = "mer_k",
+                        .url = "https://example.com/k",
+                        .secret_enc = sealed,
+                        .secret_enc_len = len},
+                   out;
+    assert_int_equal(store_endpoint_insert(g_store, &e, a, &out), STORE_OK);
+    assert_int_equal(store_endpoint_rotate(g_store, "mer_k", "we_k1", sealed_prev, len_prev, 3600, a, &out),
+                     STORE_OK);
+    /* Under the new key alone nothing opens yet; a host with both re-seals. */
+    store_endpoint got;
+    assert_int_equal(store_endpoint_secrets(g_store, "mer_k", "we_k1", a, &got), STORE_OK);
+    assert_int_not_equal(
+        notify_secret_open(&fresh, "we_k1", got.secret_enc, got.secret_enc_len, back, err, sizeof err), 0);
+    assert_int_equal(notifier_reseal_secrets(g_store, &both), 1);
+    assert_int_equal(notifier_reseal_secrets(g_store, &both), 0); /* done once */
+    assert_int_equal(store_endpoint_secrets(g_store, "mer_k", "we_k1", a, &got), STORE_OK);
+    assert_int_equal(
+        notify_secret_open(&fresh, "we_k1", got.secret_enc, got.secret_enc_len, back, err, sizeof err), 0);
+    assert_string_equal(back,
+                        "whsec_cGFnb2ZsZXgtdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2Q="); /* the rotated-to secret */
+    assert_non_null(got.previous_secret_enc);
+    assert_int_equal(notify_secret_open(&fresh, "we_k1", got.previous_secret_enc, got.previous_secret_enc_len,
+                                        back, err, sizeof err),
+                     0);
+    assert_string_equal(back, secret);
+    free(sealed);
+    free(sealed_prev);
+    arena_free(a);
+}
+
 static int group_setup(void **unused)
 {
     (void)unused;
@@ -307,7 +358,7 @@ static int group_setup(void **unused)
         return -1;
     PQsetNoticeProcessor(g_check, quiet, NULL);
     check_exec("INSERT INTO merchants (id, name) VALUES ('mer_t', 't'), ('mer_u', 'u'), ('mer_c', 'c'),"
-               " ('mer_d', 'd'), ('mer_m', 'm'), ('mer_n', 'n'), ('mer_j', 'j')");
+               " ('mer_d', 'd'), ('mer_m', 'm'), ('mer_n', 'n'), ('mer_j', 'j'), ('mer_k', 'k')");
     return 0;
 }
 
@@ -336,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_claims_cap_lease_and_fence),
         cmocka_unit_test(test_endpoints_are_their_merchants),
         cmocka_unit_test(test_janitor_purges_old_finished_events_only),
+        cmocka_unit_test(test_master_key_rotation_reseals_endpoint_secrets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
