@@ -119,6 +119,17 @@ void metrics_reload(void);
 /* A worker process was restarted after it died. */
 void metrics_worker_restart(void);
 
+/* Outcomes of one notification delivery attempt (notifier.c). */
+typedef enum metrics_notify_outcome {
+    METRICS_NOTIFY_DELIVERED = 0, /* 2xx */
+    METRICS_NOTIFY_RETRY,         /* failed; tried again later */
+    METRICS_NOTIFY_FAILED,        /* failed; no retry left (the delivery is failed) */
+    METRICS_NOTIFY_OUTCOMES
+} metrics_notify_outcome;
+
+/* One delivery attempt to a merchant's endpoint ended with `outcome`. */
+void metrics_notify_attempt(metrics_notify_outcome outcome);
+
 /* Render every series in Prometheus text exposition format 0.0.4 into a
  * malloc()ed, NUL-terminated buffer the caller frees: *text and *len are
  * written on success (0). On OOM returns -1 and writes nothing. Readers see

@@ -17,6 +17,7 @@
 
 #include "arena.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify_secret.h"
 #include "notify_target.h"
 #include "stdwebhooks.h"
@@ -182,6 +183,9 @@ static void nf_record(const store_notify_job *row, bool ok, int http_status, con
             retry = (retry_after_s > 86400 ? 86400 : retry_after_s) * 1000;
     }
     const char *status = ok ? "succeeded" : retry < 0 ? "failed" : "pending";
+    metrics_notify_attempt(ok          ? METRICS_NOTIFY_DELIVERED
+                           : retry < 0 ? METRICS_NOTIFY_FAILED
+                                       : METRICS_NOTIFY_RETRY);
     store_result sr = store_notify_finish(nf.ctx->store, row->delivery_id, row->claim_token, status,
                                           http_status, ok ? NULL : error, retry < 0 ? 0 : retry);
     if (sr == STORE_CONFLICT)

@@ -272,6 +272,9 @@ class NotifyTest(NotifyBase, unittest.TestCase):
         log = endpoints(self.env, self.a, path="/%s/deliveries" % ep_a["id"]).json["data"]
         self.assertEqual(sum(len(v) for v in expect.values()), len(log))
         self.assertTrue(all(d["status"] == "succeeded" and d["last_http_status"] == 200 for d in log), log)
+        delivered = [line for line in self.env.metrics().splitlines()
+                     if line.startswith('pagoflex_notify_attempts_total{outcome="delivered"}')]
+        self.assertGreaterEqual(int(delivered[0].split()[-1]), len(log), delivered)
         endpoints(self.env, self.b, path="/" + ep_b["id"], method="DELETE")
         endpoints(self.env, self.a, path="/" + ep_a["id"], method="DELETE")
 
