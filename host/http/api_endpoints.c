@@ -231,6 +231,12 @@ static enum MHD_Result ep_create(api_request *r)
                         .secret_enc_len = sealed_len};
     store_endpoint stored;
     store_result sr = store_endpoint_insert(ctx->store, &e, api_req_arena(r), &stored);
+    if (sr == STORE_CONFLICT) {
+        ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "endpoint_limit_reached", NULL,
+                            "a merchant may have at most %d webhook endpoints; delete one first",
+                            STORE_NOTIFY_ENDPOINTS_MAX);
+        goto done;
+    }
     if (sr != STORE_OK) {
         ret = ep_store_error(r, sr);
         goto done;

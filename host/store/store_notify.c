@@ -113,11 +113,13 @@ static char *hex_of(pagoflex_arena *arena, const unsigned char *bytes, size_t le
     return hex;
 }
 
+/* $7: the most endpoints a merchant may have. */
 static const char sql_endpoint_insert[] =
     "INSERT INTO webhook_endpoints AS e (id, merchant_id, url, description, events, secret_enc)"
-    " VALUES ($1::text, $2::text, $3::text, $4::text,"
+    " SELECT $1::text, $2::text, $3::text, $4::text,"
     " CASE WHEN $5::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text($5::jsonb)) END,"
-    " decode($6::text, 'hex'))"
+    " decode($6::text, 'hex')"
+    " WHERE (SELECT count(*) FROM webhook_endpoints o WHERE o.merchant_id = $2::text) < $7::int"
     " RETURNING " ENDPOINT_COLS("e");
 
 store_result store_endpoint_insert(store *s, const store_endpoint *e, pagoflex_arena *arena,
@@ -126,9 +128,12 @@ store_result store_endpoint_insert(store *s, const store_endpoint *e, pagoflex_a
     char *hex = hex_of(arena, e->secret_enc, e->secret_enc_len);
     if (!hex)
         return STORE_ERROR;
-    const char *const params[] = {e->id, e->merchant_id, e->url, e->description, e->events_json, hex};
-    return one_row(s, "endpoint insert", sql_endpoint_insert, 6, params, arena, sizeof *out,
-                   endpoint_from_row, out);
+    char max[16];
+    snprintf(max, sizeof max, "%d", STORE_NOTIFY_ENDPOINTS_MAX);
+    const char *const params[] = {e->id, e->merchant_id, e->url, e->description, e->events_json, hex, max};
+    store_result rc = one_row(s, "endpoint insert", sql_endpoint_insert, 7, params, arena, sizeof *out,
+                              endpoint_from_row, out);
+    return rc == STORE_NOT_FOUND ? STORE_CONFLICT : rc;
 }
 
 static const char sql_endpoint_list[] =

@@ -21,6 +21,11 @@
 /* Most rows one list answers. */
 #define STORE_NOTIFY_LIST_MAX 100
 
+/* Most endpoints one merchant may have: every state change writes one
+ * delivery per subscribed endpoint inside the payment's own transaction,
+ * so the fan-out is bounded. */
+#define STORE_NOTIFY_ENDPOINTS_MAX 16
+
 typedef struct store_endpoint {
     const char *id;
     const char *merchant_id;
@@ -67,7 +72,9 @@ typedef struct store_notify_job {
 } store_notify_job;
 
 /* Insert endpoint e (id, merchant_id, url, description, events_json and
- * secret_enc set by the caller). *out is the stored row. */
+ * secret_enc set by the caller). *out is the stored row. STORE_CONFLICT
+ * (nothing stored) when the merchant has STORE_NOTIFY_ENDPOINTS_MAX
+ * already. */
 store_result store_endpoint_insert(store *s, const store_endpoint *e, pagoflex_arena *arena,
                                    store_endpoint *out);
 

@@ -251,6 +251,20 @@ static void test_endpoints_are_their_merchants(void **unused)
     size_t n = 0;
     assert_int_equal(store_endpoint_list(g_store, "mer_n", a, &list, &n), STORE_OK);
     assert_int_equal(n, 0);
+    /* At most STORE_NOTIFY_ENDPOINTS_MAX per merchant: the fan-out of one change is bounded. */
+    for (int i = 0; i < STORE_NOTIFY_ENDPOINTS_MAX; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "we_n%d", i);
+        make_endpoint(id, "mer_n", NULL);
+    }
+    store_endpoint extra = {.id = "we_n_extra",
+                            .merchant_id = "mer_n",
+                            .url = "https://example.com/",
+                            .secret_enc = (const unsigned char *)"s",
+                            .secret_enc_len = 1};
+    assert_int_equal(store_endpoint_insert(g_store, &extra, a, &e), STORE_CONFLICT);
+    assert_int_equal(store_endpoint_list(g_store, "mer_n", a, &list, &n), STORE_OK);
+    assert_int_equal(n, STORE_NOTIFY_ENDPOINTS_MAX);
     assert_int_equal(store_endpoint_delete(g_store, "mer_m", "we_m1"), STORE_OK);
     arena_free(a);
 }
