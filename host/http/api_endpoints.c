@@ -348,13 +348,11 @@ static enum MHD_Result ep_resend(api_request *r, const char *id, const char *del
                              "no delivery '%s' of webhook endpoint '%s'",
                              textcheck_shown(api_req_arena(r), delivery_id, ENDPOINT_ID_MAX),
                              textcheck_shown(api_req_arena(r), id, ENDPOINT_ID_MAX));
-    if (sr == STORE_CONFLICT) {
-        json_t *doc = json_pack("{s:{s:s, s:s, s:s, s:s}}", "error", "code", "delivery_pending", "message",
-                                "a delivery of this event to this endpoint is still pending; it is sent "
-                                "without a resend",
-                                "field", "delivery_id", "pending_delivery_id", d.id);
-        return api_req_reply(r, MHD_HTTP_CONFLICT, doc);
-    }
+    if (sr == STORE_CONFLICT)
+        return api_req_error(r, MHD_HTTP_CONFLICT, "delivery_pending", "delivery_id",
+                             "delivery %s of this event to this endpoint is still pending; it is sent "
+                             "without a resend",
+                             d.id);
     if (sr != STORE_OK)
         return ep_store_error(r, sr);
     return api_req_reply(r, MHD_HTTP_ACCEPTED, delivery_json(&d));

@@ -321,12 +321,15 @@ class NotifyTest(NotifyBase, unittest.TestCase):
         self.assertEqual(log[0]["event_id"], recs[0]["headers"]["webhook-id"])
         time.sleep(2.5)
         self.assertEqual(len(self.recv.records("/fail")), 4)  # nothing after failed
-        # A manual resend: the same event (the same webhook-id), delivered once the endpoint answers.
-        self.recv.set("/fail", mode="ok")
+        # A manual resend: the same event (the same webhook-id); while it is
+        # pending (the endpoint hangs now) another resend is refused.
+        self.recv.set("/fail", mode="hang")
         r = endpoints(self.env, self.a, {}, path="/%s/deliveries/%s/resend" % (ep["id"], log[0]["id"]))
         self.assertEqual((r.status, r.json["event_id"], r.json["status"]), (202, log[0]["event_id"], "pending"), r)
         again = endpoints(self.env, self.a, {}, path="/%s/deliveries/%s/resend" % (ep["id"], log[0]["id"]))
-        self.assertIn(again.status, (202, 409), again)
+        self.assertEqual((again.status, again.json["error"]["code"]), (409, "delivery_pending"), again)
+        self.assertIn(r.json["id"], again.json["error"]["message"])
+        self.recv.set("/fail", mode="ok")  # its retry, after the hung attempt's timeout, is answered
         ok = self.recv.wait(lambda: [x for x in self.recv.records("/fail") if x["status"] == 200], what="resend")
         self.assertEqual(ok[0]["headers"]["webhook-id"], log[0]["event_id"])
         endpoints(self.env, self.a, path="/" + ep["id"], method="DELETE")
