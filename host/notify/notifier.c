@@ -317,14 +317,15 @@ static void nf_launch(const store_notify_job *src)
 }
 
 /* Claim what is due, within the per-worker and per-endpoint caps. Returns
- * the number claimed; *full when the claim was limited by its size. */
-static size_t nf_claim(bool *full)
+ * the number claimed, or -1 when there was no room to claim any (nothing
+ * asked); *full when the claim was limited by its size. */
+static long nf_claim(bool *full)
 {
     const config *cfg = nf.ctx->cfg;
     int room = cfg->notify_max_in_flight - nf.in_flight;
     *full = false;
     if (room <= 0)
-        return 0;
+        return -1;
     pagoflex_arena *arena = arena_new();
     if (!arena)
         return 0;
@@ -354,14 +355,14 @@ static size_t nf_claim(bool *full)
     *full = got == (size_t)room;
 done:
     arena_free(arena);
-    return got;
+    return (long)got;
 }
 
-/* Record every finished transfer. */
-static void nf_collect(void)
+/* Record every finished transfer; returns how many finished. */
+static int nf_collect(void)
 {
     CURLMsg *msg;
-    int left;
+    int left, finished = 0;
     while ((msg = curl_multi_info_read(nf.multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
@@ -394,7 +395,9 @@ static void nf_collect(void)
             snprintf(error, sizeof error, "HTTP %ld", code);
         nf_record(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after);
         nf_job_free(job);
+        finished++;
     }
+    return finished;
 }
 
 static void *nf_main(void *arg)
@@ -403,6 +406,7 @@ static void *nf_main(void *arg)
     const config *cfg = nf.ctx->cfg;
     long long next_claim = 0;
     int running = 0;
+    bool backlog = false; /* the last claim found due deliveries: more may wait behind the caps */
     bool resealed = !nf.ctx->notify_keys || !nf.ctx->notify_keys->have_previous;
     while (!atomic_load(&nf.stop)) {
         long long now = nf_now_ms();
@@ -410,13 +414,17 @@ static void *nf_main(void *arg)
             resealed = notifier_reseal_secrets(nf.ctx->store, nf.ctx->notify_keys) >= 0;
         if (now >= next_claim) {
             bool full = false;
-            if (api_db_ready(nf.ctx))
-                nf_claim(&full);
+            long got = api_db_ready(nf.ctx) ? nf_claim(&full) : 0;
+            if (got >= 0)
+                backlog = got > 0;
             /* A full claim: more may be due at once (when there is room). */
             next_claim = now + (full ? 0 : cfg->notify_poll_interval_ms);
         }
         curl_multi_perform(nf.multi, &running);
-        nf_collect();
+        /* Room freed while due deliveries wait (held back by the caps):
+         * claim again now rather than at the next poll. */
+        if (nf_collect() > 0 && backlog)
+            next_claim = 0;
         long long wait = next_claim - nf_now_ms();
         if (wait > 0)
             curl_multi_poll(nf.multi, NULL, 0, wait > 1000 ? 1000 : (int)wait, NULL);
