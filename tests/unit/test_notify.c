@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <unistd.h>
 #include <netinet/in.h>
 
 #include <cmocka.h>
@@ -207,6 +208,64 @@ static void test_retry_schedule(void **state)
     assert_int_equal(notifier_retry_ms(&cfg, 0), -1);
 }
 
+/* The notify_* settings: defaults, values, and refusals that name the setting. */
+static void test_settings(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/pagoflex-notify-cfg-XXXXXX", err[512];
+    config c;
+    static const struct {
+        const char *text, *want; /* want NULL: accepted */
+    } cases[] = {
+        {"port = 9000;\n", NULL},
+        {"notify_retry_schedule_s = [1, 1, 2];\nnotify_allow_private_targets = true;\n"
+         "notify_timeout_ms = 2000;\nnotify_endpoint_max_in_flight = 2;\n",
+         NULL},
+        {"notify_retry_schedule_s = [];\n", NULL}, /* one attempt, then failed */
+        {"notify_retry_schedule_s = [300, 5];\n", "'notify_retry_schedule_s' element 2"},
+        {"notify_retry_schedule_s = [0];\n", "'notify_retry_schedule_s' element 1"},
+        {"notify_retry_schedule_s = [\"5\"];\n", "'notify_retry_schedule_s' element 1"},
+        {"notify_retry_schedule_s = 5;\n", "'notify_retry_schedule_s' must be a list"},
+        {"notify_retry_schedule_s = [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1];\n", "at most 16"},
+        {"notify_timeout_ms = 10;\n", "'notify_timeout_ms' is 10"},
+        {"notify_allow_private_targets = 1;\n", "'notify_allow_private_targets' must be true or false"},
+        {"notify_max_in_flight = 0;\n", "'notify_max_in_flight' is 0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        strcpy(path, "/tmp/pagoflex-notify-cfg-XXXXXX");
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, cases[i].text, strlen(cases[i].text)), (ssize_t)strlen(cases[i].text));
+        close(fd);
+        int rc = config_load(path, &c, err, sizeof err);
+        unlink(path);
+        if (!cases[i].want) {
+            if (rc != 0)
+                fail_msg("%s refused: %s", cases[i].text, err);
+            if (i == 0) {
+                assert_int_equal(c.notify_timeout_ms, 15000);
+                assert_int_equal(c.notify_retry_count, 7);
+                assert_int_equal(notifier_retry_ms(&c, 7), 50400L * 1000);
+                assert_int_equal(c.notify_allow_private_targets, 0);
+                assert_int_equal(c.notify_endpoint_max_in_flight, 4);
+                assert_int_equal(c.notify_secret_grace_s, 86400);
+                assert_int_equal(c.notify_event_retention_days, 30);
+            } else if (i == 1) {
+                assert_int_equal(c.notify_retry_count, 3);
+                assert_int_equal(notifier_retry_ms(&c, 3), 2000);
+                assert_int_equal(c.notify_allow_private_targets, 1);
+            } else {
+                assert_int_equal(notifier_retry_ms(&c, 1), -1);
+            }
+            config_free(&c);
+        } else {
+            assert_int_not_equal(rc, 0);
+            if (!strstr(err, cases[i].want))
+                fail_msg("%s: error '%s' lacks '%s'", cases[i].text, err, cases[i].want);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_signature_known_answers),
         cmocka_unit_test(test_secrets_sealed),
         cmocka_unit_test(test_retry_schedule),
+        cmocka_unit_test(test_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
