@@ -42,6 +42,7 @@
 #include <openssl/rand.h>
 
 #include "admin.h"
+#include "api_endpoints.h"
 #include "api_flows.h"
 #include "api_lists.h"
 #include "api_webhooks.h"
@@ -402,7 +403,7 @@ static enum MHD_Result api_payment_answer_stored(api_request *r, const char *sco
                                                  const char *payment_id)
 {
     store_payment p;
-    store_result sr = store_payment_get(r->ctx->store, payment_id, r->arena, &p);
+    store_result sr = store_payment_get_of(r->ctx->store, r->merchant_id, payment_id, r->arena, &p);
     if (sr == STORE_UNAVAILABLE)
         return api_db_unavailable(r);
     if (sr != STORE_OK)
@@ -747,7 +748,7 @@ static enum MHD_Result api_payment_events(api_request *r, const char *id)
         return ret;
     store_history_entry *entries = NULL;
     size_t count = 0;
-    store_result sr = store_payment_history(r->ctx->store, id, r->arena, &entries, &count);
+    store_result sr = store_payment_history_of(r->ctx->store, r->merchant_id, id, r->arena, &entries, &count);
     if (sr == STORE_NOT_FOUND)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with id '%s'", id);
     if (sr == STORE_UNAVAILABLE)
@@ -766,7 +767,7 @@ static enum MHD_Result api_payment_get(api_request *r, const char *id)
     if (!api_payment_read_allowed(r, id, &ret))
         return ret;
     store_payment p;
-    store_result sr = store_payment_get(r->ctx->store, id, r->arena, &p);
+    store_result sr = store_payment_get_of(r->ctx->store, r->merchant_id, id, r->arena, &p);
     if (sr == STORE_NOT_FOUND)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with id '%s'", id);
     if (sr == STORE_UNAVAILABLE)
@@ -893,7 +894,7 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
     case STORE_OK: {
         if (applied)
             metrics_payment_outcome(r->connector, (int)p.state);
-        log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
+        log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
         return api_reply(r, MHD_HTTP_OK,
                          json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
@@ -1111,6 +1112,10 @@ static enum MHD_Result api_route(api_request *r)
         r->route = get ? METRICS_ROUTE_REFUND_GET : METRICS_ROUTE_OTHER;
         return get ? api_flows_refund_get(r, url + 12) : api_method_not_allowed(r, "GET");
     }
+    if (strncmp(url, "/v1/webhook_endpoints", 21) == 0 && (url[21] == '\0' || url[21] == '/')) {
+        r->route = METRICS_ROUTE_WEBHOOK_ENDPOINTS;
+        return api_endpoints_route(r, r->method, url + 21);
+    }
     if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/')) {
         r->route = post ? METRICS_ROUTE_WEBHOOK : METRICS_ROUTE_OTHER;
         return post ? api_webhook(r, url + 10) : api_method_not_allowed(r, "POST");
@@ -1272,8 +1277,9 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     if (r->route == METRICS_ROUTE_WEBHOOK && r->status >= 400)
         metrics_webhook_refused(r->connector, r->error_code);
     reqid_set_current(r->request_id, NULL);
-    admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id,
-                     toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (r->ctx->cfg->access_log)
+        admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id,
+                         r->merchant_id, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     reqid_set_current(NULL, NULL);
     arena_free(r->arena);
     free(r->body);
@@ -1505,6 +1511,11 @@ enum MHD_Result api_req_error(api_request *r, unsigned status, const char *code,
 enum MHD_Result api_req_db_unavailable(api_request *r)
 {
     return api_db_unavailable(r);
+}
+
+void api_req_allow(api_request *r, const char *allowed)
+{
+    r->allow = allowed;
 }
 
 json_t *api_req_error_object(api_request *r, const char *code, const char *field, const char *message)

@@ -55,6 +55,9 @@ enum MHD_Result api_req_db_unavailable(api_request *r);
 /* The object of an error body ({"code", "message", "field", "request_id",
  * "doc_url"}) for a route that adds members to it; `message` JSON-safe
  * text. New reference, NULL on OOM. */
+/* The methods a path takes (a static string, or NULL), sent as Allow with
+ * a 405 answer. */
+void api_req_allow(api_request *r, const char *allowed);
 json_t *api_req_error_object(api_request *r, const char *code, const char *field, const char *message);
 /* True if the request carries a valid API key; otherwise the 401/503 is
  * queued and *ret is its result. */
@@ -62,8 +65,9 @@ bool api_req_authorized(api_request *r, enum MHD_Result *ret);
 /* True if the body is empty or JSON (content type, depth); otherwise the
  * 415/400 is queued and *ret is its result. */
 bool api_req_json_body(api_request *r, enum MHD_Result *ret);
-/* The Idempotency-Key scope of this request's API key on `route` (in the
- * arena), or NULL on OOM: a key used on two routes does not collide. */
+/* The Idempotency-Key scope of this request's merchant on `route` (in the
+ * arena), or NULL on OOM or before authorization: a key used on two routes
+ * does not collide. */
 const char *api_req_idempotency_scope(api_request *r, const char *route);
 /* prefix_ + 26 random characters (arena), or NULL. */
 char *api_req_new_id(api_request *r, const char *prefix);

@@ -28,7 +28,7 @@ static const char sql_purge_keys[] =
 
 /* $1 limit, $2 retention days, $3 terminal states. Orphans (payment_id
  * NULL) never join, so they are never picked. */
-static const char sql_purge_events[] =
+const char store_janitor_sql_purge_events[] =
     "DELETE FROM webhook_events WHERE ctid = ANY (ARRAY("
     " SELECT e.ctid FROM webhook_events e JOIN payments p ON p.id = e.payment_id"
     " WHERE e.received_at < now() - $2::int * interval '1 day'"
@@ -37,12 +37,20 @@ static const char sql_purge_events[] =
     " AND received_at < now() - $2::int * interval '1 day'";
 
 /* $1 limit, $2 retention days, $3 terminal states. */
-static const char sql_purge_history[] =
+const char store_janitor_sql_purge_history[] =
     "DELETE FROM payment_history WHERE ctid = ANY (ARRAY("
     " SELECT h.ctid FROM payment_history h JOIN payments p ON p.id = h.payment_id"
     " WHERE h.at < now() - $2::int * interval '1 day'"
     " AND p.updated_at < now() - $2::int * interval '1 day' AND p.state = ANY ($3::text[])"
     " ORDER BY h.at LIMIT $1::int FOR UPDATE OF h SKIP LOCKED))";
+
+/* $1 limit, $2 retention days. An event with a delivery still pending
+ * stays, whatever its age; its deliveries go with it (ON DELETE CASCADE). */
+static const char sql_purge_notify[] =
+    "DELETE FROM notify_events WHERE ctid = ANY (ARRAY("
+    " SELECT e.ctid FROM notify_events e WHERE e.created_at < now() - $2::int * interval '1 day'"
+    " AND NOT EXISTS (SELECT 1 FROM notify_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')"
+    " ORDER BY e.created_at LIMIT $1::int FOR UPDATE OF e SKIP LOCKED))";
 
 /* "{succeeded,failed,canceled}": the terminal states, from payment.c. */
 static void janitor_terminal_states(char *buf, size_t len)
@@ -95,7 +103,7 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     PGresult *r = NULL;
     store_janitor_counts n = {0};
     const char *const lock[] = {STORE_JANITOR_LOCK};
-    char events_days[24], history_days[24], terminal[128];
+    char events_days[24], history_days[24], notify_days[24], terminal[128];
     bool locked = false;
     if (!lim || lim->batch <= 0 || lim->max_batches <= 0) {
         log_error("store: janitor round without a batch size");
@@ -119,14 +127,19 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     snprintf(history_days, sizeof history_days, "%ld", lim->payment_history_retention_days);
     const char *const events[] = {events_days, terminal};
     const char *const history[] = {history_days, terminal};
+    const char *const notify[] = {notify_days};
+    snprintf(notify_days, sizeof notify_days, "%ld", lim->notify_event_retention_days);
     rc = janitor_purge(&c, "janitor: expired idempotency keys", sql_purge_keys, 1, NULL, lim,
                        &n.idempotency_keys, &n.more);
     if (rc == STORE_OK && lim->webhook_event_retention_days > 0)
-        rc = janitor_purge(&c, "janitor: old webhook events", sql_purge_events, 3, events, lim,
-                           &n.webhook_events, &n.more);
+        rc = janitor_purge(&c, "janitor: old webhook events", store_janitor_sql_purge_events, 3, events,
+                           lim, &n.webhook_events, &n.more);
     if (rc == STORE_OK && lim->payment_history_retention_days > 0)
-        rc = janitor_purge(&c, "janitor: old payment history", sql_purge_history, 3, history, lim,
-                           &n.payment_history, &n.more);
+        rc = janitor_purge(&c, "janitor: old payment history", store_janitor_sql_purge_history, 3,
+                           history, lim, &n.payment_history, &n.more);
+    if (rc == STORE_OK && lim->notify_event_retention_days > 0)
+        rc = janitor_purge(&c, "janitor: old notification events", sql_purge_notify, 2, notify, lim,
+                           &n.notify_events, &n.more);
 
 done:
     if (locked && !c.broken) {
