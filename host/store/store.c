@@ -623,40 +623,6 @@ store_result store_payment_get_of(store *s, const char *merchant_id, const char 
                              arena, out);
 }
 
-static const char sql_by_reference[] =
-    "SELECT " PAYMENT_COLS("p") " FROM payments p"
-                                " WHERE p.merchant_id = $1::text AND p.reference = $2::text"
-                                " ORDER BY p.created_at, p.id LIMIT 100";
-
-store_result store_payment_find_by_reference(store *s, const char *merchant_id, const char *reference,
-                                             pagoflex_arena *arena, store_payment **out, size_t *count)
-{
-    PGresult *r = NULL;
-    const char *const params[] = {merchant_id, reference};
-    store_payment *rows = NULL;
-    if (!merchant_id || !*merchant_id) {
-        log_error("store: payment look-up by reference without a merchant");
-        return STORE_ERROR;
-    }
-    store_result rc = store_run(s, "payment by reference", sql_by_reference, 2, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    int n = PQntuples(r);
-    rows = arena_alloc(arena, (size_t)(n ? n : 1) * sizeof *rows);
-    if (!rows) {
-        rc = STORE_ERROR;
-        goto fail;
-    }
-    for (int i = 0; i < n; i++)
-        if ((rc = store_payment_from_row(r, i, 0, arena, &rows[i])) != STORE_OK)
-            goto fail;
-    *out = rows;
-    *count = (size_t)n;
-fail:
-    PQclear(r);
-    return rc;
-}
-
 /* After a refused transition: store provider_ref if the row has none. */
 static store_result transition_keep_ref(store *s, const char *id, const char *provider_ref,
                                         pagoflex_arena *arena, store_payment *row)

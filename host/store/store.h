@@ -94,13 +94,6 @@ store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
 store_result store_payment_get_of(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
                                   store_payment *out);
 
-/* The payments of merchant `merchant_id` (at most 100, oldest first) whose
- * merchant reference is `reference`: lets a client whose request was cut
- * off find what it made. *out is in the arena; STORE_ERROR (logged) when
- * merchant_id is NULL or "". */
-store_result store_payment_find_by_reference(store *s, const char *merchant_id, const char *reference,
-                                             pagoflex_arena *arena, store_payment **out, size_t *count);
-
 /* Move payment `id` to `to` with a conditional UPDATE (state = ANY(allowed
  * from)); provider_ref (if not NULL) is stored when none is stored yet;
  * error_code/error_message are stored with a failed state. On STORE_OK or

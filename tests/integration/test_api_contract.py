@@ -251,10 +251,12 @@ class Contract(unittest.TestCase):
             ref = "list-" + uuid.uuid4().hex[:8]
             made = []
             for i in range(23):
-                r = env.pay(amount=1000 + i, reference=ref if i % 2 == 0 else ref + "-odd",
+                r = env.pay(amount=1000 + 100 * i, reference=ref if i % 2 == 0 else ref + "-odd",
                             capture_method="manual" if i % 3 == 0 else None)
                 self.assertEqual(r.status, 201, r)
                 made.append(r.json["id"])
+            for i, pid in enumerate(made):  # the bank's webhook settles them
+                env.wait_status(pid, "requires_capture" if i % 3 == 0 else "succeeded")
             newest_first = list(reversed(made))
 
             def page(query):

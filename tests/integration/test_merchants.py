@@ -166,7 +166,7 @@ class Merchants(unittest.TestCase):
             self.assertEqual(answer(got, [theirs]), answer(want, [unknown]), (method, path))
             self.assertIn(got.status, (404, 200), (method, path, got))
             if got.status == 200:  # a list: empty, as for a payment that does not exist
-                self.assertEqual(got.json["refunds"], [])
+                self.assertEqual(got.json["data"], [])
 
         # Nothing of B's moved, and nothing was sent to the bank for it.
         mine = self.call(self.kb, "GET", "/v1/payments/" + pbm).json
@@ -178,14 +178,14 @@ class Merchants(unittest.TestCase):
         self.assertEqual(self.env.sql("SELECT count(*) FROM refunds WHERE payment_id = '%s'" % pb), "1")
 
         # Lists by reference: each merchant sees its own only.
-        la = self.call(self.ka, "GET", "/v1/payments?reference=order-shared").json["payments"]
-        lb = self.call(self.kb, "GET", "/v1/payments?reference=order-shared").json["payments"]
+        la = self.call(self.ka, "GET", "/v1/payments?reference=order-shared").json["data"]
+        lb = self.call(self.kb, "GET", "/v1/payments?reference=order-shared").json["data"]
         self.assertEqual([p["id"] for p in la], [pa])
         self.assertEqual(sorted(p["id"] for p in lb), sorted([pb, pbm]))
 
         # B itself still reads and changes its own.
         self.assertEqual(self.call(self.kb, "GET", "/v1/refunds/" + rb).status, 200)
-        self.assertEqual([f["id"] for f in self.call(self.kb, "GET", "/v1/refunds?payment_id=" + pb).json["refunds"]],
+        self.assertEqual([f["id"] for f in self.call(self.kb, "GET", "/v1/refunds?payment_id=" + pb).json["data"]],
                          [rb])
         self.assertEqual(self.call(self.kb, "GET", "/v1/payments/%s/events" % pb).status, 200)
         cap = self.call(self.kb, "POST", "/v1/payments/%s/capture" % pbm, {})
