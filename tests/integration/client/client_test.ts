@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   });
   check(created.response.status === 201 && created.data !== undefined, "create answers 201", created.error);
   const payment = created.data as Payment;
-  check(payment.metadata.order === "A-17", "metadata comes back", payment);
+  check(payment.metadata?.order === "A-17", "metadata comes back", payment);
 
   const held = await waitFor(payment.id, "requires_capture");
   check(held.amount_capturable === 2500, "authorized in full", held);
