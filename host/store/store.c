@@ -83,12 +83,19 @@ struct store {
     "error_message = CASE WHEN " C "::text IS NOT NULL THEN " M "::text WHEN " E       \
     "::text = 'succeeded' THEN NULL ELSE p.error_message END"
 
+/* $12 is the connector account the caller built the bank request with: the
+ * row is written only while it is still the one the merchant uses for the
+ * connector, resolved here in the INSERT itself (no row: it is not). */
 static const char sql_insert[] =
-    "WITH p AS ("
+    "WITH a AS MATERIALIZED ("
+    " SELECT " STORE_ACCOUNT_OF("$11::text", "$2::text") " AS account"
+    "), p AS ("
     " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
-    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id)"
-    " VALUES ($1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text,"
-    " $7::text, $8::text, $9::text, $10::text, $11::text)"
+    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id,"
+    " connector_account)"
+    " SELECT $1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text,"
+    " $7::text, $8::text, $9::text, $10::text, $11::text, a.account FROM a"
+    " WHERE a.account = $12::text"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
@@ -468,6 +475,7 @@ store_result store_payment_from_row(const PGresult *r, int row, int col, pagofle
     p.capture_amount = strtoll(PQgetvalue(r, row, col + 20), NULL, 10);
     p.pending_operation = store_row_text(r, row, col + 21, arena, &oom);
     p.merchant_id = store_row_text(r, row, col + 22, arena, &oom);
+    p.connector_account = store_row_text(r, row, col + 23, arena, &oom);
     if (oom) {
         log_error("store: out of memory reading payment row");
         return STORE_ERROR;
@@ -570,8 +578,8 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   store_payment *out)
 {
     char amount[24];
-    if (!p || !p->id || !p->connector || !p->currency || !p->merchant_id) {
-        log_error("store: payment insert without id, connector, currency or merchant");
+    if (!p || !p->id || !p->connector || !p->currency || !p->merchant_id || !p->connector_account) {
+        log_error("store: payment insert without id, connector, currency, merchant or account");
         return STORE_ERROR;
     }
     snprintf(amount, sizeof amount, "%" PRId64, p->amount);
@@ -585,8 +593,9 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   p->return_url,
                                   p->payment_method_type,
                                   p->payment_method_token,
-                                  p->merchant_id};
-    return store_one_payment(s, "payment insert", sql_insert, 11, params, true, true, STORE_ERROR,
+                                  p->merchant_id,
+                                  p->connector_account};
+    return store_one_payment(s, "payment insert", sql_insert, 12, params, true, true, STORE_CONFLICT,
                              arena, out);
 }
 

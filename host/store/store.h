@@ -52,6 +52,9 @@ typedef struct store_payment {
     const char *pending_operation;    /* "capture", "void" in flight, or NULL */
     /* Issue 13 (migration 10): the merchant that owns it (required on insert). */
     const char *merchant_id;
+    /* Migration 11: the connector account it was created with (required on
+     * insert); every later call for it uses that account's credentials. */
+    const char *connector_account;
 } store_payment;
 
 /* Open a pool of `pool_size` connections to `conninfo`. Connections are made
@@ -74,7 +77,11 @@ store_result store_migrate(store *s, char *err, size_t errlen);
  * STORE_UNAVAILABLE / STORE_ERROR with the reason in err. */
 store_result store_schema_status(store *s, int *applied, int *pending, char *err, size_t errlen);
 
-/* Insert a new payment in state `created`. p->id is chosen by the caller. */
+/* Insert a new payment in state `created`. p->id is chosen by the caller;
+ * p->connector_account is the account the caller built the bank request
+ * with: STORE_CONFLICT, nothing written, when it is not the account the
+ * merchant uses for p->connector (resolved in the INSERT, migration 11;
+ * store_account_resolve tells which one it is). */
 store_result store_payment_insert(store *s, const store_payment *p, pagoflex_arena *arena,
                                   store_payment *out);
 

@@ -15,8 +15,9 @@
 #define REFUND_COLS(t)                                                                  \
     t ".id, " t ".payment_id, " t ".connector, " t ".amount, " t ".currency, " t        \
     ".state, " t ".provider_reference_id, " t ".reason, " t ".metadata::text, " t       \
-    ".error_code, " t ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at")
-#define REFUND_NCOLS 13
+    ".error_code, " t ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at") ", " t \
+    ".connector_account"
+#define REFUND_NCOLS 14
 
 #define S(x) (1u << PAGOFLEX_STATE_##x)
 
@@ -70,6 +71,7 @@ static store_result refund_from_row(const PGresult *r, int row, int col, pagofle
     f.error_message = store_row_text(r, row, col + 10, arena, &oom);
     f.created_at = store_row_text(r, row, col + 11, arena, &oom);
     f.updated_at = store_row_text(r, row, col + 12, arena, &oom);
+    f.connector_account = store_row_text(r, row, col + 13, arena, &oom);
     if (oom || state < 0) {
         log_error("store: cannot read refund row (%s)", oom ? "out of memory" : "unknown state");
         return STORE_ERROR;
@@ -94,16 +96,16 @@ static const char sql_refund_create[] =
     " RETURNING p.*, cur.n"
     "), r AS ("
     " INSERT INTO refunds (id, payment_id, connector, amount, currency, state, reason, metadata,"
-    " merchant_id)"
+    " merchant_id, connector_account)"
     " SELECT $1::text, pay.id, pay.connector, pay.n, pay.currency, 'created', $4::text,"
-    " $5::jsonb, pay.merchant_id FROM pay RETURNING *"
+    " $5::jsonb, pay.merchant_id, pay.connector_account FROM pay RETURNING *"
     "), h AS ("
     " INSERT INTO refund_history (refund_id, from_state, to_state, source)"
     " SELECT id, NULL, 'created', 'api' FROM r"
     ") SELECT true, " PAYMENT_COLS("pay") ", " REFUND_COLS("r") " FROM pay, r"
     " UNION ALL"
     " SELECT false, " PAYMENT_COLS("cur") ", NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL,"
-    " NULL, NULL, NULL, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM pay)";
+    " NULL, NULL, NULL, NULL, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM pay)";
 
 store_result store_refund_create(store *s, const char *refund_id, const char *payment_id,
                                  int64_t amount, const char *reason, const char *metadata_json,

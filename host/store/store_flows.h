@@ -33,6 +33,7 @@ typedef struct store_refund {
     const char *error_message;
     const char *created_at;
     const char *updated_at;
+    const char *connector_account; /* its payment's (migration 11) */
 } store_refund;
 
 /* True if a refund in `from` may move to `to`. */

@@ -30,8 +30,17 @@ typedef struct store_call {
     ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at") ", " t                 \
     ".capture_method, " t ".amount_capturable, " t ".amount_received, " t                  \
     ".amount_refunded, " t ".return_url, " t ".redirect_url, " t ".payment_method_type, " t \
-    ".payment_method_token, " t ".capture_amount, " t ".pending_operation, " t ".merchant_id"
-#define PAYMENT_NCOLS 23
+    ".payment_method_token, " t ".capture_amount, " t ".pending_operation, " t ".merchant_id, " t \
+    ".connector_account"
+#define PAYMENT_NCOLS 24
+
+/* The connector account merchant M uses for connector C (SQL text
+ * expressions): its connector_accounts row, else "default" for
+ * mer_default, else NULL (migration 11). The one definition of the rule,
+ * used by the payment inserts and store_account_resolve. */
+#define STORE_ACCOUNT_OF(M, C)                                                             \
+    "COALESCE((SELECT ca.account FROM connector_accounts ca WHERE ca.merchant_id = " M     \
+    " AND ca.connector = " C "), CASE WHEN " M " = 'mer_default' THEN 'default' END)"
 
 /* The conditional transition of store_payment_transition_from(), for use
  * inside a caller's transaction: $1 id, $2 to, $3 allowed from (text[]), $4

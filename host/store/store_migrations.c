@@ -320,6 +320,31 @@ static const char migration_0010_merchants[] =
     "    AND NOT EXISTS (SELECT 1 FROM idempotency_keys o\n"
     "                    WHERE o.scope = moved.to_scope AND o.key = moved.key);\n";
 
+/* Issue 13: connector accounts. A merchant uses a connector through one of
+ * that connector's accounts (credentials <plugin>/<account>.cfg.enc; the
+ * account "default" is <plugin>.cfg.enc). connector_accounts binds a
+ * merchant to the account it uses for a connector; mer_default uses
+ * "default" for every connector it has no row for, so a deployment from
+ * before this version keeps working unchanged; any other merchant without
+ * a row has no account (422 connector_not_configured). A payment records
+ * the account it was created with, once: every later call for it (sync,
+ * capture, void, refund, webhook) uses that account's credentials, even if
+ * the binding changes meanwhile. A refund copies its payment's. Existing
+ * payments and refunds were made with the one set of credentials there
+ * was: "default". */
+static const char migration_0011_connector_accounts[] =
+    "CREATE TABLE connector_accounts (\n"
+    "    merchant_id text NOT NULL REFERENCES merchants (id),\n"
+    "    connector text NOT NULL CHECK (connector ~ '^[A-Z0-9_]{1,32}$'),\n"
+    "    account text NOT NULL CHECK (account ~ '^[a-z0-9_-]{1,32}$'),\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    PRIMARY KEY (merchant_id, connector)\n"
+    ");\n"
+    "ALTER TABLE payments ADD COLUMN connector_account text NOT NULL DEFAULT 'default';\n"
+    "ALTER TABLE payments ALTER COLUMN connector_account DROP DEFAULT;\n"
+    "ALTER TABLE refunds ADD COLUMN connector_account text NOT NULL DEFAULT 'default';\n"
+    "ALTER TABLE refunds ALTER COLUMN connector_account DROP DEFAULT;\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -337,6 +362,8 @@ static const store_migration migration_list[] = {
      migration_0009_flow_reconciler},
     {10, "merchants: merchant accounts owning API keys, payments and refunds",
      migration_0010_merchants},
+    {11, "connector accounts: a merchant's account per connector; the account of each payment and refund",
+     migration_0011_connector_accounts},
 };
 
 const store_migration *store_migrations(size_t *count)
