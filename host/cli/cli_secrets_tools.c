@@ -532,14 +532,19 @@ static int tools_check_plugins(const char *plugin_dir, const char *cred_dir,
     }
     for (size_t i = 0; i < registry_count(reg); i++) {
         const registry_plugin *p = registry_at(reg, i);
-        printf("ok   plugin %s: key %s, required credentials present:", p->file, p->desc->key);
+        printf("ok   plugin %s: key %s, account %s, required credentials present:", p->file, p->desc->key,
+               p->account);
         for (size_t k = 0; p->desc->required_credentials && p->desc->required_credentials[k]; k++)
             printf(" %s", p->desc->required_credentials[k]);
         printf("\n");
     }
+    for (size_t i = 0; i < registry_account_rejected_count(reg); i++) {
+        const registry_account_rejection *ra = registry_account_rejected_at(reg, i);
+        printf("FAIL plugin %s account %s: %s\n", ra->plugin, ra->account, ra->reason);
+    }
     if (loaded < total)
         printf("FAIL plugins: %d of %d refused (reasons above)\n", total - loaded, total);
-    problems = total - loaded;
+    problems = total - loaded + (int)registry_account_rejected_count(reg);
 fail:
     registry_free(reg);
     rmdir(private_dir);

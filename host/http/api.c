@@ -7,6 +7,7 @@
  *   POST /v1/payments/{id}/capture, /cancel, POST /v1/refunds,
  *   GET  /v1/refunds/{id}, GET /v1/refunds?payment_id=   (api_flows.c)
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
+ *   POST /webhooks/{path}/{account}  the same, for that connector account
  *   GET  /healthz              database reachability and the serving generation
  *   GET  /livez, /readyz       process alive; database, schema and plugins ready (admin.c)
  * and on the admin listener (admin_listen:admin_port) only:
@@ -37,6 +38,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "acctcache.h"
 #include "admin.h"
 #include "api_flows.h"
 #include "api_webhooks.h"
@@ -51,6 +53,7 @@
 #include "payment.h"
 #include "payreq.h"
 #include "reqid.h"
+#include "store_accounts.h"
 #include "store_flows.h"
 #include "store_idem.h"
 #include "store_orphan.h"
@@ -461,6 +464,79 @@ static enum MHD_Result api_payment_send(api_request *r, api_create *c)
     return MHD_YES;
 }
 
+/* The account of connector `key` that the request's merchant uses, into
+ * *pl: as this worker remembers it unless `fresh`, else as the database
+ * says. False with the reply queued: 422 connector_not_configured when the
+ * merchant has no account for the connector, 503 when the account's
+ * credentials are not loaded here (or the database is down). */
+static bool api_payment_account(api_request *r, const char *key, bool fresh, const registry_plugin **pl,
+                                enum MHD_Result *ret)
+{
+    api_context *ctx = r->ctx;
+    char cached[64];
+    const char *account = NULL;
+    if (!fresh && acctcache_get(r->merchant_id, key, cached, sizeof cached))
+        account = cached;
+    if (!account) {
+        store_result sr = store_account_resolve(ctx->store, r->merchant_id, key, r->arena, &account);
+        if (sr == STORE_NOT_FOUND) {
+            acctcache_put(r->merchant_id, key, NULL);
+            *ret = api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_not_configured", "connector",
+                             "this merchant has no account for connector %s; ask the operator to bind one "
+                             "(pagoflex merchant account add); nothing was stored",
+                             key);
+            return false;
+        }
+        if (sr != STORE_OK) {
+            *ret = sr == STORE_UNAVAILABLE ? api_db_unavailable(r)
+                                           : api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                                                       "the merchant's connector account could not be read "
+                                                       "(store error %d); nothing was stored",
+                                                       (int)sr);
+            return false;
+        }
+        acctcache_put(r->merchant_id, key, account);
+    }
+    *pl = registry_find_account(ctx->registry, key, account);
+    if (!*pl) {
+        *ret = api_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "connector_account_unavailable", "connector",
+                         "account %s of connector %s has no loaded credentials on this host; nothing was "
+                         "stored or sent to the bank",
+                         api_shown(r, account, 32), key);
+        return false;
+    }
+    return true;
+}
+
+/* Build the bank request of c->pay with account pl (its webhook URL
+ * included) into c->breq, before anything is stored. False with the reply
+ * queued when the connector cannot express it. */
+static bool api_payment_build(api_request *r, api_create *c, const registry_plugin *pl, enum MHD_Result *ret)
+{
+    pagoflex_http_request breq = {0};
+    c->pl = pl;
+    c->pay.webhook_url = bankcall_webhook_url(r->ctx->cfg->public_url, pl, r->arena);
+    if (!c->pay.webhook_url) {
+        *ret = api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory; nothing was stored");
+        return false;
+    }
+    int rc = bankcall_flow_request(pl, &c->in, r->arena, &breq);
+    if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID) {
+        *ret = api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
+                         "connector %s cannot take this payment (status %d); nothing was stored", pl->desc->key,
+                         rc);
+        return false;
+    }
+    if (rc != PAGOFLEX_OK) {
+        *ret = api_error(r, MHD_HTTP_BAD_GATEWAY, "connector_error", NULL,
+                         "connector %s failed to build the bank request (status %d); nothing was stored",
+                         pl->desc->key, rc);
+        return false;
+    }
+    c->breq = breq;
+    return true;
+}
+
 /* Insert the payment row, under its key when the request has one, then
  * send it to the bank. A key another request holds is answered from that
  * request (replay, 422, 409) or waited for; one that expired meanwhile is
@@ -475,7 +551,7 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                          .manual_capture = !c->in.capture, .return_url = c->in.return_url,
                          .payment_method_type = c->in.payment_method_type,
                          .payment_method_token = c->in.payment_method_token,
-                         .merchant_id = r->merchant_id};
+                         .merchant_id = r->merchant_id, .connector_account = c->pl->account};
     while (c->claims < 3) {
         c->claims++;
         store_payment stored;
@@ -484,6 +560,18 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                               : store_payment_insert(ctx->store, &row, r->arena, &stored);
         if (sr == STORE_OK)
             return api_payment_send(r, c);
+        if (sr == STORE_CONFLICT) {
+            /* The merchant's account for the connector is no longer the one
+             * the request was built with (nothing was written): build it
+             * again with the account the database names now. */
+            enum MHD_Result refused;
+            const registry_plugin *now = NULL;
+            if (!api_payment_account(r, c->pl->desc->key, true, &now, &refused) ||
+                !api_payment_build(r, c, now, &refused))
+                return refused;
+            row.connector_account = now->account;
+            continue;
+        }
         if (sr == STORE_UNAVAILABLE)
             return api_db_unavailable(r);
         if (sr != STORE_DUPLICATE || !key)
@@ -552,9 +640,8 @@ static enum MHD_Result api_payment_create(api_request *r)
         .currency = pr.currency,
         .reference = pr.reference,
         .description = pr.description,
-        .webhook_url = arena_printf(r->arena, "%s/webhooks/%s", ctx->cfg->public_url, pl->desc->webhook_path),
     };
-    if (!pay.id || !pay.webhook_url)
+    if (!pay.id)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
 
     /* Build the bank request before storing anything: a payment the
@@ -567,21 +654,13 @@ static enum MHD_Result api_payment_create(api_request *r)
                          "connector %s does not support manual capture (it has no capture flow); "
                          "nothing was stored",
                          pl->desc->key);
-    pagoflex_http_request breq = {0};
-    int rc = bankcall_flow_request(pl, &c->in, r->arena, &breq);
-    if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID)
-        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
-                         "connector %s cannot take this payment (status %d); nothing was stored",
-                         pl->desc->key, rc);
-    if (rc != PAGOFLEX_OK)
-        return api_error(r, MHD_HTTP_BAD_GATEWAY, "connector_error", NULL,
-                         "connector %s failed to build the bank request (status %d); nothing was stored",
-                         pl->desc->key, rc);
-
+    /* The merchant's account for the connector, then the bank request built
+     * with that account's state: another account's is never used. */
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
-    c->pl = pl;
-    c->breq = breq;
+    enum MHD_Result refused;
+    if (!api_payment_account(r, pl->desc->key, false, &pl, &refused) || !api_payment_build(r, c, pl, &refused))
+        return refused;
     c->scope = scope;
     c->idem_key = idem_key;
     memcpy(c->hash, hash, sizeof c->hash);
@@ -624,7 +703,7 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
                              transport != PAGOFLEX_TRANSPORT_CONNECT, true);
     int orphans = 0;
     if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id &&
-        store_orphan_apply(ctx->store, pl->desc->key, res.provider_reference_id, &orphans) == STORE_OK &&
+        store_orphan_apply(ctx->store, pl->desc->key, pl->account, res.provider_reference_id, &orphans) == STORE_OK &&
         orphans > 0)
         sr = store_payment_get(ctx->store, pay->id, r->arena, &stored);
     if (sr == STORE_UNAVAILABLE)
@@ -816,7 +895,7 @@ static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin 
                                           const pagoflex_webhook_event *ev, const unsigned char *body)
 {
     store *st = r->ctx->store;
-    store_result sr = store_orphan_keep(st, pl->desc->key, ev, body, r->body_len, r->arena);
+    store_result sr = store_orphan_keep(st, pl->desc->key, pl->account, ev, body, r->body_len, r->arena);
     if (sr == STORE_UNAVAILABLE)
         return api_db_unavailable(r);
     if (sr == STORE_DUPLICATE)
@@ -825,7 +904,7 @@ static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin 
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
     /* The bank id may have been stored between our lookup and the insert. */
     int applied = 0;
-    store_orphan_apply(st, pl->desc->key, ev->tx_id, &applied);
+    store_orphan_apply(st, pl->desc->key, pl->account, ev->tx_id, &applied);
     log_info("webhook kept: connector=%s event=%s tx=%s (no payment with that bank id yet)%s", pl->desc->key,
              ev->event_id, ev->tx_id, applied ? "; applied at once" : "");
     return api_reply(r, MHD_HTTP_ACCEPTED,
@@ -833,14 +912,39 @@ static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin 
                                ev->event_id, "tx_id", ev->tx_id));
 }
 
-static enum MHD_Result api_webhook(api_request *r, const char *path)
+/* True if `rest` (after /webhooks/) is "<path>" or "<path>/<account>",
+ * each segment non-empty. */
+static bool api_webhook_route(const char *rest)
+{
+    const char *slash = strchr(rest, '/');
+    return rest[0] && rest[0] != '/' && (!slash || (slash[1] && !strchr(slash + 1, '/')));
+}
+
+/* POST /webhooks/<path> (account "default") or /webhooks/<path>/<account>:
+ * `rest` is what follows /webhooks/. The webhook is verified with that
+ * account's state only, and finds only that account's payments and
+ * refunds: a webhook signed with another account's secret is refused, and
+ * one of another account's payment is not found. */
+static enum MHD_Result api_webhook(api_request *r, const char *rest)
 {
     api_context *ctx = r->ctx;
-    const registry_plugin *pl = registry_find_webhook(ctx->registry, path);
+    const char *slash = strchr(rest, '/');
+    const char *path = slash ? arena_strndup(r->arena, rest, (size_t)(slash - rest)) : rest;
+    const char *account = slash ? slash + 1 : "default";
+    if (!path)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    const registry_plugin *pl = registry_account_name_valid(account)
+                                    ? registry_find_webhook_account(ctx->registry, path, account)
+                                    : NULL;
+    if (!pl && registry_find_webhook(ctx->registry, path))
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL,
+                         "no account %s of the connector at /webhooks/%s is loaded on this host",
+                         api_shown(r, account, 40), api_shown(r, path, 40));
     if (!pl)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%s",
                          api_shown(r, path, 40));
     r->connector = metrics_connector(pl->desc->key);
+    path = rest; /* from here on, the whole path the bank called (logs, 1.2 verification) */
     if (registry_uses_webhook12(pl)) {
         enum MHD_Result deep12;
         return api_json_too_deep(r, &deep12) ? deep12 : api_webhooks_v12(r, pl, path);
@@ -887,7 +991,7 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
         return api_db_unavailable(r);
     store_payment p;
     bool applied = false;
-    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, &ev, body, r->body_len, r->arena, &p,
+    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, r->body_len, r->arena, &p,
                                           &applied);
     switch (sr) {
     case STORE_OK: {
@@ -933,7 +1037,8 @@ static enum MHD_Result api_connectors(api_request *r)
             if (registry_has_flow(pl, (pagoflex_flow)f))
                 json_array_append_new(flows, json_string(registry_flow_name((pagoflex_flow)f)));
         json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "key", pl->desc->key, "version",
+            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "key", pl->desc->key,
+                            "account", pl->account, "version",
                             pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
                             "file", api_shown(r, pl->file, 4096), "sha256", pl->sha256, "loaded_at", loaded,
                             "generation", (json_int_t)r->ctx->generation, "last_error",
@@ -946,8 +1051,16 @@ static enum MHD_Result api_connectors(api_request *r)
         json_array_append_new(rejected, json_pack("{s:s, s:s}", "file", api_shown(r, rj->file, 4096), "error",
                                                   api_shown(r, rj->reason, 4096)));
     }
+    json_t *rejected_accounts = json_array();
+    for (size_t i = 0; i < registry_account_rejected_count(reg); i++) {
+        const registry_account_rejection *ra = registry_account_rejected_at(reg, i);
+        json_array_append_new(rejected_accounts,
+                              json_pack("{s:s, s:s, s:s}", "plugin", ra->plugin, "account",
+                                        api_shown(r, ra->account, 64), "error", api_shown(r, ra->reason, 4096)));
+    }
     return api_reply(r, MHD_HTTP_OK,
-                     json_pack("{s:o, s:o, s:I}", "connectors", list, "rejected", rejected, "generation",
+                     json_pack("{s:o, s:o, s:o, s:I}", "connectors", list, "rejected", rejected,
+                               "rejected_accounts", rejected_accounts, "generation",
                                (json_int_t)r->ctx->generation));
 }
 
@@ -1093,7 +1206,7 @@ static enum MHD_Result api_route(api_request *r)
         r->route = get ? METRICS_ROUTE_REFUND_GET : METRICS_ROUTE_OTHER;
         return get ? api_flows_refund_get(r, url + 12) : api_method_not_allowed(r, "GET");
     }
-    if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/')) {
+    if (strncmp(url, "/webhooks/", 10) == 0 && api_webhook_route(url + 10)) {
         r->route = post ? METRICS_ROUTE_WEBHOOK : METRICS_ROUTE_OTHER;
         return post ? api_webhook(r, url + 10) : api_method_not_allowed(r, "POST");
     }

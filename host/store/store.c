@@ -139,19 +139,22 @@ static const char sql_set_ref[] =
     " WHERE p.id = $1::text AND NOT EXISTS (SELECT 1 FROM u)";
 
 /* $1 connector, $2 event id, $3 payment id, $4 tx id, $5 to, $6 body, $7
- * allowed from, $8 error code, $9 error message; `lookup` finds the
+ * allowed from, $8 error code, $9 error message, $10 connector account
+ * (only its payments are found); `lookup` finds the
  * payment. The payment row is locked first, so concurrent deliveries of one
  * event queue on it and the event insert of all but the first finds the
  * conflict. First column: applied, refused or duplicate; no row: no such
  * payment. */
 #define WEBHOOK_SQL(lookup)                                                                     \
     "WITH cur AS MATERIALIZED ("                                                                \
-    " SELECT * FROM payments WHERE connector = $1::text AND " lookup " FOR UPDATE"              \
+    " SELECT * FROM payments WHERE connector = $1::text AND connector_account = $10::text"      \
+    " AND " lookup " FOR UPDATE"                                                                \
     "), ev AS ("                                                                                \
-    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied)" \
+    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied," \
+    " connector_account)"                                                                       \
     " SELECT $1::text, $2::text, cur.id, $5::text, $4::text, $6::text,"                         \
-    " cur.state = ANY ($7::text[]) FROM cur"                                                    \
-    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id"                                \
+    " cur.state = ANY ($7::text[]), $10::text FROM cur"                                         \
+    " ON CONFLICT (connector, connector_account, event_id) DO NOTHING RETURNING id"             \
     "), upd AS ("                                                                               \
     " UPDATE payments p SET state = $5::text,"                                                  \
     " provider_reference_id = COALESCE(p.provider_reference_id, $4::text), "                    \
@@ -697,7 +700,8 @@ store_result store_payment_transition(store *s, const char *id, pagoflex_state t
                                          error_code, error_message, arena, out);
 }
 
-store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
+store_result store_webhook_apply(store *s, const char *connector, const char *account,
+                                 const pagoflex_webhook_event *ev,
                                  const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied)
 {
@@ -706,7 +710,7 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
     char allowed[128];
     char *text = NULL;
     const char *to_name = ev ? payment_state_name(ev->state) : NULL;
-    if (!connector || !ev || !ev->event_id || payment_state_parse(to_name) < 0) {
+    if (!connector || !account || !ev || !ev->event_id || payment_state_parse(to_name) < 0) {
         log_error("store: webhook event without connector, event id or valid state");
         return STORE_ERROR;
     }
@@ -719,9 +723,9 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
     store_allowed_from(ev->state, allowed, sizeof allowed);
     const char *const params[] = {connector, ev->event_id, ev->payment_id,    ev->tx_id,
                                   to_name,   text,         allowed,           ev->error_code,
-                                  ev->error_message};
+                                  ev->error_message, account};
     const char *sql = ev->payment_id ? store_sql_webhook_by_id : store_sql_webhook_by_ref;
-    store_result rc = store_run(s, "webhook apply", sql, 9, params, false, &r);
+    store_result rc = store_run(s, "webhook apply", sql, 10, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
@@ -744,7 +748,7 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
          * orphan kept concurrently is seen by one of the two sides). */
         int orphans = 0;
         if (ref_was_null && row.provider_reference_id)
-            store_orphan_apply(s, connector, row.provider_reference_id, &orphans);
+            store_orphan_apply(s, connector, account, row.provider_reference_id, &orphans);
     }
 
 fail:

@@ -131,8 +131,9 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
                                            const char *error_message, pagoflex_arena *arena,
                                            store_payment *out);
 
-/* Store a verified webhook event of `connector` once per (connector,
- * event_id) and apply its transition to the payment it names (by
+/* Store a verified webhook event of `connector` received for connector
+ * account `account` once per (connector, account, event_id) and apply its
+ * transition to the payment of that account it names (by
  * ev->payment_id, else by provider_reference_id = ev->tx_id), in one
  * transaction. Returns STORE_OK (applied, or refused by the state machine:
  * *applied tells), STORE_DUPLICATE (already stored: nothing changed),
@@ -146,7 +147,8 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
  * STORE_ERROR (logged) and nothing is stored. When the event gave the
  * payment its bank id, orphan events waiting for that id are applied too
  * (store_orphan_apply), after the event's own commit. */
-store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
+store_result store_webhook_apply(store *s, const char *connector, const char *account,
+                                 const pagoflex_webhook_event *ev,
                                  const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied);
 

@@ -343,7 +343,18 @@ static const char migration_0011_connector_accounts[] =
     "ALTER TABLE payments ADD COLUMN connector_account text NOT NULL DEFAULT 'default';\n"
     "ALTER TABLE payments ALTER COLUMN connector_account DROP DEFAULT;\n"
     "ALTER TABLE refunds ADD COLUMN connector_account text NOT NULL DEFAULT 'default';\n"
-    "ALTER TABLE refunds ALTER COLUMN connector_account DROP DEFAULT;\n";
+    "ALTER TABLE refunds ALTER COLUMN connector_account DROP DEFAULT;\n"
+    /* A webhook arrives at one account's URL and is verified with that
+     * account's secret: its event is stored, deduplicated and kept as an
+     * orphan per (connector, account), and only ever applied to that
+     * account's payments and refunds. */
+    "ALTER TABLE webhook_events ADD COLUMN connector_account text NOT NULL DEFAULT 'default';\n"
+    "ALTER TABLE webhook_events ALTER COLUMN connector_account DROP DEFAULT;\n"
+    "ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_connector_event_id_key,\n"
+    "    ADD CONSTRAINT webhook_events_account_event_key UNIQUE (connector, connector_account, event_id);\n"
+    "DROP INDEX webhook_events_orphans;\n"
+    "CREATE INDEX webhook_events_orphans ON webhook_events (connector, connector_account, tx_id)\n"
+    "    WHERE payment_id IS NULL;\n";
 
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},

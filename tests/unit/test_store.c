@@ -76,7 +76,7 @@ static store_payment sample(const char *id, int64_t amount, const char *currency
 {
     store_payment p = {.id = id, .connector = CONNECTOR, .amount = amount, .currency = currency,
                        .reference = "order-42", .description = "two books",
-                       .merchant_id = "mer_default"};
+                       .merchant_id = "mer_default", .connector_account = "default"};
     return p;
 }
 
@@ -130,7 +130,7 @@ static store_result apply(const pagoflex_webhook_event *ev, store_payment *out, 
     static const char body[] = "{\"event\":\"payment.updated\"}";
     pagoflex_arena *a = arena_new();
     store_payment row = {0};
-    store_result rc = store_webhook_apply(g_store, CONNECTOR, ev, (const unsigned char *)body,
+    store_result rc = store_webhook_apply(g_store, CONNECTOR, "default", ev, (const unsigned char *)body,
                                           sizeof body - 1, a, &row, applied);
     if (out) {
         /* The arena goes away: keep what the tests look at. */
@@ -268,7 +268,7 @@ static void test_insert_get(void **unused)
 
     /* NULL optional fields stay NULL; a large amount survives. */
     store_payment q = {.id = "pay_ins_2", .connector = CONNECTOR, .amount = INT64_MAX,
-                       .currency = "JPY", .merchant_id = "mer_default"};
+                       .currency = "JPY", .merchant_id = "mer_default", .connector_account = "default"};
     assert_int_equal(store_payment_insert(g_store, &q, a, &out), STORE_OK);
     assert_null(out.reference);
     assert_null(out.description);
@@ -496,7 +496,7 @@ static void test_webhook_unknown_payment(void **unused)
     pagoflex_arena *a = arena_new();
     store_payment row;
     pagoflex_webhook_event foreign = event("evt_unk_4", "pay_other_bank", NULL, ST(FAILED));
-    assert_int_equal(store_webhook_apply(g_store, "BANCO_Y", &foreign, NULL, 0, a, &row, &applied),
+    assert_int_equal(store_webhook_apply(g_store, "BANCO_Y", "default", &foreign, NULL, 0, a, &row, &applied),
                      STORE_NOT_FOUND);
     arena_free(a);
     assert_int_equal(state_of("pay_other_bank"), ST(CREATED));
@@ -747,7 +747,7 @@ static void test_unavailable_refused(void **unused)
     assert_int_equal(store_payment_transition(s, "pay_down", ST(PENDING), NULL, NULL, NULL, a,
                                               &out),
                      STORE_UNAVAILABLE);
-    assert_int_equal(store_webhook_apply(s, CONNECTOR, &ev, NULL, 0, a, &out, &applied),
+    assert_int_equal(store_webhook_apply(s, CONNECTOR, "default", &ev, NULL, 0, a, &out, &applied),
                      STORE_UNAVAILABLE);
     assert_string_equal(out.id, "sentinel");
     assert_true(now_s() - t0 < 3.0);
@@ -870,27 +870,27 @@ static void test_janitor_purges_expired_keys_in_bounded_batches(void **unused)
 static void test_janitor_retention_spares_open_payments_and_orphans(void **unused)
 {
     (void)unused;
-    exec_ok("INSERT INTO payments (merchant_id, id, connector, amount, currency, state, created_at,"
-            " updated_at) SELECT 'mer_default', id, 'JANITOR', 100, 'EUR', state, at, at FROM (VALUES"
+    exec_ok("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state, created_at,"
+            " updated_at) SELECT 'default', 'mer_default', id, 'JANITOR', 100, 'EUR', state, at, at FROM (VALUES"
             " ('jan_done', 'succeeded', now() - interval '40 days'),"
             " ('jan_failed', 'failed', now() - interval '40 days'),"
             " ('jan_open', 'pending', now() - interval '40 days'),"
             " ('jan_review', 'requires_review', now() - interval '40 days'),"
             " ('jan_recent', 'succeeded', now() - interval '2 days')) AS v (id, state, at);"
             /* Open for 40 days, settled 2 days ago: its old events stay. */
-            "INSERT INTO payments (merchant_id, id, connector, amount, currency, state, created_at,"
-            " updated_at) VALUES ('mer_default', 'jan_late', 'JANITOR_LATE', 100, 'EUR', 'succeeded', now() - interval '42 days',"
+            "INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state, created_at,"
+            " updated_at) VALUES ('default', 'mer_default', 'jan_late', 'JANITOR_LATE', 100, 'EUR', 'succeeded', now() - interval '42 days',"
             " now() - interval '2 days');"
-            "INSERT INTO webhook_events (connector, event_id, payment_id, state, received_at, applied)"
-            " VALUES ('JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days', true);"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, received_at, applied)"
+            " VALUES ('default', 'JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days', true);"
             "INSERT INTO payment_history (payment_id, to_state, source, at)"
             " SELECT id, state, 'api', updated_at FROM payments, generate_series(1, 3)"
             " WHERE connector = 'JANITOR';"
-            "INSERT INTO webhook_events (connector, event_id, payment_id, state, body, received_at,"
-            " applied) SELECT 'JANITOR', id || '-' || g, id, state, repeat('b', 1000), updated_at, true"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, body, received_at,"
+            " applied) SELECT 'default', 'JANITOR', id || '-' || g, id, state, repeat('b', 1000), updated_at, true"
             " FROM payments, generate_series(1, 3) g WHERE connector = 'JANITOR';"
-            "INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, received_at,"
-            " applied) VALUES ('JANITOR', 'orphan', NULL, 'succeeded', 'bx_nobody',"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, tx_id, received_at,"
+            " applied) VALUES ('default', 'JANITOR', 'orphan', NULL, 'succeeded', 'bx_nobody',"
             " now() - interval '400 days', false)");
     store_janitor_limits lim = {.batch = 2, .max_batches = 100, /* several batches per table */
                                 .webhook_event_retention_days = 30,
