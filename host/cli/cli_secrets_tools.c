@@ -10,6 +10,7 @@
  * again with its default action.
  */
 #include "cli_secrets_tools.h"
+#include "cli_secrets.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -265,11 +266,13 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"plugin", required_argument, NULL, 'p'},
+        {"account", required_argument, NULL, 'a'},
         {"key-file", required_argument, NULL, 'k'},
         {"insecure-tmp", no_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
     };
-    const char *plugin = NULL, *key_file = NULL, *path = NULL, *base = NULL;
+    const char *plugin = NULL, *account = NULL, *key_file = NULL, *path = NULL, *base = NULL;
+    char binding[SECRETS_MAX_PLUGIN_NAME + 40];
     unsigned char *file = NULL, *plain = NULL;
     size_t file_len = 0, plain_len = 0;
     char dir[4096] = "", tmpfile[4200], err[TOOLS_ERRLEN];
@@ -279,9 +282,10 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
     memset(&key, 0, sizeof key);
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":p:k:I", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":p:a:k:I", opts, NULL)) != -1) {
         switch (c) {
         case 'p': plugin = optarg; break;
+        case 'a': account = optarg; break;
         case 'k': key_file = optarg; break;
         case 'I': insecure = 1; break;
         default: rc = tools_bad_option(cmd, c, argv); goto fail;
@@ -292,16 +296,15 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
         goto fail;
     }
     path = argv[optind];
-    if (!plugin || !*plugin || strchr(plugin, '/')) {
-        rc = cli_usage_error(cmd, "--plugin NAME is required (the plugin the file belongs to)");
+    if ((rc = cli_secrets_binding(cmd, plugin, account, binding, sizeof binding)) != CLI_OK)
         goto fail;
-    }
+    rc = CLI_ERROR;
     if (tools_load_key(key_file, &key) != CLI_OK)
         goto fail;
     if (access(path, F_OK) == 0) {
         if (secrets_read_file(path, SECRETS_MAX_FILE, &file, &file_len, err, sizeof err) != 0 ||
-            secrets_decrypt(&key, plugin, file, file_len, &plain, &plain_len, err, sizeof err) != 0) {
-            rc = cli_error("cannot decrypt %s for plugin %s: %s", path, plugin, err);
+            secrets_decrypt(&key, binding, file, file_len, &plain, &plain_len, err, sizeof err) != 0) {
+            rc = cli_error("cannot decrypt %s for %s: %s", path, binding, err);
             goto fail;
         }
     } else {
@@ -327,7 +330,7 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
         rc = cli_error("cannot write the plaintext into %s: %s", dir, strerror(errno));
         goto fail;
     }
-    rc = tools_edit_file(&key, plugin, path, tmpfile, plain, plain_len);
+    rc = tools_edit_file(&key, binding, path, tmpfile, plain, plain_len);
 fail:
     if (dir[0])
         tools_wipe_dir(dir);
@@ -381,6 +384,55 @@ fail:
     return rc;
 }
 
+/* Rotate every *.cfg.enc of `dir`: a plugin's file (<plugin>.cfg.enc) when
+ * `plugin` is NULL, else the account files of `plugin` (<account>.cfg.enc,
+ * bound to "<plugin>/<account>"), whose folders are visited from the top
+ * level. Counts into *done and *failed. -1 if `dir` cannot be read. */
+static int tools_rotate_dir(const secrets_key *old_key, const secrets_key *new_key, const char *dir,
+                            const char *plugin, int *done, int *failed)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char path[4096], name[256], binding[600];
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        int n = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (n < 0 || (size_t)n >= sizeof path) {
+            cli_error("path too long: %s/%s", dir, de->d_name);
+            (*failed)++;
+            continue;
+        }
+        if (!plugin && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (tools_rotate_dir(old_key, new_key, path, de->d_name, done, failed) != 0) {
+                cli_error("cannot read account folder %s: %s", path, strerror(errno));
+                (*failed)++;
+            }
+            continue;
+        }
+        if (!tools_has_suffix(de->d_name, ".cfg.enc"))
+            continue;
+        size_t stem = strlen(de->d_name) - strlen(".cfg.enc");
+        if (stem >= sizeof name) {
+            cli_error("name too long: %s", path);
+            (*failed)++;
+            continue;
+        }
+        memcpy(name, de->d_name, stem);
+        name[stem] = '\0';
+        if (secrets_binding_name(plugin ? plugin : name, plugin ? name : NULL, binding, sizeof binding) != 0 ||
+            tools_rotate_file(old_key, new_key, path, binding) != 0)
+            (*failed)++;
+        else
+            (*done)++;
+    }
+    closedir(d);
+    return 0;
+}
+
 int cli_secrets_rotate(const cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -391,7 +443,6 @@ int cli_secrets_rotate(const cli_command *cmd, int argc, char **argv)
     const char *old_file = NULL, *new_file = NULL, *dir = NULL;
     secrets_key old_key, new_key;
     char old_id[2 * SECRETS_KEY_ID_LEN + 1], new_id[2 * SECRETS_KEY_ID_LEN + 1];
-    DIR *d = NULL;
     int c, rc = CLI_ERROR, failed = 0, done = 0;
 
     memset(&old_key, 0, sizeof old_key);
@@ -419,36 +470,14 @@ int cli_secrets_rotate(const cli_command *cmd, int argc, char **argv)
                        "pagoflex secrets keygen --out FILE", new_id);
         goto fail;
     }
-    d = opendir(dir);
-    if (!d) {
+    if (tools_rotate_dir(&old_key, &new_key, dir, NULL, &done, &failed) != 0) {
         rc = cli_error("cannot read credentials folder %s: %s", dir, strerror(errno));
         goto fail;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !tools_has_suffix(de->d_name, ".cfg.enc"))
-            continue;
-        char path[4096], plugin[256];
-        size_t stem = strlen(de->d_name) - strlen(".cfg.enc");
-        int n = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (n < 0 || (size_t)n >= sizeof path || stem >= sizeof plugin) {
-            cli_error("path too long: %s/%s", dir, de->d_name);
-            failed++;
-            continue;
-        }
-        memcpy(plugin, de->d_name, stem);
-        plugin[stem] = '\0';
-        if (tools_rotate_file(&old_key, &new_key, path, plugin) != 0)
-            failed++;
-        else
-            done++;
     }
     fprintf(stderr, "pagoflex: %d file%s under key %s (from %s), %d failed\n", done,
             done == 1 ? "" : "s", new_id, old_id, failed);
     rc = failed ? CLI_ERROR : CLI_OK;
 fail:
-    if (d)
-        closedir(d);
     secrets_key_wipe(&old_key);
     secrets_key_wipe(&new_key);
     return rc;

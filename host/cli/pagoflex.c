@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "cli_ops.h"
 #include "cli_plugin.h"
+#include "cli_account.h"
 #include "cli_apikey.h"
 #include "cli_db.h"
 #include "cli_plugin_trust.h"
@@ -36,17 +37,21 @@ static const cli_command cli_commands[] = {
      "  --force      replace FILE if it exists (files encrypted under the old key\n"
      "               become unreadable)\n"},
     {"secrets", "encrypt", cli_secrets_encrypt,
-     "--plugin NAME [--key-file FILE] [--in PLAIN] [--out FILE.cfg.enc]",
+     "--plugin NAME [--account ACCOUNT] [--key-file FILE] [--in PLAIN] [--out FILE.cfg.enc]",
      "Encrypt a plugin's credentials (libconfig, string settings only).",
      "  --plugin NAME     the plugin the file is for; the file only decrypts for it\n"
+     "  --account ACCOUNT the connector account, [a-z0-9_-]{1,32} (default: \"default\");\n"
+     "                    the file only decrypts for that account of NAME\n"
      KEY_SOURCE_HELP
      "  --in PLAIN        plaintext libconfig file (default: stdin), e.g.\n"
      "                      BANCOX_API_KEY = \"...\";\n"
      "  --out FILE        encrypted output, mode 0600, replaced atomically\n"
-     "                    (default: NAME.cfg.enc)\n"},
-    {"secrets", "decrypt", cli_secrets_decrypt, "--plugin NAME [--key-file FILE] FILE.cfg.enc",
+     "                    (default: NAME.cfg.enc; with --account: NAME/ACCOUNT.cfg.enc,\n"
+     "                    the folder NAME created 0700; run it in credentials_dir)\n"},
+    {"secrets", "decrypt", cli_secrets_decrypt, "--plugin NAME [--account ACCOUNT] [--key-file FILE] FILE.cfg.enc",
      "Print a plugin's decrypted credentials on stdout.",
-     "  --plugin NAME     the plugin the file was encrypted for\n" KEY_SOURCE_HELP},
+     "  --plugin NAME     the plugin the file was encrypted for\n"
+     "  --account ACCOUNT its connector account (default: \"default\")\n" KEY_SOURCE_HELP},
     {"plugin", "new", cli_plugin_new, "NAME [--dir DIR] [--template DIR]",
      "Create a connector project from the SDK template (builds NAME.so out of tree).",
      "  NAME            a-z, 0-9, '_' (key NAME upper-cased, webhook path NAME,\n"
@@ -82,13 +87,14 @@ static const cli_command cli_commands[] = {
      "  --method, --path         default POST and /webhooks/<plugin name>\n"
      "  Exit status 0 if the signature is valid and the delivery parsed, 1 otherwise.\n"},
     {"secrets", "edit", cli_secrets_edit,
-     "--plugin NAME [--key-file FILE] [--insecure-tmp] FILE.cfg.enc",
+     "--plugin NAME [--account ACCOUNT] [--key-file FILE] [--insecure-tmp] FILE.cfg.enc",
      "Edit a plugin's credentials in $EDITOR; the plaintext stays on tmpfs and is wiped.",
-     "  --plugin NAME     the plugin the file is for\n" KEY_SOURCE_HELP
+     "  --plugin NAME     the plugin the file is for\n"
+     "  --account ACCOUNT its connector account (default: \"default\")\n" KEY_SOURCE_HELP
      "  --insecure-tmp    allow a temp folder that is not a tmpfs (the plaintext may\n"
      "                    then reach a disk); default: $XDG_RUNTIME_DIR or /dev/shm\n"},
     {"secrets", "rotate", cli_secrets_rotate, "--old-key-file A --new-key-file B DIR",
-     "Re-encrypt every DIR/*.cfg.enc under a new master key (atomic per file).",
+     "Re-encrypt every DIR/*.cfg.enc and DIR/<plugin>/*.cfg.enc under a new master key (atomic per file).",
      "  Run the hosts with master_key_file = B and previous_master_key_file = A\n"
      "  while files are rotated; drop previous_master_key_file afterwards.\n"},
     {"secrets", "check", cli_secrets_check,
@@ -102,6 +108,17 @@ static const cli_command cli_commands[] = {
      "List API keys: id, name, prefix, created, revoked (never a key or hash).", NULL},
     {"apikey", "revoke", cli_apikey_revoke, "[-c CONFIG] ID|PREFIX",
      "Revoke an API key; every host refuses it from the next request.", NULL},
+    {"merchant", "account", cli_account,
+     "add MERCHANT --connector KEY --account NAME | list [MERCHANT] | remove MERCHANT --connector KEY "
+     "[-c CONFIG]",
+     "Bind a merchant to its account of a connector (credentials <plugin>/<account>.cfg.enc).",
+     "  add      the merchant's new payments through KEY use account NAME (replaces its binding)\n"
+     "  list     the bindings, of one merchant or of all\n"
+     "  remove   the merchant has no account for KEY any more (422 connector_not_configured)\n"
+     "  mer_default uses account \"default\" (<plugin>.cfg.enc) of every connector it has no\n"
+     "  binding for; any other merchant needs one per connector it uses. A payment keeps the\n"
+     "  account it was made with (captures, refunds, webhooks).\n"
+     "  -c CONFIG   read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"},
     {"db", "migrate", cli_db_migrate, "[-c CONFIG] [--database CONNINFO]",
      "Apply the pending schema versions (as a role that may change the schema).",
      "  -c CONFIG            read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"
