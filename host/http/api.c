@@ -498,6 +498,8 @@ static bool api_payment_account(api_request *r, const char *key, bool fresh, con
         acctcache_put(r->merchant_id, key, account);
     }
     *pl = registry_find_account(ctx->registry, key, account);
+    if (!*pl && account == cached) /* refuse only on what the database says now */
+        return api_payment_account(r, key, true, pl, ret);
     if (!*pl) {
         *ret = api_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "connector_account_unavailable", "connector",
                          "account %s of connector %s has no loaded credentials on this host; nothing was "

@@ -131,8 +131,9 @@ class Env:
     """A private Pagoflex: database, key, credentials, simulator, host."""
 
     def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config="", workers=2,
-                 bancox=None, extra_hosts=0, port=None):
+                 bancox=None, extra_hosts=0, port=None, sim_env=None):
         """bancox: credentials merged over the banco_x defaults (e.g. BANCOX_BASE_URL);
+        sim_env: more environment for the simulator (e.g. BANCOX_ACCOUNTS, its secrets);
         extra_hosts: that many more pagoflexd on the same database (start_extra_hosts()),
         and the simulator fans every webhook out to all of them."""
         if not PG:
@@ -165,6 +166,7 @@ class Env:
         self.extra_ports = [free_port() for _ in range(extra_hosts)]
         self.extra_admin_ports = [free_port() for _ in range(extra_hosts)]
         self.extra = []
+        self.sim_env = dict(sim_env or {})
         if extra_hosts:
             urls = ["http://127.0.0.1:%d" % p for p in [self.port] + self.extra_ports]
             sim_args = list(sim_args) + ["--webhook-fanout", ",".join(urls)]
@@ -195,7 +197,8 @@ class Env:
         self.sim = subprocess.Popen(
             [os.path.join(BUILD, "tests", "banksim", "banksim"), "--port", "0", "--port-file", port_file,
              "--webhook-delay-ms", "50"] + list(args),
-            env=dict(os.environ, BANCOX_API_KEY=BANCOX_API_KEY, BANCOX_SECRET=BANCOX_SECRET),
+            env=dict(os.environ, BANCOX_API_KEY=BANCOX_API_KEY, BANCOX_SECRET=BANCOX_SECRET,
+                     **getattr(self, "sim_env", {})),
             stdout=self.sim_log, stderr=subprocess.STDOUT)
         self.procs.append(self.sim)
         self.sim_port = wait_for_file(port_file, self.sim)
