@@ -1429,8 +1429,8 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
         rejection arj = {0};
         if (plugin_account_load(r, p, accounts[i], &arj) == 0)
             continue;
-        if (i == 0 || r->count == first)
-            rj = arj; /* the plugin's reason if no account loads */
+        if (i == 0)
+            rj = arj; /* the plugin's reason if no account loads: its first account's */
         if (naccounts > 1)
             report_account_rejection(r, &arj, p->name, accounts[i]);
     }

@@ -26,7 +26,9 @@
 #include "arena.h"
 #include "payment.h"
 #include "store.h"
+#include "store_accounts.h"
 #include "store_flows.h"
+#include "store_idem.h"
 #include "store_janitor.h"
 #include "pgtest.h"
 #include "store_migrations.h"
@@ -828,6 +830,104 @@ static void test_statements_survive_schema_change(void **unused)
     assert_false(applied); /* terminal: stored and ignored */
 }
 
+/* ---- connector accounts (migration 11) ------------------------------------ */
+
+static void exec_ok(const char *sql);
+
+static void test_payment_insert_resolves_the_merchants_account(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out = {.id = "sentinel"};
+    const char *acct = NULL;
+    exec_ok("INSERT INTO merchants (id, name) VALUES ('mer_acct_t', 'accounts test')");
+    /* mer_default: account "default" of every connector it has no binding for. */
+    store_payment p = sample("pay_acct_1", 100, "EUR");
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    assert_string_equal(out.connector_account, "default");
+    p = sample("pay_acct_2", 100, "EUR");
+    p.connector_account = "acct-x"; /* built with an account the merchant does not use */
+    out.id = "sentinel";
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_CONFLICT);
+    assert_string_equal(out.id, "sentinel");
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1", "pay_acct_2"), 0);
+    /* Another merchant has no account until it is bound: nothing is written, whatever it was built with. */
+    assert_int_equal(store_account_resolve(g_store, "mer_acct_t", CONNECTOR, a, &acct), STORE_NOT_FOUND);
+    p = sample("pay_acct_3", 100, "EUR");
+    p.merchant_id = "mer_acct_t";
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_CONFLICT);
+    assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out),
+                     STORE_CONFLICT);
+    assert_int_equal(count_rows("SELECT count(*) FROM idempotency_keys WHERE key = $1", "k-acct"), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1", "pay_acct_3"), 0);
+    /* Bound: that account and no other. */
+    assert_int_equal(store_account_bind(g_store, "mer_acct_t", CONNECTOR, "acct-t"), STORE_OK);
+    assert_int_equal(store_account_resolve(g_store, "mer_acct_t", CONNECTOR, a, &acct), STORE_OK);
+    assert_string_equal(acct, "acct-t");
+    assert_int_equal(store_account_resolve(g_store, "mer_acct_t", "OTHER_BANK", a, &acct), STORE_NOT_FOUND);
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_CONFLICT); /* still "default" */
+    p.connector_account = "acct-t";
+    assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out), STORE_OK);
+    assert_string_equal(out.connector_account, "acct-t");
+    assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out),
+                     STORE_DUPLICATE);
+    /* A refund is made with its payment's account. */
+    exec_ok("UPDATE payments SET state = 'succeeded', amount_received = amount WHERE id = 'pay_acct_3'");
+    store_refund rf;
+    store_payment after;
+    assert_int_equal(store_refund_create(g_store, "re_acct_3", "pay_acct_3", 0, NULL, NULL, a, &rf, &after),
+                     STORE_OK);
+    assert_string_equal(rf.connector_account, "acct-t");
+    /* mer_default may be bound too; unbinding gives it "default" back. */
+    assert_int_equal(store_account_bind(g_store, "mer_default", CONNECTOR, "acct-z"), STORE_OK);
+    assert_int_equal(store_account_resolve(g_store, "mer_default", CONNECTOR, a, &acct), STORE_OK);
+    assert_string_equal(acct, "acct-z");
+    assert_int_equal(store_account_unbind(g_store, "mer_default", CONNECTOR), STORE_OK);
+    assert_int_equal(store_account_unbind(g_store, "mer_default", CONNECTOR), STORE_NOT_FOUND);
+    assert_int_equal(store_account_resolve(g_store, "mer_default", CONNECTOR, a, &acct), STORE_OK);
+    assert_string_equal(acct, "default");
+    /* Refused: no such merchant, a bad account name. */
+    assert_int_equal(store_account_bind(g_store, "mer_nobody", CONNECTOR, "acct-t"), STORE_NOT_FOUND);
+    assert_int_equal(store_account_bind(g_store, "mer_acct_t", CONNECTOR, "Acct T"), STORE_ERROR);
+    store_account_binding *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_account_list(g_store, "mer_acct_t", a, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].account, "acct-t");
+    arena_free(a);
+}
+
+static void test_webhook_finds_only_its_accounts_payments(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out, row;
+    bool applied = false;
+    exec_ok("INSERT INTO merchants (id, name) VALUES ('mer_acct_w', 'webhooks test');"
+            "INSERT INTO connector_accounts (merchant_id, connector, account) VALUES ('mer_acct_w', 'BANCO_X', 'acct-w')");
+    store_payment p = sample("pay_acct_w", 100, "EUR");
+    p.merchant_id = "mer_acct_w";
+    p.connector_account = "acct-w";
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    assert_int_equal(store_payment_transition(g_store, "pay_acct_w", ST(PENDING), "bx_acct_w", NULL, NULL, a, &out),
+                     STORE_OK);
+    /* Another account's webhook, by our id or by the bank's: no such payment, nothing stored. */
+    pagoflex_webhook_event by_id = event("evt_acct_1", "pay_acct_w", NULL, ST(FAILED));
+    pagoflex_webhook_event by_ref = event("evt_acct_2", NULL, "bx_acct_w", ST(FAILED));
+    assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "default", &by_id, NULL, 0, a, &row, &applied),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "default", &by_ref, NULL, 0, a, &row, &applied),
+                     STORE_NOT_FOUND);
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", "evt_acct_%"), 0);
+    assert_int_equal(state_of("pay_acct_w"), ST(PENDING));
+    /* Event ids are the account's own: the same id at another account is another event. */
+    pagoflex_webhook_event ok = event("evt_acct_1", NULL, "bx_acct_w", ST(SUCCEEDED));
+    assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "acct-w", &ok, NULL, 0, a, &row, &applied), STORE_OK);
+    assert_true(applied);
+    assert_int_equal(state_of("pay_acct_w"), ST(SUCCEEDED));
+    arena_free(a);
+}
+
 /* ---- retention (store_janitor.c) ------------------------------------------ */
 
 static void exec_ok(const char *sql)
@@ -1205,6 +1305,8 @@ int main(void)
         cmocka_unit_test(test_refund_race),
         cmocka_unit_test(test_insert_duplicate),
         cmocka_unit_test(test_insert_check_refused),
+        cmocka_unit_test(test_payment_insert_resolves_the_merchants_account),
+        cmocka_unit_test(test_webhook_finds_only_its_accounts_payments),
         cmocka_unit_test(test_transitions),
         cmocka_unit_test(test_transition_error_fields),
         cmocka_unit_test(test_provider_ref_kept_on_conflict),
