@@ -75,11 +75,19 @@ static int account_cli_opts(const cli_command *cmd, int argc, char **argv, accou
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': a->config_path = optarg; break;
-        case 'C': a->connector = optarg; break;
-        case 'a': a->account = optarg; break;
-        case ':': return cli_usage_error(cmd, "option %s needs a value", argv[optind - 1]);
-        default: return cli_usage_error(cmd, "unknown option %s", argv[optind - 1]);
+        case 'c':
+            a->config_path = optarg;
+            break;
+        case 'C':
+            a->connector = optarg;
+            break;
+        case 'a':
+            a->account = optarg;
+            break;
+        case ':':
+            return cli_usage_error(cmd, "option %s needs a value", argv[optind - 1]);
+        default:
+            return cli_usage_error(cmd, "unknown option %s", argv[optind - 1]);
         }
     }
     if (optind < argc)
@@ -96,7 +104,8 @@ static int account_check_connector(const cli_command *cmd, const char *key)
     if (!key)
         return cli_usage_error(cmd, "--connector KEY is required (the connector key, e.g. BANCO_X)");
     if (n == 0 || n > 32 || strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != n)
-        return cli_usage_error(cmd, "invalid connector key '%.40s': [A-Z0-9_]{1,32}, as in GET /v1/connectors", key);
+        return cli_usage_error(
+            cmd, "invalid connector key '%.40s': [A-Z0-9_]{1,32}, as in GET /v1/connectors", key);
     return CLI_OK;
 }
 
@@ -175,7 +184,8 @@ int cli_account(const cli_command *cmd, int argc, char **argv)
             return cli_usage_error(cmd, "--account NAME is required, [a-z0-9_-]{1,32} (its credentials are "
                                         "<credentials_dir>/<plugin>/NAME.cfg.enc)");
         if (!add && a.account)
-            return cli_usage_error(cmd, "remove takes no --account: a merchant has one account per connector");
+            return cli_usage_error(cmd,
+                                   "remove takes no --account: a merchant has one account per connector");
         if ((rc = account_cli_open(a.config_path, &s)) != CLI_OK)
             return rc;
         rc = add ? account_add(cmd, s, &a) : account_remove(s, &a);

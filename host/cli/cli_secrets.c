@@ -63,8 +63,9 @@ int cli_secrets_binding(const cli_command *cmd, const char *plugin, const char *
         return rc;
     size_t n = account ? strlen(account) : 0;
     if (account && (n == 0 || n > 32 || strspn(account, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n))
-        return cli_usage_error(cmd, "invalid account name '%.40s': [a-z0-9_-]{1,32} (the connector account, "
-                                    "as in: pagoflex merchant account add M --connector KEY --account NAME)",
+        return cli_usage_error(cmd,
+                               "invalid account name '%.40s': [a-z0-9_-]{1,32} (the connector account, "
+                               "as in: pagoflex merchant account add M --connector KEY --account NAME)",
                                account);
     if (secrets_binding_name(plugin, account, out, cap) != 0)
         return cli_usage_error(cmd, "plugin name too long");
@@ -163,12 +164,9 @@ static int cli_read_plain(const char *path, unsigned char **buf, size_t *len)
 int cli_secrets_encrypt(const cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"plugin", required_argument, NULL, 'p'},
-        {"account", required_argument, NULL, 'a'},
-        {"key-file", required_argument, NULL, 'k'},
-        {"in", required_argument, NULL, 'i'},
-        {"out", required_argument, NULL, 'o'},
-        {NULL, 0, NULL, 0},
+        {"plugin", required_argument, NULL, 'p'},   {"account", required_argument, NULL, 'a'},
+        {"key-file", required_argument, NULL, 'k'}, {"in", required_argument, NULL, 'i'},
+        {"out", required_argument, NULL, 'o'},      {NULL, 0, NULL, 0},
     };
     const char *plugin = NULL, *account = NULL, *key_file = NULL, *in = NULL, *out = NULL;
     char binding[SECRETS_MAX_PLUGIN_NAME + 40];
@@ -186,7 +184,9 @@ int cli_secrets_encrypt(const cli_command *cmd, int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":p:a:k:i:o:", opts, NULL)) != -1) {
         switch (c) {
         case 'p': plugin = optarg; break;
-        case 'a': account = optarg; break;
+        case 'a':
+            account = optarg;
+            break;
         case 'k': key_file = optarg; break;
         case 'i': in = optarg; break;
         case 'o': out = optarg; break;
@@ -274,7 +274,9 @@ int cli_secrets_decrypt(const cli_command *cmd, int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":p:a:k:", opts, NULL)) != -1) {
         switch (c) {
         case 'p': plugin = optarg; break;
-        case 'a': account = optarg; break;
+        case 'a':
+            account = optarg;
+            break;
         case 'k': key_file = optarg; break;
         default: rc = cli_bad_option(cmd, c, argv); goto fail;
         }

@@ -285,7 +285,9 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":p:a:k:I", opts, NULL)) != -1) {
         switch (c) {
         case 'p': plugin = optarg; break;
-        case 'a': account = optarg; break;
+        case 'a':
+            account = optarg;
+            break;
         case 'k': key_file = optarg; break;
         case 'I': insecure = 1; break;
         default: rc = tools_bad_option(cmd, c, argv); goto fail;
@@ -423,7 +425,8 @@ static int tools_rotate_dir(const secrets_key *old_key, const secrets_key *new_k
         }
         memcpy(name, de->d_name, stem);
         name[stem] = '\0';
-        if (secrets_binding_name(plugin ? plugin : name, plugin ? name : NULL, binding, sizeof binding) != 0 ||
+        if (secrets_binding_name(plugin ? plugin : name, plugin ? name : NULL, binding, sizeof binding) !=
+                0 ||
             tools_rotate_file(old_key, new_key, path, binding) != 0)
             (*failed)++;
         else

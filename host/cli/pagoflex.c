@@ -27,8 +27,7 @@
 static const cli_command cli_commands[] = {
     {NULL, "status", cli_ops_status, "-c CONFIG",
      "Show a running host: health, generation, connectors (version, file, hash, last error).", NULL},
-    {NULL, "reload", cli_ops_reload, "-c CONFIG",
-     "Reload a running host (SIGHUP to the master in pid_file).",
+    {NULL, "reload", cli_ops_reload, "-c CONFIG", "Reload a running host (SIGHUP to the master in pid_file).",
      "Workers of a new generation load the plugins; the old generation drains once\n"
      "they are ready. A plugin that fails to load keeps its last good version."},
     {"secrets", "keygen", cli_secrets_keygen, "[--out FILE] [--force]",
@@ -41,14 +40,14 @@ static const cli_command cli_commands[] = {
      "Encrypt a plugin's credentials (libconfig, string settings only).",
      "  --plugin NAME     the plugin the file is for; the file only decrypts for it\n"
      "  --account ACCOUNT the connector account, [a-z0-9_-]{1,32} (default: \"default\");\n"
-     "                    the file only decrypts for that account of NAME\n"
-     KEY_SOURCE_HELP
+     "                    the file only decrypts for that account of NAME\n" KEY_SOURCE_HELP
      "  --in PLAIN        plaintext libconfig file (default: stdin), e.g.\n"
      "                      BANCOX_API_KEY = \"...\";\n"
      "  --out FILE        encrypted output, mode 0600, replaced atomically\n"
      "                    (default: NAME.cfg.enc; with --account: NAME/ACCOUNT.cfg.enc,\n"
      "                    the folder NAME created 0700; run it in credentials_dir)\n"},
-    {"secrets", "decrypt", cli_secrets_decrypt, "--plugin NAME [--account ACCOUNT] [--key-file FILE] FILE.cfg.enc",
+    {"secrets", "decrypt", cli_secrets_decrypt,
+     "--plugin NAME [--account ACCOUNT] [--key-file FILE] FILE.cfg.enc",
      "Print a plugin's decrypted credentials on stdout.",
      "  --plugin NAME     the plugin the file was encrypted for\n"
      "  --account ACCOUNT its connector account (default: \"default\")\n" KEY_SOURCE_HELP},
@@ -64,8 +63,7 @@ static const cli_command cli_commands[] = {
      "[--plugin-name NAME] [--with DIR] [--verbose]",
      "Load a connector as the host would and check that it conforms; exit 0 if all pass.",
      "  --credentials F  its encrypted credentials (default: dummy values are generated\n"
-     "                   for every required credential, in memory)\n"
-     KEY_SOURCE_HELP
+     "                   for every required credential, in memory)\n" KEY_SOURCE_HELP
      "  --credential NAME=VALUE  a plaintext test credential (repeatable), instead of\n"
      "                   --credentials; kept in memory only, never printed\n"
      "  --plugin-name N  name the credentials were encrypted for (default: FILE without .so)\n"
@@ -77,8 +75,7 @@ static const cli_command cli_commands[] = {
      "[--method POST] [--path /webhooks/x]",
      "Replay a captured webhook offline: print the signature verdict and the parsed events.",
      "  --plugin FILE.so         the connector (1.0, 1.1 or 1.2), loaded as plugin check does\n"
-     "  --credentials F          its encrypted credentials, decrypted with the master key\n"
-     KEY_SOURCE_HELP
+     "  --credentials F          its encrypted credentials, decrypted with the master key\n" KEY_SOURCE_HELP
      "  --credential NAME=VALUE  a plaintext test credential instead (repeatable)\n"
      "  --now UNIX               the host clock the plugin sees (default: now)\n"
      "  --header 'Name: value'   a request header as received (repeatable, in order)\n"
@@ -126,8 +123,7 @@ static const cli_command cli_commands[] = {
      "  Hosts with `migrate = false` (a role with no DDL rights) need this first.\n"
      "  Index builds on large tables run CONCURRENTLY, without blocking writes.\n"},
     {"db", "status", cli_db_status, "[-c CONFIG] [--database CONNINFO]",
-     "List the schema versions of this build, applied or pending; exit 1 if any is pending.",
-     NULL},
+     "List the schema versions of this build, applied or pending; exit 1 if any is pending.", NULL},
     {"plugin", "keygen", cli_plugin_keygen, "--out PREFIX [--force]",
      "Make an Ed25519 plugin-signing key pair: PREFIX.key (0600) and PREFIX.pub.", NULL},
     {"plugin", "sign", cli_plugin_sign, "--key SIGNER.key FILE.so",

@@ -519,14 +519,15 @@ static bool api_payment_build(api_request *r, api_create *c, const registry_plug
     c->pl = pl;
     c->pay.webhook_url = bankcall_webhook_url(r->ctx->cfg->public_url, pl, r->arena);
     if (!c->pay.webhook_url) {
-        *ret = api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory; nothing was stored");
+        *ret = api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "out of memory; nothing was stored");
         return false;
     }
     int rc = bankcall_flow_request(pl, &c->in, r->arena, &breq);
     if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID) {
         *ret = api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
-                         "connector %s cannot take this payment (status %d); nothing was stored", pl->desc->key,
-                         rc);
+                         "connector %s cannot take this payment (status %d); nothing was stored",
+                         pl->desc->key, rc);
         return false;
     }
     if (rc != PAGOFLEX_OK) {
@@ -547,13 +548,19 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
     const char *key = c->idem_key;
-    store_payment row = {.id = c->pay.id, .connector = c->pl->desc->key, .amount = c->pay.amount,
-                         .currency = c->pay.currency, .state = PAGOFLEX_STATE_CREATED,
-                         .reference = c->pay.reference, .description = c->pay.description,
-                         .manual_capture = !c->in.capture, .return_url = c->in.return_url,
+    store_payment row = {.id = c->pay.id,
+                         .connector = c->pl->desc->key,
+                         .amount = c->pay.amount,
+                         .currency = c->pay.currency,
+                         .state = PAGOFLEX_STATE_CREATED,
+                         .reference = c->pay.reference,
+                         .description = c->pay.description,
+                         .manual_capture = !c->in.capture,
+                         .return_url = c->in.return_url,
                          .payment_method_type = c->in.payment_method_type,
                          .payment_method_token = c->in.payment_method_token,
-                         .merchant_id = r->merchant_id, .connector_account = c->pl->account};
+                         .merchant_id = r->merchant_id,
+                         .connector_account = c->pl->account};
     while (c->claims < 3) {
         c->claims++;
         store_payment stored;
@@ -661,7 +668,8 @@ static enum MHD_Result api_payment_create(api_request *r)
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
     enum MHD_Result refused;
-    if (!api_payment_account(r, pl->desc->key, false, &pl, &refused) || !api_payment_build(r, c, pl, &refused))
+    if (!api_payment_account(r, pl->desc->key, false, &pl, &refused) ||
+        !api_payment_build(r, c, pl, &refused))
         return refused;
     c->scope = scope;
     c->idem_key = idem_key;
@@ -705,7 +713,8 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
                              transport != PAGOFLEX_TRANSPORT_CONNECT, true);
     int orphans = 0;
     if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id &&
-        store_orphan_apply(ctx->store, pl->desc->key, pl->account, res.provider_reference_id, &orphans) == STORE_OK &&
+        store_orphan_apply(ctx->store, pl->desc->key, pl->account, res.provider_reference_id, &orphans) ==
+            STORE_OK &&
         orphans > 0)
         sr = store_payment_get(ctx->store, pay->id, r->arena, &stored);
     if (sr == STORE_UNAVAILABLE)
@@ -993,8 +1002,8 @@ static enum MHD_Result api_webhook(api_request *r, const char *rest)
         return api_db_unavailable(r);
     store_payment p;
     bool applied = false;
-    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, r->body_len, r->arena, &p,
-                                          &applied);
+    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, r->body_len,
+                                          r->arena, &p, &applied);
     switch (sr) {
     case STORE_OK: {
         if (applied)
@@ -1040,10 +1049,10 @@ static enum MHD_Result api_connectors(api_request *r)
                 json_array_append_new(flows, json_string(registry_flow_name((pagoflex_flow)f)));
         json_array_append_new(
             list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "key", pl->desc->key,
-                            "account", pl->account, "version",
-                            pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
-                            "file", api_shown(r, pl->file, 4096), "sha256", pl->sha256, "loaded_at", loaded,
-                            "generation", (json_int_t)r->ctx->generation, "last_error",
+                            "account", pl->account, "version", pl->desc->version, "abi_version", abi,
+                            "webhook_path", pl->desc->webhook_path, "file", api_shown(r, pl->file, 4096),
+                            "sha256", pl->sha256, "loaded_at", loaded, "generation",
+                            (json_int_t)r->ctx->generation, "last_error",
                             pl->last_error ? json_string(api_shown(r, pl->last_error, 4096)) : json_null(),
                             "flows", flows));
     }
@@ -1056,9 +1065,9 @@ static enum MHD_Result api_connectors(api_request *r)
     json_t *rejected_accounts = json_array();
     for (size_t i = 0; i < registry_account_rejected_count(reg); i++) {
         const registry_account_rejection *ra = registry_account_rejected_at(reg, i);
-        json_array_append_new(rejected_accounts,
-                              json_pack("{s:s, s:s, s:s}", "plugin", ra->plugin, "account",
-                                        api_shown(r, ra->account, 64), "error", api_shown(r, ra->reason, 4096)));
+        json_array_append_new(rejected_accounts, json_pack("{s:s, s:s, s:s}", "plugin", ra->plugin, "account",
+                                                           api_shown(r, ra->account, 64), "error",
+                                                           api_shown(r, ra->reason, 4096)));
     }
     return api_reply(r, MHD_HTTP_OK,
                      json_pack("{s:o, s:o, s:o, s:I}", "connectors", list, "rejected", rejected,

@@ -454,13 +454,13 @@ static bool flow_payment_plugin(api_request *r, struct api_flow *f, pagoflex_flo
     f->pl = registry_find_account(ctx->registry, p.connector, p.connector_account);
     if (!f->pl) {
         bool loaded = registry_find_key(ctx->registry, p.connector) != NULL;
-        *ret = api_req_error(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-                             loaded ? "connector_account_unavailable" : "connector_unavailable", NULL,
-                             loaded ? "account %s of connector %s (payment %s) has no loaded credentials on this "
-                                      "host; nothing was changed or sent"
-                                    : "connector %s of payment %s is not loaded on this host; nothing was changed",
-                             loaded ? p.connector_account : p.connector, loaded ? p.connector : p.id,
-                             p.id);
+        *ret = api_req_error(
+            r, MHD_HTTP_SERVICE_UNAVAILABLE,
+            loaded ? "connector_account_unavailable" : "connector_unavailable", NULL,
+            loaded ? "account %s of connector %s (payment %s) has no loaded credentials on this "
+                     "host; nothing was changed or sent"
+                   : "connector %s of payment %s is not loaded on this host; nothing was changed",
+            loaded ? p.connector_account : p.connector, loaded ? p.connector : p.id, p.id);
         return false;
     }
     if (!registry_has_flow(f->pl, flow)) {

@@ -114,7 +114,8 @@ static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl
                                  .error_message = e->error_message};
     store_payment p;
     bool applied = false;
-    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, len, arena, &p, &applied);
+    store_result sr =
+        store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, len, arena, &p, &applied);
     if (sr == STORE_OK && applied)
         metrics_payment_outcome(metrics_connector(pl->desc->key), (int)p.state);
     if (sr == STORE_OK) {
@@ -150,7 +151,8 @@ static store_result wh_refund_event(api_context *ctx, const registry_plugin *pl,
 {
     store_refund f;
     bool applied = false;
-    store_result sr = store_refund_webhook_apply(ctx->store, pl->desc->key, pl->account, e, body, len, arena, &f, &applied);
+    store_result sr =
+        store_refund_webhook_apply(ctx->store, pl->desc->key, pl->account, e, body, len, arena, &f, &applied);
     if (sr == STORE_OK) {
         log_info("webhook %s: connector=%s event=%s refund=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, e->event_id, f.id, payment_state_name(f.state));
@@ -181,11 +183,11 @@ static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, cons
     const char *found = NULL;
     const char *what = e->kind == PAGOFLEX_EVENT_REFUND ? "refund" : "payment";
     if (e->kind == PAGOFLEX_EVENT_REFUND)
-        sr = store_refund_make_due(ctx->store, pl->desc->key, pl->account, e->refund_id, e->refund_id ? NULL : e->refund_provider_reference_id,
-                                   arena, &found);
+        sr = store_refund_make_due(ctx->store, pl->desc->key, pl->account, e->refund_id,
+                                   e->refund_id ? NULL : e->refund_provider_reference_id, arena, &found);
     else
-        sr = store_recon_look_up(ctx->store, pl->desc->key, pl->account, e->payment_id, e->payment_id ? NULL : e->tx_id, arena,
-                                 &found);
+        sr = store_recon_look_up(ctx->store, pl->desc->key, pl->account, e->payment_id,
+                                 e->payment_id ? NULL : e->tx_id, arena, &found);
     if (sr == STORE_OK) {
         log_info("webhook look-up: connector=%s event=%s: %s %s is due for the reconciler now", pl->desc->key,
                  e->event_id, what, found);

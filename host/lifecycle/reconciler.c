@@ -111,7 +111,8 @@ static void recon_apply(api_context *ctx, const store_recon_item *it, const char
                  payment_state_name(res->state), recon_refused_why(it, &now, lost, why, sizeof why));
     int applied = 0;
     if (res->provider_reference_id)
-        store_orphan_apply(ctx->store, p->connector, p->connector_account, res->provider_reference_id, &applied);
+        store_orphan_apply(ctx->store, p->connector, p->connector_account, res->provider_reference_id,
+                           &applied);
     o->settled = true;
     if (sr == STORE_OK && res->state == PAGOFLEX_STATE_PENDING && applied == 0)
         store_recon_reschedule(ctx->store, it, ctx->cfg->webhook_grace_s * 1000, NULL, true, NULL);

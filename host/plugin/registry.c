@@ -1446,9 +1446,8 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
     quote(version, sizeof version, p->desc->version, REGISTRY_QUOTE_MAX);
     log_info("plugin loaded: file=%s key=%s version=%s abi=%u.%u webhook=/webhooks/%s "
              "sha256=%.16s accounts=%zu%s",
-             p->file, p->desc->key, version, (unsigned)p->desc->abi_major,
-             (unsigned)p->desc->abi_minor, p->desc->webhook_path, p->sha256, r->count - first,
-             copy ? " (last good version)" : "");
+             p->file, p->desc->key, version, (unsigned)p->desc->abi_major, (unsigned)p->desc->abi_minor,
+             p->desc->webhook_path, p->sha256, r->count - first, copy ? " (last good version)" : "");
     /* The instances hold the object and the load lock now. */
     plugin_discard(r, p);
     return 0;
@@ -1628,8 +1627,7 @@ const registry_plugin *registry_find_account(const registry *r, const char *key,
     return NULL;
 }
 
-const registry_plugin *registry_find_webhook_account(const registry *r, const char *path,
-                                                     const char *account)
+const registry_plugin *registry_find_webhook_account(const registry *r, const char *path, const char *account)
 {
     for (size_t i = 0; r && path && account && i < r->count; i++)
         if (strcmp(r->plugins[i]->desc->webhook_path, path) == 0 &&

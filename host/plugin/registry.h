@@ -167,9 +167,9 @@ const registry_plugin *registry_find_webhook_account(const registry *r, const ch
 
 /* An account refused while its plugin loaded (its other accounts serve). */
 typedef struct registry_account_rejection {
-    char *plugin;  /* plugin name */
+    char *plugin; /* plugin name */
     char *account;
-    char *reason;  /* the "connector account rejected: ..." line (never a secret) */
+    char *reason; /* the "connector account rejected: ..." line (never a secret) */
 } registry_account_rejection;
 
 /* The accounts refused in this load, in load order. */

@@ -231,7 +231,7 @@ int secrets_key_generate(secrets_key *out)
 int secrets_binding_name(const char *plugin, const char *account, char *out, size_t cap)
 {
     int n = !account || strcmp(account, "default") == 0 ? snprintf(out, cap, "%s", plugin)
-                                                         : snprintf(out, cap, "%s/%s", plugin, account);
+                                                        : snprintf(out, cap, "%s/%s", plugin, account);
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 

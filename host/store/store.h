@@ -148,8 +148,7 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
  * payment its bank id, orphan events waiting for that id are applied too
  * (store_orphan_apply), after the event's own commit. */
 store_result store_webhook_apply(store *s, const char *connector, const char *account,
-                                 const pagoflex_webhook_event *ev,
-                                 const unsigned char *body, size_t body_len,
+                                 const pagoflex_webhook_event *ev, const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied);
 
 /* One state change of a payment, oldest first. Strings live in the arena. */

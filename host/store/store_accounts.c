@@ -23,9 +23,9 @@ static const char sql_unbind[] =
     "DELETE FROM connector_accounts WHERE merchant_id = $1::text AND connector = $2::text RETURNING account";
 
 /* $1 merchant or NULL for all. */
-static const char sql_list[] = "SELECT merchant_id, connector, account, " TS("created_at")
-                               " FROM connector_accounts WHERE $1::text IS NULL OR merchant_id = $1::text"
-                               " ORDER BY merchant_id, connector";
+static const char sql_list[] = "SELECT merchant_id, connector, account, " TS(
+    "created_at") " FROM connector_accounts WHERE $1::text IS NULL OR merchant_id = $1::text"
+                  " ORDER BY merchant_id, connector";
 
 static bool account_char(int c)
 {
@@ -92,8 +92,7 @@ static store_result account_write(store *s, const char *what, const char *sql, i
     return rc;
 }
 
-store_result store_account_bind(store *s, const char *merchant_id, const char *connector,
-                                const char *account)
+store_result store_account_bind(store *s, const char *merchant_id, const char *connector, const char *account)
 {
     if (!merchant_id || !name_ok(connector, connector_char) || !store_account_name_valid(account)) {
         log_error("store: connector account binding with an invalid connector key or account name");

@@ -453,7 +453,8 @@ store_result store_webhook_keep(store *s, const char *connector, const char *acc
                                 "INSERT INTO webhook_events (connector, event_id, state, body, applied, kind,"
                                 " event_type, connector_account) VALUES ($1::text, $2::text, NULL, $4::text,"
                                 " false, 'ignored', $3::text, $5::text)"
-                                " ON CONFLICT (connector, connector_account, event_id) DO NOTHING RETURNING id",
+                                " ON CONFLICT (connector, connector_account, event_id) DO NOTHING"
+                                " RETURNING id",
                                 5, params, false, &r);
     if (rc == STORE_OK && PQntuples(r) != 1)
         rc = STORE_DUPLICATE;

@@ -109,16 +109,15 @@ store_result store_payment_release_operation(store *s, const char *id, const cha
  * is stored, not applied); STORE_DUPLICATE: seen before, nothing done;
  * STORE_NOT_FOUND: no such refund, nothing stored. */
 store_result store_refund_webhook_apply(store *s, const char *connector, const char *account,
-                                        const pagoflex_event *ev,
-                                        const unsigned char *body, size_t body_len, pagoflex_arena *arena,
-                                        store_refund *out, bool *applied);
+                                        const pagoflex_event *ev, const unsigned char *body, size_t body_len,
+                                        pagoflex_arena *arena, store_refund *out, bool *applied);
 
 /* Store event `ev` of `connector` that changes nothing (kind 'ignored': a
  * type the plugin does not handle, or a look-up the host answers with a
  * sync), deduped on (connector, account, event_id). STORE_OK, STORE_DUPLICATE. */
 store_result store_webhook_keep(store *s, const char *connector, const char *account,
-                                const pagoflex_event *ev,
-                                const unsigned char *body, size_t body_len, pagoflex_arena *arena);
+                                const pagoflex_event *ev, const unsigned char *body, size_t body_len,
+                                pagoflex_arena *arena);
 
 /* Store redirect_url on payment `id` while it is requires_action. */
 store_result store_payment_set_redirect(store *s, const char *id, const char *url);
@@ -174,8 +173,8 @@ store_result store_refund_reschedule(store *s, const store_refund_item *it, long
  * STORE_OK with *found (its id, in the arena); STORE_NOT_FOUND when no open
  * refund has that id. */
 store_result store_refund_make_due(store *s, const char *connector, const char *account,
-                                   const char *refund_id,
-                                   const char *bank_refund_id, pagoflex_arena *arena, const char **found);
+                                   const char *refund_id, const char *bank_refund_id, pagoflex_arena *arena,
+                                   const char **found);
 
 /* The claim ($1 recover created ms, $2 first retry ms, $3 webhook grace
  * ms, $4 limit, $5 lease ms, $6 deadline s) and renewal ($1 id, $2 claim,

@@ -263,7 +263,8 @@ static const char sql_look_up[] =
     " next_attempt_at = CASE WHEN state IN " OPEN_STATES " THEN now() ELSE next_attempt_at END,"
     " hold_due_at = CASE WHEN state IN " HELD_STATES " THEN now() ELSE hold_due_at END"
     " WHERE connector = $1::text AND connector_account = $4::text AND (id = $2::text OR"
-    " ($2::text IS NULL AND provider_reference_id = $3::text)) AND state IN ('created', 'processing', 'pending',"
+    " ($2::text IS NULL AND provider_reference_id = $3::text)) AND state IN ('created', 'processing',"
+    " 'pending',"
     " 'requires_capture', 'requires_action') RETURNING id";
 
 static store_result held_item_from_row(const PGresult *r, int i, pagoflex_arena *arena, void *out)

@@ -132,8 +132,7 @@ store_result store_recon_release_held(store *s, const store_recon_item *it, bool
  * or, when that is NULL, by the bank's `bank_id` due now (open or held).
  * STORE_OK with *found (its id, in the arena), STORE_NOT_FOUND when no
  * such payment is open or held. */
-store_result store_recon_look_up(store *s, const char *connector, const char *account,
-                                 const char *payment_id,
+store_result store_recon_look_up(store *s, const char *connector, const char *account, const char *payment_id,
                                  const char *bank_id, pagoflex_arena *arena, const char **found);
 
 /* The held claim ($1 recover created ms, $2 lease ms, $3 limit, $4

@@ -588,8 +588,8 @@ static void write_account(const env *e, const secrets_key *key, const char *plug
     unsigned char *blob = NULL;
     size_t blob_len = 0;
     char err[512], path[PATH_MAX];
-    assert_int_equal(secrets_encrypt(key, binding, (const unsigned char *)text, strlen(text), &blob, &blob_len,
-                                     err, sizeof err),
+    assert_int_equal(secrets_encrypt(key, binding, (const unsigned char *)text, strlen(text), &blob,
+                                     &blob_len, err, sizeof err),
                      0);
     snprintf(path, sizeof path, "%s/%s", e->creds, plugin);
     if (mkdir(path, 0700) != 0 && errno != EEXIST)

@@ -867,7 +867,8 @@ static void test_payment_insert_resolves_the_merchants_account(void **unused)
     assert_int_equal(store_account_resolve(g_store, "mer_acct_t", "OTHER_BANK", a, &acct), STORE_NOT_FOUND);
     assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_CONFLICT); /* still "default" */
     p.connector_account = "acct-t";
-    assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out), STORE_OK);
+    assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out),
+                     STORE_OK);
     assert_string_equal(out.connector_account, "acct-t");
     assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out),
                      STORE_DUPLICATE);
@@ -904,13 +905,15 @@ static void test_webhook_finds_only_its_accounts_payments(void **unused)
     store_payment out, row;
     bool applied = false;
     exec_ok("INSERT INTO merchants (id, name) VALUES ('mer_acct_w', 'webhooks test');"
-            "INSERT INTO connector_accounts (merchant_id, connector, account) VALUES ('mer_acct_w', 'BANCO_X', 'acct-w')");
+            "INSERT INTO connector_accounts (merchant_id, connector, account) VALUES ('mer_acct_w',"
+            " 'BANCO_X', 'acct-w')");
     store_payment p = sample("pay_acct_w", 100, "EUR");
     p.merchant_id = "mer_acct_w";
     p.connector_account = "acct-w";
     assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
-    assert_int_equal(store_payment_transition(g_store, "pay_acct_w", ST(PENDING), "bx_acct_w", NULL, NULL, a, &out),
-                     STORE_OK);
+    assert_int_equal(
+        store_payment_transition(g_store, "pay_acct_w", ST(PENDING), "bx_acct_w", NULL, NULL, a, &out),
+        STORE_OK);
     /* Another account's webhook, by our id or by the bank's: no such payment, nothing stored. */
     pagoflex_webhook_event by_id = event("evt_acct_1", "pay_acct_w", NULL, ST(FAILED));
     pagoflex_webhook_event by_ref = event("evt_acct_2", NULL, "bx_acct_w", ST(FAILED));
@@ -918,11 +921,13 @@ static void test_webhook_finds_only_its_accounts_payments(void **unused)
                      STORE_NOT_FOUND);
     assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "default", &by_ref, NULL, 0, a, &row, &applied),
                      STORE_NOT_FOUND);
-    assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", "evt_acct_%"), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", "evt_acct_%"),
+                     0);
     assert_int_equal(state_of("pay_acct_w"), ST(PENDING));
     /* Event ids are the account's own: the same id at another account is another event. */
     pagoflex_webhook_event ok = event("evt_acct_1", NULL, "bx_acct_w", ST(SUCCEEDED));
-    assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "acct-w", &ok, NULL, 0, a, &row, &applied), STORE_OK);
+    assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "acct-w", &ok, NULL, 0, a, &row, &applied),
+                     STORE_OK);
     assert_true(applied);
     assert_int_equal(state_of("pay_acct_w"), ST(SUCCEEDED));
     arena_free(a);
@@ -970,26 +975,35 @@ static void test_janitor_purges_expired_keys_in_bounded_batches(void **unused)
 static void test_janitor_retention_spares_open_payments_and_orphans(void **unused)
 {
     (void)unused;
-    exec_ok("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state, created_at,"
-            " updated_at) SELECT 'default', 'mer_default', id, 'JANITOR', 100, 'EUR', state, at, at FROM (VALUES"
+    exec_ok("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state,"
+            " created_at,"
+            " updated_at) SELECT 'default', 'mer_default', id, 'JANITOR', 100, 'EUR', state, at, at FROM"
+            " (VALUES"
             " ('jan_done', 'succeeded', now() - interval '40 days'),"
             " ('jan_failed', 'failed', now() - interval '40 days'),"
             " ('jan_open', 'pending', now() - interval '40 days'),"
             " ('jan_review', 'requires_review', now() - interval '40 days'),"
             " ('jan_recent', 'succeeded', now() - interval '2 days')) AS v (id, state, at);"
             /* Open for 40 days, settled 2 days ago: its old events stay. */
-            "INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state, created_at,"
-            " updated_at) VALUES ('default', 'mer_default', 'jan_late', 'JANITOR_LATE', 100, 'EUR', 'succeeded', now() - interval '42 days',"
+            "INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state,"
+            " created_at,"
+            " updated_at) VALUES ('default', 'mer_default', 'jan_late', 'JANITOR_LATE', 100, 'EUR',"
+            " 'succeeded', now() - interval '42 days',"
             " now() - interval '2 days');"
-            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, received_at, applied)"
-            " VALUES ('default', 'JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days', true);"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state,"
+            " received_at, applied)"
+            " VALUES ('default', 'JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days',"
+            " true);"
             "INSERT INTO payment_history (payment_id, to_state, source, at)"
             " SELECT id, state, 'api', updated_at FROM payments, generate_series(1, 3)"
             " WHERE connector = 'JANITOR';"
-            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, body, received_at,"
-            " applied) SELECT 'default', 'JANITOR', id || '-' || g, id, state, repeat('b', 1000), updated_at, true"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, body,"
+            " received_at,"
+            " applied) SELECT 'default', 'JANITOR', id || '-' || g, id, state, repeat('b', 1000),"
+            " updated_at, true"
             " FROM payments, generate_series(1, 3) g WHERE connector = 'JANITOR';"
-            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, tx_id, received_at,"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, tx_id,"
+            " received_at,"
             " applied) VALUES ('default', 'JANITOR', 'orphan', NULL, 'succeeded', 'bx_nobody',"
             " now() - interval '400 days', false)");
     store_janitor_limits lim = {.batch = 2, .max_batches = 100, /* several batches per table */

@@ -166,9 +166,12 @@ static void test_upgrade_to_connector_accounts_keeps_every_row(void **state)
     assert_non_null(s);
     assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
     assert_true(exec_on(conninfo,
-                        "INSERT INTO payments (id, connector, amount, currency, state, merchant_id, provider_reference_id,"
-                        " amount_received) VALUES ('pay_old', 'BANCO_X', 100, 'EUR', 'succeeded', 'mer_default', 'bx_old', 100);"
-                        "INSERT INTO refunds (id, payment_id, connector, amount, currency, state, merchant_id)"
+                        "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                        " provider_reference_id,"
+                        " amount_received) VALUES ('pay_old', 'BANCO_X', 100, 'EUR', 'succeeded',"
+                        " 'mer_default', 'bx_old', 100);"
+                        "INSERT INTO refunds (id, payment_id, connector, amount, currency, state,"
+                        " merchant_id)"
                         " VALUES ('re_old', 'pay_old', 'BANCO_X', 10, 'EUR', 'pending', 'mer_default');"
                         "INSERT INTO webhook_events (connector, event_id, payment_id, state, applied)"
                         " VALUES ('BANCO_X', 'evt_old', 'pay_old', 'succeeded', true);"

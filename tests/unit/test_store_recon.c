@@ -455,7 +455,8 @@ static void make_refund(const char *id, const char *rid, int64_t amount, pagofle
     char sql[256];
     snprintf(sql, sizeof sql,
              "INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state,"
-             " provider_reference_id, amount_received) VALUES ('default', 'mer_default', '%s', 'BANCO_X', 1000, 'EUR', 'succeeded', 'bx_%s', 1000)",
+             " provider_reference_id, amount_received) VALUES ('default', 'mer_default', '%s', 'BANCO_X',"
+             " 1000, 'EUR', 'succeeded', 'bx_%s', 1000)",
              id, id);
     check_exec(sql);
     pagoflex_arena *a = arena_new();
@@ -554,8 +555,10 @@ static void test_look_up_makes_refund_and_held_payment_due(void **unused)
     store_refund_item it;
     assert_false(claim_refund("re_look_1", 60000, a, &it));
     const char *found = NULL;
-    assert_int_equal(store_refund_make_due(g_store, "OTHER", "default", NULL, "rf_re_look_1", a, &found), STORE_NOT_FOUND);
-    assert_int_equal(store_refund_make_due(g_store, "BANCO_X", "default", NULL, "rf_re_look_1", a, &found), STORE_OK);
+    assert_int_equal(store_refund_make_due(g_store, "OTHER", "default", NULL, "rf_re_look_1", a, &found),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_refund_make_due(g_store, "BANCO_X", "default", NULL, "rf_re_look_1", a, &found),
+                     STORE_OK);
     assert_string_equal(found, "re_look_1");
     assert_true(claim_refund("re_look_1", 60000, a, &it));
     assert_int_equal(it.refund.state, ST(PENDING));
@@ -569,7 +572,8 @@ static void test_look_up_makes_refund_and_held_payment_due(void **unused)
     assert_int_equal(store_recon_claim_held(g_store, &g_timing, 16, a, &items, &n), STORE_OK);
     for (size_t i = 0; i < n; i++)
         assert_string_not_equal(items[i].payment.id, "pay_held_look");
-    assert_int_equal(store_recon_look_up(g_store, "BANCO_X", "default", NULL, "bx_held_look", a, &found), STORE_OK);
+    assert_int_equal(store_recon_look_up(g_store, "BANCO_X", "default", NULL, "bx_held_look", a, &found),
+                     STORE_OK);
     assert_string_equal(found, "pay_held_look");
     assert_int_equal(store_recon_claim_held(g_store, &g_timing, 16, a, &items, &n), STORE_OK);
     bool claimed = false;
@@ -591,9 +595,12 @@ static void test_refund_claim_uses_indexes(void **unused)
 {
     (void)unused;
     check_exec("UPDATE refunds SET state = 'succeeded' WHERE state IN ('created', 'processing', 'pending')");
-    check_exec("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state, amount_received)"
-               " VALUES ('default', 'mer_default', 'pay_rf_bulk', 'BANCO_X', 100000000, 'EUR', 'succeeded', 100000000)");
-    check_exec("INSERT INTO refunds (connector_account, merchant_id, id, payment_id, connector, amount, currency, state,"
+    check_exec("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency,"
+               " state, amount_received)"
+               " VALUES ('default', 'mer_default', 'pay_rf_bulk', 'BANCO_X', 100000000, 'EUR',"
+               " 'succeeded', 100000000)");
+    check_exec("INSERT INTO refunds (connector_account, merchant_id, id, payment_id, connector, amount,"
+               " currency, state,"
                " provider_reference_id, created_at, updated_at, next_attempt_at)"
                " SELECT 'default', 'mer_default', 're_bulk_' || g, 'pay_rf_bulk', 'BANCO_X', 1, 'EUR',"
                " CASE WHEN g <= 40000 THEN 'pending' WHEN g <= 70000 THEN 'processing'"
