@@ -488,8 +488,10 @@ fail:
 
 /* ---- check ------------------------------------------------------------ */
 
-/* Decrypt every credentials file; print its setting names. Problems counted. */
-static int tools_check_credentials(const char *dir, const secrets_key *const *keys)
+/* Decrypt every credentials file; print its setting names. Problems counted.
+ * `plugin` NULL: the top folder (<plugin>.cfg.enc, and each <plugin>/ folder
+ * of account files); else the account files of `plugin` in `dir`. */
+static int tools_check_credentials(const char *dir, const secrets_key *const *keys, const char *plugin)
 {
     int problems = 0;
     DIR *d = opendir(dir);
@@ -499,19 +501,34 @@ static int tools_check_credentials(const char *dir, const secrets_key *const *ke
     }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !tools_has_suffix(de->d_name, ".cfg.enc"))
+        char path[4096], name[256], binding[600], err[TOOLS_ERRLEN];
+        struct stat st;
+        if (de->d_name[0] == '.')
             continue;
-        char path[4096], plugin[256], err[TOOLS_ERRLEN];
-        size_t stem = strlen(de->d_name) - strlen(".cfg.enc");
         int n = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (n < 0 || (size_t)n >= sizeof path || stem >= sizeof plugin) {
+        if (n < 0 || (size_t)n >= sizeof path) {
             problems++;
             continue;
         }
-        memcpy(plugin, de->d_name, stem);
-        plugin[stem] = '\0';
+        if (!plugin && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            problems += tools_check_credentials(path, keys, de->d_name);
+            continue;
+        }
+        if (!tools_has_suffix(de->d_name, ".cfg.enc"))
+            continue;
+        size_t stem = strlen(de->d_name) - strlen(".cfg.enc");
+        if (stem >= sizeof name) {
+            problems++;
+            continue;
+        }
+        memcpy(name, de->d_name, stem);
+        name[stem] = '\0';
+        if (secrets_binding_name(plugin ? plugin : name, plugin ? name : NULL, binding, sizeof binding) != 0) {
+            problems++;
+            continue;
+        }
         pagoflex_credentials *creds = NULL;
-        if (secrets_load_credentials_keys(keys, 2, path, plugin, &creds, err, sizeof err) != 0) {
+        if (secrets_load_credentials_keys(keys, 2, path, binding, &creds, err, sizeof err) != 0) {
             printf("FAIL credentials %s: %s\n", path, err);
             problems++;
             continue;
@@ -621,7 +638,7 @@ int cli_secrets_check(const cli_command *cmd, int argc, char **argv)
         have_prev = 1;
     }
     const secrets_key *keys[2] = {&key, have_prev ? &prev : NULL};
-    int problems = tools_check_credentials(cred_dir, keys);
+    int problems = tools_check_credentials(cred_dir, keys, NULL);
     fflush(stdout);
     problems += tools_check_plugins(plugin_dir, cred_dir, &key, keys[1]);
     fflush(stdout);

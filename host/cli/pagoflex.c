@@ -59,7 +59,7 @@ static const cli_command cli_commands[] = {
      "  --template DIR  template to use (default: $PAGOFLEX_TEMPLATE_DIR, then the\n"
      "                  installed share/pagoflex/template, then the source tree)\n"},
     {"plugin", "check", cli_plugin_check,
-     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE] | --credential NAME=VALUE...] "
+     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE] [--account NAME] | --credential NAME=VALUE...] "
      "[--plugin-name NAME] [--with DIR] [--verbose]",
      "Load a connector as the host would and check that it conforms; exit 0 if all pass.",
      "  --credentials F  its encrypted credentials (default: dummy values are generated\n"
@@ -67,6 +67,8 @@ static const cli_command cli_commands[] = {
      "  --credential NAME=VALUE  a plaintext test credential (repeatable), instead of\n"
      "                   --credentials; kept in memory only, never printed\n"
      "  --plugin-name N  name the credentials were encrypted for (default: FILE without .so)\n"
+     "  --account NAME   the connector account the credentials file is for (its\n"
+     "                   <plugin>/NAME.cfg.enc; default: the account \"default\")\n"
      "  --with DIR       load the plugins of DIR first, so duplicate keys and paths show\n"
      "  --verbose        show the host's and the plugin's log lines on stderr\n"},
     {"webhook", "verify", cli_webhook_verify,

@@ -1004,7 +1004,11 @@ static int plugin_accounts(registry *r, const registry_plugin *p, char ***out, s
         goto fail;
     }
     bool has_default = stat(path, &st) == 0 || !req || !req[0];
-    if ((d = opendir(dir)) != NULL) {
+    if (!(d = opendir(dir)) && errno != ENOENT)
+        log_error("connector accounts of plugin %s: cannot read %s: %s; only its account \"default\" "
+                  "is loaded",
+                  p->name, dir, strerror(errno));
+    if (d) {
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
             if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".cfg.enc"))

@@ -11,6 +11,7 @@ The steps run in order (test_1_..., test_2_...): each builds on the state the pr
 """
 import json
 import os
+import subprocess
 import sys
 import time
 import unittest
@@ -135,6 +136,16 @@ class ConnectorAccounts(unittest.TestCase):
         self.assertEqual([(a["plugin"], a["account"]) for a in doc["rejected_accounts"]], [("banco_x", "broken")])
         self.assertIn("connector account rejected: plugin=banco_x account=broken", self.env.log())
         os.unlink(os.path.join(self.env.cred_dir, "banco_x", "broken.cfg.enc"))
+        # The operator's checks see the account too.
+        r = self.env.cli(["secrets", "check", "--credentials-dir", self.env.cred_dir, "--plugin-dir",
+                          self.env.plugin_dir, "--key-file", self.env.key_file], check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("banco_x/acct-b.cfg.enc: 4 settings", r.stdout)
+        self.assertIn("key BANCO_X, account acct-b", r.stdout)
+        r = subprocess.run([os.path.join(harness.BUILD, "host", "pagoflexd"), "-t", "-c", self.env.config],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("account acct-b", r.stdout + r.stderr)
 
         rb = self.pay_b(amount=2050)
         self.assertEqual(rb.status, 201, rb)
