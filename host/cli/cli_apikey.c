@@ -20,9 +20,7 @@
 
 #define APIKEY_CLI_ERRLEN 512
 
-/* Parse [-c CONFIG] plus the command's own option (NAME, may be 0) and
- * open a migrated store. CLI_OK with *out set. */
-static int apikey_cli_open(const char *config_path, store **out)
+int cli_apikey_open(const char *config_path, store **out)
 {
     char err[APIKEY_CLI_ERRLEN];
     config cfg;
@@ -53,25 +51,32 @@ static int apikey_cli_open(const char *config_path, store **out)
     return CLI_OK;
 }
 
-/* getopt over -c/--config and one extra option with a value ('n' name). */
+/* getopt over -c/--config and, when their outputs are given, --name NAME
+ * and --merchant ID. */
 static int apikey_cli_opts(const cli_command *cmd, int argc, char **argv, const char **config_path,
-                           const char **name)
+                           const char **name, const char **merchant)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
+        {"merchant", required_argument, NULL, 'm'},
         {NULL, 0, NULL, 0},
     };
     int c;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, name ? ":c:n:" : ":c:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, name ? ":c:n:m:" : ":c:", opts, NULL)) != -1) {
         switch (c) {
         case 'c': *config_path = optarg; break;
         case 'n':
             if (!name)
                 return cli_usage_error(cmd, "unknown option --name");
             *name = optarg;
+            break;
+        case 'm':
+            if (!merchant)
+                return cli_usage_error(cmd, "unknown option --merchant");
+            *merchant = optarg;
             break;
         case ':': return cli_usage_error(cmd, "option %s needs a value", argv[optind - 1]);
         default: return cli_usage_error(cmd, "unknown option %s", argv[optind - 1]);
@@ -82,11 +87,11 @@ static int apikey_cli_opts(const cli_command *cmd, int argc, char **argv, const 
 
 int cli_apikey_create(const cli_command *cmd, int argc, char **argv)
 {
-    const char *config_path = NULL, *name = NULL;
+    const char *config_path = NULL, *name = NULL, *merchant = NULL;
     store *s = NULL;
     apikey_created k;
     char err[APIKEY_CLI_ERRLEN], line[APIKEY_LEN + 2];
-    int rc = apikey_cli_opts(cmd, argc, argv, &config_path, &name);
+    int rc = apikey_cli_opts(cmd, argc, argv, &config_path, &name, &merchant);
     memset(&k, 0, sizeof k);
     if (rc != CLI_OK)
         goto fail;
@@ -94,9 +99,11 @@ int cli_apikey_create(const cli_command *cmd, int argc, char **argv)
         rc = cli_usage_error(cmd, "give --name NAME (what the key is for) and nothing else");
         goto fail;
     }
-    if ((rc = apikey_cli_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
         goto fail;
-    if (apikey_create(s, NULL, name, &k, err, sizeof err) != STORE_OK) {
+    if (!merchant)
+        merchant = APIKEY_DEFAULT_MERCHANT;
+    if (apikey_create(s, merchant, name, &k, err, sizeof err) != STORE_OK) {
         rc = cli_error("cannot create the key: %s", err);
         goto fail;
     }
@@ -105,8 +112,10 @@ int cli_apikey_create(const cli_command *cmd, int argc, char **argv)
         rc = cli_error("cannot write the key to standard output; revoke key %lld", k.id);
         goto fail;
     }
-    fprintf(stderr, "pagoflex: created API key %lld (name %s, prefix %s); it is shown only this "
-            "once: only its SHA-256 is stored\n", k.id, name, k.prefix);
+    fprintf(stderr,
+            "pagoflex: created API key %lld (name %s, prefix %s) for merchant %s; it is shown only "
+            "this once: only its SHA-256 is stored\n",
+            k.id, name, k.prefix, merchant);
     rc = CLI_OK;
 fail:
     OPENSSL_cleanse(&k, sizeof k);
@@ -122,24 +131,24 @@ int cli_apikey_list(const cli_command *cmd, int argc, char **argv)
     pagoflex_arena *arena = NULL;
     apikey_info *list = NULL;
     size_t count = 0;
-    int rc = apikey_cli_opts(cmd, argc, argv, &config_path, NULL);
+    int rc = apikey_cli_opts(cmd, argc, argv, &config_path, NULL, NULL);
     if (rc != CLI_OK)
         goto fail;
     if (optind != argc) {
         rc = cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
         goto fail;
     }
-    if ((rc = apikey_cli_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
         goto fail;
     arena = arena_new();
     if (!arena || apikey_list(s, arena, &list, &count) != STORE_OK) {
         rc = cli_error("cannot list the keys (database error or out of memory)");
         goto fail;
     }
-    printf("%-6s %-24s %-18s %-22s %s\n", "ID", "NAME", "PREFIX", "CREATED", "REVOKED");
+    printf("%-6s %-24s %-18s %-30s %-22s %s\n", "ID", "NAME", "PREFIX", "MERCHANT", "CREATED", "REVOKED");
     for (size_t i = 0; i < count; i++)
-        printf("%-6lld %-24s %-18s %-22s %s\n", list[i].id, list[i].name, list[i].prefix,
-               list[i].created_at, list[i].revoked_at ? list[i].revoked_at : "-");
+        printf("%-6lld %-24s %-18s %-30s %-22s %s\n", list[i].id, list[i].name, list[i].prefix,
+               list[i].merchant_id, list[i].created_at, list[i].revoked_at ? list[i].revoked_at : "-");
     rc = CLI_OK;
 fail:
     arena_free(arena);
@@ -152,7 +161,7 @@ int cli_apikey_revoke(const cli_command *cmd, int argc, char **argv)
     const char *config_path = NULL, *when = NULL;
     store *s = NULL;
     pagoflex_arena *arena = NULL;
-    int rc = apikey_cli_opts(cmd, argc, argv, &config_path, NULL);
+    int rc = apikey_cli_opts(cmd, argc, argv, &config_path, NULL, NULL);
     if (rc != CLI_OK)
         goto fail;
     if (optind != argc - 1) {
@@ -160,7 +169,7 @@ int cli_apikey_revoke(const cli_command *cmd, int argc, char **argv)
         goto fail;
     }
     const char *which = argv[optind];
-    if ((rc = apikey_cli_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
         goto fail;
     arena = arena_new();
     store_result sr = arena ? apikey_revoke(s, which, arena, &when) : STORE_ERROR;

@@ -3,13 +3,21 @@
 #define PAGOFLEX_CLI_APIKEY_H
 
 #include "cli.h"
+#include "store.h"
 
-/* pagoflex apikey create --name NAME [-c CONFIG]
- * Make a key, store its prefix and SHA-256, print the key once on stdout
- * (alone on its line, for scripts); details on stderr. */
+/* Open a migrated store on the database of CONFIG (its `database`;
+ * $PAGOFLEX_DATABASE overrides it, as for pagoflexd) or, when config_path
+ * is NULL, of $PAGOFLEX_DATABASE. CLI_OK with *out (store_close it), or the
+ * exit code with the error printed. */
+int cli_apikey_open(const char *config_path, store **out);
+
+/* pagoflex apikey create --name NAME [--merchant ID] [-c CONFIG]
+ * Make a key for merchant ID (default mer_default), store its prefix and
+ * SHA-256, print the key once on stdout (alone on its line, for scripts);
+ * details on stderr. */
 int cli_apikey_create(const cli_command *cmd, int argc, char **argv);
 
-/* pagoflex apikey list [-c CONFIG]: id, name, prefix, created, revoked. */
+/* pagoflex apikey list [-c CONFIG]: id, name, prefix, merchant, created, revoked. */
 int cli_apikey_list(const cli_command *cmd, int argc, char **argv);
 
 /* pagoflex apikey revoke [-c CONFIG] ID|PREFIX: refused from the next request on. */

@@ -14,6 +14,7 @@
 #include "cli_account.h"
 #include "cli_apikey.h"
 #include "cli_db.h"
+#include "cli_merchant.h"
 #include "cli_plugin_trust.h"
 #include "cli_secrets.h"
 #include "cli_secrets_tools.h"
@@ -100,13 +101,27 @@ static const cli_command cli_commands[] = {
      "--credentials-dir D --plugin-dir P [--key-file F] [--previous-key-file F]",
      "Decrypt every credentials file and load every plugin; names only, never values.",
      "  Exit status 1 on any problem.\n"},
-    {"apikey", "create", cli_apikey_create, "--name NAME [-c CONFIG]",
+    {"apikey", "create", cli_apikey_create, "--name NAME [--merchant ID] [-c CONFIG]",
      "Create an API key; it is printed once, only its SHA-256 is stored.",
-     "  -c CONFIG   read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"},
+     "  --merchant ID  the merchant the key acts for (default: mer_default)\n"
+     "  -c CONFIG      read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"},
     {"apikey", "list", cli_apikey_list, "[-c CONFIG]",
-     "List API keys: id, name, prefix, created, revoked (never a key or hash).", NULL},
+     "List API keys: id, name, prefix, merchant, created, revoked (never a key or hash).", NULL},
     {"apikey", "revoke", cli_apikey_revoke, "[-c CONFIG] ID|PREFIX",
      "Revoke an API key; every host refuses it from the next request.", NULL},
+    {"merchant", "create", cli_merchant_create, "NAME [--json] [-c CONFIG]",
+     "Create a merchant and its first API key; prints its id and the key once.",
+     "  NAME        1 to 100 bytes, no control characters\n"
+     "  --json      print {\"merchant\": {...}, \"api_key\": \"pfk_...\"} instead of two lines\n"
+     "              (the merchant id, then the key)\n"
+     "  -c CONFIG   read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"
+     "  More keys: pagoflex apikey create --merchant ID --name NAME\n"},
+    {"merchant", "list", cli_merchant_list, "[--json] [-c CONFIG]",
+     "List merchants: id, name, created, disabled.", NULL},
+    {"merchant", "disable", cli_merchant_disable, "ID [-c CONFIG]",
+     "Disable a merchant: every host refuses its API keys from the next request.",
+     "  Its payments and refunds are kept; the bank's webhooks and the reconciler\n"
+     "  still settle them. mer_default (the config's keys) cannot be disabled.\n"},
     {"merchant", "account", cli_account,
      "add MERCHANT --connector KEY --account NAME | list [MERCHANT] | remove MERCHANT --connector KEY "
      "[-c CONFIG]",

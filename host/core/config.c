@@ -473,7 +473,8 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     if (config_int(&cf, "admin_port", 9180, 0, 65535, &v, inner, sizeof inner))
         goto fail;
     c.admin_port = (int)v;
-    if (config_bool(&cf, "migrate", true, &c.migrate, inner, sizeof inner))
+    if (config_bool(&cf, "migrate", true, &c.migrate, inner, sizeof inner) ||
+        config_bool(&cf, "access_log", false, &c.access_log, inner, sizeof inner))
         goto fail;
     if (config_int(&cf, "db_pool_size", 8, 1, 64, &v, inner, sizeof inner))
         goto fail;

@@ -29,6 +29,7 @@ typedef struct config {
     char *log_file;        /* NULL: stderr; else appended to, reopened on SIGUSR1 */
     char *log_format;      /* "text" | "json" (one JSON object per line) */
     int migrate;           /* apply schema migrations at start (false: only check the version) */
+    int access_log;        /* one info line per request (default false: /metrics counts them) */
     int workers;           /* worker processes; default: number of CPUs */
     int drain_timeout_ms;  /* how long a stopping worker may finish its requests */
     int ready_timeout_ms;  /* how long a new worker may take to load and listen */

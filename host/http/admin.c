@@ -62,7 +62,7 @@ void admin_refresh_db_gauges(api_context *ctx)
 }
 
 void admin_access_log(const char *method, const char *route, unsigned status, uint64_t elapsed_ns,
-                      const char *key_id, bool completed)
+                      const char *key_id, const char *merchant_id, bool completed)
 {
     char duration[32];
     snprintf(duration, sizeof duration, "%.3f", (double)elapsed_ns / 1e6);
@@ -72,6 +72,7 @@ void admin_access_log(const char *method, const char *route, unsigned status, ui
         {.name = "status", .num = status},
         {.name = "duration_ms", .text = duration},
         {.name = "key", .text = key_id ? key_id : ""},
+        {.name = "merchant", .text = merchant_id && *merchant_id ? merchant_id : "-"},
         {.name = "completed", .text = completed ? "true" : "false"},
     };
     log_fields(PAGOFLEX_LOG_INFO, "access", f, sizeof f / sizeof f[0]);

@@ -37,10 +37,11 @@ bool admin_schema_ready(api_context *ctx, char *err, size_t errlen);
 void admin_refresh_db_gauges(api_context *ctx);
 
 /* The access line of one finished request: method, route, status,
- * duration, the API key's public id ("-" without one) and, through the
- * log writer, the current request id. Never a body or a key. `completed`
- * false: the connection ended before the answer was sent. */
+ * duration, the API key's public id ("-" without one), the key's merchant
+ * ("-" before authorization) and, through the log writer, the current
+ * request id. Never a body or a key. `completed` false: the connection
+ * ended before the answer was sent. */
 void admin_access_log(const char *method, const char *route, unsigned status, uint64_t elapsed_ns,
-                      const char *key_id, bool completed);
+                      const char *key_id, const char *merchant_id, bool completed);
 
 #endif

@@ -374,7 +374,7 @@ static enum MHD_Result api_payment_answer_stored(api_request *r, const char *sco
                                                  const char *payment_id)
 {
     store_payment p;
-    store_result sr = store_payment_get(r->ctx->store, payment_id, r->arena, &p);
+    store_result sr = store_payment_get_of(r->ctx->store, r->merchant_id, payment_id, r->arena, &p);
     if (sr == STORE_UNAVAILABLE)
         return api_db_unavailable(r);
     if (sr != STORE_OK)
@@ -804,7 +804,7 @@ static enum MHD_Result api_payment_events(api_request *r, const char *id)
         return ret;
     store_history_entry *entries = NULL;
     size_t count = 0;
-    store_result sr = store_payment_history(r->ctx->store, id, r->arena, &entries, &count);
+    store_result sr = store_payment_history_of(r->ctx->store, r->merchant_id, id, r->arena, &entries, &count);
     if (sr == STORE_NOT_FOUND)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with id '%s'", id);
     if (sr == STORE_UNAVAILABLE)
@@ -823,7 +823,7 @@ static enum MHD_Result api_payment_get(api_request *r, const char *id)
     if (!api_payment_read_allowed(r, id, &ret))
         return ret;
     store_payment p;
-    store_result sr = store_payment_get(r->ctx->store, id, r->arena, &p);
+    store_result sr = store_payment_get_of(r->ctx->store, r->merchant_id, id, r->arena, &p);
     if (sr == STORE_NOT_FOUND)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no payment with id '%s'", id);
     if (sr == STORE_UNAVAILABLE)
@@ -855,7 +855,8 @@ static enum MHD_Result api_payment_list(api_request *r)
         return api_db_unavailable(r);
     store_payment *rows = NULL;
     size_t n = 0;
-    store_result sr = store_payment_find_by_reference(r->ctx->store, reference, r->arena, &rows, &n);
+    store_result sr =
+        store_payment_find_by_reference(r->ctx->store, r->merchant_id, reference, r->arena, &rows, &n);
     if (sr == STORE_UNAVAILABLE)
         return api_db_unavailable(r);
     if (sr != STORE_OK)
@@ -1008,7 +1009,7 @@ static enum MHD_Result api_webhook(api_request *r, const char *rest)
     case STORE_OK: {
         if (applied)
             metrics_payment_outcome(r->connector, (int)p.state);
-        log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
+        log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
         return api_reply(r, MHD_HTTP_OK,
                          json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
@@ -1378,8 +1379,9 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     if (r->route == METRICS_ROUTE_WEBHOOK && r->status >= 400)
         metrics_webhook_refused(r->connector, r->error_code);
     reqid_set_current(r->request_id, NULL);
-    admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id,
-                     toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    if (r->ctx->cfg->access_log)
+        admin_access_log(r->method, metrics_route_name(r->route), r->status, elapsed, r->key_id,
+                         r->merchant_id, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     reqid_set_current(NULL, NULL);
     arena_free(r->arena);
     free(r->body);

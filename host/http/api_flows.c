@@ -308,15 +308,16 @@ static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
     store_payment now;
     store_result sr;
     if (f->op == FLOW_OP_REFUND) {
-        sr = store_refund_create(ctx->store, f->object_id, f->payment_id, f->amount, f->reason, f->metadata,
-                                 arena, &f->refund, &now);
+        sr = store_refund_create(ctx->store, api_req_merchant(r), f->object_id, f->payment_id, f->amount,
+                                 f->reason, f->metadata, arena, &f->refund, &now);
         if (sr == STORE_CONFLICT)
             return flow_refund_refused(r, f, &now);
         if (sr == STORE_DUPLICATE)
             return flow_answer_stale(r, f, f->object_id);
     } else {
-        sr = store_payment_claim_operation(ctx->store, f->payment_id, flow_op_name(f->op),
-                                           f->op == FLOW_OP_CAPTURE ? f->amount : 0, arena, &now);
+        sr =
+            store_payment_claim_operation(ctx->store, api_req_merchant(r), f->payment_id, flow_op_name(f->op),
+                                          f->op == FLOW_OP_CAPTURE ? f->amount : 0, arena, &now);
         if (sr == STORE_CONFLICT)
             return flow_op_refused(r, f, &now);
     }
@@ -439,7 +440,8 @@ static bool flow_payment_plugin(api_request *r, struct api_flow *f, pagoflex_flo
 {
     api_context *ctx = api_req_ctx(r);
     store_payment p;
-    store_result sr = store_payment_get(ctx->store, f->payment_id, api_req_arena(r), &p);
+    store_result sr =
+        store_payment_get_of(ctx->store, api_req_merchant(r), f->payment_id, api_req_arena(r), &p);
     if (sr == STORE_NOT_FOUND) {
         *ret = api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", field, "no payment with id '%s'", f->payment_id);
         return false;
@@ -533,7 +535,7 @@ static enum MHD_Result flow_answer_stale(api_request *r, struct api_flow *f, con
     pagoflex_arena *arena = api_req_arena(r);
     if (f->op == FLOW_OP_REFUND) {
         store_refund ref;
-        store_result sr = store_refund_get(ctx->store, object_id, arena, &ref);
+        store_result sr = store_refund_get_of(ctx->store, api_req_merchant(r), object_id, arena, &ref);
         if (sr == STORE_OK) {
             json_t *doc = refund_json(&ref);
             char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
@@ -558,7 +560,7 @@ static enum MHD_Result flow_answer_stale(api_request *r, struct api_flow *f, con
                              "a request with this Idempotency-Key is still being processed; retry after a second");
     }
     store_payment p;
-    store_result sr = store_payment_get(ctx->store, object_id, arena, &p);
+    store_result sr = store_payment_get_of(ctx->store, api_req_merchant(r), object_id, arena, &p);
     if (sr != STORE_OK)
         return flow_store_error(r, sr, "reading the payment");
     return api_req_reply(r, p.pending_operation ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, api_flows_payment_json(&p));
@@ -697,7 +699,8 @@ enum MHD_Result api_flows_refund_get(api_request *r, const char *id)
         return api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no refund with id '%s'",
                              textcheck_shown(api_req_arena(r), id, 64));
     store_refund f;
-    store_result sr = store_refund_get(api_req_ctx(r)->store, id, api_req_arena(r), &f);
+    store_result sr =
+        store_refund_get_of(api_req_ctx(r)->store, api_req_merchant(r), id, api_req_arena(r), &f);
     if (sr == STORE_NOT_FOUND)
         return api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no refund with id '%s'", id);
     if (sr != STORE_OK)
@@ -719,7 +722,8 @@ enum MHD_Result api_flows_refund_list(api_request *r)
                              "payment_id must be a payment id such as pay_...");
     store_refund *rows = NULL;
     size_t n = 0;
-    store_result sr = store_refund_list(api_req_ctx(r)->store, pid, api_req_arena(r), &rows, &n);
+    store_result sr =
+        store_refund_list(api_req_ctx(r)->store, api_req_merchant(r), pid, api_req_arena(r), &rows, &n);
     if (sr != STORE_OK)
         return flow_store_error(r, sr, "listing the refunds");
     json_t *list = json_array();

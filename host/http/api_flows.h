@@ -57,8 +57,9 @@ bool api_req_authorized(api_request *r, enum MHD_Result *ret);
 /* True if the body is empty or JSON (content type, depth); otherwise the
  * 415/400 is queued and *ret is its result. */
 bool api_req_json_body(api_request *r, enum MHD_Result *ret);
-/* The Idempotency-Key scope of this request's API key on `route` (in the
- * arena), or NULL on OOM: a key used on two routes does not collide. */
+/* The Idempotency-Key scope of this request's merchant on `route` (in the
+ * arena), or NULL on OOM or before authorization: a key used on two routes
+ * does not collide. */
 const char *api_req_idempotency_scope(api_request *r, const char *route);
 /* prefix_ + 26 random characters (arena), or NULL. */
 char *api_req_new_id(api_request *r, const char *prefix);

@@ -119,7 +119,7 @@ static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl
     if (sr == STORE_OK && applied)
         metrics_payment_outcome(metrics_connector(pl->desc->key), (int)p.state);
     if (sr == STORE_OK) {
-        log_info("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
+        log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, e->event_id, p.id, payment_state_name(p.state));
         json_object_set_new(doc, "result", json_string(applied ? "applied" : "ignored"));
         json_object_set_new(doc, "payment_id", json_string(p.id));
@@ -154,7 +154,7 @@ static store_result wh_refund_event(api_context *ctx, const registry_plugin *pl,
     store_result sr =
         store_refund_webhook_apply(ctx->store, pl->desc->key, pl->account, e, body, len, arena, &f, &applied);
     if (sr == STORE_OK) {
-        log_info("webhook %s: connector=%s event=%s refund=%s state=%s", applied ? "applied" : "ignored",
+        log_debug("webhook %s: connector=%s event=%s refund=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, e->event_id, f.id, payment_state_name(f.state));
         json_object_set_new(doc, "result", json_string(applied ? "applied" : "ignored"));
         json_object_set_new(doc, "refund_id", json_string(f.id));

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "arena.h"
+#include "store_merchant.h"
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
@@ -75,8 +76,25 @@ static int apikey_name_ok(const char *name)
     return 1;
 }
 
-store_result apikey_create(store *s, const char *merchant_id, const char *name, apikey_created *out,
-                           char *err, size_t errlen)
+/* $1 name, $2 prefix, $3 hash (hex), $4 merchant: the key of an active
+ * merchant; no row when there is none with that id. */
+static const char sql_key_insert[] =
+    "INSERT INTO api_keys (name, prefix, hash, merchant_id)"
+    " SELECT $1::text, $2::text, decode($3::text, 'hex'), m.id FROM merchants m"
+    " WHERE m.id = $4::text AND m.disabled_at IS NULL RETURNING id";
+
+/* The same, with $5 the name of merchant $4, made in the same statement:
+ * a merchant never exists without its first key. */
+static const char sql_merchant_insert[] =
+    "WITH m AS (INSERT INTO merchants (id, name) VALUES ($4::text, $5::text) RETURNING id)"
+    " INSERT INTO api_keys (name, prefix, hash, merchant_id)"
+    " SELECT $1::text, $2::text, decode($3::text, 'hex'), m.id FROM m RETURNING id";
+
+/* Draw a key (and, when merchant_name is set, a merchant id into
+ * merchant_id) and insert it; a collision of either is retried with new
+ * ones. On STORE_OK *out is the key. */
+static store_result apikey_insert(store *s, char *merchant_id, const char *merchant_name, const char *name,
+                                  apikey_created *out, char *err, size_t errlen)
 {
     apikey_created k;
     unsigned char hash[32];
@@ -94,21 +112,27 @@ store_result apikey_create(store *s, const char *merchant_id, const char *name, 
     }
     /* A prefix collision (62 bits) is all but impossible; retry anyway. */
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (apikey_make(&k) != 0 || apikey_hash(k.key, hash) != 0) {
+        if (apikey_make(&k) != 0 || apikey_hash(k.key, hash) != 0 ||
+            (merchant_name && store_merchant_new_id(merchant_id) != 0)) {
             snprintf(err, errlen, "the OpenSSL random generator or SHA-256 failed");
             rc = STORE_ERROR;
             goto fail;
         }
         apikey_hex(hash, sizeof hash, hash_hex);
-        const char *const params[] = {name, k.prefix, hash_hex,
-                                      merchant_id ? merchant_id : APIKEY_DEFAULT_MERCHANT};
+        const char *const params[] = {name, k.prefix, hash_hex, merchant_id, merchant_name};
         store_rows rows;
-        rc = store_query(s, "apikey create",
-                         "INSERT INTO api_keys (name, prefix, hash, merchant_id)"
-                         " VALUES ($1::text, $2::text, decode($3::text, 'hex'), $4::text) RETURNING id",
-                         4, params, arena, &rows);
+        rc = store_query(s, merchant_name ? "merchant create" : "apikey create",
+                         merchant_name ? sql_merchant_insert : sql_key_insert, merchant_name ? 5 : 4, params,
+                         arena, &rows);
         if (rc == STORE_DUPLICATE)
             continue;
+        if (rc == STORE_OK && rows.rows == 0) {
+            snprintf(err, errlen,
+                     "no active merchant '%.44s' (unknown or disabled); see: pagoflex merchant list",
+                     merchant_id);
+            rc = STORE_NOT_FOUND;
+            goto fail;
+        }
         if (rc != STORE_OK || rows.rows != 1 || !rows.cells[0]) {
             snprintf(err, errlen, "the key could not be stored (%s)",
                      rc == STORE_UNAVAILABLE ? "database unreachable" : "database error");
@@ -126,6 +150,34 @@ fail:
     OPENSSL_cleanse(&k, sizeof k);
     OPENSSL_cleanse(hash_hex, sizeof hash_hex);
     arena_free(arena);
+    return rc;
+}
+
+store_result apikey_create(store *s, const char *merchant_id, const char *name, apikey_created *out,
+                           char *err, size_t errlen)
+{
+    char id[APIKEY_MERCHANT_MAX + 1];
+    snprintf(id, sizeof id, "%s", merchant_id ? merchant_id : APIKEY_DEFAULT_MERCHANT);
+    if (merchant_id && strlen(merchant_id) > APIKEY_MERCHANT_MAX) {
+        snprintf(err, errlen, "no active merchant '%.44s...'; see: pagoflex merchant list", merchant_id);
+        return STORE_NOT_FOUND;
+    }
+    return apikey_insert(s, id, NULL, name, out, err, errlen);
+}
+
+store_result apikey_create_merchant(store *s, const char *merchant_name, const char *key_name,
+                                    char merchant_id_out[STORE_MERCHANT_ID_LEN + 1], apikey_created *out,
+                                    char *err, size_t errlen)
+{
+    char id[STORE_MERCHANT_ID_LEN + 1] = "";
+    if (!store_merchant_name_ok(merchant_name)) {
+        snprintf(err, errlen, "the merchant name must be 1 to %d bytes without control characters",
+                 STORE_MERCHANT_NAME_MAX);
+        return STORE_ERROR;
+    }
+    store_result rc = apikey_insert(s, id, merchant_name, key_name, out, err, errlen);
+    if (rc == STORE_OK)
+        memcpy(merchant_id_out, id, sizeof id);
     return rc;
 }
 
@@ -175,8 +227,8 @@ store_result apikey_list(store *s, pagoflex_arena *arena, apikey_info **out, siz
 {
     store_rows rows;
     store_result rc = store_query(s, "apikey list",
-                                  "SELECT id, name, prefix, " TS("created_at") ", "
-                                  TS("revoked_at") " FROM api_keys ORDER BY id",
+                                  "SELECT id, name, prefix, " TS("created_at") ", " TS(
+                                      "revoked_at") ", merchant_id FROM api_keys ORDER BY id",
                                   0, NULL, arena, &rows);
     if (rc != STORE_OK)
         return rc;
@@ -185,8 +237,12 @@ store_result apikey_list(store *s, pagoflex_arena *arena, apikey_info **out, siz
         return STORE_ERROR;
     for (size_t i = 0; i < rows.rows; i++) {
         const char **c = rows.cells + i * rows.cols;
-        list[i] = (apikey_info){.id = strtoll(c[0], NULL, 10), .name = c[1], .prefix = c[2],
-                                .created_at = c[3], .revoked_at = c[4]};
+        list[i] = (apikey_info){.id = strtoll(c[0], NULL, 10),
+                                .name = c[1],
+                                .prefix = c[2],
+                                .created_at = c[3],
+                                .revoked_at = c[4],
+                                .merchant_id = c[5]};
     }
     *out = list;
     *count = rows.rows;

@@ -20,6 +20,7 @@
 #include <pagoflex/connector.h>
 
 #include "store.h"
+#include "store_merchant.h"
 
 #define APIKEY_TAG "pfk_"
 #define APIKEY_ID_CHARS 12
@@ -48,6 +49,7 @@ typedef struct apikey_info {
     const char *prefix;
     const char *created_at;
     const char *revoked_at;
+    const char *merchant_id; /* the merchant the key acts for */
 } apikey_info;
 
 /* The prefix of a well-formed key into prefix_out; -1 (nothing written) if
@@ -55,11 +57,22 @@ typedef struct apikey_info {
 int apikey_prefix_of(const char *key, char prefix_out[APIKEY_PREFIX_LEN + 1]);
 
 /* Make a key named `name` (1..100 printable characters) for merchant
- * `merchant_id` (NULL: the default merchant) and store its prefix and hash. STORE_OK with *out filled (the caller shows out->key once
- * and wipes it); STORE_ERROR for a bad name or RNG failure (err says which);
- * STORE_UNAVAILABLE. The schema must be migrated. */
+ * `merchant_id` (NULL: the default merchant) and store its prefix and
+ * hash. STORE_OK with *out filled (the caller shows out->key once and
+ * wipes it); STORE_NOT_FOUND when there is no such merchant or it is
+ * disabled; STORE_ERROR for a bad name or RNG failure; STORE_UNAVAILABLE;
+ * err says what on every failure. The schema must be migrated. */
 store_result apikey_create(store *s, const char *merchant_id, const char *name, apikey_created *out,
                            char *err, size_t errlen);
+
+/* Make merchant `merchant_name` (1..100 bytes, no control characters) and
+ * its first key `key_name` in one statement: both or neither exist. On
+ * STORE_OK merchant_id_out is its new id ("mer_" + 26 of [0-9a-z]) and *out
+ * the key, as for apikey_create; otherwise nothing is stored and err says
+ * why. */
+store_result apikey_create_merchant(store *s, const char *merchant_name, const char *key_name,
+                                    char merchant_id_out[STORE_MERCHANT_ID_LEN + 1], apikey_created *out,
+                                    char *err, size_t errlen);
 
 /* Is `key` an active key (not revoked, its merchant not disabled)? Looks
  * the row up by the prefix and compares SHA-256 of `key` with the stored

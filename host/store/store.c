@@ -104,6 +104,12 @@ static const char sql_insert[] =
 
 static const char sql_get[] = "SELECT " PAYMENT_COLS("p") " FROM payments p WHERE p.id = $1::text";
 
+/* A merchant route's read: $1 id, $2 the caller's merchant. Another
+ * merchant's payment is no row, exactly like an unknown id. */
+static const char sql_get_of[] =
+    "SELECT " PAYMENT_COLS("p") " FROM payments p"
+                                " WHERE p.id = $1::text AND p.merchant_id = $2::text";
+
 /* $1 id, $2 to, $3 allowed from, $4 provider ref, $5 error code, $6 error
  * message, $7 source, $8 detail; `cond` adds to the UPDATE's WHERE. First
  * column: true if the row moved. */
@@ -183,6 +189,11 @@ static const char sql_history[] =
     "SELECT h.from_state, h.to_state, h.source, h.detail, " TS("h.at")
     " FROM payments p LEFT JOIN payment_history h ON h.payment_id = p.id"
     " WHERE p.id = $1::text ORDER BY h.id";
+
+/* sql_history for a merchant route: $2 the caller's merchant. */
+static const char sql_history_of[] = "SELECT h.from_state, h.to_state, h.source, h.detail, " TS(
+    "h.at") " FROM payments p LEFT JOIN payment_history h ON h.payment_id = p.id"
+            " WHERE p.id = $1::text AND p.merchant_id = $2::text ORDER BY h.id";
 
 /* ---- pool --------------------------------------------------------------- */
 
@@ -610,17 +621,34 @@ store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
                              out);
 }
 
-static const char sql_by_reference[] = "SELECT " PAYMENT_COLS("p") " FROM payments p"
-                                       " WHERE p.reference = $1::text ORDER BY p.created_at, p.id"
-                                       " LIMIT 100";
+store_result store_payment_get_of(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                  store_payment *out)
+{
+    if (!merchant_id || !*merchant_id) {
+        log_error("store: merchant payment read without a merchant");
+        return STORE_ERROR;
+    }
+    const char *const params[] = {id, merchant_id};
+    return store_one_payment(s, "merchant payment get", sql_get_of, 2, params, false, false, STORE_NOT_FOUND,
+                             arena, out);
+}
 
-store_result store_payment_find_by_reference(store *s, const char *reference, pagoflex_arena *arena,
-                                             store_payment **out, size_t *count)
+static const char sql_by_reference[] =
+    "SELECT " PAYMENT_COLS("p") " FROM payments p"
+                                " WHERE p.merchant_id = $1::text AND p.reference = $2::text"
+                                " ORDER BY p.created_at, p.id LIMIT 100";
+
+store_result store_payment_find_by_reference(store *s, const char *merchant_id, const char *reference,
+                                             pagoflex_arena *arena, store_payment **out, size_t *count)
 {
     PGresult *r = NULL;
-    const char *const params[] = {reference};
+    const char *const params[] = {merchant_id, reference};
     store_payment *rows = NULL;
-    store_result rc = store_run(s, "payment by reference", sql_by_reference, 1, params, false, &r);
+    if (!merchant_id || !*merchant_id) {
+        log_error("store: payment look-up by reference without a merchant");
+        return STORE_ERROR;
+    }
+    store_result rc = store_run(s, "payment by reference", sql_by_reference, 2, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     int n = PQntuples(r);
@@ -800,14 +828,13 @@ static store_result history_from_row(const PGresult *r, int i, const char *what,
     return oom ? STORE_ERROR : STORE_OK;
 }
 
-store_result store_history_read(store *s, const char *what, const char *sql, const char *id,
-                                 pagoflex_arena *arena, store_history_entry **entries,
-                                 size_t *count)
+store_result store_history_read(store *s, const char *what, const char *sql, int n_params,
+                                const char *const *params, pagoflex_arena *arena,
+                                store_history_entry **entries, size_t *count)
 {
     PGresult *r = NULL;
     store_history_entry *list = NULL;
-    const char *const params[] = {id};
-    store_result rc = store_run(s, what, sql, 1, params, false, &r);
+    store_result rc = store_run(s, what, sql, n_params, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     int rows = PQntuples(r);
@@ -836,7 +863,20 @@ fail:
 store_result store_payment_history(store *s, const char *id, pagoflex_arena *arena,
                                    store_history_entry **entries, size_t *count)
 {
-    return store_history_read(s, "payment history", sql_history, id, arena, entries, count);
+    const char *const params[] = {id};
+    return store_history_read(s, "payment history", sql_history, 1, params, arena, entries, count);
+}
+
+store_result store_payment_history_of(store *s, const char *merchant_id, const char *id,
+                                      pagoflex_arena *arena, store_history_entry **entries, size_t *count)
+{
+    if (!merchant_id || !*merchant_id) {
+        log_error("store: merchant payment history without a merchant");
+        return STORE_ERROR;
+    }
+    const char *const params[] = {id, merchant_id};
+    return store_history_read(s, "merchant payment history", sql_history_of, 2, params, arena, entries,
+                              count);
 }
 
 bool store_ping(store *s)

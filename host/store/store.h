@@ -85,15 +85,25 @@ store_result store_schema_status(store *s, int *applied, int *pending, char *err
 store_result store_payment_insert(store *s, const store_payment *p, pagoflex_arena *arena,
                                   store_payment *out);
 
-/* Fetch one payment. STORE_NOT_FOUND if absent. */
+/* Fetch one payment, whoever owns it (for the host's own work: bank
+ * replies, webhooks, the reconciler). STORE_NOT_FOUND if absent. A route a
+ * merchant calls uses store_payment_get_of. */
 store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
                                store_payment *out);
 
-/* The payments (at most 100, oldest first) whose merchant reference is
- * `reference`: lets a client whose request was cut off find what it made.
- * *out is in the arena. */
-store_result store_payment_find_by_reference(store *s, const char *reference, pagoflex_arena *arena,
-                                             store_payment **out, size_t *count);
+/* Fetch payment `id` if merchant `merchant_id` owns it: the merchant is in
+ * the statement's WHERE, so another merchant's payment is STORE_NOT_FOUND
+ * by the same path as an unknown id. *out written on STORE_OK only;
+ * STORE_ERROR (logged) when merchant_id is NULL or "". */
+store_result store_payment_get_of(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                  store_payment *out);
+
+/* The payments of merchant `merchant_id` (at most 100, oldest first) whose
+ * merchant reference is `reference`: lets a client whose request was cut
+ * off find what it made. *out is in the arena; STORE_ERROR (logged) when
+ * merchant_id is NULL or "". */
+store_result store_payment_find_by_reference(store *s, const char *merchant_id, const char *reference,
+                                             pagoflex_arena *arena, store_payment **out, size_t *count);
 
 /* Move payment `id` to `to` with a conditional UPDATE (state = ANY(allowed
  * from)); provider_ref (if not NULL) is stored when none is stored yet;
@@ -165,6 +175,12 @@ typedef struct store_history_entry {
  * outputs are written only on STORE_OK. */
 store_result store_payment_history(store *s, const char *id, pagoflex_arena *arena,
                                    store_history_entry **entries, size_t *count);
+
+/* store_payment_history of a payment merchant `merchant_id` owns; another
+ * merchant's payment is STORE_NOT_FOUND, as an unknown id (the merchant is
+ * in the WHERE). STORE_ERROR (logged) when merchant_id is NULL or "". */
+store_result store_payment_history_of(store *s, const char *merchant_id, const char *id,
+                                      pagoflex_arena *arena, store_history_entry **entries, size_t *count);
 
 /* Rows of a store_query(): cells[row * cols + col], NULL for SQL NULL;
  * everything lives in the arena passed to the call. */

@@ -82,13 +82,15 @@ static store_result refund_from_row(const PGresult *r, int row, int col, pagofle
 }
 
 /* $1 refund id, $2 payment id, $3 amount (0 = the rest), $4 reason, $5
- * metadata. The payment row is locked first (cur), so concurrent refunds of
- * one payment queue on it and each sees the amount the previous reserved. */
+ * metadata, $6 the caller's merchant. The payment row is locked first
+ * (cur), so concurrent refunds of one payment queue on it and each sees the
+ * amount the previous reserved; another merchant's payment is no row, as
+ * an unknown id. */
 static const char sql_refund_create[] =
     "WITH cur AS MATERIALIZED ("
     " SELECT p.*, CASE WHEN $3::bigint > 0 THEN $3::bigint"
     " ELSE p.amount_received - p.amount_refunded END AS n"
-    " FROM payments p WHERE p.id = $2::text FOR UPDATE"
+    " FROM payments p WHERE p.id = $2::text AND p.merchant_id = $6::text FOR UPDATE"
     "), pay AS ("
     " UPDATE payments p SET amount_refunded = p.amount_refunded + cur.n, updated_at = now()"
     " FROM cur WHERE p.id = cur.id AND p.state = 'succeeded' AND cur.n > 0"
@@ -107,17 +109,23 @@ static const char sql_refund_create[] =
     " SELECT false, " PAYMENT_COLS("cur") ", NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL,"
     " NULL, NULL, NULL, NULL, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM pay)";
 
-store_result store_refund_create(store *s, const char *refund_id, const char *payment_id,
-                                 int64_t amount, const char *reason, const char *metadata_json,
-                                 pagoflex_arena *arena, store_refund *out, store_payment *payment)
+store_result store_refund_create(store *s, const char *merchant_id, const char *refund_id,
+                                 const char *payment_id, int64_t amount, const char *reason,
+                                 const char *metadata_json, pagoflex_arena *arena, store_refund *out,
+                                 store_payment *payment)
 {
     PGresult *r = NULL;
     char n[24];
     snprintf(n, sizeof n, "%" PRId64, amount > 0 ? amount : 0);
-    const char *const params[] = {refund_id, payment_id, n, reason, metadata_json};
+    const char *const params[] = {refund_id, payment_id, n, reason, metadata_json, merchant_id};
     store_payment pay;
     store_refund ref = {0};
-    store_result rc = store_run(s, "refund create", sql_refund_create, 5, params, true, &r);
+    store_result rc = STORE_ERROR;
+    if (!merchant_id || !*merchant_id) {
+        log_error("store: refund create without a merchant");
+        goto fail;
+    }
+    rc = store_run(s, "refund create", sql_refund_create, 6, params, true, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
@@ -142,6 +150,11 @@ fail:
 
 static const char sql_refund_get[] = "SELECT " REFUND_COLS("r") " FROM refunds r WHERE r.id = $1::text";
 
+/* $1 id, $2 the caller's merchant. */
+static const char sql_refund_get_of[] =
+    "SELECT " REFUND_COLS("r") " FROM refunds r"
+                               " WHERE r.id = $1::text AND r.merchant_id = $2::text";
+
 store_result store_refund_get(store *s, const char *id, pagoflex_arena *arena, store_refund *out)
 {
     PGresult *r = NULL;
@@ -153,17 +166,38 @@ store_result store_refund_get(store *s, const char *id, pagoflex_arena *arena, s
     return rc;
 }
 
-static const char sql_refund_list[] = "SELECT " REFUND_COLS("r") " FROM refunds r"
-                                      " WHERE r.payment_id = $1::text"
-                                      " ORDER BY r.created_at, r.id LIMIT 100";
+store_result store_refund_get_of(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                 store_refund *out)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {id, merchant_id};
+    if (!merchant_id || !*merchant_id) {
+        log_error("store: merchant refund read without a merchant");
+        return STORE_ERROR;
+    }
+    store_result rc = store_run(s, "merchant refund get", sql_refund_get_of, 2, params, false, &r);
+    if (rc == STORE_OK)
+        rc = PQntuples(r) == 1 ? refund_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
+    PQclear(r);
+    return rc;
+}
 
-store_result store_refund_list(store *s, const char *payment_id, pagoflex_arena *arena,
-                               store_refund **out, size_t *count)
+static const char sql_refund_list[] =
+    "SELECT " REFUND_COLS("r") " FROM refunds r"
+                               " WHERE r.payment_id = $1::text AND r.merchant_id = $2::text"
+                               " ORDER BY r.created_at, r.id LIMIT 100";
+
+store_result store_refund_list(store *s, const char *merchant_id, const char *payment_id,
+                               pagoflex_arena *arena, store_refund **out, size_t *count)
 {
     PGresult *r = NULL;
     store_refund *rows = NULL;
-    const char *const params[] = {payment_id};
-    store_result rc = store_run(s, "refund list", sql_refund_list, 1, params, false, &r);
+    const char *const params[] = {payment_id, merchant_id};
+    if (!merchant_id || !*merchant_id) {
+        log_error("store: refund list without a merchant");
+        return STORE_ERROR;
+    }
+    store_result rc = store_run(s, "refund list", sql_refund_list, 2, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     int n = PQntuples(r);
@@ -260,13 +294,15 @@ static const char sql_refund_history[] =
 store_result store_refund_history(store *s, const char *id, pagoflex_arena *arena,
                                   store_history_entry **entries, size_t *count)
 {
-    return store_history_read(s, "refund history", sql_refund_history, id, arena, entries, count);
+    const char *const params[] = {id};
+    return store_history_read(s, "refund history", sql_refund_history, 1, params, arena, entries, count);
 }
 
-/* $1 id, $2 op, $3 amount (0 = all capturable). One UPDATE: the claim. */
+/* $1 id, $2 op, $3 amount (0 = all capturable), $4 the caller's merchant
+ * (another merchant's payment is no row). One UPDATE: the claim. */
 static const char sql_claim_op[] =
     "WITH cur AS MATERIALIZED ("
-    " SELECT * FROM payments WHERE id = $1::text FOR UPDATE"
+    " SELECT * FROM payments WHERE id = $1::text AND merchant_id = $4::text FOR UPDATE"
     "), upd AS ("
     " UPDATE payments p SET pending_operation = $2::text,"
     " capture_amount = CASE WHEN $2::text = 'capture' THEN"
@@ -279,8 +315,9 @@ static const char sql_claim_op[] =
     " OR ($2::text = 'void' AND p.state IN ('requires_capture', 'requires_action')))"
     " RETURNING p.*"
     ") SELECT true, " PAYMENT_COLS("upd") " FROM upd"
-    " UNION ALL"
-    " SELECT false, " PAYMENT_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
+                                          " UNION ALL"
+                                          " SELECT false, " PAYMENT_COLS(
+                                              "cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)";
 
 /* $1 id, $2 op. */
 static const char sql_release_op[] =
@@ -320,15 +357,17 @@ fail:
     return rc;
 }
 
-store_result store_payment_claim_operation(store *s, const char *id, const char *op,
-                                           int64_t amount, pagoflex_arena *arena,
-                                           store_payment *out)
+store_result store_payment_claim_operation(store *s, const char *merchant_id, const char *id, const char *op,
+                                           int64_t amount, pagoflex_arena *arena, store_payment *out)
 {
     char n[24];
     snprintf(n, sizeof n, "%" PRId64, amount > 0 ? amount : 0);
-    const char *const params[] = {id, op, n};
-    return store_flows_payment_op(s, "payment claim operation", sql_claim_op, 3, params, arena,
-                                  out);
+    const char *const params[] = {id, op, n, merchant_id};
+    if (!merchant_id || !*merchant_id) {
+        log_error("store: operation claim without a merchant");
+        return STORE_ERROR;
+    }
+    return store_flows_payment_op(s, "payment claim operation", sql_claim_op, 4, params, arena, out);
 }
 
 store_result store_payment_release_operation(store *s, const char *id, const char *op,

@@ -40,24 +40,37 @@ typedef struct store_refund {
 bool store_refund_transition_allowed(pagoflex_state from, pagoflex_state to);
 
 /* Reserve `amount` (0: all that is left, amount_received - amount_refunded)
- * of payment `payment_id` and insert refund `refund_id` in state created,
- * with its first history row, in one statement. metadata_json is a JSON
- * object's text or NULL. STORE_OK: *out is the refund, *payment the payment
- * after the reservation. STORE_CONFLICT: nothing written; *payment is the
- * payment as it is (not succeeded: wrong state; succeeded: the amount is
- * more than is left). STORE_NOT_FOUND: no such payment. STORE_DUPLICATE:
- * refund_id exists. Outputs written only on the results named. */
-store_result store_refund_create(store *s, const char *refund_id, const char *payment_id,
-                                 int64_t amount, const char *reason, const char *metadata_json,
-                                 pagoflex_arena *arena, store_refund *out, store_payment *payment);
+ * of payment `payment_id` of merchant `merchant_id` and insert refund
+ * `refund_id` (the payment's merchant's) in state created, with its first
+ * history row, in one statement. metadata_json is a JSON object's text or
+ * NULL. STORE_OK: *out is the refund, *payment the payment after the
+ * reservation. STORE_CONFLICT: nothing written; *payment is the payment as
+ * it is (not succeeded: wrong state; succeeded: the amount is more than is
+ * left). STORE_NOT_FOUND: no such payment, or another merchant's (the
+ * merchant is in the WHERE: the same answer by the same path).
+ * STORE_DUPLICATE: refund_id exists. STORE_ERROR (logged) when merchant_id
+ * is NULL or "". Outputs written only on the results named. */
+store_result store_refund_create(store *s, const char *merchant_id, const char *refund_id,
+                                 const char *payment_id, int64_t amount, const char *reason,
+                                 const char *metadata_json, pagoflex_arena *arena, store_refund *out,
+                                 store_payment *payment);
 
-/* Fetch refund `id`. STORE_NOT_FOUND if absent. */
+/* Fetch refund `id`, whoever owns it (the host's own work). STORE_NOT_FOUND
+ * if absent. A merchant route uses store_refund_get_of. */
 store_result store_refund_get(store *s, const char *id, pagoflex_arena *arena, store_refund *out);
 
-/* The refunds of payment `payment_id` (at most 100, oldest first), *out in
- * the arena (NULL when none). */
-store_result store_refund_list(store *s, const char *payment_id, pagoflex_arena *arena,
-                               store_refund **out, size_t *count);
+/* Fetch refund `id` if merchant `merchant_id` owns it; another merchant's
+ * is STORE_NOT_FOUND, as an unknown id. STORE_ERROR (logged) when
+ * merchant_id is NULL or "". */
+store_result store_refund_get_of(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                 store_refund *out);
+
+/* The refunds of merchant `merchant_id` of payment `payment_id` (at most
+ * 100, oldest first), *out in the arena (NULL when none): another
+ * merchant's payment lists none, as an unknown one. STORE_ERROR (logged)
+ * when merchant_id is NULL or "". */
+store_result store_refund_list(store *s, const char *merchant_id, const char *payment_id,
+                               pagoflex_arena *arena, store_refund **out, size_t *count);
 
 /* Move refund `id` to `to` if store_refund_transition_allowed(); keep
  * provider_ref when none is stored; error fields stored when error_code is
@@ -77,14 +90,15 @@ store_result store_refund_history(store *s, const char *id, pagoflex_arena *aren
                                   store_history_entry **entries, size_t *count);
 
 /* Claim the capture (op "capture", amount 0 = all of amount_capturable) or
- * the void (op "void") of payment `id`: one conditional UPDATE that sets
+ * the void (op "void") of payment `id` of merchant `merchant_id` (another
+ * merchant's is STORE_NOT_FOUND, as an unknown id; NULL or "" is
+ * STORE_ERROR): one conditional UPDATE that sets
  * pending_operation (and capture_amount) only if none is in flight and the
  * payment is requires_capture (a void: or requires_action), and, for a
  * capture, 1 <= amount <= amount_capturable. STORE_OK: claimed, *out the
  * row after. STORE_CONFLICT: refused, *out the row as it is. STORE_NOT_FOUND. */
-store_result store_payment_claim_operation(store *s, const char *id, const char *op,
-                                           int64_t amount, pagoflex_arena *arena,
-                                           store_payment *out);
+store_result store_payment_claim_operation(store *s, const char *merchant_id, const char *id, const char *op,
+                                           int64_t amount, pagoflex_arena *arena, store_payment *out);
 
 /* The bank refused the claimed operation `op`: clear pending_operation (and
  * the capture amount) so the payment is as before. STORE_OK with *out, or

@@ -111,14 +111,16 @@ store_result store_recon_renew_row(store *s, const char *what, const char *sql, 
                                    int64_t claim, const store_recon_timing *t,
                                    pagoflex_arena *arena, store_row_fn read, void *out);
 
-/* Run `sql` ($1 = id; columns from_state, to_state, source, detail, at of
- * an object LEFT JOINed to its history) and read its history rows, oldest
- * first, into *entries (in the arena; NULL when empty) and *count.
- * STORE_NOT_FOUND when the object does not exist; outputs written only on
- * STORE_OK. `what` names the statement in log lines. */
-store_result store_history_read(store *s, const char *what, const char *sql, const char *id,
-                                 pagoflex_arena *arena, store_history_entry **entries,
-                                 size_t *count);
+/* Run `sql` with its `n_params` parameters ($1 = id, and $2 = the
+ * merchant for a merchant route's read; columns from_state, to_state,
+ * source, detail, at of an object LEFT JOINed to its history) and read its
+ * history rows, oldest first, into *entries (in the arena; NULL when empty)
+ * and *count. STORE_NOT_FOUND when the object does not exist (or is not
+ * the merchant's); outputs written only on STORE_OK. `what` names the
+ * statement in log lines. */
+store_result store_history_read(store *s, const char *what, const char *sql, int n_params,
+                                const char *const *params, pagoflex_arena *arena,
+                                store_history_entry **entries, size_t *count);
 
 /* "{created,processing}": the states `to` may be entered from, as a
  * PostgreSQL text[] literal. */

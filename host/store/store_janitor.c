@@ -28,7 +28,7 @@ static const char sql_purge_keys[] =
 
 /* $1 limit, $2 retention days, $3 terminal states. Orphans (payment_id
  * NULL) never join, so they are never picked. */
-static const char sql_purge_events[] =
+const char store_janitor_sql_purge_events[] =
     "DELETE FROM webhook_events WHERE ctid = ANY (ARRAY("
     " SELECT e.ctid FROM webhook_events e JOIN payments p ON p.id = e.payment_id"
     " WHERE e.received_at < now() - $2::int * interval '1 day'"
@@ -37,7 +37,7 @@ static const char sql_purge_events[] =
     " AND received_at < now() - $2::int * interval '1 day'";
 
 /* $1 limit, $2 retention days, $3 terminal states. */
-static const char sql_purge_history[] =
+const char store_janitor_sql_purge_history[] =
     "DELETE FROM payment_history WHERE ctid = ANY (ARRAY("
     " SELECT h.ctid FROM payment_history h JOIN payments p ON p.id = h.payment_id"
     " WHERE h.at < now() - $2::int * interval '1 day'"
@@ -122,11 +122,11 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     rc = janitor_purge(&c, "janitor: expired idempotency keys", sql_purge_keys, 1, NULL, lim,
                        &n.idempotency_keys, &n.more);
     if (rc == STORE_OK && lim->webhook_event_retention_days > 0)
-        rc = janitor_purge(&c, "janitor: old webhook events", sql_purge_events, 3, events, lim,
-                           &n.webhook_events, &n.more);
+        rc = janitor_purge(&c, "janitor: old webhook events", store_janitor_sql_purge_events, 3, events,
+                           lim, &n.webhook_events, &n.more);
     if (rc == STORE_OK && lim->payment_history_retention_days > 0)
-        rc = janitor_purge(&c, "janitor: old payment history", sql_purge_history, 3, history, lim,
-                           &n.payment_history, &n.more);
+        rc = janitor_purge(&c, "janitor: old payment history", store_janitor_sql_purge_history, 3,
+                           history, lim, &n.payment_history, &n.more);
 
 done:
     if (locked && !c.broken) {

@@ -48,4 +48,9 @@ typedef struct store_janitor_counts {
 store_result store_janitor_round(store *s, const store_janitor_limits *lim,
                                  store_janitor_counts *out);
 
+/* The purges of old webhook events and payment history (for the plan
+ * tests): $1 batch, $2 retention days, $3 the terminal states. */
+extern const char store_janitor_sql_purge_events[];
+extern const char store_janitor_sql_purge_history[];
+
 #endif

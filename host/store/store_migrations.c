@@ -281,7 +281,6 @@ static const char migration_0009_flow_reconciler[] =
     "CREATE INDEX payments_operation_unscheduled ON payments (updated_at)\n"
     "    WHERE hold_due_at IS NULL AND pending_operation IS NOT NULL;\n";
 
-
 /* Issue 13: merchants. A merchant owns its API keys, payments and refunds.
  * Rows that exist before this version belong to the default merchant,
  * mer_default, which the upgrade creates (named "default"); the config's
@@ -294,7 +293,9 @@ static const char migration_0009_flow_reconciler[] =
  * key of today belongs to mer_default, so each live scope's 64 hex digits
  * become "mer_default" and a retry across the upgrade still finds its
  * first answer. Of several API keys that used one Idempotency-Key, the
- * oldest row moves; the others keep their old scope and expire. */
+ * oldest row moves; the others keep their old scope and expire.
+ * GET /v1/payments?reference= looks up a merchant's references: the
+ * reference index of version 4 becomes (merchant_id, reference). */
 static const char migration_0010_merchants[] =
     "CREATE TABLE merchants (\n"
     "    id text PRIMARY KEY CHECK (id ~ '^mer_[0-9a-z_]{1,40}$'),\n"
@@ -318,7 +319,34 @@ static const char migration_0010_merchants[] =
     "UPDATE idempotency_keys i SET scope = moved.to_scope FROM moved\n"
     "    WHERE i.scope = moved.scope AND i.key = moved.key AND moved.n = 1\n"
     "    AND NOT EXISTS (SELECT 1 FROM idempotency_keys o\n"
-    "                    WHERE o.scope = moved.to_scope AND o.key = moved.key);\n";
+    "                    WHERE o.scope = moved.to_scope AND o.key = moved.key);\n"
+    "DROP INDEX payments_reference;\n"
+    "CREATE INDEX payments_merchant_reference ON payments (merchant_id, reference)\n"
+    "    WHERE reference IS NOT NULL;\n";
+
+/* Issue 16: fewer index entries and foreign-key checks per payment and per
+ * webhook, each one that goes found to earn nothing on the hot path.
+ * - payments_state_updated (state, updated_at) took an entry on the insert
+ *   and on every move of every payment (updated_at changes, so no update
+ *   is HOT); the claims use payments_due/payments_unscheduled, and its last
+ *   reader, the requires_review gauge of GET /metrics, gets a partial index
+ *   that holds only the payments in review.
+ * - webhook_events_payment (payment_id): no statement looks events up by
+ *   payment (the retention purge walks webhook_events_received_at and joins
+ *   payments by their key), and payments are never deleted, so no foreign
+ *   key check needs it either.
+ * - The foreign keys of payment_history and webhook_events to payments ran
+ *   a look-up and a KEY SHARE lock of the payment for every row written.
+ *   Both tables are only written by statements that take the payment id
+ *   from the payment row they have just written or locked (store.c,
+ *   store_flows.c, store_orphan.c attach), and no payment is ever deleted,
+ *   so the check could never fail. */
+static const char migration_0016_hot_path_indexes[] =
+    "DROP INDEX payments_state_updated;\n"
+    "CREATE INDEX payments_review ON payments (updated_at) WHERE state = 'requires_review';\n"
+    "DROP INDEX webhook_events_payment;\n"
+    "ALTER TABLE payment_history DROP CONSTRAINT payment_history_payment_id_fkey;\n"
+    "ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_payment_id_fkey;\n";
 
 /* Issue 13: connector accounts. A merchant uses a connector through one of
  * that connector's accounts (credentials <plugin>/<account>.cfg.enc; the
@@ -375,6 +403,8 @@ static const store_migration migration_list[] = {
      migration_0010_merchants},
     {11, "connector accounts: a merchant's account per connector; the account of each payment and refund",
      migration_0011_connector_accounts},
+    {16, "hot path: fewer indexes and foreign keys on payments, events and history",
+     migration_0016_hot_path_indexes},
 };
 
 const store_migration *store_migrations(size_t *count)

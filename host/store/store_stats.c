@@ -14,8 +14,8 @@
     " AND next_attempt_at IS NULL AND updated_at <= now() - " MS(grace) ")"
 
 /* The same due rule as the reconciler's claim (store_recon.c), over the
- * same indexes (payments_due, payments_unscheduled, payments_state_updated). */
-static const char sql_stats[] =
+ * same indexes (payments_due, payments_unscheduled), and payments_review. */
+const char store_stats_sql[] =
     "SELECT (SELECT count(*) FROM payments WHERE state IN ('created', 'processing', 'pending')"
     " AND next_attempt_at <= now())" UNSCHEDULED("created", "$1") UNSCHEDULED("processing", "$2")
         UNSCHEDULED("pending", "$3") ","
@@ -29,7 +29,7 @@ store_result store_stats_read(store *s, const store_stats_timing *t, long long *
     snprintf(c, sizeof c, "%ld", t->pending_ms);
     const char *const params[] = {a, b, c};
     PGresult *r = NULL;
-    store_result rc = store_run(s, "metrics gauges", sql_stats, 3, params, false, &r);
+    store_result rc = store_run(s, "metrics gauges", store_stats_sql, 3, params, false, &r);
     if (rc == STORE_OK && PQntuples(r) == 1) {
         *backlog = atoll(PQgetvalue(r, 0, 0));
         *review = atoll(PQgetvalue(r, 0, 1));

@@ -16,4 +16,8 @@ typedef struct store_stats_timing {
  * or STORE_ERROR and nothing written. */
 store_result store_stats_read(store *s, const store_stats_timing *t, long long *backlog, long long *review);
 
+/* The statement (for the plan tests): $1..$3 the grace of created,
+ * processing and pending payments in milliseconds. */
+extern const char store_stats_sql[];
+
 #endif

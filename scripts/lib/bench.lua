@@ -2,9 +2,7 @@
 --   pay      API_KEY                POST /v1/payments (one new payment each)
 --   webhook  EVENTS_LUA NTHREADS    POST /webhooks/bancox, one distinct signed event each
 --   simpay   BANK_KEY NONCE         POST /pay on the simulator (distinct Idempotency-Key each)
--- $BENCH_PACE_MS, when set, makes each connection wait that long between
--- requests (the half-load runs). It is read at the top level because wrk
--- decides whether delay() exists before init() runs.
+--   refund   API_KEY IDS_LUA NTHREADS POST /v1/refunds of 100 on each payment id of IDS_LUA in turn
 -- done() prints one line: "BENCH requests=.. duration_us=.. p50_us=.. p99_us=.. p999_us=.. errors=.. exhausted=.."
 
 local threads = {}
@@ -35,13 +33,11 @@ function init(args)
   elseif mode == "simpay" then
     key = args[2]
     nonce = args[3]
-  end
-end
-
-local pace = tonumber(os.getenv("BENCH_PACE_MS") or "")
-if pace and pace > 0 then
-  function delay()
-    return pace
+  elseif mode == "refund" then
+    key = args[2]
+    dofile(args[3])
+    stride = tonumber(args[4])
+    n = id
   end
 end
 
@@ -53,6 +49,12 @@ function request()
     local ev = events[i]
     return wrk.format("POST", "/webhooks/bancox",
       {["Content-Type"] = "application/json", ["X-BancoX-Signature"] = ev[2]}, ev[1])
+  elseif mode == "refund" then
+    local i = n % #ids + 1
+    if n >= #ids then exhausted = 1 end
+    n = n + stride
+    return wrk.format("POST", "/v1/refunds", {["Authorization"] = "Bearer " .. key,
+      ["Content-Type"] = "application/json"}, '{"payment_id":"' .. ids[i] .. '","amount":100}')
   elseif mode == "simpay" then
     count = count + 1
     local ref = string.format("b%s-%d-%d", nonce, id, count)

@@ -5,14 +5,24 @@
   bench_tool.py sample PID OUT
       every 100 ms until SIGTERM: the sum of Threads and VmRSS over PID and
       its descendants; on SIGTERM writes "peak_threads peak_rss_kib" to OUT
+  bench_tool.py ids-lua OUT < ids
+      write a wrk Lua table of ids (the refunds run), one per line
+  bench_tool.py measure OUT.json NAME=PID... -- COMMAND ARGS...
+      run COMMAND (the load generator), passing its output through, and
+      write the CPU time (user + system, microseconds) each process tree
+      NAME=PID used while it ran, from /proc/<pid>/stat utime + stime +
+      cutime + cstime summed over the tree (so threads and reaped children
+      count), and the command's own from wait4(): {"NAME": us, ...,
+      "loadgen": us, "wall_s": s}
   bench_tool.py table RESULTS.json OUT.md
-      render the results (collected by scripts/bench) as one Markdown table
+      render the results (collected by scripts/bench) as Markdown tables
 """
 import hashlib
 import hmac
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -22,31 +32,94 @@ def lua_string(s):
     return json.dumps(s, ensure_ascii=True)
 
 
-# Each event is two string constants in one Lua chunk, which holds at most
-# 65,536 constants: stay well below.
-MAX_LUA_EVENTS = 30000
+# A Lua function holds at most 65,536 constants and each event is two, so
+# the table is built by one function per CHUNK events; at most MAX_LUA_EVENTS
+# in all (each wrk thread loads the whole file: ~350 bytes an event).
+CHUNK = 10000
+MAX_LUA_EVENTS = 200000
+
+
+class LuaTable:
+    """Writes `name = {...}` as chunks of CHUNK items, one function each."""
+
+    def __init__(self, f, name):
+        self.f, self.name, self.n = f, name, 0
+        f.write("%s = {}\n" % name)
+
+    def add(self, item):
+        if self.n % CHUNK == 0:
+            self.close()
+            self.f.write(";(function() local t = {\n")
+        self.f.write(item + ",\n")
+        self.n += 1
+
+    def close(self):
+        if self.n:
+            self.f.write("} for i = 1, #t do %s[#%s + 1] = t[i] end end)()\n" % (self.name, self.name))
 
 
 def webhooks_lua(out, secret):
     t = str(int(time.time()))
-    n = 0
     with open(out, "w") as f:
-        f.write("events = {\n")
+        table = LuaTable(f, "events")
         for line in sys.stdin:
             line = line.strip()
-            if not line:
-                continue
-            if n >= MAX_LUA_EVENTS:
+            if not line or table.n >= MAX_LUA_EVENTS:
                 continue  # read the rest, so the writer of the pipe does not die of SIGPIPE
             pid, tx = line.split("|")
-            n += 1
             body = json.dumps({"event_id": "evt_bench_%s" % pid[4:], "tx_id": tx, "ref": pid,
                                "status": "APPROVED", "amount": 1050, "currency": "ARS",
                                "occurred_at": "2026-11-27T12:00:00Z"}, separators=(",", ":"))
             mac = hmac.new(secret.encode(), (t + "." + body).encode(), hashlib.sha256).hexdigest()
-            f.write("{%s,%s},\n" % (lua_string(body), lua_string("t=%s,v1=%s" % (t, mac))))
-        f.write("}\n")
-    print(n)
+            table.add("{%s,%s}" % (lua_string(body), lua_string("t=%s,v1=%s" % (t, mac))))
+        table.close()
+    print(table.n)
+
+
+def ids_lua(out):
+    with open(out, "w") as f:
+        table = LuaTable(f, "ids")
+        for line in sys.stdin:
+            line = line.strip()
+            if line and table.n < MAX_LUA_EVENTS:
+                table.add(lua_string(line))
+        table.close()
+    print(table.n)
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+def tree_cpu_us(root):
+    """User + system CPU of root and its descendants, reaped children included."""
+    ticks = 0
+    for p in descendants(root):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        # fields[0] is field 3 (state): utime..cstime are fields 14..17.
+        ticks += sum(int(x) for x in fields[11:15])
+    return ticks * 1e6 / CLK_TCK
+
+
+def measure(out, specs, cmd):
+    roots = {}
+    for spec in specs:
+        name, pid = spec.split("=", 1)
+        roots[name] = int(pid)
+    before = {name: tree_cpu_us(pid) for name, pid in roots.items()}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd)
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - t0
+    res = {name: round(tree_cpu_us(pid) - before[name]) for name, pid in roots.items()}
+    res["loadgen"] = round((ru.ru_utime + ru.ru_stime) * 1e6)
+    res["wall_s"] = round(wall, 3)
+    with open(out, "w") as f:
+        json.dump(res, f)
+    sys.exit(proc.returncode)
 
 
 def descendants(root):
@@ -109,18 +182,42 @@ def table(results_path, out_path):
     w = lines.append
     w("# Pagoflex benchmark, %s" % R["date"])
     w("")
-    w("Machine: %s; %s cores (nproc); %s MiB memory. Build: %s. Mode: %s. Load average "
+    w("Machine: %s; %s cores (nproc); %s MiB memory; host %s. Build: %s. Mode: %s. Load average "
       "before / after: %s / %s (other work on the machine skews every figure)." % (
-          inp["cpu"], inp["nproc"], inp["mem_mib"], inp["build"], inp["mode"],
+          inp["cpu"], inp["nproc"], inp["mem_mib"], inp.get("hostname", "?"), inp["build"], inp["mode"],
           inp.get("loadavg_before", "?"), inp.get("loadavg_after", "?")))
     w("")
-    w("Inputs: wrk %s threads, %s s per run; host: %s worker processes, each `threads = %s`, `db_pool_size = %s`, "
-      "`log_level = %s`; PostgreSQL 15 private cluster, synchronous_commit=%s, fsync=%s; "
-      "simulator `--no-webhooks` (webhooks are measured on their own); payment amount 1050 ARS "
-      "through BANCO_X; non-2xx answers and socket errors/timeouts count as errors." % (
+    w("Inputs: wrk %s threads, %s s per run; host: %s worker processes, each `threads = %s`, "
+      "`db_pool_size = %s`, `log_level = %s`, `access_log = %s`, reconciler `webhook_grace_s = %s` (no "
+      "payment of an earlier run is synced during a later one); simulator `--no-webhooks` (webhooks are "
+      "measured on their own); payment amount 1050 ARS through BANCO_X, refunds of 100; non-2xx answers "
+      "and socket errors/timeouts count as errors." % (
           inp["wrk_threads"], inp["duration_s"], inp.get("workers", 1), inp["host_threads"], inp["db_pool"],
-          inp["log_level"],
-          inp["synchronous_commit"], inp["fsync"]))
+          inp["log_level"], inp.get("access_log", "?"), inp.get("webhook_grace_s", "?")))
+    w("")
+    w("PostgreSQL 15, private cluster, the same for pgbench and the host: %s." %
+      ", ".join("`%s = %s`" % tuple(kv) for kv in inp.get("pg_settings", [])))
+    w("")
+    w("## Targets (ratios to insert_tps, measured in this run)")
+    w("")
+    w("| figure | value | ratio | target | result |")
+    w("| --- | ---: | ---: | --- | --- |")
+    for t in R["targets"]:
+        w("| %s | %s | %s | %s | %s |" % (t["name"], t["value"], t.get("ratio", "-"), t["target"],
+                                          t["result"]))
+    w("")
+    w("## CPU per request, by process (µs, from /proc around each run)")
+    w("")
+    w("| run | requests | pagoflexd | PostgreSQL | pagoflexd + PostgreSQL | simulator | load generator |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for c in R["cpu"]:
+        n = max(c["requests"], 1)
+        per = lambda k: fmt(c[k] / n, 0) if k in c else "-"
+        both = fmt((c.get("pagoflexd", 0) + c.get("postgres", 0)) / n, 0)
+        w("| %s | %s | %s | %s | %s | %s | %s |" % (c["name"], fmt(c["requests"]), per("pagoflexd"),
+                                                    per("postgres"), both, per("simulator"), per("loadgen")))
+    w("")
+    w("## Runs")
     w("")
     w("| run | clients | requests/s | p50 ms | p99 ms | p99.9 ms | errors | notes |")
     w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
@@ -130,10 +227,12 @@ def table(results_path, out_path):
             ms(r.get("p999_us")), fmt(r.get("errors"), 0) if r.get("errors") is not None else "-",
             r.get("notes", "")))
     w("")
-    w("| ratio | value | target |")
-    w("| --- | ---: | --- |")
-    for r in R["ratios"]:
-        w("| %s | %s | %s |" % (r["name"], r["value"], r["target"]))
+    w("## Accounting (the database after each run against what the load generator got)")
+    w("")
+    w("| run | answered 2xx | rows | check |")
+    w("| --- | ---: | --- | --- |")
+    for a in R["accounting"]:
+        w("| %s | %s | %s | %s |" % (a["name"], fmt(a["answered"]), a["rows"], a["check"]))
     w("")
     text = "\n".join(lines)
     with open(out_path, "w") as f:
@@ -147,6 +246,11 @@ def main():
         webhooks_lua(sys.argv[2], sys.argv[3])
     elif cmd == "sample":
         sample(int(sys.argv[2]), sys.argv[3])
+    elif cmd == "ids-lua":
+        ids_lua(sys.argv[2])
+    elif cmd == "measure":
+        sep = sys.argv.index("--")
+        measure(sys.argv[2], sys.argv[3:sep], sys.argv[sep + 1:])
     elif cmd == "table":
         table(sys.argv[2], sys.argv[3])
     else:

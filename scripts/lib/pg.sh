@@ -2,6 +2,10 @@
 #   pg_start <name>   starts (creating on first use) the cluster <name>, exports
 #                     PGHOST PGPORT PGUSER PGDATABASE and PAGOFLEX_PG (a conninfo)
 #   pg_stop <name>    stops it (fast shutdown)
+# $PAGOFLEX_PG_SETTINGS, when set, is appended to the cluster's settings
+# (postgresql.conf lines; scripts/bench gives its cluster production-like
+# memory and WAL settings this way); a running cluster is then restarted if
+# its settings changed.
 # The cluster runs as the postgres user when we are root (initdb refuses root).
 # Its data lives under var/pg-<name> when the postgres user can reach that
 # folder, otherwise under a postgres-owned folder in /tmp recorded in var/.
@@ -56,7 +60,14 @@ listen_addresses = '127.0.0.1'
 max_connections = 300
 fsync = on
 synchronous_commit = on
+${PAGOFLEX_PG_SETTINGS:-}
 CONF
+  if [ $running = 1 ] && [ -n "${PAGOFLEX_PG_SETTINGS:-}" ] &&
+    ! pg_as cmp -s "$dir/pagoflex.conf" "$dir/pagoflex.conf.running" 2>/dev/null; then
+    pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    running=0
+  fi
+  pg_as cp "$dir/pagoflex.conf" "$dir/pagoflex.conf.running"
   if [ $running = 0 ]; then
     pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
       || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }

@@ -42,7 +42,7 @@ class OneScrapeAllWorkers(unittest.TestCase):
     """/metrics counts what every worker served, and keeps it when one dies."""
 
     def test_one_scrape_after_n_payments_counts_n_and_survives_a_worker_restart(self):
-        env = Env(sim_args=["--no-webhooks"], workers=2)
+        env = Env(sim_args=["--no-webhooks"], workers=2, extra_config="access_log = true;\n")
         try:
             n = 40
             for _ in range(n):
@@ -116,10 +116,38 @@ class AdminListener(unittest.TestCase):
             self.assertGreaterEqual(sample_sum(text, "pagoflex_http_requests_total", route=route), 1, route)
 
 
+class AccessLogOff(unittest.TestCase):
+    """By default the hot path writes no info line per request (issue 16): no
+    access line, no per-webhook line; access_log = true brings the access
+    lines back (RequestIds, JsonLogs)."""
+
+    def test_no_line_per_request_by_default(self):
+        env = Env(workers=1, sim_args=["--no-webhooks"])
+        try:
+            rid = "quiet-" + uuid.uuid4().hex
+            r = http("POST", env.url + "/v1/payments", {"amount": 1050, "currency": "ARS", "connector": "BANCO_X"},
+                     env.auth({"X-Request-Id": rid}))
+            self.assertEqual(r.status, 201, r)
+            pid = r.json["id"]
+            w = env.webhook({"event_id": "evt_quiet_" + uuid.uuid4().hex[:8], "ref": pid, "status": "APPROVED"})
+            self.assertEqual(w.status, 200, w)
+            self.assertEqual(w.json["result"], "applied", w)
+            self.assertEqual(env.get(pid).json["status"], "succeeded")
+            time.sleep(1)  # the access line would be written as each request completes
+            log = env.log()
+            self.assertNotIn(" access ", log)
+            self.assertNotIn("webhook applied", log)
+            self.assertNotIn(rid, log)
+            text = env.metrics()  # the requests are still counted
+            self.assertEqual(sample_sum(text, "pagoflex_http_requests_total", route="payment_create", code="201"), 1)
+        finally:
+            env.close()
+
+
 class RequestIds(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env = Env(workers=1)
+        cls.env = Env(workers=1, extra_config="access_log = true;\n")
 
     @classmethod
     def tearDownClass(cls):
@@ -147,7 +175,7 @@ class RequestIds(unittest.TestCase):
         access = [line for line in lines if " access " in line]
         self.assertEqual(len(access), 1, lines)
         self.assertRegex(access[0], r"access method=POST route=payment_create status=201 duration_ms=[0-9.]+ "
-                                    r"key=config completed=true request_id=" + rid + "$")
+                                    r"key=config merchant=mer_default completed=true request_id=" + rid + "$")
         self.assertNotIn(env.api_key, env.log())
 
     def test_every_error_body_names_the_request(self):
@@ -176,7 +204,7 @@ class RequestIds(unittest.TestCase):
 
 class JsonLogs(unittest.TestCase):
     def test_log_format_json_writes_one_object_per_line(self):
-        env = Env(workers=1, extra_config='log_format = "json";\n')
+        env = Env(workers=1, extra_config='log_format = "json";\naccess_log = true;\n')
         try:
             rid = "json-" + uuid.uuid4().hex
             r = http("GET", env.url + "/v1/payments/pay_nope", headers=env.auth({"X-Request-Id": rid}))
@@ -187,8 +215,8 @@ class JsonLogs(unittest.TestCase):
             records = [json.loads(line) for line in env.log().splitlines() if line.strip()]
             self.assertTrue(all({"ts", "level", "pid", "msg"} <= set(rec) for rec in records))
             (access,) = [rec for rec in records if rec.get("request_id") == rid and rec["msg"] == "access"]
-            self.assertEqual((access["method"], access["route"], access["status"], access["key"]),
-                             ("GET", "payment_get", 404, "config"))
+            self.assertEqual((access["method"], access["route"], access["status"], access["key"],
+                              access["merchant"]), ("GET", "payment_get", 404, "config", "mer_default"))
             self.assertIsInstance(float(access["duration_ms"]), float)
         finally:
             env.close()

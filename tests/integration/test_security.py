@@ -257,9 +257,10 @@ class MasterKeyRotation(unittest.TestCase):
 class HostileInput(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        # log_level debug: the escaping test reads a webhook's debug line.
         cls.env = Env(start_host=False, extra_config=(
             "max_headers = 20;\nmax_header_bytes = 2048;\nmax_json_depth = 8;\n"
-            "connection_timeout_s = 2;\n"))
+            "connection_timeout_s = 2;\nlog_level = \"debug\";\n"))
         set_config(cls.env, "threads = 8;", "threads = 2;")
         cls.env.start_host()
 

@@ -470,7 +470,8 @@ class OfficialLibrary(unittest.TestCase):
                         payment_method={"type": "card_token", "token": "stored_card_1"})
             self.assertIn(r.status, (200, 201, 202), r)
             pid = r.json["id"]
-            self.assertEqual(r.json["status"], "pending")  # Received: the webhook tells
+            # Received: the webhook tells, and may overtake this answer.
+            self.assertIn(r.json["status"], ("pending", "succeeded"), r)
             self.assertEqual(env.wait_status(pid, ("succeeded",), timeout=15).json["status"],
                              "succeeded")
             # Second payment: the simulator's webhooks off, the library signs.
@@ -569,7 +570,9 @@ class HostFlows(unittest.TestCase):
         self.assertEqual((r.status, r.json["status"]), (201, "requires_capture"), r)
         pid = r.json["id"]
         c = self.h.post("/v1/payments/%s/capture" % pid, {"amount_to_capture": 600})
-        self.assertEqual((c.status, c.json.get("pending_operation")), (202, "capture"), c)
+        # The capture's webhook may overtake this answer: still in flight, or already captured.
+        self.assertEqual(c.status, 202, c)
+        self.assertTrue(c.json.get("pending_operation") == "capture" or c.json["status"] == "succeeded", c)
         p = self.env.wait_status(pid, ("succeeded",)).json
         self.assertEqual(p["amount_received"], 600)
         self.assertEqual(self.sim_payment(pid)["captured"], 600)

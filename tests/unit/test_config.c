@@ -233,6 +233,25 @@ static void test_retention_and_log_file_settings(void **unused)
     expect_error("webhook_event_retention_days = -1;\n", "'webhook_event_retention_days' is -1");
 }
 
+/* The access log (a line per request) is off unless asked for: the hot
+ * path writes no info line per request by default (issue 16). */
+static void test_access_log_setting(void **unused)
+{
+    (void)unused;
+    write_config("port = 9000;\n");
+    config c;
+    char err[512];
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_int_equal(c.access_log, 0);
+    config_free(&c);
+    write_config("access_log = true;\n");
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_int_equal(c.access_log, 1);
+    config_free(&c);
+    expect_error("access_log = \"yes\";\n", "'access_log' must be true or false");
+    expect_error("access_log = 1;\n", "'access_log' must be true or false");
+}
+
 static void test_connector_settings(void **unused)
 {
     (void)unused;
@@ -264,6 +283,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unknown_setting_refused_with_nearest_name, cleanup),
         cmocka_unit_test_teardown(test_documented_settings_are_known, cleanup),
         cmocka_unit_test_teardown(test_retention_and_log_file_settings, cleanup),
+        cmocka_unit_test_teardown(test_access_log_setting, cleanup),
         cmocka_unit_test_teardown(test_connector_settings, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

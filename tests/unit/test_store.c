@@ -23,6 +23,7 @@
 #include <cmocka.h>
 #include <libpq-fe.h>
 
+#include "apikey.h"
 #include "arena.h"
 #include "payment.h"
 #include "store.h"
@@ -30,6 +31,8 @@
 #include "store_flows.h"
 #include "store_idem.h"
 #include "store_janitor.h"
+#include "store_merchant.h"
+#include "store_orphan.h"
 #include "pgtest.h"
 #include "store_migrations.h"
 
@@ -227,8 +230,9 @@ static void test_migrate_fills_a_gap_below_a_newer_version(void **unused)
 {
     (void)unused;
     char err[256] = "";
-    PGresult *r = PQexec(g_check, "BEGIN; DROP INDEX payments_reference;"
-                                  " DELETE FROM schema_migrations WHERE version = 4; COMMIT");
+    /* Version 10 replaced version 4's index (payments_reference) with
+     * (merchant_id, reference): forgetting version 4 is enough. */
+    PGresult *r = PQexec(g_check, "DELETE FROM schema_migrations WHERE version = 4");
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
     assert_true(count_rows("SELECT max(version) FROM schema_migrations", NULL) > 4);
@@ -236,6 +240,9 @@ static void test_migrate_fills_a_gap_below_a_newer_version(void **unused)
     assert_int_equal(count_rows("SELECT count(*) FROM schema_migrations WHERE version = 4", NULL), 1);
     assert_int_equal(count_rows("SELECT count(*) FROM pg_indexes WHERE indexname = 'payments_reference'",
                                 NULL), 1);
+    r = PQexec(g_check, "DROP INDEX payments_reference"); /* the schema as version 10 left it */
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
 }
 
 /* ---- payments ------------------------------------------------------------ */
@@ -876,8 +883,9 @@ static void test_payment_insert_resolves_the_merchants_account(void **unused)
     exec_ok("UPDATE payments SET state = 'succeeded', amount_received = amount WHERE id = 'pay_acct_3'");
     store_refund rf;
     store_payment after;
-    assert_int_equal(store_refund_create(g_store, "re_acct_3", "pay_acct_3", 0, NULL, NULL, a, &rf, &after),
-                     STORE_OK);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_acct_t", "re_acct_3", "pay_acct_3", 0, NULL, NULL, a, &rf, &after),
+        STORE_OK);
     assert_string_equal(rf.connector_account, "acct-t");
     /* mer_default may be bound too; unbinding gives it "default" back. */
     assert_int_equal(store_account_bind(g_store, "mer_default", CONNECTOR, "acct-z"), STORE_OK);
@@ -1102,6 +1110,73 @@ static int group_teardown(void **unused)
     return ok ? 0 : -1;
 }
 
+/* Issue 16: a payment's and a webhook's statements are prepared once per
+ * connection, and PostgreSQL plans a prepared statement afresh on every
+ * call (a "custom plan") for as long as its generic plan looks costlier,
+ * as a lookup by `CASE WHEN $3 ...` did: ~0.3 ms of planning per webhook.
+ * On 50,000 payments (a generic plan that reads them all is then much
+ * costlier than a custom one), on one connection of a host of its own,
+ * after a dozen payments and webhooks by payment id and by bank id through
+ * the store's own calls, every statement that ran more than five times
+ * (PostgreSQL tries five custom plans before it compares) runs with its
+ * generic plan. */
+static void test_hot_statements_keep_a_generic_plan(void **unused)
+{
+    (void)unused;
+    enum { N = 12 };
+    static const char fill[] = "INSERT INTO payments (merchant_id, connector_account, id, connector, amount,"
+                               " currency, state, provider_reference_id) SELECT 'mer_default', 'default',"
+                               " 'pay_plan_bulk_' || g, 'BANCO_X', 1000, 'EUR', 'succeeded',"
+                               " 'bx_plan_bulk_' || g FROM generate_series(1, 50000) g; ANALYZE payments";
+    PGresult *bulk = PQexec(g_check, fill);
+    assert_int_equal(PQresultStatus(bulk), PGRES_COMMAND_OK);
+    PQclear(bulk);
+    store *s = store_open(g_conninfo, 1);
+    assert_non_null(s);
+    pagoflex_arena *a = arena_new();
+    char id[32], ref[32], evt[32];
+    for (int i = 0; i < 2 * N; i++) {
+        snprintf(id, sizeof id, "pay_plan_%d", i);
+        snprintf(ref, sizeof ref, "bx_plan_%d", i);
+        snprintf(evt, sizeof evt, "evt_plan_%d", i);
+        store_payment p = sample(id, 1000, "EUR"), out;
+        assert_int_equal(store_payment_insert(s, &p, a, &out), STORE_OK);
+        assert_int_equal(store_payment_transition(s, id, ST(PENDING), ref, NULL, NULL, a, &out), STORE_OK);
+        int orphans = -1;
+        assert_int_equal(store_orphan_apply(s, CONNECTOR, "default", ref, &orphans), STORE_OK);
+        assert_int_equal(orphans, 0);
+        /* Half the webhooks name our payment id, half only the bank's. */
+        pagoflex_webhook_event ev = event(evt, i < N ? id : NULL, ref, ST(SUCCEEDED));
+        bool applied = false;
+        const unsigned char body[] = "{}";
+        assert_int_equal(store_webhook_apply(s, CONNECTOR, "default", &ev, body, 2, a, &out, &applied),
+                         STORE_OK);
+        assert_true(applied);
+    }
+    store_rows rows;
+    static const char plans[] = "SELECT generic_plans, custom_plans,"
+                                " left(regexp_replace(statement, '\\s+', ' ', 'g'), 90)"
+                                " FROM pg_prepared_statements ORDER BY name";
+    assert_int_equal(store_query(s, "plans", plans, 0, NULL, a, &rows), STORE_OK);
+    int hot = 0;
+    for (size_t i = 0; i < rows.rows; i++) {
+        long generic = atol(rows.cells[i * 3]), custom = atol(rows.cells[i * 3 + 1]);
+        fprintf(stderr, "generic %ld custom %ld: %s\n", generic, custom, rows.cells[i * 3 + 2]);
+        if (generic + custom < N)
+            continue;
+        hot++;
+        if (custom > 5)
+            fail_msg("planned afresh on every call (%ld custom plans, %ld generic): %s", custom, generic,
+                     rows.cells[i * 3 + 2]);
+    }
+    assert_true(hot >= 5); /* insert, transition, orphan check, webhook by id, by bank id */
+    arena_free(a);
+    store_close(s);
+    bulk = PQexec(g_check, "DELETE FROM payments WHERE id LIKE 'pay_plan_bulk_%'; ANALYZE payments");
+    assert_int_equal(PQresultStatus(bulk), PGRES_COMMAND_OK);
+    PQclear(bulk);
+}
+
 /* ---- issue 11: captures, voids, refunds (migration 8) ------------------- */
 
 /* Payment `id` of `amount` ARS, moved to `to` (the trigger sets amounts). */
@@ -1142,16 +1217,19 @@ static void test_capture_claims(void **unused)
     pagoflex_arena *a = arena_new();
     store_payment out;
     make_flow_payment("pay_fl_cap", 1000, true, PAGOFLEX_STATE_REQUIRES_CAPTURE);
-    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "capture", 1001, a, &out),
-                     STORE_CONFLICT);
+    assert_int_equal(
+        store_payment_claim_operation(g_store, "mer_default", "pay_fl_cap", "capture", 1001, a, &out),
+        STORE_CONFLICT);
     assert_null(out.pending_operation);
-    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "capture", 600, a, &out),
-                     STORE_OK);
+    assert_int_equal(
+        store_payment_claim_operation(g_store, "mer_default", "pay_fl_cap", "capture", 600, a, &out),
+        STORE_OK);
     assert_string_equal(out.pending_operation, "capture");
     assert_int_equal(out.capture_amount, 600);
-    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "capture", 100, a, &out),
-                     STORE_CONFLICT);
-    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "void", 0, a, &out),
+    assert_int_equal(
+        store_payment_claim_operation(g_store, "mer_default", "pay_fl_cap", "capture", 100, a, &out),
+        STORE_CONFLICT);
+    assert_int_equal(store_payment_claim_operation(g_store, "mer_default", "pay_fl_cap", "void", 0, a, &out),
                      STORE_CONFLICT);
     move("pay_fl_cap", PAGOFLEX_STATE_SUCCEEDED, NULL);
     assert_int_equal(store_payment_get(g_store, "pay_fl_cap", a, &out), STORE_OK);
@@ -1159,18 +1237,19 @@ static void test_capture_claims(void **unused)
     assert_int_equal(out.amount_capturable, 0);
     assert_null(out.pending_operation);
     /* A second capture of a captured payment: refused. */
-    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_cap", "capture", 0, a, &out),
-                     STORE_CONFLICT);
+    assert_int_equal(
+        store_payment_claim_operation(g_store, "mer_default", "pay_fl_cap", "capture", 0, a, &out),
+        STORE_CONFLICT);
     assert_int_equal(out.state, PAGOFLEX_STATE_SUCCEEDED);
 
     make_flow_payment("pay_fl_rel", 500, true, PAGOFLEX_STATE_REQUIRES_CAPTURE);
-    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_rel", "void", 0, a, &out),
+    assert_int_equal(store_payment_claim_operation(g_store, "mer_default", "pay_fl_rel", "void", 0, a, &out),
                      STORE_OK);
     assert_int_equal(store_payment_release_operation(g_store, "pay_fl_rel", "void", a, &out),
                      STORE_OK);
     assert_null(out.pending_operation);
-    assert_int_equal(store_payment_claim_operation(g_store, "pay_fl_rel", "capture", 0, a, &out),
-                     STORE_OK);
+    assert_int_equal(
+        store_payment_claim_operation(g_store, "mer_default", "pay_fl_rel", "capture", 0, a, &out), STORE_OK);
     assert_int_equal(out.capture_amount, 500);
     /* The database itself refuses a capture above the authorization. */
     assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1 AND"
@@ -1190,16 +1269,16 @@ static void test_refunds_reserve_and_release(void **unused)
     store_refund rf;
     /* Wrong state: refused, nothing written. */
     make_flow_payment("pay_fl_rfa", 1000, true, PAGOFLEX_STATE_REQUIRES_CAPTURE);
-    assert_int_equal(store_refund_create(g_store, "re_fl_0", "pay_fl_rfa", 100, NULL, NULL, a, &rf,
-                                         &pay),
-                     STORE_CONFLICT);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_fl_0", "pay_fl_rfa", 100, NULL, NULL, a, &rf, &pay),
+        STORE_CONFLICT);
     assert_int_equal(pay.state, PAGOFLEX_STATE_REQUIRES_CAPTURE);
-    assert_int_equal(store_refund_create(g_store, "re_fl_x", "pay_none", 100, NULL, NULL, a, &rf,
-                                         &pay),
-                     STORE_NOT_FOUND);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_fl_x", "pay_none", 100, NULL, NULL, a, &rf, &pay),
+        STORE_NOT_FOUND);
 
     make_flow_payment("pay_fl_rf", 1000, false, PAGOFLEX_STATE_SUCCEEDED);
-    assert_int_equal(store_refund_create(g_store, "re_fl_1", "pay_fl_rf", 300, "damaged",
+    assert_int_equal(store_refund_create(g_store, "mer_default", "re_fl_1", "pay_fl_rf", 300, "damaged",
                                          "{\"order\":\"42\"}", a, &rf, &pay),
                      STORE_OK);
     assert_int_equal(rf.state, PAGOFLEX_STATE_CREATED);
@@ -1208,19 +1287,19 @@ static void test_refunds_reserve_and_release(void **unused)
     assert_string_equal(rf.metadata, "{\"order\": \"42\"}");
     assert_int_equal(pay.amount_refunded, 300);
     /* 800 is more than the 700 left. */
-    assert_int_equal(store_refund_create(g_store, "re_fl_2", "pay_fl_rf", 800, NULL, NULL, a, &rf,
-                                         &pay),
-                     STORE_CONFLICT);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_fl_2", "pay_fl_rf", 800, NULL, NULL, a, &rf, &pay),
+        STORE_CONFLICT);
     assert_int_equal(pay.amount_refunded, 300);
     /* Default: what is left. */
-    assert_int_equal(store_refund_create(g_store, "re_fl_3", "pay_fl_rf", 0, NULL, NULL, a, &rf,
-                                         &pay),
-                     STORE_OK);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_fl_3", "pay_fl_rf", 0, NULL, NULL, a, &rf, &pay),
+        STORE_OK);
     assert_int_equal(rf.amount, 700);
     assert_int_equal(pay.amount_refunded, 1000);
-    assert_int_equal(store_refund_create(g_store, "re_fl_4", "pay_fl_rf", 0, NULL, NULL, a, &rf,
-                                         &pay),
-                     STORE_CONFLICT);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_fl_4", "pay_fl_rf", 0, NULL, NULL, a, &rf, &pay),
+        STORE_CONFLICT);
     /* A failed refund gives its amount back, once. */
     assert_int_equal(store_refund_transition(g_store, "re_fl_3", PAGOFLEX_STATE_PENDING,
                                              STORE_SOURCE_BANK_REPLY, NULL, "rf_bank_3", NULL,
@@ -1244,7 +1323,7 @@ static void test_refunds_reserve_and_release(void **unused)
     assert_int_equal(h[2].to_state, PAGOFLEX_STATE_FAILED);
     assert_string_equal(h[2].detail, "evt_1");
     store_refund *list = NULL;
-    assert_int_equal(store_refund_list(g_store, "pay_fl_rf", a, &list, &n), STORE_OK);
+    assert_int_equal(store_refund_list(g_store, "mer_default", "pay_fl_rf", a, &list, &n), STORE_OK);
     assert_int_equal(n, 2);
     assert_string_equal(list[0].id, "re_fl_1");
     /* Never failed from... nothing: a created refund may fail (the bank said no),
@@ -1268,13 +1347,214 @@ static void *refund_race_thread(void *p)
     store_payment pay;
     store_refund rf;
     pthread_barrier_wait(r->start);
-    r->rc = store_refund_create(g_store, id, "pay_fl_race", 300, NULL, NULL, a, &rf, &pay);
+    r->rc = store_refund_create(g_store, "mer_default", id, "pay_fl_race", 300, NULL, NULL, a, &rf, &pay);
     arena_free(a);
     return NULL;
 }
 
 /* RACERS concurrent refunds of 300 on a 1000 payment: three win, the total
  * never exceeds what was received. */
+/* Issue 13: a merchant route's store call names the merchant, and another
+ * merchant's payment or refund answers exactly as an unknown id: nothing
+ * read, nothing written. */
+static void make_merchant_payment(const char *merchant, const char *id, const char *reference, bool manual,
+                                  pagoflex_state to)
+{
+    pagoflex_arena *a = arena_new();
+    store_payment p = sample(id, 1000, "ARS"), out;
+    p.merchant_id = merchant;
+    p.reference = reference;
+    p.manual_capture = manual;
+    /* Its Banco X account: the operator's "default" one (migration 11). */
+    assert_int_equal(store_account_bind(g_store, merchant, CONNECTOR, "default"), STORE_OK);
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    assert_string_equal(out.merchant_id, merchant);
+    arena_free(a);
+    move(id, PAGOFLEX_STATE_PENDING, NULL);
+    move(id, to, NULL);
+}
+
+static void test_merchant_scoped_calls(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    PGresult *m = PQexec(g_check, "INSERT INTO merchants (id, name) VALUES ('mer_scope_b', 'b')");
+    assert_int_equal(PQresultStatus(m), PGRES_COMMAND_OK);
+    PQclear(m);
+    make_merchant_payment("mer_default", "pay_sc_a", "order-sc", false, PAGOFLEX_STATE_SUCCEEDED);
+    make_merchant_payment("mer_scope_b", "pay_sc_b", "order-sc", false, PAGOFLEX_STATE_SUCCEEDED);
+    make_merchant_payment("mer_scope_b", "pay_sc_bc", "order-sc-c", true, PAGOFLEX_STATE_REQUIRES_CAPTURE);
+
+    store_payment out = {.id = "untouched"};
+    assert_int_equal(store_payment_get_of(g_store, "mer_default", "pay_sc_b", a, &out), STORE_NOT_FOUND);
+    assert_string_equal(out.id, "untouched");
+    assert_int_equal(store_payment_get_of(g_store, "mer_default", "pay_sc_nope", a, &out), STORE_NOT_FOUND);
+    assert_int_equal(store_payment_get_of(g_store, "mer_scope_b", "pay_sc_b", a, &out), STORE_OK);
+    assert_string_equal(out.merchant_id, "mer_scope_b");
+    assert_int_equal(store_payment_get_of(g_store, NULL, "pay_sc_b", a, &out), STORE_ERROR);
+    assert_int_equal(store_payment_get_of(g_store, "", "pay_sc_b", a, &out), STORE_ERROR);
+
+    store_history_entry *h = NULL;
+    size_t n = 99;
+    assert_int_equal(store_payment_history_of(g_store, "mer_default", "pay_sc_b", a, &h, &n),
+                     STORE_NOT_FOUND);
+    assert_int_equal(n, 99);
+    assert_int_equal(store_payment_history_of(g_store, "mer_scope_b", "pay_sc_b", a, &h, &n), STORE_OK);
+    assert_int_equal(n, 3);
+
+    store_payment *rows = NULL;
+    assert_int_equal(store_payment_find_by_reference(g_store, "mer_default", "order-sc", a, &rows, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].id, "pay_sc_a");
+    assert_int_equal(store_payment_find_by_reference(g_store, "mer_scope_b", "order-sc", a, &rows, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].id, "pay_sc_b");
+    assert_int_equal(store_payment_find_by_reference(g_store, NULL, "order-sc", a, &rows, &n), STORE_ERROR);
+
+    /* A capture or void of another merchant's payment: not found, not claimed. */
+    assert_int_equal(
+        store_payment_claim_operation(g_store, "mer_default", "pay_sc_bc", "capture", 0, a, &out),
+        STORE_NOT_FOUND);
+    assert_int_equal(store_payment_claim_operation(g_store, "mer_default", "pay_sc_bc", "void", 0, a, &out),
+                     STORE_NOT_FOUND);
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1 AND pending_operation IS NULL"
+                                " AND capture_amount IS NULL",
+                                "pay_sc_bc"),
+                     1);
+    assert_int_equal(store_payment_claim_operation(g_store, NULL, "pay_sc_bc", "void", 0, a, &out),
+                     STORE_ERROR);
+    assert_int_equal(store_payment_claim_operation(g_store, "mer_scope_b", "pay_sc_bc", "void", 0, a, &out),
+                     STORE_OK);
+
+    /* A refund of another merchant's payment: not found, nothing reserved. */
+    store_refund rf = {.id = "untouched"};
+    store_payment pay = {.id = "untouched"};
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_sc_x", "pay_sc_b", 100, NULL, NULL, a, &rf, &pay),
+        STORE_NOT_FOUND);
+    assert_string_equal(rf.id, "untouched");
+    assert_string_equal(pay.id, "untouched");
+    assert_int_equal(count_rows("SELECT amount_refunded FROM payments WHERE id = $1", "pay_sc_b"), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM refunds WHERE id = $1", "re_sc_x"), 0);
+    assert_int_equal(store_refund_create(g_store, NULL, "re_sc_x", "pay_sc_b", 100, NULL, NULL, a, &rf, &pay),
+                     STORE_ERROR);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_scope_b", "re_sc_b", "pay_sc_b", 100, NULL, NULL, a, &rf, &pay),
+        STORE_OK);
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM refunds WHERE id = $1 AND merchant_id = 'mer_scope_b'", "re_sc_b"),
+        1);
+    rf.id = "untouched";
+    assert_int_equal(store_refund_get_of(g_store, "mer_default", "re_sc_b", a, &rf), STORE_NOT_FOUND);
+    assert_string_equal(rf.id, "untouched");
+    assert_int_equal(store_refund_get_of(g_store, NULL, "re_sc_b", a, &rf), STORE_ERROR);
+    assert_int_equal(store_refund_get_of(g_store, "mer_scope_b", "re_sc_b", a, &rf), STORE_OK);
+    assert_string_equal(rf.payment_id, "pay_sc_b");
+    store_refund *list = NULL;
+    assert_int_equal(store_refund_list(g_store, "mer_default", "pay_sc_b", a, &list, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_refund_list(g_store, NULL, "pay_sc_b", a, &list, &n), STORE_ERROR);
+    assert_int_equal(store_refund_list(g_store, "mer_scope_b", "pay_sc_b", a, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    arena_free(a);
+}
+
+/* A merchant is made with its first key; disabling it refuses its keys
+ * (apikey_verify) from the next call on, and only its keys. */
+static void test_merchant_accounts(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    char id[STORE_MERCHANT_ID_LEN + 1], id2[STORE_MERCHANT_ID_LEN + 1], err[256];
+    char who[APIKEY_MERCHANT_MAX + 1];
+    apikey_created k, k2, more;
+    bool valid = false;
+    assert_int_equal(store_merchant_new_id(id), 0);
+    assert_int_equal(strlen(id), STORE_MERCHANT_ID_LEN);
+    assert_memory_equal(id, "mer_", 4);
+    for (size_t i = 4; i < STORE_MERCHANT_ID_LEN; i++)
+        assert_non_null(strchr("0123456789abcdefghijklmnopqrstuvwxyz", id[i]));
+    assert_false(store_merchant_name_ok(""));
+    assert_false(store_merchant_name_ok("tab\there"));
+    assert_true(store_merchant_name_ok("Shop A"));
+
+    long merchants = count_rows("SELECT count(*) FROM merchants", NULL);
+    assert_int_equal(apikey_create_merchant(g_store, "bad\nname", "first", id, &k, err, sizeof err),
+                     STORE_ERROR);
+    assert_int_equal(apikey_create_merchant(g_store, "Shop A", "", id, &k, err, sizeof err), STORE_ERROR);
+    assert_int_equal(count_rows("SELECT count(*) FROM merchants", NULL), merchants);
+    assert_int_equal(apikey_create_merchant(g_store, "Shop A", "first", id, &k, err, sizeof err), STORE_OK);
+    assert_int_equal(apikey_create_merchant(g_store, "Shop C", "first", id2, &k2, err, sizeof err), STORE_OK);
+    assert_string_not_equal(id, id2);
+    assert_int_equal(count_rows("SELECT count(*) FROM api_keys WHERE merchant_id = $1", id), 1);
+    assert_int_equal(apikey_create(g_store, id, "second", &more, err, sizeof err), STORE_OK);
+    assert_int_equal(apikey_create(g_store, "mer_nope", "x", &more, err, sizeof err), STORE_NOT_FOUND);
+    assert_non_null(strstr(err, "mer_nope"));
+
+    store_merchant m;
+    assert_int_equal(store_merchant_get(g_store, id, a, &m), STORE_OK);
+    assert_string_equal(m.name, "Shop A");
+    assert_null(m.disabled_at);
+    assert_true(is_rfc3339_ms(m.created_at));
+    assert_int_equal(store_merchant_get(g_store, "mer_nope", a, &m), STORE_NOT_FOUND);
+    store_merchant *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_merchant_list(g_store, a, &list, &n), STORE_OK);
+    assert_int_equal((long)n, merchants + 2);
+    assert_string_equal(list[0].id, STORE_MERCHANT_DEFAULT);
+
+    assert_int_equal(apikey_verify(g_store, k.key, &valid, who), STORE_OK);
+    assert_true(valid);
+    assert_string_equal(who, id);
+    const char *at = NULL, *again = NULL;
+    assert_int_equal(store_merchant_disable(g_store, id, a, &at), STORE_OK);
+    assert_true(is_rfc3339_ms(at));
+    assert_int_equal(apikey_verify(g_store, k.key, &valid, who), STORE_OK);
+    assert_false(valid);
+    assert_string_equal(who, "");
+    assert_int_equal(apikey_verify(g_store, more.key, &valid, who), STORE_OK);
+    assert_false(valid);
+    assert_int_equal(apikey_verify(g_store, k2.key, &valid, who), STORE_OK); /* another merchant's: served */
+    assert_true(valid);
+    assert_string_equal(who, id2);
+    assert_int_equal(store_merchant_disable(g_store, id, a, &again), STORE_CONFLICT);
+    assert_string_equal(again, at);
+    assert_int_equal(apikey_create(g_store, id, "late", &more, err, sizeof err), STORE_NOT_FOUND);
+    assert_int_equal(store_merchant_disable(g_store, "mer_nope", a, &at), STORE_NOT_FOUND);
+    assert_int_equal(store_merchant_disable(g_store, STORE_MERCHANT_DEFAULT, a, &at), STORE_ERROR);
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM merchants WHERE id = 'mer_default' AND disabled_at IS NULL", NULL),
+        1);
+    arena_free(a);
+}
+
+/* The look-up by reference is served by the (merchant_id, reference) index. */
+static void test_reference_index_by_merchant(void **unused)
+{
+    (void)unused;
+    PGresult *r = PQexec(g_check, "SET enable_seqscan = off");
+    PQclear(r);
+    r = PQexec(g_check, "EXPLAIN SELECT id FROM payments WHERE merchant_id = 'mer_default'"
+                        " AND reference = 'order-sc' ORDER BY created_at, id LIMIT 100");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    bool uses = false;
+    for (int i = 0; i < PQntuples(r); i++)
+        uses = uses || strstr(PQgetvalue(r, i, 0), "payments_merchant_reference") != NULL;
+    PQclear(r);
+    r = PQexec(g_check, "RESET enable_seqscan");
+    PQclear(r);
+    assert_true(uses);
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM pg_indexes WHERE indexname = 'payments_merchant_reference'"
+                   " AND indexdef LIKE '%(merchant_id, reference)%'",
+                   NULL),
+        1);
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM pg_indexes WHERE indexname = 'payments_reference'", NULL), 0);
+}
+
 static void test_refund_race(void **unused)
 {
     (void)unused;
@@ -1317,6 +1597,9 @@ int main(void)
         cmocka_unit_test(test_capture_claims),
         cmocka_unit_test(test_refunds_reserve_and_release),
         cmocka_unit_test(test_refund_race),
+        cmocka_unit_test(test_merchant_scoped_calls),
+        cmocka_unit_test(test_reference_index_by_merchant),
+        cmocka_unit_test(test_merchant_accounts),
         cmocka_unit_test(test_insert_duplicate),
         cmocka_unit_test(test_insert_check_refused),
         cmocka_unit_test(test_payment_insert_resolves_the_merchants_account),
@@ -1335,6 +1618,7 @@ int main(void)
         cmocka_unit_test(test_unavailable_hung_server),
         cmocka_unit_test(test_reconnect_after_termination),
         cmocka_unit_test(test_statements_survive_schema_change),
+        cmocka_unit_test(test_hot_statements_keep_a_generic_plan),
         cmocka_unit_test(test_migrate_fills_a_gap_below_a_newer_version),
         cmocka_unit_test(test_janitor_purges_expired_keys_in_bounded_batches),
         cmocka_unit_test(test_janitor_retention_spares_open_payments_and_orphans),

@@ -24,7 +24,9 @@
 #include "store.h"
 #include "store_flows.h"
 #include "store_internal.h"
+#include "store_janitor.h"
 #include "store_recon.h"
+#include "store_stats.h"
 
 #define ST(x) PAGOFLEX_STATE_##x
 
@@ -427,6 +429,25 @@ static void test_hot_statements_use_indexes(void **unused)
                 "Index Scan using payments_connector_provider_ref on payments");
     free(plan);
 
+    /* Issue 16 dropped payments_state_updated: the gauges of GET /metrics
+     * count by the claim's indexes and payments_review, and the retention
+     * purges find old rows by age and their payments by key. */
+    plan = explain(store_stats_sql, 3, "'60000', '1000', '60000'", false);
+    fprintf(stderr, "metrics gauges, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the metrics gauges", plan);
+    assert_uses("the requires_review gauge", plan, "payments_review");
+    free(plan);
+    plan = explain(store_janitor_sql_purge_events, 3, "'1000', '30', '{succeeded,failed,canceled}'", false);
+    fprintf(stderr, "purge of old webhook events, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the event purge", plan);
+    assert_uses("the event purge", plan, "payments_pkey");
+    free(plan);
+    plan = explain(store_janitor_sql_purge_history, 3, "'1000', '30', '{succeeded,failed,canceled}'", false);
+    fprintf(stderr, "purge of old payment history, generic plan:\n%s\n", plan);
+    assert_no_seq_scan_on_payments("the history purge", plan);
+    assert_uses("the history purge", plan, "payments_pkey");
+    free(plan);
+
     /* And the claim takes them, quickly. */
     pagoflex_arena *a = arena_new();
     store_recon_timing t = {.recover_created_ms = 60000, .first_retry_ms = 1000,
@@ -462,7 +483,8 @@ static void make_refund(const char *id, const char *rid, int64_t amount, pagofle
     pagoflex_arena *a = arena_new();
     store_refund f;
     store_payment p;
-    assert_int_equal(store_refund_create(g_store, rid, id, amount, NULL, NULL, a, &f, &p), STORE_OK);
+    assert_int_equal(store_refund_create(g_store, "mer_default", rid, id, amount, NULL, NULL, a, &f, &p),
+                     STORE_OK);
     if (state != ST(CREATED))
         assert_int_equal(store_refund_transition(g_store, rid, state, STORE_SOURCE_BANK_REPLY, NULL,
                                                  state == ST(PENDING) ? arena_printf(a, "rf_%s", rid) : NULL,
