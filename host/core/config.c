@@ -310,6 +310,61 @@ static int config_lifecycle(const config_t *cf, config *c, char *err, size_t err
     return config_check_timings(c, err, errlen);
 }
 
+/* The notifier's settings (notifications to merchants, issue 13). */
+static int config_notify(const config_t *cf, config *c, char *err, size_t errlen)
+{
+    static const long default_retry_s[] = {5, 300, 1800, 7200, 18000, 36000, 50400};
+    long long v;
+    if (config_int(cf, "notify_timeout_ms", 15000, 100, 120000, &v, err, errlen))
+        return -1;
+    c->notify_timeout_ms = (long)v;
+    if (config_int(cf, "notify_max_in_flight", 64, 1, 10000, &v, err, errlen))
+        return -1;
+    c->notify_max_in_flight = (int)v;
+    if (config_int(cf, "notify_endpoint_max_in_flight", 4, 1, 1000, &v, err, errlen))
+        return -1;
+    c->notify_endpoint_max_in_flight = (int)v;
+    if (config_int(cf, "notify_poll_interval_ms", 500, 10, 60000, &v, err, errlen))
+        return -1;
+    c->notify_poll_interval_ms = (long)v;
+    if (config_int(cf, "notify_secret_grace_s", 86400, 0, 30LL * 86400, &v, err, errlen))
+        return -1;
+    c->notify_secret_grace_s = (long)v;
+    if (config_int(cf, "notify_event_retention_days", 30, 0, 36500, &v, err, errlen))
+        return -1;
+    c->notify_event_retention_days = (long)v;
+    if (config_bool(cf, "notify_allow_private_targets", false, &c->notify_allow_private_targets, err, errlen))
+        return -1;
+    config_setting_t *s = config_find(cf, "notify_retry_schedule_s");
+    if (!s) {
+        c->notify_retry_count = (int)(sizeof default_retry_s / sizeof default_retry_s[0]);
+        memcpy(c->notify_retry_s, default_retry_s, sizeof default_retry_s);
+        return 0;
+    }
+    int n = config_setting_is_array(s) || config_setting_is_list(s) ? config_setting_length(s) : -1;
+    if (n < 0 || n > CONFIG_NOTIFY_RETRY_MAX) {
+        snprintf(err, errlen,
+                 "line %d: setting 'notify_retry_schedule_s' must be a list of at most %d delays in "
+                 "seconds, e.g. [5, 300, 1800]",
+                 config_setting_source_line(s), CONFIG_NOTIFY_RETRY_MAX);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        long long d = e && config_setting_type(e) == CONFIG_TYPE_INT ? config_setting_get_int(e) : -1;
+        if (d < 1 || d > 7LL * 86400 || (i > 0 && d < c->notify_retry_s[i - 1])) {
+            snprintf(err, errlen,
+                     "line %d: setting 'notify_retry_schedule_s' element %d must be whole seconds from "
+                     "1 to 604800, not below the one before it",
+                     config_setting_source_line(s), i + 1);
+            return -1;
+        }
+        c->notify_retry_s[i] = (long)d;
+    }
+    c->notify_retry_count = n;
+    return 0;
+}
+
 static int config_trusted_keys(const config_t *cf, const char *base, config *c, char *err,
                                size_t errlen)
 {
@@ -510,6 +565,8 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     if (config_api_keys(&cf, &c, inner, sizeof inner))
         goto fail;
     if (config_lifecycle(&cf, &c, inner, sizeof inner))
+        goto fail;
+    if (config_notify(&cf, &c, inner, sizeof inner))
         goto fail;
     if (config_refuse_unknown(&cf, &seen, path, inner, sizeof inner)) {
         located = true;

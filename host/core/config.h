@@ -69,6 +69,18 @@ typedef struct config {
     long janitor_interval_ms;            /* how often each worker's janitor wakes */
     long webhook_event_retention_days;   /* events of terminal payments kept (0: forever) */
     long payment_history_retention_days; /* history of terminal payments kept (0: forever) */
+
+    /* Notifications to merchants (notifier.c, issue 13). */
+    long notify_timeout_ms;          /* one delivery attempt, connect to last byte */
+    int notify_max_in_flight;        /* deliveries in flight per worker */
+    int notify_endpoint_max_in_flight; /* of those, to one endpoint */
+    long notify_poll_interval_ms;    /* how often each worker looks for due deliveries */
+    long notify_secret_grace_s;      /* a rotated-away secret keeps signing this long */
+    long notify_event_retention_days; /* delivered events kept (janitor; 0: forever) */
+    int notify_allow_private_targets; /* allow loopback/private/link-local targets (dev, tests) */
+#define CONFIG_NOTIFY_RETRY_MAX 16
+    long notify_retry_s[CONFIG_NOTIFY_RETRY_MAX]; /* delay before retry i+1 */
+    int notify_retry_count;                       /* retries after the first attempt */
 } config;
 
 /* Read `path` into *out (defaults for absent settings; relative paths are

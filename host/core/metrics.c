@@ -40,7 +40,7 @@ static const unsigned metrics_codes[] = {200, 201, 202, 204, 301, 302, 304, 400,
 static const char *const metrics_route_names[METRICS_ROUTE_COUNT] = {
     "payment_create", "payment_get", "webhook", "connectors", "healthz", "metrics",
     "payment_list", "payment_events", "livez", "readyz", "payment_capture", "payment_cancel",
-    "refund_create", "refund_get", "refund_list", "other"};
+    "refund_create", "refund_get", "refund_list", "webhook_endpoints", "other"};
 
 const char *metrics_route_name(metrics_route route)
 {
@@ -90,6 +90,7 @@ typedef struct metrics_state {
     atomic_llong in_flight[METRICS_WORKER_SLOTS + 1]; /* last: processes with no slot */
     atomic_ullong reloads;
     atomic_ullong worker_restarts;
+    atomic_ullong notify_attempts[METRICS_NOTIFY_OUTCOMES];
 } metrics_state;
 
 /* Zero-initialised storage is a valid initial state for C11 atomics on
@@ -285,6 +286,12 @@ int metrics_share(void)
 void metrics_reload(void)
 {
     atomic_fetch_add_explicit(&metrics_g->reloads, 1, RLX);
+}
+
+void metrics_notify_attempt(metrics_notify_outcome outcome)
+{
+    if ((int)outcome >= 0 && outcome < METRICS_NOTIFY_OUTCOMES)
+        atomic_fetch_add_explicit(&metrics_g->notify_attempts[outcome], 1, RLX);
 }
 
 void metrics_worker_restart(void)
@@ -537,6 +544,15 @@ static void render_process(metrics_buf *b)
     buf_value(b, "pagoflex_reloads_total", "", atomic_load_explicit(&metrics_g->reloads, RLX));
     buf_header(b, "pagoflex_worker_restarts_total", "counter", "Worker processes restarted after they died.");
     buf_value(b, "pagoflex_worker_restarts_total", "", atomic_load_explicit(&metrics_g->worker_restarts, RLX));
+    static const char *const notify_names[METRICS_NOTIFY_OUTCOMES] = {"delivered", "retry", "failed"};
+    buf_header(b, "pagoflex_notify_attempts_total", "counter",
+               "Notification delivery attempts to merchants' endpoints, by outcome.");
+    for (int o = 0; o < METRICS_NOTIFY_OUTCOMES; o++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "outcome=\"%s\"", notify_names[o]);
+        buf_value(b, "pagoflex_notify_attempts_total", labels,
+                  atomic_load_explicit(&metrics_g->notify_attempts[o], RLX));
+    }
 }
 
 int metrics_render(char **text, size_t *len)

@@ -33,6 +33,7 @@ typedef enum metrics_route {
     METRICS_ROUTE_REFUND_CREATE,      /* POST /v1/refunds */
     METRICS_ROUTE_REFUND_GET,         /* GET /v1/refunds/{id} */
     METRICS_ROUTE_REFUND_LIST,        /* GET /v1/refunds?payment_id= */
+    METRICS_ROUTE_WEBHOOK_ENDPOINTS,  /* /v1/webhook_endpoints[/...] (api_endpoints.c) */
     METRICS_ROUTE_OTHER,              /* no route matched (404, 405, 413, 431) */
     METRICS_ROUTE_COUNT
 } metrics_route;
@@ -117,6 +118,17 @@ void metrics_reload(void);
 
 /* A worker process was restarted after it died. */
 void metrics_worker_restart(void);
+
+/* Outcomes of one notification delivery attempt (notifier.c). */
+typedef enum metrics_notify_outcome {
+    METRICS_NOTIFY_DELIVERED = 0, /* 2xx */
+    METRICS_NOTIFY_RETRY,         /* failed; tried again later */
+    METRICS_NOTIFY_FAILED,        /* failed; no retry left (the delivery is failed) */
+    METRICS_NOTIFY_OUTCOMES
+} metrics_notify_outcome;
+
+/* One delivery attempt to a merchant's endpoint ended with `outcome`. */
+void metrics_notify_attempt(metrics_notify_outcome outcome);
 
 /* Render every series in Prometheus text exposition format 0.0.4 into a
  * malloc()ed, NUL-terminated buffer the caller frees: *text and *len are

@@ -29,6 +29,8 @@
 #include "janitor.h"
 #include "log.h"
 #include "metrics.h"
+#include "notifier.h"
+#include "notify_secret.h"
 #include "plugin_trust.h"
 #include "workpool.h"
 #include "reconciler.h"
@@ -72,6 +74,7 @@ int worker_main(const worker_params *p)
     registry *reg = NULL;
     api_server *srv = NULL;
     api_context ctx = {0};
+    notify_keys nkeys = {0};
 
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     metrics_set_worker(p->slot);
@@ -127,7 +130,14 @@ int worker_main(const worker_params *p)
         log_error("worker: plugin directory: %s", err);
         goto out;
     }
-    secrets_key_wipe(&key); /* credentials are not needed once init has run */
+    /* Credentials are not needed once init has run; the master keys stay
+     * for one purpose only: sealing and opening webhook endpoint secrets,
+     * which the host signs every notification with. */
+    nkeys.current = key;
+    nkeys.have_previous = have_prev;
+    if (have_prev)
+        nkeys.previous = prev_key;
+    secrets_key_wipe(&key);
     have_key = false;
     if (have_prev)
         secrets_key_wipe(&prev_key);
@@ -137,6 +147,7 @@ int worker_main(const worker_params *p)
     api_context_init(&ctx, cfg, st, reg);
     ctx.generation = p->generation;
     ctx.admin_fd = p->admin_fd;
+    ctx.notify_keys = &nkeys;
     /* Bank calls wait on one libcurl multi thread, and connectors' own
      * blocking executors on a few pool threads: never one thread each. */
     ctx.bankq = bankq_start(cfg->bank_max_connections);
@@ -167,6 +178,9 @@ int worker_main(const worker_params *p)
     /* Retention, whatever reconcile_workers says. */
     if (janitor_start(&ctx) != 0)
         goto out;
+    /* Notifications to merchants, on their own thread and libcurl handle. */
+    if (notifier_start(&ctx) != 0)
+        goto out;
     log_info("worker ready: generation=%u connectors=%zu", p->generation, registry_count(reg));
     worker_ready(p);
 
@@ -187,6 +201,7 @@ int worker_main(const worker_params *p)
 out:
     reconciler_stop(); /* before the plugins go: its threads call them */
     janitor_stop();    /* before the registry goes: it reads its copies */
+    notifier_stop();   /* before the store goes */
     /* Answer bank calls still waiting (after the drain deadline) as unknown
      * outcomes, so no connection stays suspended, then let those requests
      * finish before the server stops. */
@@ -204,6 +219,8 @@ out:
         secrets_key_wipe(&key);
     if (have_prev)
         secrets_key_wipe(&prev_key);
+    secrets_key_wipe(&nkeys.current);
+    secrets_key_wipe(&nkeys.previous);
     log_info("worker stopped: generation=%u", p->generation);
     return rc;
 }

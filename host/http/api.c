@@ -40,6 +40,7 @@
 
 #include "acctcache.h"
 #include "admin.h"
+#include "api_endpoints.h"
 #include "api_flows.h"
 #include "api_webhooks.h"
 #include "apikey.h"
@@ -1217,6 +1218,10 @@ static enum MHD_Result api_route(api_request *r)
     if (strncmp(url, "/v1/refunds/", 12) == 0 && url[12] && !strchr(url + 12, '/')) {
         r->route = get ? METRICS_ROUTE_REFUND_GET : METRICS_ROUTE_OTHER;
         return get ? api_flows_refund_get(r, url + 12) : api_method_not_allowed(r, "GET");
+    }
+    if (strncmp(url, "/v1/webhook_endpoints", 21) == 0 && (url[21] == '\0' || url[21] == '/')) {
+        r->route = METRICS_ROUTE_WEBHOOK_ENDPOINTS;
+        return api_endpoints_route(r, r->method, url + 21);
     }
     if (strncmp(url, "/webhooks/", 10) == 0 && api_webhook_route(url + 10)) {
         r->route = post ? METRICS_ROUTE_WEBHOOK : METRICS_ROUTE_OTHER;

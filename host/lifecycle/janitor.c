@@ -43,11 +43,12 @@ typedef struct janitor_tally {
 
 static void janitor_report(janitor_tally *t, time_t now)
 {
-    if (t->rows.idempotency_keys || t->rows.webhook_events || t->rows.payment_history || t->copies)
+    if (t->rows.idempotency_keys || t->rows.webhook_events || t->rows.payment_history ||
+        t->rows.notify_events || t->copies)
         log_info("janitor: removed %ld expired idempotency keys, %ld webhook events, %ld history "
-                 "rows and %ld private plugin copies in the last %ld s",
+                 "rows, %ld notification events and %ld private plugin copies in the last %ld s",
                  t->rows.idempotency_keys, t->rows.webhook_events, t->rows.payment_history,
-                 t->copies, (long)(now - t->since));
+                 t->rows.notify_events, t->copies, (long)(now - t->since));
     *t = (janitor_tally){.since = now};
 }
 
@@ -62,6 +63,7 @@ static void *janitor_main(void *arg)
         .max_batches = JANITOR_MAX_BATCHES,
         .webhook_event_retention_days = cfg->webhook_event_retention_days,
         .payment_history_retention_days = cfg->payment_history_retention_days,
+        .notify_event_retention_days = cfg->notify_event_retention_days,
     };
     janitor_tally tally = {.since = time(NULL)};
     for (;;) {
@@ -70,6 +72,7 @@ static void *janitor_main(void *arg)
             tally.rows.idempotency_keys += n.idempotency_keys;
             tally.rows.webhook_events += n.webhook_events;
             tally.rows.payment_history += n.payment_history;
+            tally.rows.notify_events += n.notify_events;
             if (n.more)
                 log_debug("janitor: %d batches of %d rows were not enough for a table this "
                           "round; it goes on next round",

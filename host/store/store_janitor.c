@@ -44,6 +44,14 @@ const char store_janitor_sql_purge_history[] =
     " AND p.updated_at < now() - $2::int * interval '1 day' AND p.state = ANY ($3::text[])"
     " ORDER BY h.at LIMIT $1::int FOR UPDATE OF h SKIP LOCKED))";
 
+/* $1 limit, $2 retention days. An event with a delivery still pending
+ * stays, whatever its age; its deliveries go with it (ON DELETE CASCADE). */
+static const char sql_purge_notify[] =
+    "DELETE FROM notify_events WHERE ctid = ANY (ARRAY("
+    " SELECT e.ctid FROM notify_events e WHERE e.created_at < now() - $2::int * interval '1 day'"
+    " AND NOT EXISTS (SELECT 1 FROM notify_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')"
+    " ORDER BY e.created_at LIMIT $1::int FOR UPDATE OF e SKIP LOCKED))";
+
 /* "{succeeded,failed,canceled}": the terminal states, from payment.c. */
 static void janitor_terminal_states(char *buf, size_t len)
 {
@@ -95,7 +103,7 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     PGresult *r = NULL;
     store_janitor_counts n = {0};
     const char *const lock[] = {STORE_JANITOR_LOCK};
-    char events_days[24], history_days[24], terminal[128];
+    char events_days[24], history_days[24], notify_days[24], terminal[128];
     bool locked = false;
     if (!lim || lim->batch <= 0 || lim->max_batches <= 0) {
         log_error("store: janitor round without a batch size");
@@ -119,6 +127,8 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     snprintf(history_days, sizeof history_days, "%ld", lim->payment_history_retention_days);
     const char *const events[] = {events_days, terminal};
     const char *const history[] = {history_days, terminal};
+    const char *const notify[] = {notify_days};
+    snprintf(notify_days, sizeof notify_days, "%ld", lim->notify_event_retention_days);
     rc = janitor_purge(&c, "janitor: expired idempotency keys", sql_purge_keys, 1, NULL, lim,
                        &n.idempotency_keys, &n.more);
     if (rc == STORE_OK && lim->webhook_event_retention_days > 0)
@@ -127,6 +137,9 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     if (rc == STORE_OK && lim->payment_history_retention_days > 0)
         rc = janitor_purge(&c, "janitor: old payment history", store_janitor_sql_purge_history, 3,
                            history, lim, &n.payment_history, &n.more);
+    if (rc == STORE_OK && lim->notify_event_retention_days > 0)
+        rc = janitor_purge(&c, "janitor: old notification events", sql_purge_notify, 2, notify, lim,
+                           &n.notify_events, &n.more);
 
 done:
     if (locked && !c.broken) {

@@ -10,7 +10,10 @@
  *    bank id) are never removed;
  *  - payment history of terminal payments last changed more than
  *    payment_history_retention_days ago, when that is set (by default it is
- *    kept forever, for audit). The payment row itself is never removed.
+ *    kept forever, for audit). The payment row itself is never removed;
+ *  - notification events (store_notify.h) made more than
+ *    notify_event_retention_days ago with no delivery still pending, with
+ *    their deliveries (the delivery log shows what is left).
  * Rows go in batches (one DELETE of at most `batch` rows each, committed on
  * its own: no long transaction, no long lock), the next batch only while a
  * batch came back full, at most `max_batches` per table and round. A round
@@ -31,12 +34,14 @@ typedef struct store_janitor_limits {
     int max_batches;                     /* per table and round (> 0) */
     long webhook_event_retention_days;   /* 0: keep every event */
     long payment_history_retention_days; /* 0: keep all history */
+    long notify_event_retention_days;    /* 0: keep every notification event */
 } store_janitor_limits;
 
 typedef struct store_janitor_counts {
     long idempotency_keys; /* rows removed this round, per table */
     long webhook_events;
     long payment_history;
+    long notify_events;
     bool ran;  /* false: another janitor held the lock; nothing was done */
     bool more; /* a table still returned a full batch at max_batches */
 } store_janitor_counts;

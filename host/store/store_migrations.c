@@ -384,6 +384,134 @@ static const char migration_0011_connector_accounts[] =
     "CREATE INDEX webhook_events_orphans ON webhook_events (connector, connector_account, tx_id)\n"
     "    WHERE payment_id IS NULL;\n";
 
+/* Issue 13: signed notifications to merchants (Standard Webhooks).
+ * - webhook_endpoints: a merchant's delivery targets. The signing secret is
+ *   kept retrievable, encrypted with the master key (secrets.c's AES-GCM
+ *   file image, authenticated data "webhook_endpoint:<id>"); after a
+ *   rotation the replaced secret signs beside the new one until
+ *   previous_secret_expires_at. events NULL: every type.
+ * - The outbox is written by triggers on payments and refunds, so every
+ *   statement that changes a state, on any code path, writes it in its own
+ *   transaction, and a change that rolls back writes nothing. A payment
+ *   event is any change of state (payment.<state>); a refund event is a
+ *   change of the status the API shows (refund.succeeded, refund.failed).
+ *   Nothing is written for a merchant with no endpoint subscribed to the
+ *   type. The event's data is the object as the API shows it, built by one
+ *   SQL function per object (notify_payment_object, notify_refund_object).
+ * - notify_deliveries: one row per (event, endpoint) attempt series, made
+ *   with the event. The notifier claims due rows with FOR UPDATE SKIP
+ *   LOCKED; a claim moves next_attempt_at past the attempt (the lease, so a
+ *   killed host's deliveries are due again) and takes a fencing token, so
+ *   only the latest claimer records the outcome. */
+static const char migration_0012_notifications[] =
+    "CREATE TABLE webhook_endpoints (\n"
+    "    id text PRIMARY KEY,\n"
+    "    merchant_id text NOT NULL REFERENCES merchants (id),\n"
+    "    url text NOT NULL CHECK (length(url) BETWEEN 1 AND 2048),\n"
+    "    description text,\n"
+    "    events text[],\n"
+    "    secret_enc bytea NOT NULL,\n"
+    "    previous_secret_enc bytea,\n"
+    "    previous_secret_expires_at timestamptz,\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    updated_at timestamptz NOT NULL DEFAULT now()\n"
+    ");\n"
+    "CREATE INDEX webhook_endpoints_merchant ON webhook_endpoints (merchant_id, created_at);\n"
+    "CREATE TABLE notify_events (\n"
+    "    id text PRIMARY KEY,\n"
+    "    merchant_id text NOT NULL,\n"
+    "    type text NOT NULL,\n"
+    "    object_id text NOT NULL,\n"
+    "    payload text NOT NULL,\n"
+    "    created_at timestamptz NOT NULL DEFAULT now()\n"
+    ");\n"
+    "CREATE INDEX notify_events_object ON notify_events (object_id);\n"
+    "CREATE INDEX notify_events_created ON notify_events (created_at);\n"
+    "CREATE SEQUENCE notify_claim_token_seq AS bigint;\n"
+    "CREATE TABLE notify_deliveries (\n"
+    "    id text PRIMARY KEY,\n"
+    "    event_id text NOT NULL REFERENCES notify_events (id) ON DELETE CASCADE,\n"
+    "    endpoint_id text NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,\n"
+    "    status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'failed')),\n"
+    "    attempts int NOT NULL DEFAULT 0,\n"
+    "    next_attempt_at timestamptz,\n"
+    "    claim_token bigint,\n"
+    "    last_http_status int,\n"
+    "    last_error text,\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    updated_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    delivered_at timestamptz\n"
+    ");\n"
+    "CREATE INDEX notify_deliveries_due ON notify_deliveries (next_attempt_at) WHERE status = 'pending';\n"
+    "CREATE INDEX notify_deliveries_endpoint ON notify_deliveries (endpoint_id, created_at);\n"
+    "CREATE INDEX notify_deliveries_event ON notify_deliveries (event_id);\n"
+    "CREATE FUNCTION notify_time(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $$\n"
+    "    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') $$;\n"
+    "CREATE FUNCTION notify_error(code text, message text) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$\n"
+    "    SELECT CASE WHEN code IS NULL THEN 'null'::jsonb\n"
+    "                ELSE jsonb_build_object('code', code, 'message', message) END $$;\n"
+    /* The payment object of GET /v1/payments/{id} (api_flows_payment_json). */
+    "CREATE FUNCTION notify_payment_object(p payments) RETURNS jsonb LANGUAGE sql STABLE AS $$\n"
+    "    SELECT jsonb_build_object(\n"
+    "        'id', p.id, 'status', p.state, 'amount', p.amount, 'currency', p.currency,\n"
+    "        'connector', p.connector, 'provider_reference_id', p.provider_reference_id,\n"
+    "        'reference', p.reference, 'description', p.description,\n"
+    "        'created_at', notify_time(p.created_at), 'updated_at', notify_time(p.updated_at),\n"
+    "        'error', notify_error(p.error_code, p.error_message),\n"
+    "        'capture_method', p.capture_method, 'amount_capturable', p.amount_capturable,\n"
+    "        'amount_received', p.amount_received, 'amount_refunded', p.amount_refunded,\n"
+    "        'return_url', p.return_url,\n"
+    "        'next_action', CASE WHEN p.state = 'requires_action' AND p.redirect_url IS NOT NULL\n"
+    "            THEN jsonb_build_object('type', 'redirect_to_url', 'redirect_to_url',\n"
+    "                 jsonb_build_object('url', p.redirect_url, 'return_url', p.return_url))\n"
+    "            ELSE 'null'::jsonb END,\n"
+    "        'pending_operation', p.pending_operation) $$;\n"
+    /* The refund object of GET /v1/refunds/{id} (refund_json in api_flows.c). */
+    "CREATE FUNCTION notify_refund_object(r refunds) RETURNS jsonb LANGUAGE sql STABLE AS $$\n"
+    "    SELECT jsonb_build_object(\n"
+    "        'id', r.id, 'object', 'refund', 'payment_id', r.payment_id, 'amount', r.amount,\n"
+    "        'currency', r.currency,\n"
+    "        'status', CASE WHEN r.state IN ('succeeded', 'failed') THEN r.state ELSE 'pending' END,\n"
+    "        'reason', r.reason, 'metadata', r.metadata,\n"
+    "        'provider_reference_id', r.provider_reference_id,\n"
+    "        'error', notify_error(r.error_code, r.error_message),\n"
+    "        'created_at', notify_time(r.created_at), 'updated_at', notify_time(r.updated_at)) $$;\n"
+    /* One event and its deliveries to the merchant's subscribed endpoints. */
+    "CREATE FUNCTION notify_emit(merchant text, event_type text, object_id text, data jsonb)\n"
+    "RETURNS void LANGUAGE plpgsql AS $$\n"
+    "DECLARE\n"
+    "    event_id text;\n"
+    "BEGIN\n"
+    "    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.merchant_id = merchant\n"
+    "                   AND (e.events IS NULL OR event_type = ANY (e.events))) THEN\n"
+    "        RETURN;\n"
+    "    END IF;\n"
+    "    event_id := 'evt_' || replace(gen_random_uuid()::text, '-', '');\n"
+    "    INSERT INTO notify_events (id, merchant_id, type, object_id, payload)\n"
+    "    VALUES (event_id, merchant, event_type, object_id,\n"
+    "            json_build_object('type', event_type, 'timestamp', notify_time(clock_timestamp()),\n"
+    "                              'data', data)::text);\n"
+    "    INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)\n"
+    "    SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), event_id, e.id, now()\n"
+    "    FROM webhook_endpoints e WHERE e.merchant_id = merchant\n"
+    "        AND (e.events IS NULL OR event_type = ANY (e.events));\n"
+    "END $$;\n"
+    "CREATE FUNCTION notify_payment_changed() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "    PERFORM notify_emit(NEW.merchant_id, 'payment.' || NEW.state, NEW.id, notify_payment_object(NEW));\n"
+    "    RETURN NULL;\n"
+    "END $$;\n"
+    "CREATE TRIGGER notify_payment AFTER UPDATE ON payments FOR EACH ROW\n"
+    "    WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION notify_payment_changed();\n"
+    "CREATE FUNCTION notify_refund_changed() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "    PERFORM notify_emit(NEW.merchant_id, 'refund.' || NEW.state, NEW.id, notify_refund_object(NEW));\n"
+    "    RETURN NULL;\n"
+    "END $$;\n"
+    "CREATE TRIGGER notify_refund AFTER UPDATE ON refunds FOR EACH ROW\n"
+    "    WHEN (OLD.state IS DISTINCT FROM NEW.state AND NEW.state IN ('succeeded', 'failed'))\n"
+    "    EXECUTE FUNCTION notify_refund_changed();\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -403,6 +531,8 @@ static const store_migration migration_list[] = {
      migration_0010_merchants},
     {11, "connector accounts: a merchant's account per connector; the account of each payment and refund",
      migration_0011_connector_accounts},
+    {12, "notifications: merchants' webhook endpoints, the outbox of payment and refund events, deliveries",
+     migration_0012_notifications},
     {16, "hot path: fewer indexes and foreign keys on payments, events and history",
      migration_0016_hot_path_indexes},
 };

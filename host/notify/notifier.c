@@ -1,0 +1,487 @@
+/* notifier.c - the notifier thread: claim, sign, send, record (see notifier.h). */
+#include "notifier.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "arena.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify_secret.h"
+#include "notify_target.h"
+#include "stdwebhooks.h"
+#include "store_notify.h"
+#include "version.h"
+
+/* One delivery attempt in flight. */
+typedef struct nf_job {
+    struct nf_job *next; /* in the active list */
+    pagoflex_arena *arena;
+    store_notify_job row; /* strings in arena */
+    CURL *easy;
+    struct curl_slist *headers;
+    bool allow_private;
+    bool refused;          /* a connection was refused by the address check */
+    char refused_addr[64]; /* the address it would have used */
+} nf_job;
+
+static struct {
+    pthread_mutex_t mu;
+    bool running;
+    atomic_bool stop;
+    unsigned seed; /* retry jitter (notifier thread only) */
+    pthread_t thread;
+    api_context *ctx;
+    CURLM *multi;
+    nf_job *active;
+    int in_flight;
+} nf = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+long notifier_retry_ms(const config *cfg, int attempts)
+{
+    if (attempts < 1 || attempts > cfg->notify_retry_count)
+        return -1;
+    return cfg->notify_retry_s[attempts - 1] * 1000;
+}
+
+char *notifier_signature(const char *secret, const char *previous, const char *event_id, long long timestamp,
+                         const char *payload)
+{
+    pagoflex_arena *arena = arena_new();
+    char *a = NULL, *b = NULL, *out = NULL;
+    size_t len = strlen(payload);
+    if (!arena)
+        return NULL;
+    if (stdwh_sign(arena_alloc, arena, secret, event_id, timestamp, (const unsigned char *)payload, len,
+                   &a) != PAGOFLEX_OK ||
+        (previous && stdwh_sign(arena_alloc, arena, previous, event_id, timestamp,
+                                (const unsigned char *)payload, len, &b) != PAGOFLEX_OK))
+        goto done;
+    size_t cap = strlen(a) + (b ? 1 + strlen(b) : 0) + 1;
+    if ((out = malloc(cap)))
+        snprintf(out, cap, "%s%s%s", a, b ? " " : "", b ? b : "");
+done:
+    arena_free(arena);
+    return out;
+}
+
+static long long nf_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int notifier_reseal_secrets(store *st, const notify_keys *keys)
+{
+    int done = 0;
+    char after[128] = ""; /* endpoints are paged by id */
+    for (;;) {
+        pagoflex_arena *arena = arena_new();
+        store_endpoint *rows = NULL;
+        size_t n = 0;
+        if (!arena ||
+            store_endpoint_sealed_elsewhere(st, keys->current.id, after, 100, arena, &rows, &n) != STORE_OK) {
+            arena_free(arena);
+            log_warn("notify: endpoint secrets under the previous master key could not be listed");
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            char err[300];
+            unsigned char *secret = NULL, *prev = NULL;
+            size_t secret_len = 0, prev_len = 0;
+            const store_endpoint *e = &rows[i];
+            if (notify_secret_reseal(keys, e->id, e->secret_enc, e->secret_enc_len, &secret, &secret_len, err,
+                                     sizeof err) != 0) {
+                log_warn("notify: the secret of webhook endpoint %s was not re-sealed: %s", e->id, err);
+                continue;
+            }
+            /* A previous secret neither key opens signs no more anyway: dropped. */
+            if (e->previous_secret_enc &&
+                notify_secret_reseal(keys, e->id, e->previous_secret_enc, e->previous_secret_enc_len, &prev,
+                                     &prev_len, err, sizeof err) != 0)
+                prev = NULL;
+            /* STORE_CONFLICT: changed meanwhile (rotate_secret, another worker). */
+            if (store_endpoint_reseal(st, e->id, e, secret, secret_len, prev, prev_len) == STORE_OK)
+                done++;
+            free(secret);
+            free(prev);
+        }
+        if (n > 0)
+            snprintf(after, sizeof after, "%s", rows[n - 1].id);
+        arena_free(arena);
+        if (n < 100)
+            break;
+    }
+    if (done > 0)
+        log_info("notify: %d webhook endpoint secret(s) re-sealed under the current master key", done);
+    return done;
+}
+
+/* Every connection of a delivery passes here with the address it is about
+ * to use: the check against DNS rebinding. */
+static curl_socket_t nf_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+    nf_job *job = clientp;
+    (void)purpose;
+    if (!notify_target_addr_allowed(&address->addr, job->allow_private)) {
+        job->refused = true;
+        const void *raw = address->family == AF_INET6
+                              ? (const void *)&((const struct sockaddr_in6 *)&address->addr)->sin6_addr
+                              : (const void *)&((const struct sockaddr_in *)&address->addr)->sin_addr;
+        if (!inet_ntop(address->family, raw, job->refused_addr, sizeof job->refused_addr))
+            snprintf(job->refused_addr, sizeof job->refused_addr, "?");
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype, address->protocol);
+}
+
+/* The answer's body is not needed: read and dropped. */
+static size_t nf_discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    (void)ptr;
+    (void)userdata;
+    return size * nmemb;
+}
+
+static void nf_job_free(nf_job *job)
+{
+    if (!job)
+        return;
+    if (job->easy)
+        curl_easy_cleanup(job->easy);
+    curl_slist_free_all(job->headers);
+    arena_free(job->arena);
+    free(job);
+}
+
+/* Record an attempt's outcome; a failure is retried on the schedule, with
+ * up to 10% jitter (so deliveries that failed together do not come back
+ * together), and no sooner than the answer's Retry-After (seconds, at most
+ * a day) says. A 410 Gone is not retried: the endpoint asked for no more. */
+static void nf_record(const store_notify_job *row, bool ok, int http_status, const char *error,
+                      long retry_after_s)
+{
+    const config *cfg = nf.ctx->cfg;
+    long retry = 0; /* ms; -1: no retry left */
+    if (!ok) {
+        retry = http_status == 410 ? -1 : notifier_retry_ms(cfg, row->attempts);
+        if (retry > 0)
+            retry += (long)(rand_r(&nf.seed) % (unsigned)(retry / 10 + 1));
+        if (retry > 0 && retry_after_s > 0 && retry_after_s * 1000 > retry)
+            retry = (retry_after_s > 86400 ? 86400 : retry_after_s) * 1000;
+    }
+    const char *status = ok ? "succeeded" : retry < 0 ? "failed" : "pending";
+    metrics_notify_attempt(ok          ? METRICS_NOTIFY_DELIVERED
+                           : retry < 0 ? METRICS_NOTIFY_FAILED
+                                       : METRICS_NOTIFY_RETRY);
+    store_result sr = store_notify_finish(nf.ctx->store, row->delivery_id, row->claim_token, status,
+                                          http_status, ok ? NULL : error, retry < 0 ? 0 : retry);
+    if (sr == STORE_CONFLICT)
+        log_info("notify: delivery %s was claimed again or removed meanwhile; outcome not recorded",
+                 row->delivery_id);
+    else if (sr != STORE_OK)
+        log_warn("notify: the outcome of delivery %s was not recorded (database); it is sent again "
+                 "once its lease ends",
+                 row->delivery_id);
+    if (!ok && retry < 0)
+        log_warn("notify: delivery %s of event %s to endpoint %s failed after %d attempts (%s)",
+                 row->delivery_id, row->event_id, row->endpoint_id, row->attempts, error);
+}
+
+/* Copy a claimed row into the job's own arena. */
+static int nf_copy_row(nf_job *job, const store_notify_job *src)
+{
+    pagoflex_arena *a = job->arena;
+    store_notify_job *d = &job->row;
+    *d = (store_notify_job){.claim_token = src->claim_token, .attempts = src->attempts};
+    d->delivery_id = arena_strdup(a, src->delivery_id);
+    d->event_id = arena_strdup(a, src->event_id);
+    d->event_type = arena_strdup(a, src->event_type);
+    d->payload = arena_strdup(a, src->payload);
+    d->endpoint_id = arena_strdup(a, src->endpoint_id);
+    d->url = arena_strdup(a, src->url);
+    return d->delivery_id && d->event_id && d->event_type && d->payload && d->endpoint_id && d->url ? 0 : -1;
+}
+
+/* The signature header for a claimed row, or NULL with a reason in err. */
+static char *nf_sign(const store_notify_job *row, long long now, char *err, size_t errlen)
+{
+    const notify_keys *keys = nf.ctx->notify_keys;
+    char secret[NOTIFY_SECRET_LEN + 1], previous[NOTIFY_SECRET_LEN + 1];
+    bool have_previous = false;
+    char *sig = NULL;
+    if (!keys) {
+        snprintf(err, errlen, "this host holds no master key for endpoint secrets");
+        return NULL;
+    }
+    if (notify_secret_open(keys, row->endpoint_id, row->secrets.secret_enc, row->secrets.secret_enc_len,
+                           secret, err, errlen))
+        goto done;
+    if (row->secrets.previous_secret_enc) {
+        /* A previous secret that no longer opens is dropped, not fatal. */
+        char ignored[256];
+        have_previous =
+            notify_secret_open(keys, row->endpoint_id, row->secrets.previous_secret_enc,
+                               row->secrets.previous_secret_enc_len, previous, ignored, sizeof ignored) == 0;
+    }
+    sig = notifier_signature(secret, have_previous ? previous : NULL, row->event_id, now, row->payload);
+    if (!sig)
+        snprintf(err, errlen, "signing failed (out of memory or a malformed secret)");
+done:
+    OPENSSL_cleanse(secret, sizeof secret);
+    OPENSSL_cleanse(previous, sizeof previous);
+    return sig;
+}
+
+/* Prepare and add one claimed delivery; its outcome is recorded at once
+ * if it cannot be sent. */
+static void nf_launch(const store_notify_job *src)
+{
+    const config *cfg = nf.ctx->cfg;
+    char err[300];
+    nf_job *job = calloc(1, sizeof *job);
+    if (!job || !(job->arena = arena_new()) || nf_copy_row(job, src) != 0 ||
+        !(job->easy = curl_easy_init())) {
+        log_warn("notify: out of memory; delivery %s is sent again once its lease ends", src->delivery_id);
+        nf_job_free(job);
+        return;
+    }
+    job->allow_private = cfg->notify_allow_private_targets != 0;
+    if (notify_target_check_url(job->row.url, job->allow_private, err, sizeof err) != 0) {
+        nf_record(&job->row, false, 0, err, 0);
+        nf_job_free(job);
+        return;
+    }
+    long long now = (long long)time(NULL);
+    char *sig = nf_sign(src, now, err, sizeof err);
+    if (!sig) {
+        log_warn("notify: delivery %s to endpoint %s not sent: %s", src->delivery_id, src->endpoint_id, err);
+        nf_record(&job->row, false, 0, err, 0);
+        nf_job_free(job);
+        return;
+    }
+    char *h_id = arena_printf(job->arena, "webhook-id: %s", job->row.event_id);
+    char *h_ts = arena_printf(job->arena, "webhook-timestamp: %lld", now);
+    char *h_sig = arena_printf(job->arena, "webhook-signature: %s", sig);
+    char *h_ua = arena_printf(job->arena, "User-Agent: Pagoflex-Webhooks/%s", version_string());
+    OPENSSL_cleanse(sig, strlen(sig));
+    free(sig);
+    const char *lines[] = {"Content-Type: application/json", "Expect:", h_id, h_ts, h_sig, h_ua};
+    bool ok = h_id && h_ts && h_sig && h_ua;
+    for (size_t i = 0; ok && i < sizeof lines / sizeof lines[0]; i++) {
+        struct curl_slist *l = curl_slist_append(job->headers, lines[i]);
+        ok = l != NULL;
+        if (l)
+            job->headers = l;
+    }
+    CURL *e = job->easy;
+    ok = ok && curl_easy_setopt(e, CURLOPT_URL, job->row.url) == CURLE_OK &&
+         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
+    if (!ok) {
+        nf_record(&job->row, false, 0, "the URL could not be used", 0);
+        nf_job_free(job);
+        return;
+    }
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through a proxy from the environment */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, cfg->notify_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, cfg->notify_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, job->headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, job->row.payload);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(job->row.payload));
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, nf_discard);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, nf_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, job);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)job);
+    if (curl_multi_add_handle(nf.multi, e) != CURLM_OK) {
+        nf_record(&job->row, false, 0, "the request could not be started", 0);
+        nf_job_free(job);
+        return;
+    }
+    job->next = nf.active;
+    nf.active = job;
+    nf.in_flight++;
+}
+
+/* Claim what is due, within the per-worker and per-endpoint caps. Returns
+ * the number claimed, or -1 when there was no room to claim any (nothing
+ * asked); *full when the claim was limited by its size. */
+static long nf_claim(bool *full)
+{
+    const config *cfg = nf.ctx->cfg;
+    int room = cfg->notify_max_in_flight - nf.in_flight;
+    *full = false;
+    if (room <= 0)
+        return -1;
+    pagoflex_arena *arena = arena_new();
+    if (!arena)
+        return 0;
+    /* In flight per endpoint. */
+    const char **ids = arena_alloc(arena, sizeof *ids * (size_t)(nf.in_flight + 1));
+    int *counts = arena_alloc(arena, sizeof *counts * (size_t)(nf.in_flight + 1));
+    size_t n = 0, got = 0;
+    store_notify_job *rows = NULL;
+    if (!ids || !counts)
+        goto done;
+    for (nf_job *j = nf.active; j; j = j->next) {
+        size_t i = 0;
+        while (i < n && strcmp(ids[i], j->row.endpoint_id) != 0)
+            i++;
+        if (i == n) {
+            ids[n] = j->row.endpoint_id;
+            counts[n++] = 0;
+        }
+        counts[i]++;
+    }
+    long lease = cfg->notify_timeout_ms + NOTIFIER_LEASE_MARGIN_MS;
+    if (store_notify_claim(nf.ctx->store, room, cfg->notify_endpoint_max_in_flight, ids, counts, n, lease,
+                           arena, &rows, &got) != STORE_OK)
+        goto done;
+    for (size_t i = 0; i < got; i++)
+        nf_launch(&rows[i]);
+    *full = got == (size_t)room;
+done:
+    arena_free(arena);
+    return (long)got;
+}
+
+/* Record every finished transfer; returns how many finished. */
+static int nf_collect(void)
+{
+    CURLMsg *msg;
+    int left, finished = 0;
+    while ((msg = curl_multi_info_read(nf.multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode rc = msg->data.result;
+        nf_job *job = NULL;
+        long code = 0;
+        curl_off_t retry_after = 0;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&job);
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after);
+        curl_multi_remove_handle(nf.multi, easy);
+        for (nf_job **p = &nf.active; *p; p = &(*p)->next)
+            if (*p == job) {
+                *p = job->next;
+                break;
+            }
+        nf.in_flight--;
+        char error[200];
+        bool ok = rc == CURLE_OK && code >= 200 && code < 300;
+        if (job->refused)
+            snprintf(error, sizeof error,
+                     "refused: the endpoint's address %s is not public (notify_allow_private_targets)",
+                     job->refused_addr);
+        else if (rc != CURLE_OK)
+            snprintf(error, sizeof error, "%s", curl_easy_strerror(rc));
+        else if (code == 410)
+            snprintf(error, sizeof error, "HTTP 410: the endpoint is gone; not retried");
+        else
+            snprintf(error, sizeof error, "HTTP %ld", code);
+        nf_record(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after);
+        nf_job_free(job);
+        finished++;
+    }
+    return finished;
+}
+
+static void *nf_main(void *arg)
+{
+    (void)arg;
+    const config *cfg = nf.ctx->cfg;
+    long long next_claim = 0;
+    int running = 0;
+    bool backlog = false; /* the last claim found due deliveries: more may wait behind the caps */
+    bool resealed = !nf.ctx->notify_keys || !nf.ctx->notify_keys->have_previous;
+    while (!atomic_load(&nf.stop)) {
+        long long now = nf_now_ms();
+        if (!resealed && api_db_ready(nf.ctx))
+            resealed = notifier_reseal_secrets(nf.ctx->store, nf.ctx->notify_keys) >= 0;
+        if (now >= next_claim) {
+            bool full = false;
+            long got = api_db_ready(nf.ctx) ? nf_claim(&full) : 0;
+            if (got >= 0)
+                backlog = got > 0;
+            /* A full claim: more may be due at once (when there is room). */
+            next_claim = now + (full ? 0 : cfg->notify_poll_interval_ms);
+        }
+        curl_multi_perform(nf.multi, &running);
+        /* Room freed while due deliveries wait (held back by the caps):
+         * claim again now rather than at the next poll. */
+        if (nf_collect() > 0 && backlog)
+            next_claim = 0;
+        long long wait = next_claim - nf_now_ms();
+        if (wait > 0)
+            curl_multi_poll(nf.multi, NULL, 0, wait > 1000 ? 1000 : (int)wait, NULL);
+    }
+    while (nf.active) {
+        nf_job *job = nf.active;
+        nf.active = job->next;
+        curl_multi_remove_handle(nf.multi, job->easy);
+        nf_job_free(job);
+    }
+    nf.in_flight = 0;
+    return NULL;
+}
+
+int notifier_start(api_context *ctx)
+{
+    pthread_mutex_lock(&nf.mu);
+    if (nf.running) {
+        pthread_mutex_unlock(&nf.mu);
+        log_error("notify: the notifier runs already in this process");
+        return -1;
+    }
+    nf.ctx = ctx;
+    nf.seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    atomic_store(&nf.stop, false);
+    if (!(nf.multi = curl_multi_init())) {
+        pthread_mutex_unlock(&nf.mu);
+        log_error("notify: libcurl multi handle could not be made");
+        return -1;
+    }
+    /* Keep-alive connections to the endpoints seen recently. */
+    curl_multi_setopt(nf.multi, CURLMOPT_MAXCONNECTS, (long)ctx->cfg->notify_max_in_flight);
+    if (pthread_create(&nf.thread, NULL, nf_main, NULL) != 0) {
+        curl_multi_cleanup(nf.multi);
+        nf.multi = NULL;
+        pthread_mutex_unlock(&nf.mu);
+        log_error("notify: could not start the notifier thread");
+        return -1;
+    }
+    nf.running = true;
+    pthread_mutex_unlock(&nf.mu);
+    return 0;
+}
+
+void notifier_stop(void)
+{
+    pthread_mutex_lock(&nf.mu);
+    if (!nf.running) {
+        pthread_mutex_unlock(&nf.mu);
+        return;
+    }
+    atomic_store(&nf.stop, true);
+    curl_multi_wakeup(nf.multi);
+    pthread_join(nf.thread, NULL);
+    curl_multi_cleanup(nf.multi);
+    nf.multi = NULL;
+    nf.running = false;
+    nf.ctx = NULL;
+    pthread_mutex_unlock(&nf.mu);
+}

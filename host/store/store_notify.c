@@ -1,0 +1,477 @@
+/* store_notify.c - webhook endpoints, their deliveries and the notifier's
+ * claims in PostgreSQL (migration 12). */
+#include "store_notify.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "hex.h"
+#include "log.h"
+#include "store_internal.h"
+
+/* clang-format off: SQL text reads better as written */
+/* The columns read into a store_endpoint (secrets aside), from alias `t`. */
+#define ENDPOINT_COLS(t)                                                                                     \
+    t ".id, " t ".merchant_id, " t ".url, " t ".description, array_to_json(" t ".events)::text, " TS(        \
+        t ".created_at") ", " TS(t ".updated_at") ", CASE WHEN " t ".previous_secret_enc IS NOT NULL"        \
+                                                  " AND " t ".previous_secret_expires_at > now() THEN " TS(  \
+                                                      t ".previous_secret_expires_at") " END"
+#define ENDPOINT_NCOLS 8
+
+/* The columns read into a store_delivery: d a delivery, ev its event. */
+#define DELIVERY_COLS                                                                                        \
+    "d.id, d.event_id, ev.type, d.endpoint_id, d.status, d.attempts, COALESCE(d.last_http_status, 0), "      \
+    "d.last_error, CASE WHEN d.status = 'pending' THEN " TS("d.next_attempt_at") " END, " TS(                \
+        "d.created_at") ", " TS("d.updated_at") ", " TS("d.delivered_at")
+/* clang-format on */
+
+static store_result endpoint_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
+{
+    store_endpoint e = {0};
+    bool oom = false;
+    e.id = store_row_text(r, row, 0, arena, &oom);
+    e.merchant_id = store_row_text(r, row, 1, arena, &oom);
+    e.url = store_row_text(r, row, 2, arena, &oom);
+    e.description = store_row_text(r, row, 3, arena, &oom);
+    e.events_json = store_row_text(r, row, 4, arena, &oom);
+    e.created_at = store_row_text(r, row, 5, arena, &oom);
+    e.updated_at = store_row_text(r, row, 6, arena, &oom);
+    e.previous_secret_expires_at = store_row_text(r, row, 7, arena, &oom);
+    if (oom) {
+        log_error("store: cannot read a webhook endpoint row (out of memory)");
+        return STORE_ERROR;
+    }
+    *(store_endpoint *)out = e;
+    return STORE_OK;
+}
+
+static store_result delivery_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
+{
+    store_delivery d = {0};
+    bool oom = false;
+    d.id = store_row_text(r, row, 0, arena, &oom);
+    d.event_id = store_row_text(r, row, 1, arena, &oom);
+    d.event_type = store_row_text(r, row, 2, arena, &oom);
+    d.endpoint_id = store_row_text(r, row, 3, arena, &oom);
+    d.status = store_row_text(r, row, 4, arena, &oom);
+    d.attempts = atoi(PQgetvalue(r, row, 5));
+    d.last_http_status = atoi(PQgetvalue(r, row, 6));
+    d.last_error = store_row_text(r, row, 7, arena, &oom);
+    d.next_attempt_at = store_row_text(r, row, 8, arena, &oom);
+    d.created_at = store_row_text(r, row, 9, arena, &oom);
+    d.updated_at = store_row_text(r, row, 10, arena, &oom);
+    d.delivered_at = store_row_text(r, row, 11, arena, &oom);
+    if (oom) {
+        log_error("store: cannot read a delivery row (out of memory)");
+        return STORE_ERROR;
+    }
+    *(store_delivery *)out = d;
+    return STORE_OK;
+}
+
+/* Decode the hex of a bytea column into the arena; NULL for SQL NULL.
+ * -1 on OOM or bad hex. */
+static int bytes_from_hex(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                          const unsigned char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (PQgetisnull(r, row, col))
+        return 0;
+    const char *hex = PQgetvalue(r, row, col);
+    size_t n = strlen(hex) / 2;
+    unsigned char *buf = arena_alloc(arena, n + 1);
+    if (!buf || hex_decode(hex, strlen(hex), buf, n + 1, len) != 0)
+        return -1;
+    *out = buf;
+    return 0;
+}
+
+/* One row read with `read` into *out; STORE_NOT_FOUND for none. */
+static store_result one_row(store *s, const char *what, const char *sql, int n, const char *const *params,
+                            pagoflex_arena *arena, size_t size, store_row_fn read, void *out)
+{
+    void *items = NULL;
+    size_t count = 0;
+    store_result rc = store_run_rows(s, what, sql, n, params, arena, size, read, &items, &count);
+    if (rc != STORE_OK)
+        return rc;
+    if (count == 0)
+        return STORE_NOT_FOUND;
+    memcpy(out, items, size);
+    return STORE_OK;
+}
+
+static char *hex_of(pagoflex_arena *arena, const unsigned char *bytes, size_t len)
+{
+    char *hex = arena_alloc(arena, 2 * len + 1);
+    if (hex)
+        hex_encode(bytes, len, hex);
+    return hex;
+}
+
+/* $7: the most endpoints a merchant may have. */
+static const char sql_endpoint_insert[] =
+    "INSERT INTO webhook_endpoints AS e (id, merchant_id, url, description, events, secret_enc)"
+    " SELECT $1::text, $2::text, $3::text, $4::text,"
+    " CASE WHEN $5::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text($5::jsonb)) END,"
+    " decode($6::text, 'hex')"
+    " WHERE (SELECT count(*) FROM webhook_endpoints o WHERE o.merchant_id = $2::text) < $7::int"
+    " RETURNING " ENDPOINT_COLS("e");
+
+store_result store_endpoint_insert(store *s, const store_endpoint *e, pagoflex_arena *arena,
+                                   store_endpoint *out)
+{
+    char *hex = hex_of(arena, e->secret_enc, e->secret_enc_len);
+    if (!hex)
+        return STORE_ERROR;
+    char max[16];
+    snprintf(max, sizeof max, "%d", STORE_NOTIFY_ENDPOINTS_MAX);
+    const char *const params[] = {e->id, e->merchant_id, e->url, e->description, e->events_json, hex, max};
+    store_result rc = one_row(s, "endpoint insert", sql_endpoint_insert, 7, params, arena, sizeof *out,
+                              endpoint_from_row, out);
+    return rc == STORE_NOT_FOUND ? STORE_CONFLICT : rc;
+}
+
+static const char sql_endpoint_list[] =
+    "SELECT " ENDPOINT_COLS("e") " FROM webhook_endpoints e"
+                                 " WHERE e.merchant_id = $1::text ORDER BY e.created_at, e.id"
+                                 " LIMIT 100";
+
+store_result store_endpoint_list(store *s, const char *merchant_id, pagoflex_arena *arena,
+                                 store_endpoint **out, size_t *count)
+{
+    const char *const params[] = {merchant_id};
+    return store_run_rows(s, "endpoint list", sql_endpoint_list, 1, params, arena, sizeof **out,
+                          endpoint_from_row, (void **)out, count);
+}
+
+static const char sql_endpoint_get[] =
+    "SELECT " ENDPOINT_COLS("e") " FROM webhook_endpoints e"
+                                 " WHERE e.id = $1::text AND e.merchant_id = $2::text";
+
+store_result store_endpoint_get(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                store_endpoint *out)
+{
+    const char *const params[] = {id, merchant_id};
+    return one_row(s, "endpoint get", sql_endpoint_get, 2, params, arena, sizeof *out, endpoint_from_row,
+                   out);
+}
+
+static const char sql_endpoint_delete[] =
+    "DELETE FROM webhook_endpoints WHERE id = $1::text AND merchant_id = $2::text RETURNING id";
+
+store_result store_endpoint_delete(store *s, const char *merchant_id, const char *id)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {id, merchant_id};
+    store_result rc = store_run(s, "endpoint delete", sql_endpoint_delete, 2, params, false, &r);
+    if (rc == STORE_OK && PQntuples(r) == 0)
+        rc = STORE_NOT_FOUND;
+    PQclear(r);
+    return rc;
+}
+
+static const char sql_endpoint_secrets[] =
+    "SELECT encode(e.secret_enc, 'hex'), CASE WHEN e.previous_secret_expires_at > now()"
+    " THEN encode(e.previous_secret_enc, 'hex') END"
+    " FROM webhook_endpoints e WHERE e.id = $1::text AND e.merchant_id = $2::text";
+
+store_result store_endpoint_secrets(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
+                                    store_endpoint *out)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {id, merchant_id};
+    store_result rc = store_run(s, "endpoint secrets", sql_endpoint_secrets, 2, params, false, &r);
+    if (rc != STORE_OK)
+        goto done;
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto done;
+    }
+    store_endpoint e = {0};
+    if (bytes_from_hex(r, 0, 0, arena, &e.secret_enc, &e.secret_enc_len) ||
+        bytes_from_hex(r, 0, 1, arena, &e.previous_secret_enc, &e.previous_secret_enc_len)) {
+        rc = STORE_ERROR;
+        goto done;
+    }
+    *out = e;
+done:
+    PQclear(r);
+    return rc;
+}
+
+static const char sql_endpoint_rotate[] =
+    "UPDATE webhook_endpoints e SET previous_secret_enc = e.secret_enc,"
+    " previous_secret_expires_at = now() + $4::bigint * interval '1 second',"
+    " secret_enc = decode($3::text, 'hex'), updated_at = now()"
+    " WHERE e.id = $1::text AND e.merchant_id = $2::text RETURNING " ENDPOINT_COLS("e");
+
+store_result store_endpoint_rotate(store *s, const char *merchant_id, const char *id,
+                                   const unsigned char *new_secret_enc, size_t new_secret_enc_len,
+                                   long grace_s, pagoflex_arena *arena, store_endpoint *out)
+{
+    char grace[24];
+    char *hex = hex_of(arena, new_secret_enc, new_secret_enc_len);
+    if (!hex)
+        return STORE_ERROR;
+    snprintf(grace, sizeof grace, "%ld", grace_s);
+    const char *const params[] = {id, merchant_id, hex, grace};
+    return one_row(s, "endpoint rotate", sql_endpoint_rotate, 4, params, arena, sizeof *out,
+                   endpoint_from_row, out);
+}
+
+/* $1 key id (hex), $2 limit, $3 the last id seen. The key id is at bytes
+ * 10-17 of a sealed image (secrets.h). */
+static const char sql_sealed_elsewhere[] =
+    "SELECT e.id, e.merchant_id, encode(e.secret_enc, 'hex'), encode(e.previous_secret_enc, 'hex')"
+    " FROM webhook_endpoints e WHERE e.id > $3::text"
+    " AND (substring(e.secret_enc FROM 10 FOR 8) <> decode($1::text, 'hex')"
+    " OR substring(e.previous_secret_enc FROM 10 FOR 8) <> decode($1::text, 'hex'))"
+    " ORDER BY e.id LIMIT $2::int";
+
+static store_result sealed_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
+{
+    store_endpoint e = {0};
+    bool oom = false;
+    e.id = store_row_text(r, row, 0, arena, &oom);
+    e.merchant_id = store_row_text(r, row, 1, arena, &oom);
+    if (oom || bytes_from_hex(r, row, 2, arena, &e.secret_enc, &e.secret_enc_len) ||
+        bytes_from_hex(r, row, 3, arena, &e.previous_secret_enc, &e.previous_secret_enc_len))
+        return STORE_ERROR;
+    *(store_endpoint *)out = e;
+    return STORE_OK;
+}
+
+store_result store_endpoint_sealed_elsewhere(store *s, const unsigned char key_id[8], const char *after,
+                                             int limit, pagoflex_arena *arena, store_endpoint **out,
+                                             size_t *count)
+{
+    char hex[17], lim[16];
+    hex_encode(key_id, 8, hex);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *const params[] = {hex, lim, after};
+    return store_run_rows(s, "endpoints sealed elsewhere", sql_sealed_elsewhere, 3, params, arena,
+                          sizeof **out, sealed_from_row, (void **)out, count);
+}
+
+static const char sql_endpoint_reseal[] =
+    "UPDATE webhook_endpoints SET secret_enc = decode($2::text, 'hex'),"
+    " previous_secret_enc = decode($3::text, 'hex')"
+    " WHERE id = $1::text AND secret_enc = decode($4::text, 'hex')"
+    " AND previous_secret_enc IS NOT DISTINCT FROM decode($5::text, 'hex') RETURNING id";
+
+store_result store_endpoint_reseal(store *s, const char *id, const store_endpoint *old,
+                                   const unsigned char *new_secret, size_t new_secret_len,
+                                   const unsigned char *new_prev, size_t new_prev_len)
+{
+    pagoflex_arena *a = arena_new();
+    if (!a)
+        return STORE_ERROR;
+    const char *const params[] = {
+        id,
+        hex_of(a, new_secret, new_secret_len),
+        new_prev ? hex_of(a, new_prev, new_prev_len) : NULL,
+        hex_of(a, old->secret_enc, old->secret_enc_len),
+        old->previous_secret_enc ? hex_of(a, old->previous_secret_enc, old->previous_secret_enc_len) : NULL,
+    };
+    store_result rc = STORE_ERROR;
+    PGresult *r = NULL;
+    if (params[1] && params[3] && (!new_prev || params[2]) && (!old->previous_secret_enc || params[4])) {
+        rc = store_run(s, "endpoint reseal", sql_endpoint_reseal, 5, params, false, &r);
+        if (rc == STORE_OK && PQntuples(r) == 0)
+            rc = STORE_CONFLICT;
+    }
+    PQclear(r);
+    arena_free(a);
+    return rc;
+}
+
+static const char sql_delivery_list[] =
+    "SELECT " DELIVERY_COLS " FROM webhook_endpoints e"
+    " JOIN notify_deliveries d ON d.endpoint_id = e.id JOIN notify_events ev ON ev.id = d.event_id"
+    " WHERE e.id = $1::text AND e.merchant_id = $2::text"
+    " ORDER BY d.created_at DESC, d.id DESC LIMIT 100";
+
+store_result store_delivery_list(store *s, const char *merchant_id, const char *endpoint_id,
+                                 pagoflex_arena *arena, store_delivery **out, size_t *count)
+{
+    store_endpoint e;
+    store_result rc = store_endpoint_get(s, merchant_id, endpoint_id, arena, &e);
+    if (rc != STORE_OK)
+        return rc;
+    const char *const params[] = {endpoint_id, merchant_id};
+    return store_run_rows(s, "delivery list", sql_delivery_list, 2, params, arena, sizeof **out,
+                          delivery_from_row, (void **)out, count);
+}
+
+/* $1 endpoint, $2 merchant, $3 delivery, $4 new delivery id. First column
+ * true for the new row, false for the pending one that refused it. */
+static const char sql_delivery_resend[] =
+    "WITH src AS (SELECT d.event_id, d.endpoint_id FROM notify_deliveries d"
+    "   JOIN webhook_endpoints e ON e.id = d.endpoint_id"
+    "   WHERE d.id = $3::text AND e.id = $1::text AND e.merchant_id = $2::text),"
+    " busy AS (SELECT d.* FROM notify_deliveries d, src"
+    "   WHERE d.event_id = src.event_id AND d.endpoint_id = src.endpoint_id AND d.status = 'pending'"
+    "   LIMIT 1),"
+    " ins AS (INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
+    "   SELECT $4::text, src.event_id, src.endpoint_id, now() FROM src"
+    "   WHERE NOT EXISTS (SELECT 1 FROM busy) RETURNING *)"
+    " SELECT true, " DELIVERY_COLS " FROM ins d JOIN notify_events ev ON ev.id = d.event_id"
+    " UNION ALL SELECT false, " DELIVERY_COLS " FROM busy d JOIN notify_events ev ON ev.id = d.event_id";
+
+store_result store_delivery_resend(store *s, const char *merchant_id, const char *endpoint_id,
+                                   const char *delivery_id, const char *new_id, pagoflex_arena *arena,
+                                   store_delivery *out)
+{
+    PGresult *r = NULL;
+    const char *const params[] = {endpoint_id, merchant_id, delivery_id, new_id};
+    store_result rc = store_run(s, "delivery resend", sql_delivery_resend, 4, params, false, &r);
+    if (rc != STORE_OK)
+        goto done;
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto done;
+    }
+    /* delivery_from_row reads from column 0: shift past the flag. */
+    bool made = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    store_delivery d = {0};
+    bool oom = false;
+    d.id = store_row_text(r, 0, 1, arena, &oom);
+    d.event_id = store_row_text(r, 0, 2, arena, &oom);
+    d.event_type = store_row_text(r, 0, 3, arena, &oom);
+    d.endpoint_id = store_row_text(r, 0, 4, arena, &oom);
+    d.status = store_row_text(r, 0, 5, arena, &oom);
+    d.attempts = atoi(PQgetvalue(r, 0, 6));
+    d.last_http_status = atoi(PQgetvalue(r, 0, 7));
+    d.last_error = store_row_text(r, 0, 8, arena, &oom);
+    d.next_attempt_at = store_row_text(r, 0, 9, arena, &oom);
+    d.created_at = store_row_text(r, 0, 10, arena, &oom);
+    d.updated_at = store_row_text(r, 0, 11, arena, &oom);
+    d.delivered_at = store_row_text(r, 0, 12, arena, &oom);
+    if (oom) {
+        rc = STORE_ERROR;
+        goto done;
+    }
+    *out = d;
+    rc = made ? STORE_OK : STORE_CONFLICT;
+done:
+    PQclear(r);
+    return rc;
+}
+
+/* $1 busy endpoint ids, $2 their in-flight counts, $3 per-endpoint cap,
+ * $4 limit, $5 lease ms. Endpoints at their cap are left out of the
+ * candidates, so one endpoint's backlog does not fill every claim. */
+static const char sql_notify_claim[] =
+    "WITH busy AS (SELECT b.endpoint_id, b.n FROM unnest($1::text[], $2::int[]) AS b(endpoint_id, n)),"
+    " cand AS (SELECT d.id, d.endpoint_id, d.next_attempt_at FROM notify_deliveries d"
+    "   WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+    "   AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.endpoint_id = d.endpoint_id AND b.n >= $3::int)"
+    "   ORDER BY d.next_attempt_at LIMIT $4::int FOR UPDATE OF d SKIP LOCKED),"
+    " pick AS (SELECT c.id FROM (SELECT c.id, c.endpoint_id,"
+    "     row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id) AS rn"
+    "     FROM cand c) c LEFT JOIN busy b ON b.endpoint_id = c.endpoint_id"
+    "   WHERE c.rn <= $3::int - COALESCE(b.n, 0)),"
+    " upd AS (UPDATE notify_deliveries d SET attempts = d.attempts + 1,"
+    "   next_attempt_at = now() + $5::bigint * interval '1 millisecond',"
+    "   claim_token = nextval('notify_claim_token_seq'), updated_at = now()"
+    "   FROM pick WHERE d.id = pick.id RETURNING d.*)"
+    " SELECT upd.id, upd.claim_token, upd.attempts, upd.event_id, ev.type, ev.payload, e.id, e.url,"
+    " encode(e.secret_enc, 'hex'),"
+    " CASE WHEN e.previous_secret_expires_at > now() THEN encode(e.previous_secret_enc, 'hex') END"
+    " FROM upd JOIN notify_events ev ON ev.id = upd.event_id JOIN webhook_endpoints e ON e.id = "
+    "upd.endpoint_id";
+
+static store_result job_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
+{
+    store_notify_job j = {0};
+    bool oom = false;
+    j.delivery_id = store_row_text(r, row, 0, arena, &oom);
+    j.claim_token = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+    j.attempts = atoi(PQgetvalue(r, row, 2));
+    j.event_id = store_row_text(r, row, 3, arena, &oom);
+    j.event_type = store_row_text(r, row, 4, arena, &oom);
+    j.payload = store_row_text(r, row, 5, arena, &oom);
+    j.endpoint_id = store_row_text(r, row, 6, arena, &oom);
+    j.url = store_row_text(r, row, 7, arena, &oom);
+    if (oom || bytes_from_hex(r, row, 8, arena, &j.secrets.secret_enc, &j.secrets.secret_enc_len) ||
+        bytes_from_hex(r, row, 9, arena, &j.secrets.previous_secret_enc,
+                       &j.secrets.previous_secret_enc_len)) {
+        log_error("store: cannot read a claimed delivery (out of memory)");
+        return STORE_ERROR;
+    }
+    *(store_notify_job *)out = j;
+    return STORE_OK;
+}
+
+/* A PostgreSQL array literal of ids ({"a","b"}); ids are ours (no quote or
+ * backslash), so quoting each is enough. */
+static char *array_literal(pagoflex_arena *arena, const char *const *items, size_t n, const int *ints)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += (items ? strlen(items[i]) + 3 : 12);
+    char *buf = arena_alloc(arena, cap);
+    if (!buf)
+        return NULL;
+    size_t len = 0;
+    buf[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf[len++] = ',';
+        if (items)
+            len += (size_t)snprintf(buf + len, cap - len, "\"%s\"", items[i]);
+        else
+            len += (size_t)snprintf(buf + len, cap - len, "%d", ints[i]);
+    }
+    buf[len++] = '}';
+    buf[len] = '\0';
+    return buf;
+}
+
+store_result store_notify_claim(store *s, int limit, int per_endpoint, const char *const *busy_ids,
+                                const int *busy_counts, size_t busy_n, long lease_ms, pagoflex_arena *arena,
+                                store_notify_job **out, size_t *count)
+{
+    char cap[16], lim[16], lease[24];
+    for (size_t i = 0; i < busy_n; i++)
+        if (strpbrk(busy_ids[i], "\"\\{},"))
+            return STORE_ERROR;
+    char *ids = array_literal(arena, busy_ids, busy_n, NULL);
+    char *counts = array_literal(arena, NULL, busy_n, busy_counts);
+    if (!ids || !counts)
+        return STORE_ERROR;
+    snprintf(cap, sizeof cap, "%d", per_endpoint);
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    const char *const params[] = {ids, counts, cap, lim, lease};
+    return store_run_rows(s, "notify claim", sql_notify_claim, 5, params, arena, sizeof **out, job_from_row,
+                          (void **)out, count);
+}
+
+static const char sql_notify_finish[] =
+    "UPDATE notify_deliveries SET status = $3::text,"
+    " last_http_status = NULLIF($4::int, 0), last_error = $5::text, updated_at = now(),"
+    " delivered_at = CASE WHEN $3::text = 'succeeded' THEN now() END,"
+    " next_attempt_at = CASE WHEN $3::text = 'pending' THEN now() + $6::bigint * interval '1 millisecond' END"
+    " WHERE id = $1::text AND claim_token = $2::bigint RETURNING id";
+
+store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token, const char *status,
+                                 int http_status, const char *error, long retry_ms)
+{
+    char token[24], code[16], retry[24];
+    snprintf(token, sizeof token, "%" PRId64, claim_token);
+    snprintf(code, sizeof code, "%d", http_status);
+    snprintf(retry, sizeof retry, "%ld", retry_ms);
+    const char *const params[] = {delivery_id, token, status, code, error, retry};
+    PGresult *r = NULL;
+    store_result rc = store_run(s, "notify finish", sql_notify_finish, 6, params, false, &r);
+    if (rc == STORE_OK && PQntuples(r) == 0)
+        rc = STORE_CONFLICT;
+    PQclear(r);
+    return rc;
+}

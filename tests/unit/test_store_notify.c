@@ -1,0 +1,408 @@
+/* Unit tests for the notification outbox (migration 12, store_notify.c)
+ * against a real PostgreSQL: the triggers write an event and its
+ * deliveries with each state change and nothing for a rolled-back one;
+ * claims share the work (per-endpoint cap, lease, fencing token); an
+ * endpoint is its merchant's only.
+ *
+ * PAGOFLEX_PG holds a conninfo to a server where we may create databases.
+ * Each run creates pf_notify_<pid> and drops it at the end. Without
+ * PAGOFLEX_PG the program exits 77 (skipped).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "arena.h"
+#include "pgtest.h"
+#include "store.h"
+#include "store_janitor.h"
+#include "notifier.h"
+#include "notify_secret.h"
+#include "store_notify.h"
+
+static const char *g_admin; /* PAGOFLEX_PG */
+static char g_db[64];
+static char *g_conninfo;
+static store *g_store;
+static PGconn *g_check;
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static void check_exec(const char *sql)
+{
+    PGresult *r = PQexec(g_check, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static long check_count(const char *sql)
+{
+    PGresult *r = PQexec(g_check, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+static void make_endpoint(const char *id, const char *merchant, const char *events_json)
+{
+    pagoflex_arena *a = arena_new();
+    store_endpoint e = {.id = id,
+                        .merchant_id = merchant,
+                        .url = "https://example.com/hook",
+                        .events_json = events_json,
+                        .secret_enc = (const unsigned char *)"sealed",
+                        .secret_enc_len = 6},
+                   out;
+    assert_int_equal(store_endpoint_insert(g_store, &e, a, &out), STORE_OK);
+    assert_string_equal(out.id, id);
+    arena_free(a);
+}
+
+static void make_payment(const char *id, const char *merchant)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO payments (id, connector, amount, currency, state, merchant_id, connector_account)"
+             " VALUES ('%s', 'BANCO_X', 1000, 'ARS', 'created', '%s', 'default')",
+             id, merchant);
+    check_exec(sql);
+}
+
+static void test_triggers_write_the_outbox_with_the_change(void **unused)
+{
+    (void)unused;
+    char sql[512];
+    make_endpoint("we_t_all", "mer_t", NULL);
+    make_endpoint("we_t_ok", "mer_t", "[\"payment.succeeded\", \"refund.succeeded\"]");
+    make_payment("pay_t1", "mer_t");
+    make_payment("pay_u1", "mer_u");                                        /* mer_u has no endpoint */
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events"), 0); /* an insert is no change */
+    check_exec("UPDATE payments SET state = 'pending' WHERE id IN ('pay_t1', 'pay_u1')");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id = 'pay_t1'"
+                                 " AND type = 'payment.pending'"),
+                     1);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id = 'pay_u1'"), 0);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries"),
+                     1); /* we_t_ok is not subscribed */
+    /* A change that is not of state writes nothing; one rolled back neither. */
+    check_exec("UPDATE payments SET description = 'x' WHERE id = 'pay_t1'");
+    check_exec("BEGIN; UPDATE payments SET state = 'succeeded' WHERE id = 'pay_t1'; ROLLBACK");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events"), 1);
+    check_exec("UPDATE payments SET state = 'succeeded' WHERE id = 'pay_t1'");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries d JOIN notify_events e"
+                                 " ON e.id = d.event_id WHERE e.type = 'payment.succeeded'"),
+                     2);
+    /* The data is the API object, with the amounts the BEFORE trigger set. */
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE type = 'payment.succeeded'"
+                                 " AND (payload::jsonb)->'data'->>'amount_received' = '1000'"
+                                 " AND (payload::jsonb)->'data'->>'status' = 'succeeded'"
+                                 " AND (payload::jsonb) ? 'timestamp'"),
+                     1);
+    /* Refunds: pending inside (created, processing) is no change the API shows. */
+    check_exec("INSERT INTO refunds (id, payment_id, connector, amount, currency, state, merchant_id,"
+               " connector_account) VALUES ('re_t1', 'pay_t1', 'BANCO_X', 500, 'ARS', 'created', 'mer_t',"
+               " 'default')");
+    check_exec("UPDATE refunds SET state = 'processing' WHERE id = 're_t1'");
+    check_exec("UPDATE refunds SET state = 'pending' WHERE id = 're_t1'");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id = 're_t1'"), 0);
+    check_exec("UPDATE refunds SET state = 'succeeded' WHERE id = 're_t1'");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify_events WHERE object_id = 're_t1' AND type = 'refund.succeeded'"
+             " AND (payload::jsonb)->'data'->>'object' = 'refund'");
+    assert_int_equal(check_count(sql), 1);
+    assert_int_equal(check_count("SELECT count(DISTINCT id) FROM notify_events"),
+                     check_count("SELECT count(*) FROM notify_events"));
+    check_exec("DELETE FROM notify_deliveries");
+}
+
+static void test_claims_cap_lease_and_fence(void **unused)
+{
+    (void)unused;
+    char sql[256];
+    make_endpoint("we_c1", "mer_c", "[\"payment.pending\"]");
+    make_endpoint("we_c2", "mer_d", "[\"payment.pending\"]");
+    for (int i = 0; i < 10; i++) {
+        snprintf(sql, sizeof sql, "pay_c%d", i);
+        make_payment(sql, "mer_c");
+    }
+    make_payment("pay_d1", "mer_d");
+    make_payment("pay_d2", "mer_d");
+    check_exec("UPDATE payments SET state = 'pending' WHERE merchant_id IN ('mer_c', 'mer_d')");
+    pagoflex_arena *a = arena_new();
+    store_notify_job *jobs = NULL;
+    size_t n = 0;
+    /* At most 3 per endpoint: one endpoint's backlog does not take the claim. */
+    assert_int_equal(store_notify_claim(g_store, 100, 3, NULL, NULL, 0, 60000, a, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 5);
+    int c1 = 0;
+    for (size_t i = 0; i < n; i++) {
+        c1 += strcmp(jobs[i].endpoint_id, "we_c1") == 0;
+        assert_int_equal(jobs[i].attempts, 1);
+        assert_non_null(strstr(jobs[i].payload, "\"type\" : \"payment.pending\""));
+        assert_int_equal(jobs[i].secrets.secret_enc_len, 6);
+        assert_memory_equal(jobs[i].secrets.secret_enc, "sealed", 6);
+    }
+    assert_int_equal(c1, 3);
+    /* What this worker holds counts: we_c1 at its cap is left out. */
+    const char *busy[] = {"we_c1"};
+    const int counts[] = {3};
+    store_notify_job *more = NULL;
+    assert_int_equal(store_notify_claim(g_store, 100, 3, busy, counts, 1, 60000, a, &more, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    /* Another host (nothing busy there) takes the next 3 of we_c1; leased rows are not taken twice. */
+    assert_int_equal(store_notify_claim(g_store, 100, 3, NULL, NULL, 0, 200, a, &more, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < 5; j++)
+            assert_string_not_equal(more[i].delivery_id, jobs[j].delivery_id);
+    /* Recorded outcomes. */
+    assert_int_equal(
+        store_notify_finish(g_store, jobs[0].delivery_id, jobs[0].claim_token, "succeeded", 204, NULL, 0),
+        STORE_OK);
+    assert_int_equal(store_notify_finish(g_store, jobs[1].delivery_id, jobs[1].claim_token, "pending", 500,
+                                         "HTTP 500", 60000),
+                     STORE_OK);
+    /* A lapsed lease: the row is due again, claimed with a new token, and
+     * the first claimer's outcome is refused. */
+    usleep(400 * 1000);
+    store_notify_job *again = NULL;
+    assert_int_equal(store_notify_claim(g_store, 100, 10, NULL, NULL, 0, 60000, a, &again, &n), STORE_OK);
+    assert_int_equal(n, 3 + 4); /* the 3 lapsed ones + the 4 of we_c1 never claimed */
+    const store_notify_job *lapsed = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(again[i].delivery_id, more[0].delivery_id) == 0)
+            lapsed = &again[i];
+    assert_non_null(lapsed);
+    assert_int_equal(lapsed->attempts, 2);
+    assert_true(lapsed->claim_token > more[0].claim_token);
+    assert_int_equal(
+        store_notify_finish(g_store, more[0].delivery_id, more[0].claim_token, "succeeded", 200, NULL, 0),
+        STORE_CONFLICT);
+    assert_int_equal(store_notify_finish(g_store, lapsed->delivery_id, lapsed->claim_token, "failed", 0,
+                                         "Timeout was reached", 0),
+                     STORE_OK);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify_deliveries WHERE id = '%s' AND status = 'failed'"
+             " AND next_attempt_at IS NULL AND last_error = 'Timeout was reached'",
+             lapsed->delivery_id);
+    assert_int_equal(check_count(sql), 1);
+    /* The delivery log and a resend, merchant-scoped. */
+    store_delivery *log = NULL;
+    assert_int_equal(store_delivery_list(g_store, "mer_c", "we_c1", a, &log, &n), STORE_OK);
+    assert_int_equal(n, 10);
+    assert_int_equal(store_delivery_list(g_store, "mer_d", "we_c1", a, &log, &n), STORE_NOT_FOUND);
+    store_delivery d;
+    assert_int_equal(
+        store_delivery_resend(g_store, "mer_c", "we_c1", lapsed->delivery_id, "dlv_resent", a, &d), STORE_OK);
+    assert_string_equal(d.event_id, lapsed->event_id);
+    assert_string_equal(d.status, "pending");
+    assert_int_equal(
+        store_delivery_resend(g_store, "mer_c", "we_c1", lapsed->delivery_id, "dlv_twice", a, &d),
+        STORE_CONFLICT);
+    assert_string_equal(d.id, "dlv_resent");
+    assert_int_equal(store_delivery_resend(g_store, "mer_d", "we_c1", lapsed->delivery_id, "dlv_x", a, &d),
+                     STORE_NOT_FOUND);
+    arena_free(a);
+}
+
+static void test_endpoints_are_their_merchants(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_endpoint e;
+    make_endpoint("we_m1", "mer_m", NULL);
+    assert_int_equal(store_endpoint_get(g_store, "mer_m", "we_m1", a, &e), STORE_OK);
+    assert_null(e.events_json);
+    assert_null(e.previous_secret_expires_at);
+    assert_int_equal(store_endpoint_get(g_store, "mer_n", "we_m1", a, &e), STORE_NOT_FOUND);
+    assert_int_equal(
+        store_endpoint_rotate(g_store, "mer_n", "we_m1", (const unsigned char *)"n", 1, 60, a, &e),
+        STORE_NOT_FOUND);
+    assert_int_equal(store_endpoint_delete(g_store, "mer_n", "we_m1"), STORE_NOT_FOUND);
+    assert_int_equal(
+        store_endpoint_rotate(g_store, "mer_m", "we_m1", (const unsigned char *)"new", 3, 60, a, &e),
+        STORE_OK);
+    assert_non_null(e.previous_secret_expires_at);
+    assert_int_equal(store_endpoint_secrets(g_store, "mer_m", "we_m1", a, &e), STORE_OK);
+    assert_memory_equal(e.secret_enc, "new", 3);
+    assert_memory_equal(e.previous_secret_enc, "sealed", 6);
+    /* Grace 0: the previous secret signs no more. */
+    assert_int_equal(
+        store_endpoint_rotate(g_store, "mer_m", "we_m1", (const unsigned char *)"newer", 5, 0, a, &e),
+        STORE_OK);
+    assert_null(e.previous_secret_expires_at);
+    assert_int_equal(store_endpoint_secrets(g_store, "mer_m", "we_m1", a, &e), STORE_OK);
+    assert_null(e.previous_secret_enc);
+    store_endpoint *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_endpoint_list(g_store, "mer_n", a, &list, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    /* At most STORE_NOTIFY_ENDPOINTS_MAX per merchant: the fan-out of one change is bounded. */
+    for (int i = 0; i < STORE_NOTIFY_ENDPOINTS_MAX; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "we_n%d", i);
+        make_endpoint(id, "mer_n", NULL);
+    }
+    store_endpoint extra = {.id = "we_n_extra",
+                            .merchant_id = "mer_n",
+                            .url = "https://example.com/",
+                            .secret_enc = (const unsigned char *)"s",
+                            .secret_enc_len = 1};
+    assert_int_equal(store_endpoint_insert(g_store, &extra, a, &e), STORE_CONFLICT);
+    assert_int_equal(store_endpoint_list(g_store, "mer_n", a, &list, &n), STORE_OK);
+    assert_int_equal(n, STORE_NOTIFY_ENDPOINTS_MAX);
+    assert_int_equal(store_endpoint_delete(g_store, "mer_m", "we_m1"), STORE_OK);
+    arena_free(a);
+}
+
+static void test_janitor_purges_old_finished_events_only(void **unused)
+{
+    (void)unused;
+    make_endpoint("we_j1", "mer_j", NULL);
+    make_payment("pay_j1", "mer_j");
+    make_payment("pay_j2", "mer_j");
+    make_payment("pay_j3", "mer_j");
+    check_exec("UPDATE payments SET state = 'pending' WHERE merchant_id = 'mer_j'");
+    check_exec("UPDATE notify_deliveries d SET status = 'succeeded' FROM notify_events e"
+               " WHERE e.id = d.event_id AND e.object_id IN ('pay_j1', 'pay_j3')");
+    /* j1 old and delivered, j2 old and still pending, j3 delivered and young. */
+    check_exec("UPDATE notify_events SET created_at = now() - interval '40 days'"
+               " WHERE object_id IN ('pay_j1', 'pay_j2')");
+    store_janitor_limits lim = {.batch = 1, .max_batches = 10, .notify_event_retention_days = 30};
+    store_janitor_counts n;
+    assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
+    assert_true(n.ran);
+    assert_int_equal(n.notify_events, 1);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id = 'pay_j1'"), 0);
+    assert_int_equal(
+        check_count("SELECT count(*) FROM notify_events WHERE object_id IN ('pay_j2', 'pay_j3')"), 2);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries d JOIN webhook_endpoints e"
+                                 " ON e.id = d.endpoint_id WHERE e.merchant_id = 'mer_j'"),
+                     2);
+    lim.notify_event_retention_days = 0; /* keep everything */
+    check_exec("UPDATE notify_deliveries SET status = 'failed' WHERE status = 'pending'");
+    assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
+    assert_int_equal(n.notify_events, 0);
+}
+
+static void test_master_key_rotation_reseals_endpoint_secrets(void **unused)
+{
+    (void)unused;
+    notify_keys old = {0}, both = {0}, fresh = {0};
+    char secret[NOTIFY_SECRET_LEN + 1], back[NOTIFY_SECRET_LEN + 1], err[256];
+    unsigned char *sealed = NULL, *sealed_prev = NULL;
+    size_t len = 0, len_prev = 0;
+    assert_int_equal(secrets_key_generate(&old.current), 0);
+    assert_int_equal(secrets_key_generate(&fresh.current), 0);
+    both.current = fresh.current;
+    both.previous = old.current;
+    both.have_previous = true;
+    assert_int_equal(notify_secret_new(secret), 0);
+    assert_int_equal(notify_secret_seal(&old, "we_k1", secret, &sealed, &len, err, sizeof err), 0);
+    assert_int_equal(notify_secret_seal(&old, "we_k1", "whsec_cGFnb2ZsZXgtdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2Q=",
+                                        &sealed_prev, &len_prev, err, sizeof err),
+                     0);
+    pagoflex_arena *a = arena_new();
+    store_endpoint e = {.id = "we_k1",
+                        .merchant_id = "mer_k",
+                        .url = "https://example.com/k",
+                        .secret_enc = sealed,
+                        .secret_enc_len = len},
+                   out;
+    assert_int_equal(store_endpoint_insert(g_store, &e, a, &out), STORE_OK);
+    assert_int_equal(store_endpoint_rotate(g_store, "mer_k", "we_k1", sealed_prev, len_prev, 3600, a, &out),
+                     STORE_OK);
+    /* Under the new key alone nothing opens yet; a host with both re-seals. */
+    store_endpoint got;
+    assert_int_equal(store_endpoint_secrets(g_store, "mer_k", "we_k1", a, &got), STORE_OK);
+    assert_int_not_equal(
+        notify_secret_open(&fresh, "we_k1", got.secret_enc, got.secret_enc_len, back, err, sizeof err), 0);
+    assert_int_equal(notifier_reseal_secrets(g_store, &both), 1);
+    assert_int_equal(notifier_reseal_secrets(g_store, &both), 0); /* done once */
+    assert_int_equal(store_endpoint_secrets(g_store, "mer_k", "we_k1", a, &got), STORE_OK);
+    assert_int_equal(
+        notify_secret_open(&fresh, "we_k1", got.secret_enc, got.secret_enc_len, back, err, sizeof err), 0);
+    assert_string_equal(back,
+                        "whsec_cGFnb2ZsZXgtdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2Q="); /* the rotated-to secret */
+    assert_non_null(got.previous_secret_enc);
+    assert_int_equal(notify_secret_open(&fresh, "we_k1", got.previous_secret_enc, got.previous_secret_enc_len,
+                                        back, err, sizeof err),
+                     0);
+    assert_string_equal(back, secret);
+    free(sealed);
+    free(sealed_prev);
+    arena_free(a);
+}
+
+static int group_setup(void **unused)
+{
+    (void)unused;
+    char sql[256], err[256] = "";
+    snprintf(g_db, sizeof g_db, "pf_notify_%d", (int)getpid());
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
+    if (!pgtest_admin_exec(g_admin, sql))
+        return -1;
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
+    if (!pgtest_admin_exec(g_admin, sql))
+        return -1;
+    g_conninfo = pgtest_conninfo_with_db(g_admin, g_db);
+    if (!g_conninfo)
+        return -1;
+    g_store = store_open(g_conninfo, 4);
+    if (!g_store || store_migrate(g_store, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "migration failed: %s\n", err);
+        return -1;
+    }
+    g_check = PQconnectdb(g_conninfo);
+    if (PQstatus(g_check) != CONNECTION_OK)
+        return -1;
+    PQsetNoticeProcessor(g_check, quiet, NULL);
+    check_exec("INSERT INTO merchants (id, name) VALUES ('mer_t', 't'), ('mer_u', 'u'), ('mer_c', 'c'),"
+               " ('mer_d', 'd'), ('mer_m', 'm'), ('mer_n', 'n'), ('mer_j', 'j'), ('mer_k', 'k')");
+    return 0;
+}
+
+static int group_teardown(void **unused)
+{
+    (void)unused;
+    char sql[256];
+    store_close(g_store);
+    PQfinish(g_check);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
+    bool ok = pgtest_admin_exec(g_admin, sql);
+    free(g_conninfo);
+    return ok ? 0 : -1;
+}
+
+int main(void)
+{
+    g_admin = getenv("PAGOFLEX_PG");
+    if (!g_admin || !*g_admin) {
+        fprintf(stderr, "test_store_notify: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL "
+                        "where databases may be created); skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_triggers_write_the_outbox_with_the_change),
+        cmocka_unit_test(test_claims_cap_lease_and_fence),
+        cmocka_unit_test(test_endpoints_are_their_merchants),
+        cmocka_unit_test(test_janitor_purges_old_finished_events_only),
+        cmocka_unit_test(test_master_key_rotation_reseals_endpoint_secrets),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
