@@ -104,6 +104,7 @@ typedef struct api_request {
     char traceparent[REQID_TRACEPARENT + 1]; /* the client's, if valid; else "" */
     struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
     struct api_flow *flow;     /* a route of api_flows.c suspended */
+    bool gone; /* the connection ended before the request was handled: replies are dropped */
 } api_request;
 
 /* A payment creation across the bank call, or across a wait for another
@@ -130,6 +131,10 @@ typedef struct api_create {
  * new generation instead of being reset. Takes `resp` (destroyed). */
 static enum MHD_Result api_queue(api_request *r, unsigned status, struct MHD_Response *resp)
 {
+    if (r->gone) { /* no one to answer (api_completed): the reply is dropped */
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     if (atomic_load(&r->ctx->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -1367,6 +1372,36 @@ static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *text)
     return len;
 }
 
+/* The request ended (the client hung up, or the daemon stopped) after its
+ * bank call had answered but before libmicrohttpd ran the request again:
+ * record the bank's answer now, exactly as the resumed request would have
+ * (state, Idempotency-Key answer), with the reply dropped. A call still
+ * out cannot end here: libmicrohttpd closes no suspended connection (it
+ * refuses to stop with one), and the bank thread resumes every request it
+ * answers, aborted ones included (bankq_stop). A wait for another
+ * request's key leaves nothing to record: that request records it. */
+static void api_record_unhandled(api_request *r)
+{
+    struct api_create *c = r->create;
+    struct api_flow *f = r->flow;
+    r->create = NULL;
+    r->flow = NULL;
+    if (c && c->waiting)
+        c = NULL;
+    if (f && api_flows_waiting(f))
+        f = NULL;
+    if (!c && !f)
+        return;
+    r->gone = true;
+    r->responded = true;
+    log_info("%s %s: the client was gone when the bank answered; recording the answer", r->method,
+             metrics_route_name(r->route));
+    if (c)
+        api_payment_finish(r, c);
+    else
+        api_flows_resumed(r, f);
+}
+
 static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                           enum MHD_RequestTerminationCode toe)
 {
@@ -1375,6 +1410,9 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     api_request *r = *con_cls;
     if (!r)
         return;
+    reqid_set_current(r->request_id, r->traceparent[0] ? r->traceparent : NULL);
+    api_record_unhandled(r);
+    reqid_set_current(NULL, NULL);
     atomic_fetch_sub(&r->ctx->in_flight, 1);
     atomic_store(&r->ctx->last_activity_ms, api_now_ms());
     if (r->counted)

@@ -732,6 +732,11 @@ enum MHD_Result api_flows_refund_list(api_request *r)
     return api_req_reply(r, MHD_HTTP_OK, json_pack("{s:s, s:o}", "payment_id", pid, "refunds", list));
 }
 
+bool api_flows_waiting(const struct api_flow *f)
+{
+    return f->waiting;
+}
+
 enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f)
 {
     if (f->waiting) {
