@@ -219,6 +219,28 @@ class Env:
             self.cli(["secrets", "encrypt", "--plugin", name, "--key-file", self.key_file,
                       "--out", os.path.join(self.cred_dir, name + ".cfg.enc")], input=text)
 
+    def add_account(self, account, key, secret, plugin="banco_x"):
+        """Write (or replace) the credentials of connector account `account` of `plugin`
+        (<credentials_dir>/<plugin>/<account>.cfg.enc): Banco X's key and webhook secret, on
+        the simulator. Takes effect at the next reload (or start)."""
+        creds = {"BANCOX_API_KEY": key, "BANCOX_SECRET": secret, "BANCOX_BASE_URL": self.sim_url,
+                 "BANCOX_TIMEOUT_MS": "5000"}
+        text = "".join('%s = "%s";\n' % kv for kv in creds.items())
+        os.makedirs(os.path.join(self.cred_dir, plugin), exist_ok=True)
+        self.cli(["secrets", "encrypt", "--plugin", plugin, "--account", account, "--key-file", self.key_file,
+                  "--out", os.path.join(self.cred_dir, plugin, account + ".cfg.enc")], input=text)
+
+    def create_merchant(self, name, account="default", connector="BANCO_X"):
+        """`pagoflex merchant create NAME --json`, then bind the merchant to connector account
+        `account` (`merchant account add`). Returns (merchant id, its first API key)."""
+        out = self.cli(["merchant", "create", name, "--json", "-c", self.config])
+        doc = json.loads(out.stdout)
+        key = record_secret(doc["api_key"])
+        assert key not in out.stderr
+        self.cli(["merchant", "account", "add", doc["merchant"]["id"], "--connector", connector, "--account",
+                  account, "-c", self.config])
+        return doc["merchant"]["id"], key
+
     def write_config(self, port=None, name="pagoflex.cfg", admin_port=None):
         digest = hashlib.sha256(self.api_key.encode()).hexdigest()
         path = os.path.join(self.dir, name)
