@@ -104,7 +104,7 @@ typedef struct api_request {
     char traceparent[REQID_TRACEPARENT + 1]; /* the client's, if valid; else "" */
     struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
     struct api_flow *flow;     /* a route of api_flows.c suspended */
-    bool gone; /* the connection ended before the request was handled: replies are dropped */
+    bool gone;                 /* the connection ended before the request was handled: replies are dropped */
 } api_request;
 
 /* A payment creation across the bank call, or across a wait for another
