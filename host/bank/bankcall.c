@@ -23,6 +23,13 @@ void bankcall_leave(const registry_plugin *pl)
         atomic_fetch_sub(pl->busy, 1);
 }
 
+const char *bankcall_webhook_url(const char *public_url, const registry_plugin *pl, pagoflex_arena *arena)
+{
+    if (strcmp(pl->account, "default") == 0)
+        return arena_printf(arena, "%s/webhooks/%s", public_url, pl->desc->webhook_path);
+    return arena_printf(arena, "%s/webhooks/%s/%s", public_url, pl->desc->webhook_path, pl->account);
+}
+
 int bankcall_payment(const char *public_url, const registry_plugin *pl, const store_payment *row,
                      pagoflex_arena *arena, pagoflex_payment *out)
 {
@@ -32,7 +39,7 @@ int bankcall_payment(const char *public_url, const registry_plugin *pl, const st
         .currency = row->currency,
         .reference = row->reference,
         .description = row->description,
-        .webhook_url = arena_printf(arena, "%s/webhooks/%s", public_url, pl->desc->webhook_path),
+        .webhook_url = bankcall_webhook_url(public_url, pl, arena),
         .provider_reference_id = row->provider_reference_id,
     };
     if (!p.webhook_url)

@@ -27,8 +27,13 @@
 void bankcall_enter(const registry_plugin *pl);
 void bankcall_leave(const registry_plugin *pl);
 
+/* Where the bank sends the webhooks of account pl->account:
+ * <public_url>/webhooks/<path> for "default", else
+ * <public_url>/webhooks/<path>/<account>. In the arena; NULL on OOM. */
+const char *bankcall_webhook_url(const char *public_url, const registry_plugin *pl, pagoflex_arena *arena);
+
 /* The pagoflex_payment a connector sees for stored row `row` (its webhook
- * URL is <public_url>/webhooks/<path>). Strings in the arena. 0, or -1 on OOM. */
+ * URL is bankcall_webhook_url). Strings in the arena. 0, or -1 on OOM. */
 int bankcall_payment(const char *public_url, const registry_plugin *pl, const store_payment *row,
                      pagoflex_arena *arena, pagoflex_payment *out);
 

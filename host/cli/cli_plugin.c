@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "registry.h"
 #include "secrets.h"
 
 #define CLI_PLUGIN_NAME_MAX 32
@@ -287,6 +288,7 @@ int cli_plugin_check(const cli_command *cmd, int argc, char **argv)
         {"credentials", required_argument, NULL, 'c'},
         {"key-file", required_argument, NULL, 'k'},
         {"plugin-name", required_argument, NULL, 'n'},
+        {"account", required_argument, NULL, 'a'},
         {"with", required_argument, NULL, 'w'},
         {"verbose", no_argument, NULL, 'v'},
         {"credential", required_argument, NULL, 'C'},
@@ -304,6 +306,7 @@ int cli_plugin_check(const cli_command *cmd, int argc, char **argv)
         case 'c': co.credentials_file = optarg; break;
         case 'k': key_file = optarg; break;
         case 'n': co.plugin_name = optarg; break;
+        case 'a': co.account = optarg; break;
         case 'w': co.with_dir = optarg; break;
         case 'v': co.verbose = 1; break;
         case 'C':
@@ -329,6 +332,9 @@ int cli_plugin_check(const cli_command *cmd, int argc, char **argv)
                                "not both");
     if (key_file && !co.credentials_file)
         return cli_usage_error(cmd, "--key-file only makes sense with --credentials");
+    if (co.account && (!co.credentials_file || !registry_account_name_valid(co.account)))
+        return cli_usage_error(cmd, "--account NAME ([a-z0-9_-]{1,32}) names the connector account of "
+                                    "--credentials FILE");
     if (co.credentials_file) {
         const char *env = getenv(SECRETS_ENV_KEY), *env_file = getenv(SECRETS_ENV_KEY_FILE);
         if (!key_file && (!env || !*env) && (!env_file || !*env_file))

@@ -7,9 +7,11 @@
 #include "cli_secrets.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -50,6 +52,23 @@ static int cli_check_plugin(const cli_command *cmd, const char *plugin)
                                    "'-' and '.' only (the plugin's file name without .so)",
                                    plugin);
     }
+    return CLI_OK;
+}
+
+int cli_secrets_binding(const cli_command *cmd, const char *plugin, const char *account, char *out,
+                        size_t cap)
+{
+    int rc = cli_check_plugin(cmd, plugin);
+    if (rc != CLI_OK)
+        return rc;
+    size_t n = account ? strlen(account) : 0;
+    if (account && (n == 0 || n > 32 || strspn(account, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n))
+        return cli_usage_error(cmd,
+                               "invalid account name '%.40s': [a-z0-9_-]{1,32} (the connector account, "
+                               "as in: pagoflex merchant account add M --connector KEY --account NAME)",
+                               account);
+    if (secrets_binding_name(plugin, account, out, cap) != 0)
+        return cli_usage_error(cmd, "plugin name too long");
     return CLI_OK;
 }
 
@@ -145,13 +164,12 @@ static int cli_read_plain(const char *path, unsigned char **buf, size_t *len)
 int cli_secrets_encrypt(const cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"plugin", required_argument, NULL, 'p'},
-        {"key-file", required_argument, NULL, 'k'},
-        {"in", required_argument, NULL, 'i'},
-        {"out", required_argument, NULL, 'o'},
-        {NULL, 0, NULL, 0},
+        {"plugin", required_argument, NULL, 'p'},   {"account", required_argument, NULL, 'a'},
+        {"key-file", required_argument, NULL, 'k'}, {"in", required_argument, NULL, 'i'},
+        {"out", required_argument, NULL, 'o'},      {NULL, 0, NULL, 0},
     };
-    const char *plugin = NULL, *key_file = NULL, *in = NULL, *out = NULL;
+    const char *plugin = NULL, *account = NULL, *key_file = NULL, *in = NULL, *out = NULL;
+    char binding[SECRETS_MAX_PLUGIN_NAME + 40];
     char *default_out = NULL;
     unsigned char *plain = NULL, *enc = NULL;
     size_t plain_len = 0, enc_len = 0;
@@ -163,9 +181,12 @@ int cli_secrets_encrypt(const cli_command *cmd, int argc, char **argv)
     memset(&key, 0, sizeof key);
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":p:k:i:o:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":p:a:k:i:o:", opts, NULL)) != -1) {
         switch (c) {
         case 'p': plugin = optarg; break;
+        case 'a':
+            account = optarg;
+            break;
         case 'k': key_file = optarg; break;
         case 'i': in = optarg; break;
         case 'o': out = optarg; break;
@@ -177,13 +198,19 @@ int cli_secrets_encrypt(const cli_command *cmd, int argc, char **argv)
                              argv[optind]);
         goto fail;
     }
-    if ((rc = cli_check_plugin(cmd, plugin)) != CLI_OK)
+    if ((rc = cli_secrets_binding(cmd, plugin, account, binding, sizeof binding)) != CLI_OK)
         goto fail;
     rc = CLI_ERROR;
     if (!out) {
-        if (asprintf(&default_out, "%s.cfg.enc", plugin) < 0) {
+        /* As the host looks for it under credentials_dir (registry.h). */
+        if (asprintf(&default_out, "%s.cfg.enc", binding) < 0) {
             default_out = NULL;
             rc = cli_error("out of memory");
+            goto fail;
+        }
+        if (strchr(binding, '/') && mkdir(plugin, 0700) != 0 && errno != EEXIST) {
+            rc = cli_error("cannot create folder %s for the accounts of plugin %s: %s", plugin, plugin,
+                           strerror(errno));
             goto fail;
         }
         out = default_out;
@@ -201,7 +228,7 @@ int cli_secrets_encrypt(const cli_command *cmd, int argc, char **argv)
     if (creds->count == 0)
         cli_warn("%s holds no settings; the plugin will get no credentials",
                  in && strcmp(in, "-") ? in : "standard input");
-    if (secrets_encrypt(&key, plugin, plain, plain_len, &enc, &enc_len, err, sizeof err) != 0) {
+    if (secrets_encrypt(&key, binding, plain, plain_len, &enc, &enc_len, err, sizeof err) != 0) {
         rc = cli_error("cannot encrypt: %s", err);
         goto fail;
     }
@@ -210,8 +237,8 @@ int cli_secrets_encrypt(const cli_command *cmd, int argc, char **argv)
         goto fail;
     }
     secrets_key_id_hex(&key, id);
-    fprintf(stderr, "pagoflex: wrote %s for plugin %s (%zu setting%s, key id %s)\n", out, plugin,
-            creds->count, creds->count == 1 ? "" : "s", id);
+    fprintf(stderr, "pagoflex: wrote %s for plugin %s account %s (%zu setting%s, key id %s)\n", out, plugin,
+            account ? account : "default", creds->count, creds->count == 1 ? "" : "s", id);
     rc = CLI_OK;
 fail:
     creds_free(creds);
@@ -229,10 +256,12 @@ int cli_secrets_decrypt(const cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"plugin", required_argument, NULL, 'p'},
+        {"account", required_argument, NULL, 'a'},
         {"key-file", required_argument, NULL, 'k'},
         {NULL, 0, NULL, 0},
     };
-    const char *plugin = NULL, *key_file = NULL, *path = NULL;
+    const char *plugin = NULL, *account = NULL, *key_file = NULL, *path = NULL;
+    char binding[SECRETS_MAX_PLUGIN_NAME + 40];
     unsigned char *file = NULL, *plain = NULL;
     size_t file_len = 0, plain_len = 0;
     secrets_key key;
@@ -242,9 +271,12 @@ int cli_secrets_decrypt(const cli_command *cmd, int argc, char **argv)
     memset(&key, 0, sizeof key);
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":p:k:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":p:a:k:", opts, NULL)) != -1) {
         switch (c) {
         case 'p': plugin = optarg; break;
+        case 'a':
+            account = optarg;
+            break;
         case 'k': key_file = optarg; break;
         default: rc = cli_bad_option(cmd, c, argv); goto fail;
         }
@@ -255,7 +287,7 @@ int cli_secrets_decrypt(const cli_command *cmd, int argc, char **argv)
         goto fail;
     }
     path = argv[optind];
-    if ((rc = cli_check_plugin(cmd, plugin)) != CLI_OK)
+    if ((rc = cli_secrets_binding(cmd, plugin, account, binding, sizeof binding)) != CLI_OK)
         goto fail;
     rc = CLI_ERROR;
     if (cli_load_key(key_file, &key) != CLI_OK)
@@ -264,8 +296,9 @@ int cli_secrets_decrypt(const cli_command *cmd, int argc, char **argv)
         rc = cli_error("%s", err);
         goto fail;
     }
-    if (secrets_decrypt(&key, plugin, file, file_len, &plain, &plain_len, err, sizeof err) != 0) {
-        rc = cli_error("cannot decrypt %s for plugin %s: %s", path, plugin, err);
+    if (secrets_decrypt(&key, binding, file, file_len, &plain, &plain_len, err, sizeof err) != 0) {
+        rc = cli_error("cannot decrypt %s for plugin %s account %s: %s", path, plugin,
+                       account ? account : "default", err);
         goto fail;
     }
     if (isatty(STDOUT_FILENO))

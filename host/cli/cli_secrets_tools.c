@@ -10,6 +10,7 @@
  * again with its default action.
  */
 #include "cli_secrets_tools.h"
+#include "cli_secrets.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -265,11 +266,13 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"plugin", required_argument, NULL, 'p'},
+        {"account", required_argument, NULL, 'a'},
         {"key-file", required_argument, NULL, 'k'},
         {"insecure-tmp", no_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
     };
-    const char *plugin = NULL, *key_file = NULL, *path = NULL, *base = NULL;
+    const char *plugin = NULL, *account = NULL, *key_file = NULL, *path = NULL, *base = NULL;
+    char binding[SECRETS_MAX_PLUGIN_NAME + 40];
     unsigned char *file = NULL, *plain = NULL;
     size_t file_len = 0, plain_len = 0;
     char dir[4096] = "", tmpfile[4200], err[TOOLS_ERRLEN];
@@ -279,9 +282,12 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
     memset(&key, 0, sizeof key);
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":p:k:I", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":p:a:k:I", opts, NULL)) != -1) {
         switch (c) {
         case 'p': plugin = optarg; break;
+        case 'a':
+            account = optarg;
+            break;
         case 'k': key_file = optarg; break;
         case 'I': insecure = 1; break;
         default: rc = tools_bad_option(cmd, c, argv); goto fail;
@@ -292,16 +298,15 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
         goto fail;
     }
     path = argv[optind];
-    if (!plugin || !*plugin || strchr(plugin, '/')) {
-        rc = cli_usage_error(cmd, "--plugin NAME is required (the plugin the file belongs to)");
+    if ((rc = cli_secrets_binding(cmd, plugin, account, binding, sizeof binding)) != CLI_OK)
         goto fail;
-    }
+    rc = CLI_ERROR;
     if (tools_load_key(key_file, &key) != CLI_OK)
         goto fail;
     if (access(path, F_OK) == 0) {
         if (secrets_read_file(path, SECRETS_MAX_FILE, &file, &file_len, err, sizeof err) != 0 ||
-            secrets_decrypt(&key, plugin, file, file_len, &plain, &plain_len, err, sizeof err) != 0) {
-            rc = cli_error("cannot decrypt %s for plugin %s: %s", path, plugin, err);
+            secrets_decrypt(&key, binding, file, file_len, &plain, &plain_len, err, sizeof err) != 0) {
+            rc = cli_error("cannot decrypt %s for %s: %s", path, binding, err);
             goto fail;
         }
     } else {
@@ -327,7 +332,7 @@ int cli_secrets_edit(const cli_command *cmd, int argc, char **argv)
         rc = cli_error("cannot write the plaintext into %s: %s", dir, strerror(errno));
         goto fail;
     }
-    rc = tools_edit_file(&key, plugin, path, tmpfile, plain, plain_len);
+    rc = tools_edit_file(&key, binding, path, tmpfile, plain, plain_len);
 fail:
     if (dir[0])
         tools_wipe_dir(dir);
@@ -381,6 +386,56 @@ fail:
     return rc;
 }
 
+/* Rotate every *.cfg.enc of `dir`: a plugin's file (<plugin>.cfg.enc) when
+ * `plugin` is NULL, else the account files of `plugin` (<account>.cfg.enc,
+ * bound to "<plugin>/<account>"), whose folders are visited from the top
+ * level. Counts into *done and *failed. -1 if `dir` cannot be read. */
+static int tools_rotate_dir(const secrets_key *old_key, const secrets_key *new_key, const char *dir,
+                            const char *plugin, int *done, int *failed)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char path[4096], name[256], binding[600];
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        int n = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (n < 0 || (size_t)n >= sizeof path) {
+            cli_error("path too long: %s/%s", dir, de->d_name);
+            (*failed)++;
+            continue;
+        }
+        if (!plugin && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (tools_rotate_dir(old_key, new_key, path, de->d_name, done, failed) != 0) {
+                cli_error("cannot read account folder %s: %s", path, strerror(errno));
+                (*failed)++;
+            }
+            continue;
+        }
+        if (!tools_has_suffix(de->d_name, ".cfg.enc"))
+            continue;
+        size_t stem = strlen(de->d_name) - strlen(".cfg.enc");
+        if (stem >= sizeof name) {
+            cli_error("name too long: %s", path);
+            (*failed)++;
+            continue;
+        }
+        memcpy(name, de->d_name, stem);
+        name[stem] = '\0';
+        if (secrets_binding_name(plugin ? plugin : name, plugin ? name : NULL, binding, sizeof binding) !=
+                0 ||
+            tools_rotate_file(old_key, new_key, path, binding) != 0)
+            (*failed)++;
+        else
+            (*done)++;
+    }
+    closedir(d);
+    return 0;
+}
+
 int cli_secrets_rotate(const cli_command *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -391,7 +446,6 @@ int cli_secrets_rotate(const cli_command *cmd, int argc, char **argv)
     const char *old_file = NULL, *new_file = NULL, *dir = NULL;
     secrets_key old_key, new_key;
     char old_id[2 * SECRETS_KEY_ID_LEN + 1], new_id[2 * SECRETS_KEY_ID_LEN + 1];
-    DIR *d = NULL;
     int c, rc = CLI_ERROR, failed = 0, done = 0;
 
     memset(&old_key, 0, sizeof old_key);
@@ -419,36 +473,14 @@ int cli_secrets_rotate(const cli_command *cmd, int argc, char **argv)
                        "pagoflex secrets keygen --out FILE", new_id);
         goto fail;
     }
-    d = opendir(dir);
-    if (!d) {
+    if (tools_rotate_dir(&old_key, &new_key, dir, NULL, &done, &failed) != 0) {
         rc = cli_error("cannot read credentials folder %s: %s", dir, strerror(errno));
         goto fail;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !tools_has_suffix(de->d_name, ".cfg.enc"))
-            continue;
-        char path[4096], plugin[256];
-        size_t stem = strlen(de->d_name) - strlen(".cfg.enc");
-        int n = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (n < 0 || (size_t)n >= sizeof path || stem >= sizeof plugin) {
-            cli_error("path too long: %s/%s", dir, de->d_name);
-            failed++;
-            continue;
-        }
-        memcpy(plugin, de->d_name, stem);
-        plugin[stem] = '\0';
-        if (tools_rotate_file(&old_key, &new_key, path, plugin) != 0)
-            failed++;
-        else
-            done++;
     }
     fprintf(stderr, "pagoflex: %d file%s under key %s (from %s), %d failed\n", done,
             done == 1 ? "" : "s", new_id, old_id, failed);
     rc = failed ? CLI_ERROR : CLI_OK;
 fail:
-    if (d)
-        closedir(d);
     secrets_key_wipe(&old_key);
     secrets_key_wipe(&new_key);
     return rc;
@@ -456,8 +488,10 @@ fail:
 
 /* ---- check ------------------------------------------------------------ */
 
-/* Decrypt every credentials file; print its setting names. Problems counted. */
-static int tools_check_credentials(const char *dir, const secrets_key *const *keys)
+/* Decrypt every credentials file; print its setting names. Problems counted.
+ * `plugin` NULL: the top folder (<plugin>.cfg.enc, and each <plugin>/ folder
+ * of account files); else the account files of `plugin` in `dir`. */
+static int tools_check_credentials(const char *dir, const secrets_key *const *keys, const char *plugin)
 {
     int problems = 0;
     DIR *d = opendir(dir);
@@ -467,19 +501,34 @@ static int tools_check_credentials(const char *dir, const secrets_key *const *ke
     }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !tools_has_suffix(de->d_name, ".cfg.enc"))
+        char path[4096], name[256], binding[600], err[TOOLS_ERRLEN];
+        struct stat st;
+        if (de->d_name[0] == '.')
             continue;
-        char path[4096], plugin[256], err[TOOLS_ERRLEN];
-        size_t stem = strlen(de->d_name) - strlen(".cfg.enc");
         int n = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (n < 0 || (size_t)n >= sizeof path || stem >= sizeof plugin) {
+        if (n < 0 || (size_t)n >= sizeof path) {
             problems++;
             continue;
         }
-        memcpy(plugin, de->d_name, stem);
-        plugin[stem] = '\0';
+        if (!plugin && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            problems += tools_check_credentials(path, keys, de->d_name);
+            continue;
+        }
+        if (!tools_has_suffix(de->d_name, ".cfg.enc"))
+            continue;
+        size_t stem = strlen(de->d_name) - strlen(".cfg.enc");
+        if (stem >= sizeof name) {
+            problems++;
+            continue;
+        }
+        memcpy(name, de->d_name, stem);
+        name[stem] = '\0';
+        if (secrets_binding_name(plugin ? plugin : name, plugin ? name : NULL, binding, sizeof binding) != 0) {
+            problems++;
+            continue;
+        }
         pagoflex_credentials *creds = NULL;
-        if (secrets_load_credentials_keys(keys, 2, path, plugin, &creds, err, sizeof err) != 0) {
+        if (secrets_load_credentials_keys(keys, 2, path, binding, &creds, err, sizeof err) != 0) {
             printf("FAIL credentials %s: %s\n", path, err);
             problems++;
             continue;
@@ -532,14 +581,19 @@ static int tools_check_plugins(const char *plugin_dir, const char *cred_dir,
     }
     for (size_t i = 0; i < registry_count(reg); i++) {
         const registry_plugin *p = registry_at(reg, i);
-        printf("ok   plugin %s: key %s, required credentials present:", p->file, p->desc->key);
+        printf("ok   plugin %s: key %s, account %s, required credentials present:", p->file, p->desc->key,
+               p->account);
         for (size_t k = 0; p->desc->required_credentials && p->desc->required_credentials[k]; k++)
             printf(" %s", p->desc->required_credentials[k]);
         printf("\n");
     }
+    for (size_t i = 0; i < registry_account_rejected_count(reg); i++) {
+        const registry_account_rejection *ra = registry_account_rejected_at(reg, i);
+        printf("FAIL plugin %s account %s: %s\n", ra->plugin, ra->account, ra->reason);
+    }
     if (loaded < total)
         printf("FAIL plugins: %d of %d refused (reasons above)\n", total - loaded, total);
-    problems = total - loaded;
+    problems = total - loaded + (int)registry_account_rejected_count(reg);
 fail:
     registry_free(reg);
     rmdir(private_dir);
@@ -584,7 +638,7 @@ int cli_secrets_check(const cli_command *cmd, int argc, char **argv)
         have_prev = 1;
     }
     const secrets_key *keys[2] = {&key, have_prev ? &prev : NULL};
-    int problems = tools_check_credentials(cred_dir, keys);
+    int problems = tools_check_credentials(cred_dir, keys, NULL);
     fflush(stdout);
     problems += tools_check_plugins(plugin_dir, cred_dir, &key, keys[1]);
     fflush(stdout);

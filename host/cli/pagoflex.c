@@ -12,6 +12,7 @@
 #include "cli_ops.h"
 #include "cli_payment.h"
 #include "cli_plugin.h"
+#include "cli_account.h"
 #include "cli_apikey.h"
 #include "cli_db.h"
 #include "cli_merchant.h"
@@ -28,8 +29,7 @@
 static const cli_command cli_commands[] = {
     {NULL, "status", cli_ops_status, "-c CONFIG",
      "Show a running host: health, generation, connectors (version, file, hash, last error).", NULL},
-    {NULL, "reload", cli_ops_reload, "-c CONFIG",
-     "Reload a running host (SIGHUP to the master in pid_file).",
+    {NULL, "reload", cli_ops_reload, "-c CONFIG", "Reload a running host (SIGHUP to the master in pid_file).",
      "Workers of a new generation load the plugins; the old generation drains once\n"
      "they are ready. A plugin that fails to load keeps its last good version."},
     {"secrets", "keygen", cli_secrets_keygen, "[--out FILE] [--force]",
@@ -38,17 +38,21 @@ static const cli_command cli_commands[] = {
      "  --force      replace FILE if it exists (files encrypted under the old key\n"
      "               become unreadable)\n"},
     {"secrets", "encrypt", cli_secrets_encrypt,
-     "--plugin NAME [--key-file FILE] [--in PLAIN] [--out FILE.cfg.enc]",
+     "--plugin NAME [--account ACCOUNT] [--key-file FILE] [--in PLAIN] [--out FILE.cfg.enc]",
      "Encrypt a plugin's credentials (libconfig, string settings only).",
      "  --plugin NAME     the plugin the file is for; the file only decrypts for it\n"
-     KEY_SOURCE_HELP
+     "  --account ACCOUNT the connector account, [a-z0-9_-]{1,32} (default: \"default\");\n"
+     "                    the file only decrypts for that account of NAME\n" KEY_SOURCE_HELP
      "  --in PLAIN        plaintext libconfig file (default: stdin), e.g.\n"
      "                      BANCOX_API_KEY = \"...\";\n"
      "  --out FILE        encrypted output, mode 0600, replaced atomically\n"
-     "                    (default: NAME.cfg.enc)\n"},
-    {"secrets", "decrypt", cli_secrets_decrypt, "--plugin NAME [--key-file FILE] FILE.cfg.enc",
+     "                    (default: NAME.cfg.enc; with --account: NAME/ACCOUNT.cfg.enc,\n"
+     "                    the folder NAME created 0700; run it in credentials_dir)\n"},
+    {"secrets", "decrypt", cli_secrets_decrypt,
+     "--plugin NAME [--account ACCOUNT] [--key-file FILE] FILE.cfg.enc",
      "Print a plugin's decrypted credentials on stdout.",
-     "  --plugin NAME     the plugin the file was encrypted for\n" KEY_SOURCE_HELP},
+     "  --plugin NAME     the plugin the file was encrypted for\n"
+     "  --account ACCOUNT its connector account (default: \"default\")\n" KEY_SOURCE_HELP},
     {"plugin", "new", cli_plugin_new, "NAME [--dir DIR] [--template DIR]",
      "Create a connector project from the SDK template (builds NAME.so out of tree).",
      "  NAME            a-z, 0-9, '_' (key NAME upper-cased, webhook path NAME,\n"
@@ -57,15 +61,16 @@ static const cli_command cli_commands[] = {
      "  --template DIR  template to use (default: $PAGOFLEX_TEMPLATE_DIR, then the\n"
      "                  installed share/pagoflex/template, then the source tree)\n"},
     {"plugin", "check", cli_plugin_check,
-     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE] | --credential NAME=VALUE...] "
+     "FILE.so [--credentials FILE.cfg.enc [--key-file FILE] [--account NAME] | --credential NAME=VALUE...] "
      "[--plugin-name NAME] [--with DIR] [--verbose]",
      "Load a connector as the host would and check that it conforms; exit 0 if all pass.",
      "  --credentials F  its encrypted credentials (default: dummy values are generated\n"
-     "                   for every required credential, in memory)\n"
-     KEY_SOURCE_HELP
+     "                   for every required credential, in memory)\n" KEY_SOURCE_HELP
      "  --credential NAME=VALUE  a plaintext test credential (repeatable), instead of\n"
      "                   --credentials; kept in memory only, never printed\n"
      "  --plugin-name N  name the credentials were encrypted for (default: FILE without .so)\n"
+     "  --account NAME   the connector account the credentials file is for (its\n"
+     "                   <plugin>/NAME.cfg.enc; default: the account \"default\")\n"
      "  --with DIR       load the plugins of DIR first, so duplicate keys and paths show\n"
      "  --verbose        show the host's and the plugin's log lines on stderr\n"},
     {"webhook", "verify", cli_webhook_verify,
@@ -74,8 +79,7 @@ static const cli_command cli_commands[] = {
      "[--method POST] [--path /webhooks/x]",
      "Replay a captured webhook offline: print the signature verdict and the parsed events.",
      "  --plugin FILE.so         the connector (1.0, 1.1 or 1.2), loaded as plugin check does\n"
-     "  --credentials F          its encrypted credentials, decrypted with the master key\n"
-     KEY_SOURCE_HELP
+     "  --credentials F          its encrypted credentials, decrypted with the master key\n" KEY_SOURCE_HELP
      "  --credential NAME=VALUE  a plaintext test credential instead (repeatable)\n"
      "  --now UNIX               the host clock the plugin sees (default: now)\n"
      "  --header 'Name: value'   a request header as received (repeatable, in order)\n"
@@ -84,13 +88,14 @@ static const cli_command cli_commands[] = {
      "  --method, --path         default POST and /webhooks/<plugin name>\n"
      "  Exit status 0 if the signature is valid and the delivery parsed, 1 otherwise.\n"},
     {"secrets", "edit", cli_secrets_edit,
-     "--plugin NAME [--key-file FILE] [--insecure-tmp] FILE.cfg.enc",
+     "--plugin NAME [--account ACCOUNT] [--key-file FILE] [--insecure-tmp] FILE.cfg.enc",
      "Edit a plugin's credentials in $EDITOR; the plaintext stays on tmpfs and is wiped.",
-     "  --plugin NAME     the plugin the file is for\n" KEY_SOURCE_HELP
+     "  --plugin NAME     the plugin the file is for\n"
+     "  --account ACCOUNT its connector account (default: \"default\")\n" KEY_SOURCE_HELP
      "  --insecure-tmp    allow a temp folder that is not a tmpfs (the plaintext may\n"
      "                    then reach a disk); default: $XDG_RUNTIME_DIR or /dev/shm\n"},
     {"secrets", "rotate", cli_secrets_rotate, "--old-key-file A --new-key-file B DIR",
-     "Re-encrypt every DIR/*.cfg.enc under a new master key (atomic per file).",
+     "Re-encrypt every DIR/*.cfg.enc and DIR/<plugin>/*.cfg.enc under a new master key (atomic per file).",
      "  Run the hosts with master_key_file = B and previous_master_key_file = A\n"
      "  while files are rotated; drop previous_master_key_file afterwards.\n"},
     {"secrets", "check", cli_secrets_check,
@@ -118,6 +123,17 @@ static const cli_command cli_commands[] = {
      "Disable a merchant: every host refuses its API keys from the next request.",
      "  Its payments and refunds are kept; the bank's webhooks and the reconciler\n"
      "  still settle them. mer_default (the config's keys) cannot be disabled.\n"},
+    {"merchant", "account", cli_account,
+     "add MERCHANT --connector KEY --account NAME | list [MERCHANT] | remove MERCHANT --connector KEY "
+     "[-c CONFIG]",
+     "Bind a merchant to its account of a connector (credentials <plugin>/<account>.cfg.enc).",
+     "  add      the merchant's new payments through KEY use account NAME (replaces its binding)\n"
+     "  list     the bindings, of one merchant or of all\n"
+     "  remove   the merchant has no account for KEY any more (422 connector_not_configured)\n"
+     "  mer_default uses account \"default\" (<plugin>.cfg.enc) of every connector it has no\n"
+     "  binding for; any other merchant needs one per connector it uses. A payment keeps the\n"
+     "  account it was made with (captures, refunds, webhooks).\n"
+     "  -c CONFIG   read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"},
     {"db", "migrate", cli_db_migrate, "[-c CONFIG] [--database CONNINFO]",
      "Apply the pending schema versions (as a role that may change the schema).",
      "  -c CONFIG            read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"
@@ -125,8 +141,7 @@ static const cli_command cli_commands[] = {
      "  Hosts with `migrate = false` (a role with no DDL rights) need this first.\n"
      "  Index builds on large tables run CONCURRENTLY, without blocking writes.\n"},
     {"db", "status", cli_db_status, "[-c CONFIG] [--database CONNINFO]",
-     "List the schema versions of this build, applied or pending; exit 1 if any is pending.",
-     NULL},
+     "List the schema versions of this build, applied or pending; exit 1 if any is pending.", NULL},
     {"payment", "resolve", cli_payment_resolve, "ID --status succeeded|failed --reason TEXT [--by WHO] [-c CONFIG]",
      "Settle a payment that requires review, after asking the bank; recorded with who and why.",
      "  --status S   succeeded or failed (only a payment in requires_review moves)\n"

@@ -112,8 +112,14 @@ static int configtest_plugins(const config *cfg, const secrets_key *key, const s
     }
     for (size_t i = 0; i < registry_count(reg); i++) {
         const registry_plugin *p = registry_at(reg, i);
-        configtest_say("ok", "plugin %s loads: %s %s (ABI %u.%u)", p->file, p->desc->key, p->desc->version,
-                       (unsigned)p->desc->abi_major, (unsigned)p->desc->abi_minor);
+        configtest_say("ok", "plugin %s loads: %s %s (ABI %u.%u) account %s", p->file, p->desc->key,
+                       p->desc->version, (unsigned)p->desc->abi_major, (unsigned)p->desc->abi_minor,
+                       p->account);
+    }
+    for (size_t i = 0; i < registry_account_rejected_count(reg); i++) {
+        const registry_account_rejection *ra = registry_account_rejected_at(reg, i);
+        configtest_say("FAIL", "plugin %s account %s: %s", ra->plugin, ra->account, ra->reason);
+        problems++;
     }
     for (size_t i = 0; i < registry_rejected_count(reg); i++) {
         const registry_rejection *rj = registry_rejected_at(reg, i);

@@ -44,7 +44,11 @@ static void worker_register_plugins(const worker_params *p, registry *reg)
         /* The registry hands out const plugins; the busy pointer is the
          * one field the worker sets after loading. */
         registry_plugin *pl = (registry_plugin *)registry_at(reg, i);
-        pl->busy = crashboard_register(p->board, p->slot, pl->name);
+        /* A plugin's accounts are adjacent and share its one crash counter. */
+        const registry_plugin *prev = i ? registry_at(reg, i - 1) : NULL;
+        pl->busy = prev && strcmp(prev->name, pl->name) == 0
+                       ? prev->busy
+                       : crashboard_register(p->board, p->slot, pl->name);
     }
 }
 

@@ -10,6 +10,7 @@
  *   GET  /v1/refunds           the merchant's refunds, a page at a time (api_lists.c)
  *   GET  /openapi.yaml         the API reference, host/http/openapi.yaml, embedded at build time
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
+ *   POST /webhooks/{path}/{account}  the same, for that connector account
  *   GET  /healthz              database reachability and the serving generation
  *   GET  /livez, /readyz       process alive; database, schema and plugins ready (admin.c)
  * and on the admin listener (admin_listen:admin_port) only:
@@ -41,6 +42,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "acctcache.h"
 #include "admin.h"
 #include "api_endpoints.h"
 #include "api_flows.h"
@@ -58,6 +60,7 @@
 #include "payment.h"
 #include "payreq.h"
 #include "reqid.h"
+#include "store_accounts.h"
 #include "store_flows.h"
 #include "store_idem.h"
 #include "store_orphan.h"
@@ -109,6 +112,7 @@ typedef struct api_request {
     char traceparent[REQID_TRACEPARENT + 1]; /* the client's, if valid; else "" */
     struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
     struct api_flow *flow;     /* a route of api_flows.c suspended */
+    bool gone;                 /* the connection ended before the request was handled: replies are dropped */
 } api_request;
 
 /* A payment creation across the bank call, or across a wait for another
@@ -136,6 +140,10 @@ typedef struct api_create {
  * new generation instead of being reset. Takes `resp` (destroyed). */
 static enum MHD_Result api_queue(api_request *r, unsigned status, struct MHD_Response *resp)
 {
+    if (r->gone) { /* no one to answer (api_completed): the reply is dropped */
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     /* What HTTP gives these statuses (issue 14): the methods a 405's path
      * takes, the scheme a 401 asks for (a bank's webhook signs its body
@@ -493,6 +501,82 @@ static enum MHD_Result api_payment_send(api_request *r, api_create *c)
     return MHD_YES;
 }
 
+/* The account of connector `key` that the request's merchant uses, into
+ * *pl: as this worker remembers it unless `fresh`, else as the database
+ * says. False with the reply queued: 422 connector_not_configured when the
+ * merchant has no account for the connector, 503 when the account's
+ * credentials are not loaded here (or the database is down). */
+static bool api_payment_account(api_request *r, const char *key, bool fresh, const registry_plugin **pl,
+                                enum MHD_Result *ret)
+{
+    api_context *ctx = r->ctx;
+    char cached[64];
+    const char *account = NULL;
+    if (!fresh && acctcache_get(r->merchant_id, key, cached, sizeof cached))
+        account = cached;
+    if (!account) {
+        store_result sr = store_account_resolve(ctx->store, r->merchant_id, key, r->arena, &account);
+        if (sr == STORE_NOT_FOUND) {
+            acctcache_put(r->merchant_id, key, NULL);
+            *ret = api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_not_configured", "connector",
+                             "this merchant has no account for connector %s; ask the operator to bind one "
+                             "(pagoflex merchant account add); nothing was stored",
+                             key);
+            return false;
+        }
+        if (sr != STORE_OK) {
+            *ret = sr == STORE_UNAVAILABLE ? api_db_unavailable(r)
+                                           : api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                                                       "the merchant's connector account could not be read "
+                                                       "(store error %d); nothing was stored",
+                                                       (int)sr);
+            return false;
+        }
+        acctcache_put(r->merchant_id, key, account);
+    }
+    *pl = registry_find_account(ctx->registry, key, account);
+    if (!*pl && account == cached) /* refuse only on what the database says now */
+        return api_payment_account(r, key, true, pl, ret);
+    if (!*pl) {
+        *ret = api_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "connector_account_unavailable", "connector",
+                         "account %s of connector %s has no loaded credentials on this host; nothing was "
+                         "stored or sent to the bank",
+                         api_shown(r, account, 32), key);
+        return false;
+    }
+    return true;
+}
+
+/* Build the bank request of c->pay with account pl (its webhook URL
+ * included) into c->breq, before anything is stored. False with the reply
+ * queued when the connector cannot express it. */
+static bool api_payment_build(api_request *r, api_create *c, const registry_plugin *pl, enum MHD_Result *ret)
+{
+    pagoflex_http_request breq = {0};
+    c->pl = pl;
+    c->pay.webhook_url = bankcall_webhook_url(r->ctx->cfg->public_url, pl, r->arena);
+    if (!c->pay.webhook_url) {
+        *ret = api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "out of memory; nothing was stored");
+        return false;
+    }
+    int rc = bankcall_flow_request(pl, &c->in, r->arena, &breq);
+    if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID) {
+        *ret = api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
+                         "connector %s cannot take this payment (status %d); nothing was stored",
+                         pl->desc->key, rc);
+        return false;
+    }
+    if (rc != PAGOFLEX_OK) {
+        *ret = api_error(r, MHD_HTTP_BAD_GATEWAY, "connector_error", NULL,
+                         "connector %s failed to build the bank request (status %d); nothing was stored",
+                         pl->desc->key, rc);
+        return false;
+    }
+    c->breq = breq;
+    return true;
+}
+
 /* Insert the payment row, under its key when the request has one, then
  * send it to the bank. A key another request holds is answered from that
  * request (replay, 422, 409) or waited for; one that expired meanwhile is
@@ -501,13 +585,19 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
     const char *key = c->idem_key;
-    store_payment row = {.id = c->pay.id, .connector = c->pl->desc->key, .amount = c->pay.amount,
-                         .currency = c->pay.currency, .state = PAGOFLEX_STATE_CREATED,
-                         .reference = c->pay.reference, .description = c->pay.description,
-                         .manual_capture = !c->in.capture, .return_url = c->in.return_url,
+    store_payment row = {.id = c->pay.id,
+                         .connector = c->pl->desc->key,
+                         .amount = c->pay.amount,
+                         .currency = c->pay.currency,
+                         .state = PAGOFLEX_STATE_CREATED,
+                         .reference = c->pay.reference,
+                         .description = c->pay.description,
+                         .manual_capture = !c->in.capture,
+                         .return_url = c->in.return_url,
                          .payment_method_type = c->in.payment_method_type,
                          .payment_method_token = c->in.payment_method_token,
-                         .merchant_id = r->merchant_id, .metadata = c->metadata};
+                         .merchant_id = r->merchant_id, .metadata = c->metadata,
+                         .connector_account = c->pl->account};
     while (c->claims < 3) {
         c->claims++;
         store_payment stored;
@@ -516,6 +606,18 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                               : store_payment_insert(ctx->store, &row, r->arena, &stored);
         if (sr == STORE_OK)
             return api_payment_send(r, c);
+        if (sr == STORE_CONFLICT) {
+            /* The merchant's account for the connector is no longer the one
+             * the request was built with (nothing was written): build it
+             * again with the account the database names now. */
+            enum MHD_Result refused;
+            const registry_plugin *now = NULL;
+            if (!api_payment_account(r, c->pl->desc->key, true, &now, &refused) ||
+                !api_payment_build(r, c, now, &refused))
+                return refused;
+            row.connector_account = now->account;
+            continue;
+        }
         if (sr == STORE_UNAVAILABLE)
             return api_db_unavailable(r);
         if (sr != STORE_DUPLICATE || !key)
@@ -585,9 +687,8 @@ static enum MHD_Result api_payment_create(api_request *r)
         .currency = pr.currency,
         .reference = pr.reference,
         .description = pr.description,
-        .webhook_url = arena_printf(r->arena, "%s/webhooks/%s", ctx->cfg->public_url, pl->desc->webhook_path),
     };
-    if (!pay.id || !pay.webhook_url)
+    if (!pay.id)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
 
     /* Build the bank request before storing anything: a payment the
@@ -600,21 +701,14 @@ static enum MHD_Result api_payment_create(api_request *r)
                          "connector %s does not support manual capture (it has no capture flow); "
                          "nothing was stored",
                          pl->desc->key);
-    pagoflex_http_request breq = {0};
-    int rc = bankcall_flow_request(pl, &c->in, r->arena, &breq);
-    if (rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID)
-        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "connector_refused", NULL,
-                         "connector %s cannot take this payment (status %d); nothing was stored",
-                         pl->desc->key, rc);
-    if (rc != PAGOFLEX_OK)
-        return api_error(r, MHD_HTTP_BAD_GATEWAY, "connector_error", NULL,
-                         "connector %s failed to build the bank request (status %d); nothing was stored",
-                         pl->desc->key, rc);
-
+    /* The merchant's account for the connector, then the bank request built
+     * with that account's state: another account's is never used. */
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
-    c->pl = pl;
-    c->breq = breq;
+    enum MHD_Result refused;
+    if (!api_payment_account(r, pl->desc->key, false, &pl, &refused) ||
+        !api_payment_build(r, c, pl, &refused))
+        return refused;
     c->scope = scope;
     c->idem_key = idem_key;
     c->hash = hash;
@@ -658,7 +752,8 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
                              transport != PAGOFLEX_TRANSPORT_CONNECT, true);
     int orphans = 0;
     if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id &&
-        store_orphan_apply(ctx->store, pl->desc->key, res.provider_reference_id, &orphans) == STORE_OK &&
+        store_orphan_apply(ctx->store, pl->desc->key, pl->account, res.provider_reference_id, &orphans) ==
+            STORE_OK &&
         orphans > 0)
         sr = store_payment_get(ctx->store, pay->id, r->arena, &stored);
     if (sr == STORE_UNAVAILABLE)
@@ -817,7 +912,7 @@ static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin 
                                           const pagoflex_webhook_event *ev, const unsigned char *body)
 {
     store *st = r->ctx->store;
-    store_result sr = store_orphan_keep(st, pl->desc->key, ev, body, r->body_len, r->arena);
+    store_result sr = store_orphan_keep(st, pl->desc->key, pl->account, ev, body, r->body_len, r->arena);
     if (sr == STORE_UNAVAILABLE)
         return api_db_unavailable(r);
     if (sr == STORE_DUPLICATE)
@@ -826,7 +921,7 @@ static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin 
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
     /* The bank id may have been stored between our lookup and the insert. */
     int applied = 0;
-    store_orphan_apply(st, pl->desc->key, ev->tx_id, &applied);
+    store_orphan_apply(st, pl->desc->key, pl->account, ev->tx_id, &applied);
     log_info("webhook kept: connector=%s event=%s tx=%s (no payment with that bank id yet)%s", pl->desc->key,
              ev->event_id, ev->tx_id, applied ? "; applied at once" : "");
     return api_reply(r, MHD_HTTP_ACCEPTED,
@@ -834,14 +929,39 @@ static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin 
                                ev->event_id, "tx_id", ev->tx_id));
 }
 
-static enum MHD_Result api_webhook(api_request *r, const char *path)
+/* True if `rest` (after /webhooks/) is "<path>" or "<path>/<account>",
+ * each segment non-empty. */
+static bool api_webhook_route(const char *rest)
+{
+    const char *slash = strchr(rest, '/');
+    return rest[0] && rest[0] != '/' && (!slash || (slash[1] && !strchr(slash + 1, '/')));
+}
+
+/* POST /webhooks/<path> (account "default") or /webhooks/<path>/<account>:
+ * `rest` is what follows /webhooks/. The webhook is verified with that
+ * account's state only, and finds only that account's payments and
+ * refunds: a webhook signed with another account's secret is refused, and
+ * one of another account's payment is not found. */
+static enum MHD_Result api_webhook(api_request *r, const char *rest)
 {
     api_context *ctx = r->ctx;
-    const registry_plugin *pl = registry_find_webhook(ctx->registry, path);
+    const char *slash = strchr(rest, '/');
+    const char *path = slash ? arena_strndup(r->arena, rest, (size_t)(slash - rest)) : rest;
+    const char *account = slash ? slash + 1 : "default";
+    if (!path)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    const registry_plugin *pl = registry_account_name_valid(account)
+                                    ? registry_find_webhook_account(ctx->registry, path, account)
+                                    : NULL;
+    if (!pl && registry_find_webhook(ctx->registry, path))
+        return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL,
+                         "no account %s of the connector at /webhooks/%s is loaded on this host",
+                         api_shown(r, account, 40), api_shown(r, path, 40));
     if (!pl)
         return api_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no connector serves /webhooks/%s",
                          api_shown(r, path, 40));
     r->connector = metrics_connector(pl->desc->key);
+    path = rest; /* from here on, the whole path the bank called (logs, 1.2 verification) */
     if (registry_uses_webhook12(pl)) {
         enum MHD_Result deep12;
         return api_json_too_deep(r, &deep12) ? deep12 : api_webhooks_v12(r, pl, path);
@@ -888,8 +1008,8 @@ static enum MHD_Result api_webhook(api_request *r, const char *path)
         return api_db_unavailable(r);
     store_payment p;
     bool applied = false;
-    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, &ev, body, r->body_len, r->arena, &p,
-                                          &applied);
+    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, r->body_len,
+                                          r->arena, &p, &applied);
     switch (sr) {
     case STORE_OK: {
         if (applied)
@@ -934,10 +1054,11 @@ static enum MHD_Result api_connectors(api_request *r)
             if (registry_has_flow(pl, (pagoflex_flow)f))
                 json_array_append_new(flows, json_string(registry_flow_name((pagoflex_flow)f)));
         json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "key", pl->desc->key, "version",
-                            pl->desc->version, "abi_version", abi, "webhook_path", pl->desc->webhook_path,
-                            "file", api_shown(r, pl->file, 4096), "sha256", pl->sha256, "loaded_at", loaded,
-                            "generation", (json_int_t)r->ctx->generation, "last_error",
+            list, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o}", "key", pl->desc->key,
+                            "account", pl->account, "version", pl->desc->version, "abi_version", abi,
+                            "webhook_path", pl->desc->webhook_path, "file", api_shown(r, pl->file, 4096),
+                            "sha256", pl->sha256, "loaded_at", loaded, "generation",
+                            (json_int_t)r->ctx->generation, "last_error",
                             pl->last_error ? json_string(api_shown(r, pl->last_error, 4096)) : json_null(),
                             "flows", flows));
     }
@@ -947,8 +1068,16 @@ static enum MHD_Result api_connectors(api_request *r)
         json_array_append_new(rejected, json_pack("{s:s, s:s}", "file", api_shown(r, rj->file, 4096), "error",
                                                   api_shown(r, rj->reason, 4096)));
     }
+    json_t *rejected_accounts = json_array();
+    for (size_t i = 0; i < registry_account_rejected_count(reg); i++) {
+        const registry_account_rejection *ra = registry_account_rejected_at(reg, i);
+        json_array_append_new(rejected_accounts, json_pack("{s:s, s:s, s:s}", "plugin", ra->plugin, "account",
+                                                           api_shown(r, ra->account, 64), "error",
+                                                           api_shown(r, ra->reason, 4096)));
+    }
     return api_reply(r, MHD_HTTP_OK,
-                     json_pack("{s:o, s:o, s:I}", "connectors", list, "rejected", rejected, "generation",
+                     json_pack("{s:o, s:o, s:o, s:I}", "connectors", list, "rejected", rejected,
+                               "rejected_accounts", rejected_accounts, "generation",
                                (json_int_t)r->ctx->generation));
 }
 
@@ -1116,7 +1245,7 @@ static enum MHD_Result api_route(api_request *r)
         r->route = METRICS_ROUTE_WEBHOOK_ENDPOINTS;
         return api_endpoints_route(r, r->method, url + 21);
     }
-    if (strncmp(url, "/webhooks/", 10) == 0 && url[10] && !strchr(url + 10, '/')) {
+    if (strncmp(url, "/webhooks/", 10) == 0 && api_webhook_route(url + 10)) {
         r->route = post ? METRICS_ROUTE_WEBHOOK : METRICS_ROUTE_OTHER;
         return post ? api_webhook(r, url + 10) : api_method_not_allowed(r, "POST");
     }
@@ -1260,6 +1389,36 @@ static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *text)
     return len;
 }
 
+/* The request ended (the client hung up, or the daemon stopped) after its
+ * bank call had answered but before libmicrohttpd ran the request again:
+ * record the bank's answer now, exactly as the resumed request would have
+ * (state, Idempotency-Key answer), with the reply dropped. A call still
+ * out cannot end here: libmicrohttpd closes no suspended connection (it
+ * refuses to stop with one), and the bank thread resumes every request it
+ * answers, aborted ones included (bankq_stop). A wait for another
+ * request's key leaves nothing to record: that request records it. */
+static void api_record_unhandled(api_request *r)
+{
+    struct api_create *c = r->create;
+    struct api_flow *f = r->flow;
+    r->create = NULL;
+    r->flow = NULL;
+    if (c && c->waiting)
+        c = NULL;
+    if (f && api_flows_waiting(f))
+        f = NULL;
+    if (!c && !f)
+        return;
+    r->gone = true;
+    r->responded = true;
+    log_info("%s %s: the client was gone when the bank answered; recording the answer", r->method,
+             metrics_route_name(r->route));
+    if (c)
+        api_payment_finish(r, c);
+    else
+        api_flows_resumed(r, f);
+}
+
 static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                           enum MHD_RequestTerminationCode toe)
 {
@@ -1268,6 +1427,9 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     api_request *r = *con_cls;
     if (!r)
         return;
+    reqid_set_current(r->request_id, r->traceparent[0] ? r->traceparent : NULL);
+    api_record_unhandled(r);
+    reqid_set_current(NULL, NULL);
     atomic_fetch_sub(&r->ctx->in_flight, 1);
     atomic_store(&r->ctx->last_activity_ms, api_now_ms());
     if (r->counted)

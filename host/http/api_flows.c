@@ -452,11 +452,18 @@ static bool flow_payment_plugin(api_request *r, struct api_flow *f, pagoflex_flo
         return false;
     }
     api_req_set_connector(r, p.connector);
-    f->pl = registry_find_key(ctx->registry, p.connector);
+    /* The payment's own account (a refund's is its payment's): its
+     * credentials, never another's. */
+    f->pl = registry_find_account(ctx->registry, p.connector, p.connector_account);
     if (!f->pl) {
-        *ret = api_req_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "connector_unavailable", NULL,
-                             "connector %s of payment %s is not loaded on this host; nothing was changed",
-                             p.connector, p.id);
+        bool loaded = registry_find_key(ctx->registry, p.connector) != NULL;
+        *ret = api_req_error(
+            r, MHD_HTTP_SERVICE_UNAVAILABLE,
+            loaded ? "connector_account_unavailable" : "connector_unavailable", NULL,
+            loaded ? "account %s of connector %s (payment %s) has no loaded credentials on this "
+                     "host; nothing was changed or sent"
+                   : "connector %s of payment %s is not loaded on this host; nothing was changed",
+            loaded ? p.connector_account : p.connector, loaded ? p.connector : p.id, p.id);
         return false;
     }
     if (!registry_has_flow(f->pl, flow)) {
@@ -694,6 +701,11 @@ enum MHD_Result api_flows_refund_get(api_request *r, const char *id)
     if (sr != STORE_OK)
         return flow_store_error(r, sr, "reading the refund");
     return api_req_reply(r, MHD_HTTP_OK, api_flows_refund_json(&f));
+}
+
+bool api_flows_waiting(const struct api_flow *f)
+{
+    return f->waiting;
 }
 
 enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f)

@@ -92,7 +92,13 @@ enum MHD_Result api_flows_refund_create(api_request *r);
 /* GET /v1/refunds/{id}. */
 enum MHD_Result api_flows_refund_get(api_request *r, const char *id);
 /* GET /v1/refunds?payment_id=. */
-/* A request suspended by this module runs again. */
+/* A request suspended by this module runs again: its bank answer is
+ * recorded (and under a key, made the key's answer), then replied. api.c
+ * also calls it when the connection ended before the request ran again
+ * (the reply is then dropped), so the answer is recorded either way. */
 enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f);
+/* True if `f` is suspended on a wait for another request's key, not on
+ * the bank: nothing of its own to record. */
+bool api_flows_waiting(const struct api_flow *f);
 
 #endif

@@ -114,7 +114,8 @@ static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl
                                  .error_message = e->error_message};
     store_payment p;
     bool applied = false;
-    store_result sr = store_webhook_apply(ctx->store, pl->desc->key, &ev, body, len, arena, &p, &applied);
+    store_result sr =
+        store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, len, arena, &p, &applied);
     if (sr == STORE_OK && applied)
         metrics_payment_outcome(metrics_connector(pl->desc->key), (int)p.state);
     if (sr == STORE_OK) {
@@ -128,10 +129,10 @@ static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl
         sr = STORE_OK;
     } else if (sr == STORE_NOT_FOUND && !e->payment_id && e->tx_id) {
         /* A bank id we do not know yet: keep it, apply it once it is stored. */
-        sr = store_orphan_keep(ctx->store, pl->desc->key, &ev, body, len, arena);
+        sr = store_orphan_keep(ctx->store, pl->desc->key, pl->account, &ev, body, len, arena);
         int n = 0;
         if (sr == STORE_OK)
-            store_orphan_apply(ctx->store, pl->desc->key, e->tx_id, &n);
+            store_orphan_apply(ctx->store, pl->desc->key, pl->account, e->tx_id, &n);
         if (sr == STORE_DUPLICATE) {
             json_object_set_new(doc, "result", json_string("duplicate"));
             sr = STORE_OK;
@@ -150,7 +151,8 @@ static store_result wh_refund_event(api_context *ctx, const registry_plugin *pl,
 {
     store_refund f;
     bool applied = false;
-    store_result sr = store_refund_webhook_apply(ctx->store, pl->desc->key, e, body, len, arena, &f, &applied);
+    store_result sr =
+        store_refund_webhook_apply(ctx->store, pl->desc->key, pl->account, e, body, len, arena, &f, &applied);
     if (sr == STORE_OK) {
         log_debug("webhook %s: connector=%s event=%s refund=%s state=%s", applied ? "applied" : "ignored",
                  pl->desc->key, e->event_id, f.id, payment_state_name(f.state));
@@ -169,7 +171,7 @@ static store_result wh_refund_event(api_context *ctx, const registry_plugin *pl,
 static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
                                const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc)
 {
-    store_result sr = store_webhook_keep(ctx->store, pl->desc->key, e, body, len, arena);
+    store_result sr = store_webhook_keep(ctx->store, pl->desc->key, pl->account, e, body, len, arena);
     if (sr == STORE_DUPLICATE) {
         json_object_set_new(doc, "result", json_string("duplicate"));
         return STORE_OK;
@@ -181,11 +183,11 @@ static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, cons
     const char *found = NULL;
     const char *what = e->kind == PAGOFLEX_EVENT_REFUND ? "refund" : "payment";
     if (e->kind == PAGOFLEX_EVENT_REFUND)
-        sr = store_refund_make_due(ctx->store, pl->desc->key, e->refund_id, e->refund_id ? NULL : e->refund_provider_reference_id,
-                                   arena, &found);
+        sr = store_refund_make_due(ctx->store, pl->desc->key, pl->account, e->refund_id,
+                                   e->refund_id ? NULL : e->refund_provider_reference_id, arena, &found);
     else
-        sr = store_recon_look_up(ctx->store, pl->desc->key, e->payment_id, e->payment_id ? NULL : e->tx_id, arena,
-                                 &found);
+        sr = store_recon_look_up(ctx->store, pl->desc->key, pl->account, e->payment_id,
+                                 e->payment_id ? NULL : e->tx_id, arena, &found);
     if (sr == STORE_OK) {
         log_info("webhook look-up: connector=%s event=%s: %s %s is due for the reconciler now", pl->desc->key,
                  e->event_id, what, found);
@@ -272,7 +274,7 @@ enum MHD_Result api_webhooks_v12(api_request *r, const registry_plugin *pl, cons
         json_t *doc = json_pack("{s:s}", "event_id", e->event_id);
         store_result sr;
         if (e->kind == PAGOFLEX_EVENT_IGNORED) {
-            sr = store_webhook_keep(ctx->store, pl->desc->key, e, body, len, arena);
+            sr = store_webhook_keep(ctx->store, pl->desc->key, pl->account, e, body, len, arena);
             log_info("webhook event %s of connector %s (type %s) acknowledged and stored; it changes nothing",
                      e->event_id, pl->desc->key, e->type ? e->type : "-");
             json_object_set_new(doc, "result", json_string(sr == STORE_DUPLICATE ? "duplicate" : "ignored"));

@@ -111,7 +111,8 @@ static void recon_apply(api_context *ctx, const store_recon_item *it, const char
                  payment_state_name(res->state), recon_refused_why(it, &now, lost, why, sizeof why));
     int applied = 0;
     if (res->provider_reference_id)
-        store_orphan_apply(ctx->store, p->connector, res->provider_reference_id, &applied);
+        store_orphan_apply(ctx->store, p->connector, p->connector_account, res->provider_reference_id,
+                           &applied);
     o->settled = true;
     if (sr == STORE_OK && res->state == PAGOFLEX_STATE_PENDING && applied == 0)
         store_recon_reschedule(ctx->store, it, ctx->cfg->webhook_grace_s * 1000, NULL, true, NULL);
@@ -277,10 +278,12 @@ static void recon_one(api_context *ctx, const store_recon_item *it, unsigned *se
 {
     const store_payment *p = &it->payment;
     recon_outcome o = {0};
-    const registry_plugin *pl = registry_find_key(ctx->registry, p->connector);
+    /* The payment's own account: its credentials, never another's. */
+    const registry_plugin *pl = registry_find_account(ctx->registry, p->connector, p->connector_account);
     pagoflex_payment pay;
     if (!pl) {
-        snprintf(o.error, sizeof o.error, "connector %s is not loaded on this host", p->connector);
+        snprintf(o.error, sizeof o.error, "connector %s account %s is not loaded on this host", p->connector,
+                 p->connector_account);
     } else if (bankcall_payment(ctx->cfg->public_url, pl, p, arena, &pay) != 0) {
         snprintf(o.error, sizeof o.error, "out of memory");
     } else {
@@ -447,12 +450,13 @@ static void recon_refund_one(api_context *ctx, const store_refund_item *it, unsi
 {
     const store_refund *f = &it->refund;
     recon_refund_verdict v = {0};
-    const registry_plugin *pl = registry_find_key(ctx->registry, f->connector);
+    const registry_plugin *pl = registry_find_account(ctx->registry, f->connector, f->connector_account);
     store_payment p;
     pagoflex_payment pay;
     bool sync = f->state == PAGOFLEX_STATE_PENDING;
     if (!pl) {
-        snprintf(v.error, sizeof v.error, "connector %s is not loaded on this host", f->connector);
+        snprintf(v.error, sizeof v.error, "connector %s account %s is not loaded on this host", f->connector,
+                 f->connector_account);
     } else if (store_payment_get(ctx->store, f->payment_id, arena, &p) != STORE_OK) {
         snprintf(v.error, sizeof v.error, "could not read payment %s", f->payment_id);
     } else if (bankcall_payment(ctx->cfg->public_url, pl, &p, arena, &pay) != 0) {
@@ -631,10 +635,11 @@ static void recon_held_one(api_context *ctx, const store_recon_item *it, unsigne
     const store_payment *p = &it->payment;
     char error[RECON_ERROR_MAX] = "";
     bool settled = false, accepted = false;
-    const registry_plugin *pl = registry_find_key(ctx->registry, p->connector);
+    const registry_plugin *pl = registry_find_account(ctx->registry, p->connector, p->connector_account);
     pagoflex_payment pay;
     if (!pl) {
-        snprintf(error, sizeof error, "connector %s is not loaded on this host", p->connector);
+        snprintf(error, sizeof error, "connector %s account %s is not loaded on this host", p->connector,
+                 p->connector_account);
     } else if (bankcall_payment(ctx->cfg->public_url, pl, p, arena, &pay) != 0) {
         snprintf(error, sizeof error, "out of memory");
     } else if (p->pending_operation && !it->operation_accepted) {

@@ -1701,14 +1701,22 @@ static int check_setup(check_ctx *c, char *err, size_t errlen)
     if (check_copy(o->plugin_file, c->plugin_copy, err, errlen) != 0)
         return -1;
     if (o->credentials_file) {
-        char dest[CHECK_PATH_MAX], why[512];
-        if (snprintf(file, sizeof file, "%s.cfg.enc", c->name) >= (int)sizeof file ||
+        char dest[CHECK_PATH_MAX], why[512], binding[SECRETS_MAX_PLUGIN_NAME + 40], sub[CHECK_PATH_MAX];
+        /* Where the host looks for that account's file (registry.h), so it
+         * loads as that account and decrypts bound to it. */
+        if (o->account && (check_path(sub, sizeof sub, c->creds_dir, c->name) != 0 || mkdir(sub, 0700) != 0 ||
+                           snprintf(file, sizeof file, "%s/%s.cfg.enc", c->name, o->account) >= (int)sizeof file)) {
+            snprintf(err, errlen, "cannot prepare %s for account %s", c->dir, o->account);
+            return -1;
+        }
+        if ((!o->account && snprintf(file, sizeof file, "%s.cfg.enc", c->name) >= (int)sizeof file) ||
+            secrets_binding_name(c->name, o->account, binding, sizeof binding) != 0 ||
             check_path(dest, sizeof dest, c->creds_dir, file) != 0 ||
             check_copy(o->credentials_file, dest, err, errlen) != 0)
             return -1;
         c->use_key = o->master_key;
         /* The values sign the tampered-webhook probes; they are never shown. */
-        if (o->master_key && secrets_load_credentials(o->master_key, dest, c->name, &c->secrets,
+        if (o->master_key && secrets_load_credentials(o->master_key, dest, binding, &c->secrets,
                                                       why, sizeof why) != 0)
             c->secrets = NULL; /* the load child reports why */
     }

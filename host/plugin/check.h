@@ -24,6 +24,9 @@ typedef struct check_options {
     const char *credentials_file; /* <name>.cfg.enc, or NULL: dummy values are
                                      generated for every required name */
     const secrets_key *master_key; /* decrypts credentials_file (borrowed) */
+    const char *account;          /* the connector account credentials_file is
+                                     for (<name>/<account>.cfg.enc), or NULL:
+                                     "default" */
     const char *const *credentials; /* "NAME=VALUE" plaintext test credentials
                                        (--credential), used instead of a file */
     size_t credential_count;

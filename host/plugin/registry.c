@@ -10,8 +10,9 @@
  *   3. find and call the entry point, get the descriptor;
  *   4. check the descriptor field by field (header first, so nothing beyond
  *      what the plugin says it has is ever read);
- *   5. decrypt its credentials and check the required names;
- *   6. call init.
+ *   5. for each of its accounts (registry.h): an instance sharing the
+ *      loaded object, whose credentials are decrypted and checked;
+ *   6. that instance's init.
  * A rejection is collected in a `rejection` (field, expected, found, how to
  * fix), turned into one log line, and the plugin is undone. Strings taken
  * from the plugin are copied into the rejection before dlclose.
@@ -67,6 +68,8 @@ struct registry {
     const plugin_trust *trust;
     registry_plugin **plugins; /* pointers: a plugin's services table must
                                   not move once init has seen it */
+    registry_account_rejection *acct_rejected;
+    size_t acct_rejected_count;
     size_t count;
     size_t cap;
 };
@@ -337,6 +340,7 @@ static void plugin_free(registry_plugin *p)
     banktoken_free(p->token);
     keyset_free(p->keys);
     free(p->name);
+    free(p->account);
     free(p->file);
     free(p->private_path);
     free(p->last_error);
@@ -922,7 +926,151 @@ static int check_descriptor(const registry *r, const pagoflex_connector *d, reje
     return 0;
 }
 
-/* ---- step 5: credentials ---------------------------------------------- */
+/* ---- step 5: accounts and their credentials ---------------------------- */
+
+bool registry_account_name_valid(const char *account)
+{
+    return name_matches(account, is_path_char) != 0;
+}
+
+static bool is_default(const char *account)
+{
+    return strcmp(account, "default") == 0;
+}
+
+/* " --account" and "<account>" for a fix hint, or "" and "" for "default". */
+static const char *account_opt(const registry_plugin *p)
+{
+    return is_default(p->account) ? "" : " --account ";
+}
+
+static const char *account_arg(const registry_plugin *p)
+{
+    return is_default(p->account) ? "" : p->account;
+}
+
+/* The credentials file of (name, account), malloc'd; NULL on OOM. */
+static char *account_path(const registry *r, const char *name, const char *account)
+{
+    char *path = NULL;
+    int n = is_default(account) ? asprintf(&path, "%s/%s.cfg.enc", r->credentials_dir, name)
+                                : asprintf(&path, "%s/%s/%s.cfg.enc", r->credentials_dir, name, account);
+    return n < 0 ? NULL : path;
+}
+
+static void registry_note_account_rejected(registry *r, const char *plugin, const char *account,
+                                           const char *reason)
+{
+    registry_account_rejection *grown =
+        realloc(r->acct_rejected, (r->acct_rejected_count + 1) * sizeof *grown);
+    if (!grown)
+        return;
+    r->acct_rejected = grown;
+    registry_account_rejection *a = &grown[r->acct_rejected_count];
+    a->plugin = strdup(plugin);
+    a->account = strdup(account);
+    a->reason = strdup(reason);
+    if (a->plugin && a->account && a->reason) {
+        r->acct_rejected_count++;
+    } else {
+        free(a->plugin);
+        free(a->account);
+        free(a->reason);
+    }
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The accounts of plugin p, into *out (malloc'd names, *n of them):
+ * "default" when <name>.cfg.enc exists or p requires no credential, then
+ * each <name>/<account>.cfg.enc by name; just "default" when there is no
+ * file at all (it then fails as a plugin without its file always has). A
+ * file in <name>/ whose name is not a valid account (or is "default") is
+ * refused and logged. -1 on OOM. */
+static int plugin_accounts(registry *r, const registry_plugin *p, char ***out, size_t *n)
+{
+    char **names = NULL, *dir = NULL, *path = NULL;
+    size_t count = 0, cap = 0;
+    const char *const *req = p->desc->required_credentials;
+    struct stat st;
+    DIR *d = NULL;
+    int rc = -1;
+    if (!(path = account_path(r, p->name, "default")) ||
+        asprintf(&dir, "%s/%s", r->credentials_dir, p->name) < 0) {
+        dir = NULL;
+        goto fail;
+    }
+    bool has_default = stat(path, &st) == 0 || !req || !req[0];
+    if (!(d = opendir(dir)) && errno != ENOENT)
+        log_error("connector accounts of plugin %s: cannot read %s: %s; only its account \"default\" "
+                  "is loaded",
+                  p->name, dir, strerror(errno));
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".cfg.enc"))
+                continue;
+            char *account = strndup(de->d_name, strlen(de->d_name) - strlen(".cfg.enc"));
+            if (!account)
+                goto fail;
+            if (!registry_account_name_valid(account) || is_default(account)) {
+                char q[REGISTRY_QUOTE_MAX * 4 + 8], line[1024];
+                quote(q, sizeof q, account, REGISTRY_QUOTE_MAX);
+                snprintf(line, sizeof line,
+                         "connector account rejected: plugin=%s account=%s file=%s/%s field=account "
+                         "expected=[a-z0-9_-]{1,32}, not \"default\" found=%s: rename the file "
+                         "(account \"default\" is %s)",
+                         p->name, q, dir, de->d_name, q, path);
+                log_error("%s", line);
+                registry_note_account_rejected(r, p->name, account, line);
+                free(account);
+                continue;
+            }
+            if (count + 1 >= cap) {
+                size_t ncap = cap ? 2 * cap : 8;
+                char **grown = realloc(names, ncap * sizeof *grown);
+                if (!grown) {
+                    free(account);
+                    goto fail;
+                }
+                names = grown;
+                cap = ncap;
+            }
+            names[count++] = account;
+        }
+    }
+    if (count)
+        qsort(names, count, sizeof *names, compare_strings);
+    if (has_default || count == 0) {
+        char **grown = realloc(names, (count + 1) * sizeof *grown);
+        if (!grown)
+            goto fail;
+        names = grown;
+        memmove(names + 1, names, count * sizeof *names);
+        if (!(names[0] = strdup("default"))) {
+            memmove(names, names + 1, count * sizeof *names);
+            goto fail;
+        }
+        count++;
+    }
+    *out = names;
+    *n = count;
+    names = NULL;
+    count = 0;
+    rc = 0;
+fail:
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+    free(dir);
+    free(path);
+    return rc;
+}
 
 /* "A, B, C" from a plugin's required_credentials, for a hint. */
 static void list_names(const char *const *names, char *out, size_t cap)
@@ -954,14 +1102,15 @@ static int required_present(const registry_plugin *p, const pagoflex_credentials
         quote_bare(name, sizeof name, req[i]);
         return reject(rj, "credentials", name, v ? "empty" : "absent",
                       "%s has no non-empty %s; re-create it with: pagoflex secrets encrypt "
-                      "--plugin %s --in <plain.cfg> --out %s",
-                      path, name, p->name, path);
+                      "--plugin %s%s%s --in <plain.cfg> --out %s",
+                      path, name, p->name, account_opt(p), account_arg(p), path);
     }
     return 0;
 }
 
-/* Decrypt <credentials_dir>/<name>.cfg.enc (or an empty set when the file
- * is absent and nothing is required) and check the required names. */
+/* Decrypt the credentials file of account p->account (registry.h; or an
+ * empty set when the file is absent and nothing is required), bound to
+ * that plugin and account, and check the required names. */
 static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credentials **out,
                               rejection *rj)
 {
@@ -969,11 +1118,12 @@ static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credenti
     pagoflex_credentials *creds = NULL;
     char *path = NULL;
     char why[sizeof rj->found - 2], found[sizeof rj->found];
+    char binding[SECRETS_MAX_PLUGIN_NAME + REGISTRY_NAME_MAX + 2];
     struct stat st;
     int rc = -1;
 
-    if (asprintf(&path, "%s/%s.cfg.enc", r->credentials_dir, p->name) < 0) {
-        path = NULL;
+    if (!(path = account_path(r, p->name, p->account)) ||
+        secrets_binding_name(p->name, p->account, binding, sizeof binding) != 0) {
         reject(rj, "credentials", "memory", "out of memory", "free memory and retry");
         goto fail;
     }
@@ -982,9 +1132,9 @@ static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credenti
             char names[256];
             list_names(req, names, sizeof names);
             reject(rj, "credentials", path, "no such file",
-                   "create it with: pagoflex secrets encrypt --plugin %s --in <plain.cfg> "
+                   "create it with: pagoflex secrets encrypt --plugin %s%s%s --in <plain.cfg> "
                    "--out %s (settings: %s)",
-                   p->name, path, names);
+                   p->name, account_opt(p), account_arg(p), path, names);
             goto fail;
         }
         creds = creds_new();
@@ -1001,14 +1151,13 @@ static int plugin_credentials(registry *r, registry_plugin *p, pagoflex_credenti
         }
         why[0] = '\0';
         const secrets_key *keys[2] = {r->master_key, r->previous_master_key};
-        if (secrets_load_credentials_keys(keys, 2, path, p->name, &creds, why, sizeof why) !=
-            0) {
+        if (secrets_load_credentials_keys(keys, 2, path, binding, &creds, why, sizeof why) != 0) {
             creds = NULL;
             quote(found, sizeof found, why[0] ? why : "cannot decrypt", sizeof why);
             reject(rj, "credentials", "decryptable", found,
                    "re-create it under this host's master key with: pagoflex secrets "
-                   "encrypt --plugin %s --in <plain.cfg> --out %s",
-                   p->name, path);
+                   "encrypt --plugin %s%s%s --in <plain.cfg> --out %s",
+                   p->name, account_opt(p), account_arg(p), path);
             goto fail;
         }
     }
@@ -1169,6 +1318,78 @@ fail:
     return rc;
 }
 
+/* A new instance of loaded plugin p for `account`: the same object (one
+ * more dlopen reference to it) and descriptor, the same load lock (a dup of
+ * its descriptor), nothing else shared. NULL with the reason in rj. */
+static registry_plugin *plugin_instance(const registry_plugin *p, const char *account, rejection *rj)
+{
+    registry_plugin *a = plugin_new(p->file);
+    if (!a || !(a->account = strdup(account)) || !(a->private_path = strdup(p->private_path)) ||
+        (p->last_error && !(a->last_error = strdup(p->last_error)))) {
+        reject(rj, "account", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    memcpy(a->sha256, p->sha256, sizeof a->sha256);
+    /* RTLD_NOLOAD: the object p mapped, never another file. */
+    if (!(a->handle = dlopen(p->private_path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD)) ||
+        (a->private_fd = fcntl(p->private_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        reject(rj, "account", "the loaded plugin", "cannot reference it again",
+               "reload; if it persists, report it");
+        goto fail;
+    }
+    a->desc = p->desc;
+    a->flows = p->flows;
+    a->loaded_at = p->loaded_at;
+    return a;
+fail:
+    if (a && a->handle)
+        dlclose(a->handle);
+    plugin_free(a);
+    return NULL;
+}
+
+/* Steps 5 and 6 for one account of loaded plugin p: its instance, its
+ * credentials, client certificate and init; 0 and the instance is served,
+ * or -1 with the reason in rj and nothing of the account left. */
+static int plugin_account_load(registry *r, const registry_plugin *p, const char *account, rejection *rj)
+{
+    pagoflex_credentials *creds = NULL;
+    registry_plugin *a = NULL;
+    if (registry_reserve(r) != 0) {
+        reject(rj, "registry", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    if (!(a = plugin_instance(p, account, rj)) || plugin_credentials(r, a, &creds, rj) != 0 ||
+        plugin_tls(a, creds, rj) != 0 || plugin_init(a, creds, rj) != 0)
+        goto fail;
+    /* The plugin copied what it needs during init. */
+    creds_free(creds);
+    r->plugins[r->count++] = a;
+    if (!is_default(account))
+        log_info("connector account loaded: plugin=%s account=%s key=%s", a->name, account, a->desc->key);
+    return 0;
+fail:
+    creds_free(creds);
+    if (a) {
+        dlclose(a->handle);
+        plugin_free(a);
+    }
+    return -1;
+}
+
+/* Log account `account` of plugin `name` as refused because of rj, and
+ * record it for the listings. */
+static void report_account_rejection(registry *r, const rejection *rj, const char *name, const char *account)
+{
+    char line[2048];
+    snprintf(line, sizeof line,
+             "connector account rejected: plugin=%s account=%s field=%s expected=%s found=%s: %s; "
+             "the plugin's other accounts serve",
+             name, account, rj->field ? rj->field : "?", rj->expected, rj->found, rj->fix);
+    log_error("%s", line);
+    registry_note_account_rejected(r, name, account, line);
+}
+
 /* Load the plugin of file `path`: from a fresh private copy of it, or, when
  * `copy` is given, from that existing private copy (its last good version,
  * with hash `sha`, served because of `last_error`). Both go through the same
@@ -1177,16 +1398,12 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
                          const char *last_error, char *err, size_t errlen)
 {
     rejection rj = {0};
-    pagoflex_credentials *creds = NULL;
-    char *record = NULL;
+    char *record = NULL, **accounts = NULL;
+    size_t naccounts = 0;
     registry_plugin *p = plugin_new(path);
 
     if (!p) {
         reject(&rj, "file", "memory", "out of memory", "free memory and retry");
-        goto fail;
-    }
-    if (registry_reserve(r) != 0) {
-        reject(&rj, "registry", "memory", "out of memory", "free memory and retry");
         goto fail;
     }
     if (copy) {
@@ -1203,27 +1420,45 @@ static int registry_load(registry *r, const char *path, const char *copy, const 
     } else if (plugin_copy_and_open(r, p, &rj) != 0) {
         goto fail;
     }
-    if (check_descriptor(r, p->desc, &rj) != 0 || plugin_credentials(r, p, &creds, &rj) != 0 ||
-        plugin_tls(p, creds, &rj) != 0 || plugin_init(p, creds, &rj) != 0)
+    if (check_descriptor(r, p->desc, &rj) != 0)
         goto fail;
-    /* The plugin copied what it needs during init. */
-    creds_free(creds);
     p->flows = registry_flows_of(p->desc);
-    free(record);
     p->loaded_at = time(NULL);
-    r->plugins[r->count++] = p;
+    if (plugin_accounts(r, p, &accounts, &naccounts) != 0) {
+        reject(&rj, "credentials", "memory", "out of memory", "free memory and retry");
+        goto fail;
+    }
+    size_t first = r->count;
+    for (size_t i = 0; i < naccounts; i++) {
+        rejection arj = {0};
+        if (plugin_account_load(r, p, accounts[i], &arj) == 0)
+            continue;
+        if (i == 0)
+            rj = arj; /* the plugin's reason if no account loads: its first account's */
+        if (naccounts > 1)
+            report_account_rejection(r, &arj, p->name, accounts[i]);
+    }
+    if (r->count == first)
+        goto fail;
+    free(record);
+    for (size_t i = 0; i < naccounts; i++)
+        free(accounts[i]);
+    free(accounts);
     if (r->keep_last_good && !copy)
-        lastgood_write(r, p);
+        lastgood_write(r, r->plugins[first]);
     char version[REGISTRY_QUOTE_MAX * 4 + 8];
     quote(version, sizeof version, p->desc->version, REGISTRY_QUOTE_MAX);
     log_info("plugin loaded: file=%s key=%s version=%s abi=%u.%u webhook=/webhooks/%s "
-             "sha256=%.16s%s",
-             p->file, p->desc->key, version, (unsigned)p->desc->abi_major,
-             (unsigned)p->desc->abi_minor, p->desc->webhook_path, p->sha256,
-             copy ? " (last good version)" : "");
+             "sha256=%.16s accounts=%zu%s",
+             p->file, p->desc->key, version, (unsigned)p->desc->abi_major, (unsigned)p->desc->abi_minor,
+             p->desc->webhook_path, p->sha256, r->count - first, copy ? " (last good version)" : "");
+    /* The instances hold the object and the load lock now. */
+    plugin_discard(r, p);
     return 0;
 fail:
-    creds_free(creds);
+    for (size_t i = 0; i < naccounts; i++)
+        free(accounts[i]);
+    free(accounts);
     free(record);
     /* Report before dlclose: rj holds copies, but say it while all is mapped. */
     report_rejection(&rj, path, copy, err, errlen);
@@ -1388,6 +1623,33 @@ const registry_plugin *registry_find_webhook(const registry *r, const char *path
     return NULL;
 }
 
+const registry_plugin *registry_find_account(const registry *r, const char *key, const char *account)
+{
+    for (size_t i = 0; r && key && account && i < r->count; i++)
+        if (strcmp(r->plugins[i]->desc->key, key) == 0 && strcmp(r->plugins[i]->account, account) == 0)
+            return r->plugins[i];
+    return NULL;
+}
+
+const registry_plugin *registry_find_webhook_account(const registry *r, const char *path, const char *account)
+{
+    for (size_t i = 0; r && path && account && i < r->count; i++)
+        if (strcmp(r->plugins[i]->desc->webhook_path, path) == 0 &&
+            strcmp(r->plugins[i]->account, account) == 0)
+            return r->plugins[i];
+    return NULL;
+}
+
+size_t registry_account_rejected_count(const registry *r)
+{
+    return r ? r->acct_rejected_count : 0;
+}
+
+const registry_account_rejection *registry_account_rejected_at(const registry *r, size_t i)
+{
+    return r && i < r->acct_rejected_count ? &r->acct_rejected[i] : NULL;
+}
+
 size_t registry_rejected_count(const registry *r)
 {
     return r ? r->rejected_count : 0;
@@ -1509,6 +1771,12 @@ void registry_free(registry *r)
         free(r->rejected[i].reason);
     }
     free(r->rejected);
+    for (size_t i = 0; i < r->acct_rejected_count; i++) {
+        free(r->acct_rejected[i].plugin);
+        free(r->acct_rejected[i].account);
+        free(r->acct_rejected[i].reason);
+    }
+    free(r->acct_rejected);
     for (char **s = r->skip; s && *s; s++)
         free(*s);
     free(r->skip);

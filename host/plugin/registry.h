@@ -8,6 +8,19 @@
  *   plugin rejected: file=<path> field=<field> expected=<...> found=<...>: <how to fix>
  * and every other plugin still loads.
  *
+ * Connector accounts (issue 13): a plugin serves one or more accounts, each
+ * with its own credentials file, its own init and its own state:
+ *   <credentials_dir>/<name>.cfg.enc            account "default"
+ *   <credentials_dir>/<name>/<account>.cfg.enc  account <account>, [a-z0-9_-]{1,32}
+ * Every loaded account is one registry_plugin (they share the dlopen'd
+ * object and descriptor, nothing else), so whoever holds an account's
+ * registry_plugin can only call the plugin with that account's state,
+ * certificate, token and key set. An account whose file fails (cannot be
+ * decrypted, lacks a required name, init fails) is refused alone:
+ *   connector account rejected: plugin=<name> account=<account> file=<path> field=... : <fix>
+ * and the plugin's other accounts serve; a plugin none of whose accounts
+ * loads is rejected as a whole, with its first account's reason.
+ *
  * Every dlopen, of a fresh copy or of a recorded last good version, is
  * preceded by the same checks on the copy itself: its content still has
  * the recorded SHA-256, the copy and the private directory pass the owner
@@ -37,6 +50,8 @@
 
 typedef struct registry_plugin {
     char *name;         /* file name without ".so": credentials are <name>.cfg.enc */
+    char *account;      /* the connector account this instance serves: "default"
+                           (<name>.cfg.enc) or the <account> of <name>/<account>.cfg.enc */
     char *file;         /* path in the plugin directory */
     char *private_path; /* the copy that was dlopen'd */
     char sha256[65];    /* of the file's content */
@@ -136,17 +151,41 @@ int registry_load_dir(registry *r, char *err, size_t errlen);
  * plugin is left loaded or on disk. */
 int registry_load_file(registry *r, const char *path, char *err, size_t errlen);
 
-/* The plugin with connector key `key` / webhook path `path`, or NULL.
- * Owned by the registry, valid until registry_free. */
+/* The plugin with connector key `key` / webhook path `path`, or NULL: its
+ * first loaded account (for what every account shares: descriptor, flows,
+ * currencies). Owned by the registry, valid until registry_free. Anything
+ * that calls into the plugin for a payment uses registry_find_account. */
 const registry_plugin *registry_find_key(const registry *r, const char *key);
 const registry_plugin *registry_find_webhook(const registry *r, const char *path);
+
+/* Account `account` of the plugin with connector key `key` / webhook path
+ * `path`, or NULL when that plugin or that account is not loaded. Owned by
+ * the registry, valid until registry_free. */
+const registry_plugin *registry_find_account(const registry *r, const char *key, const char *account);
+const registry_plugin *registry_find_webhook_account(const registry *r, const char *path,
+                                                     const char *account);
+
+/* An account refused while its plugin loaded (its other accounts serve). */
+typedef struct registry_account_rejection {
+    char *plugin; /* plugin name */
+    char *account;
+    char *reason; /* the "connector account rejected: ..." line (never a secret) */
+} registry_account_rejection;
+
+/* The accounts refused in this load, in load order. */
+size_t registry_account_rejected_count(const registry *r);
+const registry_account_rejection *registry_account_rejected_at(const registry *r, size_t i);
+
+/* True if `account` is a valid account name, [a-z0-9_-]{1,32}. */
+bool registry_account_name_valid(const char *account);
 
 /* Files of the plugin directory that are not served (no last good version
  * either), in load order. */
 size_t registry_rejected_count(const registry *r);
 const registry_rejection *registry_rejected_at(const registry *r, size_t i);
 
-/* Number of loaded plugins and the i-th one (in load order). */
+/* Number of loaded plugin accounts and the i-th one (in load order; the
+ * accounts of one plugin are adjacent, "default" first, then by name). */
 size_t registry_count(const registry *r);
 const registry_plugin *registry_at(const registry *r, size_t i);
 

@@ -228,6 +228,13 @@ int secrets_key_generate(secrets_key *out)
     return 0;
 }
 
+int secrets_binding_name(const char *plugin, const char *account, char *out, size_t cap)
+{
+    int n = !account || strcmp(account, "default") == 0 ? snprintf(out, cap, "%s", plugin)
+                                                        : snprintf(out, cap, "%s/%s", plugin, account);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 static int secrets_check_plugin(const char *plugin, char *err, size_t errlen)
 {
     if (!plugin || !*plugin) {

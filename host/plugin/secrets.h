@@ -77,6 +77,14 @@ void secrets_key_id_hex(const secrets_key *key, char out[2 * SECRETS_KEY_ID_LEN 
 /* Wipe a key in place. NULL is a no-op. */
 void secrets_key_wipe(secrets_key *key);
 
+/* The name the credentials file of (plugin, account) is encrypted for,
+ * i.e. the `plugin` argument of the calls below (its authenticated data):
+ * the plugin name for account "default" (or NULL), "<plugin>/<account>"
+ * for any other account, so a file cannot be moved to another account of
+ * the same plugin either ('/' is in no plugin or account name). 0, or -1
+ * when it does not fit in `cap`. */
+int secrets_binding_name(const char *plugin, const char *account, char *out, size_t cap);
+
 /* Encrypt `plain` for `plugin` into a complete file image. *out is
  * malloc'd (caller frees; it holds no secret in clear). On failure -1,
  * *out and *out_len untouched, reason in err. */

@@ -83,12 +83,19 @@ struct store {
     "error_message = CASE WHEN " C "::text IS NOT NULL THEN " M "::text WHEN " E       \
     "::text = 'succeeded' THEN NULL ELSE p.error_message END"
 
+/* $12 is the connector account the caller built the bank request with: the
+ * row is written only while it is still the one the merchant uses for the
+ * connector, resolved here in the INSERT itself (no row: it is not). */
 static const char sql_insert[] =
-    "WITH p AS ("
+    "WITH a AS MATERIALIZED ("
+    " SELECT " STORE_ACCOUNT_OF("$11::text", "$2::text") " AS account"
+    "), p AS ("
     " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
-    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id, metadata)"
-    " VALUES ($1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text,"
-    " $7::text, $8::text, $9::text, $10::text, $11::text, $12::jsonb)"
+    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id,"
+    " connector_account, metadata)"
+    " SELECT $1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text,"
+    " $7::text, $8::text, $9::text, $10::text, $11::text, a.account, $13::jsonb FROM a"
+    " WHERE a.account = $12::text"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
@@ -138,19 +145,22 @@ static const char sql_set_ref[] =
     " WHERE p.id = $1::text AND NOT EXISTS (SELECT 1 FROM u)";
 
 /* $1 connector, $2 event id, $3 payment id, $4 tx id, $5 to, $6 body, $7
- * allowed from, $8 error code, $9 error message; `lookup` finds the
+ * allowed from, $8 error code, $9 error message, $10 connector account
+ * (only its payments are found); `lookup` finds the
  * payment. The payment row is locked first, so concurrent deliveries of one
  * event queue on it and the event insert of all but the first finds the
  * conflict. First column: applied, refused or duplicate; no row: no such
  * payment. */
 #define WEBHOOK_SQL(lookup)                                                                     \
     "WITH cur AS MATERIALIZED ("                                                                \
-    " SELECT * FROM payments WHERE connector = $1::text AND " lookup " FOR UPDATE"              \
+    " SELECT * FROM payments WHERE connector = $1::text AND connector_account = $10::text"      \
+    " AND " lookup " FOR UPDATE"                                                                \
     "), ev AS ("                                                                                \
-    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied)" \
+    " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied," \
+    " connector_account)"                                                                       \
     " SELECT $1::text, $2::text, cur.id, $5::text, $4::text, $6::text,"                         \
-    " cur.state = ANY ($7::text[]) FROM cur"                                                    \
-    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id"                                \
+    " cur.state = ANY ($7::text[]), $10::text FROM cur"                                         \
+    " ON CONFLICT (connector, connector_account, event_id) DO NOTHING RETURNING id"             \
     "), upd AS ("                                                                               \
     " UPDATE payments p SET state = $5::text,"                                                  \
     " provider_reference_id = COALESCE(p.provider_reference_id, $4::text), "                    \
@@ -479,7 +489,8 @@ store_result store_payment_from_row(const PGresult *r, int row, int col, pagofle
     p.capture_amount = strtoll(PQgetvalue(r, row, col + 20), NULL, 10);
     p.pending_operation = store_row_text(r, row, col + 21, arena, &oom);
     p.merchant_id = store_row_text(r, row, col + 22, arena, &oom);
-    p.metadata = store_row_text(r, row, col + 23, arena, &oom);
+    p.connector_account = store_row_text(r, row, col + 23, arena, &oom);
+    p.metadata = store_row_text(r, row, col + 24, arena, &oom);
     if (oom) {
         log_error("store: out of memory reading payment row");
         return STORE_ERROR;
@@ -582,8 +593,8 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   store_payment *out)
 {
     char amount[24];
-    if (!p || !p->id || !p->connector || !p->currency || !p->merchant_id) {
-        log_error("store: payment insert without id, connector, currency or merchant");
+    if (!p || !p->id || !p->connector || !p->currency || !p->merchant_id || !p->connector_account) {
+        log_error("store: payment insert without id, connector, currency, merchant or account");
         return STORE_ERROR;
     }
     snprintf(amount, sizeof amount, "%" PRId64, p->amount);
@@ -598,8 +609,9 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   p->payment_method_type,
                                   p->payment_method_token,
                                   p->merchant_id,
+                                  p->connector_account,
                                   p->metadata};
-    return store_one_payment(s, "payment insert", sql_insert, 12, params, true, true, STORE_ERROR,
+    return store_one_payment(s, "payment insert", sql_insert, 13, params, true, true, STORE_CONFLICT,
                              arena, out);
 }
 
@@ -684,7 +696,8 @@ store_result store_payment_transition(store *s, const char *id, pagoflex_state t
                                          error_code, error_message, arena, out);
 }
 
-store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
+store_result store_webhook_apply(store *s, const char *connector, const char *account,
+                                 const pagoflex_webhook_event *ev,
                                  const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied)
 {
@@ -693,7 +706,7 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
     char allowed[128];
     char *text = NULL;
     const char *to_name = ev ? payment_state_name(ev->state) : NULL;
-    if (!connector || !ev || !ev->event_id || payment_state_parse(to_name) < 0) {
+    if (!connector || !account || !ev || !ev->event_id || payment_state_parse(to_name) < 0) {
         log_error("store: webhook event without connector, event id or valid state");
         return STORE_ERROR;
     }
@@ -706,9 +719,9 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
     store_allowed_from(ev->state, allowed, sizeof allowed);
     const char *const params[] = {connector, ev->event_id, ev->payment_id,    ev->tx_id,
                                   to_name,   text,         allowed,           ev->error_code,
-                                  ev->error_message};
+                                  ev->error_message, account};
     const char *sql = ev->payment_id ? store_sql_webhook_by_id : store_sql_webhook_by_ref;
-    store_result rc = store_run(s, "webhook apply", sql, 9, params, false, &r);
+    store_result rc = store_run(s, "webhook apply", sql, 10, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
@@ -731,7 +744,7 @@ store_result store_webhook_apply(store *s, const char *connector, const pagoflex
          * orphan kept concurrently is seen by one of the two sides). */
         int orphans = 0;
         if (ref_was_null && row.provider_reference_id)
-            store_orphan_apply(s, connector, row.provider_reference_id, &orphans);
+            store_orphan_apply(s, connector, account, row.provider_reference_id, &orphans);
     }
 
 fail:

@@ -52,6 +52,9 @@ typedef struct store_payment {
     const char *pending_operation;    /* "capture", "void" in flight, or NULL */
     /* Issue 13 (migration 10): the merchant that owns it (required on insert). */
     const char *merchant_id;
+    /* Migration 11: the connector account it was created with (required on
+     * insert); every later call for it uses that account's credentials. */
+    const char *connector_account;
     /* Issue 14 (migration 13): the merchant's metadata, a JSON object's
      * text, or NULL. Never given to a connector. */
     const char *metadata;
@@ -77,7 +80,11 @@ store_result store_migrate(store *s, char *err, size_t errlen);
  * STORE_UNAVAILABLE / STORE_ERROR with the reason in err. */
 store_result store_schema_status(store *s, int *applied, int *pending, char *err, size_t errlen);
 
-/* Insert a new payment in state `created`. p->id is chosen by the caller. */
+/* Insert a new payment in state `created`. p->id is chosen by the caller;
+ * p->connector_account is the account the caller built the bank request
+ * with: STORE_CONFLICT, nothing written, when it is not the account the
+ * merchant uses for p->connector (resolved in the INSERT, migration 11;
+ * store_account_resolve tells which one it is). */
 store_result store_payment_insert(store *s, const store_payment *p, pagoflex_arena *arena,
                                   store_payment *out);
 
@@ -130,8 +137,9 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
                                            const char *error_message, pagoflex_arena *arena,
                                            store_payment *out);
 
-/* Store a verified webhook event of `connector` once per (connector,
- * event_id) and apply its transition to the payment it names (by
+/* Store a verified webhook event of `connector` received for connector
+ * account `account` once per (connector, account, event_id) and apply its
+ * transition to the payment of that account it names (by
  * ev->payment_id, else by provider_reference_id = ev->tx_id), in one
  * transaction. Returns STORE_OK (applied, or refused by the state machine:
  * *applied tells), STORE_DUPLICATE (already stored: nothing changed),
@@ -145,8 +153,8 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
  * STORE_ERROR (logged) and nothing is stored. When the event gave the
  * payment its bank id, orphan events waiting for that id are applied too
  * (store_orphan_apply), after the event's own commit. */
-store_result store_webhook_apply(store *s, const char *connector, const pagoflex_webhook_event *ev,
-                                 const unsigned char *body, size_t body_len,
+store_result store_webhook_apply(store *s, const char *connector, const char *account,
+                                 const pagoflex_webhook_event *ev, const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied);
 
 /* One state change of a payment, oldest first. Strings live in the arena. */

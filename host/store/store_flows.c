@@ -64,6 +64,7 @@ store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex
     f.error_message = store_row_text(r, row, col + 10, arena, &oom);
     f.created_at = store_row_text(r, row, col + 11, arena, &oom);
     f.updated_at = store_row_text(r, row, col + 12, arena, &oom);
+    f.connector_account = store_row_text(r, row, col + 13, arena, &oom);
     if (oom || state < 0) {
         log_error("store: cannot read refund row (%s)", oom ? "out of memory" : "unknown state");
         return STORE_ERROR;
@@ -90,18 +91,16 @@ static const char sql_refund_create[] =
     " RETURNING p.*, cur.n"
     "), r AS ("
     " INSERT INTO refunds (id, payment_id, connector, amount, currency, state, reason, metadata,"
-    " merchant_id)"
+    " merchant_id, connector_account)"
     " SELECT $1::text, pay.id, pay.connector, pay.n, pay.currency, 'created', $4::text,"
-    " $5::jsonb, pay.merchant_id FROM pay RETURNING *"
+    " $5::jsonb, pay.merchant_id, pay.connector_account FROM pay RETURNING *"
     "), h AS ("
     " INSERT INTO refund_history (refund_id, from_state, to_state, source)"
     " SELECT id, NULL, 'created', 'api' FROM r"
-    ") SELECT true, " PAYMENT_COLS("pay") ", " REFUND_COLS(
-        "r") " FROM pay, r"
-             " UNION ALL"
-             " SELECT false, " PAYMENT_COLS(
-                 "cur") ", NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL,"
-                        " NULL, NULL, NULL, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM pay)";
+    ") SELECT true, " PAYMENT_COLS("pay") ", " REFUND_COLS("r") " FROM pay, r"
+    " UNION ALL"
+    " SELECT false, " PAYMENT_COLS("cur") ", NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL,"
+    " NULL, NULL, NULL, NULL, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM pay)";
 
 store_result store_refund_create(store *s, const char *merchant_id, const char *refund_id,
                                  const char *payment_id, int64_t amount, const char *reason,
@@ -403,20 +402,22 @@ store_result store_payment_set_redirect(store *s, const char *id, const char *ur
 }
 
 /* $1 connector, $2 our refund id, $3 bank refund id, $4 event id, $5 to,
- * $6 body, $7 allowed from, $8 event type, $9 error code, $10 message. The
+ * $6 body, $7 allowed from, $8 event type, $9 error code, $10 message, $11
+ * connector account (only its refunds are found). The
  * event is stored (deduped on (connector, event_id)) and applied in one
  * statement: a delivery retried after a crash is either a duplicate or
  * applied, never stored without its effect. */
 static const char sql_refund_webhook[] =
     "WITH cur AS MATERIALIZED ("
-    " SELECT *, state AS from_state FROM refunds WHERE connector = $1::text AND"
+    " SELECT *, state AS from_state FROM refunds WHERE connector = $1::text"
+    " AND connector_account = $11::text AND"
     " (id = $2::text OR ($2::text IS NULL AND provider_reference_id = $3::text)) FOR UPDATE"
     "), ev AS ("
     " INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied, kind,"
-    " refund_id, event_type)"
+    " refund_id, event_type, connector_account)"
     " SELECT $1::text, $4::text, cur.payment_id, NULL, NULL, $6::text, cur.state = ANY ($7::text[]),"
-    " 'refund', cur.id, $8::text FROM cur"
-    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id"
+    " 'refund', cur.id, $8::text, $11::text FROM cur"
+    " ON CONFLICT (connector, connector_account, event_id) DO NOTHING RETURNING id"
     "), upd AS ("
     " UPDATE refunds r SET state = $5::text,"
     " provider_reference_id = COALESCE(r.provider_reference_id, $3::text),"
@@ -435,7 +436,8 @@ static const char sql_refund_webhook[] =
     " WHEN EXISTS (SELECT 1 FROM ev) THEN 'ignored' ELSE 'duplicate' END, " REFUND_COLS("x")
     " FROM (SELECT * FROM upd UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)) x";
 
-store_result store_refund_webhook_apply(store *s, const char *connector, const pagoflex_event *ev,
+store_result store_refund_webhook_apply(store *s, const char *connector, const char *account,
+                                        const pagoflex_event *ev,
                                         const unsigned char *body, size_t body_len, pagoflex_arena *arena,
                                         store_refund *out, bool *applied)
 {
@@ -448,9 +450,9 @@ store_result store_refund_webhook_apply(store *s, const char *connector, const p
     const char *const params[] = {connector,          ev->refund_id, ev->refund_provider_reference_id,
                                   ev->event_id,       payment_state_name(ev->state), text,
                                   allowed,            ev->type,      ev->error_code,
-                                  ev->error_message};
+                                  ev->error_message,  account};
     store_refund ref;
-    store_result rc = store_run(s, "refund webhook", sql_refund_webhook, 10, params, false, &r);
+    store_result rc = store_run(s, "refund webhook", sql_refund_webhook, 11, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
@@ -470,19 +472,22 @@ fail:
     return rc;
 }
 
-store_result store_webhook_keep(store *s, const char *connector, const pagoflex_event *ev,
+store_result store_webhook_keep(store *s, const char *connector, const char *account,
+                                const pagoflex_event *ev,
                                 const unsigned char *body, size_t body_len, pagoflex_arena *arena)
 {
     PGresult *r = NULL;
     char *text = arena_strndup(arena, (const char *)body, body_len);
     if (!text)
         return STORE_ERROR;
-    const char *const params[] = {connector, ev->event_id, ev->type, text};
+    const char *const params[] = {connector, ev->event_id, ev->type, text, account};
     store_result rc = store_run(s, "webhook keep",
                                 "INSERT INTO webhook_events (connector, event_id, state, body, applied, kind,"
-                                " event_type) VALUES ($1::text, $2::text, NULL, $4::text, false, 'ignored',"
-                                " $3::text) ON CONFLICT (connector, event_id) DO NOTHING RETURNING id",
-                                4, params, false, &r);
+                                " event_type, connector_account) VALUES ($1::text, $2::text, NULL, $4::text,"
+                                " false, 'ignored', $3::text, $5::text)"
+                                " ON CONFLICT (connector, connector_account, event_id) DO NOTHING"
+                                " RETURNING id",
+                                5, params, false, &r);
     if (rc == STORE_OK && PQntuples(r) != 1)
         rc = STORE_DUPLICATE;
     PQclear(r);
@@ -537,10 +542,10 @@ static const char sql_refund_reschedule[] =
     "UPDATE refunds SET next_attempt_at = now() + " MS("$2") ", last_attempt_error = $3::text"
     " WHERE id = $1::text AND claim_token = $4::bigint AND state = $5::text";
 
-/* $1 connector, $2 our refund id, $3 the bank's refund id. */
+/* $1 connector, $2 our refund id, $3 the bank's refund id, $4 connector account. */
 static const char sql_refund_make_due[] =
     "UPDATE refunds SET next_attempt_at = now()"
-    " WHERE connector = $1::text AND (id = $2::text OR ($2::text IS NULL AND"
+    " WHERE connector = $1::text AND connector_account = $4::text AND (id = $2::text OR ($2::text IS NULL AND"
     " provider_reference_id = $3::text)) AND state IN " REFUND_OPEN " RETURNING id";
 
 static store_result refund_item_from_row(const PGresult *r, int i, pagoflex_arena *arena, void *out)
@@ -621,12 +626,13 @@ store_result store_refund_reschedule(store *s, const store_refund_item *it, long
     return rc;
 }
 
-store_result store_refund_make_due(store *s, const char *connector, const char *refund_id,
+store_result store_refund_make_due(store *s, const char *connector, const char *account,
+                                   const char *refund_id,
                                    const char *bank_refund_id, pagoflex_arena *arena, const char **found)
 {
     PGresult *r = NULL;
-    const char *const params[] = {connector, refund_id, bank_refund_id};
-    store_result rc = store_run(s, "refund make due", sql_refund_make_due, 3, params, false, &r);
+    const char *const params[] = {connector, refund_id, bank_refund_id, account};
+    store_result rc = store_run(s, "refund make due", sql_refund_make_due, 4, params, false, &r);
     if (rc == STORE_OK) {
         const char *id = NULL;
         if (PQntuples(r) == 1 && !(id = arena_strdup(arena, PQgetvalue(r, 0, 0))))

@@ -33,6 +33,7 @@ typedef struct store_refund {
     const char *error_message;
     const char *created_at;
     const char *updated_at;
+    const char *connector_account; /* its payment's (migration 11) */
 } store_refund;
 
 /* True if a refund in `from` may move to `to`. */
@@ -115,20 +116,22 @@ store_result store_payment_release_operation(store *s, const char *id, const cha
                                              pagoflex_arena *arena, store_payment *out);
 
 /* Store and apply refund event `ev` (by ev->refund_id, else the bank's
- * ev->refund_provider_reference_id) of `connector` in one statement, deduped
- * on (connector, ev->event_id); `body` kept as text. STORE_OK with *out the
+ * ev->refund_provider_reference_id) of `connector`, received for connector
+ * account `account` (only its refunds are found), in one statement, deduped
+ * on (connector, account, ev->event_id); `body` kept as text. STORE_OK with *out the
  * refund as it is now and *applied whether it moved (a refused transition
  * is stored, not applied); STORE_DUPLICATE: seen before, nothing done;
  * STORE_NOT_FOUND: no such refund, nothing stored. */
-store_result store_refund_webhook_apply(store *s, const char *connector, const pagoflex_event *ev,
-                                        const unsigned char *body, size_t body_len, pagoflex_arena *arena,
-                                        store_refund *out, bool *applied);
+store_result store_refund_webhook_apply(store *s, const char *connector, const char *account,
+                                        const pagoflex_event *ev, const unsigned char *body, size_t body_len,
+                                        pagoflex_arena *arena, store_refund *out, bool *applied);
 
 /* Store event `ev` of `connector` that changes nothing (kind 'ignored': a
  * type the plugin does not handle, or a look-up the host answers with a
- * sync), deduped on (connector, event_id). STORE_OK, STORE_DUPLICATE. */
-store_result store_webhook_keep(store *s, const char *connector, const pagoflex_event *ev,
-                                const unsigned char *body, size_t body_len, pagoflex_arena *arena);
+ * sync), deduped on (connector, account, event_id). STORE_OK, STORE_DUPLICATE. */
+store_result store_webhook_keep(store *s, const char *connector, const char *account,
+                                const pagoflex_event *ev, const unsigned char *body, size_t body_len,
+                                pagoflex_arena *arena);
 
 /* Store redirect_url on payment `id` while it is requires_action. */
 store_result store_payment_set_redirect(store *s, const char *id, const char *url);
@@ -178,12 +181,14 @@ store_result store_refund_recon_transition(store *s, const store_refund_item *it
 store_result store_refund_reschedule(store *s, const store_refund_item *it, long delay_ms, const char *error,
                                      bool *applied);
 
-/* A look-up event: make the open refund of `connector` named by
+/* A look-up event: make the open refund of `connector` and connector
+ * account `account` named by
  * `refund_id` (ours) or, when that is NULL, `bank_refund_id` due now.
  * STORE_OK with *found (its id, in the arena); STORE_NOT_FOUND when no open
  * refund has that id. */
-store_result store_refund_make_due(store *s, const char *connector, const char *refund_id,
-                                   const char *bank_refund_id, pagoflex_arena *arena, const char **found);
+store_result store_refund_make_due(store *s, const char *connector, const char *account,
+                                   const char *refund_id, const char *bank_refund_id, pagoflex_arena *arena,
+                                   const char **found);
 
 /* The claim ($1 recover created ms, $2 first retry ms, $3 webhook grace
  * ms, $4 limit, $5 lease ms, $6 deadline s) and renewal ($1 id, $2 claim,

@@ -11,11 +11,17 @@
 
 /* $1 scope, $2 key, $3 hash, $4 ttl s, $5 id, $6 connector, $7 amount, $8
  * currency, $9 reference, $10 description, $11 capture method, $12 return
- * url, $13 payment method type, $14 its token, $15 merchant, $16 metadata. No row: a live key exists. */
+ * url, $13 payment method type, $14 its token, $15 merchant, $16 the connector
+ * account the bank request was built with, $17 metadata. One row: whether $16 is still
+ * the merchant's account for the connector (else nothing is written, the
+ * key included), then the payment (NULLs: a live key exists). */
 static const char sql_claim[] =
-    "WITH k AS ("
+    "WITH a AS MATERIALIZED ("
+    " SELECT " STORE_ACCOUNT_OF("$15::text", "$6::text") " AS account"
+    "), k AS ("
     " INSERT INTO idempotency_keys AS k (scope, key, request_hash, payment_id, expires_at)"
-    " VALUES ($1::text, $2::text, $3::text, $5::text, now() + $4::bigint * interval '1 second')"
+    " SELECT $1::text, $2::text, $3::text, $5::text, now() + $4::bigint * interval '1 second'"
+    " FROM a WHERE a.account = $16::text"
     " ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,"
     " payment_id = EXCLUDED.payment_id, status = NULL, response = NULL, created_at = now(),"
     " expires_at = EXCLUDED.expires_at"
@@ -23,14 +29,15 @@ static const char sql_claim[] =
     " RETURNING k.payment_id"
     "), p AS ("
     " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
-    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id, metadata)"
+    " capture_method, return_url, payment_method_type, payment_method_token, merchant_id,"
+    " connector_account, metadata)"
     " SELECT k.payment_id, $6::text, $7::bigint, $8::text, 'created', $9::text, $10::text,"
-    " $11::text, $12::text, $13::text, $14::text, $15::text, $16::jsonb FROM k"
+    " $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::jsonb FROM k"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
     " SELECT id, NULL, state, 'api' FROM p"
-    ") SELECT " PAYMENT_COLS("p") " FROM p";
+    ") SELECT COALESCE(a.account = $16::text, false), " PAYMENT_COLS("p") " FROM a LEFT JOIN p ON true";
 
 /* $1 scope, $2 key, $3 stale ms. */
 static const char sql_get[] =
@@ -51,7 +58,7 @@ store_result store_idem_create_payment(store *s, const char *scope, const char *
     char ttl[24], amount[24];
     store_result rc = STORE_ERROR;
     if (!scope || !key || !request_hash || !p || !p->id || !p->connector || !p->currency ||
-        !p->merchant_id) {
+        !p->merchant_id || !p->connector_account) {
         log_error("store: idempotent payment insert without scope, key, hash, payment or merchant");
         goto fail;
     }
@@ -72,11 +79,17 @@ store_result store_idem_create_payment(store *s, const char *scope, const char *
                                   p->payment_method_type,
                                   p->payment_method_token,
                                   p->merchant_id,
+                                  p->connector_account,
                                   p->metadata};
-    rc = store_run(s, "idempotent payment insert", sql_claim, 16, params, false, &r);
+    rc = store_run(s, "idempotent payment insert", sql_claim, 17, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
-    rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, arena, out) : STORE_DUPLICATE;
+    if (PQntuples(r) != 1 || PQgetvalue(r, 0, 0)[0] != 't')
+        rc = STORE_CONFLICT;
+    else if (PQgetisnull(r, 0, 1))
+        rc = STORE_DUPLICATE;
+    else
+        rc = store_payment_from_row(r, 0, 1, arena, out);
 
 fail:
     PQclear(r);

@@ -24,6 +24,8 @@ typedef struct store_idem_key {
  * created, history source "api") in one statement. An expired key is taken
  * over. STORE_OK: claimed, *out holds the payment. STORE_DUPLICATE: a live
  * row holds the key (read it with store_idem_get); nothing was written.
+ * STORE_CONFLICT: p->connector_account is not (any more) the account the
+ * merchant uses for p->connector; nothing was written, the key included.
  * STORE_UNAVAILABLE / STORE_ERROR: nothing was written. */
 store_result store_idem_create_payment(store *s, const char *scope, const char *key,
                                        const char *request_hash, long ttl_s,

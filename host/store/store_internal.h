@@ -32,14 +32,23 @@ typedef struct store_call {
     ".capture_method, " t ".amount_capturable, " t ".amount_received, " t                  \
     ".amount_refunded, " t ".return_url, " t ".redirect_url, " t ".payment_method_type, " t \
     ".payment_method_token, " t ".capture_amount, " t ".pending_operation, " t ".merchant_id, " t \
-    ".metadata::text"
-#define PAYMENT_NCOLS 24
+    ".connector_account, " t ".metadata::text"
+#define PAYMENT_NCOLS 25
+
+/* The connector account merchant M uses for connector C (SQL text
+ * expressions): its connector_accounts row, else "default" for
+ * mer_default, else NULL (migration 11). The one definition of the rule,
+ * used by the payment inserts and store_account_resolve. */
+#define STORE_ACCOUNT_OF(M, C)                                                             \
+    "COALESCE((SELECT ca.account FROM connector_accounts ca WHERE ca.merchant_id = " M     \
+    " AND ca.connector = " C "), CASE WHEN " M " = 'mer_default' THEN 'default' END)"
 
 #define REFUND_COLS(t)                                                                  \
     t ".id, " t ".payment_id, " t ".connector, " t ".amount, " t ".currency, " t        \
     ".state, " t ".provider_reference_id, " t ".reason, " t ".metadata::text, " t       \
-    ".error_code, " t ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at")
-#define REFUND_NCOLS 13
+    ".error_code, " t ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at") ", " t \
+    ".connector_account"
+#define REFUND_NCOLS 14
 
 /* Read REFUND_NCOLS columns from `col` on into *out (written on STORE_OK
  * only; store_flows.c). */

@@ -348,6 +348,42 @@ static const char migration_0016_hot_path_indexes[] =
     "ALTER TABLE payment_history DROP CONSTRAINT payment_history_payment_id_fkey;\n"
     "ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_payment_id_fkey;\n";
 
+/* Issue 13: connector accounts. A merchant uses a connector through one of
+ * that connector's accounts (credentials <plugin>/<account>.cfg.enc; the
+ * account "default" is <plugin>.cfg.enc). connector_accounts binds a
+ * merchant to the account it uses for a connector; mer_default uses
+ * "default" for every connector it has no row for, so a deployment from
+ * before this version keeps working unchanged; any other merchant without
+ * a row has no account (422 connector_not_configured). A payment records
+ * the account it was created with, once: every later call for it (sync,
+ * capture, void, refund, webhook) uses that account's credentials, even if
+ * the binding changes meanwhile. A refund copies its payment's. Existing
+ * payments and refunds were made with the one set of credentials there
+ * was: "default". */
+static const char migration_0011_connector_accounts[] =
+    "CREATE TABLE connector_accounts (\n"
+    "    merchant_id text NOT NULL REFERENCES merchants (id),\n"
+    "    connector text NOT NULL CHECK (connector ~ '^[A-Z0-9_]{1,32}$'),\n"
+    "    account text NOT NULL CHECK (account ~ '^[a-z0-9_-]{1,32}$'),\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    PRIMARY KEY (merchant_id, connector)\n"
+    ");\n"
+    "ALTER TABLE payments ADD COLUMN connector_account text NOT NULL DEFAULT 'default';\n"
+    "ALTER TABLE payments ALTER COLUMN connector_account DROP DEFAULT;\n"
+    "ALTER TABLE refunds ADD COLUMN connector_account text NOT NULL DEFAULT 'default';\n"
+    "ALTER TABLE refunds ALTER COLUMN connector_account DROP DEFAULT;\n"
+    /* A webhook arrives at one account's URL and is verified with that
+     * account's secret: its event is stored, deduplicated and kept as an
+     * orphan per (connector, account), and only ever applied to that
+     * account's payments and refunds. */
+    "ALTER TABLE webhook_events ADD COLUMN connector_account text NOT NULL DEFAULT 'default';\n"
+    "ALTER TABLE webhook_events ALTER COLUMN connector_account DROP DEFAULT;\n"
+    "ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_connector_event_id_key,\n"
+    "    ADD CONSTRAINT webhook_events_account_event_key UNIQUE (connector, connector_account, event_id);\n"
+    "DROP INDEX webhook_events_orphans;\n"
+    "CREATE INDEX webhook_events_orphans ON webhook_events (connector, connector_account, tx_id)\n"
+    "    WHERE payment_id IS NULL;\n";
+
 /* Issue 13: signed notifications to merchants (Standard Webhooks).
  * - webhook_endpoints: a merchant's delivery targets. The signing secret is
  *   kept retrievable, encrypted with the master key (secrets.c's AES-GCM
@@ -548,7 +584,8 @@ static const store_migration migration_list[] = {
      migration_0009_flow_reconciler},
     {10, "merchants: merchant accounts owning API keys, payments and refunds",
      migration_0010_merchants},
-    /* 11 is the connector accounts' branch. */
+    {11, "connector accounts: a merchant's account per connector; the account of each payment and refund",
+     migration_0011_connector_accounts},
     {12, "notifications: merchants' webhook endpoints, the outbox of payment and refund events, deliveries",
      migration_0012_notifications},
     {13, "api contract: payment metadata, list indexes by merchant and time, operator history",

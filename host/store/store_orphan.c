@@ -12,28 +12,32 @@
 
 static const char sql_keep[] =
     "INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, applied,"
-    " error_code, error_message)"
-    " VALUES ($1::text, $2::text, NULL, $3::text, $4::text, $5::text, false, $6::text, $7::text)"
-    " ON CONFLICT (connector, event_id) DO NOTHING RETURNING id";
+    " error_code, error_message, connector_account)"
+    " VALUES ($1::text, $2::text, NULL, $3::text, $4::text, $5::text, false, $6::text, $7::text,"
+    " $8::text)"
+    " ON CONFLICT (connector, connector_account, event_id) DO NOTHING RETURNING id";
 
+/* Every statement below: $1 connector, $2 tx id, $3 connector account. */
 static const char sql_waiting[] =
     "SELECT 1 FROM webhook_events WHERE connector = $1::text AND tx_id = $2::text"
-    " AND payment_id IS NULL LIMIT 1";
+    " AND connector_account = $3::text AND payment_id IS NULL LIMIT 1";
 
 static const char sql_lock_payment[] =
     "SELECT id FROM payments WHERE connector = $1::text AND provider_reference_id = $2::text"
-    " FOR UPDATE";
+    " AND connector_account = $3::text FOR UPDATE";
 
-/* Attach the orphans to payment $3; oldest first. */
+/* Attach the orphans to payment $4; oldest first. */
 static const char sql_attach[] =
-    "WITH u AS (UPDATE webhook_events SET payment_id = $3::text"
-    " WHERE connector = $1::text AND tx_id = $2::text AND payment_id IS NULL"
+    "WITH u AS (UPDATE webhook_events SET payment_id = $4::text"
+    " WHERE connector = $1::text AND tx_id = $2::text AND connector_account = $3::text"
+    " AND payment_id IS NULL"
     " RETURNING id, event_id, state, error_code, error_message)"
     " SELECT id, event_id, state, error_code, error_message FROM u ORDER BY id";
 
 static const char sql_mark_applied[] = "UPDATE webhook_events SET applied = true WHERE id = $1::bigint";
 
-store_result store_orphan_keep(store *s, const char *connector, const pagoflex_webhook_event *ev,
+store_result store_orphan_keep(store *s, const char *connector, const char *account,
+                               const pagoflex_webhook_event *ev,
                                const unsigned char *body, size_t body_len,
                                pagoflex_arena *arena)
 {
@@ -41,7 +45,7 @@ store_result store_orphan_keep(store *s, const char *connector, const pagoflex_w
     char *text = NULL;
     store_result rc = STORE_ERROR;
     const char *to_name = ev ? payment_state_name(ev->state) : NULL;
-    if (!connector || !ev || !ev->event_id || !ev->tx_id || payment_state_parse(to_name) < 0) {
+    if (!connector || !account || !ev || !ev->event_id || !ev->tx_id || payment_state_parse(to_name) < 0) {
         log_error("store: orphan event without connector, event id, tx id or valid state");
         goto fail;
     }
@@ -51,8 +55,8 @@ store_result store_orphan_keep(store *s, const char *connector, const pagoflex_w
         goto fail;
     }
     const char *const params[] = {connector, ev->event_id,   to_name,          ev->tx_id,
-                                  text,      ev->error_code, ev->error_message};
-    rc = store_run(s, "orphan event keep", sql_keep, 7, params, false, &r);
+                                  text,      ev->error_code, ev->error_message, account};
+    rc = store_run(s, "orphan event keep", sql_keep, 8, params, false, &r);
     if (rc == STORE_OK && PQntuples(r) != 1)
         rc = STORE_DUPLICATE;
 
@@ -93,15 +97,15 @@ static store_result orphan_apply_rows(store_call *c, const char *pid, const char
     return rc;
 }
 
-store_result store_orphan_apply(store *s, const char *connector, const char *tx_id,
-                                int *applied)
+store_result store_orphan_apply(store *s, const char *connector, const char *account,
+                                const char *tx_id, int *applied)
 {
     PGresult *r = NULL, *events = NULL;
     store_call c;
     bool in_tx = false;
     int moved = 0;
-    const char *const key[] = {connector, tx_id};
-    store_result rc = store_run(s, "orphan events waiting", sql_waiting, 2, key, false, &r);
+    const char *const key[] = {connector, tx_id, account};
+    store_result rc = store_run(s, "orphan events waiting", sql_waiting, 3, key, false, &r);
     if (rc != STORE_OK || PQntuples(r) == 0) {
         PQclear(r);
         if (rc == STORE_OK)
@@ -119,12 +123,12 @@ store_result store_orphan_apply(store *s, const char *connector, const char *tx_
     if (rc != STORE_OK)
         goto fail;
     in_tx = true;
-    rc = store_call_exec(&c, "orphan lock payment", sql_lock_payment, 2, key, false, &r);
+    rc = store_call_exec(&c, "orphan lock payment", sql_lock_payment, 3, key, false, &r);
     if (rc != STORE_OK)
         goto fail;
     if (PQntuples(r) == 1) {
-        const char *const ap[] = {connector, tx_id, PQgetvalue(r, 0, 0)};
-        rc = store_call_exec(&c, "orphan attach", sql_attach, 3, ap, false, &events);
+        const char *const ap[] = {connector, tx_id, account, PQgetvalue(r, 0, 0)};
+        rc = store_call_exec(&c, "orphan attach", sql_attach, 4, ap, false, &events);
         if (rc == STORE_OK)
             rc = orphan_apply_rows(&c, PQgetvalue(r, 0, 0), tx_id, events, &moved);
         if (rc != STORE_OK)

@@ -257,13 +257,14 @@ static const char sql_release_held[] =
     " WHERE id = $1::text AND pending_operation = $2::text AND claim_token = $3::bigint"
     " AND state = $4::text";
 
-/* $1 connector, $2 payment id, $3 the bank's id. */
+/* $1 connector, $2 payment id, $3 the bank's id, $4 connector account. */
 static const char sql_look_up[] =
     "UPDATE payments SET"
     " next_attempt_at = CASE WHEN state IN " OPEN_STATES " THEN now() ELSE next_attempt_at END,"
     " hold_due_at = CASE WHEN state IN " HELD_STATES " THEN now() ELSE hold_due_at END"
-    " WHERE connector = $1::text AND (id = $2::text OR ($2::text IS NULL AND"
-    " provider_reference_id = $3::text)) AND state IN ('created', 'processing', 'pending',"
+    " WHERE connector = $1::text AND connector_account = $4::text AND (id = $2::text OR"
+    " ($2::text IS NULL AND provider_reference_id = $3::text)) AND state IN ('created', 'processing',"
+    " 'pending',"
     " 'requires_capture', 'requires_action') RETURNING id";
 
 static store_result held_item_from_row(const PGresult *r, int i, pagoflex_arena *arena, void *out)
@@ -339,12 +340,13 @@ store_result store_recon_release_held(store *s, const store_recon_item *it, bool
     return rc;
 }
 
-store_result store_recon_look_up(store *s, const char *connector, const char *payment_id,
+store_result store_recon_look_up(store *s, const char *connector, const char *account,
+                                 const char *payment_id,
                                  const char *bank_id, pagoflex_arena *arena, const char **found)
 {
     PGresult *r = NULL;
-    const char *const params[] = {connector, payment_id, bank_id};
-    store_result rc = store_run(s, "reconciler look-up", sql_look_up, 3, params, false, &r);
+    const char *const params[] = {connector, payment_id, bank_id, account};
+    store_result rc = store_run(s, "reconciler look-up", sql_look_up, 4, params, false, &r);
     if (rc == STORE_OK) {
         const char *id = PQntuples(r) == 1 ? arena_strdup(arena, PQgetvalue(r, 0, 0)) : NULL;
         if (PQntuples(r) != 1)

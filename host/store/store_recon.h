@@ -127,11 +127,12 @@ store_result store_recon_reschedule_held(store *s, const store_recon_item *it, l
  * the payment is in it->payment.state. *applied tells. */
 store_result store_recon_release_held(store *s, const store_recon_item *it, bool *applied);
 
-/* A look-up event: make the payment of `connector` named by `payment_id`
+/* A look-up event: make the payment of `connector` and connector account
+ * `account` named by `payment_id`
  * or, when that is NULL, by the bank's `bank_id` due now (open or held).
  * STORE_OK with *found (its id, in the arena), STORE_NOT_FOUND when no
  * such payment is open or held. */
-store_result store_recon_look_up(store *s, const char *connector, const char *payment_id,
+store_result store_recon_look_up(store *s, const char *connector, const char *account, const char *payment_id,
                                  const char *bank_id, pagoflex_arena *arena, const char **found);
 
 /* The held claim ($1 recover created ms, $2 lease ms, $3 limit, $4

@@ -40,11 +40,23 @@ struct bs_tunables {
     bool no_webhooks;
 };
 
+/* One merchant account at Banco X: each has its own API key and webhook
+ * secret; a payment belongs to the account whose key created it. Account 0
+ * is BANCOX_API_KEY / BANCOX_SECRET ("default"); BANCOX_ACCOUNTS adds more. */
+struct bs_account {
+    const char *name;    /* a label for /_sim/payments/{id}, not a secret */
+    const char *api_key; /* never logged */
+    const char *secret;  /* never logged */
+};
+#define BS_MAX_ACCOUNTS 16
+
 struct bs_config {
     char bind_addr[64];
     unsigned port;
-    const char *api_key;      /* never logged */
-    const char *secret;       /* never logged */
+    const char *api_key;      /* never logged; = accounts[0].api_key */
+    const char *secret;       /* never logged; = accounts[0].secret */
+    struct bs_account accounts[BS_MAX_ACCOUNTS];
+    size_t account_n;         /* >= 1 */
     const char *extra_secret; /* NULL, or a second signing secret (rotation) */
     char **fanout;            /* base URLs, NULL when fanout_n == 0 */
     size_t fanout_n;
@@ -147,6 +159,7 @@ const char *bs_status_name(enum bs_status s);
  * until store_fini(). */
 struct bs_event {
     bool refund;              /* "type":"refund" (else "payment") */
+    int account;              /* signed with bs_cfg.accounts[account].secret */
     char tx_id[32];
     char refund_id[32];       /* refund events only */
     const char *ref;
@@ -174,6 +187,7 @@ struct bs_op_result {
 
 /* Input of store_pay(): a validated POST /pay body. */
 struct bs_pay_input {
+    int account;              /* the account whose key made the request */
     const char *idem_key;
     const char *ref;
     const char *callback_url;
@@ -288,6 +302,10 @@ void store_note_trace(const char *key, const char *request_id, const char *trace
  * about payment id: its input, status, captures, voids and refunds (for
  * GET /_sim/payments/{id}); NULL when id is unknown or memory ran out
  * (*found says which). Thread-safe. */
+/* The account (index into bs_cfg.accounts) of payment `id` (refund false)
+ * or refund `id` (true), or -1 when there is no such one. */
+int store_account_of(const char *id, bool refund);
+
 char *store_inspect_json(const char *id, bool *found);
 
 /* Adds the store's counters ("payments", "by_status", ...) to obj, a

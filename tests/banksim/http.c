@@ -103,6 +103,7 @@ struct req {
     bool has_event;      /* the request's webhook, sent (first) by on_request */
     struct bs_event event;
     struct bs_tunables tun; /* as they were when the request arrived */
+    int account;            /* whose API key the request carries (authorized) */
 };
 
 static struct MHD_Daemon *http_daemon;
@@ -142,17 +143,33 @@ static void set_html(struct req *r, unsigned status, char *html)
         r->content_type = "text/html; charset=utf-8";
 }
 
-static bool authorized(struct MHD_Connection *c)
+/* True when the request carries the API key of one of the accounts; its
+ * index goes to r->account. */
+static bool authorized(struct req *r, struct MHD_Connection *c)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    size_t klen = strlen(bs_cfg.api_key);
+    int found = -1;
 
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
         return false;
     h += 7;
     while (*h == ' ')
         h++;
-    return strlen(h) == klen && CRYPTO_memcmp(h, bs_cfg.api_key, klen) == 0;
+    for (size_t i = 0; i < bs_cfg.account_n; i++) {
+        size_t klen = strlen(bs_cfg.accounts[i].api_key);
+        if (strlen(h) == klen && CRYPTO_memcmp(h, bs_cfg.accounts[i].api_key, klen) == 0 && found < 0)
+            found = (int)i;
+    }
+    r->account = found < 0 ? 0 : found;
+    return found >= 0;
+}
+
+/* True when payment (refund false) or refund `id` exists and belongs to
+ * another account than the request's: to that account it does not exist. */
+static bool other_account(const struct req *r, const char *id, bool refund)
+{
+    int owner = store_account_of(id, refund);
+    return owner >= 0 && owner != r->account;
 }
 
 /* True when the request says Content-Type: application/json (parameters
@@ -399,7 +416,7 @@ static json_t *api_post_begin(struct req *r, struct MHD_Connection *c, const cha
 
     r->answer_at = r->start_ms + r->tun.latency_ms;
     *timed_out = false;
-    if (!authorized(c)) {
+    if (!authorized(r, c)) {
         set_error(r, 401, "unauthorized");
         return NULL;
     }
@@ -465,6 +482,7 @@ static void route_pay_answer(struct req *r, struct MHD_Connection *c)
     }
     in.redirect_base = public_base;
     in.webhook_delay_ms = decision_delay(r);
+    in.account = r->account;
     if (store_pay(&in, &res) != 0) {
         set_error(r, 500, "out of memory");
         goto done;
@@ -502,6 +520,8 @@ static void route_capture(struct req *r, struct MHD_Connection *c, const char *i
     err = amount_validate(o, &amount);
     if (err)
         set_error(r, 422, err);
+    else if (other_account(r, id, false))
+        set_error(r, 404, "not_found");
     else if (store_capture(id, key, amount, decision_delay(r), &res) != 0)
         set_error(r, 500, "out of memory");
     else
@@ -520,7 +540,9 @@ static void route_void(struct req *r, struct MHD_Connection *c, const char *id)
     o = api_post_begin(r, c, &key, &timed_out);
     if (!o)
         return;
-    if (store_void(id, key, decision_delay(r), &res) != 0)
+    if (other_account(r, id, false))
+        set_error(r, 404, "not_found");
+    else if (store_void(id, key, decision_delay(r), &res) != 0)
         set_error(r, 500, "out of memory");
     else
         api_post_finish(r, &res, timed_out);
@@ -543,6 +565,8 @@ static void route_refund(struct req *r, struct MHD_Connection *c)
     in.webhook_delay_ms = decision_delay(r);
     if (err)
         set_error(r, 422, err);
+    else if (other_account(r, in.tx_id, false))
+        set_error(r, 422, "tx_id is not a Banco X payment"); /* not one of this account's */
     else if (store_refund(&in, &res) != 0)
         set_error(r, 500, "out of memory");
     else
@@ -557,8 +581,12 @@ static void route_query(struct req *r, struct MHD_Connection *c, const char *id,
     char *json;
 
     r->answer_at = r->start_ms + r->tun.latency_ms;
-    if (!authorized(c)) {
+    if (!authorized(r, c)) {
         set_error(r, 401, "unauthorized");
+        return;
+    }
+    if (other_account(r, id, refund)) {
+        set_error(r, 404, "not_found");
         return;
     }
     json = refund ? store_refund_query_json(id, &found) : store_query_json(id, &found);

@@ -113,6 +113,9 @@ static void usage(FILE *out)
 "  BANCOX_API_KEY           expected Bearer key (default \"bx_test_key\")\n"
 "  BANCOX_SECRET            webhook signing secret (default \"bx_test_secret\")\n"
 "  BANCOX_EXTRA_SECRET      also sign with it: a second v1= entry (rotation)\n"
+"  BANCOX_ACCOUNTS          more merchant accounts, NAME:API_KEY:SECRET,...; a payment\n"
+"                           belongs to the account whose key made it (others get 404),\n"
+"                           its webhooks are signed with that account's secret\n"
 "\n"
 "Test endpoints (no auth): GET /_sim/stats, GET /_sim/payments?ref=R,\n"
 "GET /_sim/payments/{id}, GET /_sim/refunds?ref=R, GET|POST /_sim/config\n"
@@ -193,6 +196,36 @@ oom:
     exit(1);
 }
 
+/* BANCOX_ACCOUNTS="NAME:API_KEY:SECRET,NAME2:KEY2:SECRET2": more merchant
+ * accounts besides the default one (names are labels; keys and secrets
+ * are never shown). A malformed list stops the simulator. */
+static void accounts_from_env(void)
+{
+    const char *env = getenv("BANCOX_ACCOUNTS");
+    if (!env || !*env)
+        return;
+    char *list = strdup(env), *save = NULL;
+    if (!list)
+        goto oom;
+    for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *key = strchr(item, ':'), *secret = key ? strchr(key + 1, ':') : NULL;
+        if (!key || !secret || key == item || secret == key + 1 || !secret[1] ||
+            bs_cfg.account_n >= BS_MAX_ACCOUNTS) {
+            fprintf(stderr, "banksim: BANCOX_ACCOUNTS entry %zu is not NAME:API_KEY:SECRET (at most %d "
+                            "accounts); fix the variable\n",
+                    bs_cfg.account_n, BS_MAX_ACCOUNTS - 1);
+            exit(2);
+        }
+        *key++ = '\0';
+        *secret++ = '\0';
+        bs_cfg.accounts[bs_cfg.account_n++] = (struct bs_account){item, key, secret};
+    }
+    return; /* list stays: the accounts point into it */
+oom:
+    fprintf(stderr, "banksim: out of memory\n");
+    exit(1);
+}
+
 static void defaults(void)
 {
     const char *k = getenv("BANCOX_API_KEY"), *s = getenv("BANCOX_SECRET");
@@ -201,6 +234,9 @@ static void defaults(void)
     bs_cfg.api_key = k && *k ? k : "bx_test_key";
     bs_cfg.secret = s && *s ? s : "bx_test_secret";
     bs_cfg.extra_secret = x && *x ? x : NULL;
+    bs_cfg.accounts[0] = (struct bs_account){"default", bs_cfg.api_key, bs_cfg.secret};
+    bs_cfg.account_n = 1;
+    accounts_from_env();
     bs_cfg.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     bs_cfg.threads = 4;
     bs_cfg.timeout_ms = 30000;

@@ -54,6 +54,7 @@ enum refund_status { RF_PENDING, RF_REFUNDED, RF_FAILED, RF_REJECTED };
 struct bs_refund;
 
 struct bs_payment {
+    int account;         /* whose API key created it (bs_cfg.accounts) */
     char id[32];
     char *ref;
     char *callback_url;
@@ -287,6 +288,7 @@ static void payment_event(const struct bs_payment *p, enum bs_status s, long lon
                           int64_t occurred, unsigned delay_ms, struct bs_event *ev)
 {
     memset(ev, 0, sizeof *ev);
+    ev->account = p->account;
     memcpy(ev->tx_id, p->id, sizeof ev->tx_id);
     ev->ref = p->ref;
     ev->callback_url = p->callback_url;
@@ -461,6 +463,7 @@ static struct bs_payment *payment_create(const struct bs_pay_input *in)
 
     if (!p)
         goto fail;
+    p->account = in->account;
     p->ref = dup_or_null(in->ref, &ok);
     p->callback_url = dup_or_null(in->callback_url, &ok);
     p->return_url = dup_or_null(in->return_url, &ok);
@@ -790,6 +793,7 @@ int store_refund(const struct bs_refund_input *in, struct bs_op_result *out)
         struct bs_event *ev = &out->event;
         memset(ev, 0, sizeof *ev);
         ev->refund = true;
+        ev->account = p->account;
         memcpy(ev->tx_id, p->id, sizeof ev->tx_id);
         memcpy(ev->refund_id, r->id, sizeof ev->refund_id);
         ev->ref = r->ref;
@@ -1031,12 +1035,31 @@ static json_t *inspect(const struct bs_payment *p, uint64_t now)
                   (json_int_t)p->void_requests, "refund_requests",
                   (json_int_t)p->refund_requests, "captures", captures, "voids", voids,
                   "refunds", refunds);
+    if (o)
+        json_object_set_new(o, "account", json_string(bs_cfg.accounts[p->account].name));
     return o; /* json_pack "o" stole the arrays, even on failure */
 fail:
     json_decref(captures);
     json_decref(voids);
     json_decref(refunds);
     return NULL;
+}
+
+int store_account_of(const char *id, bool refund)
+{
+    int account = -1;
+    pthread_mutex_lock(&store_lock);
+    if (refund) {
+        const struct bs_refund *r = bs_map_get(refund_by_id, id);
+        if (r)
+            account = r->pay->account;
+    } else {
+        const struct bs_payment *p = bs_map_get(by_id, id);
+        if (p)
+            account = p->account;
+    }
+    pthread_mutex_unlock(&store_lock);
+    return account;
 }
 
 char *store_inspect_json(const char *id, bool *found)

@@ -34,6 +34,7 @@ struct wh_event {
     atomic_int refs;
     char event_id[32];
     char tx_id[32]; /* what the event is about, for log lines: bx_... or rf_... */
+    int account;    /* signed with bs_cfg.accounts[account].secret */
     size_t len;
     char body[];
 };
@@ -151,9 +152,9 @@ static struct curl_slist *attempt_headers(const struct wh_event *ev, int64_t now
     struct curl_slist *h = NULL, *tmp;
 
     snprintf(t, sizeof t, "%lld", (long long)now);
-    if (sign(bs_cfg.secret, t, ev, hex1) != 0)
+    if (sign(bs_cfg.accounts[ev->account].secret, t, ev, hex1) != 0)
         return NULL;
-    if (bs_cfg.extra_secret) {
+    if (bs_cfg.extra_secret && ev->account == 0) {
         if (sign(bs_cfg.extra_secret, t, ev, hex2) != 0)
             return NULL;
         snprintf(sig, sizeof sig, "X-BancoX-Signature: t=%s,v1=%s,v1=%s", t, hex1, hex2);
@@ -504,6 +505,7 @@ static struct wh_event *event_new(const struct bs_event *e)
     atomic_init(&ev->refs, 1);
     memcpy(ev->event_id, event_id, sizeof event_id);
     memcpy(ev->tx_id, e->refund ? e->refund_id : e->tx_id, sizeof ev->tx_id);
+    ev->account = e->account;
     ev->len = len;
     memcpy(ev->body, body, len + 1);
 done:

@@ -142,6 +142,28 @@ check "no arguments is a usage error" run 2
 check "plugin name with a slash is refused" run 2 secrets encrypt --plugin ../x \
     --key-file master.key --in plain.cfg
 
+# --- connector accounts (--account) --------------------------------------------
+check "encrypt --account writes PLUGIN/ACCOUNT.cfg.enc" run 0 secrets encrypt --plugin banco_x \
+    --account acme --key-file master.key --in plain.cfg
+check "the account folder is 0700" test "$(mode_of banco_x)" = 700
+check "the account file is 0600" test "$(mode_of banco_x/acme.cfg.enc)" = 600
+check "decrypt --account reads it" run 0 secrets decrypt --plugin banco_x --account acme \
+    --key-file master.key banco_x/acme.cfg.enc
+check "... and prints the plaintext" cmp -s out plain.cfg
+check "an account's file does not decrypt for the plugin's default account" run 1 secrets decrypt \
+    --plugin banco_x --key-file master.key banco_x/acme.cfg.enc
+check "nor for another account" run 1 secrets decrypt --plugin banco_x --account other \
+    --key-file master.key banco_x/acme.cfg.enc
+check "... and the refusal shows no secret" no_secret_in out err
+check "an invalid account name is a usage error" run 2 secrets encrypt --plugin banco_x \
+    --account "../x" --key-file master.key --in plain.cfg
+"$PAGOFLEX" secrets keygen --out rotated.key 2>/dev/null
+mkdir -p rot && cp banco_x.cfg.enc rot/ && mkdir -p rot/banco_x && cp banco_x/acme.cfg.enc rot/banco_x/
+check "rotate re-encrypts the account folders too" run 0 secrets rotate --old-key-file master.key \
+    --new-key-file rotated.key rot
+check "... the account file decrypts under the new key" run 0 secrets decrypt --plugin banco_x \
+    --account acme --key-file rotated.key rot/banco_x/acme.cfg.enc
+
 if [[ $failures -ne 0 ]]; then
     printf '%d check(s) failed\n' "$failures"
     exit 1

@@ -162,8 +162,9 @@ class Env:
     """A private Pagoflex: database, key, credentials, simulator, host."""
 
     def __init__(self, sim_args=(), plugins=("banco_x",), start_host=True, extra_config="", workers=2,
-                 bancox=None, extra_hosts=0, port=None):
+                 bancox=None, extra_hosts=0, port=None, sim_env=None):
         """bancox: credentials merged over the banco_x defaults (e.g. BANCOX_BASE_URL);
+        sim_env: more environment for the simulator (e.g. BANCOX_ACCOUNTS, its secrets);
         extra_hosts: that many more pagoflexd on the same database (start_extra_hosts()),
         and the simulator fans every webhook out to all of them."""
         if not PG:
@@ -199,6 +200,7 @@ class Env:
             register_host_url("http://127.0.0.1:%d" % p)
         self.extra_admin_ports = [free_port() for _ in range(extra_hosts)]
         self.extra = []
+        self.sim_env = dict(sim_env or {})
         if extra_hosts:
             urls = ["http://127.0.0.1:%d" % p for p in [self.port] + self.extra_ports]
             sim_args = list(sim_args) + ["--webhook-fanout", ",".join(urls)]
@@ -229,7 +231,8 @@ class Env:
         self.sim = subprocess.Popen(
             [os.path.join(BUILD, "tests", "banksim", "banksim"), "--port", "0", "--port-file", port_file,
              "--webhook-delay-ms", "50"] + list(args),
-            env=dict(os.environ, BANCOX_API_KEY=BANCOX_API_KEY, BANCOX_SECRET=BANCOX_SECRET),
+            env=dict(os.environ, BANCOX_API_KEY=BANCOX_API_KEY, BANCOX_SECRET=BANCOX_SECRET,
+                     **getattr(self, "sim_env", {})),
             stdout=self.sim_log, stderr=subprocess.STDOUT)
         self.procs.append(self.sim)
         self.sim_port = wait_for_file(port_file, self.sim)
@@ -249,6 +252,28 @@ class Env:
             text = "".join('%s = "%s";\n' % kv for kv in creds.items())
             self.cli(["secrets", "encrypt", "--plugin", name, "--key-file", self.key_file,
                       "--out", os.path.join(self.cred_dir, name + ".cfg.enc")], input=text)
+
+    def add_account(self, account, key, secret, plugin="banco_x"):
+        """Write (or replace) the credentials of connector account `account` of `plugin`
+        (<credentials_dir>/<plugin>/<account>.cfg.enc): Banco X's key and webhook secret, on
+        the simulator. Takes effect at the next reload (or start)."""
+        creds = {"BANCOX_API_KEY": key, "BANCOX_SECRET": secret, "BANCOX_BASE_URL": self.sim_url,
+                 "BANCOX_TIMEOUT_MS": "5000"}
+        text = "".join('%s = "%s";\n' % kv for kv in creds.items())
+        os.makedirs(os.path.join(self.cred_dir, plugin), exist_ok=True)
+        self.cli(["secrets", "encrypt", "--plugin", plugin, "--account", account, "--key-file", self.key_file,
+                  "--out", os.path.join(self.cred_dir, plugin, account + ".cfg.enc")], input=text)
+
+    def create_merchant(self, name, account="default", connector="BANCO_X"):
+        """`pagoflex merchant create NAME --json`, then bind the merchant to connector account
+        `account` (`merchant account add`). Returns (merchant id, its first API key)."""
+        out = self.cli(["merchant", "create", name, "--json", "-c", self.config])
+        doc = json.loads(out.stdout)
+        key = record_secret(doc["api_key"])
+        assert key not in out.stderr
+        self.cli(["merchant", "account", "add", doc["merchant"]["id"], "--connector", connector, "--account",
+                  account, "-c", self.config])
+        return doc["merchant"]["id"], key
 
     def write_config(self, port=None, name="pagoflex.cfg", admin_port=None):
         digest = hashlib.sha256(self.api_key.encode()).hexdigest()

@@ -443,8 +443,8 @@ class IdempotencyWaiting(unittest.TestCase):
             key = "stop-" + uuid.uuid4().hex
             body = {"amount": 4250, "currency": "ARS", "connector": "BANCO_X"}
             pid = "pay_" + uuid.uuid4().hex[:26]
-            env.sql("INSERT INTO payments (merchant_id, id, connector, amount, currency, state) VALUES"
-                    " ('mer_default', '%s', 'BANCO_X', 4250, 'ARS', 'created')" % pid)
+            env.sql("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state) VALUES"
+                    " ('default', 'mer_default', '%s', 'BANCO_X', 4250, 'ARS', 'created')" % pid)
             env.sql("INSERT INTO idempotency_keys (scope, key, request_hash, payment_id, expires_at) VALUES"
                     " ('%s', '%s', '%s', '%s', now() + interval '1 day')"
                     % ("mer_default", key,

@@ -18,8 +18,8 @@ FAST = "reconcile_workers = 0;\njanitor_interval_ms = 200;\n"
 # rows and two webhook events each (received when the payment was last
 # changed), and two orphan events (no payment) as old.
 FIXTURE = """
-INSERT INTO payments (merchant_id, id, connector, amount, currency, state, provider_reference_id, created_at, updated_at)
-SELECT 'mer_default', id, 'BANCO_X', 100, 'EUR', state, 'bx_' || id, at, at FROM (VALUES
+INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state, provider_reference_id, created_at, updated_at)
+SELECT 'default', 'mer_default', id, 'BANCO_X', 100, 'EUR', state, 'bx_' || id, at, at FROM (VALUES
     ('pay_old_succeeded', 'succeeded', now() - interval '40 days'),
     ('pay_old_failed', 'failed', now() - interval '40 days'),
     ('pay_old_canceled', 'canceled', now() - interval '40 days'),
@@ -30,11 +30,11 @@ INSERT INTO payment_history (payment_id, from_state, to_state, source, at)
 SELECT id, NULL, 'created', 'api', updated_at FROM payments WHERE id LIKE 'pay\\_%'
 UNION ALL
 SELECT id, 'created', state, 'webhook', updated_at FROM payments WHERE id LIKE 'pay\\_%';
-INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, received_at, applied)
-SELECT 'BANCO_X', 'evt_' || id || '_' || n, id, state, 'bx_' || id, repeat('x', 2000), updated_at, true
+INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, tx_id, body, received_at, applied)
+SELECT 'default', 'BANCO_X', 'evt_' || id || '_' || n, id, state, 'bx_' || id, repeat('x', 2000), updated_at, true
 FROM payments, generate_series(1, 2) n WHERE id LIKE 'pay\\_%';
-INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, body, received_at, applied)
-SELECT 'BANCO_X', 'evt_orphan_' || n, NULL, 'succeeded', 'bx_unknown_' || n, '{}',
+INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, tx_id, body, received_at, applied)
+SELECT 'default', 'BANCO_X', 'evt_orphan_' || n, NULL, 'succeeded', 'bx_unknown_' || n, '{}',
        now() - interval '40 days', false FROM generate_series(1, 2) n;
 """
 

@@ -135,6 +135,9 @@ class UpgradeToMerchants(unittest.TestCase):
     def test_a_new_merchant_sees_none_of_it(self):
         out = self.env.cli(["merchant", "create", "After the upgrade", "--json", "-c", self.env.config])
         key = record_secret(json.loads(out.stdout)["api_key"])
+        # It pays through Banco X with the operator's account "default" (connector accounts).
+        self.env.cli(["merchant", "account", "add", json.loads(out.stdout)["merchant"]["id"], "--connector",
+                      "BANCO_X", "--account", "default", "-c", self.env.config])
         self.assertEqual(self.call(key, "GET", "/v1/payments/" + self.m["payments"]["captured"]).status, 404)
         self.assertEqual(self.call(key, "GET", "/v1/payments?reference=upgrade-order-1").json["data"], [])
         req = self.m["idempotent_requests"][0]

@@ -579,6 +579,154 @@ static void test_credentials_undecryptable(void **state)
     secrets_key_wipe(&other);
 }
 
+/* ---- connector accounts (issue 13) ------------------------------------- */
+
+/* Encrypt `text` for `binding` into <creds>/<plugin>/<account>.cfg.enc. */
+static void write_account(const env *e, const secrets_key *key, const char *plugin, const char *account,
+                          const char *binding, const char *text)
+{
+    unsigned char *blob = NULL;
+    size_t blob_len = 0;
+    char err[512], path[PATH_MAX];
+    assert_int_equal(secrets_encrypt(key, binding, (const unsigned char *)text, strlen(text), &blob,
+                                     &blob_len, err, sizeof err),
+                     0);
+    snprintf(path, sizeof path, "%s/%s", e->creds, plugin);
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        fail_msg("mkdir %s: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/%s/%s.cfg.enc", e->creds, plugin, account);
+    write_in_place(path, blob, blob_len);
+    free(blob);
+}
+
+static void test_accounts_each_get_their_own_init_and_state(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "good_b", NULL, path, sizeof path);
+    write_credentials(e, &e->key, "good_b", "good_b", "GOODB_TOKEN = \"tok-default\";\n");
+    write_account(e, &e->key, "good_b", "acct-b", "good_b/acct-b", "GOODB_TOKEN = \"tok-b\";\n");
+    write_account(e, &e->key, "good_b", "acct-a", "good_b/acct-a", "GOODB_TOKEN = \"tok-a\";\n");
+    e->reg = new_registry(e, &e->key);
+    if (registry_load_file(e->reg, path, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    /* One instance per account, adjacent, "default" first, then by name. */
+    assert_int_equal(registry_count(e->reg), 3);
+    assert_string_equal(registry_at(e->reg, 0)->account, "default");
+    assert_string_equal(registry_at(e->reg, 1)->account, "acct-a");
+    assert_string_equal(registry_at(e->reg, 2)->account, "acct-b");
+    const registry_plugin *d = registry_find_account(e->reg, "GOOD_B", "default");
+    const registry_plugin *a = registry_find_account(e->reg, "GOOD_B", "acct-a");
+    const registry_plugin *b = registry_find_account(e->reg, "GOOD_B", "acct-b");
+    assert_non_null(d);
+    assert_non_null(a);
+    assert_non_null(b);
+    /* Each instance calls the plugin with its own account's state. */
+    assert_true(d->state != a->state && a->state != b->state && d->state != b->state);
+    call_build_request(d, "/GOOD_B/", "Bearer tok-default");
+    call_build_request(a, "/GOOD_B/", "Bearer tok-a");
+    call_build_request(b, "/GOOD_B/", "Bearer tok-b");
+    /* They share the loaded object and nothing that is the account's. */
+    assert_ptr_equal(a->desc, d->desc);
+    assert_ptr_equal(registry_find_key(e->reg, "GOOD_B"), d);
+    assert_ptr_equal(registry_find_webhook_account(e->reg, d->desc->webhook_path, "acct-b"), b);
+    assert_null(registry_find_account(e->reg, "GOOD_B", "acct-c"));
+    assert_null(registry_find_webhook_account(e->reg, d->desc->webhook_path, "acct-c"));
+    assert_int_equal(registry_account_rejected_count(e->reg), 0);
+    /* The webhook URL the bank is given names the account (default: none). */
+    pagoflex_arena *arena = arena_new();
+    assert_string_equal(bankcall_webhook_url("https://h", b, arena), "https://h/webhooks/goodb/acct-b");
+    assert_string_equal(bankcall_webhook_url("https://h", d, arena), "https://h/webhooks/goodb");
+    arena_free(arena);
+}
+
+static void test_a_bad_account_fails_alone(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "", p2[PATH_MAX];
+    add_plugin(e, "good_b", NULL, path, sizeof path);
+    write_credentials(e, &e->key, "good_b", "good_b", "GOODB_TOKEN = \"tok-default\";\n");
+    write_account(e, &e->key, "good_b", "acct-b", "good_b/acct-b", "GOODB_TOKEN = \"tok-b\";\n");
+    /* lacks the required name */
+    write_account(e, &e->key, "good_b", "acct-a", "good_b/acct-a", "OTHER = \"s3cr3t-a\";\n");
+    /* account acct-b's file copied to acct-c: bound to acct-b, so it does not decrypt as acct-c */
+    write_account(e, &e->key, "good_b", "acct-c", "good_b/acct-b", "GOODB_TOKEN = \"s3cr3t-c\";\n");
+    /* the default account's file moved under an account: bound to the plugin alone */
+    write_account(e, &e->key, "good_b", "acct-d", "good_b", "GOODB_TOKEN = \"s3cr3t-d\";\n");
+    /* not an account name */
+    write_account(e, &e->key, "good_b", "Bad Name", "good_b/Bad Name", "GOODB_TOKEN = \"s3cr3t-e\";\n");
+    snprintf(p2, sizeof p2, "%s/good_b/ignored.txt", e->creds);
+    write_in_place(p2, (const unsigned char *)"x", 1);
+    e->reg = new_registry(e, &e->key);
+    if (registry_load_file(e->reg, path, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(registry_count(e->reg), 2);
+    call_build_request(registry_find_account(e->reg, "GOOD_B", "default"), "/GOOD_B/", "Bearer tok-default");
+    call_build_request(registry_find_account(e->reg, "GOOD_B", "acct-b"), "/GOOD_B/", "Bearer tok-b");
+    static const struct {
+        const char *account, *want;
+    } refused[] = {
+        {"Bad Name", "field=account"},
+        {"acct-a", "expected=GOODB_TOKEN found=absent"},
+        {"acct-c", "expected=decryptable"},
+        {"acct-d", "expected=decryptable"},
+    };
+    assert_int_equal(registry_account_rejected_count(e->reg), 4);
+    for (size_t i = 0; i < 4; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < registry_account_rejected_count(e->reg); k++) {
+            const registry_account_rejection *ra = registry_account_rejected_at(e->reg, k);
+            if (strcmp(ra->account, refused[i].account) != 0)
+                continue;
+            seen = true;
+            print_message("  %s\n", ra->reason);
+            assert_string_equal(ra->plugin, "good_b");
+            assert_non_null(strstr(ra->reason, "connector account rejected: plugin=good_b account="));
+            if (!strstr(ra->reason, refused[i].want))
+                fail_msg("want \"%s\" in: %s", refused[i].want, ra->reason);
+            if (strstr(ra->reason, "s3cr3t"))
+                fail_msg("a credential value leaked into: %s", ra->reason);
+        }
+        if (!seen)
+            fail_msg("account %s was not refused", refused[i].account);
+        assert_null(registry_find_account(e->reg, "GOOD_B", refused[i].account));
+    }
+}
+
+static void test_named_accounts_without_a_default(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "good_b", NULL, path, sizeof path);
+    write_account(e, &e->key, "good_b", "solo", "good_b/solo", "GOODB_TOKEN = \"tok-solo\";\n");
+    e->reg = new_registry(e, &e->key);
+    if (registry_load_file(e->reg, path, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(registry_count(e->reg), 1);
+    assert_null(registry_find_account(e->reg, "GOOD_B", "default"));
+    assert_ptr_equal(registry_find_key(e->reg, "GOOD_B"), registry_find_account(e->reg, "GOOD_B", "solo"));
+    call_build_request(registry_find_key(e->reg, "GOOD_B"), "/GOOD_B/", "Bearer tok-solo");
+}
+
+static void test_no_account_loads_rejects_the_plugin(void **state)
+{
+    env *e = *state;
+    char path[PATH_MAX], err[1024] = "";
+    add_plugin(e, "good_b", NULL, path, sizeof path);
+    write_account(e, &e->key, "good_b", "acct-a", "good_b/acct-a", "OTHER = \"x\";\n");
+    write_account(e, &e->key, "good_b", "acct-b", "good_b/acct-a", "GOODB_TOKEN = \"y\";\n");
+    e->reg = new_registry(e, &e->key);
+    assert_int_equal(registry_load_file(e->reg, path, err, sizeof err), -1);
+    print_message("  %s\n", err);
+    assert_non_null(strstr(err, "plugin rejected: file="));
+    assert_non_null(strstr(err, "field=credentials"));
+    assert_non_null(strstr(err, "--account acct-a"));
+    assert_int_equal(registry_count(e->reg), 0);
+    assert_int_equal(registry_account_rejected_count(e->reg), 2);
+    /* nothing of it stays: no copy in the private directory */
+    assert_int_equal(count_entries(e->private_dir), 0);
+}
+
 /* ---- private copies --------------------------------------------------- */
 
 static void test_private_copy_survives_overwrite(void **state)
@@ -1004,6 +1152,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_credentials_loaded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credentials_missing_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credentials_undecryptable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accounts_each_get_their_own_init_and_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_bad_account_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_named_accounts_without_a_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_account_loads_rejects_the_plugin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_private_copy_survives_overwrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_private_dir_open_to_others_refused, setup,
                                         teardown),

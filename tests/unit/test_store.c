@@ -27,7 +27,9 @@
 #include "arena.h"
 #include "payment.h"
 #include "store.h"
+#include "store_accounts.h"
 #include "store_flows.h"
+#include "store_idem.h"
 #include "store_list.h"
 #include "store_janitor.h"
 #include "store_merchant.h"
@@ -80,7 +82,7 @@ static store_payment sample(const char *id, int64_t amount, const char *currency
 {
     store_payment p = {.id = id, .connector = CONNECTOR, .amount = amount, .currency = currency,
                        .reference = "order-42", .description = "two books",
-                       .merchant_id = "mer_default"};
+                       .merchant_id = "mer_default", .connector_account = "default"};
     return p;
 }
 
@@ -134,7 +136,7 @@ static store_result apply(const pagoflex_webhook_event *ev, store_payment *out, 
     static const char body[] = "{\"event\":\"payment.updated\"}";
     pagoflex_arena *a = arena_new();
     store_payment row = {0};
-    store_result rc = store_webhook_apply(g_store, CONNECTOR, ev, (const unsigned char *)body,
+    store_result rc = store_webhook_apply(g_store, CONNECTOR, "default", ev, (const unsigned char *)body,
                                           sizeof body - 1, a, &row, applied);
     if (out) {
         /* The arena goes away: keep what the tests look at. */
@@ -276,7 +278,7 @@ static void test_insert_get(void **unused)
 
     /* NULL optional fields stay NULL; a large amount survives. */
     store_payment q = {.id = "pay_ins_2", .connector = CONNECTOR, .amount = INT64_MAX,
-                       .currency = "JPY", .merchant_id = "mer_default"};
+                       .currency = "JPY", .merchant_id = "mer_default", .connector_account = "default"};
     assert_int_equal(store_payment_insert(g_store, &q, a, &out), STORE_OK);
     assert_null(out.reference);
     assert_null(out.description);
@@ -504,7 +506,7 @@ static void test_webhook_unknown_payment(void **unused)
     pagoflex_arena *a = arena_new();
     store_payment row;
     pagoflex_webhook_event foreign = event("evt_unk_4", "pay_other_bank", NULL, ST(FAILED));
-    assert_int_equal(store_webhook_apply(g_store, "BANCO_Y", &foreign, NULL, 0, a, &row, &applied),
+    assert_int_equal(store_webhook_apply(g_store, "BANCO_Y", "default", &foreign, NULL, 0, a, &row, &applied),
                      STORE_NOT_FOUND);
     arena_free(a);
     assert_int_equal(state_of("pay_other_bank"), ST(CREATED));
@@ -755,7 +757,7 @@ static void test_unavailable_refused(void **unused)
     assert_int_equal(store_payment_transition(s, "pay_down", ST(PENDING), NULL, NULL, NULL, a,
                                               &out),
                      STORE_UNAVAILABLE);
-    assert_int_equal(store_webhook_apply(s, CONNECTOR, &ev, NULL, 0, a, &out, &applied),
+    assert_int_equal(store_webhook_apply(s, CONNECTOR, "default", &ev, NULL, 0, a, &out, &applied),
                      STORE_UNAVAILABLE);
     assert_string_equal(out.id, "sentinel");
     assert_true(now_s() - t0 < 3.0);
@@ -836,6 +838,110 @@ static void test_statements_survive_schema_change(void **unused)
     assert_false(applied); /* terminal: stored and ignored */
 }
 
+/* ---- connector accounts (migration 11) ------------------------------------ */
+
+static void exec_ok(const char *sql);
+
+static void test_payment_insert_resolves_the_merchants_account(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out = {.id = "sentinel"};
+    const char *acct = NULL;
+    exec_ok("INSERT INTO merchants (id, name) VALUES ('mer_acct_t', 'accounts test')");
+    /* mer_default: account "default" of every connector it has no binding for. */
+    store_payment p = sample("pay_acct_1", 100, "EUR");
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    assert_string_equal(out.connector_account, "default");
+    p = sample("pay_acct_2", 100, "EUR");
+    p.connector_account = "acct-x"; /* built with an account the merchant does not use */
+    out.id = "sentinel";
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_CONFLICT);
+    assert_string_equal(out.id, "sentinel");
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1", "pay_acct_2"), 0);
+    /* Another merchant has no account until it is bound: nothing is written, whatever it was built with. */
+    assert_int_equal(store_account_resolve(g_store, "mer_acct_t", CONNECTOR, a, &acct), STORE_NOT_FOUND);
+    p = sample("pay_acct_3", 100, "EUR");
+    p.merchant_id = "mer_acct_t";
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_CONFLICT);
+    assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out),
+                     STORE_CONFLICT);
+    assert_int_equal(count_rows("SELECT count(*) FROM idempotency_keys WHERE key = $1", "k-acct"), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM payments WHERE id = $1", "pay_acct_3"), 0);
+    /* Bound: that account and no other. */
+    assert_int_equal(store_account_bind(g_store, "mer_acct_t", CONNECTOR, "acct-t"), STORE_OK);
+    assert_int_equal(store_account_resolve(g_store, "mer_acct_t", CONNECTOR, a, &acct), STORE_OK);
+    assert_string_equal(acct, "acct-t");
+    assert_int_equal(store_account_resolve(g_store, "mer_acct_t", "OTHER_BANK", a, &acct), STORE_NOT_FOUND);
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_CONFLICT); /* still "default" */
+    p.connector_account = "acct-t";
+    assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out),
+                     STORE_OK);
+    assert_string_equal(out.connector_account, "acct-t");
+    assert_int_equal(store_idem_create_payment(g_store, "mer_acct_t", "k-acct", "h", 60, &p, a, &out),
+                     STORE_DUPLICATE);
+    /* A refund is made with its payment's account. */
+    exec_ok("UPDATE payments SET state = 'succeeded', amount_received = amount WHERE id = 'pay_acct_3'");
+    store_refund rf;
+    store_payment after;
+    assert_int_equal(
+        store_refund_create(g_store, "mer_acct_t", "re_acct_3", "pay_acct_3", 0, NULL, NULL, a, &rf, &after),
+        STORE_OK);
+    assert_string_equal(rf.connector_account, "acct-t");
+    /* mer_default may be bound too; unbinding gives it "default" back. */
+    assert_int_equal(store_account_bind(g_store, "mer_default", CONNECTOR, "acct-z"), STORE_OK);
+    assert_int_equal(store_account_resolve(g_store, "mer_default", CONNECTOR, a, &acct), STORE_OK);
+    assert_string_equal(acct, "acct-z");
+    assert_int_equal(store_account_unbind(g_store, "mer_default", CONNECTOR), STORE_OK);
+    assert_int_equal(store_account_unbind(g_store, "mer_default", CONNECTOR), STORE_NOT_FOUND);
+    assert_int_equal(store_account_resolve(g_store, "mer_default", CONNECTOR, a, &acct), STORE_OK);
+    assert_string_equal(acct, "default");
+    /* Refused: no such merchant, a bad account name. */
+    assert_int_equal(store_account_bind(g_store, "mer_nobody", CONNECTOR, "acct-t"), STORE_NOT_FOUND);
+    assert_int_equal(store_account_bind(g_store, "mer_acct_t", CONNECTOR, "Acct T"), STORE_ERROR);
+    store_account_binding *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_account_list(g_store, "mer_acct_t", a, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].account, "acct-t");
+    arena_free(a);
+}
+
+static void test_webhook_finds_only_its_accounts_payments(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_payment out, row;
+    bool applied = false;
+    exec_ok("INSERT INTO merchants (id, name) VALUES ('mer_acct_w', 'webhooks test');"
+            "INSERT INTO connector_accounts (merchant_id, connector, account) VALUES ('mer_acct_w',"
+            " 'BANCO_X', 'acct-w')");
+    store_payment p = sample("pay_acct_w", 100, "EUR");
+    p.merchant_id = "mer_acct_w";
+    p.connector_account = "acct-w";
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    assert_int_equal(
+        store_payment_transition(g_store, "pay_acct_w", ST(PENDING), "bx_acct_w", NULL, NULL, a, &out),
+        STORE_OK);
+    /* Another account's webhook, by our id or by the bank's: no such payment, nothing stored. */
+    pagoflex_webhook_event by_id = event("evt_acct_1", "pay_acct_w", NULL, ST(FAILED));
+    pagoflex_webhook_event by_ref = event("evt_acct_2", NULL, "bx_acct_w", ST(FAILED));
+    assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "default", &by_id, NULL, 0, a, &row, &applied),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "default", &by_ref, NULL, 0, a, &row, &applied),
+                     STORE_NOT_FOUND);
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", "evt_acct_%"),
+                     0);
+    assert_int_equal(state_of("pay_acct_w"), ST(PENDING));
+    /* Event ids are the account's own: the same id at another account is another event. */
+    pagoflex_webhook_event ok = event("evt_acct_1", NULL, "bx_acct_w", ST(SUCCEEDED));
+    assert_int_equal(store_webhook_apply(g_store, CONNECTOR, "acct-w", &ok, NULL, 0, a, &row, &applied),
+                     STORE_OK);
+    assert_true(applied);
+    assert_int_equal(state_of("pay_acct_w"), ST(SUCCEEDED));
+    arena_free(a);
+}
+
 /* ---- retention (store_janitor.c) ------------------------------------------ */
 
 static void exec_ok(const char *sql)
@@ -878,27 +984,36 @@ static void test_janitor_purges_expired_keys_in_bounded_batches(void **unused)
 static void test_janitor_retention_spares_open_payments_and_orphans(void **unused)
 {
     (void)unused;
-    exec_ok("INSERT INTO payments (merchant_id, id, connector, amount, currency, state, created_at,"
-            " updated_at) SELECT 'mer_default', id, 'JANITOR', 100, 'EUR', state, at, at FROM (VALUES"
+    exec_ok("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state,"
+            " created_at,"
+            " updated_at) SELECT 'default', 'mer_default', id, 'JANITOR', 100, 'EUR', state, at, at FROM"
+            " (VALUES"
             " ('jan_done', 'succeeded', now() - interval '40 days'),"
             " ('jan_failed', 'failed', now() - interval '40 days'),"
             " ('jan_open', 'pending', now() - interval '40 days'),"
             " ('jan_review', 'requires_review', now() - interval '40 days'),"
             " ('jan_recent', 'succeeded', now() - interval '2 days')) AS v (id, state, at);"
             /* Open for 40 days, settled 2 days ago: its old events stay. */
-            "INSERT INTO payments (merchant_id, id, connector, amount, currency, state, created_at,"
-            " updated_at) VALUES ('mer_default', 'jan_late', 'JANITOR_LATE', 100, 'EUR', 'succeeded', now() - interval '42 days',"
+            "INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state,"
+            " created_at,"
+            " updated_at) VALUES ('default', 'mer_default', 'jan_late', 'JANITOR_LATE', 100, 'EUR',"
+            " 'succeeded', now() - interval '42 days',"
             " now() - interval '2 days');"
-            "INSERT INTO webhook_events (connector, event_id, payment_id, state, received_at, applied)"
-            " VALUES ('JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days', true);"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state,"
+            " received_at, applied)"
+            " VALUES ('default', 'JANITOR', 'late-1', 'jan_late', 'pending', now() - interval '40 days',"
+            " true);"
             "INSERT INTO payment_history (payment_id, to_state, source, at)"
             " SELECT id, state, 'api', updated_at FROM payments, generate_series(1, 3)"
             " WHERE connector = 'JANITOR';"
-            "INSERT INTO webhook_events (connector, event_id, payment_id, state, body, received_at,"
-            " applied) SELECT 'JANITOR', id || '-' || g, id, state, repeat('b', 1000), updated_at, true"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, body,"
+            " received_at,"
+            " applied) SELECT 'default', 'JANITOR', id || '-' || g, id, state, repeat('b', 1000),"
+            " updated_at, true"
             " FROM payments, generate_series(1, 3) g WHERE connector = 'JANITOR';"
-            "INSERT INTO webhook_events (connector, event_id, payment_id, state, tx_id, received_at,"
-            " applied) VALUES ('JANITOR', 'orphan', NULL, 'succeeded', 'bx_nobody',"
+            "INSERT INTO webhook_events (connector_account, connector, event_id, payment_id, state, tx_id,"
+            " received_at,"
+            " applied) VALUES ('default', 'JANITOR', 'orphan', NULL, 'succeeded', 'bx_nobody',"
             " now() - interval '400 days', false)");
     store_janitor_limits lim = {.batch = 2, .max_batches = 100, /* several batches per table */
                                 .webhook_event_retention_days = 30,
@@ -1010,8 +1125,8 @@ static void test_hot_statements_keep_a_generic_plan(void **unused)
 {
     (void)unused;
     enum { N = 12 };
-    static const char fill[] = "INSERT INTO payments (merchant_id, id, connector, amount, currency,"
-                               " state, provider_reference_id) SELECT 'mer_default',"
+    static const char fill[] = "INSERT INTO payments (merchant_id, connector_account, id, connector, amount,"
+                               " currency, state, provider_reference_id) SELECT 'mer_default', 'default',"
                                " 'pay_plan_bulk_' || g, 'BANCO_X', 1000, 'EUR', 'succeeded',"
                                " 'bx_plan_bulk_' || g FROM generate_series(1, 50000) g; ANALYZE payments";
     PGresult *bulk = PQexec(g_check, fill);
@@ -1029,13 +1144,14 @@ static void test_hot_statements_keep_a_generic_plan(void **unused)
         assert_int_equal(store_payment_insert(s, &p, a, &out), STORE_OK);
         assert_int_equal(store_payment_transition(s, id, ST(PENDING), ref, NULL, NULL, a, &out), STORE_OK);
         int orphans = -1;
-        assert_int_equal(store_orphan_apply(s, CONNECTOR, ref, &orphans), STORE_OK);
+        assert_int_equal(store_orphan_apply(s, CONNECTOR, "default", ref, &orphans), STORE_OK);
         assert_int_equal(orphans, 0);
         /* Half the webhooks name our payment id, half only the bank's. */
         pagoflex_webhook_event ev = event(evt, i < N ? id : NULL, ref, ST(SUCCEEDED));
         bool applied = false;
         const unsigned char body[] = "{}";
-        assert_int_equal(store_webhook_apply(s, CONNECTOR, &ev, body, 2, a, &out, &applied), STORE_OK);
+        assert_int_equal(store_webhook_apply(s, CONNECTOR, "default", &ev, body, 2, a, &out, &applied),
+                         STORE_OK);
         assert_true(applied);
     }
     store_rows rows;
@@ -1250,6 +1366,8 @@ static void make_merchant_payment(const char *merchant, const char *id, const ch
     p.merchant_id = merchant;
     p.reference = reference;
     p.manual_capture = manual;
+    /* Its Banco X account: the operator's "default" one (migration 11). */
+    assert_int_equal(store_account_bind(g_store, merchant, CONNECTOR, "default"), STORE_OK);
     assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
     assert_string_equal(out.merchant_id, merchant);
     arena_free(a);
@@ -1497,6 +1615,8 @@ int main(void)
         cmocka_unit_test(test_merchant_accounts),
         cmocka_unit_test(test_insert_duplicate),
         cmocka_unit_test(test_insert_check_refused),
+        cmocka_unit_test(test_payment_insert_resolves_the_merchants_account),
+        cmocka_unit_test(test_webhook_finds_only_its_accounts_payments),
         cmocka_unit_test(test_transitions),
         cmocka_unit_test(test_transition_error_fields),
         cmocka_unit_test(test_provider_ref_kept_on_conflict),

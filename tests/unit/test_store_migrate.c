@@ -17,7 +17,9 @@
 #include <cmocka.h>
 #include <libpq-fe.h>
 
+#include "arena.h"
 #include "store.h"
+#include "store_accounts.h"
 #include "store_migrations.h"
 
 static const char *g_admin;
@@ -142,6 +144,80 @@ static void test_status_counts_pending_versions(void **state)
     store_close(s);
 }
 
+/* A database made before migration 11 (connector accounts), with a payment,
+ * a refund, an applied and an orphan webhook event, upgraded: every row is
+ * account "default" (the one set of credentials there was), mer_default
+ * resolves to it, and events are deduplicated per account from then on. */
+static void test_upgrade_to_connector_accounts_keeps_every_row(void **state)
+{
+    (void)state;
+    char err[512] = "", sql[256], conninfo[4200];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s_acct", g_db);
+    assert_true(exec_on(g_admin, sql));
+    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_acct", g_admin, g_db);
+    size_t count = 0, before = 0;
+    const store_migration *all = store_migrations(&count);
+    store_migration *older = calloc(count, sizeof *older);
+    assert_non_null(older);
+    for (size_t i = 0; i < count; i++)
+        if (all[i].version < 11)
+            older[before++] = all[i];
+    store *s = store_open(conninfo, 1);
+    assert_non_null(s);
+    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    assert_true(exec_on(conninfo,
+                        "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                        " provider_reference_id,"
+                        " amount_received) VALUES ('pay_old', 'BANCO_X', 100, 'EUR', 'succeeded',"
+                        " 'mer_default', 'bx_old', 100);"
+                        "INSERT INTO refunds (id, payment_id, connector, amount, currency, state,"
+                        " merchant_id)"
+                        " VALUES ('re_old', 'pay_old', 'BANCO_X', 10, 'EUR', 'pending', 'mer_default');"
+                        "INSERT INTO webhook_events (connector, event_id, payment_id, state, applied)"
+                        " VALUES ('BANCO_X', 'evt_old', 'pay_old', 'succeeded', true);"
+                        "INSERT INTO webhook_events (connector, event_id, state, tx_id, applied)"
+                        " VALUES ('BANCO_X', 'evt_orphan', 'succeeded', 'bx_later', false)"));
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, "SELECT (SELECT connector_account FROM payments WHERE id = 'pay_old'),"
+                            " (SELECT connector_account FROM refunds WHERE id = 're_old'),"
+                            " (SELECT string_agg(DISTINCT connector_account, ',') FROM webhook_events),"
+                            " (SELECT count(*) FROM webhook_events)");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "default");
+    assert_string_equal(PQgetvalue(r, 0, 1), "default");
+    assert_string_equal(PQgetvalue(r, 0, 2), "default");
+    assert_string_equal(PQgetvalue(r, 0, 3), "2");
+    PQclear(r);
+    /* The same event id at another account is another event; at the same account a duplicate. */
+    r = PQexec(c, "INSERT INTO webhook_events (connector, connector_account, event_id, state, applied)"
+                  " VALUES ('BANCO_X', 'acme', 'evt_old', 'succeeded', false)");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexec(c, "INSERT INTO webhook_events (connector, connector_account, event_id, state, applied)"
+                  " VALUES ('BANCO_X', 'default', 'evt_old', 'succeeded', false)");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23505");
+    PQclear(r);
+    /* A new row names its account: no default is left to pick one silently. */
+    r = PQexec(c, "INSERT INTO payments (id, connector, amount, currency, state, merchant_id)"
+                  " VALUES ('pay_new', 'BANCO_X', 100, 'EUR', 'created', 'mer_default')");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23502");
+    PQclear(r);
+    PQfinish(c);
+    pagoflex_arena *arena = arena_new();
+    const char *acct = NULL;
+    assert_int_equal(store_account_resolve(s, "mer_default", "BANCO_X", arena, &acct), STORE_OK);
+    assert_string_equal(acct, "default");
+    arena_free(arena);
+    store_close(s);
+    free(older);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s_acct WITH (FORCE)", g_db);
+    exec_on(g_admin, sql);
+}
+
 int main(void)
 {
     g_admin = getenv("PAGOFLEX_PG");
@@ -166,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_version_runs_between_the_others),
         cmocka_unit_test(test_invalid_index_of_a_failed_build_is_built_again),
         cmocka_unit_test(test_status_counts_pending_versions),
+        cmocka_unit_test(test_upgrade_to_connector_accounts_keeps_every_row),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(g_check);

@@ -77,8 +77,8 @@ static void make_payment(const char *id, const char *merchant)
 {
     char sql[512];
     snprintf(sql, sizeof sql,
-             "INSERT INTO payments (id, connector, amount, currency, state, merchant_id)"
-             " VALUES ('%s', 'BANCO_X', 1000, 'ARS', 'created', '%s')",
+             "INSERT INTO payments (id, connector, amount, currency, state, merchant_id, connector_account)"
+             " VALUES ('%s', 'BANCO_X', 1000, 'ARS', 'created', '%s', 'default')",
              id, merchant);
     check_exec(sql);
 }
@@ -114,8 +114,9 @@ static void test_triggers_write_the_outbox_with_the_change(void **unused)
                                  " AND (payload::jsonb) ? 'timestamp'"),
                      1);
     /* Refunds: pending inside (created, processing) is no change the API shows. */
-    check_exec("INSERT INTO refunds (id, payment_id, connector, amount, currency, state, merchant_id)"
-               " VALUES ('re_t1', 'pay_t1', 'BANCO_X', 500, 'ARS', 'created', 'mer_t')");
+    check_exec("INSERT INTO refunds (id, payment_id, connector, amount, currency, state, merchant_id,"
+               " connector_account) VALUES ('re_t1', 'pay_t1', 'BANCO_X', 500, 'ARS', 'created', 'mer_t',"
+               " 'default')");
     check_exec("UPDATE refunds SET state = 'processing' WHERE id = 're_t1'");
     check_exec("UPDATE refunds SET state = 'pending' WHERE id = 're_t1'");
     assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id = 're_t1'"), 0);

@@ -83,7 +83,7 @@ static void make_payment(const char *id, pagoflex_state state)
 {
     pagoflex_arena *a = arena_new();
     store_payment p = {.id = id, .connector = "BANCO_X", .amount = 1000, .currency = "EUR",
-                     .merchant_id = "mer_default"},
+                     .merchant_id = "mer_default", .connector_account = "default"},
                   out;
     assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
     if (state != ST(CREATED))
@@ -378,9 +378,9 @@ static void test_hot_statements_use_indexes(void **unused)
     check_exec("UPDATE payments SET state = 'succeeded' WHERE state IN ('created', 'processing', 'pending')");
     /* 40k pending waiting for their webhook, 30k processing scheduled for
      * later, 30k created a moment ago, 10k settled; 5 due. */
-    check_exec("INSERT INTO payments (merchant_id, id, connector, amount, currency, state,"
+    check_exec("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state,"
                " provider_reference_id, created_at, updated_at, next_attempt_at)"
-               " SELECT 'mer_default', 'pay_bulk_' || g, 'BANCO_X', 1000 + g, 'ARS',"
+               " SELECT 'default', 'mer_default', 'pay_bulk_' || g, 'BANCO_X', 1000 + g, 'ARS',"
                " CASE WHEN g <= 40000 THEN 'pending' WHEN g <= 70000 THEN 'processing'"
                " WHEN g <= 100000 THEN 'created' ELSE 'succeeded' END,"
                " CASE WHEN g <= 40000 OR g > 100000 THEN 'bx_bulk_' || g END,"
@@ -412,17 +412,17 @@ static void test_hot_statements_use_indexes(void **unused)
     free(plan);
 
     static const char webhook_args[] =
-        "'BANCO_X', 'evt_plan', %s, %s, 'succeeded', '{}', '{pending}', NULL, NULL";
+        "'BANCO_X', 'evt_plan', %s, %s, 'succeeded', '{}', '{pending}', NULL, NULL, 'default'";
     char args[256];
     snprintf(args, sizeof args, webhook_args, "'pay_bulk_7'", "NULL");
-    plan = explain(store_sql_webhook_by_id, 9, args, false);
+    plan = explain(store_sql_webhook_by_id, 10, args, false);
     fprintf(stderr, "webhook by payment id, generic plan:\n%s\n", plan);
     assert_no_seq_scan_on_payments("the webhook look-up by id", plan);
     assert_uses("the webhook look-up by id", plan, "Index Scan using payments_pkey on payments");
     free(plan);
 
     snprintf(args, sizeof args, webhook_args, "NULL", "'bx_bulk_7'");
-    plan = explain(store_sql_webhook_by_ref, 9, args, false);
+    plan = explain(store_sql_webhook_by_ref, 10, args, false);
     fprintf(stderr, "webhook by bank id, generic plan:\n%s\n", plan);
     assert_no_seq_scan_on_payments("the webhook look-up by bank id", plan);
     assert_uses("the webhook look-up by bank id", plan,
@@ -475,8 +475,9 @@ static void make_refund(const char *id, const char *rid, int64_t amount, pagofle
 {
     char sql[256];
     snprintf(sql, sizeof sql,
-             "INSERT INTO payments (merchant_id, id, connector, amount, currency, state,"
-             " provider_reference_id, amount_received) VALUES ('mer_default', '%s', 'BANCO_X', 1000, 'EUR', 'succeeded', 'bx_%s', 1000)",
+             "INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state,"
+             " provider_reference_id, amount_received) VALUES ('default', 'mer_default', '%s', 'BANCO_X',"
+             " 1000, 'EUR', 'succeeded', 'bx_%s', 1000)",
              id, id);
     check_exec(sql);
     pagoflex_arena *a = arena_new();
@@ -576,22 +577,25 @@ static void test_look_up_makes_refund_and_held_payment_due(void **unused)
     store_refund_item it;
     assert_false(claim_refund("re_look_1", 60000, a, &it));
     const char *found = NULL;
-    assert_int_equal(store_refund_make_due(g_store, "OTHER", NULL, "rf_re_look_1", a, &found), STORE_NOT_FOUND);
-    assert_int_equal(store_refund_make_due(g_store, "BANCO_X", NULL, "rf_re_look_1", a, &found), STORE_OK);
+    assert_int_equal(store_refund_make_due(g_store, "OTHER", "default", NULL, "rf_re_look_1", a, &found),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_refund_make_due(g_store, "BANCO_X", "default", NULL, "rf_re_look_1", a, &found),
+                     STORE_OK);
     assert_string_equal(found, "re_look_1");
     assert_true(claim_refund("re_look_1", 60000, a, &it));
     assert_int_equal(it.refund.state, ST(PENDING));
 
-    check_exec("INSERT INTO payments (merchant_id, id, connector, amount, currency, state,"
+    check_exec("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency, state,"
                " provider_reference_id, capture_method, amount_capturable)"
-               " VALUES ('mer_default', 'pay_held_look', 'BANCO_X', 900, 'EUR',"
+               " VALUES ('default', 'mer_default', 'pay_held_look', 'BANCO_X', 900, 'EUR',"
                " 'requires_capture', 'bx_held_look', 'manual', 900)");
     store_recon_item *items = NULL;
     size_t n = 0;
     assert_int_equal(store_recon_claim_held(g_store, &g_timing, 16, a, &items, &n), STORE_OK);
     for (size_t i = 0; i < n; i++)
         assert_string_not_equal(items[i].payment.id, "pay_held_look");
-    assert_int_equal(store_recon_look_up(g_store, "BANCO_X", NULL, "bx_held_look", a, &found), STORE_OK);
+    assert_int_equal(store_recon_look_up(g_store, "BANCO_X", "default", NULL, "bx_held_look", a, &found),
+                     STORE_OK);
     assert_string_equal(found, "pay_held_look");
     assert_int_equal(store_recon_claim_held(g_store, &g_timing, 16, a, &items, &n), STORE_OK);
     bool claimed = false;
@@ -613,11 +617,14 @@ static void test_refund_claim_uses_indexes(void **unused)
 {
     (void)unused;
     check_exec("UPDATE refunds SET state = 'succeeded' WHERE state IN ('created', 'processing', 'pending')");
-    check_exec("INSERT INTO payments (merchant_id, id, connector, amount, currency, state, amount_received)"
-               " VALUES ('mer_default', 'pay_rf_bulk', 'BANCO_X', 100000000, 'EUR', 'succeeded', 100000000)");
-    check_exec("INSERT INTO refunds (merchant_id, id, payment_id, connector, amount, currency, state,"
+    check_exec("INSERT INTO payments (connector_account, merchant_id, id, connector, amount, currency,"
+               " state, amount_received)"
+               " VALUES ('default', 'mer_default', 'pay_rf_bulk', 'BANCO_X', 100000000, 'EUR',"
+               " 'succeeded', 100000000)");
+    check_exec("INSERT INTO refunds (connector_account, merchant_id, id, payment_id, connector, amount,"
+               " currency, state,"
                " provider_reference_id, created_at, updated_at, next_attempt_at)"
-               " SELECT 'mer_default', 're_bulk_' || g, 'pay_rf_bulk', 'BANCO_X', 1, 'EUR',"
+               " SELECT 'default', 'mer_default', 're_bulk_' || g, 'pay_rf_bulk', 'BANCO_X', 1, 'EUR',"
                " CASE WHEN g <= 40000 THEN 'pending' WHEN g <= 70000 THEN 'processing'"
                " WHEN g <= 100000 THEN 'created' ELSE 'succeeded' END,"
                " CASE WHEN g <= 40000 OR g > 100000 THEN 'rf_bulk_' || g END,"
