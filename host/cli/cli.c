@@ -11,6 +11,10 @@
 
 #include <openssl/crypto.h>
 
+#include "config.h"
+
+#define CLI_ERRLEN 1024
+
 static void cli_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -237,4 +241,44 @@ int cli_write_file(const char *path, const void *data, size_t len, int mode, cha
     if (mode == CLI_WRITE_EXCL)
         return cli_write_excl(path, data, len, err, errlen);
     return cli_write_replace(path, data, len, err, errlen);
+}
+
+int cli_open_store(const char *database, const char *config_path, cli_schema schema, store **out)
+{
+    char err[CLI_ERRLEN];
+    char *conninfo = NULL;
+    if (database) {
+        conninfo = strdup(database);
+    } else if (config_path) {
+        config cfg;
+        if (config_load(config_path, &cfg, err, sizeof err) != 0)
+            return cli_error("%s", err);
+        conninfo = strdup(cfg.database);
+        config_free(&cfg);
+    } else {
+        const char *env = getenv("PAGOFLEX_DATABASE");
+        if (!env || !*env)
+            return cli_error("no database given; pass -c CONFIG (its `database` setting) or set "
+                             "$PAGOFLEX_DATABASE to a libpq conninfo");
+        conninfo = strdup(env);
+    }
+    if (!conninfo)
+        return cli_error("out of memory");
+    store *s = store_open(conninfo, 1);
+    free(conninfo);
+    if (!s)
+        return cli_error("out of memory");
+    int applied = 0, pending = 0;
+    if (schema == CLI_SCHEMA_MIGRATE && store_migrate(s, err, sizeof err) != STORE_OK) {
+        store_close(s);
+        return cli_error("database: %s; check the conninfo and that PostgreSQL is up", err);
+    }
+    if (schema == CLI_SCHEMA_CURRENT &&
+        (store_schema_status(s, &applied, &pending, err, sizeof err) != STORE_OK || pending > 0)) {
+        store_close(s);
+        return cli_error("database: %s; run `pagoflex db migrate` first if versions are pending",
+                         pending > 0 ? "the schema is behind this build" : err);
+    }
+    *out = s;
+    return CLI_OK;
 }

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "store.h"
+
 enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2 };
 
 typedef struct cli_command cli_command;
@@ -69,5 +71,20 @@ int cli_write_stdout(const void *data, size_t len);
 enum { CLI_WRITE_EXCL = 1, CLI_WRITE_REPLACE = 2 };
 int cli_write_file(const char *path, const void *data, size_t len, int mode, char *err,
                    size_t errlen);
+
+/* What cli_open_store() does with the schema before it hands the store over. */
+typedef enum cli_schema {
+    CLI_SCHEMA_AS_IS,   /* nothing: the command reads or migrates it itself (pagoflex db) */
+    CLI_SCHEMA_MIGRATE, /* migrate it, so that the command works on a fresh database */
+    CLI_SCHEMA_CURRENT, /* refuse it while versions are pending (`pagoflex db migrate` first) */
+} cli_schema;
+
+/* Open a store of one connection on the database named by `database` (a
+ * libpq conninfo), else by the `database` setting of `config_path`
+ * ($PAGOFLEX_DATABASE overrides it, as for pagoflexd), else by
+ * $PAGOFLEX_DATABASE; either argument may be NULL. Then ready its schema as
+ * `schema` says. CLI_OK with *out set (the caller store_close()s it); on
+ * failure the error is printed, *out is left alone and CLI_ERROR returned. */
+int cli_open_store(const char *database, const char *config_path, cli_schema schema, store **out);
 
 #endif

@@ -13,15 +13,11 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
-#include "config.h"
 #include "store.h"
 #include "store_accounts.h"
-
-#define ACCOUNT_CLI_ERRLEN 512
 
 typedef struct account_args {
     const char *config_path;
@@ -29,37 +25,6 @@ typedef struct account_args {
     const char *account;
     const char *merchant; /* the positional MERCHANT, or NULL */
 } account_args;
-
-static int account_cli_open(const char *config_path, store **out)
-{
-    char err[ACCOUNT_CLI_ERRLEN];
-    config cfg;
-    char *conninfo = NULL;
-    if (config_path) {
-        if (config_load(config_path, &cfg, err, sizeof err) != 0)
-            return cli_error("%s", err);
-        conninfo = strdup(cfg.database);
-        config_free(&cfg);
-    } else {
-        const char *env = getenv("PAGOFLEX_DATABASE");
-        if (!env || !*env)
-            return cli_error("no database given; pass -c CONFIG (its `database` setting) or set "
-                             "$PAGOFLEX_DATABASE to a libpq conninfo");
-        conninfo = strdup(env);
-    }
-    if (!conninfo)
-        return cli_error("out of memory");
-    store *s = store_open(conninfo, 1);
-    free(conninfo);
-    if (!s)
-        return cli_error("out of memory");
-    if (store_migrate(s, err, sizeof err) != STORE_OK) {
-        store_close(s);
-        return cli_error("database: %s; check the conninfo and that PostgreSQL is up", err);
-    }
-    *out = s;
-    return CLI_OK;
-}
 
 /* Options after the subcommand (argv[0] is the subcommand). */
 static int account_cli_opts(const cli_command *cmd, int argc, char **argv, account_args *a)
@@ -186,13 +151,13 @@ int cli_account(const cli_command *cmd, int argc, char **argv)
         if (!add && a.account)
             return cli_usage_error(cmd,
                                    "remove takes no --account: a merchant has one account per connector");
-        if ((rc = account_cli_open(a.config_path, &s)) != CLI_OK)
+        if ((rc = cli_open_store(NULL, a.config_path, CLI_SCHEMA_MIGRATE, &s)) != CLI_OK)
             return rc;
         rc = add ? account_add(cmd, s, &a) : account_remove(s, &a);
     } else if (strcmp(sub, "list") == 0) {
         if (a.connector || a.account)
             return cli_usage_error(cmd, "list takes only [MERCHANT] and -c CONFIG");
-        if ((rc = account_cli_open(a.config_path, &s)) != CLI_OK)
+        if ((rc = cli_open_store(NULL, a.config_path, CLI_SCHEMA_MIGRATE, &s)) != CLI_OK)
             return rc;
         rc = account_list(s, &a);
     } else {

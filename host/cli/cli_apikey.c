@@ -8,48 +8,15 @@
 
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
 #include "apikey.h"
 #include "arena.h"
-#include "config.h"
 #include "store.h"
 
 #define APIKEY_CLI_ERRLEN 512
-
-int cli_apikey_open(const char *config_path, store **out)
-{
-    char err[APIKEY_CLI_ERRLEN];
-    config cfg;
-    char *conninfo = NULL;
-    if (config_path) {
-        if (config_load(config_path, &cfg, err, sizeof err) != 0)
-            return cli_error("%s", err);
-        conninfo = strdup(cfg.database);
-        config_free(&cfg);
-    } else {
-        const char *env = getenv("PAGOFLEX_DATABASE");
-        if (!env || !*env)
-            return cli_error("no database given; pass -c CONFIG (its `database` setting) or set "
-                             "$PAGOFLEX_DATABASE to a libpq conninfo");
-        conninfo = strdup(env);
-    }
-    if (!conninfo)
-        return cli_error("out of memory");
-    store *s = store_open(conninfo, 1);
-    free(conninfo);
-    if (!s)
-        return cli_error("out of memory");
-    if (store_migrate(s, err, sizeof err) != STORE_OK) {
-        store_close(s);
-        return cli_error("database: %s; check the conninfo and that PostgreSQL is up", err);
-    }
-    *out = s;
-    return CLI_OK;
-}
 
 /* getopt over -c/--config and, when their outputs are given, --name NAME
  * and --merchant ID. */
@@ -99,7 +66,7 @@ int cli_apikey_create(const cli_command *cmd, int argc, char **argv)
         rc = cli_usage_error(cmd, "give --name NAME (what the key is for) and nothing else");
         goto fail;
     }
-    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_open_store(NULL, config_path, CLI_SCHEMA_MIGRATE, &s)) != CLI_OK)
         goto fail;
     if (!merchant)
         merchant = APIKEY_DEFAULT_MERCHANT;
@@ -138,7 +105,7 @@ int cli_apikey_list(const cli_command *cmd, int argc, char **argv)
         rc = cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
         goto fail;
     }
-    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_open_store(NULL, config_path, CLI_SCHEMA_MIGRATE, &s)) != CLI_OK)
         goto fail;
     arena = arena_new();
     if (!arena || apikey_list(s, arena, &list, &count) != STORE_OK) {
@@ -169,7 +136,7 @@ int cli_apikey_revoke(const cli_command *cmd, int argc, char **argv)
         goto fail;
     }
     const char *which = argv[optind];
-    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_open_store(NULL, config_path, CLI_SCHEMA_MIGRATE, &s)) != CLI_OK)
         goto fail;
     arena = arena_new();
     store_result sr = arena ? apikey_revoke(s, which, arena, &when) : STORE_ERROR;

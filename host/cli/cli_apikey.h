@@ -3,13 +3,6 @@
 #define PAGOFLEX_CLI_APIKEY_H
 
 #include "cli.h"
-#include "store.h"
-
-/* Open a migrated store on the database of CONFIG (its `database`;
- * $PAGOFLEX_DATABASE overrides it, as for pagoflexd) or, when config_path
- * is NULL, of $PAGOFLEX_DATABASE. CLI_OK with *out (store_close it), or the
- * exit code with the error printed. */
-int cli_apikey_open(const char *config_path, store **out);
 
 /* pagoflex apikey create --name NAME [--merchant ID] [-c CONFIG]
  * Make a key for merchant ID (default mer_default), store its prefix and

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "arena.h"
-#include "config.h"
 #include "log.h"
 #include "store.h"
 #include "store_migrations.h"
@@ -27,8 +26,6 @@ static int cli_db_open(const cli_command *cmd, int argc, char **argv, store **ou
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"database", required_argument, NULL, 'd'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *database = NULL;
-    char err[CLI_DB_ERRLEN];
-    char *conninfo = NULL;
     int c;
     optind = 1;
     opterr = 0;
@@ -42,29 +39,11 @@ static int cli_db_open(const cli_command *cmd, int argc, char **argv, store **ou
     }
     if (optind != argc)
         return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (database) {
-        conninfo = strdup(database);
-    } else if (config_path) {
-        config cfg;
-        if (config_load(config_path, &cfg, err, sizeof err) != 0)
-            return cli_error("%s", err);
-        conninfo = strdup(cfg.database);
-        config_free(&cfg);
-    } else {
-        const char *env = getenv("PAGOFLEX_DATABASE");
-        if (!env || !*env)
-            return cli_usage_error(cmd, "no database given; pass --database CONNINFO, -c CONFIG or set "
-                                        "$PAGOFLEX_DATABASE");
-        conninfo = strdup(env);
-    }
-    if (!conninfo)
-        return cli_error("out of memory");
-    store *s = store_open(conninfo, 1);
-    free(conninfo);
-    if (!s)
-        return cli_error("out of memory");
-    *out = s;
-    return CLI_OK;
+    const char *env = getenv("PAGOFLEX_DATABASE");
+    if (!database && !config_path && (!env || !*env))
+        return cli_usage_error(cmd, "no database given; pass --database CONNINFO, -c CONFIG or set "
+                                    "$PAGOFLEX_DATABASE");
+    return cli_open_store(database, config_path, CLI_SCHEMA_AS_IS, out);
 }
 
 int cli_db_migrate(const cli_command *cmd, int argc, char **argv)

@@ -1,6 +1,6 @@
 /* cli_merchant.c - `pagoflex merchant create | list | disable` (issue 13).
  *
- * The database is found as for `pagoflex apikey` (cli_apikey_open): -c
+ * The database is found as for `pagoflex apikey` (cli_open_store): -c
  * CONFIG or $PAGOFLEX_DATABASE, migrated first. A merchant is made with its
  * first API key, which is shown once and never stored in clear.
  */
@@ -17,7 +17,6 @@
 
 #include "apikey.h"
 #include "arena.h"
-#include "cli_apikey.h"
 #include "store.h"
 #include "store_merchant.h"
 
@@ -87,7 +86,7 @@ int cli_merchant_create(const cli_command *cmd, int argc, char **argv)
                              STORE_MERCHANT_NAME_MAX);
         goto fail;
     }
-    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_open_store(NULL, config_path, CLI_SCHEMA_MIGRATE, &s)) != CLI_OK)
         goto fail;
     if (apikey_create_merchant(s, name, MERCHANT_FIRST_KEY_NAME, id, &k, err, sizeof err) != STORE_OK) {
         rc = cli_error("cannot create the merchant: %s; nothing was stored", err);
@@ -152,7 +151,7 @@ int cli_merchant_list(const cli_command *cmd, int argc, char **argv)
         rc = cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
         goto fail;
     }
-    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_open_store(NULL, config_path, CLI_SCHEMA_MIGRATE, &s)) != CLI_OK)
         goto fail;
     arena = arena_new();
     if (!arena || store_merchant_list(s, arena, &list, &count) != STORE_OK) {
@@ -204,7 +203,7 @@ int cli_merchant_disable(const cli_command *cmd, int argc, char **argv)
                        STORE_MERCHANT_DEFAULT);
         goto fail;
     }
-    if ((rc = cli_apikey_open(config_path, &s)) != CLI_OK)
+    if ((rc = cli_open_store(NULL, config_path, CLI_SCHEMA_MIGRATE, &s)) != CLI_OK)
         goto fail;
     arena = arena_new();
     store_result sr = arena ? store_merchant_disable(s, id, arena, &when) : STORE_ERROR;

@@ -18,13 +18,11 @@
 #include <unistd.h>
 
 #include "arena.h"
-#include "config.h"
 #include "payment.h"
 #include "store.h"
 #include "store_resolve.h"
 #include "textcheck.h"
 
-#define CLI_PAYMENT_ERRLEN 512
 #define CLI_PAYMENT_REASON_MAX 500
 #define CLI_PAYMENT_WHO_MAX 64
 
@@ -36,39 +34,6 @@ static const char *cli_payment_who(void)
         return sudo;
     struct passwd *pw = getpwuid(geteuid());
     return pw ? pw->pw_name : "unknown";
-}
-
-static int cli_payment_store(const char *config_path, store **out)
-{
-    char err[CLI_PAYMENT_ERRLEN];
-    char *conninfo = NULL;
-    if (config_path) {
-        config cfg;
-        if (config_load(config_path, &cfg, err, sizeof err) != 0)
-            return cli_error("%s", err);
-        conninfo = strdup(cfg.database);
-        config_free(&cfg);
-    } else {
-        const char *env = getenv("PAGOFLEX_DATABASE");
-        if (!env || !*env)
-            return cli_error("no database given; pass -c CONFIG (its `database` setting) or set "
-                             "$PAGOFLEX_DATABASE to a libpq conninfo");
-        conninfo = strdup(env);
-    }
-    if (!conninfo)
-        return cli_error("out of memory");
-    store *s = store_open(conninfo, 1);
-    free(conninfo);
-    if (!s)
-        return cli_error("out of memory");
-    int applied = 0, pending = 0;
-    if (store_schema_status(s, &applied, &pending, err, sizeof err) != STORE_OK || pending > 0) {
-        store_close(s);
-        return cli_error("database: %s; run `pagoflex db migrate` first if versions are pending",
-                         pending > 0 ? "the schema is behind this build" : err);
-    }
-    *out = s;
-    return CLI_OK;
 }
 
 int cli_payment_resolve(const cli_command *cmd, int argc, char **argv)
@@ -112,7 +77,7 @@ int cli_payment_resolve(const cli_command *cmd, int argc, char **argv)
         return cli_usage_error(cmd, "'%s' is not a payment id (pay_...)", id);
 
     store *s = NULL;
-    int rc = cli_payment_store(config_path, &s);
+    int rc = cli_open_store(NULL, config_path, CLI_SCHEMA_CURRENT, &s);
     if (rc != CLI_OK)
         return rc;
     pagoflex_arena *arena = arena_new();
