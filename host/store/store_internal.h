@@ -139,4 +139,12 @@ store_result store_history_read(store *s, const char *what, const char *sql, int
  * PostgreSQL text[] literal. */
 void store_allowed_from(pagoflex_state to, char *buf, size_t len);
 
+/* Run `sql`, store_sql_transition or store_sql_transition_fenced with its
+ * `n` parameters, and count its commit. STORE_OK when the payment moved,
+ * STORE_CONFLICT when the statement refused it, with *out the payment as it
+ * is now in both cases; STORE_NOT_FOUND when there is no such payment; else
+ * as store_run, *out untouched (store_transition.c). */
+store_result store_transition_run(store *s, const char *what, const char *sql, int n,
+                                  const char *const *params, pagoflex_arena *arena, store_payment *out);
+
 #endif

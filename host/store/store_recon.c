@@ -137,7 +137,6 @@ store_result store_recon_transition(store *s, const store_recon_item *it, pagofl
                                     const char *error_message, pagoflex_arena *arena,
                                     store_payment *out, bool *lost_claim)
 {
-    PGresult *r = NULL;
     store_payment row;
     pagoflex_state from = it->payment.state;
     const char *to_name = payment_state_name(to);
@@ -156,29 +155,17 @@ store_result store_recon_transition(store *s, const store_recon_item *it, pagofl
     snprintf(claim, sizeof claim, "%" PRId64, it->claim);
     const char *const params[] = {it->payment.id, to_name,       allowed, provider_ref, error_code,
                                   error_message,  source,        detail,  claim};
-    store_result rc = store_run(s, "reconciler transition", store_sql_transition_fenced, 9, params,
-                                false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    metrics_db_commit();
-    if (PQntuples(r) != 1) {
-        rc = STORE_NOT_FOUND;
-        goto fail;
-    }
-    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
-    rc = store_payment_from_row(r, 0, 1, arena, &row);
-    if (rc != STORE_OK)
-        goto fail;
+    store_result rc =
+        store_transition_run(s, "reconciler transition", store_sql_transition_fenced, 9, params, arena, &row);
+    if (rc != STORE_OK && rc != STORE_CONFLICT)
+        return rc;
+    bool moved = rc == STORE_OK;
     /* States only move forward: refused in the state it was decided from
      * (and allowed from it) means the claim is no longer ours. */
     *lost_claim = !moved && row.state == from && payment_transition_allowed(from, to);
     if (moved)
         metrics_payment_outcome(metrics_connector(row.connector), (int)to);
     *out = row;
-    rc = moved ? STORE_OK : STORE_CONFLICT;
-
-fail:
-    PQclear(r);
     return rc;
 }
 

@@ -6,7 +6,6 @@
 
 #include "arena.h"
 #include "log.h"
-#include "metrics.h"
 #include "payment.h"
 #include "store_internal.h"
 
@@ -30,22 +29,5 @@ store_result store_payment_resolve(store *s, const char *id, pagoflex_state to, 
                                   failed ? reason : NULL,
                                   STORE_SOURCE_OPERATOR,
                                   detail};
-    PGresult *r = NULL;
-    store_payment row;
-    store_result rc = store_run(s, "payment resolve", store_sql_transition, 8, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    metrics_db_commit();
-    if (PQntuples(r) != 1) {
-        rc = STORE_NOT_FOUND;
-        goto fail;
-    }
-    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
-    if ((rc = store_payment_from_row(r, 0, 1, arena, &row)) != STORE_OK)
-        goto fail;
-    *out = row;
-    rc = moved ? STORE_OK : STORE_CONFLICT;
-fail:
-    PQclear(r);
-    return rc;
+    return store_transition_run(s, "payment resolve", store_sql_transition, 8, params, arena, out);
 }

@@ -1,0 +1,30 @@
+/* store_transition.c - running the conditional payment transition
+ * (store_sql_transition and its fenced variant) and reading its answer, for
+ * the store's modules that move a payment (store_resolve.c, store_recon.c). */
+#include <libpq-fe.h>
+
+#include "metrics.h"
+#include "store_internal.h"
+
+store_result store_transition_run(store *s, const char *what, const char *sql, int n,
+                                  const char *const *params, pagoflex_arena *arena, store_payment *out)
+{
+    PGresult *r = NULL;
+    store_payment row;
+    store_result rc = store_run(s, what, sql, n, params, false, &r);
+    if (rc != STORE_OK)
+        goto fail;
+    metrics_db_commit();
+    if (PQntuples(r) != 1) {
+        rc = STORE_NOT_FOUND;
+        goto fail;
+    }
+    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
+    if ((rc = store_payment_from_row(r, 0, 1, arena, &row)) != STORE_OK)
+        goto fail;
+    *out = row;
+    rc = moved ? STORE_OK : STORE_CONFLICT;
+fail:
+    PQclear(r);
+    return rc;
+}
