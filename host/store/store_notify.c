@@ -48,28 +48,37 @@ static store_result endpoint_from_row(const PGresult *r, int row, pagoflex_arena
     return STORE_OK;
 }
 
-static store_result delivery_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
+/* Read the DELIVERY_COLS of row `row`, from column `col` on, into *out
+ * (written on STORE_OK only). STORE_ERROR when out of memory. */
+static store_result delivery_from_cols(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                       store_delivery *out)
 {
     store_delivery d = {0};
     bool oom = false;
-    d.id = store_row_text(r, row, 0, arena, &oom);
-    d.event_id = store_row_text(r, row, 1, arena, &oom);
-    d.event_type = store_row_text(r, row, 2, arena, &oom);
-    d.endpoint_id = store_row_text(r, row, 3, arena, &oom);
-    d.status = store_row_text(r, row, 4, arena, &oom);
-    d.attempts = atoi(PQgetvalue(r, row, 5));
-    d.last_http_status = atoi(PQgetvalue(r, row, 6));
-    d.last_error = store_row_text(r, row, 7, arena, &oom);
-    d.next_attempt_at = store_row_text(r, row, 8, arena, &oom);
-    d.created_at = store_row_text(r, row, 9, arena, &oom);
-    d.updated_at = store_row_text(r, row, 10, arena, &oom);
-    d.delivered_at = store_row_text(r, row, 11, arena, &oom);
-    if (oom) {
-        log_error("store: cannot read a delivery row (out of memory)");
+    d.id = store_row_text(r, row, col + 0, arena, &oom);
+    d.event_id = store_row_text(r, row, col + 1, arena, &oom);
+    d.event_type = store_row_text(r, row, col + 2, arena, &oom);
+    d.endpoint_id = store_row_text(r, row, col + 3, arena, &oom);
+    d.status = store_row_text(r, row, col + 4, arena, &oom);
+    d.attempts = atoi(PQgetvalue(r, row, col + 5));
+    d.last_http_status = atoi(PQgetvalue(r, row, col + 6));
+    d.last_error = store_row_text(r, row, col + 7, arena, &oom);
+    d.next_attempt_at = store_row_text(r, row, col + 8, arena, &oom);
+    d.created_at = store_row_text(r, row, col + 9, arena, &oom);
+    d.updated_at = store_row_text(r, row, col + 10, arena, &oom);
+    d.delivered_at = store_row_text(r, row, col + 11, arena, &oom);
+    if (oom)
         return STORE_ERROR;
-    }
-    *(store_delivery *)out = d;
+    *out = d;
     return STORE_OK;
+}
+
+static store_result delivery_from_row(const PGresult *r, int row, pagoflex_arena *arena, void *out)
+{
+    store_result rc = delivery_from_cols(r, row, 0, arena, out);
+    if (rc != STORE_OK)
+        log_error("store: cannot read a delivery row (out of memory)");
+    return rc;
 }
 
 /* Decode the hex of a bytea column into the arena; NULL for SQL NULL.
@@ -87,6 +96,16 @@ static int bytes_from_hex(const PGresult *r, int row, int col, pagoflex_arena *a
     if (!buf || hex_decode(hex, strlen(hex), buf, n + 1, len) != 0)
         return -1;
     *out = buf;
+    return 0;
+}
+
+/* Decode an endpoint's two sealed secrets, columns `col` (secret_enc) and
+ * col + 1 (previous_secret_enc), into *e. -1 on OOM or bad hex. */
+static int secrets_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena, store_endpoint *e)
+{
+    if (bytes_from_hex(r, row, col, arena, &e->secret_enc, &e->secret_enc_len) ||
+        bytes_from_hex(r, row, col + 1, arena, &e->previous_secret_enc, &e->previous_secret_enc_len))
+        return -1;
     return 0;
 }
 
@@ -193,8 +212,7 @@ store_result store_endpoint_secrets(store *s, const char *merchant_id, const cha
         goto done;
     }
     store_endpoint e = {0};
-    if (bytes_from_hex(r, 0, 0, arena, &e.secret_enc, &e.secret_enc_len) ||
-        bytes_from_hex(r, 0, 1, arena, &e.previous_secret_enc, &e.previous_secret_enc_len)) {
+    if (secrets_from_row(r, 0, 0, arena, &e) != 0) {
         rc = STORE_ERROR;
         goto done;
     }
@@ -239,8 +257,7 @@ static store_result sealed_from_row(const PGresult *r, int row, pagoflex_arena *
     bool oom = false;
     e.id = store_row_text(r, row, 0, arena, &oom);
     e.merchant_id = store_row_text(r, row, 1, arena, &oom);
-    if (oom || bytes_from_hex(r, row, 2, arena, &e.secret_enc, &e.secret_enc_len) ||
-        bytes_from_hex(r, row, 3, arena, &e.previous_secret_enc, &e.previous_secret_enc_len))
+    if (oom || secrets_from_row(r, row, 2, arena, &e) != 0)
         return STORE_ERROR;
     *(store_endpoint *)out = e;
     return STORE_OK;
@@ -336,27 +353,10 @@ store_result store_delivery_resend(store *s, const char *merchant_id, const char
         rc = STORE_NOT_FOUND;
         goto done;
     }
-    /* delivery_from_row reads from column 0: shift past the flag. */
+    /* The delivery's columns follow the flag. */
     bool made = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    store_delivery d = {0};
-    bool oom = false;
-    d.id = store_row_text(r, 0, 1, arena, &oom);
-    d.event_id = store_row_text(r, 0, 2, arena, &oom);
-    d.event_type = store_row_text(r, 0, 3, arena, &oom);
-    d.endpoint_id = store_row_text(r, 0, 4, arena, &oom);
-    d.status = store_row_text(r, 0, 5, arena, &oom);
-    d.attempts = atoi(PQgetvalue(r, 0, 6));
-    d.last_http_status = atoi(PQgetvalue(r, 0, 7));
-    d.last_error = store_row_text(r, 0, 8, arena, &oom);
-    d.next_attempt_at = store_row_text(r, 0, 9, arena, &oom);
-    d.created_at = store_row_text(r, 0, 10, arena, &oom);
-    d.updated_at = store_row_text(r, 0, 11, arena, &oom);
-    d.delivered_at = store_row_text(r, 0, 12, arena, &oom);
-    if (oom) {
-        rc = STORE_ERROR;
+    if ((rc = delivery_from_cols(r, 0, 1, arena, out)) != STORE_OK)
         goto done;
-    }
-    *out = d;
     rc = made ? STORE_OK : STORE_CONFLICT;
 done:
     PQclear(r);
@@ -398,9 +398,7 @@ static store_result job_from_row(const PGresult *r, int row, pagoflex_arena *are
     j.payload = store_row_text(r, row, 5, arena, &oom);
     j.endpoint_id = store_row_text(r, row, 6, arena, &oom);
     j.url = store_row_text(r, row, 7, arena, &oom);
-    if (oom || bytes_from_hex(r, row, 8, arena, &j.secrets.secret_enc, &j.secrets.secret_enc_len) ||
-        bytes_from_hex(r, row, 9, arena, &j.secrets.previous_secret_enc,
-                       &j.secrets.previous_secret_enc_len)) {
+    if (oom || secrets_from_row(r, row, 8, arena, &j.secrets) != 0) {
         log_error("store: cannot read a claimed delivery (out of memory)");
         return STORE_ERROR;
     }
