@@ -1,11 +1,15 @@
 /* pgtest.c - conninfo and admin helpers for the unit tests that need PostgreSQL. */
 #include "pgtest.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
+#include <cmocka.h>
 
 /* Append key='value' (quoted as libpq wants) to buf. */
 static void pgtest_conninfo_add(char *buf, size_t len, const char *key, const char *val)
@@ -61,4 +65,90 @@ bool pgtest_admin_exec(const char *admin, const char *sql)
     }
     PQfinish(c);
     return ok;
+}
+
+const char *pgtest_admin(const char *test)
+{
+    const char *admin = getenv("PAGOFLEX_PG");
+    if (admin && *admin)
+        return admin;
+    fprintf(stderr,
+            "%s: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL where databases may be "
+            "created); skipped\n",
+            test);
+    return NULL;
+}
+
+char *pgtest_create_db(const char *admin, const char *db)
+{
+    char sql[256];
+    if (!pgtest_drop_db(admin, db))
+        return NULL;
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+    if (!pgtest_admin_exec(admin, sql))
+        return NULL;
+    return pgtest_conninfo_with_db(admin, db);
+}
+
+bool pgtest_drop_db(const char *admin, const char *db)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+    return pgtest_admin_exec(admin, sql);
+}
+
+/* A store of `pool` connections on `conninfo`, migrated; NULL, with the
+ * reason on stderr, on failure. */
+static store *pgtest_store(const char *conninfo, int pool)
+{
+    char err[256] = "";
+    store *s = store_open(conninfo, pool);
+    if (!s || store_migrate(s, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "migration failed: %s\n", err);
+        store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* A direct connection to `conninfo`, notices dropped; NULL, with the
+ * reason on stderr, on failure. */
+static PGconn *pgtest_connect(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "cannot connect to the test database: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, pgtest_quiet, NULL);
+    return c;
+}
+
+int pgtest_open(const char *admin, const char *db, int pool, char **conninfo, store **st, PGconn **check)
+{
+    if (!(*conninfo = pgtest_create_db(admin, db)))
+        return -1;
+    if (!(*st = pgtest_store(*conninfo, pool)))
+        return -1;
+    if (!(*check = pgtest_connect(*conninfo)))
+        return -1;
+    return 0;
+}
+
+int pgtest_close(const char *admin, const char *db, char *conninfo, store *st, PGconn *check)
+{
+    store_close(st);
+    PQfinish(check);
+    bool ok = pgtest_drop_db(admin, db);
+    free(conninfo);
+    return ok ? 0 : -1;
+}
+
+void pgtest_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
 }

@@ -944,12 +944,10 @@ static void test_webhook_finds_only_its_accounts_payments(void **unused)
 
 /* ---- retention (store_janitor.c) ------------------------------------------ */
 
+/* Run `sql` on the check connection; fail the test on error. */
 static void exec_ok(const char *sql)
 {
-    PGresult *r = PQexec(g_check, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
+    pgtest_exec(g_check, sql);
 }
 
 static void test_janitor_purges_expired_keys_in_bounded_batches(void **unused)
@@ -1071,44 +1069,19 @@ static void test_janitor_one_round_at_a_time(void **unused)
 static int group_setup(void **unused)
 {
     (void)unused;
-    char sql[256], err[256] = "";
     snprintf(g_db, sizeof g_db, "pf_store_%d", (int)getpid());
     snprintf(g_fresh_db, sizeof g_fresh_db, "%s_fresh", g_db);
-    const char *dbs[] = {g_db, g_fresh_db};
-    for (int i = 0; i < 2; i++) {
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbs[i]);
-        if (!admin_exec(sql))
-            return -1;
-        snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbs[i]);
-        if (!admin_exec(sql))
-            return -1;
-    }
-    g_conninfo = pgtest_conninfo_with_db(g_admin, g_db);
-    g_fresh_conninfo = pgtest_conninfo_with_db(g_admin, g_fresh_db);
-    if (!g_conninfo || !g_fresh_conninfo)
+    if (!(g_fresh_conninfo = pgtest_create_db(g_admin, g_fresh_db)))
         return -1;
-    g_store = store_open(g_conninfo, RACERS);
-    if (!g_store || store_migrate(g_store, err, sizeof err) != STORE_OK) {
-        fprintf(stderr, "migration failed: %s\n", err);
-        return -1;
-    }
-    g_check = PQconnectdb(g_conninfo);
-    return PQstatus(g_check) == CONNECTION_OK ? 0 : -1;
+    return pgtest_open(g_admin, g_db, RACERS, &g_conninfo, &g_store, &g_check);
 }
 
 static int group_teardown(void **unused)
 {
     (void)unused;
-    char sql[256];
-    store_close(g_store);
-    PQfinish(g_check);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-    bool ok = admin_exec(sql);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_fresh_db);
-    ok = admin_exec(sql) && ok;
-    free(g_conninfo);
+    bool ok = pgtest_drop_db(g_admin, g_fresh_db);
     free(g_fresh_conninfo);
-    return ok ? 0 : -1;
+    return pgtest_close(g_admin, g_db, g_conninfo, g_store, g_check) == 0 && ok ? 0 : -1;
 }
 
 /* Issue 16: a payment's and a webhook's statements are prepared once per
@@ -1596,12 +1569,8 @@ static void test_refund_race(void **unused)
 
 int main(void)
 {
-    g_admin = getenv("PAGOFLEX_PG");
-    if (!g_admin || !*g_admin) {
-        fprintf(stderr, "test_store: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL where "
-                        "databases may be created); skipped\n");
+    if (!(g_admin = pgtest_admin("test_store")))
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrate_twice),
         cmocka_unit_test(test_migrate_concurrent_fresh),

@@ -34,18 +34,10 @@ static char *g_conninfo;
 static store *g_store;
 static PGconn *g_check;
 
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
+/* Run `sql` on the check connection; fail the test on error. */
 static void check_exec(const char *sql)
 {
-    PGresult *r = PQexec(g_check, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
+    pgtest_exec(g_check, sql);
 }
 
 static long check_count(const char *sql)
@@ -352,26 +344,9 @@ static void test_master_key_rotation_reseals_endpoint_secrets(void **unused)
 static int group_setup(void **unused)
 {
     (void)unused;
-    char sql[256], err[256] = "";
     snprintf(g_db, sizeof g_db, "pf_notify_%d", (int)getpid());
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-    if (!pgtest_admin_exec(g_admin, sql))
+    if (pgtest_open(g_admin, g_db, 4, &g_conninfo, &g_store, &g_check) != 0)
         return -1;
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-    if (!pgtest_admin_exec(g_admin, sql))
-        return -1;
-    g_conninfo = pgtest_conninfo_with_db(g_admin, g_db);
-    if (!g_conninfo)
-        return -1;
-    g_store = store_open(g_conninfo, 4);
-    if (!g_store || store_migrate(g_store, err, sizeof err) != STORE_OK) {
-        fprintf(stderr, "migration failed: %s\n", err);
-        return -1;
-    }
-    g_check = PQconnectdb(g_conninfo);
-    if (PQstatus(g_check) != CONNECTION_OK)
-        return -1;
-    PQsetNoticeProcessor(g_check, quiet, NULL);
     check_exec("INSERT INTO merchants (id, name) VALUES ('mer_t', 't'), ('mer_u', 'u'), ('mer_c', 'c'),"
                " ('mer_d', 'd'), ('mer_m', 'm'), ('mer_n', 'n'), ('mer_j', 'j'), ('mer_k', 'k')");
     return 0;
@@ -380,23 +355,13 @@ static int group_setup(void **unused)
 static int group_teardown(void **unused)
 {
     (void)unused;
-    char sql[256];
-    store_close(g_store);
-    PQfinish(g_check);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-    bool ok = pgtest_admin_exec(g_admin, sql);
-    free(g_conninfo);
-    return ok ? 0 : -1;
+    return pgtest_close(g_admin, g_db, g_conninfo, g_store, g_check);
 }
 
 int main(void)
 {
-    g_admin = getenv("PAGOFLEX_PG");
-    if (!g_admin || !*g_admin) {
-        fprintf(stderr, "test_store_notify: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL "
-                        "where databases may be created); skipped\n");
+    if (!(g_admin = pgtest_admin("test_store_notify")))
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_triggers_write_the_outbox_with_the_change),
         cmocka_unit_test(test_claims_cap_lease_and_fence),

@@ -46,25 +46,10 @@ static const store_recon_timing g_timing = {.recover_created_ms = 60000,
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-/* admin_exec(sql): a command as the admin of PAGOFLEX_PG (pgtest.c). */
-static bool admin_exec(const char *sql)
-{
-    return pgtest_admin_exec(g_admin, sql);
-}
-
 /* Run `sql` on the check connection; fail the test on error. */
 static void check_exec(const char *sql)
 {
-    PGresult *r = PQexec(g_check, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
+    pgtest_exec(g_check, sql);
 }
 
 /* First column of the one row `sql` returns, in buf. */
@@ -679,49 +664,20 @@ static void test_refund_claim_uses_indexes(void **unused)
 static int group_setup(void **unused)
 {
     (void)unused;
-    char sql[256], err[256] = "";
     snprintf(g_db, sizeof g_db, "pf_recon_%d", (int)getpid());
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-    if (!admin_exec(sql))
-        return -1;
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-    if (!admin_exec(sql))
-        return -1;
-    g_conninfo = pgtest_conninfo_with_db(g_admin, g_db);
-    if (!g_conninfo)
-        return -1;
-    g_store = store_open(g_conninfo, 4);
-    if (!g_store || store_migrate(g_store, err, sizeof err) != STORE_OK) {
-        fprintf(stderr, "migration failed: %s\n", err);
-        return -1;
-    }
-    g_check = PQconnectdb(g_conninfo);
-    if (PQstatus(g_check) != CONNECTION_OK)
-        return -1;
-    PQsetNoticeProcessor(g_check, quiet, NULL);
-    return 0;
+    return pgtest_open(g_admin, g_db, 4, &g_conninfo, &g_store, &g_check);
 }
 
 static int group_teardown(void **unused)
 {
     (void)unused;
-    char sql[256];
-    store_close(g_store);
-    PQfinish(g_check);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-    bool ok = admin_exec(sql);
-    free(g_conninfo);
-    return ok ? 0 : -1;
+    return pgtest_close(g_admin, g_db, g_conninfo, g_store, g_check);
 }
 
 int main(void)
 {
-    g_admin = getenv("PAGOFLEX_PG");
-    if (!g_admin || !*g_admin) {
-        fprintf(stderr, "test_store_recon: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL "
-                        "where databases may be created); skipped\n");
+    if (!(g_admin = pgtest_admin("test_store_recon")))
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lapsed_claim_is_fenced),
         cmocka_unit_test(test_transition_needs_the_state_decided_from),
