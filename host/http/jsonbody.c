@@ -8,11 +8,7 @@
 
 #include "arena.h"
 
-static int jsonbody_fail(jsonbody_error *err, int status, const char *code, const char *field,
-                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int jsonbody_fail(jsonbody_error *err, int status, const char *code, const char *field,
-                         const char *fmt, ...)
+int jsonbody_fail(jsonbody_error *err, int status, const char *code, const char *field, const char *fmt, ...)
 {
     err->status = status;
     err->code = code;

@@ -31,6 +31,11 @@ typedef struct jsonbody_error {
  * caller json_decref()s it), or NULL with *err filled (400 invalid_json). */
 json_t *jsonbody_parse(const char *body, size_t len, jsonbody_error *err);
 
+/* Fill *err: status, code, field (static or in an arena; may be NULL) and
+ * the message printf'd from fmt. Returns -1, for `return jsonbody_fail(...)`. */
+int jsonbody_fail(jsonbody_error *err, int status, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 /* Fill *err as 500 internal, out of memory. */
 void jsonbody_error_oom(jsonbody_error *err);
 

@@ -9,6 +9,7 @@
 #include <pagoflex/connector.h>
 
 #include "currency.h" /* currency_is_iso4217 */
+#include "jsonbody.h" /* jsonbody_error */
 
 #define PAYREQ_REFERENCE_MAX 128
 #define PAYREQ_DESCRIPTION_MAX 1024
@@ -30,13 +31,9 @@ typedef struct payreq {
 } payreq;
 
 /* Why a body was refused: HTTP status 400 (not JSON, an unknown field) or
- * 422 (a field's value). */
-typedef struct payreq_error {
-    int status;
-    const char *code;  /* "invalid_json", "unknown_parameter", "missing_field", "invalid_field" */
-    const char *field; /* or NULL */
-    char message[256];
-} payreq_error;
+ * 422 (a field's value: "missing_field", "invalid_field"), as for every
+ * JSON body. */
+typedef jsonbody_error payreq_error;
 
 /* Parse `body`; strings are copied into `arena`. 0 and *out filled on
  * success; -1 and *err filled otherwise (nothing else is touched). */
