@@ -7,6 +7,7 @@ set -euo pipefail
 
 PAGOFLEX=${1:?usage: $0 PATH/TO/pagoflex}
 PAGOFLEX=$(cd "$(dirname "$PAGOFLEX")" && pwd)/$(basename "$PAGOFLEX")
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 if [[ -z ${PAGOFLEX_PG:-} ]]; then
     echo "PAGOFLEX_PG is not set: skipped"
     exit 77
@@ -19,19 +20,6 @@ trap 'cd /; rm -rf "$WORK"; psql -X -q -d "$PAGOFLEX_PG" -c "DROP DATABASE IF EX
 export PAGOFLEX_DATABASE=${PAGOFLEX_PG/dbname=postgres/dbname=$DB}
 cd "$WORK"
 
-failures=0
-pass() { printf 'ok   %s\n' "$1"; }
-fail() { printf 'FAIL %s\n' "$1"; failures=$((failures + 1)); }
-check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
-run() { # run EXPECTED_RC ARGS...: pagoflex's stdout and stderr land in out and err
-    local want=$1; shift
-    local rc=0
-    "$PAGOFLEX" "$@" >out 2>err || rc=$?
-    if [[ $rc -ne $want ]]; then
-        printf 'pagoflex %s: exit %d, expected %d\nstderr: %s\n' "$*" "$rc" "$want" "$(cat err)"
-        return 1
-    fi
-}
 json() { python3 -c "import json, sys; d = json.load(open('out')); print($1)"; }
 
 # --- create -------------------------------------------------------------------
@@ -95,8 +83,4 @@ check "  and it is not" test "$(sql "SELECT disabled_at IS NULL FROM merchants W
 check "disable needs one id" run 2 merchant disable
 check "--json is not an option of disable" run 2 merchant disable "$ID1" --json
 
-if [[ $failures -ne 0 ]]; then
-    echo "$failures check(s) failed"
-    exit 1
-fi
-echo "all merchant CLI checks passed"
+checks_done "merchant CLI checks"

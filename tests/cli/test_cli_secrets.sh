@@ -4,6 +4,7 @@ set -euo pipefail
 
 PAGOFLEX=${1:?usage: $0 PATH/TO/pagoflex}
 PAGOFLEX=$(cd "$(dirname "$PAGOFLEX")" && pwd)/$(basename "$PAGOFLEX")
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 unset PAGOFLEX_MASTER_KEY PAGOFLEX_MASTER_KEY_FILE
 
 SECRET='sk_live_cli_7f3a9c'
@@ -12,23 +13,6 @@ WORK=$(mktemp -d /tmp/test_cli_secrets.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 
-failures=0
-pass() { printf 'ok   %s\n' "$1"; }
-fail() { printf 'FAIL %s\n' "$1"; failures=$((failures + 1)); }
-check() { # check NAME COMMAND...: the command must succeed
-    local name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
-# run EXPECTED_RC ARGS...: run pagoflex, keep stdout/stderr in out/err, check the exit code
-run() {
-    local want=$1; shift
-    local rc=0
-    "$PAGOFLEX" "$@" >out 2>err || rc=$?
-    if [[ $rc -ne $want ]]; then
-        printf 'pagoflex %s: exit %d, expected %d\nstderr: %s\n' "$*" "$rc" "$want" "$(cat err)"
-        return 1
-    fi
-}
 # flip_bit FILE OFFSET: invert the low bit of one byte, so the file always changes
 # (writing a fixed byte leaves it unchanged when that byte was already there).
 flip_bit() {
@@ -164,8 +148,4 @@ check "rotate re-encrypts the account folders too" run 0 secrets rotate --old-ke
 check "... the account file decrypts under the new key" run 0 secrets decrypt --plugin banco_x \
     --account acme --key-file rotated.key rot/banco_x/acme.cfg.enc
 
-if [[ $failures -ne 0 ]]; then
-    printf '%d check(s) failed\n' "$failures"
-    exit 1
-fi
-echo "all checks passed"
+checks_done

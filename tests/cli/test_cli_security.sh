@@ -10,6 +10,7 @@ SECRETS_FILE=${3:?}
 BANKSIM_BIN=${4:-}
 SCRIPTS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib" && pwd)
 PAGOFLEX=$(cd "$(dirname "$PAGOFLEX")" && pwd)/$(basename "$PAGOFLEX")
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 PLUGIN_SO=$(cd "$(dirname "$PLUGIN_SO")" && pwd)/$(basename "$PLUGIN_SO")
 mkdir -p "$(dirname "$SECRETS_FILE")"
 SECRETS_FILE=$(cd "$(dirname "$SECRETS_FILE")" && pwd)/$(basename "$SECRETS_FILE")
@@ -24,19 +25,6 @@ export XDG_RUNTIME_DIR=$(mktemp -d /dev/shm/test_cli_security.XXXXXX)
 trap 'rm -rf "$WORK" "$XDG_RUNTIME_DIR"' EXIT
 cd "$WORK"
 
-failures=0
-pass() { printf 'ok   %s\n' "$1"; }
-fail() { printf 'FAIL %s\n' "$1"; failures=$((failures + 1)); }
-check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
-run() { # run EXPECTED_RC ARGS...
-    local want=$1; shift
-    local rc=0
-    "$PAGOFLEX" "$@" >out 2>err || rc=$?
-    if [[ $rc -ne $want ]]; then
-        printf 'pagoflex %s: exit %d, expected %d\nstderr: %s\n' "$*" "$rc" "$want" "$(cat err)"
-        return 1
-    fi
-}
 tmp_empty() { [[ -z $(ls -A "$XDG_RUNTIME_DIR") ]]; }
 no_secret_in() { ! grep -q -e "$SECRET" -e "$SECRET2" "$@"; }
 
@@ -168,8 +156,4 @@ if [[ -n $BANKSIM_BIN ]]; then
     check "...without showing it" no_secret_in sim.log sim.err
 fi
 
-if [[ $failures -ne 0 ]]; then
-    echo "$failures check(s) failed"
-    exit 1
-fi
-echo "all checks passed"
+checks_done
