@@ -397,8 +397,8 @@ class Env:
             return f.read().decode(errors="replace")
 
     # ---- API --------------------------------------------------------
-    def auth(self, extra=None):
-        h = {"Authorization": "Bearer " + self.api_key, "Content-Type": "application/json"}
+    def auth(self, extra=None, api_key=None):
+        h = {"Authorization": "Bearer " + (api_key or self.api_key), "Content-Type": "application/json"}
         h.update(extra or {})
         return h
 
@@ -421,14 +421,15 @@ class Env:
     def sim_config(self, **values):
         return http("POST", self.sim_url + "/_sim/config", values, {"Content-Type": "application/json"})
 
-    def get(self, pid):
-        return http("GET", self.url + "/v1/payments/" + pid, headers=self.auth())
+    def get(self, pid, api_key=None):
+        """GET /v1/payments/<pid> with the default merchant's key, or `api_key`."""
+        return http("GET", self.url + "/v1/payments/" + pid, headers=self.auth(api_key=api_key))
 
-    def wait_status(self, pid, want, timeout=10):
+    def wait_status(self, pid, want, timeout=10, api_key=None):
         deadline = time.time() + timeout
         r = None
         while time.time() < deadline:
-            r = self.get(pid)
+            r = self.get(pid, api_key)
             if r.status == 200 and r.json["status"] in want:
                 return r
             time.sleep(0.05)

@@ -48,18 +48,10 @@ class ConnectorAccounts(unittest.TestCase):
                     {"Authorization": "Bearer " + self.key_b, "Content-Type": "application/json"})
 
     def get_b(self, pid):
-        return http("GET", self.env.url + "/v1/payments/" + pid,
-                    headers={"Authorization": "Bearer " + self.key_b})
+        return self.env.get(pid, api_key=self.key_b)
 
     def wait_b(self, pid, want, timeout=15):
-        deadline = time.time() + timeout
-        r = None
-        while time.time() < deadline:
-            r = self.get_b(pid)
-            if r.status == 200 and r.json["status"] in want:
-                return r
-            time.sleep(0.05)
-        raise AssertionError("payment %s did not reach %s: last %r" % (pid, want, r))
+        return self.env.wait_status(pid, want, timeout, api_key=self.key_b)
 
     def sim_account(self, bank_id):
         r = http("GET", self.env.sim_url + "/_sim/payments/" + bank_id)

@@ -82,14 +82,7 @@ class Merchants(unittest.TestCase):
         return r.json["id"]
 
     def wait(self, key, pid, want, timeout=15):
-        deadline = time.time() + timeout
-        r = None
-        while time.time() < deadline:
-            r = self.call(key, "GET", "/v1/payments/" + pid)
-            if r.status == 200 and r.json["status"] == want:
-                return r.json
-            time.sleep(0.05)
-        raise AssertionError("payment %s did not reach %s: %r" % (pid, want, r))
+        return self.env.wait_status(pid, (want,), timeout, api_key=key).json
 
     def sim_payment(self, key, pid):
         ref = self.call(key, "GET", "/v1/payments/" + pid).json["provider_reference_id"]
