@@ -86,7 +86,7 @@ struct store {
 /* $12 is the connector account the caller built the bank request with: the
  * row is written only while it is still the one the merchant uses for the
  * connector, resolved here in the INSERT itself (no row: it is not). */
-static const char sql_insert[] =
+const char store_sql_insert[] =
     "WITH a AS MATERIALIZED ("
     " SELECT " STORE_ACCOUNT_OF("$11::text", "$2::text") " AS account"
     "), p AS ("
@@ -609,7 +609,7 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   p->payment_method_token,
                                   p->merchant_id,
                                   p->connector_account};
-    return store_one_payment(s, "payment insert", sql_insert, 12, params, true, true, STORE_CONFLICT,
+    return store_one_payment(s, "payment insert", store_sql_insert, 12, params, true, true, STORE_CONFLICT,
                              arena, out);
 }
 
