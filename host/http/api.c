@@ -55,6 +55,7 @@
 #include "payreq.h"
 #include "reqid.h"
 #include "store_accounts.h"
+#include "store_batch.h"
 #include "store_flows.h"
 #include "store_idem.h"
 #include "store_orphan.h"
@@ -104,11 +105,22 @@ typedef struct api_request {
     char traceparent[REQID_TRACEPARENT + 1]; /* the client's, if valid; else "" */
     struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
     struct api_flow *flow;     /* a route of api_flows.c suspended */
+    api_req_resumed_fn resumed; /* suspended by api_req_suspend_fn: run this when resumed */
+    void *resumed_arg;
 } api_request;
 
+/* What a suspended POST /v1/payments waits for. */
+typedef enum api_create_wait {
+    API_CREATE_BANK,      /* its bank call */
+    API_CREATE_KEY,       /* another request's answer to its Idempotency-Key */
+    API_CREATE_INSERT,    /* the group commit of its row (store_batch.h) */
+    API_CREATE_RECORD     /* the group commit of the bank's answer */
+} api_create_wait;
+
 /* A payment creation across the bank call, or across a wait for another
- * request's answer to its Idempotency-Key, during which the connection is
- * suspended (no thread waits): everything lives in the request's arena. */
+ * request's answer to its Idempotency-Key, or for a group commit, during
+ * which the connection is suspended (no thread waits): everything lives in
+ * the request's arena. */
 typedef struct api_create {
     const registry_plugin *pl;
     pagoflex_payment pay;
@@ -119,8 +131,10 @@ typedef struct api_create {
     const char *idem_key;
     char hash[65];
     int claims;   /* attempts to store the row under its key */
-    bool waiting; /* suspended on `wait`, not on the bank */
+    api_create_wait waiting; /* what it is suspended on */
     idempotency_wait wait;
+    store_batch_op op;       /* API_CREATE_INSERT, API_CREATE_RECORD */
+    pagoflex_flow_result res; /* the bank's answer, mapped (API_CREATE_RECORD) */
 } api_create;
 
 /* ---- replies ---------------------------------------------------------- */
@@ -428,6 +442,7 @@ static enum MHD_Result api_idempotent_answer(api_request *r, const api_create *c
 
 static void api_resume(void *arg);
 static enum MHD_Result api_payment_claim(api_request *r, api_create *c);
+static enum MHD_Result api_payment_recorded(api_request *r, api_create *c);
 
 /* The key is being answered by another request: suspend this connection
  * and hand the wait to the poller thread (no HTTP thread sleeps); it
@@ -445,7 +460,7 @@ static enum MHD_Result api_idempotent_wait(api_request *r, api_create *c)
     w->arena = r->arena;
     w->done = api_resume;
     w->arg = r;
-    c->waiting = true;
+    c->waiting = API_CREATE_KEY;
     r->create = c;
     MHD_suspend_connection(r->conn);
     idempotency_wait_start(r->ctx->idem_waiter, w);
@@ -457,7 +472,7 @@ static enum MHD_Result api_idempotent_wait(api_request *r, api_create *c)
 static enum MHD_Result api_payment_send(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
-    c->waiting = false;
+    c->waiting = API_CREATE_BANK;
     r->create = c;
     MHD_suspend_connection(r->conn);
     bankcall_flow_start(c->pl, &c->in, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
@@ -541,14 +556,9 @@ static bool api_payment_build(api_request *r, api_create *c, const registry_plug
     return true;
 }
 
-/* Insert the payment row, under its key when the request has one, then
- * send it to the bank. A key another request holds is answered from that
- * request (replay, 422, 409) or waited for; one that expired meanwhile is
- * claimed again. */
-static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
+/* The row api_payment_claim stores for c. */
+static store_payment api_payment_row(api_request *r, const api_create *c)
 {
-    api_context *ctx = r->ctx;
-    const char *key = c->idem_key;
     store_payment row = {.id = c->pay.id,
                          .connector = c->pl->desc->key,
                          .amount = c->pay.amount,
@@ -562,41 +572,104 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                          .payment_method_token = c->in.payment_method_token,
                          .merchant_id = r->merchant_id,
                          .connector_account = c->pl->account};
+    return row;
+}
+
+/* A group-committed write of POST /v1/payments is in (writer thread). */
+static void api_payment_committed(void *arg)
+{
+    api_resume(arg);
+}
+
+/* Queue write c->op (made ready by a store_batch_*_init) to the group
+ * commit and suspend the request until it is committed; resumed in
+ * api_payment_resumed as `stage`. When the batcher refuses it (closing),
+ * `sync` does the write here and the request resumes at once, the same way. */
+static enum MHD_Result api_payment_batch(api_request *r, api_create *c, api_create_wait stage,
+                                         void (*sync)(api_request *, api_create *))
+{
+    c->op.done = api_payment_committed;
+    c->op.arg = r;
+    c->waiting = stage;
+    r->create = c;
+    MHD_suspend_connection(r->conn);
+    if (!store_batch_submit(r->ctx->batch, &c->op)) {
+        sync(r, c);
+        api_resume(r);
+    }
+    return MHD_YES;
+}
+
+static void api_payment_insert_sync(api_request *r, api_create *c)
+{
+    store_payment row = api_payment_row(r, c);
+    c->op.rc = store_payment_insert(r->ctx->store, &row, r->arena, &c->op.row);
+}
+
+/* What the store said to a claim of the payment row: true with *ret when
+ * the request was answered or sent on to the bank, false to claim again. A
+ * key another request holds is answered from that request (replay, 422,
+ * 409) or waited for; one that expired meanwhile is claimed again. */
+static bool api_payment_claimed(api_request *r, api_create *c, store_result sr, enum MHD_Result *ret)
+{
+    api_context *ctx = r->ctx;
+    const char *key = c->idem_key;
+    if (sr == STORE_OK) {
+        *ret = api_payment_send(r, c);
+        return true;
+    }
+    if (sr == STORE_CONFLICT) {
+        /* The merchant's account for the connector is no longer the one
+         * the request was built with (nothing was written): build it
+         * again with the account the database names now. */
+        const registry_plugin *now = NULL;
+        return !api_payment_account(r, c->pl->desc->key, true, &now, ret) || !api_payment_build(r, c, now, ret);
+    }
+    if (sr == STORE_UNAVAILABLE) {
+        *ret = api_db_unavailable(r);
+        return true;
+    }
+    if (sr != STORE_DUPLICATE || !key) {
+        *ret = api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "the payment could not be stored (store error %d); nothing was sent to the bank", (int)sr);
+        return true;
+    }
+    int status = 0;
+    const char *response = NULL, *payment_id = NULL;
+    idempotency_verdict v = idempotency_check(ctx->store, c->scope, key, c->hash, ctx->cfg->idempotency_stale_ms,
+                                              r->arena, &status, &response, &payment_id);
+    if (v == IDEMPOTENCY_GONE)
+        return false; /* expired meanwhile: claim it again */
+    if (v == IDEMPOTENCY_BUSY && (!c->wait.until_ms || idempotency_now_ms() < c->wait.until_ms))
+        *ret = api_idempotent_wait(r, c);
+    else
+        *ret = api_idempotent_answer(r, c, v, status, response, payment_id);
+    return true;
+}
+
+/* Insert the payment row, under its key when the request has one, then
+ * send it to the bank (api_payment_claimed). A row without a key goes
+ * through the group commit when it is on: the bank is called only once
+ * the row's COMMIT succeeded. */
+static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
+{
+    api_context *ctx = r->ctx;
+    const char *key = c->idem_key;
     while (c->claims < 3) {
         c->claims++;
-        store_payment stored;
+        store_payment row = api_payment_row(r, c), stored;
+        if (!key && ctx->batch) {
+            if (!store_batch_payment_insert_init(&c->op, &row, r->arena))
+                return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                                 "the payment could not be stored; nothing was sent to the bank");
+            return api_payment_batch(r, c, API_CREATE_INSERT, api_payment_insert_sync);
+        }
         store_result sr = key ? store_idem_create_payment(ctx->store, c->scope, key, c->hash,
                                                           ctx->cfg->idempotency_ttl_s, &row, r->arena, &stored)
                               : store_payment_insert(ctx->store, &row, r->arena, &stored);
-        if (sr == STORE_OK)
-            return api_payment_send(r, c);
-        if (sr == STORE_CONFLICT) {
-            /* The merchant's account for the connector is no longer the one
-             * the request was built with (nothing was written): build it
-             * again with the account the database names now. */
-            enum MHD_Result refused;
-            const registry_plugin *now = NULL;
-            if (!api_payment_account(r, c->pl->desc->key, true, &now, &refused) ||
-                !api_payment_build(r, c, now, &refused))
-                return refused;
-            row.connector_account = now->account;
-            continue;
-        }
-        if (sr == STORE_UNAVAILABLE)
-            return api_db_unavailable(r);
-        if (sr != STORE_DUPLICATE || !key)
-            return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                             "the payment could not be stored (store error %d); nothing was sent to the bank",
-                             (int)sr);
-        int status = 0;
-        const char *response = NULL, *payment_id = NULL;
-        idempotency_verdict v = idempotency_check(ctx->store, c->scope, key, c->hash, ctx->cfg->idempotency_stale_ms,
-                                                  r->arena, &status, &response, &payment_id);
-        if (v == IDEMPOTENCY_GONE)
-            continue; /* expired meanwhile: claim it again */
-        if (v == IDEMPOTENCY_BUSY && (!c->wait.until_ms || idempotency_now_ms() < c->wait.until_ms))
-            return api_idempotent_wait(r, c);
-        return api_idempotent_answer(r, c, v, status, response, payment_id);
+        enum MHD_Result ret;
+        if (api_payment_claimed(r, c, sr, &ret))
+            return ret;
     }
     return api_idempotent_answer(r, c, IDEMPOTENCY_GONE, 0, NULL, NULL);
 }
@@ -686,24 +759,47 @@ static void api_resume(void *arg)
     MHD_resume_connection(r->conn);
 }
 
-/* Second half of POST /v1/payments, after the bank answered: map the answer,
- * record it durably, then reply. */
+static void api_payment_record_sync(api_request *r, api_create *c)
+{
+    c->op.rc = store_payment_transition_from(r->ctx->store, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY, NULL,
+                                             c->res.provider_reference_id, c->res.error_code,
+                                             c->res.error_message, r->arena, &c->op.row);
+    c->op.orphans_waiting = true; /* not looked up: store_orphan_apply looks */
+}
+
+/* Second half of POST /v1/payments, after the bank answered: map the answer
+ * and record it durably (through the group commit when it is on), then
+ * api_payment_recorded replies. */
 static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
+{
+    bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
+    if (r->ctx->batch &&
+        store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY, NULL,
+                                    c->res.provider_reference_id, c->res.error_code, c->res.error_message,
+                                    r->arena))
+        return api_payment_batch(r, c, API_CREATE_RECORD, api_payment_record_sync);
+    api_payment_record_sync(r, c);
+    return api_payment_recorded(r, c);
+}
+
+/* The bank's answer to POST /v1/payments is recorded (c->op.rc, c->op.row):
+ * the rarer follow-ups (a redirect, a retry schedule, the bank id on a
+ * refused transition, orphan events waiting for that id), then the reply. */
+static enum MHD_Result api_payment_recorded(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
     const registry_plugin *pl = c->pl;
     const char *idem_key = c->idem_key, *scope = c->scope;
     pagoflex_payment *pay = &c->pay;
-    store_payment stored;
+    const pagoflex_flow_result res = c->res;
+    pagoflex_transport transport = c->resp.transport;
+    store_payment stored = c->op.row;
     enum MHD_Result ret;
 
-    pagoflex_flow_result res;
-    pagoflex_transport transport = c->resp.transport;
-    bankcall_flow_map(pl, &c->in, &c->resp, r->arena, &res);
-
-    store_result sr = store_payment_transition_from(ctx->store, pay->id, res.state, STORE_SOURCE_BANK_REPLY,
-                                                    NULL, res.provider_reference_id, res.error_code,
-                                                    res.error_message, r->arena, &stored);
+    store_result sr = c->op.rc;
+    if (sr == STORE_CONFLICT && res.provider_reference_id && !stored.provider_reference_id &&
+        store_payment_keep_ref(ctx->store, pay->id, res.provider_reference_id, r->arena, &stored) != STORE_OK)
+        stored = c->op.row;
     if (sr == STORE_OK)
         metrics_payment_outcome(r->connector, (int)res.state);
     if (sr == STORE_OK && res.state == PAGOFLEX_STATE_REQUIRES_ACTION && res.redirect_url &&
@@ -713,7 +809,7 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
         store_recon_schedule(ctx->store, pay->id, ctx->cfg->retry_base_ms, res.error_code,
                              transport != PAGOFLEX_TRANSPORT_CONNECT, true);
     int orphans = 0;
-    if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id &&
+    if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id && c->op.orphans_waiting &&
         store_orphan_apply(ctx->store, pl->desc->key, pl->account, res.provider_reference_id, &orphans) ==
             STORE_OK &&
         orphans > 0)
@@ -739,16 +835,28 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
     return ret;
 }
 
-/* A suspended POST /v1/payments runs again: its bank call is over, or its
- * wait for another request's answer to its key. */
+/* A suspended POST /v1/payments runs again: its bank call is over, its
+ * wait for another request's answer to its key, or a group commit. */
 static enum MHD_Result api_payment_resumed(api_request *r)
 {
     api_create *c = r->create;
     r->create = NULL;
     r->responded = true;
-    if (!c->waiting)
+    enum MHD_Result ret;
+    switch (c->waiting) {
+    case API_CREATE_BANK:
         return api_payment_finish(r, c);
-    c->waiting = false;
+    case API_CREATE_INSERT:
+        if (api_payment_claimed(r, c, c->op.rc, &ret))
+            return ret;
+        return api_payment_claim(r, c);
+    case API_CREATE_RECORD:
+        return api_payment_recorded(r, c);
+    case API_CREATE_KEY:
+    default:
+        break;
+    }
+    c->waiting = API_CREATE_BANK;
     const idempotency_wait *w = &c->wait;
     if (w->verdict == IDEMPOTENCY_GONE)
         return api_payment_claim(r, c); /* the key expired meanwhile: claim it */
@@ -1326,6 +1434,11 @@ static enum MHD_Result api_access_request(api_listener *l, struct MHD_Connection
     }
     if (r->create)
         return api_payment_resumed(r); /* after its bank call or its wait */
+    if (r->resumed) {
+        api_req_resumed_fn fn = r->resumed;
+        r->resumed = NULL;
+        return fn(r, r->resumed_arg);
+    }
     if (r->flow) {
         struct api_flow *f = r->flow;
         r->flow = NULL;
@@ -1660,6 +1773,13 @@ char *api_req_new_id(api_request *r, const char *prefix)
 void api_req_suspend(api_request *r, struct api_flow *f)
 {
     r->flow = f;
+    MHD_suspend_connection(r->conn);
+}
+
+void api_req_suspend_fn(api_request *r, api_req_resumed_fn fn, void *arg)
+{
+    r->resumed = fn;
+    r->resumed_arg = arg;
     MHD_suspend_connection(r->conn);
 }
 

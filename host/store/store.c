@@ -676,6 +676,16 @@ static store_result transition_keep_ref(store *s, const char *id, const char *pr
                              STORE_NOT_FOUND, arena, row);
 }
 
+store_result store_payment_keep_ref(store *s, const char *id, const char *provider_ref, pagoflex_arena *arena,
+                                    store_payment *out)
+{
+    if (!id || !provider_ref) {
+        log_error("store: provider reference kept without a payment id or a reference");
+        return STORE_ERROR;
+    }
+    return transition_keep_ref(s, id, provider_ref, arena, out);
+}
+
 store_result store_payment_transition_from(store *s, const char *id, pagoflex_state to,
                                            const char *source, const char *detail,
                                            const char *provider_ref, const char *error_code,
