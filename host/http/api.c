@@ -720,11 +720,11 @@ static enum MHD_Result api_payment_create(api_request *r)
     pagoflex_payment pay = {
         .id = api_new_id(r->arena, "pay"),
         .amount = pr.amount,
-        .currency = pr.currency,
+        .currency = arena_strdup(r->arena, pr.currency), /* pr is on this stack; c outlives it */
         .reference = pr.reference,
         .description = pr.description,
     };
-    if (!pay.id)
+    if (!pay.id || !pay.currency)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
 
     /* Build the bank request before storing anything: a payment the
