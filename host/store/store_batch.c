@@ -268,6 +268,7 @@ static void batch_single(batch_writer *w, store_batch_op *op)
         return;
     }
     PGresult *r = NULL;
+    uint64_t t0 = metrics_now_ns();
     for (int attempt = 0; attempt < 2; attempt++) {
         r = batch_prepare(w, op->sql, name)
                 ? PQexecPrepared(w->conn, name, op->nparams, op->params, NULL, NULL, 0)
@@ -284,6 +285,7 @@ static void batch_single(batch_writer *w, store_batch_op *op)
             return;
         }
     }
+    metrics_db_round_trip(metrics_now_ns() - t0);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         metrics_db_commit();
@@ -314,7 +316,9 @@ static void batch_single(batch_writer *w, store_batch_op *op)
     op->orphans_waiting = true;
     if (!w->conn || !batch_prepare(w, store_sql_orphan_waiting, name))
         return;
+    t0 = metrics_now_ns();
     r = PQexecPrepared(w->conn, name, 3, op->orphan_key, NULL, NULL, 0);
+    metrics_db_round_trip(metrics_now_ns() - t0);
     if (r && PQresultStatus(r) == PGRES_TUPLES_OK)
         op->orphans_waiting = PQntuples(r) > 0;
     else if (batch_lost(w->conn, r))
@@ -386,6 +390,7 @@ static void batch_orphan_checks(batch_writer *w, int n)
             return;
     if (!PQpipelineSync(w->conn))
         return;
+    uint64_t t0 = metrics_now_ns();
     for (int i = 0; i < n; i++) {
         if (!w->ops[i]->check_orphans)
             continue;
@@ -397,6 +402,7 @@ static void batch_orphan_checks(batch_writer *w, int n)
         PQclear(r);
     }
     batch_drain(w->conn);
+    metrics_db_round_trip(metrics_now_ns() - t0);
 }
 
 /* Send the batch as one segment and read it. On BATCH_COMMITTED the
