@@ -1033,6 +1033,81 @@ static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin 
                                ev->event_id, "tx_id", ev->tx_id));
 }
 
+/* The answer to a 1.0 webhook whose apply returned sr (*p, applied). */
+static enum MHD_Result api_webhook_answer(api_request *r, const registry_plugin *pl,
+                                          const pagoflex_webhook_event *ev, const unsigned char *body,
+                                          store_result sr, const store_payment *pp, bool applied)
+{
+    const store_payment p = *pp;
+    switch (sr) {
+    case STORE_OK: {
+        if (applied)
+            metrics_payment_outcome(r->connector, (int)p.state);
+        log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
+                 pl->desc->key, ev->event_id, p.id, payment_state_name(p.state));
+        return api_reply(r, MHD_HTTP_OK,
+                         json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
+                                   "event_id", ev->event_id, "payment_id", p.id, "status",
+                                   payment_state_name(p.state)));
+    }
+    case STORE_DUPLICATE:
+        return api_reply(r, MHD_HTTP_OK,
+                         json_pack("{s:s, s:s}", "result", "duplicate", "event_id", ev->event_id));
+    case STORE_NOT_FOUND:
+        if (!ev->payment_id && ev->tx_id)
+            return api_webhook_orphan(r, pl, ev, body);
+        return api_error(r, MHD_HTTP_NOT_FOUND, "unknown_payment", NULL,
+                         "no payment matches this webhook (ref %s, tx %s)", ev->payment_id ? ev->payment_id : "-",
+                         ev->tx_id ? ev->tx_id : "-");
+    case STORE_UNAVAILABLE:
+        return api_db_unavailable(r);
+    default:
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+    }
+}
+
+/* A 1.0 webhook in the group commit: the connection waits suspended. */
+typedef struct api_webhook_wait {
+    const registry_plugin *pl;
+    pagoflex_webhook_event ev;
+    const unsigned char *body;
+    store_batch_op op;
+} api_webhook_wait;
+
+static enum MHD_Result api_webhook_committed(api_request *r, void *arg)
+{
+    api_webhook_wait *w = arg;
+    if (w->op.rc == STORE_OK && w->op.orphans_waiting) {
+        int n = 0; /* this event stored the bank id orphans wait for */
+        store_orphan_apply(r->ctx->store, w->pl->desc->key, w->pl->account, w->op.row.provider_reference_id, &n);
+    }
+    return api_webhook_answer(r, w->pl, &w->ev, w->body, w->op.rc, &w->op.row, w->op.applied);
+}
+
+static enum MHD_Result api_webhook_batch(api_request *r, const registry_plugin *pl,
+                                         const pagoflex_webhook_event *ev, const unsigned char *body)
+{
+    api_webhook_wait *w = arena_alloc(r->arena, sizeof *w);
+    if (!w)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    w->pl = pl;
+    w->ev = *ev;
+    w->body = body;
+    if (!store_batch_webhook_init(&w->op, pl->desc->key, pl->account, &w->ev, body, r->body_len, r->arena))
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)STORE_ERROR);
+    w->op.done = api_resume;
+    w->op.arg = r;
+    api_req_suspend_fn(r, api_webhook_committed, w);
+    if (!store_batch_submit(r->ctx->batch, &w->op)) {
+        /* The batcher is closing: the pool does it, orphans included. */
+        w->op.rc = store_webhook_apply(r->ctx->store, pl->desc->key, pl->account, &w->ev, body, r->body_len,
+                                       r->arena, &w->op.row, &w->op.applied);
+        w->op.orphans_waiting = false;
+        api_resume(r);
+    }
+    return MHD_YES;
+}
+
 /* True if `rest` (after /webhooks/) is "<path>" or "<path>/<account>",
  * each segment non-empty. */
 static bool api_webhook_route(const char *rest)
@@ -1110,35 +1185,13 @@ static enum MHD_Result api_webhook(api_request *r, const char *rest)
 
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
+    if (ctx->batch)
+        return api_webhook_batch(r, pl, &ev, body);
     store_payment p;
     bool applied = false;
     store_result sr = store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, r->body_len,
                                           r->arena, &p, &applied);
-    switch (sr) {
-    case STORE_OK: {
-        if (applied)
-            metrics_payment_outcome(r->connector, (int)p.state);
-        log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
-                 pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
-        return api_reply(r, MHD_HTTP_OK,
-                         json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
-                                   "event_id", ev.event_id, "payment_id", p.id, "status",
-                                   payment_state_name(p.state)));
-    }
-    case STORE_DUPLICATE:
-        return api_reply(r, MHD_HTTP_OK,
-                         json_pack("{s:s, s:s}", "result", "duplicate", "event_id", ev.event_id));
-    case STORE_NOT_FOUND:
-        if (!ev.payment_id && ev.tx_id)
-            return api_webhook_orphan(r, pl, &ev, body);
-        return api_error(r, MHD_HTTP_NOT_FOUND, "unknown_payment", NULL,
-                         "no payment matches this webhook (ref %s, tx %s)", ev.payment_id ? ev.payment_id : "-",
-                         ev.tx_id ? ev.tx_id : "-");
-    case STORE_UNAVAILABLE:
-        return api_db_unavailable(r);
-    default:
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
-    }
+    return api_webhook_answer(r, pl, &ev, body, sr, &p, applied);
 }
 
 static enum MHD_Result api_connectors(api_request *r)
