@@ -111,10 +111,10 @@ typedef struct api_request {
 
 /* What a suspended POST /v1/payments waits for. */
 typedef enum api_create_wait {
-    API_CREATE_BANK,      /* its bank call */
-    API_CREATE_KEY,       /* another request's answer to its Idempotency-Key */
-    API_CREATE_INSERT,    /* the group commit of its row (store_batch.h) */
-    API_CREATE_RECORD     /* the group commit of the bank's answer */
+    API_CREATE_BANK,   /* its bank call */
+    API_CREATE_KEY,    /* another request's answer to its Idempotency-Key */
+    API_CREATE_INSERT, /* the group commit of its row (store_batch.h) */
+    API_CREATE_RECORD  /* the group commit of the bank's answer */
 } api_create_wait;
 
 /* A payment creation across the bank call, or across a wait for another
@@ -133,7 +133,7 @@ typedef struct api_create {
     int claims;   /* attempts to store the row under its key */
     api_create_wait waiting; /* what it is suspended on */
     idempotency_wait wait;
-    store_batch_op op;       /* API_CREATE_INSERT, API_CREATE_RECORD */
+    store_batch_op op;        /* API_CREATE_INSERT, API_CREATE_RECORD */
     pagoflex_flow_result res; /* the bank's answer, mapped (API_CREATE_RECORD) */
 } api_create;
 
@@ -623,7 +623,8 @@ static bool api_payment_claimed(api_request *r, api_create *c, store_result sr, 
          * the request was built with (nothing was written): build it
          * again with the account the database names now. */
         const registry_plugin *now = NULL;
-        return !api_payment_account(r, c->pl->desc->key, true, &now, ret) || !api_payment_build(r, c, now, ret);
+        return !api_payment_account(r, c->pl->desc->key, true, &now, ret) ||
+               !api_payment_build(r, c, now, ret);
     }
     if (sr == STORE_UNAVAILABLE) {
         *ret = api_db_unavailable(r);
@@ -631,13 +632,15 @@ static bool api_payment_claimed(api_request *r, api_create *c, store_result sr, 
     }
     if (sr != STORE_DUPLICATE || !key) {
         *ret = api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                         "the payment could not be stored (store error %d); nothing was sent to the bank", (int)sr);
+                         "the payment could not be stored (store error %d); nothing was sent to the bank",
+                         (int)sr);
         return true;
     }
     int status = 0;
     const char *response = NULL, *payment_id = NULL;
-    idempotency_verdict v = idempotency_check(ctx->store, c->scope, key, c->hash, ctx->cfg->idempotency_stale_ms,
-                                              r->arena, &status, &response, &payment_id);
+    idempotency_verdict v =
+        idempotency_check(ctx->store, c->scope, key, c->hash, ctx->cfg->idempotency_stale_ms, r->arena,
+                          &status, &response, &payment_id);
     if (v == IDEMPOTENCY_GONE)
         return false; /* expired meanwhile: claim it again */
     if (v == IDEMPOTENCY_BUSY && (!c->wait.until_ms || idempotency_now_ms() < c->wait.until_ms))
@@ -761,8 +764,8 @@ static void api_resume(void *arg)
 
 static void api_payment_record_sync(api_request *r, api_create *c)
 {
-    c->op.rc = store_payment_transition_from(r->ctx->store, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY, NULL,
-                                             c->res.provider_reference_id, c->res.error_code,
+    c->op.rc = store_payment_transition_from(r->ctx->store, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY,
+                                             NULL, c->res.provider_reference_id, c->res.error_code,
                                              c->res.error_message, r->arena, &c->op.row);
     c->op.orphans_waiting = true; /* not looked up: store_orphan_apply looks */
 }
@@ -773,10 +776,9 @@ static void api_payment_record_sync(api_request *r, api_create *c)
 static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
 {
     bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
-    if (r->ctx->batch &&
-        store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY, NULL,
-                                    c->res.provider_reference_id, c->res.error_code, c->res.error_message,
-                                    r->arena))
+    if (r->ctx->batch && store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY,
+                                                     NULL, c->res.provider_reference_id, c->res.error_code,
+                                                     c->res.error_message, r->arena))
         return api_payment_batch(r, c, API_CREATE_RECORD, api_payment_record_sync);
     api_payment_record_sync(r, c);
     return api_payment_recorded(r, c);
@@ -1044,7 +1046,7 @@ static enum MHD_Result api_webhook_answer(api_request *r, const registry_plugin 
         if (applied)
             metrics_payment_outcome(r->connector, (int)p.state);
         log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
-                 pl->desc->key, ev->event_id, p.id, payment_state_name(p.state));
+                  pl->desc->key, ev->event_id, p.id, payment_state_name(p.state));
         return api_reply(r, MHD_HTTP_OK,
                          json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
                                    "event_id", ev->event_id, "payment_id", p.id, "status",
@@ -1057,8 +1059,8 @@ static enum MHD_Result api_webhook_answer(api_request *r, const registry_plugin 
         if (!ev->payment_id && ev->tx_id)
             return api_webhook_orphan(r, pl, ev, body);
         return api_error(r, MHD_HTTP_NOT_FOUND, "unknown_payment", NULL,
-                         "no payment matches this webhook (ref %s, tx %s)", ev->payment_id ? ev->payment_id : "-",
-                         ev->tx_id ? ev->tx_id : "-");
+                         "no payment matches this webhook (ref %s, tx %s)",
+                         ev->payment_id ? ev->payment_id : "-", ev->tx_id ? ev->tx_id : "-");
     case STORE_UNAVAILABLE:
         return api_db_unavailable(r);
     default:
@@ -1079,7 +1081,8 @@ static enum MHD_Result api_webhook_committed(api_request *r, void *arg)
     api_webhook_wait *w = arg;
     if (w->op.rc == STORE_OK && w->op.orphans_waiting) {
         int n = 0; /* this event stored the bank id orphans wait for */
-        store_orphan_apply(r->ctx->store, w->pl->desc->key, w->pl->account, w->op.row.provider_reference_id, &n);
+        store_orphan_apply(r->ctx->store, w->pl->desc->key, w->pl->account, w->op.row.provider_reference_id,
+                           &n);
     }
     return api_webhook_answer(r, w->pl, &w->ev, w->body, w->op.rc, &w->op.row, w->op.applied);
 }
@@ -1094,7 +1097,8 @@ static enum MHD_Result api_webhook_batch(api_request *r, const registry_plugin *
     w->ev = *ev;
     w->body = body;
     if (!store_batch_webhook_init(&w->op, pl->desc->key, pl->account, &w->ev, body, r->body_len, r->arena))
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)STORE_ERROR);
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d",
+                         (int)STORE_ERROR);
     w->op.done = api_resume;
     w->op.arg = r;
     api_req_suspend_fn(r, api_webhook_committed, w);

@@ -117,8 +117,8 @@ static pagoflex_webhook_event wh_event_of(const pagoflex_event *e)
 /* The outcome of a payment event's apply (sr, p, applied) into *doc; an
  * unknown bank id is kept as an orphan here. */
 static store_result wh_payment_outcome(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
-                                       const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc,
-                                       store_result sr, const store_payment *pp, bool applied)
+                                       const unsigned char *body, size_t len, pagoflex_arena *arena,
+                                       json_t *doc, store_result sr, const store_payment *pp, bool applied)
 {
     const store_payment p = *pp;
     pagoflex_webhook_event ev = wh_event_of(e);
@@ -153,7 +153,8 @@ static store_result wh_payment_outcome(api_context *ctx, const registry_plugin *
 
 /* Apply one payment event with a state, on the pool; its outcome into *doc. */
 static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
-                                     const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc)
+                                     const unsigned char *body, size_t len, pagoflex_arena *arena,
+                                     json_t *doc)
 {
     pagoflex_webhook_event ev = wh_event_of(e);
     store_payment p = {0};
@@ -273,8 +274,8 @@ static enum MHD_Result wh_committed(api_request *r, void *arg)
         int n = 0;
         store_orphan_apply(ctx->store, d->pl->desc->key, d->pl->account, d->op.row.provider_reference_id, &n);
     }
-    store_result sr = wh_payment_outcome(ctx, d->pl, e, d->body, d->len, arena, doc, d->op.rc, &d->op.row,
-                                         d->op.applied);
+    store_result sr =
+        wh_payment_outcome(ctx, d->pl, e, d->body, d->len, arena, doc, d->op.rc, &d->op.row, d->op.applied);
     if (sr != STORE_OK)
         return wh_fail(r, d, sr, doc);
     json_array_append_new(d->events, doc);
@@ -342,8 +343,9 @@ static enum MHD_Result wh_apply(api_request *r, wh_delivery *d)
     if (parsed.answer_status >= 200 && parsed.answer_status < 300) {
         json_decref(events);
         const char *ct = parsed.answer_content_type ? parsed.answer_content_type : "text/plain";
-        char *text = arena_strndup(arena, (const char *)(parsed.answer_body ? parsed.answer_body : (const unsigned char *)""),
-                                   parsed.answer_body ? parsed.answer_body_len : 0);
+        char *text = arena_strndup(
+            arena, (const char *)(parsed.answer_body ? parsed.answer_body : (const unsigned char *)""),
+            parsed.answer_body ? parsed.answer_body_len : 0);
         if (!text)
             return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
         return api_req_reply_raw(r, (unsigned)parsed.answer_status, text, ct);

@@ -102,7 +102,8 @@ bool store_batch_transition_init(store_batch_op *op, const char *id, pagoflex_st
         return false;
     }
     store_allowed_from(to, op->allowed, sizeof op->allowed);
-    const char *const params[] = {id, to_name, op->allowed, provider_ref, error_code, error_message, source, detail};
+    const char *const params[] = {id,         to_name,       op->allowed, provider_ref,
+                                  error_code, error_message, source,      detail};
     memcpy(op->params, params, sizeof params);
     op->nparams = 8;
     op->kind = BATCH_TRANSITION;
@@ -131,8 +132,8 @@ bool store_batch_webhook_init(store_batch_op *op, const char *connector, const c
         return false;
     }
     store_allowed_from(ev->state, op->allowed, sizeof op->allowed);
-    const char *const params[] = {connector,   ev->event_id, ev->payment_id, ev->tx_id,         to_name,
-                                  text,        op->allowed,  ev->error_code, ev->error_message, account};
+    const char *const params[] = {connector, ev->event_id, ev->payment_id, ev->tx_id,         to_name,
+                                  text,      op->allowed,  ev->error_code, ev->error_message, account};
     memcpy(op->params, params, sizeof params);
     op->nparams = 10;
     op->kind = BATCH_WEBHOOK;
@@ -208,9 +209,14 @@ static bool batch_connect(batch_writer *w)
         PQtransactionStatus(w->conn) == PQTRANS_IDLE)
         return true;
     batch_disconnect(w);
-    const char *const keys[] = {"connect_timeout",  "keepalives_idle",  "keepalives_interval",
-                                "keepalives_count", "tcp_user_timeout", "fallback_application_name",
-                                "dbname",           NULL};
+    const char *const keys[] = {"connect_timeout",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "fallback_application_name",
+                                "dbname",
+                                NULL};
     const char *const vals[] = {"2", "10", "2", "3", "10000", "pagoflex-batch", w->b->conninfo, NULL};
     w->conn = PQconnectdbParams(keys, vals, 1);
     if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
@@ -304,8 +310,10 @@ static void batch_single(batch_writer *w, store_batch_op *op)
             op->rc = STORE_DUPLICATE;
         } else {
             op->rc = STORE_ERROR;
-            log_error("store batch: %s failed: %.*s (SQLSTATE %s)", op->kind == BATCH_INSERT ? "payment insert"
-                      : op->kind == BATCH_WEBHOOK ? "webhook apply" : "payment transition",
+            log_error("store batch: %s failed: %.*s (SQLSTATE %s)",
+                      op->kind == BATCH_INSERT    ? "payment insert"
+                      : op->kind == BATCH_WEBHOOK ? "webhook apply"
+                                                  : "payment transition",
                       (int)strcspn(msg, "\n"), msg, sqlstate ? sqlstate : "none");
         }
     }

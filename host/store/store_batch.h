@@ -39,11 +39,11 @@ typedef struct store_batch_op {
     void (*done)(void *arg); /* called once, on a writer thread, when the result is in */
     void *arg;
     /* ---- results (read them in or after `done`) ---- */
-    store_result rc;       /* as the synchronous call of the same write would return */
-    store_payment row;     /* the payment as it is now, when the synchronous call writes it */
-    bool applied;          /* webhook: the event moved the payment */
-    bool orphans_waiting;  /* orphan events wait for the bank id this write stored or saw:
-                              the caller runs store_orphan_apply (after this commit) */
+    store_result rc;      /* as the synchronous call of the same write would return */
+    store_payment row;    /* the payment as it is now, when the synchronous call writes it */
+    bool applied;         /* webhook: the event moved the payment */
+    bool orphans_waiting; /* orphan events wait for the bank id this write stored or saw:
+                             the caller runs store_orphan_apply (after this commit) */
     /* ---- the batcher's ---- */
     int kind;
     const char *sql;

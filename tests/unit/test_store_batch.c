@@ -45,9 +45,9 @@ static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
 /* One submitted operation and what its callback saw. */
 typedef struct waiter {
     store_batch_op op;
-    const char *id;     /* payment whose row the callback looks for */
+    const char *id; /* payment whose row the callback looks for */
     bool done;
-    long visible;       /* rows of `id` another session saw when the callback ran */
+    long visible; /* rows of `id` another session saw when the callback ran */
 } waiter;
 
 static long query_long(PGconn *conn, const char *sql, const char *param)
@@ -101,8 +101,12 @@ static void wait_all(waiter *ws, int n)
 
 static store_payment sample(const char *id)
 {
-    store_payment p = {.id = id, .connector = "BANCO_X", .amount = 1000, .currency = "EUR",
-                       .merchant_id = "mer_default", .connector_account = "default"};
+    store_payment p = {.id = id,
+                       .connector = "BANCO_X",
+                       .amount = 1000,
+                       .currency = "EUR",
+                       .merchant_id = "mer_default",
+                       .connector_account = "default"};
     return p;
 }
 
@@ -121,7 +125,8 @@ static void submit_transition(store_batch *b, waiter *w, const char *id, pagofle
                               pagoflex_arena *a)
 {
     memset(w, 0, sizeof *w);
-    assert_true(store_batch_transition_init(&w->op, id, to, STORE_SOURCE_BANK_REPLY, NULL, ref, NULL, NULL, a));
+    assert_true(
+        store_batch_transition_init(&w->op, id, to, STORE_SOURCE_BANK_REPLY, NULL, ref, NULL, NULL, a));
     w->op.done = on_done;
     w->op.arg = w;
     assert_true(store_batch_submit(b, &w->op));
@@ -185,9 +190,9 @@ static void test_queued_writes_share_one_commit(void **unused)
         assert_int_equal(ws[i].op.row.state, PAGOFLEX_STATE_CREATED);
         assert_int_equal(ws[i].visible, 1);
     }
-    assert_int_equal(query_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id LIKE $1",
-                                "pay_gc_q%"),
-                     10);
+    assert_int_equal(
+        query_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id LIKE $1", "pay_gc_q%"),
+        10);
     unsigned long commits, ops, reruns;
     store_batch_stats(b, &commits, &ops, &reruns);
     assert_int_equal(ops, 11);
@@ -223,9 +228,8 @@ static void test_failing_write_reruns_the_rest_singly(void **unused)
     }
     assert_int_equal(query_long(g_check, "SELECT count(*) FROM payments WHERE id LIKE $1", "pay_gc_f%"), 4);
     /* The refused duplicate wrote no second history row for the existing payment. */
-    assert_int_equal(query_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id = $1",
-                                "pay_gc_dup"),
-                     1);
+    assert_int_equal(
+        query_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id = $1", "pay_gc_dup"), 1);
     unsigned long commits, ops, reruns;
     store_batch_stats(b, &commits, &ops, &reruns);
     assert_int_equal(reruns, 1);
@@ -273,9 +277,10 @@ static void test_connection_lost_mid_batch(void **unused)
         assert_int_equal(ws[i].op.rc, STORE_UNAVAILABLE);
     PQclear(PQexec(other, "COMMIT"));
     PQfinish(other);
-    assert_int_equal(query_long(g_check, "SELECT count(*) FROM payments WHERE id IN ('pay_gc_k0', 'pay_gc_m9') OR id = $1",
-                                "pay_gc_none"),
-                     0);
+    assert_int_equal(
+        query_long(g_check, "SELECT count(*) FROM payments WHERE id IN ('pay_gc_k0', 'pay_gc_m9') OR id = $1",
+                   "pay_gc_none"),
+        0);
     assert_int_equal(query_long(g_check, "SELECT count(*) FROM payments WHERE id = $1 AND state = 'created'",
                                 "pay_gc_lock4"),
                      1);
@@ -299,8 +304,8 @@ static void test_webhooks_in_one_batch(void **unused)
     make_payment("pay_gc_lock5");
     make_payment("pay_gc_w1");
     make_payment("pay_gc_w2");
-    pagoflex_webhook_event orphan = {.event_id = "evt_gc_orphan", .tx_id = "tx_gc_w2",
-                                     .state = PAGOFLEX_STATE_SUCCEEDED};
+    pagoflex_webhook_event orphan = {
+        .event_id = "evt_gc_orphan", .tx_id = "tx_gc_w2", .state = PAGOFLEX_STATE_SUCCEEDED};
     assert_int_equal(store_orphan_keep(g_store, "BANCO_X", "default", &orphan, (const unsigned char *)body,
                                        sizeof body - 1, a),
                      STORE_OK);
@@ -309,15 +314,19 @@ static void test_webhooks_in_one_batch(void **unused)
     waiter first, ws[3];
     submit_transition(b, &first, "pay_gc_lock5", PAGOFLEX_STATE_PENDING, NULL, a);
     wait_writer_blocked();
-    pagoflex_webhook_event ev1 = {.event_id = "evt_gc_1", .payment_id = "pay_gc_w1", .tx_id = "tx_gc_w1",
+    pagoflex_webhook_event ev1 = {.event_id = "evt_gc_1",
+                                  .payment_id = "pay_gc_w1",
+                                  .tx_id = "tx_gc_w1",
                                   .state = PAGOFLEX_STATE_SUCCEEDED};
-    pagoflex_webhook_event ev2 = {.event_id = "evt_gc_2", .payment_id = "pay_gc_w2", .tx_id = "tx_gc_w2",
+    pagoflex_webhook_event ev2 = {.event_id = "evt_gc_2",
+                                  .payment_id = "pay_gc_w2",
+                                  .tx_id = "tx_gc_w2",
                                   .state = PAGOFLEX_STATE_PENDING};
     const pagoflex_webhook_event *evs[3] = {&ev1, &ev1, &ev2};
     for (int i = 0; i < 3; i++) {
         memset(&ws[i], 0, sizeof ws[i]);
-        assert_true(store_batch_webhook_init(&ws[i].op, "BANCO_X", "default", evs[i], (const unsigned char *)body,
-                                             sizeof body - 1, a));
+        assert_true(store_batch_webhook_init(&ws[i].op, "BANCO_X", "default", evs[i],
+                                             (const unsigned char *)body, sizeof body - 1, a));
         ws[i].op.done = on_done;
         ws[i].op.arg = &ws[i];
         assert_true(store_batch_submit(b, &ws[i].op));
@@ -332,7 +341,8 @@ static void test_webhooks_in_one_batch(void **unused)
     assert_int_equal(ws[1].op.rc, STORE_DUPLICATE);
     assert_int_equal(ws[2].op.rc, STORE_OK);
     assert_true(ws[2].op.orphans_waiting);
-    assert_int_equal(query_long(g_check, "SELECT count(*) FROM webhook_events WHERE event_id = $1", "evt_gc_1"), 1);
+    assert_int_equal(
+        query_long(g_check, "SELECT count(*) FROM webhook_events WHERE event_id = $1", "evt_gc_1"), 1);
     unsigned long commits, ops, reruns;
     store_batch_stats(b, &commits, &ops, &reruns);
     assert_int_equal(commits, 2);
@@ -341,7 +351,8 @@ static void test_webhooks_in_one_batch(void **unused)
     int applied = 0;
     assert_int_equal(store_orphan_apply(g_store, "BANCO_X", "default", "tx_gc_w2", &applied), STORE_OK);
     assert_int_equal(applied, 1);
-    assert_int_equal(query_long(g_check, "SELECT count(*) FROM payments WHERE id = $1 AND state = 'succeeded'",
+    assert_int_equal(query_long(g_check,
+                                "SELECT count(*) FROM payments WHERE id = $1 AND state = 'succeeded'",
                                 "pay_gc_w2"),
                      1);
     store_batch_close(b);
