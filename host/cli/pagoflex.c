@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cli_ops.h"
+#include "cli_payment.h"
 #include "cli_plugin.h"
 #include "cli_account.h"
 #include "cli_apikey.h"
@@ -141,6 +142,13 @@ static const cli_command cli_commands[] = {
      "  Index builds on large tables run CONCURRENTLY, without blocking writes.\n"},
     {"db", "status", cli_db_status, "[-c CONFIG] [--database CONNINFO]",
      "List the schema versions of this build, applied or pending; exit 1 if any is pending.", NULL},
+    {"payment", "resolve", cli_payment_resolve, "ID --status succeeded|failed --reason TEXT [--by WHO] [-c CONFIG]",
+     "Settle a payment that requires review, after asking the bank; recorded with who and why.",
+     "  --status S   succeeded or failed (only a payment in requires_review moves)\n"
+     "  --reason T   why (what the bank said), kept in the payment's history\n"
+     "  --by WHO     who decided (default: the OS user; under sudo, SUDO_USER)\n"
+     "  -c CONFIG    read the database from CONFIG (default: $PAGOFLEX_DATABASE)\n"
+     "  The merchant is notified of the change like any other.\n"},
     {"plugin", "keygen", cli_plugin_keygen, "--out PREFIX [--force]",
      "Make an Ed25519 plugin-signing key pair: PREFIX.key (0600) and PREFIX.pub.", NULL},
     {"plugin", "sign", cli_plugin_sign, "--key SIGNER.key FILE.so",

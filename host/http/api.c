@@ -3,9 +3,12 @@
  * Routes:
  *   POST /v1/payments          create a payment through a connector
  *   GET  /v1/payments/{id}     read one payment
+ *   GET  /v1/payments          the merchant's payments, a page at a time (api_lists.c)
  *   GET  /v1/payments/{id}/events  the payment's state changes, oldest first
  *   POST /v1/payments/{id}/capture, /cancel, POST /v1/refunds,
- *   GET  /v1/refunds/{id}, GET /v1/refunds?payment_id=   (api_flows.c)
+ *   GET  /v1/refunds/{id}      (api_flows.c)
+ *   GET  /v1/refunds           the merchant's refunds, a page at a time (api_lists.c)
+ *   GET  /openapi.yaml         the API reference, host/http/openapi.yaml, embedded at build time
  *   POST /webhooks/{path}      a bank's signed webhook, for the connector serving {path}
  *   POST /webhooks/{path}/{account}  the same, for that connector account
  *   GET  /healthz              database reachability and the serving generation
@@ -14,7 +17,8 @@
  *   GET  /v1/connectors        the loaded connectors
  *   GET  /metrics              counters and latency histograms (Prometheus text)
  *
- * Every error is {"error": {"code", "message", "field", "request_id"}}, and
+ * Every error is {"error": {"code", "message", "field", "request_id",
+ * "doc_url"}} (doc_url: the code's entry in the API reference), and
  * every answer carries X-Request-Id (reqid.h); each request ends with one
  * access line in the log. The body is read in full (up to max_body_bytes)
  * before a route runs; handlers run on the server's thread pool.
@@ -42,6 +46,7 @@
 #include "admin.h"
 #include "api_endpoints.h"
 #include "api_flows.h"
+#include "api_lists.h"
 #include "api_webhooks.h"
 #include "apikey.h"
 #include "arena.h"
@@ -51,6 +56,7 @@
 #include "hex.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi_doc.h"
 #include "payment.h"
 #include "payreq.h"
 #include "reqid.h"
@@ -63,7 +69,8 @@
 #include "textcheck.h"
 
 #define API_ID_CHARS 26
-#define API_IDEM_POLL_MS 25 /* how often a waiting request's key is read again */
+#define API_IDEM_POLL_MS 25
+#define API_DOC_ERRORS "/openapi.yaml#/components/x-error-codes/" /* + the error code */ /* how often a waiting request's key is read again */
 
 /* What a libmicrohttpd daemon serves: the merchant API or the admin routes. */
 typedef struct api_listener {
@@ -99,6 +106,7 @@ typedef struct api_request {
     bool counted;         /* counted in the payments-in-flight gauge */
     bool admin;           /* came in on the admin listener */
     const char *error_code; /* the JSON error code answered, or NULL */
+    const char *allow;      /* a 405's Allow header, or NULL */
     char key_id[APIKEY_PREFIX_LEN + 8]; /* API key's public id for the access log, "" none */
     char merchant_id[APIKEY_MERCHANT_MAX + 1]; /* the key's merchant once authorized, else "" */
     char request_id[REQID_MAX + 1];
@@ -107,6 +115,7 @@ typedef struct api_request {
     struct api_flow *flow;     /* a route of api_flows.c suspended */
     api_req_resumed_fn resumed; /* suspended by api_req_suspend_fn: run this when resumed */
     void *resumed_arg;
+    bool gone;                 /* the connection ended before the request was handled: replies are dropped */
 } api_request;
 
 /* What a suspended POST /v1/payments waits for. */
@@ -129,7 +138,8 @@ typedef struct api_create {
     pagoflex_http_response resp;
     const char *scope;
     const char *idem_key;
-    char hash[65];
+    const char *metadata; /* the merchant's, stored with the row; the connector never sees it */
+    idempotency_hash hash;
     int claims;   /* attempts to store the row under its key */
     api_create_wait waiting; /* what it is suspended on */
     idempotency_wait wait;
@@ -144,7 +154,21 @@ typedef struct api_create {
  * new generation instead of being reset. Takes `resp` (destroyed). */
 static enum MHD_Result api_queue(api_request *r, unsigned status, struct MHD_Response *resp)
 {
+    if (r->gone) { /* no one to answer (api_completed): the reply is dropped */
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    /* What HTTP gives these statuses (issue 14): the methods a 405's path
+     * takes, the scheme a 401 asks for (a bank's webhook signs its body
+     * instead), and when to come back after a 503 or 429. */
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED && r->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (status == MHD_HTTP_UNAUTHORIZED && r->route != METRICS_ROUTE_WEBHOOK)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pagoflex\"");
+    if ((status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_TOO_MANY_REQUESTS) &&
+        !MHD_get_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (atomic_load(&r->ctx->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
@@ -178,8 +202,9 @@ static enum MHD_Result api_reply_fallback(api_request *r, unsigned status, const
     /* The request id is visible ASCII without '"' or '\\' (reqid_accept). */
     snprintf(text, sizeof text,
              "{\"error\":{\"code\":\"%s\",\"message\":\"the answer could not be encoded as JSON; "
-             "retry, and report it if it persists\",\"field\":null,\"request_id\":\"%s\"}}",
-             code, r->request_id);
+             "retry, and report it if it persists\",\"field\":null,\"request_id\":\"%s\","
+             "\"doc_url\":\"%s%s%s\"}}",
+             code, r->request_id, r->ctx->cfg->public_url, API_DOC_ERRORS, code);
     return api_reply_text(r, status, text, NULL, NULL);
 }
 
@@ -207,6 +232,19 @@ static const char *api_shown(api_request *r, const char *s, size_t max)
     return shown ? shown : "?";
 }
 
+/* The inside of every error body: {"code", "message", "field",
+ * "request_id", "doc_url"}, doc_url pointing at the code's entry in the
+ * API reference this host serves (GET /openapi.yaml, a JSON Pointer into
+ * components/x-error-codes). `message` must be JSON-safe text. NULL on OOM. */
+static json_t *api_error_object(api_request *r, const char *code, const char *field, const char *message)
+{
+    char *doc_url = arena_printf(r->arena, "%s%s%s", r->ctx->cfg->public_url, API_DOC_ERRORS, code);
+    if (!doc_url)
+        return NULL;
+    return json_pack("{s:s, s:s, s:o, s:s, s:s}", "code", code, "message", message, "field",
+                     field ? json_string(field) : json_null(), "request_id", r->request_id, "doc_url", doc_url);
+}
+
 static enum MHD_Result api_error(api_request *r, unsigned status, const char *code, const char *field,
                                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -221,9 +259,7 @@ static enum MHD_Result api_error(api_request *r, unsigned status, const char *co
     /* The message may quote request bytes, or be cut inside a character:
      * make it text JSON can hold. */
     r->error_code = code;
-    json_t *err = json_pack("{s:s, s:s, s:o, s:s}", "code", code, "message",
-                            api_shown(r, message, sizeof message), "field",
-                            field ? json_string(field) : json_null(), "request_id", r->request_id);
+    json_t *err = api_error_object(r, code, field, api_shown(r, message, sizeof message));
     if (!err)
         return api_reply_fallback(r, status, code);
     return api_reply(r, status, json_pack("{s:o}", "error", err));
@@ -426,10 +462,10 @@ static enum MHD_Result api_idempotent_answer(api_request *r, const api_create *c
                          "this Idempotency-Key is changing hands; retry");
     case IDEMPOTENCY_BUSY:
     default: {
-        json_t *err = json_pack("{s:s, s:s, s:s}", "code", "idempotency_key_in_use", "message",
-                                "a request with this Idempotency-Key is still being processed; retry "
-                                "after a second",
-                                "field", "Idempotency-Key");
+        r->error_code = "idempotency_key_in_use";
+        json_t *err = api_error_object(r, "idempotency_key_in_use",  "Idempotency-Key",
+                                       "a request with this Idempotency-Key is still being processed; retry "
+                                       "after a second");
         char *text = api_dump(json_pack("{s:o}", "error", err));
         if (!text)
             return api_reply_fallback(r, MHD_HTTP_CONFLICT, "idempotency_key_in_use");
@@ -455,7 +491,7 @@ static enum MHD_Result api_idempotent_wait(api_request *r, api_create *c)
         w->until_ms = idempotency_now_ms() + r->ctx->cfg->idempotency_wait_ms;
     w->scope = c->scope;
     w->key = c->idem_key;
-    w->request_hash = c->hash;
+    w->request_hash = &c->hash;
     w->stale_ms = r->ctx->cfg->idempotency_stale_ms;
     w->arena = r->arena;
     w->done = api_resume;
@@ -570,7 +606,7 @@ static store_payment api_payment_row(api_request *r, const api_create *c)
                          .return_url = c->in.return_url,
                          .payment_method_type = c->in.payment_method_type,
                          .payment_method_token = c->in.payment_method_token,
-                         .merchant_id = r->merchant_id,
+                         .merchant_id = r->merchant_id, .metadata = c->metadata,
                          .connector_account = c->pl->account};
     return row;
 }
@@ -639,7 +675,7 @@ static bool api_payment_claimed(api_request *r, api_create *c, store_result sr, 
     int status = 0;
     const char *response = NULL, *payment_id = NULL;
     idempotency_verdict v =
-        idempotency_check(ctx->store, c->scope, key, c->hash, ctx->cfg->idempotency_stale_ms, r->arena,
+        idempotency_check(ctx->store, c->scope, key, &c->hash, ctx->cfg->idempotency_stale_ms, r->arena,
                           &status, &response, &payment_id);
     if (v == IDEMPOTENCY_GONE)
         return false; /* expired meanwhile: claim it again */
@@ -667,7 +703,7 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                                  "the payment could not be stored; nothing was sent to the bank");
             return api_payment_batch(r, c, API_CREATE_INSERT, api_payment_insert_sync);
         }
-        store_result sr = key ? store_idem_create_payment(ctx->store, c->scope, key, c->hash,
+        store_result sr = key ? store_idem_create_payment(ctx->store, c->scope, key, c->hash.canonical,
                                                           ctx->cfg->idempotency_ttl_s, &row, r->arena, &stored)
                               : store_payment_insert(ctx->store, &row, r->arena, &stored);
         enum MHD_Result ret;
@@ -692,13 +728,14 @@ static enum MHD_Result api_payment_create(api_request *r)
     const char *idem_key =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
     const char *scope = NULL;
-    char hash[65] = "";
+    idempotency_hash hash;
+    memset(&hash, 0, sizeof hash);
     if (idem_key) {
         if (!idempotency_key_valid(idem_key))
             return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "Idempotency-Key",
                              "Idempotency-Key must be 1 to %d printable ASCII characters", IDEMPOTENCY_KEY_MAX);
         scope = api_idempotency_scope(r);
-        if (!scope || idempotency_request_hash(r->body, r->body_len, hash) != 0)
+        if (!scope || idempotency_request_hash(r->body, r->body_len, &hash) != 0)
             return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     }
     payreq pr;
@@ -750,7 +787,8 @@ static enum MHD_Result api_payment_create(api_request *r)
         return refused;
     c->scope = scope;
     c->idem_key = idem_key;
-    memcpy(c->hash, hash, sizeof c->hash);
+    c->hash = hash;
+    c->metadata = pr.metadata;
     return api_payment_claim(r, c);
 }
 
@@ -776,7 +814,7 @@ static void api_payment_record_sync(api_request *r, api_create *c)
 static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
 {
     bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
-    if (r->ctx->batch && store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY,
+    if (r->ctx->batch && !r->gone && store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY,
                                                      NULL, c->res.provider_reference_id, c->res.error_code,
                                                      c->res.error_message, r->arena))
         return api_payment_batch(r, c, API_CREATE_RECORD, api_payment_record_sync);
@@ -942,40 +980,6 @@ static enum MHD_Result api_payment_get(api_request *r, const char *id)
     if (sr != STORE_OK)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
     return api_reply(r, MHD_HTTP_OK, api_payment_json(&p));
-}
-
-/* GET /v1/payments?reference=R: the payments a merchant reference names, so
- * a client whose POST was cut off can find out what it created. */
-static enum MHD_Result api_payment_list(api_request *r)
-{
-    api_auth auth = api_authorized(r);
-    if (auth != API_AUTH_OK)
-        return api_auth_refused(r, auth);
-    const char *reference = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "reference");
-    if (!reference || !*reference)
-        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "missing_field", "reference",
-                         "list payments with ?reference=<merchant reference>");
-    if (strlen(reference) > PAYREQ_REFERENCE_MAX)
-        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
-                         "reference is longer than %d bytes", PAYREQ_REFERENCE_MAX);
-    if (!textcheck_utf8(reference, strlen(reference)))
-        return api_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "reference",
-                         "reference '%s' is not UTF-8 text; send it percent-encoded UTF-8",
-                         api_shown(r, reference, 64));
-    if (!api_db_ready(r->ctx))
-        return api_db_unavailable(r);
-    store_payment *rows = NULL;
-    size_t n = 0;
-    store_result sr =
-        store_payment_find_by_reference(r->ctx->store, r->merchant_id, reference, r->arena, &rows, &n);
-    if (sr == STORE_UNAVAILABLE)
-        return api_db_unavailable(r);
-    if (sr != STORE_OK)
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
-    json_t *list = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, api_payment_json(&rows[i]));
-    return api_reply(r, MHD_HTTP_OK, json_pack("{s:o}", "payments", list));
 }
 
 struct api_header_list {
@@ -1269,6 +1273,17 @@ static enum MHD_Result api_metrics(api_request *r)
     return api_queue(r, MHD_HTTP_OK, resp);
 }
 
+/* GET /openapi.yaml: the API reference (no API key: it is public). */
+static enum MHD_Result api_openapi(api_request *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(api_openapi_yaml_len, (void *)api_openapi_yaml,
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/yaml");
+    return api_queue(r, MHD_HTTP_OK, resp);
+}
+
 /* A payment request counts as in flight from here until its answer is queued. */
 static enum MHD_Result api_payment_create_counted(api_request *r)
 {
@@ -1279,6 +1294,7 @@ static enum MHD_Result api_payment_create_counted(api_request *r)
 
 static enum MHD_Result api_method_not_allowed(api_request *r, const char *allowed)
 {
+    r->allow = allowed;
     return api_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL, "%s %s: use %s",
                      api_shown(r, r->method, 16), api_shown(r, r->url, 100), allowed);
 }
@@ -1347,13 +1363,19 @@ static enum MHD_Result api_route(api_request *r)
                          "request body is over the limit of %zu bytes", r->ctx->cfg->max_body_bytes);
     if (r->admin)
         return api_admin_route(r);
+    if (strcmp(url, "/openapi.yaml") == 0)
+        return get ? api_openapi(r) : api_method_not_allowed(r, "GET");
+    /* Only the lists take query parameters (issue 14: none is dropped unread). */
+    bool list = get && (strcmp(url, "/v1/payments") == 0 || strcmp(url, "/v1/refunds") == 0);
+    if (strncmp(url, "/v1/", 4) == 0 && !list && api_lists_known_query(r, NULL, &probe) != 0)
+        return probe;
     if (strcmp(url, "/v1/payments") == 0 && post) {
         r->route = METRICS_ROUTE_PAYMENT_CREATE;
         return api_payment_create_counted(r);
     }
     if (strcmp(url, "/v1/payments") == 0) {
         r->route = get ? METRICS_ROUTE_PAYMENT_LIST : METRICS_ROUTE_OTHER;
-        return get ? api_payment_list(r) : api_method_not_allowed(r, "GET, POST");
+        return get ? api_lists_payments(r) : api_method_not_allowed(r, "GET, POST");
     }
     if (strncmp(url, "/v1/payments/", 13) == 0 && url[13] && !strchr(url + 13, '/')) {
         r->route = get ? METRICS_ROUTE_PAYMENT_GET : METRICS_ROUTE_OTHER;
@@ -1377,7 +1399,7 @@ static enum MHD_Result api_route(api_request *r)
     }
     if (strcmp(url, "/v1/refunds") == 0) {
         r->route = post ? METRICS_ROUTE_REFUND_CREATE : get ? METRICS_ROUTE_REFUND_LIST : METRICS_ROUTE_OTHER;
-        return post ? api_flows_refund_create(r) : get ? api_flows_refund_list(r)
+        return post ? api_flows_refund_create(r) : get ? api_lists_refunds(r)
                                                       : api_method_not_allowed(r, "GET, POST");
     }
     if (strncmp(url, "/v1/refunds/", 12) == 0 && url[12] && !strchr(url + 12, '/')) {
@@ -1537,6 +1559,46 @@ static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *text)
     return len;
 }
 
+/* The request ended (the client hung up, or the daemon stopped) after its
+ * bank call had answered, or its group commit had committed, but before
+ * libmicrohttpd ran the request again: record the bank's answer now, or do
+ * what follows the commit (a payment's follow-ups, a webhook's orphans and
+ * its delivery's next events), exactly as the resumed request would have
+ * (state, Idempotency-Key answer), with the reply dropped and on the pool
+ * (nothing may suspend now). A payment row committed but not yet sent to
+ * its bank is left `created` for the reconciler (no bank has it). A call still
+ * out cannot end here: libmicrohttpd closes no suspended connection (it
+ * refuses to stop with one), and the bank thread resumes every request it
+ * answers, aborted ones included (bankq_stop). A wait for another
+ * request's key leaves nothing to record: that request records it. */
+static void api_record_unhandled(api_request *r)
+{
+    struct api_create *c = r->create;
+    struct api_flow *f = r->flow;
+    api_req_resumed_fn fn = r->resumed;
+    r->create = NULL;
+    r->flow = NULL;
+    r->resumed = NULL;
+    if (c && c->waiting != API_CREATE_BANK && c->waiting != API_CREATE_RECORD)
+        c = NULL;
+    if (f && api_flows_waiting(f))
+        f = NULL;
+    if (!c && !f && !fn)
+        return;
+    r->gone = true;
+    r->responded = true;
+    log_info("%s %s: the client was gone when the bank answered or the write committed; recording the outcome",
+             r->method, metrics_route_name(r->route));
+    if (c && c->waiting == API_CREATE_RECORD)
+        api_payment_recorded(r, c);
+    else if (c)
+        api_payment_finish(r, c);
+    else if (f)
+        api_flows_resumed(r, f);
+    else
+        fn(r, r->resumed_arg);
+}
+
 static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                           enum MHD_RequestTerminationCode toe)
 {
@@ -1545,6 +1607,9 @@ static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     api_request *r = *con_cls;
     if (!r)
         return;
+    reqid_set_current(r->request_id, r->traceparent[0] ? r->traceparent : NULL);
+    api_record_unhandled(r);
+    reqid_set_current(NULL, NULL);
     atomic_fetch_sub(&r->ctx->in_flight, 1);
     atomic_store(&r->ctx->last_activity_ms, api_now_ms());
     if (r->counted)
@@ -1790,6 +1855,17 @@ enum MHD_Result api_req_db_unavailable(api_request *r)
     return api_db_unavailable(r);
 }
 
+void api_req_allow(api_request *r, const char *allowed)
+{
+    r->allow = allowed;
+}
+
+json_t *api_req_error_object(api_request *r, const char *code, const char *field, const char *message)
+{
+    r->error_code = code;
+    return api_error_object(r, code, field, message);
+}
+
 bool api_req_authorized(api_request *r, enum MHD_Result *ret)
 {
     api_auth a = api_authorized(r);
@@ -1831,6 +1907,11 @@ void api_req_suspend(api_request *r, struct api_flow *f)
 {
     r->flow = f;
     MHD_suspend_connection(r->conn);
+}
+
+bool api_req_gone(api_request *r)
+{
+    return r->gone;
 }
 
 void api_req_suspend_fn(api_request *r, api_req_resumed_fn fn, void *arg)

@@ -150,8 +150,8 @@ static bool ep_known_fields(api_request *r, json_t *root, enum MHD_Result *ret)
     json_object_foreach(root, key, v)
     {
         if (strcmp(key, "url") != 0 && strcmp(key, "events") != 0 && strcmp(key, "description") != 0) {
-            *ret = api_req_error(r, MHD_HTTP_BAD_REQUEST, "unknown_field", key,
-                                 "unknown field '%s'; a webhook endpoint takes url, events and description",
+            *ret = api_req_error(r, MHD_HTTP_BAD_REQUEST, "unknown_parameter", key,
+                                 "unknown parameter '%s'; a webhook endpoint takes url, events and description",
                                  textcheck_shown(api_req_arena(r), key, 64));
             return false;
         }
@@ -372,6 +372,7 @@ enum MHD_Result api_endpoints_route(api_request *r, const char *method, const ch
             return ep_create(r);
         if (get)
             return ep_list(r);
+        api_req_allow(r, "GET, POST");
         return api_req_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL,
                              "%s is not allowed here; use GET or POST", method);
     }
@@ -407,6 +408,7 @@ enum MHD_Result api_endpoints_route(api_request *r, const char *method, const ch
             allowed = "POST";
         }
     }
+    api_req_allow(r, allowed);
     if (allowed)
         return api_req_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL,
                              "%s is not allowed here; use %s", method, allowed);

@@ -21,6 +21,7 @@
 #include "arena.h"
 #include "bankcall.h"
 #include "idempotency.h"
+#include "jsonbody.h"
 #include "log.h"
 #include "payment.h"
 #include "payreq.h"
@@ -29,7 +30,6 @@
 #include "textcheck.h"
 
 #define FLOW_REASON_MAX 500
-#define FLOW_METADATA_MAX 8192
 
 typedef enum flow_op { FLOW_OP_CAPTURE, FLOW_OP_VOID, FLOW_OP_REFUND } flow_op;
 
@@ -49,7 +49,7 @@ struct api_flow {
     pagoflex_http_request breq;
     pagoflex_http_response resp;
     const char *scope, *idem_key;
-    char hash[65];
+    idempotency_hash hash;
     bool waiting;
     idempotency_wait wait;
 };
@@ -79,12 +79,14 @@ json_t *api_flows_payment_json(const store_payment *p)
                             flow_str(p->provider_reference_id), "reference", flow_str(p->reference),
                             "description", flow_str(p->description), "created_at", flow_str(p->created_at),
                             "updated_at", flow_str(p->updated_at), "error", error);
-    json_t *more = json_pack("{s:s, s:I, s:I, s:I, s:o, s:o, s:o}", "capture_method",
+    json_t *meta = p->metadata ? json_loads(p->metadata, 0, NULL) : NULL;
+    json_t *more = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:o, s:o}", "object", "payment", "capture_method",
                              p->manual_capture ? "manual" : "automatic", "amount_capturable",
                              (json_int_t)p->amount_capturable, "amount_received",
                              (json_int_t)p->amount_received, "amount_refunded",
                              (json_int_t)p->amount_refunded, "return_url", flow_str(p->return_url),
-                             "next_action", next, "pending_operation", flow_str(p->pending_operation));
+                             "next_action", next, "pending_operation", flow_str(p->pending_operation),
+                             "metadata", meta ? meta : json_object());
     if (!doc || !more || json_object_update(doc, more) != 0) {
         json_decref(doc);
         doc = NULL;
@@ -100,7 +102,7 @@ static const char *refund_status_name(pagoflex_state s)
     return s == PAGOFLEX_STATE_SUCCEEDED ? "succeeded" : s == PAGOFLEX_STATE_FAILED ? "failed" : "pending";
 }
 
-static json_t *refund_json(const store_refund *f)
+json_t *api_flows_refund_json(const store_refund *f)
 {
     json_t *error = json_null();
     if (f->error_code)
@@ -109,7 +111,7 @@ static json_t *refund_json(const store_refund *f)
     return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "id", f->id, "object",
                      "refund", "payment_id", f->payment_id, "amount", (json_int_t)f->amount, "currency",
                      f->currency, "status", refund_status_name(f->state), "reason", flow_str(f->reason),
-                     "metadata", meta ? meta : json_null(), "provider_reference_id",
+                     "metadata", meta ? meta : json_object(), "provider_reference_id",
                      flow_str(f->provider_reference_id), "error", error, "created_at", flow_str(f->created_at),
                      "updated_at", flow_str(f->updated_at));
 }
@@ -131,8 +133,7 @@ static json_t *flow_error_doc(api_request *r, const char *code, const char *fiel
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
     const char *shown = textcheck_shown(api_req_arena(r), message, sizeof message);
-    json_t *err = json_pack("{s:s, s:s, s:o}", "code", code, "message", shown ? shown : "?", "field",
-                            flow_str(field));
+    json_t *err = api_req_error_object(r, code, field, shown ? shown : "?");
     if (err && status)
         json_object_set_new(err, "status", json_string(status));
     if (err && bank_code) {
@@ -183,22 +184,22 @@ static bool flow_id_plausible(const char *id)
     return true;
 }
 
-/* Parse the body (empty = {}) into *root. False with the reply queued. */
-static bool flow_body(api_request *r, json_t **root, enum MHD_Result *ret)
+/* Parse the body (empty = {}) into *root; it may hold only the members
+ * `allowed` (NULL terminated). False with the reply queued. */
+static bool flow_body(api_request *r, const char *const *allowed, json_t **root, enum MHD_Result *ret)
 {
     size_t len;
     const char *body = api_req_body(r, &len);
-    if (len == 0) {
-        *root = json_object();
-        return *root != NULL || (*ret = api_req_error(r, 500, "internal", NULL, "out of memory"), false);
-    }
-    json_error_t jerr;
-    *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!*root || !json_is_object(*root)) {
+    jsonbody_error jerr;
+    *root = len == 0 ? json_object() : jsonbody_parse(body, len, &jerr);
+    if (!*root && len == 0)
+        jsonbody_error_oom(&jerr);
+    if (*root && jsonbody_check_known(*root, allowed, "", api_req_arena(r), &jerr) != 0) {
         json_decref(*root);
         *root = NULL;
-        *ret = api_req_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
-                             "request body must be a JSON object: %s", jerr.text);
+    }
+    if (!*root) {
+        *ret = api_req_error(r, (unsigned)jerr.status, jerr.code, jerr.field, "%s", jerr.message);
         return false;
     }
     return true;
@@ -235,7 +236,7 @@ static bool flow_idem_setup(api_request *r, struct api_flow *f, const char *rout
     size_t len;
     const char *body = api_req_body(r, &len);
     f->scope = api_req_idempotency_scope(r, route);
-    if (!f->scope || idempotency_request_hash(body, len, f->hash) != 0) {
+    if (!f->scope || idempotency_request_hash(body, len, &f->hash) != 0) {
         *ret = api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
         return false;
     }
@@ -430,7 +431,7 @@ static enum MHD_Result flow_finish_refund(api_request *r, struct api_flow *f, co
                                               api_req_arena(r), &now);
     if (sr != STORE_OK && sr != STORE_CONFLICT)
         return flow_store_error(r, sr, "recording the bank's answer to the refund");
-    return flow_answer(r, f, MHD_HTTP_CREATED, refund_json(&now));
+    return flow_answer(r, f, MHD_HTTP_CREATED, api_flows_refund_json(&now));
 }
 
 /* Common checks and the plugin of payment `payment_id`. False with the
@@ -480,14 +481,14 @@ static enum MHD_Result flow_claim_key(api_request *r, struct api_flow *f)
     api_context *ctx = api_req_ctx(r);
     for (int tries = 0; f->idem_key && tries < 3; tries++) {
         store_result sr =
-            store_idem_claim(ctx->store, f->scope, f->idem_key, f->hash, ctx->cfg->idempotency_ttl_s, f->object_id);
+            store_idem_claim(ctx->store, f->scope, f->idem_key, f->hash.canonical, ctx->cfg->idempotency_ttl_s, f->object_id);
         if (sr == STORE_OK)
             break;
         if (sr != STORE_DUPLICATE)
             return flow_store_error(r, sr, "claiming the Idempotency-Key");
         int status = 0;
         const char *response = NULL, *object_id = NULL;
-        idempotency_verdict v = idempotency_check(ctx->store, f->scope, f->idem_key, f->hash,
+        idempotency_verdict v = idempotency_check(ctx->store, f->scope, f->idem_key, &f->hash,
                                                   ctx->cfg->idempotency_stale_ms, api_req_arena(r), &status,
                                                   &response, &object_id);
         switch (v) {
@@ -511,7 +512,7 @@ static enum MHD_Result flow_claim_key(api_request *r, struct api_flow *f)
                     w->until_ms = idempotency_now_ms() + ctx->cfg->idempotency_wait_ms;
                 w->scope = f->scope;
                 w->key = f->idem_key;
-                w->request_hash = f->hash;
+                w->request_hash = &f->hash;
                 w->stale_ms = ctx->cfg->idempotency_stale_ms;
                 w->arena = api_req_arena(r);
                 w->done = api_req_resume;
@@ -537,7 +538,7 @@ static enum MHD_Result flow_answer_stale(api_request *r, struct api_flow *f, con
         store_refund ref;
         store_result sr = store_refund_get_of(ctx->store, api_req_merchant(r), object_id, arena, &ref);
         if (sr == STORE_OK) {
-            json_t *doc = refund_json(&ref);
+            json_t *doc = api_flows_refund_json(&ref);
             char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
             json_decref(doc);
             if (!text)
@@ -549,7 +550,8 @@ static enum MHD_Result flow_answer_stale(api_request *r, struct api_flow *f, con
         if (sr != STORE_NOT_FOUND)
             return flow_store_error(r, sr, "reading the refund");
         /* Its request died before making it: make it now, one of many. */
-        sr = store_idem_takeover(ctx->store, f->scope, f->idem_key, f->hash, ctx->cfg->idempotency_stale_ms);
+        sr = store_idem_takeover(ctx->store, f->scope, f->idem_key, f->hash.canonical, f->hash.bytes,
+                                 ctx->cfg->idempotency_stale_ms);
         if (sr == STORE_OK) {
             f->object_id = object_id;
             return flow_start(r, f);
@@ -600,7 +602,8 @@ enum MHD_Result api_flows_payment_operation(api_request *r, const char *id, bool
     json_t *root = NULL;
     if (!f)
         return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    if (!flow_body(r, &root, &ret))
+    static const char *const capture_fields[] = {"amount_to_capture", NULL}, *const cancel_fields[] = {NULL};
+    if (!flow_body(r, cancel ? cancel_fields : capture_fields, &root, &ret))
         return ret;
     bool ok = cancel || flow_amount(r, root, "amount_to_capture", &f->amount, &ret);
     json_decref(root);
@@ -644,19 +647,10 @@ static bool flow_refund_fields(api_request *r, json_t *root, struct api_flow *f,
         }
         f->reason = arena_strndup(arena, json_string_value(reason), n);
     }
-    json_t *meta = json_object_get(root, "metadata");
-    if (meta && !json_is_null(meta)) {
-        char *text = json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : NULL;
-        bool fits = text && strlen(text) <= FLOW_METADATA_MAX && !strstr(text, "\\u0000");
-        if (fits)
-            f->metadata = arena_strdup(arena, text);
-        free(text);
-        if (!fits) {
-            *ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "metadata",
-                                 "metadata must be a JSON object of at most %d bytes (no NUL characters)",
-                                 FLOW_METADATA_MAX);
-            return false;
-        }
+    jsonbody_error jerr;
+    if (jsonbody_metadata(json_object_get(root, "metadata"), arena, &f->metadata, &jerr) != 0) {
+        *ret = api_req_error(r, (unsigned)jerr.status, jerr.code, jerr.field, "%s", jerr.message);
+        return false;
     }
     if (!f->payment_id || (reason && json_is_string(reason) && !f->reason)) {
         *ret = api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
@@ -674,7 +668,8 @@ enum MHD_Result api_flows_refund_create(api_request *r)
     json_t *root = NULL;
     if (!f)
         return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    if (!flow_body(r, &root, &ret))
+    static const char *const fields[] = {"payment_id", "amount", "reason", "metadata", NULL};
+    if (!flow_body(r, fields, &root, &ret))
         return ret;
     bool ok = flow_refund_fields(r, root, f, &ret);
     json_decref(root);
@@ -705,31 +700,12 @@ enum MHD_Result api_flows_refund_get(api_request *r, const char *id)
         return api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", "id", "no refund with id '%s'", id);
     if (sr != STORE_OK)
         return flow_store_error(r, sr, "reading the refund");
-    return api_req_reply(r, MHD_HTTP_OK, refund_json(&f));
+    return api_req_reply(r, MHD_HTTP_OK, api_flows_refund_json(&f));
 }
 
-enum MHD_Result api_flows_refund_list(api_request *r)
+bool api_flows_waiting(const struct api_flow *f)
 {
-    enum MHD_Result ret;
-    if (!flow_preamble(r, &ret))
-        return ret;
-    const char *pid = MHD_lookup_connection_value(api_req_conn(r), MHD_GET_ARGUMENT_KIND, "payment_id");
-    if (!pid || !*pid)
-        return api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "missing_field", "payment_id",
-                             "list refunds with ?payment_id=<payment id>");
-    if (!flow_id_plausible(pid))
-        return api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "invalid_field", "payment_id",
-                             "payment_id must be a payment id such as pay_...");
-    store_refund *rows = NULL;
-    size_t n = 0;
-    store_result sr =
-        store_refund_list(api_req_ctx(r)->store, api_req_merchant(r), pid, api_req_arena(r), &rows, &n);
-    if (sr != STORE_OK)
-        return flow_store_error(r, sr, "listing the refunds");
-    json_t *list = json_array();
-    for (size_t i = n; i > 0; i--) /* the store lists oldest first */
-        json_array_append_new(list, refund_json(&rows[i - 1]));
-    return api_req_reply(r, MHD_HTTP_OK, json_pack("{s:s, s:o}", "payment_id", pid, "refunds", list));
+    return f->waiting;
 }
 
 enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f)

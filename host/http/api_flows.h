@@ -26,6 +26,7 @@
 
 #include "api.h"
 #include "store.h"
+#include "store_flows.h"
 
 typedef struct api_request api_request;
 struct api_flow;
@@ -51,6 +52,13 @@ enum MHD_Result api_req_reply_raw(api_request *r, unsigned status, const char *t
 enum MHD_Result api_req_error(api_request *r, unsigned status, const char *code, const char *field,
                               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 enum MHD_Result api_req_db_unavailable(api_request *r);
+/* The object of an error body ({"code", "message", "field", "request_id",
+ * "doc_url"}) for a route that adds members to it; `message` JSON-safe
+ * text. New reference, NULL on OOM. */
+/* The methods a path takes (a static string, or NULL), sent as Allow with
+ * a 405 answer. */
+void api_req_allow(api_request *r, const char *allowed);
+json_t *api_req_error_object(api_request *r, const char *code, const char *field, const char *message);
 /* True if the request carries a valid API key; otherwise the 401/503 is
  * queued and *ret is its result. */
 bool api_req_authorized(api_request *r, enum MHD_Result *ret);
@@ -75,11 +83,17 @@ typedef enum MHD_Result (*api_req_resumed_fn)(api_request *r, void *arg);
  * api.c calls fn(r, arg) on an HTTP thread. For routes outside api_flows.c
  * that wait on something else than a bank (the group commit of a webhook). */
 void api_req_suspend_fn(api_request *r, api_req_resumed_fn fn, void *arg);
+/* True when the client is gone and the request is finished for the record
+ * only (its reply is dropped): it must not suspend again. */
+bool api_req_gone(api_request *r);
 
 /* ---- provided by api_flows.c --------------------------------------------- */
 
 /* The payment object (a new reference; NULL on OOM). */
 json_t *api_flows_payment_json(const store_payment *p);
+
+/* The JSON object of refund `f` (new reference; NULL on OOM). */
+json_t *api_flows_refund_json(const store_refund *f);
 
 /* POST /v1/payments/{id}/capture (cancel false) or /cancel (true). */
 enum MHD_Result api_flows_payment_operation(api_request *r, const char *id, bool cancel);
@@ -88,8 +102,13 @@ enum MHD_Result api_flows_refund_create(api_request *r);
 /* GET /v1/refunds/{id}. */
 enum MHD_Result api_flows_refund_get(api_request *r, const char *id);
 /* GET /v1/refunds?payment_id=. */
-enum MHD_Result api_flows_refund_list(api_request *r);
-/* A request suspended by this module runs again. */
+/* A request suspended by this module runs again: its bank answer is
+ * recorded (and under a key, made the key's answer), then replied. api.c
+ * also calls it when the connection ended before the request ran again
+ * (the reply is then dropped), so the answer is recorded either way. */
 enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f);
+/* True if `f` is suspended on a wait for another request's key, not on
+ * the bank: nothing of its own to record. */
+bool api_flows_waiting(const struct api_flow *f);
 
 #endif

@@ -326,7 +326,7 @@ static enum MHD_Result wh_apply(api_request *r, wh_delivery *d)
                 sr = STORE_OK;
         } else if (e->look_up) {
             sr = wh_look_up(ctx, pl, e, body, len, arena, doc);
-        } else if (e->kind == PAGOFLEX_EVENT_PAYMENT && ctx->batch) {
+        } else if (e->kind == PAGOFLEX_EVENT_PAYMENT && ctx->batch && !api_req_gone(r)) {
             return wh_batch(r, d, doc);
         } else if (e->kind == PAGOFLEX_EVENT_PAYMENT) {
             sr = wh_payment_event(ctx, pl, e, body, len, arena, doc);

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "arena.h"
+#include "jsonbody.h"
 
 static int payreq_fail(payreq_error *err, int status, const char *code, const char *field,
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -73,6 +74,16 @@ static bool payreq_looks_like_pan(const char *s)
     return digits >= 12 && digits <= 19;
 }
 
+/* 0 if `obj` has only `allowed` members; else -1 and *err names the first other. */
+static int payreq_known(json_t *obj, const char *const *allowed, const char *prefix, pagoflex_arena *arena,
+                        payreq_error *err)
+{
+    jsonbody_error jerr;
+    if (jsonbody_check_known(obj, allowed, prefix, arena, &jerr) == 0)
+        return 0;
+    return payreq_fail(err, jerr.status, jerr.code, jerr.field, "%s", jerr.message);
+}
+
 /* capture_method, return_url and payment_method (issue 11). */
 static int payreq_flow_fields(json_t *root, pagoflex_arena *arena, payreq *p, payreq_error *err)
 {
@@ -99,6 +110,9 @@ static int payreq_flow_fields(json_t *root, pagoflex_arena *arena, payreq *p, pa
         return payreq_fail(err, 422, "invalid_field", "payment_method",
                            "payment_method must be an object {\"type\": \"card_token\", "
                            "\"token\": \"tok_...\"}");
+    static const char *const pm_fields[] = {"type", "token", NULL};
+    if (payreq_known(pm, pm_fields, "payment_method.", arena, err))
+        return -1;
     json_t *type = json_object_get(pm, "type");
     if (!json_is_string(type) || strcmp(json_string_value(type), "card_token") != 0)
         return payreq_fail(err, 422, "invalid_field", "payment_method.type",
@@ -126,18 +140,18 @@ static int payreq_flow_fields(json_t *root, pagoflex_arena *arena, payreq *p, pa
 int payreq_parse(const char *body, size_t len, pagoflex_arena *arena, payreq *out, payreq_error *err)
 {
     payreq p = {0};
-    json_error_t jerr;
+    jsonbody_error jerr;
     int rc = -1;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    static const char *const fields[] = {"amount",         "currency",   "connector",      "reference",
+                                         "description",    "capture_method", "return_url", "payment_method",
+                                         "metadata",       NULL};
+    json_t *root = jsonbody_parse(body, len, &jerr);
     if (!root) {
-        payreq_fail(err, 400, "invalid_json", NULL, "request body is not valid JSON: %s (line %d, column %d)",
-                    jerr.text, jerr.line, jerr.column);
+        payreq_fail(err, jerr.status, jerr.code, jerr.field, "%s", jerr.message);
         goto fail;
     }
-    if (!json_is_object(root)) {
-        payreq_fail(err, 400, "invalid_json", NULL, "request body must be a JSON object");
+    if (payreq_known(root, fields, "", arena, err))
         goto fail;
-    }
 
     json_t *amount = json_object_get(root, "amount");
     if (!amount) {
@@ -181,6 +195,10 @@ int payreq_parse(const char *body, size_t len, pagoflex_arena *arena, payreq *ou
         payreq_opt_string(root, "description", PAYREQ_DESCRIPTION_MAX, arena, &p.description, err) ||
         payreq_flow_fields(root, arena, &p, err))
         goto fail;
+    if (jsonbody_metadata(json_object_get(root, "metadata"), arena, &p.metadata, &jerr)) {
+        payreq_fail(err, jerr.status, jerr.code, jerr.field, "%s", jerr.message);
+        goto fail;
+    }
     if (!p.connector) {
         payreq_fail(err, 500, "internal", NULL, "out of memory");
         goto fail;

@@ -26,12 +26,14 @@ typedef struct payreq {
     const char *return_url;           /* http(s) URL, or NULL */
     const char *payment_method_type;  /* "card_token", or NULL */
     const char *payment_method_token; /* the bank's card token, or NULL */
+    const char *metadata;             /* compact JSON object text, or NULL (never sent to a bank) */
 } payreq;
 
-/* Why a body was refused: HTTP status 400 (not JSON) or 422 (a field). */
+/* Why a body was refused: HTTP status 400 (not JSON, an unknown field) or
+ * 422 (a field's value). */
 typedef struct payreq_error {
     int status;
-    const char *code;  /* "invalid_json", "missing_field", "invalid_field" */
+    const char *code;  /* "invalid_json", "unknown_parameter", "missing_field", "invalid_field" */
     const char *field; /* or NULL */
     char message[256];
 } payreq_error;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "store_idem.h"
@@ -23,11 +24,11 @@ bool idempotency_key_valid(const char *key)
     return true;
 }
 
-int idempotency_request_hash(const char *body, size_t len, char out[65])
+static int idempotency_sha256_hex(const char *data, size_t len, char out[65])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char digest[32];
-    if (!EVP_Digest(body ? body : "", body ? len : 0, digest, NULL, EVP_sha256(), NULL))
+    if (!EVP_Digest(data, len, digest, NULL, EVP_sha256(), NULL))
         return -1;
     for (int i = 0; i < 32; i++) {
         out[2 * i] = hex[digest[i] >> 4];
@@ -37,6 +38,29 @@ int idempotency_request_hash(const char *body, size_t len, char out[65])
     return 0;
 }
 
+int idempotency_request_hash(const char *body, size_t len, idempotency_hash *out)
+{
+    if (!body)
+        len = 0;
+    if (idempotency_sha256_hex(body ? body : "", len, out->bytes) != 0)
+        return -1;
+    json_t *doc = len == 0 ? json_object() : json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!doc) { /* not JSON: refused later; the bytes are all there is */
+        memcpy(out->canonical, out->bytes, sizeof out->canonical);
+        return 0;
+    }
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    json_decref(doc);
+    int rc = text ? idempotency_sha256_hex(text, strlen(text), out->canonical) : -1;
+    free(text);
+    return rc;
+}
+
+bool idempotency_hash_matches(const idempotency_hash *h, const char *stored)
+{
+    return stored && (strcmp(stored, h->canonical) == 0 || strcmp(stored, h->bytes) == 0);
+}
+
 long long idempotency_now_ms(void)
 {
     struct timespec ts;
@@ -44,7 +68,8 @@ long long idempotency_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-idempotency_verdict idempotency_check(store *st, const char *scope, const char *key, const char *request_hash,
+idempotency_verdict idempotency_check(store *st, const char *scope, const char *key,
+                                      const idempotency_hash *request_hash,
                                       long stale_ms, pagoflex_arena *arena, int *status,
                                       const char **response, const char **payment_id)
 {
@@ -54,7 +79,7 @@ idempotency_verdict idempotency_check(store *st, const char *scope, const char *
         return IDEMPOTENCY_GONE;
     if (sr != STORE_OK)
         return IDEMPOTENCY_UNAVAILABLE;
-    if (strcmp(k.request_hash, request_hash) != 0)
+    if (!idempotency_hash_matches(request_hash, k.request_hash))
         return IDEMPOTENCY_MISMATCH;
     if (k.status && k.response) {
         *status = k.status;

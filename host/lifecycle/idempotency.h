@@ -22,8 +22,23 @@
 /* True if `key` is 1..255 printable ASCII characters (0x20..0x7e). */
 bool idempotency_key_valid(const char *key);
 
-/* Lower-case hex SHA-256 of the request body, into out[65]. 0, or -1. */
-int idempotency_request_hash(const char *body, size_t len, char out[65]);
+/* What identifies a request under its key (issue 14): the SHA-256 (lower
+ * case hex) of its parameters in canonical JSON (keys sorted, compact; an
+ * empty body is {}), so key order and spacing do not matter. New keys
+ * store `canonical`. Keys stored before the upgrade hold the SHA-256 of the
+ * body's bytes: `bytes` keeps that, so a retry of the same bytes across
+ * the upgrade still finds its first answer. A body that is not JSON (it is
+ * refused later anyway) has both set to the bytes' hash. */
+typedef struct idempotency_hash {
+    char canonical[65];
+    char bytes[65];
+} idempotency_hash;
+
+/* Fill *out for `body` of `len` bytes. 0, or -1 (out of memory). */
+int idempotency_request_hash(const char *body, size_t len, idempotency_hash *out);
+
+/* Is `stored` (a key's request_hash) the hash of this request? */
+bool idempotency_hash_matches(const idempotency_hash *h, const char *stored);
 
 /* What a request finds under a key someone else claimed. */
 typedef enum idempotency_verdict {
@@ -39,7 +54,7 @@ typedef enum idempotency_verdict {
  * REPLAY (status, response) and STALE (payment_id); BUSY means the first
  * request is still at work and not stale. */
 idempotency_verdict idempotency_check(store *st, const char *scope, const char *key,
-                                      const char *request_hash, long stale_ms,
+                                      const idempotency_hash *request_hash, long stale_ms,
                                       pagoflex_arena *arena, int *status, const char **response,
                                       const char **payment_id);
 
@@ -59,7 +74,8 @@ typedef void (*idempotency_done_fn)(void *arg);
  * is called. */
 typedef struct idempotency_wait {
     /* set by the caller */
-    const char *scope, *key, *request_hash;
+    const char *scope, *key;
+    const idempotency_hash *request_hash;
     long stale_ms;
     long long until_ms;    /* idempotency_now_ms() at which the wait ends */
     pagoflex_arena *arena; /* where the outputs' strings go */

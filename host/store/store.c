@@ -92,9 +92,9 @@ const char store_sql_insert[] =
     "), p AS ("
     " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
     " capture_method, return_url, payment_method_type, payment_method_token, merchant_id,"
-    " connector_account)"
+    " connector_account, metadata)"
     " SELECT $1::text, $2::text, $3::bigint, $4::text, 'created', $5::text, $6::text,"
-    " $7::text, $8::text, $9::text, $10::text, $11::text, a.account FROM a"
+    " $7::text, $8::text, $9::text, $10::text, $11::text, a.account, $13::jsonb FROM a"
     " WHERE a.account = $12::text"
     " RETURNING *"
     "), h AS ("
@@ -490,6 +490,7 @@ store_result store_payment_from_row(const PGresult *r, int row, int col, pagofle
     p.pending_operation = store_row_text(r, row, col + 21, arena, &oom);
     p.merchant_id = store_row_text(r, row, col + 22, arena, &oom);
     p.connector_account = store_row_text(r, row, col + 23, arena, &oom);
+    p.metadata = store_row_text(r, row, col + 24, arena, &oom);
     if (oom) {
         log_error("store: out of memory reading payment row");
         return STORE_ERROR;
@@ -608,8 +609,9 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   p->payment_method_type,
                                   p->payment_method_token,
                                   p->merchant_id,
-                                  p->connector_account};
-    return store_one_payment(s, "payment insert", store_sql_insert, 12, params, true, true, STORE_CONFLICT,
+                                  p->connector_account,
+                                  p->metadata};
+    return store_one_payment(s, "payment insert", store_sql_insert, 13, params, true, true, STORE_CONFLICT,
                              arena, out);
 }
 
@@ -631,40 +633,6 @@ store_result store_payment_get_of(store *s, const char *merchant_id, const char 
     const char *const params[] = {id, merchant_id};
     return store_one_payment(s, "merchant payment get", sql_get_of, 2, params, false, false, STORE_NOT_FOUND,
                              arena, out);
-}
-
-static const char sql_by_reference[] =
-    "SELECT " PAYMENT_COLS("p") " FROM payments p"
-                                " WHERE p.merchant_id = $1::text AND p.reference = $2::text"
-                                " ORDER BY p.created_at, p.id LIMIT 100";
-
-store_result store_payment_find_by_reference(store *s, const char *merchant_id, const char *reference,
-                                             pagoflex_arena *arena, store_payment **out, size_t *count)
-{
-    PGresult *r = NULL;
-    const char *const params[] = {merchant_id, reference};
-    store_payment *rows = NULL;
-    if (!merchant_id || !*merchant_id) {
-        log_error("store: payment look-up by reference without a merchant");
-        return STORE_ERROR;
-    }
-    store_result rc = store_run(s, "payment by reference", sql_by_reference, 2, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    int n = PQntuples(r);
-    rows = arena_alloc(arena, (size_t)(n ? n : 1) * sizeof *rows);
-    if (!rows) {
-        rc = STORE_ERROR;
-        goto fail;
-    }
-    for (int i = 0; i < n; i++)
-        if ((rc = store_payment_from_row(r, i, 0, arena, &rows[i])) != STORE_OK)
-            goto fail;
-    *out = rows;
-    *count = (size_t)n;
-fail:
-    PQclear(r);
-    return rc;
 }
 
 /* After a refused transition: store provider_ref if the row has none. */

@@ -55,6 +55,9 @@ typedef struct store_payment {
     /* Migration 11: the connector account it was created with (required on
      * insert); every later call for it uses that account's credentials. */
     const char *connector_account;
+    /* Issue 14 (migration 13): the merchant's metadata, a JSON object's
+     * text, or NULL. Never given to a connector. */
+    const char *metadata;
 } store_payment;
 
 /* Open a pool of `pool_size` connections to `conninfo`. Connections are made
@@ -97,13 +100,6 @@ store_result store_payment_get(store *s, const char *id, pagoflex_arena *arena,
  * STORE_ERROR (logged) when merchant_id is NULL or "". */
 store_result store_payment_get_of(store *s, const char *merchant_id, const char *id, pagoflex_arena *arena,
                                   store_payment *out);
-
-/* The payments of merchant `merchant_id` (at most 100, oldest first) whose
- * merchant reference is `reference`: lets a client whose request was cut
- * off find what it made. *out is in the arena; STORE_ERROR (logged) when
- * merchant_id is NULL or "". */
-store_result store_payment_find_by_reference(store *s, const char *merchant_id, const char *reference,
-                                             pagoflex_arena *arena, store_payment **out, size_t *count);
 
 /* Move payment `id` to `to` with a conditional UPDATE (state = ANY(allowed
  * from)); provider_ref (if not NULL) is stored when none is stored yet;

@@ -80,9 +80,10 @@ bool store_batch_payment_insert_init(store_batch_op *op, const store_payment *p,
                                   p->payment_method_type,
                                   p->payment_method_token,
                                   p->merchant_id,
-                                  p->connector_account};
+                                  p->connector_account,
+                                  p->metadata};
     memcpy(op->params, params, sizeof params);
-    op->nparams = 12;
+    op->nparams = 13;
     op->kind = BATCH_INSERT;
     op->sql = store_sql_insert;
     op->sort_key = p->id;

@@ -48,7 +48,7 @@ typedef struct store_batch_op {
     int kind;
     const char *sql;
     int nparams;
-    const char *params[12];
+    const char *params[13];
     char amount[24];
     char allowed[128];
     const char *sort_key; /* payment id; NULL sorts first */

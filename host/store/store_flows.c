@@ -12,13 +12,6 @@
 #include "payment.h"
 #include "store_internal.h"
 
-#define REFUND_COLS(t)                                                                  \
-    t ".id, " t ".payment_id, " t ".connector, " t ".amount, " t ".currency, " t        \
-    ".state, " t ".provider_reference_id, " t ".reason, " t ".metadata::text, " t       \
-    ".error_code, " t ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at") ", " t \
-    ".connector_account"
-#define REFUND_NCOLS 14
-
 #define S(x) (1u << PAGOFLEX_STATE_##x)
 
 /* allowed_from[to] for refunds: failed only from states where the bank
@@ -53,8 +46,8 @@ static void refund_allowed_list(pagoflex_state to, char *buf, size_t len)
         snprintf(buf + used, len - used, "}");
 }
 
-static store_result refund_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
-                                    store_refund *out)
+store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                   store_refund *out)
 {
     store_refund f = {0};
     bool oom = false;
@@ -136,7 +129,7 @@ store_result store_refund_create(store *s, const char *merchant_id, const char *
     bool made = PQgetvalue(r, 0, 0)[0] == 't';
     if ((rc = store_payment_from_row(r, 0, 1, arena, &pay)) != STORE_OK)
         goto fail;
-    if (made && (rc = refund_from_row(r, 0, 1 + PAYMENT_NCOLS, arena, &ref)) != STORE_OK)
+    if (made && (rc = store_refund_from_row(r, 0, 1 + PAYMENT_NCOLS, arena, &ref)) != STORE_OK)
         goto fail;
     *payment = pay;
     if (made)
@@ -161,7 +154,7 @@ store_result store_refund_get(store *s, const char *id, pagoflex_arena *arena, s
     const char *const params[] = {id};
     store_result rc = store_run(s, "refund get", sql_refund_get, 1, params, false, &r);
     if (rc == STORE_OK)
-        rc = PQntuples(r) == 1 ? refund_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
+        rc = PQntuples(r) == 1 ? store_refund_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
     PQclear(r);
     return rc;
 }
@@ -177,7 +170,7 @@ store_result store_refund_get_of(store *s, const char *merchant_id, const char *
     }
     store_result rc = store_run(s, "merchant refund get", sql_refund_get_of, 2, params, false, &r);
     if (rc == STORE_OK)
-        rc = PQntuples(r) == 1 ? refund_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
+        rc = PQntuples(r) == 1 ? store_refund_from_row(r, 0, 0, arena, out) : STORE_NOT_FOUND;
     PQclear(r);
     return rc;
 }
@@ -206,7 +199,7 @@ store_result store_refund_list(store *s, const char *merchant_id, const char *pa
         goto fail;
     }
     for (int i = 0; i < n; i++)
-        if ((rc = refund_from_row(r, i, 0, arena, &rows[i])) != STORE_OK)
+        if ((rc = store_refund_from_row(r, i, 0, arena, &rows[i])) != STORE_OK)
             goto fail;
     *out = rows;
     *count = (size_t)n;
@@ -263,7 +256,7 @@ static store_result refund_transition_run(store *s, const char *what, const char
         goto fail;
     }
     bool moved = PQgetvalue(r, 0, 0)[0] == 't';
-    if ((rc = refund_from_row(r, 0, 1, arena, &ref)) != STORE_OK)
+    if ((rc = store_refund_from_row(r, 0, 1, arena, &ref)) != STORE_OK)
         goto fail;
     *out = ref;
     rc = moved ? STORE_OK : STORE_CONFLICT;
@@ -468,7 +461,7 @@ store_result store_refund_webhook_apply(store *s, const char *connector, const c
         goto fail;
     }
     const char *outcome = PQgetvalue(r, 0, 0);
-    if ((rc = refund_from_row(r, 0, 1, arena, &ref)) != STORE_OK)
+    if ((rc = store_refund_from_row(r, 0, 1, arena, &ref)) != STORE_OK)
         goto fail;
     *out = ref;
     *applied = strcmp(outcome, "applied") == 0;
@@ -558,7 +551,7 @@ static const char sql_refund_make_due[] =
 static store_result refund_item_from_row(const PGresult *r, int i, pagoflex_arena *arena, void *out)
 {
     store_refund_item it;
-    store_result rc = refund_from_row(r, i, 0, arena, &it.refund);
+    store_result rc = store_refund_from_row(r, i, 0, arena, &it.refund);
     if (rc != STORE_OK)
         return rc;
     it.attempts = atoi(PQgetvalue(r, i, REFUND_NCOLS));

@@ -12,7 +12,7 @@
 /* $1 scope, $2 key, $3 hash, $4 ttl s, $5 id, $6 connector, $7 amount, $8
  * currency, $9 reference, $10 description, $11 capture method, $12 return
  * url, $13 payment method type, $14 its token, $15 merchant, $16 the connector
- * account the bank request was built with. One row: whether $16 is still
+ * account the bank request was built with, $17 metadata. One row: whether $16 is still
  * the merchant's account for the connector (else nothing is written, the
  * key included), then the payment (NULLs: a live key exists). */
 static const char sql_claim[] =
@@ -30,9 +30,9 @@ static const char sql_claim[] =
     "), p AS ("
     " INSERT INTO payments (id, connector, amount, currency, state, reference, description,"
     " capture_method, return_url, payment_method_type, payment_method_token, merchant_id,"
-    " connector_account)"
+    " connector_account, metadata)"
     " SELECT k.payment_id, $6::text, $7::bigint, $8::text, 'created', $9::text, $10::text,"
-    " $11::text, $12::text, $13::text, $14::text, $15::text, $16::text FROM k"
+    " $11::text, $12::text, $13::text, $14::text, $15::text, $16::text, $17::jsonb FROM k"
     " RETURNING *"
     "), h AS ("
     " INSERT INTO payment_history (payment_id, from_state, to_state, source)"
@@ -79,8 +79,9 @@ store_result store_idem_create_payment(store *s, const char *scope, const char *
                                   p->payment_method_type,
                                   p->payment_method_token,
                                   p->merchant_id,
-                                  p->connector_account};
-    rc = store_run(s, "idempotent payment insert", sql_claim, 16, params, false, &r);
+                                  p->connector_account,
+                                  p->metadata};
+    rc = store_run(s, "idempotent payment insert", sql_claim, 17, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     if (PQntuples(r) != 1 || PQgetvalue(r, 0, 0)[0] != 't')
@@ -168,18 +169,18 @@ store_result store_idem_claim(store *s, const char *scope, const char *key,
 /* $1 scope, $2 key, $3 hash, $4 stale ms. */
 static const char sql_takeover[] =
     "UPDATE idempotency_keys SET created_at = now()"
-    " WHERE scope = $1::text AND key = $2::text AND request_hash = $3::text AND status IS NULL"
+    " WHERE scope = $1::text AND key = $2::text AND request_hash IN ($3::text, $5::text) AND status IS NULL"
     " AND expires_at > now() AND created_at + $4::bigint * interval '1 millisecond' <= now()"
     " RETURNING payment_id";
 
-store_result store_idem_takeover(store *s, const char *scope, const char *key,
-                                 const char *request_hash, long stale_ms)
+store_result store_idem_takeover(store *s, const char *scope, const char *key, const char *request_hash,
+                                 const char *other_hash, long stale_ms)
 {
     PGresult *r = NULL;
     char stale[24];
     snprintf(stale, sizeof stale, "%ld", stale_ms);
-    const char *const params[] = {scope, key, request_hash, stale};
-    store_result rc = store_run(s, "idempotency key takeover", sql_takeover, 4, params, false, &r);
+    const char *const params[] = {scope, key, request_hash, stale, other_hash ? other_hash : request_hash};
+    store_result rc = store_run(s, "idempotency key takeover", sql_takeover, 5, params, false, &r);
     if (rc == STORE_OK && PQntuples(r) != 1)
         rc = STORE_CONFLICT;
     PQclear(r);

@@ -52,12 +52,13 @@ store_result store_idem_complete(store *s, const char *scope, const char *key, i
 store_result store_idem_claim(store *s, const char *scope, const char *key,
                               const char *request_hash, long ttl_s, const char *object_id);
 
-/* Take over (scope, key) with the same request_hash when it is unanswered
+/* Take over (scope, key) held under request_hash or other_hash (the same
+ * request's hash in its pre-upgrade form, or NULL) when it is unanswered
  * and older than `stale_ms` (its request died before making its object):
  * one caller of many wins. STORE_OK: taken (its object id is unchanged),
  * STORE_CONFLICT: not taken, else a store error. */
-store_result store_idem_takeover(store *s, const char *scope, const char *key,
-                                 const char *request_hash, long stale_ms);
+store_result store_idem_takeover(store *s, const char *scope, const char *key, const char *request_hash,
+                                 const char *other_hash, long stale_ms);
 
 /* Expired keys are purged by store_janitor_round (store_janitor.h). */
 

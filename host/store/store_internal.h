@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "store.h"
+#include "store_flows.h"
 #include "store_recon.h"
 
 /* One call's hold on a pooled connection. */
@@ -31,8 +32,8 @@ typedef struct store_call {
     ".capture_method, " t ".amount_capturable, " t ".amount_received, " t                  \
     ".amount_refunded, " t ".return_url, " t ".redirect_url, " t ".payment_method_type, " t \
     ".payment_method_token, " t ".capture_amount, " t ".pending_operation, " t ".merchant_id, " t \
-    ".connector_account"
-#define PAYMENT_NCOLS 24
+    ".connector_account, " t ".metadata::text"
+#define PAYMENT_NCOLS 25
 
 /* The connector account merchant M uses for connector C (SQL text
  * expressions): its connector_accounts row, else "default" for
@@ -41,6 +42,18 @@ typedef struct store_call {
 #define STORE_ACCOUNT_OF(M, C)                                                             \
     "COALESCE((SELECT ca.account FROM connector_accounts ca WHERE ca.merchant_id = " M     \
     " AND ca.connector = " C "), CASE WHEN " M " = 'mer_default' THEN 'default' END)"
+
+#define REFUND_COLS(t)                                                                  \
+    t ".id, " t ".payment_id, " t ".connector, " t ".amount, " t ".currency, " t        \
+    ".state, " t ".provider_reference_id, " t ".reason, " t ".metadata::text, " t       \
+    ".error_code, " t ".error_message, " TS(t ".created_at") ", " TS(t ".updated_at") ", " t \
+    ".connector_account"
+#define REFUND_NCOLS 14
+
+/* Read REFUND_NCOLS columns from `col` on into *out (written on STORE_OK
+ * only; store_flows.c). */
+store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                   store_refund *out);
 
 /* The conditional transition of store_payment_transition_from(), for use
  * inside a caller's transaction: $1 id, $2 to, $3 allowed from (text[]), $4

@@ -1,18 +1,20 @@
 /* store_migrate.c - applying the schema versions of store_migrations.c.
  *
- * Ordinary versions run inside one transaction under a transaction-level
+ * Ordinary versions run inside one transaction under a session-level
  * advisory lock, so two hosts starting at once apply each version once. A
  * version whose statements cannot run in a transaction block (CREATE INDEX
  * CONCURRENTLY: the build does not block writes to a large table) runs
  * after the versions before it have committed, statement by statement,
- * under the same lock key held at session level, and is recorded once the
- * last statement succeeded. Reading what is applied needs no DDL right.
+ * under the same lock, and is recorded once the last statement succeeded.
+ * The lock is tried, never waited for in a statement (migrate_lock).
+ * Reading what is applied needs no DDL right.
  */
 #include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -199,20 +201,41 @@ static int migrate_statement(store_call *c, const char *step, const char *sql, c
     return 0;
 }
 
+/* Take the migration lock: `fn` is pg_try_advisory_xact_lock (in the
+ * caller's transaction) or pg_try_advisory_lock (the session's). Tried
+ * every 20 ms rather than waited for in one statement: a statement blocked
+ * on the lock holds a snapshot, and CREATE INDEX CONCURRENTLY, which the
+ * lock holder may be running, waits for every snapshot older than its own;
+ * the two would wait for each other (PostgreSQL reports a deadlock). Between
+ * two tries this backend holds none. STORE_OK once held. */
+static store_result migrate_lock(store_call *c, const char *fn)
+{
+    const char *const lock[] = {STORE_MIGRATE_LOCK};
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT %s($1::bigint)", fn);
+    struct timespec tick = {.tv_nsec = 20 * 1000 * 1000};
+    for (;;) {
+        PGresult *r = NULL;
+        store_result rc = store_call_exec(c, "migrate: lock", sql, 1, lock, false, &r);
+        bool held = rc == STORE_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        if (rc != STORE_OK || held)
+            return rc;
+        nanosleep(&tick, NULL);
+    }
+}
+
 /* Run concurrent migration *m outside any transaction, under the session
  * advisory lock, unless another host recorded it meanwhile. 0, or -1 with
  * err written. */
 static int migrate_concurrent(store_call *c, const store_migration *m, char *err, size_t errlen,
                               store_result *rc)
 {
-    const char *const lock[] = {STORE_MIGRATE_LOCK};
     char step[160];
-    PGresult *r = NULL, *done = NULL;
+    PGresult *done = NULL;
     int ret = -1;
     snprintf(step, sizeof step, "migration %d (%s)", m->version, m->name);
-    *rc = store_call_exec(c, "migrate: lock", "SELECT pg_advisory_lock($1::bigint)", 1, lock, false, &r);
-    PQclear(r);
-    r = NULL;
+    *rc = migrate_lock(c, "pg_try_advisory_lock");
     if (*rc != STORE_OK) {
         migrate_error(err, errlen, "migrate: lock", c);
         return -1;
@@ -266,23 +289,26 @@ static store_result migrate_pass(store_call *c, const store_migration *list, siz
                                  char *err, size_t errlen)
 {
     PGresult *r = NULL;
-    bool in_tx = false;
-    const char *const lock[] = {STORE_MIGRATE_LOCK};
+    bool in_tx = false, locked = false;
     size_t stop = count;
     *more = false;
-    store_result rc = store_call_exec(c, "migrate: BEGIN", "BEGIN", 0, NULL, false, &r);
+    /* Two hosts starting at once: the second waits here, then finds the
+     * first one's work committed. The lock is the session's, taken before
+     * the transaction: a transaction left open while waiting would hold up
+     * the other host's CREATE INDEX CONCURRENTLY (see migrate_lock). */
+    store_result rc = migrate_lock(c, "pg_try_advisory_lock");
+    if (rc != STORE_OK) {
+        migrate_error(err, errlen, "migrate: lock", c);
+        goto fail;
+    }
+    locked = true;
+    rc = store_call_exec(c, "migrate: BEGIN", "BEGIN", 0, NULL, false, &r);
     PQclear(r);
     r = NULL;
     if (rc != STORE_OK)
         goto fail;
     in_tx = true;
-    /* Two hosts starting at once: the second waits here, then finds the
-     * first one's work committed. */
-    rc = store_call_exec(c, "migrate: lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock, false, &r);
-    PQclear(r);
-    r = NULL;
-    if (rc == STORE_OK)
-        rc = store_call_exec(c, "migrate: schema_migrations", sql_migrations_table, 0, NULL, false, &r);
+    rc = store_call_exec(c, "migrate: schema_migrations", sql_migrations_table, 0, NULL, false, &r);
     PQclear(r);
     r = NULL;
     if (rc == STORE_OK)
@@ -307,15 +333,19 @@ static store_result migrate_pass(store_call *c, const store_migration *list, siz
     }
     metrics_db_commit();
     if (stop < count) {
+        /* Still holding the lock (advisory locks nest): no other host
+         * applies a version in between. */
         if (migrate_concurrent(c, &list[stop], err, errlen, &rc) != 0)
             goto fail;
         *more = true;
     }
-    return STORE_OK;
+    rc = STORE_OK;
 
 fail:
     if (in_tx && !c->broken)
         PQclear(PQexec(c->conn, "ROLLBACK"));
+    if (locked && !c->broken)
+        PQclear(PQexec(c->conn, "SELECT pg_advisory_unlock(" STORE_MIGRATE_LOCK "::bigint)"));
     return rc;
 }
 

@@ -512,6 +512,61 @@ static const char migration_0012_notifications[] =
     "    WHEN (OLD.state IS DISTINCT FROM NEW.state AND NEW.state IN ('succeeded', 'failed'))\n"
     "    EXECUTE FUNCTION notify_refund_changed();\n";
 
+/* Issue 14: the API as a contract.
+ * - payments.metadata: the merchant's own keys and values (a JSON object
+ *   of strings, checked by the API), returned and never given to a bank;
+ *   refunds have had the column since version 8.
+ * - The lists (GET /v1/payments, GET /v1/refunds) page a merchant's rows
+ *   newest first by (created_at, id): these indexes serve the order, the
+ *   keyset cursor and a created range without a sort.
+ * - An operator resolves a payment that requires review
+ *   (`pagoflex payment resolve`): its history row's source is 'operator'.
+ * - Notifications (version 12) carry the payment and refund objects as the
+ *   API shows them now: "object" and "metadata" ({} when none).
+ * It runs outside a transaction (each statement idempotent), so the index
+ * builds do not block writes to a large table. */
+static const char migration_0013_api_contract[] =
+    STORE_MIGRATION_NO_TRANSACTION
+    "ALTER TABLE payments ADD COLUMN IF NOT EXISTS metadata jsonb;\n"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS payments_merchant_created\n"
+    "    ON payments (merchant_id, created_at DESC, id DESC);\n"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS refunds_merchant_created\n"
+    "    ON refunds (merchant_id, created_at DESC, id DESC);\n"
+    /* The new check allows more: existing rows hold, so it is added NOT
+     * VALID (no scan under the table's exclusive lock) and validated
+     * after, which does not block writes. */
+    "ALTER TABLE payment_history DROP CONSTRAINT IF EXISTS payment_history_source_check,\n"
+    "    ADD CONSTRAINT payment_history_source_check\n"
+    "        CHECK (source IN ('api', 'bank_reply', 'webhook', 'sync', 'reconciler', 'operator')) NOT VALID;\n"
+    "ALTER TABLE payment_history VALIDATE CONSTRAINT payment_history_source_check;\n"
+    /* Notifications carry the objects of GET /v1/payments/{id} and
+     * /v1/refunds/{id} as they are now: with object and metadata. */
+    "CREATE OR REPLACE FUNCTION notify_payment_object(p payments) RETURNS jsonb LANGUAGE sql STABLE AS $$\n"
+    "    SELECT jsonb_build_object(\n"
+    "        'id', p.id, 'object', 'payment', 'status', p.state, 'amount', p.amount, 'currency', p.currency,\n"
+    "        'connector', p.connector, 'provider_reference_id', p.provider_reference_id,\n"
+    "        'reference', p.reference, 'description', p.description,\n"
+    "        'created_at', notify_time(p.created_at), 'updated_at', notify_time(p.updated_at),\n"
+    "        'error', notify_error(p.error_code, p.error_message),\n"
+    "        'capture_method', p.capture_method, 'amount_capturable', p.amount_capturable,\n"
+    "        'amount_received', p.amount_received, 'amount_refunded', p.amount_refunded,\n"
+    "        'return_url', p.return_url,\n"
+    "        'next_action', CASE WHEN p.state = 'requires_action' AND p.redirect_url IS NOT NULL\n"
+    "            THEN jsonb_build_object('type', 'redirect_to_url', 'redirect_to_url',\n"
+    "                 jsonb_build_object('url', p.redirect_url, 'return_url', p.return_url))\n"
+    "            ELSE 'null'::jsonb END,\n"
+    "        'pending_operation', p.pending_operation,\n"
+    "        'metadata', COALESCE(p.metadata, '{}'::jsonb)) $$;\n"
+    "CREATE OR REPLACE FUNCTION notify_refund_object(r refunds) RETURNS jsonb LANGUAGE sql STABLE AS $$\n"
+    "    SELECT jsonb_build_object(\n"
+    "        'id', r.id, 'object', 'refund', 'payment_id', r.payment_id, 'amount', r.amount,\n"
+    "        'currency', r.currency,\n"
+    "        'status', CASE WHEN r.state IN ('succeeded', 'failed') THEN r.state ELSE 'pending' END,\n"
+    "        'reason', r.reason, 'metadata', COALESCE(r.metadata, '{}'::jsonb),\n"
+    "        'provider_reference_id', r.provider_reference_id,\n"
+    "        'error', notify_error(r.error_code, r.error_message),\n"
+    "        'created_at', notify_time(r.created_at), 'updated_at', notify_time(r.updated_at)) $$;\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -533,6 +588,8 @@ static const store_migration migration_list[] = {
      migration_0011_connector_accounts},
     {12, "notifications: merchants' webhook endpoints, the outbox of payment and refund events, deliveries",
      migration_0012_notifications},
+    {13, "api contract: payment metadata, list indexes by merchant and time, operator history",
+     migration_0013_api_contract},
     {16, "hot path: fewer indexes and foreign keys on payments, events and history",
      migration_0016_hot_path_indexes},
 };

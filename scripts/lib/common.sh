@@ -13,7 +13,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 PAGOFLEX_PACKAGES=(build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev
   libssl-dev libconfig-dev libpq-dev libmicrohttpd-dev libcmocka-dev postgresql
   postgresql-contrib curl python3 openssl procps valgrind nodejs
-  libsystemd-dev systemd dpkg-dev file)
+  libsystemd-dev systemd dpkg-dev file
+  python3-yaml python3-jsonschema)
+# python3-yaml and python3-jsonschema: the integration tests hold every
+# exchange with a host to host/http/openapi.yaml (tests/integration/openapi_check.py).
 # npm fetches the pinned sources of scripts/gen-currencies and the official
 # client libraries the interop tests check against. Debian's nodejs lacks npm;
 # NodeSource's nodejs has its own, which Debian's npm package conflicts with.

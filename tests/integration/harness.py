@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+
 BUILD = os.environ.get("PAGOFLEX_BUILD_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 PG = os.environ.get("PAGOFLEX_PG")
@@ -111,14 +112,44 @@ class Response:
         return "Response(%d, %r)" % (self.status, self.raw[:300])
 
 
+# The merchant listeners of the hosts the tests started: every exchange with
+# one is checked against the API reference (openapi_check.py).
+_HOST_URLS = set()
+VIOLATIONS_FILE = os.path.join(BUILD, "openapi-violations.txt")
+
+
+def register_host_url(url):
+    """Check every exchange with the host at `url` (scheme://host:port)."""
+    _HOST_URLS.add(url.rstrip("/"))
+
+
+def check_exchange(method, url, body, headers, status, raw, resp_headers):
+    """Hold one exchange to host/http/openapi.yaml when `url` is a host's
+    merchant listener; raise openapi_check.Violation (and record it in
+    VIOLATIONS_FILE) when the document does not allow it. For tests that
+    talk HTTP without http()."""
+    base = "/".join(url.split("/", 3)[:3])
+    if base not in _HOST_URLS or status is None:
+        return
+    from openapi_check import Violation, contract
+    try:
+        contract().check(method, url, body, headers, status, raw, resp_headers)
+    except Violation as e:
+        with open(VIOLATIONS_FILE, "a") as f:
+            f.write("%s\n" % e)
+        raise
+
+
 def http(method, url, body=None, headers=None, timeout=30):
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return Response(r.status, r.read(), dict(r.headers))
+            resp = Response(r.status, r.read(), dict(r.headers))
     except urllib.error.HTTPError as e:
-        return Response(e.code, e.read(), dict(e.headers))
+        resp = Response(e.code, e.read(), dict(e.headers))
+    check_exchange(method, url, data, dict(req.header_items()), resp.status, resp.raw, resp.headers)
+    return resp
 
 
 def sign_bancox(body, secret=BANCOX_SECRET, t=None):
@@ -160,10 +191,13 @@ class Env:
         self.bancox = dict(bancox or {})
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
+        register_host_url(self.url)
         # /metrics and /v1/connectors live on the admin listener.
         self.admin_port = free_port()
         self.admin_url = "http://127.0.0.1:%d" % self.admin_port
         self.extra_ports = [free_port() for _ in range(extra_hosts)]
+        for p in self.extra_ports:
+            register_host_url("http://127.0.0.1:%d" % p)
         self.extra_admin_ports = [free_port() for _ in range(extra_hosts)]
         self.extra = []
         self.sim_env = dict(sim_env or {})
@@ -218,6 +252,28 @@ class Env:
             text = "".join('%s = "%s";\n' % kv for kv in creds.items())
             self.cli(["secrets", "encrypt", "--plugin", name, "--key-file", self.key_file,
                       "--out", os.path.join(self.cred_dir, name + ".cfg.enc")], input=text)
+
+    def add_account(self, account, key, secret, plugin="banco_x"):
+        """Write (or replace) the credentials of connector account `account` of `plugin`
+        (<credentials_dir>/<plugin>/<account>.cfg.enc): Banco X's key and webhook secret, on
+        the simulator. Takes effect at the next reload (or start)."""
+        creds = {"BANCOX_API_KEY": key, "BANCOX_SECRET": secret, "BANCOX_BASE_URL": self.sim_url,
+                 "BANCOX_TIMEOUT_MS": "5000"}
+        text = "".join('%s = "%s";\n' % kv for kv in creds.items())
+        os.makedirs(os.path.join(self.cred_dir, plugin), exist_ok=True)
+        self.cli(["secrets", "encrypt", "--plugin", plugin, "--account", account, "--key-file", self.key_file,
+                  "--out", os.path.join(self.cred_dir, plugin, account + ".cfg.enc")], input=text)
+
+    def create_merchant(self, name, account="default", connector="BANCO_X"):
+        """`pagoflex merchant create NAME --json`, then bind the merchant to connector account
+        `account` (`merchant account add`). Returns (merchant id, its first API key)."""
+        out = self.cli(["merchant", "create", name, "--json", "-c", self.config])
+        doc = json.loads(out.stdout)
+        key = record_secret(doc["api_key"])
+        assert key not in out.stderr
+        self.cli(["merchant", "account", "add", doc["merchant"]["id"], "--connector", connector, "--account",
+                  account, "-c", self.config])
+        return doc["merchant"]["id"], key
 
     def write_config(self, port=None, name="pagoflex.cfg", admin_port=None):
         digest = hashlib.sha256(self.api_key.encode()).hexdigest()

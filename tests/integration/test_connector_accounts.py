@@ -67,13 +67,7 @@ class ConnectorAccounts(unittest.TestCase):
         return r.json
 
     def write_account(self, account, key, secret):
-        creds = {"BANCOX_API_KEY": key, "BANCOX_SECRET": secret, "BANCOX_BASE_URL": self.env.sim_url,
-                 "BANCOX_TIMEOUT_MS": "5000"}
-        text = "".join('%s = "%s";\n' % kv for kv in creds.items())
-        os.makedirs(os.path.join(self.env.cred_dir, "banco_x"), exist_ok=True)
-        self.env.cli(["secrets", "encrypt", "--plugin", "banco_x", "--account", account, "--key-file",
-                      self.env.key_file, "--out",
-                      os.path.join(self.env.cred_dir, "banco_x", account + ".cfg.enc")], input=text)
+        self.env.add_account(account, key, secret)
 
     def sim_pay_requests(self):
         return self.env.sim_stats()["pay_requests"]

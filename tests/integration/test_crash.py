@@ -19,6 +19,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import Env, http as http_call  # noqa: E402
 
 
@@ -29,7 +30,10 @@ def post_payment(env, body, key=None):
     try:
         conn.request("POST", "/v1/payments", json.dumps(body).encode(), headers)
         r = conn.getresponse()
-        return r.status, json.loads(r.read())
+        raw = r.read()
+        harness.check_exchange("POST", env.url + "/v1/payments", json.dumps(body).encode(), headers, r.status, raw,
+                               dict(r.getheaders()))
+        return r.status, json.loads(raw)
     except (OSError, http.client.HTTPException) as e:
         return None, e
     finally:
@@ -37,9 +41,9 @@ def post_payment(env, body, key=None):
 
 
 def by_reference(env, ref):
-    r = http_call("GET", env.url + "/v1/payments?reference=" + ref, headers=env.auth())
+    r = http_call("GET", env.url + "/v1/payments?limit=100&reference=" + ref, headers=env.auth())
     assert r.status == 200, r
-    return r.json["payments"]
+    return r.json["data"]
 
 
 class BancoXStream(threading.Thread):

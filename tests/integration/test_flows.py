@@ -221,7 +221,7 @@ class BancoXFlows(unittest.TestCase):
         self.assertEqual(self.env.get(pid).json["amount_refunded"], 900)
         self.assertEqual(self.sim_payment(pid)["refund_requests"], 2)
         listed = http("GET", self.env.url + "/v1/refunds?payment_id=" + pid, headers=self.env.auth()).json
-        self.assertEqual([f["id"] for f in listed["refunds"]], [b.json["id"], a.json["id"]])
+        self.assertEqual([f["id"] for f in listed["data"]], [b.json["id"], a.json["id"]])
         # The default is what is left.
         rest = self.post("/v1/refunds", {"payment_id": pid})
         self.assertEqual((rest.status, rest.json["amount"]), (201, 100), rest)

@@ -64,15 +64,9 @@ class Merchants(unittest.TestCase):
 
     @classmethod
     def create_merchant(cls, name):
-        out = cls.env.cli(["merchant", "create", name, "--json", "-c", cls.env.config])
-        doc = json.loads(out.stdout)
-        key = record_secret(doc["api_key"])
-        assert key not in out.stderr
         # A merchant other than mer_default needs a Banco X account to pay (connector accounts);
         # these two share the operator's account "default".
-        cls.env.cli(["merchant", "account", "add", doc["merchant"]["id"], "--connector", "BANCO_X", "--account",
-                     "default", "-c", cls.env.config])
-        return doc["merchant"]["id"], key
+        return cls.env.create_merchant(name)
 
     def call(self, key, method, path, body=None, url=None, extra=None):
         h = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
@@ -170,7 +164,7 @@ class Merchants(unittest.TestCase):
             self.assertEqual(answer(got, [theirs]), answer(want, [unknown]), (method, path))
             self.assertIn(got.status, (404, 200), (method, path, got))
             if got.status == 200:  # a list: empty, as for a payment that does not exist
-                self.assertEqual(got.json["refunds"], [])
+                self.assertEqual(got.json["data"], [])
 
         # Nothing of B's moved, and nothing was sent to the bank for it.
         mine = self.call(self.kb, "GET", "/v1/payments/" + pbm).json
@@ -182,14 +176,14 @@ class Merchants(unittest.TestCase):
         self.assertEqual(self.env.sql("SELECT count(*) FROM refunds WHERE payment_id = '%s'" % pb), "1")
 
         # Lists by reference: each merchant sees its own only.
-        la = self.call(self.ka, "GET", "/v1/payments?reference=order-shared").json["payments"]
-        lb = self.call(self.kb, "GET", "/v1/payments?reference=order-shared").json["payments"]
+        la = self.call(self.ka, "GET", "/v1/payments?reference=order-shared").json["data"]
+        lb = self.call(self.kb, "GET", "/v1/payments?reference=order-shared").json["data"]
         self.assertEqual([p["id"] for p in la], [pa])
         self.assertEqual(sorted(p["id"] for p in lb), sorted([pb, pbm]))
 
         # B itself still reads and changes its own.
         self.assertEqual(self.call(self.kb, "GET", "/v1/refunds/" + rb).status, 200)
-        self.assertEqual([f["id"] for f in self.call(self.kb, "GET", "/v1/refunds?payment_id=" + pb).json["refunds"]],
+        self.assertEqual([f["id"] for f in self.call(self.kb, "GET", "/v1/refunds?payment_id=" + pb).json["data"]],
                          [rb])
         self.assertEqual(self.call(self.kb, "GET", "/v1/payments/%s/events" % pb).status, 200)
         cap = self.call(self.kb, "POST", "/v1/payments/%s/capture" % pbm, {})

@@ -51,6 +51,7 @@ class DebianPackage(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             for path in ("/usr/bin/pagoflexd", "/usr/bin/pagoflex", "/usr/lib/pagoflex/plugins/banco_x.so",
                          "/usr/include/pagoflex/connector.h", "/usr/share/pagoflex/template/CMakeLists.txt",
+                         "/usr/share/pagoflex/openapi.yaml",
                          "/usr/share/doc/pagoflex/README.md", UNIT, "/etc/pagoflex/pagoflex.cfg"):
                 self.assertTrue(os.path.exists(path), path)
             self.assertEqual(run(["getent", "passwd", "pagoflex"]).returncode, 0, "no service user")
@@ -87,6 +88,8 @@ class DebianPackage(unittest.TestCase):
             self.assertEqual(created.status, 201, created)
             env.wait_status(created.json["id"], {"succeeded"})
             self.assertEqual(http("GET", env.url + "/readyz").status, 200)
+            with open("/usr/share/pagoflex/openapi.yaml", "rb") as f:  # the installed API reference is served
+                self.assertEqual(http("GET", env.url + "/openapi.yaml").raw, f.read())
             self.assertIn("/usr/lib/pagoflex/plugins/banco_x.so", str(env.connectors()["BANCO_X"]["file"]))
             r = run(["/usr/bin/pagoflex", "db", "status", "--database", env.conninfo])
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -20,6 +20,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import BUILD, Env  # noqa: E402
 
 ECHO_SECRET = "echo_" + uuid.uuid4().hex
@@ -60,6 +61,7 @@ class Client(threading.Thread):
             self.conn.close()
             self.conn = None
             return None, None
+        harness.check_exchange(method, self.env.url + path, data, headers or {}, r.status, raw, dict(r.getheaders()))
         self.replayed = r.getheader("Idempotent-Replayed") == "true"
         if not self.keep_alive:
             self.conn.close()
@@ -198,11 +200,14 @@ class DrainingReplies(unittest.TestCase):
                     try:
                         conns[name].request(method, path, body, headers)
                         r = conns[name].getresponse()
-                        r.read()
+                        raw = r.read()
                     except (OSError, http.client.HTTPException) as e:
                         errors.append((name, repr(e)))
                         continue
                     self.assertLess(r.status, 500, name)
+                    if name not in admin:
+                        harness.check_exchange(method, env.url + path, body, headers, r.status, raw,
+                                               dict(r.getheaders()))
                     if (r.getheader("Connection") or "").lower() == "close":
                         closed.add(name)
                         conns[name].close()

@@ -96,11 +96,11 @@ class UpgradeToMerchants(unittest.TestCase):
         self.assertEqual(self.call(key, "GET", "/v1/payments/" + p["manual"]).json["status"], "requires_capture")
         events = self.call(key, "GET", "/v1/payments/%s/events" % p["captured"]).json["events"]
         self.assertEqual(events[-1]["to"], "succeeded")
-        listed = self.call(key, "GET", "/v1/payments?reference=upgrade-order-1").json["payments"]
+        listed = self.call(key, "GET", "/v1/payments?reference=upgrade-order-1").json["data"]
         self.assertEqual([x["id"] for x in listed], [p["captured"]])
         refund = self.call(key, "GET", "/v1/refunds/" + f["of_captured"])
         self.assertEqual((refund.status, refund.json["status"], refund.json["amount"]), (200, "succeeded", 1200))
-        refunds = self.call(key, "GET", "/v1/refunds?payment_id=" + p["captured"]).json["refunds"]
+        refunds = self.call(key, "GET", "/v1/refunds?payment_id=" + p["captured"]).json["data"]
         self.assertEqual([x["id"] for x in refunds], [f["of_captured"]])
         self.assertEqual(self.call(self.m["revoked_key"], "GET", "/v1/payments/" + p["captured"]).status, 401)
         # The config's key acts for mer_default too.
@@ -139,7 +139,7 @@ class UpgradeToMerchants(unittest.TestCase):
         self.env.cli(["merchant", "account", "add", json.loads(out.stdout)["merchant"]["id"], "--connector",
                       "BANCO_X", "--account", "default", "-c", self.env.config])
         self.assertEqual(self.call(key, "GET", "/v1/payments/" + self.m["payments"]["captured"]).status, 404)
-        self.assertEqual(self.call(key, "GET", "/v1/payments?reference=upgrade-order-1").json["payments"], [])
+        self.assertEqual(self.call(key, "GET", "/v1/payments?reference=upgrade-order-1").json["data"], [])
         req = self.m["idempotent_requests"][0]
         mine = self.call(key, "POST", req["path"], req["body"].encode(), idem=req["key"])
         self.assertEqual(mine.status, 201, mine)

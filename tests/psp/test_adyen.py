@@ -47,9 +47,12 @@ def http(method, url, body=None, headers=None):
     req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
+            status, raw, hdrs = r.status, r.read(), r.headers
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+        status, raw, hdrs = e.code, e.read(), e.headers
+    if harness:  # a host's answer is held to the API reference (issue 14)
+        harness.check_exchange(method, url, data, dict(req.header_items()), status, raw, dict(hdrs))
+    return status, raw.decode()
 
 
 class Receiver:

@@ -51,6 +51,8 @@ def http(method, url, body=None, headers=None):
             status, raw, hdrs = r.status, r.read(), r.headers
     except urllib.error.HTTPError as e:
         status, raw, hdrs = e.code, e.read(), e.headers
+    # A host's answer is held to the API reference (issue 14).
+    harness.check_exchange(method, url, data, dict(req.header_items()), status, raw, dict(hdrs))
     try:
         return status, json.loads(raw), hdrs
     except ValueError:

@@ -183,12 +183,77 @@ static void test_connector_and_strings(void **unused)
     expect_error(body, 422, "invalid_field", "description");
 }
 
+/* Issue 14: no parameter is dropped unread; numbers beyond 64 bits are the
+ * field's own error. */
+static void test_strict_fields(void **unused)
+{
+    (void)unused;
+#define BASE "{\"amount\": 5, \"currency\": \"ARS\", \"connector\": \"X\", "
+    expect_error(BASE "\"foo\": 1}", 400, "unknown_parameter", "foo");
+    expect_error(BASE "\"Amount\": 1}", 400, "unknown_parameter", "Amount");
+    expect_error(BASE "\"payment_method\": {\"type\": \"card_token\", \"token\": \"tok_1\", \"cvc\": 1}}", 400,
+                 "unknown_parameter", "payment_method.cvc");
+    const char *huge[] = {"12345678901234567890", "-12345678901234567890", "99999999999999999999999999999999"};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        char body[160];
+        snprintf(body, sizeof body, "{\"amount\": %s, \"currency\": \"ARS\", \"connector\": \"X\"}", huge[i]);
+        expect_error(body, 422, "invalid_field", "amount");
+    }
+    /* Another number of the body overflowing leaves the amount an integer. */
+    expect_error(BASE "\"metadata\": {\"n\": 123456789012345678901}}", 422, "invalid_field", "metadata[n]");
+    expect_error("{\"amount\": 12345678901234567890, \"currency\": \"ARS\"", 400, "invalid_json", NULL);
+#undef BASE
+}
+
+static void test_metadata(void **unused)
+{
+    (void)unused;
+#define BASE "{\"amount\": 5, \"currency\": \"ARS\", \"connector\": \"X\", "
+    payreq p;
+    payreq_error e;
+    const char *ok = BASE "\"metadata\": {\"order\": \"A-17\", \"caf\u00e9\": \"s\u00ed\"}}";
+    assert_int_equal(payreq_parse(ok, strlen(ok), arena, &p, &e), 0);
+    assert_string_equal(p.metadata, "{\"caf\xc3\xa9\":\"s\xc3\xad\",\"order\":\"A-17\"}");
+    const char *none = BASE "\"metadata\": null}";
+    assert_int_equal(payreq_parse(none, strlen(none), arena, &p, &e), 0);
+    assert_null(p.metadata);
+    expect_error(BASE "\"metadata\": [\"a\"]}", 422, "invalid_field", "metadata");
+    expect_error(BASE "\"metadata\": {\"n\": 1}}", 422, "invalid_field", "metadata[n]");
+    expect_error(BASE "\"metadata\": {\"n\": null}}", 422, "invalid_field", "metadata[n]");
+    expect_error(BASE "\"metadata\": {\"\": \"v\"}}", 422, "invalid_field", "metadata[]");
+    char body[40000];
+    char key[42], value[502];
+    memset(key, 'k', 41);
+    key[41] = '\0';
+    snprintf(body, sizeof body, BASE "\"metadata\": {\"%s\": \"v\"}}", key);
+    expect_error(body, 422, "invalid_field", "metadata[kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk]");
+    key[40] = '\0'; /* 40 characters is allowed */
+    memset(value, 'v', 501);
+    value[501] = '\0';
+    snprintf(body, sizeof body, BASE "\"metadata\": {\"%s\": \"%s\"}}", key, value);
+    expect_error(body, 422, "invalid_field", "metadata[kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk]");
+    value[500] = '\0';
+    snprintf(body, sizeof body, BASE "\"metadata\": {\"%s\": \"%s\"}}", key, value);
+    assert_int_equal(payreq_parse(body, strlen(body), arena, &p, &e), 0);
+    /* 50 keys are allowed, 51 are not. */
+    size_t n = (size_t)snprintf(body, sizeof body, BASE "\"metadata\": {");
+    for (int i = 0; i < 51; i++)
+        n += (size_t)snprintf(body + n, sizeof body - n, "%s\"k%d\": \"v\"", i ? ", " : "", i);
+    snprintf(body + n, sizeof body - n, "}}");
+    expect_error(body, 422, "invalid_field", "metadata");
+    char *fifty = strstr(body, ", \"k50\"");
+    memcpy(fifty, "}}", 3);
+    assert_int_equal(payreq_parse(body, strlen(body), arena, &p, &e), 0);
+#undef BASE
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_full),    cmocka_unit_test(test_optional_fields_absent_or_null),
         cmocka_unit_test(test_flow_fields),   cmocka_unit_test(test_malformed),     cmocka_unit_test(test_amount),
         cmocka_unit_test(test_currency),      cmocka_unit_test(test_connector_and_strings),
+        cmocka_unit_test(test_strict_fields), cmocka_unit_test(test_metadata),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
