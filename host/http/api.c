@@ -1566,7 +1566,7 @@ static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *text)
  * its delivery's next events), exactly as the resumed request would have
  * (state, Idempotency-Key answer), with the reply dropped and on the pool
  * (nothing may suspend now). A payment row committed but not yet sent to
- * its bank is left `created` for the reconciler (no bank has it). A call still
+ * its bank is made due for the reconciler at once (no bank has it). A call still
  * out cannot end here: libmicrohttpd closes no suspended connection (it
  * refuses to stop with one), and the bank thread resumes every request it
  * answers, aborted ones included (bankq_stop). A wait for another
@@ -1579,6 +1579,13 @@ static void api_record_unhandled(api_request *r)
     r->create = NULL;
     r->flow = NULL;
     r->resumed = NULL;
+    if (c && c->waiting == API_CREATE_INSERT && c->op.rc == STORE_OK) {
+        /* Its row is committed and no bank has it: the reconciler sends it
+         * at its next poll (not after recover_after_ms). */
+        log_info("%s %s: the client was gone before payment %s went to the bank; the reconciler sends it now",
+                 r->method, metrics_route_name(r->route), c->pay.id);
+        store_recon_schedule(r->ctx->store, c->pay.id, 0, NULL, false, true);
+    }
     if (c && c->waiting != API_CREATE_BANK && c->waiting != API_CREATE_RECORD)
         c = NULL;
     if (f && api_flows_waiting(f))
