@@ -534,6 +534,12 @@ int config_load(const char *path, config *out, char *err, size_t errlen)
     if (config_int(&cf, "db_pool_size", 8, 1, 64, &v, inner, sizeof inner))
         goto fail;
     c.db_pool_size = (int)v;
+    if (config_int(&cf, "db_batch_max", 64, 0, 64, &v, inner, sizeof inner))
+        goto fail;
+    c.db_batch_max = (int)v;
+    if (config_int(&cf, "db_batch_connections", 2, 1, 16, &v, inner, sizeof inner))
+        goto fail;
+    c.db_batch_connections = (int)v;
     if (config_int(&cf, "threads", 16, 1, 256, &v, inner, sizeof inner))
         goto fail;
     c.threads = (int)v;

@@ -18,6 +18,8 @@ typedef struct config {
     char *private_dir;     /* private copies of loaded plugins */
     char *database;        /* libpq conninfo; $PAGOFLEX_DATABASE overrides */
     int db_pool_size;      /* connections per process */
+    int db_batch_max;      /* hot-path writes per group commit; 0: each write commits alone (pool) */
+    int db_batch_connections; /* the group-commit writers' own connections per process */
     int threads;           /* HTTP threads per process */
     size_t max_body_bytes; /* request body limit (413 above) */
     long bank_timeout_ms;  /* default timeout of a bank call */

@@ -37,6 +37,7 @@
 #include "registry.h"
 #include "secrets.h"
 #include "store.h"
+#include "store_batch.h"
 
 static void worker_register_plugins(const worker_params *p, registry *reg)
 {
@@ -148,6 +149,12 @@ int worker_main(const worker_params *p)
     ctx.generation = p->generation;
     ctx.admin_fd = p->admin_fd;
     ctx.notify_keys = &nkeys;
+    /* Group commit of the hot-path writes, on connections of its own. */
+    if (cfg->db_batch_max > 0 &&
+        !(ctx.batch = store_batch_open(cfg->database, cfg->db_batch_connections, cfg->db_batch_max))) {
+        log_error("worker: cannot start the group-commit writers");
+        goto out;
+    }
     /* Bank calls wait on one libcurl multi thread, and connectors' own
      * blocking executors on a few pool threads: never one thread each. */
     ctx.bankq = bankq_start(cfg->bank_max_connections);
@@ -210,6 +217,10 @@ out:
     ctx.blocking = NULL;
     for (int waited = 0; srv && atomic_load(&ctx.in_flight) > 0 && waited < 2000; waited += 10)
         usleep(10 * 1000);
+    /* Writes still queued are run and their requests resumed while the
+     * server is up; a request that writes after this does it on the pool. */
+    store_batch_close(ctx.batch);
+    ctx.batch = NULL;
     api_stop(srv); /* waits for handlers: after this no thread runs plugin code */
     bankq_free(ctx.bankq);
     registry_free(reg);

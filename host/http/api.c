@@ -61,6 +61,7 @@
 #include "payreq.h"
 #include "reqid.h"
 #include "store_accounts.h"
+#include "store_batch.h"
 #include "store_flows.h"
 #include "store_idem.h"
 #include "store_orphan.h"
@@ -112,12 +113,23 @@ typedef struct api_request {
     char traceparent[REQID_TRACEPARENT + 1]; /* the client's, if valid; else "" */
     struct api_create *create; /* POST /v1/payments suspended (bank call or key wait) */
     struct api_flow *flow;     /* a route of api_flows.c suspended */
+    api_req_resumed_fn resumed; /* suspended by api_req_suspend_fn: run this when resumed */
+    void *resumed_arg;
     bool gone;                 /* the connection ended before the request was handled: replies are dropped */
 } api_request;
 
+/* What a suspended POST /v1/payments waits for. */
+typedef enum api_create_wait {
+    API_CREATE_BANK,   /* its bank call */
+    API_CREATE_KEY,    /* another request's answer to its Idempotency-Key */
+    API_CREATE_INSERT, /* the group commit of its row (store_batch.h) */
+    API_CREATE_RECORD  /* the group commit of the bank's answer */
+} api_create_wait;
+
 /* A payment creation across the bank call, or across a wait for another
- * request's answer to its Idempotency-Key, during which the connection is
- * suspended (no thread waits): everything lives in the request's arena. */
+ * request's answer to its Idempotency-Key, or for a group commit, during
+ * which the connection is suspended (no thread waits): everything lives in
+ * the request's arena. */
 typedef struct api_create {
     const registry_plugin *pl;
     pagoflex_payment pay;
@@ -129,8 +141,10 @@ typedef struct api_create {
     const char *metadata; /* the merchant's, stored with the row; the connector never sees it */
     idempotency_hash hash;
     int claims;   /* attempts to store the row under its key */
-    bool waiting; /* suspended on `wait`, not on the bank */
+    api_create_wait waiting; /* what it is suspended on */
     idempotency_wait wait;
+    store_batch_op op;        /* API_CREATE_INSERT, API_CREATE_RECORD */
+    pagoflex_flow_result res; /* the bank's answer, mapped (API_CREATE_RECORD) */
 } api_create;
 
 /* ---- replies ---------------------------------------------------------- */
@@ -464,6 +478,7 @@ static enum MHD_Result api_idempotent_answer(api_request *r, const api_create *c
 
 static void api_resume(void *arg);
 static enum MHD_Result api_payment_claim(api_request *r, api_create *c);
+static enum MHD_Result api_payment_recorded(api_request *r, api_create *c);
 
 /* The key is being answered by another request: suspend this connection
  * and hand the wait to the poller thread (no HTTP thread sleeps); it
@@ -481,7 +496,7 @@ static enum MHD_Result api_idempotent_wait(api_request *r, api_create *c)
     w->arena = r->arena;
     w->done = api_resume;
     w->arg = r;
-    c->waiting = true;
+    c->waiting = API_CREATE_KEY;
     r->create = c;
     MHD_suspend_connection(r->conn);
     idempotency_wait_start(r->ctx->idem_waiter, w);
@@ -493,7 +508,7 @@ static enum MHD_Result api_idempotent_wait(api_request *r, api_create *c)
 static enum MHD_Result api_payment_send(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
-    c->waiting = false;
+    c->waiting = API_CREATE_BANK;
     r->create = c;
     MHD_suspend_connection(r->conn);
     bankcall_flow_start(c->pl, &c->in, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
@@ -577,14 +592,9 @@ static bool api_payment_build(api_request *r, api_create *c, const registry_plug
     return true;
 }
 
-/* Insert the payment row, under its key when the request has one, then
- * send it to the bank. A key another request holds is answered from that
- * request (replay, 422, 409) or waited for; one that expired meanwhile is
- * claimed again. */
-static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
+/* The row api_payment_claim stores for c. */
+static store_payment api_payment_row(api_request *r, const api_create *c)
 {
-    api_context *ctx = r->ctx;
-    const char *key = c->idem_key;
     store_payment row = {.id = c->pay.id,
                          .connector = c->pl->desc->key,
                          .amount = c->pay.amount,
@@ -598,41 +608,107 @@ static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
                          .payment_method_token = c->in.payment_method_token,
                          .merchant_id = r->merchant_id, .metadata = c->metadata,
                          .connector_account = c->pl->account};
+    return row;
+}
+
+/* A group-committed write of POST /v1/payments is in (writer thread). */
+static void api_payment_committed(void *arg)
+{
+    api_resume(arg);
+}
+
+/* Queue write c->op (made ready by a store_batch_*_init) to the group
+ * commit and suspend the request until it is committed; resumed in
+ * api_payment_resumed as `stage`. When the batcher refuses it (closing),
+ * `sync` does the write here and the request resumes at once, the same way. */
+static enum MHD_Result api_payment_batch(api_request *r, api_create *c, api_create_wait stage,
+                                         void (*sync)(api_request *, api_create *))
+{
+    c->op.done = api_payment_committed;
+    c->op.arg = r;
+    c->waiting = stage;
+    r->create = c;
+    MHD_suspend_connection(r->conn);
+    if (!store_batch_submit(r->ctx->batch, &c->op)) {
+        sync(r, c);
+        api_resume(r);
+    }
+    return MHD_YES;
+}
+
+static void api_payment_insert_sync(api_request *r, api_create *c)
+{
+    store_payment row = api_payment_row(r, c);
+    c->op.rc = store_payment_insert(r->ctx->store, &row, r->arena, &c->op.row);
+}
+
+/* What the store said to a claim of the payment row: true with *ret when
+ * the request was answered or sent on to the bank, false to claim again. A
+ * key another request holds is answered from that request (replay, 422,
+ * 409) or waited for; one that expired meanwhile is claimed again. */
+static bool api_payment_claimed(api_request *r, api_create *c, store_result sr, enum MHD_Result *ret)
+{
+    api_context *ctx = r->ctx;
+    const char *key = c->idem_key;
+    if (sr == STORE_OK) {
+        *ret = api_payment_send(r, c);
+        return true;
+    }
+    if (sr == STORE_CONFLICT) {
+        /* The merchant's account for the connector is no longer the one
+         * the request was built with (nothing was written): build it
+         * again with the account the database names now. */
+        const registry_plugin *now = NULL;
+        return !api_payment_account(r, c->pl->desc->key, true, &now, ret) ||
+               !api_payment_build(r, c, now, ret);
+    }
+    if (sr == STORE_UNAVAILABLE) {
+        *ret = api_db_unavailable(r);
+        return true;
+    }
+    if (sr != STORE_DUPLICATE || !key) {
+        *ret = api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                         "the payment could not be stored (store error %d); nothing was sent to the bank",
+                         (int)sr);
+        return true;
+    }
+    int status = 0;
+    const char *response = NULL, *payment_id = NULL;
+    idempotency_verdict v =
+        idempotency_check(ctx->store, c->scope, key, &c->hash, ctx->cfg->idempotency_stale_ms, r->arena,
+                          &status, &response, &payment_id);
+    if (v == IDEMPOTENCY_GONE)
+        return false; /* expired meanwhile: claim it again */
+    if (v == IDEMPOTENCY_BUSY && (!c->wait.until_ms || idempotency_now_ms() < c->wait.until_ms))
+        *ret = api_idempotent_wait(r, c);
+    else
+        *ret = api_idempotent_answer(r, c, v, status, response, payment_id);
+    return true;
+}
+
+/* Insert the payment row, under its key when the request has one, then
+ * send it to the bank (api_payment_claimed). A row without a key goes
+ * through the group commit when it is on: the bank is called only once
+ * the row's COMMIT succeeded. */
+static enum MHD_Result api_payment_claim(api_request *r, api_create *c)
+{
+    api_context *ctx = r->ctx;
+    const char *key = c->idem_key;
     while (c->claims < 3) {
         c->claims++;
-        store_payment stored;
+        store_payment row = api_payment_row(r, c), stored;
+        if (!key && ctx->batch) {
+            if (!store_batch_payment_insert_init(&c->op, &row, r->arena))
+                return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                                 "the payment could not be stored; nothing was sent to the bank");
+            return api_payment_batch(r, c, API_CREATE_INSERT, api_payment_insert_sync);
+        }
         store_result sr = key ? store_idem_create_payment(ctx->store, c->scope, key, c->hash.canonical,
                                                           ctx->cfg->idempotency_ttl_s, &row, r->arena, &stored)
                               : store_payment_insert(ctx->store, &row, r->arena, &stored);
-        if (sr == STORE_OK)
-            return api_payment_send(r, c);
-        if (sr == STORE_CONFLICT) {
-            /* The merchant's account for the connector is no longer the one
-             * the request was built with (nothing was written): build it
-             * again with the account the database names now. */
-            enum MHD_Result refused;
-            const registry_plugin *now = NULL;
-            if (!api_payment_account(r, c->pl->desc->key, true, &now, &refused) ||
-                !api_payment_build(r, c, now, &refused))
-                return refused;
-            row.connector_account = now->account;
-            continue;
-        }
-        if (sr == STORE_UNAVAILABLE)
-            return api_db_unavailable(r);
-        if (sr != STORE_DUPLICATE || !key)
-            return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                             "the payment could not be stored (store error %d); nothing was sent to the bank",
-                             (int)sr);
-        int status = 0;
-        const char *response = NULL, *payment_id = NULL;
-        idempotency_verdict v = idempotency_check(ctx->store, c->scope, key, &c->hash, ctx->cfg->idempotency_stale_ms,
-                                                  r->arena, &status, &response, &payment_id);
-        if (v == IDEMPOTENCY_GONE)
-            continue; /* expired meanwhile: claim it again */
-        if (v == IDEMPOTENCY_BUSY && (!c->wait.until_ms || idempotency_now_ms() < c->wait.until_ms))
-            return api_idempotent_wait(r, c);
-        return api_idempotent_answer(r, c, v, status, response, payment_id);
+        enum MHD_Result ret;
+        if (api_payment_claimed(r, c, sr, &ret))
+            return ret;
     }
     return api_idempotent_answer(r, c, IDEMPOTENCY_GONE, 0, NULL, NULL);
 }
@@ -684,11 +760,11 @@ static enum MHD_Result api_payment_create(api_request *r)
     pagoflex_payment pay = {
         .id = api_new_id(r->arena, "pay"),
         .amount = pr.amount,
-        .currency = pr.currency,
+        .currency = arena_strdup(r->arena, pr.currency), /* pr is on this stack; c outlives it */
         .reference = pr.reference,
         .description = pr.description,
     };
-    if (!pay.id)
+    if (!pay.id || !pay.currency)
         return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
 
     /* Build the bank request before storing anything: a payment the
@@ -724,24 +800,46 @@ static void api_resume(void *arg)
     MHD_resume_connection(r->conn);
 }
 
-/* Second half of POST /v1/payments, after the bank answered: map the answer,
- * record it durably, then reply. */
+static void api_payment_record_sync(api_request *r, api_create *c)
+{
+    c->op.rc = store_payment_transition_from(r->ctx->store, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY,
+                                             NULL, c->res.provider_reference_id, c->res.error_code,
+                                             c->res.error_message, r->arena, &c->op.row);
+    c->op.orphans_waiting = true; /* not looked up: store_orphan_apply looks */
+}
+
+/* Second half of POST /v1/payments, after the bank answered: map the answer
+ * and record it durably (through the group commit when it is on), then
+ * api_payment_recorded replies. */
 static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
+{
+    bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
+    if (r->ctx->batch && !r->gone && store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY,
+                                                     NULL, c->res.provider_reference_id, c->res.error_code,
+                                                     c->res.error_message, r->arena))
+        return api_payment_batch(r, c, API_CREATE_RECORD, api_payment_record_sync);
+    api_payment_record_sync(r, c);
+    return api_payment_recorded(r, c);
+}
+
+/* The bank's answer to POST /v1/payments is recorded (c->op.rc, c->op.row):
+ * the rarer follow-ups (a redirect, a retry schedule, the bank id on a
+ * refused transition, orphan events waiting for that id), then the reply. */
+static enum MHD_Result api_payment_recorded(api_request *r, api_create *c)
 {
     api_context *ctx = r->ctx;
     const registry_plugin *pl = c->pl;
     const char *idem_key = c->idem_key, *scope = c->scope;
     pagoflex_payment *pay = &c->pay;
-    store_payment stored;
+    const pagoflex_flow_result res = c->res;
+    pagoflex_transport transport = c->resp.transport;
+    store_payment stored = c->op.row;
     enum MHD_Result ret;
 
-    pagoflex_flow_result res;
-    pagoflex_transport transport = c->resp.transport;
-    bankcall_flow_map(pl, &c->in, &c->resp, r->arena, &res);
-
-    store_result sr = store_payment_transition_from(ctx->store, pay->id, res.state, STORE_SOURCE_BANK_REPLY,
-                                                    NULL, res.provider_reference_id, res.error_code,
-                                                    res.error_message, r->arena, &stored);
+    store_result sr = c->op.rc;
+    if (sr == STORE_CONFLICT && res.provider_reference_id && !stored.provider_reference_id &&
+        store_payment_keep_ref(ctx->store, pay->id, res.provider_reference_id, r->arena, &stored) != STORE_OK)
+        stored = c->op.row;
     if (sr == STORE_OK)
         metrics_payment_outcome(r->connector, (int)res.state);
     if (sr == STORE_OK && res.state == PAGOFLEX_STATE_REQUIRES_ACTION && res.redirect_url &&
@@ -751,7 +849,7 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
         store_recon_schedule(ctx->store, pay->id, ctx->cfg->retry_base_ms, res.error_code,
                              transport != PAGOFLEX_TRANSPORT_CONNECT, true);
     int orphans = 0;
-    if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id &&
+    if ((sr == STORE_OK || sr == STORE_CONFLICT) && res.provider_reference_id && c->op.orphans_waiting &&
         store_orphan_apply(ctx->store, pl->desc->key, pl->account, res.provider_reference_id, &orphans) ==
             STORE_OK &&
         orphans > 0)
@@ -777,16 +875,28 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
     return ret;
 }
 
-/* A suspended POST /v1/payments runs again: its bank call is over, or its
- * wait for another request's answer to its key. */
+/* A suspended POST /v1/payments runs again: its bank call is over, its
+ * wait for another request's answer to its key, or a group commit. */
 static enum MHD_Result api_payment_resumed(api_request *r)
 {
     api_create *c = r->create;
     r->create = NULL;
     r->responded = true;
-    if (!c->waiting)
+    enum MHD_Result ret;
+    switch (c->waiting) {
+    case API_CREATE_BANK:
         return api_payment_finish(r, c);
-    c->waiting = false;
+    case API_CREATE_INSERT:
+        if (api_payment_claimed(r, c, c->op.rc, &ret))
+            return ret;
+        return api_payment_claim(r, c);
+    case API_CREATE_RECORD:
+        return api_payment_recorded(r, c);
+    case API_CREATE_KEY:
+    default:
+        break;
+    }
+    c->waiting = API_CREATE_BANK;
     const idempotency_wait *w = &c->wait;
     if (w->verdict == IDEMPOTENCY_GONE)
         return api_payment_claim(r, c); /* the key expired meanwhile: claim it */
@@ -929,6 +1039,83 @@ static enum MHD_Result api_webhook_orphan(api_request *r, const registry_plugin 
                                ev->event_id, "tx_id", ev->tx_id));
 }
 
+/* The answer to a 1.0 webhook whose apply returned sr (*p, applied). */
+static enum MHD_Result api_webhook_answer(api_request *r, const registry_plugin *pl,
+                                          const pagoflex_webhook_event *ev, const unsigned char *body,
+                                          store_result sr, const store_payment *pp, bool applied)
+{
+    const store_payment p = *pp;
+    switch (sr) {
+    case STORE_OK: {
+        if (applied)
+            metrics_payment_outcome(r->connector, (int)p.state);
+        log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
+                  pl->desc->key, ev->event_id, p.id, payment_state_name(p.state));
+        return api_reply(r, MHD_HTTP_OK,
+                         json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
+                                   "event_id", ev->event_id, "payment_id", p.id, "status",
+                                   payment_state_name(p.state)));
+    }
+    case STORE_DUPLICATE:
+        return api_reply(r, MHD_HTTP_OK,
+                         json_pack("{s:s, s:s}", "result", "duplicate", "event_id", ev->event_id));
+    case STORE_NOT_FOUND:
+        if (!ev->payment_id && ev->tx_id)
+            return api_webhook_orphan(r, pl, ev, body);
+        return api_error(r, MHD_HTTP_NOT_FOUND, "unknown_payment", NULL,
+                         "no payment matches this webhook (ref %s, tx %s)",
+                         ev->payment_id ? ev->payment_id : "-", ev->tx_id ? ev->tx_id : "-");
+    case STORE_UNAVAILABLE:
+        return api_db_unavailable(r);
+    default:
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+    }
+}
+
+/* A 1.0 webhook in the group commit: the connection waits suspended. */
+typedef struct api_webhook_wait {
+    const registry_plugin *pl;
+    pagoflex_webhook_event ev;
+    const unsigned char *body;
+    store_batch_op op;
+} api_webhook_wait;
+
+static enum MHD_Result api_webhook_committed(api_request *r, void *arg)
+{
+    api_webhook_wait *w = arg;
+    if (w->op.rc == STORE_OK && w->op.orphans_waiting) {
+        int n = 0; /* this event stored the bank id orphans wait for */
+        store_orphan_apply(r->ctx->store, w->pl->desc->key, w->pl->account, w->op.row.provider_reference_id,
+                           &n);
+    }
+    return api_webhook_answer(r, w->pl, &w->ev, w->body, w->op.rc, &w->op.row, w->op.applied);
+}
+
+static enum MHD_Result api_webhook_batch(api_request *r, const registry_plugin *pl,
+                                         const pagoflex_webhook_event *ev, const unsigned char *body)
+{
+    api_webhook_wait *w = arena_alloc(r->arena, sizeof *w);
+    if (!w)
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    w->pl = pl;
+    w->ev = *ev;
+    w->body = body;
+    if (!store_batch_webhook_init(&w->op, pl->desc->key, pl->account, &w->ev, body, r->body_len, r->arena))
+        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d",
+                         (int)STORE_ERROR);
+    w->op.done = api_resume;
+    w->op.arg = r;
+    api_req_suspend_fn(r, api_webhook_committed, w);
+    if (!store_batch_submit(r->ctx->batch, &w->op)) {
+        /* The batcher is closing: the pool does it, orphans included. */
+        w->op.rc = store_webhook_apply(r->ctx->store, pl->desc->key, pl->account, &w->ev, body, r->body_len,
+                                       r->arena, &w->op.row, &w->op.applied);
+        w->op.orphans_waiting = false;
+        api_resume(r);
+    }
+    return MHD_YES;
+}
+
 /* True if `rest` (after /webhooks/) is "<path>" or "<path>/<account>",
  * each segment non-empty. */
 static bool api_webhook_route(const char *rest)
@@ -1006,35 +1193,13 @@ static enum MHD_Result api_webhook(api_request *r, const char *rest)
 
     if (!api_db_ready(ctx))
         return api_db_unavailable(r);
+    if (ctx->batch)
+        return api_webhook_batch(r, pl, &ev, body);
     store_payment p;
     bool applied = false;
     store_result sr = store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, r->body_len,
                                           r->arena, &p, &applied);
-    switch (sr) {
-    case STORE_OK: {
-        if (applied)
-            metrics_payment_outcome(r->connector, (int)p.state);
-        log_debug("webhook %s: connector=%s event=%s payment=%s state=%s", applied ? "applied" : "ignored",
-                 pl->desc->key, ev.event_id, p.id, payment_state_name(p.state));
-        return api_reply(r, MHD_HTTP_OK,
-                         json_pack("{s:s, s:s, s:s, s:s}", "result", applied ? "applied" : "ignored",
-                                   "event_id", ev.event_id, "payment_id", p.id, "status",
-                                   payment_state_name(p.state)));
-    }
-    case STORE_DUPLICATE:
-        return api_reply(r, MHD_HTTP_OK,
-                         json_pack("{s:s, s:s}", "result", "duplicate", "event_id", ev.event_id));
-    case STORE_NOT_FOUND:
-        if (!ev.payment_id && ev.tx_id)
-            return api_webhook_orphan(r, pl, &ev, body);
-        return api_error(r, MHD_HTTP_NOT_FOUND, "unknown_payment", NULL,
-                         "no payment matches this webhook (ref %s, tx %s)", ev.payment_id ? ev.payment_id : "-",
-                         ev.tx_id ? ev.tx_id : "-");
-    case STORE_UNAVAILABLE:
-        return api_db_unavailable(r);
-    default:
-        return api_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
-    }
+    return api_webhook_answer(r, pl, &ev, body, sr, &p, applied);
 }
 
 static enum MHD_Result api_connectors(api_request *r)
@@ -1348,6 +1513,11 @@ static enum MHD_Result api_access_request(api_listener *l, struct MHD_Connection
     }
     if (r->create)
         return api_payment_resumed(r); /* after its bank call or its wait */
+    if (r->resumed) {
+        api_req_resumed_fn fn = r->resumed;
+        r->resumed = NULL;
+        return fn(r, r->resumed_arg);
+    }
     if (r->flow) {
         struct api_flow *f = r->flow;
         r->flow = NULL;
@@ -1390,9 +1560,13 @@ static size_t api_unescape(void *cls, struct MHD_Connection *conn, char *text)
 }
 
 /* The request ended (the client hung up, or the daemon stopped) after its
- * bank call had answered but before libmicrohttpd ran the request again:
- * record the bank's answer now, exactly as the resumed request would have
- * (state, Idempotency-Key answer), with the reply dropped. A call still
+ * bank call had answered, or its group commit had committed, but before
+ * libmicrohttpd ran the request again: record the bank's answer now, or do
+ * what follows the commit (a payment's follow-ups, a webhook's orphans and
+ * its delivery's next events), exactly as the resumed request would have
+ * (state, Idempotency-Key answer), with the reply dropped and on the pool
+ * (nothing may suspend now). A payment row committed but not yet sent to
+ * its bank is made due for the reconciler at once (no bank has it). A call still
  * out cannot end here: libmicrohttpd closes no suspended connection (it
  * refuses to stop with one), and the bank thread resumes every request it
  * answers, aborted ones included (bankq_stop). A wait for another
@@ -1401,22 +1575,35 @@ static void api_record_unhandled(api_request *r)
 {
     struct api_create *c = r->create;
     struct api_flow *f = r->flow;
+    api_req_resumed_fn fn = r->resumed;
     r->create = NULL;
     r->flow = NULL;
-    if (c && c->waiting)
+    r->resumed = NULL;
+    if (c && c->waiting == API_CREATE_INSERT && c->op.rc == STORE_OK) {
+        /* Its row is committed and no bank has it: the reconciler sends it
+         * at its next poll (not after recover_after_ms). */
+        log_info("%s %s: the client was gone before payment %s went to the bank; the reconciler sends it now",
+                 r->method, metrics_route_name(r->route), c->pay.id);
+        store_recon_schedule(r->ctx->store, c->pay.id, 0, NULL, false, true);
+    }
+    if (c && c->waiting != API_CREATE_BANK && c->waiting != API_CREATE_RECORD)
         c = NULL;
     if (f && api_flows_waiting(f))
         f = NULL;
-    if (!c && !f)
+    if (!c && !f && !fn)
         return;
     r->gone = true;
     r->responded = true;
-    log_info("%s %s: the client was gone when the bank answered; recording the answer", r->method,
-             metrics_route_name(r->route));
-    if (c)
+    log_info("%s %s: the client was gone when the bank answered or the write committed; recording the outcome",
+             r->method, metrics_route_name(r->route));
+    if (c && c->waiting == API_CREATE_RECORD)
+        api_payment_recorded(r, c);
+    else if (c)
         api_payment_finish(r, c);
-    else
+    else if (f)
         api_flows_resumed(r, f);
+    else
+        fn(r, r->resumed_arg);
 }
 
 static void api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -1726,6 +1913,18 @@ char *api_req_new_id(api_request *r, const char *prefix)
 void api_req_suspend(api_request *r, struct api_flow *f)
 {
     r->flow = f;
+    MHD_suspend_connection(r->conn);
+}
+
+bool api_req_gone(api_request *r)
+{
+    return r->gone;
+}
+
+void api_req_suspend_fn(api_request *r, api_req_resumed_fn fn, void *arg)
+{
+    r->resumed = fn;
+    r->resumed_arg = arg;
     MHD_suspend_connection(r->conn);
 }
 

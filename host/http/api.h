@@ -19,6 +19,7 @@ typedef struct api_context {
     registry *registry;
     bankq *bankq;       /* bank calls of POST /v1/payments (suspended meanwhile) */
     workpool *blocking; /* connectors' own blocking execute_request */
+    struct store_batch *batch; /* group commit of the hot-path writes (store_batch.h), or NULL: the pool */
     const struct notify_keys *notify_keys; /* seal and open endpoint secrets (notify_secret.h), or NULL */
     struct idempotency_waiter *idem_waiter; /* requests waiting on a key (set by api_start) */
     unsigned generation;

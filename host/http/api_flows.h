@@ -76,6 +76,16 @@ char *api_req_new_id(api_request *r, const char *prefix);
 void api_req_suspend(api_request *r, struct api_flow *f);
 /* Resume a connection suspended with api_req_suspend (any thread). */
 void api_req_resume(void *r);
+/* What runs when a connection suspended with api_req_suspend_fn is resumed:
+ * it answers the request, or suspends it again. */
+typedef enum MHD_Result (*api_req_resumed_fn)(api_request *r, void *arg);
+/* Suspend the connection until api_req_resume(r) (any thread); then
+ * api.c calls fn(r, arg) on an HTTP thread. For routes outside api_flows.c
+ * that wait on something else than a bank (the group commit of a webhook). */
+void api_req_suspend_fn(api_request *r, api_req_resumed_fn fn, void *arg);
+/* True when the client is gone and the request is finished for the record
+ * only (its reply is dropped): it must not suspend again. */
+bool api_req_gone(api_request *r);
 
 /* ---- provided by api_flows.c --------------------------------------------- */
 

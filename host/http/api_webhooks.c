@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "payment.h"
+#include "store_batch.h"
 #include "store_flows.h"
 #include "store_orphan.h"
 #include "store_recon.h"
@@ -102,9 +103,7 @@ static bool wh_event_is_text(const pagoflex_event *ev)
     return !ev->error_message || textcheck_utf8(ev->error_message, strlen(ev->error_message));
 }
 
-/* Apply one payment event with a state; its outcome into *doc. */
-static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
-                                     const unsigned char *body, size_t len, pagoflex_arena *arena, json_t *doc)
+static pagoflex_webhook_event wh_event_of(const pagoflex_event *e)
 {
     pagoflex_webhook_event ev = {.event_id = e->event_id,
                                  .tx_id = e->tx_id,
@@ -112,10 +111,17 @@ static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl
                                  .state = e->state,
                                  .error_code = e->error_code,
                                  .error_message = e->error_message};
-    store_payment p;
-    bool applied = false;
-    store_result sr =
-        store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, len, arena, &p, &applied);
+    return ev;
+}
+
+/* The outcome of a payment event's apply (sr, p, applied) into *doc; an
+ * unknown bank id is kept as an orphan here. */
+static store_result wh_payment_outcome(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
+                                       const unsigned char *body, size_t len, pagoflex_arena *arena,
+                                       json_t *doc, store_result sr, const store_payment *pp, bool applied)
+{
+    const store_payment p = *pp;
+    pagoflex_webhook_event ev = wh_event_of(e);
     if (sr == STORE_OK && applied)
         metrics_payment_outcome(metrics_connector(pl->desc->key), (int)p.state);
     if (sr == STORE_OK) {
@@ -143,6 +149,19 @@ static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl
         }
     }
     return sr;
+}
+
+/* Apply one payment event with a state, on the pool; its outcome into *doc. */
+static store_result wh_payment_event(api_context *ctx, const registry_plugin *pl, const pagoflex_event *e,
+                                     const unsigned char *body, size_t len, pagoflex_arena *arena,
+                                     json_t *doc)
+{
+    pagoflex_webhook_event ev = wh_event_of(e);
+    store_payment p = {0};
+    bool applied = false;
+    store_result sr =
+        store_webhook_apply(ctx->store, pl->desc->key, pl->account, &ev, body, len, arena, &p, &applied);
+    return wh_payment_outcome(ctx, pl, e, body, len, arena, doc, sr, &p, applied);
 }
 
 /* Apply one refund event with a state. */
@@ -203,6 +222,143 @@ static store_result wh_look_up(api_context *ctx, const registry_plugin *pl, cons
     }
     json_object_set_new(doc, "result", json_string("look_up"));
     return STORE_OK;
+}
+
+/* A delivery being applied, event by event; across the group commit of a
+ * payment event the connection is suspended (no thread waits). Lives in
+ * the request's arena. */
+typedef struct wh_delivery {
+    const registry_plugin *pl;
+    pagoflex_webhook_parsed parsed;
+    const unsigned char *body;
+    size_t len;
+    json_t *events; /* the outcomes so far */
+    size_t next;    /* the event being applied */
+    json_t *doc;    /* its outcome, while it is in the group commit */
+    pagoflex_webhook_event ev;
+    store_batch_op op;
+} wh_delivery;
+
+static enum MHD_Result wh_apply(api_request *r, wh_delivery *d);
+
+/* The answer when event d->next could not be applied (sr). */
+static enum MHD_Result wh_fail(api_request *r, wh_delivery *d, store_result sr, json_t *doc)
+{
+    const pagoflex_event *e = &d->parsed.events[d->next];
+    json_decref(doc);
+    json_decref(d->events);
+    d->events = NULL;
+    if (sr == STORE_UNAVAILABLE)
+        return api_req_db_unavailable(r);
+    if (sr == STORE_NOT_FOUND)
+        return api_req_error(r, MHD_HTTP_NOT_FOUND,
+                             e->kind == PAGOFLEX_EVENT_REFUND ? "unknown_refund" : "unknown_payment", NULL,
+                             "event %s names no payment or refund we know; the events before it "
+                             "were applied, a retry applies each once",
+                             e->event_id);
+    return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
+}
+
+/* The payment event d->next is committed (or failed): its outcome, then
+ * the next events. */
+static enum MHD_Result wh_committed(api_request *r, void *arg)
+{
+    wh_delivery *d = arg;
+    api_context *ctx = api_req_ctx(r);
+    pagoflex_arena *arena = api_req_arena(r);
+    const pagoflex_event *e = &d->parsed.events[d->next];
+    json_t *doc = d->doc;
+    d->doc = NULL;
+    if (d->op.rc == STORE_OK && d->op.orphans_waiting) {
+        /* This event stored the bank id orphans wait for (after its commit). */
+        int n = 0;
+        store_orphan_apply(ctx->store, d->pl->desc->key, d->pl->account, d->op.row.provider_reference_id, &n);
+    }
+    store_result sr =
+        wh_payment_outcome(ctx, d->pl, e, d->body, d->len, arena, doc, d->op.rc, &d->op.row, d->op.applied);
+    if (sr != STORE_OK)
+        return wh_fail(r, d, sr, doc);
+    json_array_append_new(d->events, doc);
+    d->next++;
+    return wh_apply(r, d);
+}
+
+/* Queue payment event d->next to the group commit; wh_committed goes on. */
+static enum MHD_Result wh_batch(api_request *r, wh_delivery *d, json_t *doc)
+{
+    api_context *ctx = api_req_ctx(r);
+    pagoflex_arena *arena = api_req_arena(r);
+    d->ev = wh_event_of(&d->parsed.events[d->next]);
+    if (!store_batch_webhook_init(&d->op, d->pl->desc->key, d->pl->account, &d->ev, d->body, d->len, arena))
+        return wh_fail(r, d, STORE_ERROR, doc);
+    d->doc = doc;
+    d->op.done = api_req_resume;
+    d->op.arg = r;
+    api_req_suspend_fn(r, wh_committed, d);
+    if (!store_batch_submit(ctx->batch, &d->op)) {
+        /* The batcher is closing: the pool does it, orphans included. */
+        d->op.rc = store_webhook_apply(ctx->store, d->pl->desc->key, d->pl->account, &d->ev, d->body, d->len,
+                                       arena, &d->op.row, &d->op.applied);
+        d->op.orphans_waiting = false;
+        api_req_resume(r);
+    }
+    return MHD_YES;
+}
+
+/* Apply the events of d from d->next on, in order, then answer. */
+static enum MHD_Result wh_apply(api_request *r, wh_delivery *d)
+{
+    api_context *ctx = api_req_ctx(r);
+    pagoflex_arena *arena = api_req_arena(r);
+    const registry_plugin *pl = d->pl;
+    const unsigned char *body = d->body;
+    size_t len = d->len;
+    for (; d->next < d->parsed.event_count; d->next++) {
+        const pagoflex_event *e = &d->parsed.events[d->next];
+        json_t *doc = json_pack("{s:s}", "event_id", e->event_id);
+        store_result sr;
+        if (e->kind == PAGOFLEX_EVENT_IGNORED) {
+            sr = store_webhook_keep(ctx->store, pl->desc->key, pl->account, e, body, len, arena);
+            log_info("webhook event %s of connector %s (type %s) acknowledged and stored; it changes nothing",
+                     e->event_id, pl->desc->key, e->type ? e->type : "-");
+            json_object_set_new(doc, "result", json_string(sr == STORE_DUPLICATE ? "duplicate" : "ignored"));
+            if (sr == STORE_DUPLICATE)
+                sr = STORE_OK;
+        } else if (e->look_up) {
+            sr = wh_look_up(ctx, pl, e, body, len, arena, doc);
+        } else if (e->kind == PAGOFLEX_EVENT_PAYMENT && ctx->batch && !api_req_gone(r)) {
+            return wh_batch(r, d, doc);
+        } else if (e->kind == PAGOFLEX_EVENT_PAYMENT) {
+            sr = wh_payment_event(ctx, pl, e, body, len, arena, doc);
+        } else {
+            sr = wh_refund_event(ctx, pl, e, body, len, arena, doc);
+        }
+        if (sr != STORE_OK)
+            return wh_fail(r, d, sr, doc);
+        json_array_append_new(d->events, doc);
+    }
+    json_t *events = d->events;
+    d->events = NULL;
+    const pagoflex_webhook_parsed parsed = d->parsed;
+    if (parsed.answer_status >= 200 && parsed.answer_status < 300) {
+        json_decref(events);
+        const char *ct = parsed.answer_content_type ? parsed.answer_content_type : "text/plain";
+        char *text = arena_strndup(
+            arena, (const char *)(parsed.answer_body ? parsed.answer_body : (const unsigned char *)""),
+            parsed.answer_body ? parsed.answer_body_len : 0);
+        if (!text)
+            return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+        return api_req_reply_raw(r, (unsigned)parsed.answer_status, text, ct);
+    }
+    /* One event: its own outcome, as the 1.0 path answers (202 for an
+     * event kept until its bank id is known). Several: each in order. */
+    if (json_array_size(events) == 1) {
+        json_t *one = json_incref(json_array_get(events, 0));
+        json_decref(events);
+        bool kept = json_object_get(one, "tx_id") && !json_object_get(one, "payment_id");
+        return api_req_reply(r, kept ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, one);
+    }
+    return api_req_reply(r, MHD_HTTP_OK, json_pack("{s:s, s:o}", "result", "ok", "events", events));
 }
 
 enum MHD_Result api_webhooks_v12(api_request *r, const registry_plugin *pl, const char *path)
@@ -268,56 +424,14 @@ enum MHD_Result api_webhooks_v12(api_request *r, const registry_plugin *pl, cons
     }
     if (!api_db_ready(ctx))
         return api_req_db_unavailable(r);
-    json_t *events = json_array();
-    for (size_t i = 0; i < parsed.event_count; i++) {
-        const pagoflex_event *e = &parsed.events[i];
-        json_t *doc = json_pack("{s:s}", "event_id", e->event_id);
-        store_result sr;
-        if (e->kind == PAGOFLEX_EVENT_IGNORED) {
-            sr = store_webhook_keep(ctx->store, pl->desc->key, pl->account, e, body, len, arena);
-            log_info("webhook event %s of connector %s (type %s) acknowledged and stored; it changes nothing",
-                     e->event_id, pl->desc->key, e->type ? e->type : "-");
-            json_object_set_new(doc, "result", json_string(sr == STORE_DUPLICATE ? "duplicate" : "ignored"));
-            if (sr == STORE_DUPLICATE)
-                sr = STORE_OK;
-        } else if (e->look_up) {
-            sr = wh_look_up(ctx, pl, e, body, len, arena, doc);
-        } else if (e->kind == PAGOFLEX_EVENT_PAYMENT) {
-            sr = wh_payment_event(ctx, pl, e, body, len, arena, doc);
-        } else {
-            sr = wh_refund_event(ctx, pl, e, body, len, arena, doc);
-        }
-        if (sr != STORE_OK) {
-            json_decref(doc);
-            json_decref(events);
-            if (sr == STORE_UNAVAILABLE)
-                return api_req_db_unavailable(r);
-            if (sr == STORE_NOT_FOUND)
-                return api_req_error(r, MHD_HTTP_NOT_FOUND,
-                                     e->kind == PAGOFLEX_EVENT_REFUND ? "unknown_refund" : "unknown_payment", NULL,
-                                     "event %s names no payment or refund we know; the events before it "
-                                     "were applied, a retry applies each once",
-                                     e->event_id);
-            return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "store error %d", (int)sr);
-        }
-        json_array_append_new(events, doc);
-    }
-    if (parsed.answer_status >= 200 && parsed.answer_status < 300) {
-        json_decref(events);
-        const char *ct = parsed.answer_content_type ? parsed.answer_content_type : "text/plain";
-        char *text = arena_strndup(arena, (const char *)(parsed.answer_body ? parsed.answer_body : (const unsigned char *)""),
-                                   parsed.answer_body ? parsed.answer_body_len : 0);
-        if (!text)
-            return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-        return api_req_reply_raw(r, (unsigned)parsed.answer_status, text, ct);
-    }
-    /* One event: its own outcome, as the 1.0 path answers (202 for an
-     * event kept until its bank id is known). Several: each in order. */
-    if (json_array_size(events) == 1) {
-        json_t *one = json_incref(json_array_get(events, 0));
-        json_decref(events);
-        bool kept = json_object_get(one, "tx_id") && !json_object_get(one, "payment_id");
-        return api_req_reply(r, kept ? MHD_HTTP_ACCEPTED : MHD_HTTP_OK, one);
-    }
-    return api_req_reply(r, MHD_HTTP_OK, json_pack("{s:s, s:o}", "result", "ok", "events", events));
+    wh_delivery *d = arena_alloc(arena, sizeof *d);
+    if (!d)
+        return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    memset(d, 0, sizeof *d);
+    d->pl = pl;
+    d->parsed = parsed;
+    d->body = body;
+    d->len = len;
+    d->events = json_array();
+    return wh_apply(r, d);
 }

@@ -86,7 +86,7 @@ struct store {
 /* $12 is the connector account the caller built the bank request with: the
  * row is written only while it is still the one the merchant uses for the
  * connector, resolved here in the INSERT itself (no row: it is not). */
-static const char sql_insert[] =
+const char store_sql_insert[] =
     "WITH a AS MATERIALIZED ("
     " SELECT " STORE_ACCOUNT_OF("$11::text", "$2::text") " AS account"
     "), p AS ("
@@ -611,7 +611,7 @@ store_result store_payment_insert(store *s, const store_payment *p, pagoflex_are
                                   p->merchant_id,
                                   p->connector_account,
                                   p->metadata};
-    return store_one_payment(s, "payment insert", sql_insert, 13, params, true, true, STORE_CONFLICT,
+    return store_one_payment(s, "payment insert", store_sql_insert, 13, params, true, true, STORE_CONFLICT,
                              arena, out);
 }
 
@@ -642,6 +642,16 @@ static store_result transition_keep_ref(store *s, const char *id, const char *pr
     const char *const params[] = {id, provider_ref};
     return store_one_payment(s, "payment provider reference", sql_set_ref, 2, params, false, true,
                              STORE_NOT_FOUND, arena, row);
+}
+
+store_result store_payment_keep_ref(store *s, const char *id, const char *provider_ref, pagoflex_arena *arena,
+                                    store_payment *out)
+{
+    if (!id || !provider_ref) {
+        log_error("store: provider reference kept without a payment id or a reference");
+        return STORE_ERROR;
+    }
+    return transition_keep_ref(s, id, provider_ref, arena, out);
 }
 
 store_result store_payment_transition_from(store *s, const char *id, pagoflex_state to,

@@ -157,6 +157,13 @@ store_result store_webhook_apply(store *s, const char *connector, const char *ac
                                  const pagoflex_webhook_event *ev, const unsigned char *body, size_t body_len,
                                  pagoflex_arena *arena, store_payment *out, bool *applied);
 
+/* Store provider_ref as payment `id`'s bank id if it has none yet (what a
+ * refused store_payment_transition_from does; for callers that ran the
+ * transition through store_batch.h). *out: the row as it is now, on
+ * STORE_OK; STORE_NOT_FOUND when there is no such payment. */
+store_result store_payment_keep_ref(store *s, const char *id, const char *provider_ref, pagoflex_arena *arena,
+                                    store_payment *out);
+
 /* One state change of a payment, oldest first. Strings live in the arena. */
 typedef struct store_history_entry {
     int from_state;       /* a pagoflex_state, or -1 for the row's creation */

@@ -62,6 +62,14 @@ store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex
  * PAYMENT_COLS. */
 extern const char store_sql_transition[];
 
+/* store_payment_insert()'s statement: $1..$12 as its params (store.c); one
+ * row, PAYMENT_COLS, when written. */
+extern const char store_sql_insert[];
+
+/* One row when orphan events of ($1 connector, $2 tx id, $3 account) wait
+ * for their payment's bank id (store_orphan.c). */
+extern const char store_sql_orphan_waiting[];
+
 /* store_sql_transition that moves the row only while $9 (bigint) is its
  * claim_token: the reconciler's fenced write (store_recon.c). */
 extern const char store_sql_transition_fenced[];

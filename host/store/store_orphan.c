@@ -18,7 +18,7 @@ static const char sql_keep[] =
     " ON CONFLICT (connector, connector_account, event_id) DO NOTHING RETURNING id";
 
 /* Every statement below: $1 connector, $2 tx id, $3 connector account. */
-static const char sql_waiting[] =
+const char store_sql_orphan_waiting[] =
     "SELECT 1 FROM webhook_events WHERE connector = $1::text AND tx_id = $2::text"
     " AND connector_account = $3::text AND payment_id IS NULL LIMIT 1";
 
@@ -105,7 +105,7 @@ store_result store_orphan_apply(store *s, const char *connector, const char *acc
     bool in_tx = false;
     int moved = 0;
     const char *const key[] = {connector, tx_id, account};
-    store_result rc = store_run(s, "orphan events waiting", sql_waiting, 3, key, false, &r);
+    store_result rc = store_run(s, "orphan events waiting", store_sql_orphan_waiting, 3, key, false, &r);
     if (rc != STORE_OK || PQntuples(r) == 0) {
         PQclear(r);
         if (rc == STORE_OK)

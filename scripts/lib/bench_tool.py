@@ -188,12 +188,12 @@ def table(results_path, out_path):
           inp.get("loadavg_before", "?"), inp.get("loadavg_after", "?")))
     w("")
     w("Inputs: wrk %s threads, %s s per run; host: %s worker processes, each `threads = %s`, "
-      "`db_pool_size = %s`, `log_level = %s`, `access_log = %s`, reconciler `webhook_grace_s = %s` (no "
+      "`db_pool_size = %s`, `db_batch_max = %s`, `db_batch_connections = %s`, `log_level = %s`, `access_log = %s`, reconciler `webhook_grace_s = %s` (no "
       "payment of an earlier run is synced during a later one); simulator `--no-webhooks` (webhooks are "
       "measured on their own); payment amount 1050 ARS through BANCO_X, refunds of 100; non-2xx answers "
       "and socket errors/timeouts count as errors." % (
           inp["wrk_threads"], inp["duration_s"], inp.get("workers", 1), inp["host_threads"], inp["db_pool"],
-          inp["log_level"], inp.get("access_log", "?"), inp.get("webhook_grace_s", "?")))
+          inp.get("db_batch_max", "0 (none)"), inp.get("db_batch_connections", "-"), inp["log_level"], inp.get("access_log", "?"), inp.get("webhook_grace_s", "?")))
     w("")
     w("PostgreSQL 15, private cluster, the same for pgbench and the host: %s." %
       ", ".join("`%s = %s`" % tuple(kv) for kv in inp.get("pg_settings", [])))

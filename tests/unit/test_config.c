@@ -252,6 +252,28 @@ static void test_access_log_setting(void **unused)
     expect_error("access_log = 1;\n", "'access_log' must be true or false");
 }
 
+/* Group commit (issue 16): on by default, 0 turns it off, bounds refused
+ * with the setting's name. */
+static void test_db_batch_settings(void **unused)
+{
+    (void)unused;
+    write_config("port = 9000;\n");
+    config c;
+    char err[512];
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_int_equal(c.db_batch_max, 64);
+    assert_int_equal(c.db_batch_connections, 2);
+    config_free(&c);
+    write_config("db_batch_max = 0;\ndb_batch_connections = 4;\n");
+    assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+    assert_int_equal(c.db_batch_max, 0);
+    assert_int_equal(c.db_batch_connections, 4);
+    config_free(&c);
+    expect_error("db_batch_max = 65;\n", "'db_batch_max' is 65");
+    expect_error("db_batch_max = -1;\n", "'db_batch_max' is -1");
+    expect_error("db_batch_connections = 0;\n", "'db_batch_connections' is 0");
+}
+
 static void test_connector_settings(void **unused)
 {
     (void)unused;
@@ -284,6 +306,7 @@ int main(void)
         cmocka_unit_test_teardown(test_documented_settings_are_known, cleanup),
         cmocka_unit_test_teardown(test_retention_and_log_file_settings, cleanup),
         cmocka_unit_test_teardown(test_access_log_setting, cleanup),
+        cmocka_unit_test_teardown(test_db_batch_settings, cleanup),
         cmocka_unit_test_teardown(test_connector_settings, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

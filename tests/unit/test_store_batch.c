@@ -1,0 +1,425 @@
+/* Unit tests for group commit (host/store/store_batch.c) against a real
+ * PostgreSQL: operations queued together commit in one transaction, each
+ * callback fires only once its rows are visible to another session, a
+ * batch with one failing write re-runs the others one by one, and a
+ * connection lost in the middle of a batch gives every operation of it
+ * "unavailable" (nothing half-written) while the next batch reconnects.
+ *
+ * The writer is held deterministically: a row lock taken by the test's own
+ * session blocks the first statement of a batch, so everything submitted
+ * meanwhile queues up and forms the next batch.
+ *
+ * PAGOFLEX_PG holds a conninfo to a server where databases may be created;
+ * without it the program exits 77 (skipped).
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "arena.h"
+#include "payment.h"
+#include "pgtest.h"
+#include "store.h"
+#include "store_batch.h"
+#include "store_orphan.h"
+
+static const char *g_admin;
+static char g_db[64];
+static char *g_conninfo;
+static store *g_store;
+static PGconn *g_check; /* the test's session: counts rows, holds locks */
+static PGconn *g_seen;  /* another session, read from inside callbacks */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+
+/* One submitted operation and what its callback saw. */
+typedef struct waiter {
+    store_batch_op op;
+    const char *id; /* payment whose row the callback looks for */
+    bool done;
+    long visible; /* rows of `id` another session saw when the callback ran */
+} waiter;
+
+static long query_long(PGconn *conn, const char *sql, const char *param)
+{
+    const char *const params[] = {param};
+    PGresult *r = PQexecParams(conn, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    long n = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        n = atol(PQgetvalue(r, 0, 0));
+    else
+        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return n;
+}
+
+static void check_exec(const char *sql)
+{
+    PGresult *r = PQexec(g_check, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+    PQclear(r);
+}
+
+static void on_done(void *arg)
+{
+    waiter *w = arg;
+    pthread_mutex_lock(&g_mu);
+    if (w->id)
+        w->visible = query_long(g_seen, "SELECT count(*) FROM payments WHERE id = $1", w->id);
+    w->done = true;
+    pthread_cond_broadcast(&g_cv);
+    pthread_mutex_unlock(&g_mu);
+}
+
+static void wait_all(waiter *ws, int n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    pthread_mutex_lock(&g_mu);
+    for (int i = 0; i < n; i++)
+        while (!ws[i].done)
+            if (pthread_cond_timedwait(&g_cv, &g_mu, &until) != 0)
+                break;
+    pthread_mutex_unlock(&g_mu);
+    for (int i = 0; i < n; i++)
+        assert_true(ws[i].done);
+}
+
+static store_payment sample(const char *id)
+{
+    store_payment p = {.id = id,
+                       .connector = "BANCO_X",
+                       .amount = 1000,
+                       .currency = "EUR",
+                       .merchant_id = "mer_default",
+                       .connector_account = "default"};
+    return p;
+}
+
+static void submit_insert(store_batch *b, waiter *w, const char *id, pagoflex_arena *a)
+{
+    store_payment p = sample(id);
+    memset(w, 0, sizeof *w);
+    assert_true(store_batch_payment_insert_init(&w->op, &p, a));
+    w->op.done = on_done;
+    w->op.arg = w;
+    w->id = id;
+    assert_true(store_batch_submit(b, &w->op));
+}
+
+static void submit_transition(store_batch *b, waiter *w, const char *id, pagoflex_state to, const char *ref,
+                              pagoflex_arena *a)
+{
+    memset(w, 0, sizeof *w);
+    assert_true(
+        store_batch_transition_init(&w->op, id, to, STORE_SOURCE_BANK_REPLY, NULL, ref, NULL, NULL, a));
+    w->op.done = on_done;
+    w->op.arg = w;
+    assert_true(store_batch_submit(b, &w->op));
+}
+
+/* Wait until the batcher's session waits for a lock (it hit ours). */
+static void wait_writer_blocked(void)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (query_long(g_seen,
+                       "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pagoflex-batch'"
+                       " AND wait_event_type = 'Lock'",
+                       NULL) > 0)
+            return;
+        usleep(5000);
+    }
+    fail_msg("the batch writer never waited on the test's lock");
+}
+
+static void make_payment(const char *id)
+{
+    pagoflex_arena *a = arena_new();
+    store_payment p = sample(id), out;
+    assert_int_equal(store_payment_insert(g_store, &p, a, &out), STORE_OK);
+    arena_free(a);
+}
+
+/* Writes queued while the writer is busy share one transaction, and each
+ * callback runs only once its row is committed (another session sees it). */
+static void test_queued_writes_share_one_commit(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    assert_non_null(b);
+    make_payment("pay_gc_lock1");
+    check_exec("BEGIN");
+    check_exec("SELECT 1 FROM payments WHERE id = 'pay_gc_lock1' FOR UPDATE");
+    waiter first, ws[10];
+    submit_transition(b, &first, "pay_gc_lock1", PAGOFLEX_STATE_PENDING, "tx_gc_lock1", a);
+    wait_writer_blocked();
+    char ids[10][32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(ids[i], sizeof ids[i], "pay_gc_q%d", i);
+        submit_insert(b, &ws[i], ids[i], a);
+    }
+    usleep(100 * 1000);
+    pthread_mutex_lock(&g_mu);
+    for (int i = 0; i < 10; i++)
+        assert_false(ws[i].done); /* nothing answered before its commit */
+    pthread_mutex_unlock(&g_mu);
+    check_exec("COMMIT");
+    wait_all(&first, 1);
+    wait_all(ws, 10);
+    assert_int_equal(first.op.rc, STORE_OK);
+    assert_int_equal(first.op.row.state, PAGOFLEX_STATE_PENDING);
+    assert_string_equal(first.op.row.provider_reference_id, "tx_gc_lock1");
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(ws[i].op.rc, STORE_OK);
+        assert_string_equal(ws[i].op.row.id, ids[i]);
+        assert_int_equal(ws[i].op.row.state, PAGOFLEX_STATE_CREATED);
+        assert_int_equal(ws[i].visible, 1);
+    }
+    assert_int_equal(
+        query_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id LIKE $1", "pay_gc_q%"),
+        10);
+    unsigned long commits, ops, reruns;
+    store_batch_stats(b, &commits, &ops, &reruns);
+    assert_int_equal(ops, 11);
+    assert_int_equal(commits, 2); /* the blocked one alone, then the ten together */
+    assert_int_equal(reruns, 0);
+    store_batch_close(b);
+    arena_free(a);
+}
+
+/* One write of a batch fails (a duplicate id): the batch rolls back and the
+ * others are run again one by one; each gets its own result. */
+static void test_failing_write_reruns_the_rest_singly(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    make_payment("pay_gc_lock2");
+    make_payment("pay_gc_dup");
+    check_exec("BEGIN");
+    check_exec("SELECT 1 FROM payments WHERE id = 'pay_gc_lock2' FOR UPDATE");
+    waiter first, ws[5];
+    submit_transition(b, &first, "pay_gc_lock2", PAGOFLEX_STATE_PENDING, NULL, a);
+    wait_writer_blocked();
+    const char *ids[5] = {"pay_gc_f0", "pay_gc_f1", "pay_gc_dup", "pay_gc_f3", "pay_gc_f4"};
+    for (int i = 0; i < 5; i++)
+        submit_insert(b, &ws[i], ids[i], a);
+    check_exec("COMMIT");
+    wait_all(&first, 1);
+    wait_all(ws, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(ws[i].op.rc, i == 2 ? STORE_DUPLICATE : STORE_OK);
+        assert_int_equal(ws[i].visible, 1);
+    }
+    assert_int_equal(query_long(g_check, "SELECT count(*) FROM payments WHERE id LIKE $1", "pay_gc_f%"), 4);
+    /* The refused duplicate wrote no second history row for the existing payment. */
+    assert_int_equal(
+        query_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id = $1", "pay_gc_dup"), 1);
+    unsigned long commits, ops, reruns;
+    store_batch_stats(b, &commits, &ops, &reruns);
+    assert_int_equal(reruns, 1);
+    assert_int_equal(ops, 5); /* the blocked one + the four that committed */
+    store_batch_close(b);
+    arena_free(a);
+}
+
+/* The connection dies while a batch waits inside its transaction: every
+ * operation of that batch is unavailable and none of its rows exist; the
+ * next batch reconnects and commits. */
+static void test_connection_lost_mid_batch(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    make_payment("pay_gc_lock3");
+    make_payment("pay_gc_lock4");
+    PGconn *other = PQconnectdb(g_conninfo);
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    /* Lock 3 in our session holds the writer while the batch forms; lock 4
+     * in another session then holds that batch in the middle. */
+    check_exec("BEGIN");
+    check_exec("SELECT 1 FROM payments WHERE id = 'pay_gc_lock3' FOR UPDATE");
+    PQclear(PQexec(other, "BEGIN"));
+    PQclear(PQexec(other, "SELECT 1 FROM payments WHERE id = 'pay_gc_lock4' FOR UPDATE"));
+    waiter first, ws[3], after;
+    submit_transition(b, &first, "pay_gc_lock3", PAGOFLEX_STATE_PENDING, NULL, a);
+    wait_writer_blocked();
+    submit_insert(b, &ws[0], "pay_gc_k0", a);
+    submit_transition(b, &ws[1], "pay_gc_lock4", PAGOFLEX_STATE_PENDING, NULL, a); /* between k0, m9 */
+    submit_insert(b, &ws[2], "pay_gc_m9", a);
+    ws[1].id = NULL;
+    check_exec("COMMIT");
+    wait_all(&first, 1);
+    assert_int_equal(first.op.rc, STORE_OK);
+    wait_writer_blocked(); /* the batch of three, on lock 4, its first insert run */
+    assert_int_equal(query_long(g_check,
+                                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                " WHERE application_name = 'pagoflex-batch') t",
+                                NULL),
+                     1);
+    wait_all(ws, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ws[i].op.rc, STORE_UNAVAILABLE);
+    PQclear(PQexec(other, "COMMIT"));
+    PQfinish(other);
+    assert_int_equal(
+        query_long(g_check, "SELECT count(*) FROM payments WHERE id IN ('pay_gc_k0', 'pay_gc_m9') OR id = $1",
+                   "pay_gc_none"),
+        0);
+    assert_int_equal(query_long(g_check, "SELECT count(*) FROM payments WHERE id = $1 AND state = 'created'",
+                                "pay_gc_lock4"),
+                     1);
+    submit_insert(b, &after, "pay_gc_after", a);
+    wait_all(&after, 1);
+    assert_int_equal(after.op.rc, STORE_OK);
+    assert_int_equal(after.visible, 1);
+    store_batch_close(b);
+    arena_free(a);
+}
+
+/* Webhooks in one batch: the same event twice is applied once (the second
+ * is a duplicate); an event that stores a bank id for which an orphan event
+ * waits says so, after its commit. */
+static void test_webhooks_in_one_batch(void **unused)
+{
+    (void)unused;
+    static const char body[] = "{\"event\":\"payment.updated\"}";
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    make_payment("pay_gc_lock5");
+    make_payment("pay_gc_w1");
+    make_payment("pay_gc_w2");
+    pagoflex_webhook_event orphan = {
+        .event_id = "evt_gc_orphan", .tx_id = "tx_gc_w2", .state = PAGOFLEX_STATE_SUCCEEDED};
+    assert_int_equal(store_orphan_keep(g_store, "BANCO_X", "default", &orphan, (const unsigned char *)body,
+                                       sizeof body - 1, a),
+                     STORE_OK);
+    check_exec("BEGIN");
+    check_exec("SELECT 1 FROM payments WHERE id = 'pay_gc_lock5' FOR UPDATE");
+    waiter first, ws[3];
+    submit_transition(b, &first, "pay_gc_lock5", PAGOFLEX_STATE_PENDING, NULL, a);
+    wait_writer_blocked();
+    pagoflex_webhook_event ev1 = {.event_id = "evt_gc_1",
+                                  .payment_id = "pay_gc_w1",
+                                  .tx_id = "tx_gc_w1",
+                                  .state = PAGOFLEX_STATE_SUCCEEDED};
+    pagoflex_webhook_event ev2 = {.event_id = "evt_gc_2",
+                                  .payment_id = "pay_gc_w2",
+                                  .tx_id = "tx_gc_w2",
+                                  .state = PAGOFLEX_STATE_PENDING};
+    const pagoflex_webhook_event *evs[3] = {&ev1, &ev1, &ev2};
+    for (int i = 0; i < 3; i++) {
+        memset(&ws[i], 0, sizeof ws[i]);
+        assert_true(store_batch_webhook_init(&ws[i].op, "BANCO_X", "default", evs[i],
+                                             (const unsigned char *)body, sizeof body - 1, a));
+        ws[i].op.done = on_done;
+        ws[i].op.arg = &ws[i];
+        assert_true(store_batch_submit(b, &ws[i].op));
+    }
+    check_exec("COMMIT");
+    wait_all(&first, 1);
+    wait_all(ws, 3);
+    assert_int_equal(ws[0].op.rc, STORE_OK);
+    assert_true(ws[0].op.applied);
+    assert_int_equal(ws[0].op.row.state, PAGOFLEX_STATE_SUCCEEDED);
+    assert_false(ws[0].op.orphans_waiting);
+    assert_int_equal(ws[1].op.rc, STORE_DUPLICATE);
+    assert_int_equal(ws[2].op.rc, STORE_OK);
+    assert_true(ws[2].op.orphans_waiting);
+    assert_int_equal(
+        query_long(g_check, "SELECT count(*) FROM webhook_events WHERE event_id = $1", "evt_gc_1"), 1);
+    unsigned long commits, ops, reruns;
+    store_batch_stats(b, &commits, &ops, &reruns);
+    assert_int_equal(commits, 2);
+    assert_int_equal(reruns, 0);
+    /* The caller's part: apply what waited, as store_webhook_apply does. */
+    int applied = 0;
+    assert_int_equal(store_orphan_apply(g_store, "BANCO_X", "default", "tx_gc_w2", &applied), STORE_OK);
+    assert_int_equal(applied, 1);
+    assert_int_equal(query_long(g_check,
+                                "SELECT count(*) FROM payments WHERE id = $1 AND state = 'succeeded'",
+                                "pay_gc_w2"),
+                     1);
+    store_batch_close(b);
+    arena_free(a);
+}
+
+/* A closing batcher refuses new work (the caller writes synchronously). */
+static void test_closed_batcher_refuses(void **unused)
+{
+    (void)unused;
+    store_batch *b = store_batch_open(g_conninfo, 2, 8);
+    assert_non_null(b);
+    store_batch_close(b);
+    assert_false(store_batch_submit(NULL, NULL));
+}
+
+static int group_setup(void **unused)
+{
+    (void)unused;
+    char sql[256], err[256] = "";
+    snprintf(g_db, sizeof g_db, "pf_batch_%d", (int)getpid());
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
+    if (!pgtest_admin_exec(g_admin, sql))
+        return -1;
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
+    if (!pgtest_admin_exec(g_admin, sql))
+        return -1;
+    g_conninfo = pgtest_conninfo_with_db(g_admin, g_db);
+    if (!g_conninfo)
+        return -1;
+    g_store = store_open(g_conninfo, 4);
+    if (!g_store || store_migrate(g_store, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "migration failed: %s\n", err);
+        return -1;
+    }
+    g_check = PQconnectdb(g_conninfo);
+    g_seen = PQconnectdb(g_conninfo);
+    return PQstatus(g_check) == CONNECTION_OK && PQstatus(g_seen) == CONNECTION_OK ? 0 : -1;
+}
+
+static int group_teardown(void **unused)
+{
+    (void)unused;
+    char sql[256];
+    store_close(g_store);
+    PQfinish(g_check);
+    PQfinish(g_seen);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
+    bool ok = pgtest_admin_exec(g_admin, sql);
+    free(g_conninfo);
+    return ok ? 0 : -1;
+}
+
+int main(void)
+{
+    g_admin = getenv("PAGOFLEX_PG");
+    if (!g_admin || !*g_admin) {
+        fprintf(stderr, "test_store_batch: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL where "
+                        "databases may be created); skipped\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_queued_writes_share_one_commit),
+        cmocka_unit_test(test_failing_write_reruns_the_rest_singly),
+        cmocka_unit_test(test_connection_lost_mid_batch),
+        cmocka_unit_test(test_webhooks_in_one_batch),
+        cmocka_unit_test(test_closed_batcher_refuses),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
