@@ -63,14 +63,10 @@ static long query_long(PGconn *conn, const char *sql, const char *param)
     return n;
 }
 
+/* Run `sql` on the check connection; fail the test on error. */
 static void check_exec(const char *sql)
 {
-    PGresult *r = PQexec(g_check, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
-    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
-    PQclear(r);
+    pgtest_exec(g_check, sql);
 }
 
 static void on_done(void *arg)
@@ -372,48 +368,24 @@ static void test_closed_batcher_refuses(void **unused)
 static int group_setup(void **unused)
 {
     (void)unused;
-    char sql[256], err[256] = "";
     snprintf(g_db, sizeof g_db, "pf_batch_%d", (int)getpid());
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-    if (!pgtest_admin_exec(g_admin, sql))
+    if (pgtest_open(g_admin, g_db, 4, &g_conninfo, &g_store, &g_check) != 0)
         return -1;
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s", g_db);
-    if (!pgtest_admin_exec(g_admin, sql))
-        return -1;
-    g_conninfo = pgtest_conninfo_with_db(g_admin, g_db);
-    if (!g_conninfo)
-        return -1;
-    g_store = store_open(g_conninfo, 4);
-    if (!g_store || store_migrate(g_store, err, sizeof err) != STORE_OK) {
-        fprintf(stderr, "migration failed: %s\n", err);
-        return -1;
-    }
-    g_check = PQconnectdb(g_conninfo);
     g_seen = PQconnectdb(g_conninfo);
-    return PQstatus(g_check) == CONNECTION_OK && PQstatus(g_seen) == CONNECTION_OK ? 0 : -1;
+    return PQstatus(g_seen) == CONNECTION_OK ? 0 : -1;
 }
 
 static int group_teardown(void **unused)
 {
     (void)unused;
-    char sql[256];
-    store_close(g_store);
-    PQfinish(g_check);
     PQfinish(g_seen);
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_db);
-    bool ok = pgtest_admin_exec(g_admin, sql);
-    free(g_conninfo);
-    return ok ? 0 : -1;
+    return pgtest_close(g_admin, g_db, g_conninfo, g_store, g_check);
 }
 
 int main(void)
 {
-    g_admin = getenv("PAGOFLEX_PG");
-    if (!g_admin || !*g_admin) {
-        fprintf(stderr, "test_store_batch: PAGOFLEX_PG is not set (a conninfo to a PostgreSQL where "
-                        "databases may be created); skipped\n");
+    if (!(g_admin = pgtest_admin("test_store_batch")))
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queued_writes_share_one_commit),
         cmocka_unit_test(test_failing_write_reruns_the_rest_singly),
