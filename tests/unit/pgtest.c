@@ -152,3 +152,16 @@ void pgtest_exec(PGconn *c, const char *sql)
         fail_msg("%s: %s", sql, PQresultErrorMessage(r));
     PQclear(r);
 }
+
+long pgtest_long(PGconn *c, const char *sql, const char *param)
+{
+    const char *const params[] = {param};
+    PGresult *r = PQexecParams(c, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    long n = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        n = atol(PQgetvalue(r, 0, 0));
+    else
+        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return n;
+}

@@ -44,6 +44,10 @@ int pgtest_open(const char *admin, const char *db, int pool, char **conninfo, st
  * dropped. */
 int pgtest_close(const char *admin, const char *db, char *conninfo, store *st, PGconn *check);
 
+/* The integer in the one row `sql` returns on `c`, with $1 = `param` when
+ * it is not NULL; -1, with the server's message on stderr, otherwise. */
+long pgtest_long(PGconn *c, const char *sql, const char *param);
+
 /* Run `sql` on `c`; fail the running cmocka test, naming the statement and
  * the server's message, when it does not succeed. */
 void pgtest_exec(PGconn *c, const char *sql);

@@ -60,15 +60,7 @@ static bool admin_exec(const char *sql)
 /* Integer result of a one-parameter query on the test database; -1 on error. */
 static long count_rows(const char *sql, const char *param)
 {
-    const char *const params[] = {param};
-    PGresult *r = PQexecParams(g_check, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
-    long n = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        n = atol(PQgetvalue(r, 0, 0));
-    else
-        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-    return n;
+    return pgtest_long(g_check, sql, param);
 }
 
 static double now_s(void)

@@ -50,19 +50,6 @@ typedef struct waiter {
     long visible; /* rows of `id` another session saw when the callback ran */
 } waiter;
 
-static long query_long(PGconn *conn, const char *sql, const char *param)
-{
-    const char *const params[] = {param};
-    PGresult *r = PQexecParams(conn, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
-    long n = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        n = atol(PQgetvalue(r, 0, 0));
-    else
-        fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-    return n;
-}
-
 /* Run `sql` on the check connection; fail the test on error. */
 static void check_exec(const char *sql)
 {
@@ -74,7 +61,7 @@ static void on_done(void *arg)
     waiter *w = arg;
     pthread_mutex_lock(&g_mu);
     if (w->id)
-        w->visible = query_long(g_seen, "SELECT count(*) FROM payments WHERE id = $1", w->id);
+        w->visible = pgtest_long(g_seen, "SELECT count(*) FROM payments WHERE id = $1", w->id);
     w->done = true;
     pthread_cond_broadcast(&g_cv);
     pthread_mutex_unlock(&g_mu);
@@ -132,10 +119,10 @@ static void submit_transition(store_batch *b, waiter *w, const char *id, pagofle
 static void wait_writer_blocked(void)
 {
     for (int i = 0; i < 2000; i++) {
-        if (query_long(g_seen,
-                       "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pagoflex-batch'"
-                       " AND wait_event_type = 'Lock'",
-                       NULL) > 0)
+        if (pgtest_long(g_seen,
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pagoflex-batch'"
+                        " AND wait_event_type = 'Lock'",
+                        NULL) > 0)
             return;
         usleep(5000);
     }
@@ -187,7 +174,7 @@ static void test_queued_writes_share_one_commit(void **unused)
         assert_int_equal(ws[i].visible, 1);
     }
     assert_int_equal(
-        query_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id LIKE $1", "pay_gc_q%"),
+        pgtest_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id LIKE $1", "pay_gc_q%"),
         10);
     unsigned long commits, ops, reruns;
     store_batch_stats(b, &commits, &ops, &reruns);
@@ -222,10 +209,10 @@ static void test_failing_write_reruns_the_rest_singly(void **unused)
         assert_int_equal(ws[i].op.rc, i == 2 ? STORE_DUPLICATE : STORE_OK);
         assert_int_equal(ws[i].visible, 1);
     }
-    assert_int_equal(query_long(g_check, "SELECT count(*) FROM payments WHERE id LIKE $1", "pay_gc_f%"), 4);
+    assert_int_equal(pgtest_long(g_check, "SELECT count(*) FROM payments WHERE id LIKE $1", "pay_gc_f%"), 4);
     /* The refused duplicate wrote no second history row for the existing payment. */
     assert_int_equal(
-        query_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id = $1", "pay_gc_dup"), 1);
+        pgtest_long(g_check, "SELECT count(*) FROM payment_history WHERE payment_id = $1", "pay_gc_dup"), 1);
     unsigned long commits, ops, reruns;
     store_batch_stats(b, &commits, &ops, &reruns);
     assert_int_equal(reruns, 1);
@@ -263,22 +250,24 @@ static void test_connection_lost_mid_batch(void **unused)
     wait_all(&first, 1);
     assert_int_equal(first.op.rc, STORE_OK);
     wait_writer_blocked(); /* the batch of three, on lock 4, its first insert run */
-    assert_int_equal(query_long(g_check,
-                                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                                " WHERE application_name = 'pagoflex-batch') t",
-                                NULL),
-                     1);
+    assert_int_equal(
+        pgtest_long(g_check,
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'pagoflex-batch') t",
+                    NULL),
+        1);
     wait_all(ws, 3);
     for (int i = 0; i < 3; i++)
         assert_int_equal(ws[i].op.rc, STORE_UNAVAILABLE);
     PQclear(PQexec(other, "COMMIT"));
     PQfinish(other);
     assert_int_equal(
-        query_long(g_check, "SELECT count(*) FROM payments WHERE id IN ('pay_gc_k0', 'pay_gc_m9') OR id = $1",
-                   "pay_gc_none"),
+        pgtest_long(g_check,
+                    "SELECT count(*) FROM payments WHERE id IN ('pay_gc_k0', 'pay_gc_m9') OR id = $1",
+                    "pay_gc_none"),
         0);
-    assert_int_equal(query_long(g_check, "SELECT count(*) FROM payments WHERE id = $1 AND state = 'created'",
-                                "pay_gc_lock4"),
+    assert_int_equal(pgtest_long(g_check, "SELECT count(*) FROM payments WHERE id = $1 AND state = 'created'",
+                                 "pay_gc_lock4"),
                      1);
     submit_insert(b, &after, "pay_gc_after", a);
     wait_all(&after, 1);
@@ -338,7 +327,7 @@ static void test_webhooks_in_one_batch(void **unused)
     assert_int_equal(ws[2].op.rc, STORE_OK);
     assert_true(ws[2].op.orphans_waiting);
     assert_int_equal(
-        query_long(g_check, "SELECT count(*) FROM webhook_events WHERE event_id = $1", "evt_gc_1"), 1);
+        pgtest_long(g_check, "SELECT count(*) FROM webhook_events WHERE event_id = $1", "evt_gc_1"), 1);
     unsigned long commits, ops, reruns;
     store_batch_stats(b, &commits, &ops, &reruns);
     assert_int_equal(commits, 2);
@@ -347,9 +336,9 @@ static void test_webhooks_in_one_batch(void **unused)
     int applied = 0;
     assert_int_equal(store_orphan_apply(g_store, "BANCO_X", "default", "tx_gc_w2", &applied), STORE_OK);
     assert_int_equal(applied, 1);
-    assert_int_equal(query_long(g_check,
-                                "SELECT count(*) FROM payments WHERE id = $1 AND state = 'succeeded'",
-                                "pay_gc_w2"),
+    assert_int_equal(pgtest_long(g_check,
+                                 "SELECT count(*) FROM payments WHERE id = $1 AND state = 'succeeded'",
+                                 "pay_gc_w2"),
                      1);
     store_batch_close(b);
     arena_free(a);
