@@ -52,7 +52,7 @@ struct store_batch {
     int nwriters; /* threads started */
     int nalloc;   /* writers allocated */
     batch_writer *writers;
-    atomic_ulong commits, ops, reruns;
+    atomic_ulong commits, ops, reruns, round_trips;
 };
 
 /* How a pipelined batch ended. */
@@ -185,6 +185,13 @@ static void batch_read(store_batch_op *op, const PGresult *r)
     op->check_orphans = ref_was_null && op->row.provider_reference_id;
 }
 
+/* One answer waited for since t0 (metrics_now_ns). */
+static void batch_round_trip(batch_writer *w, uint64_t t0)
+{
+    metrics_db_round_trip(metrics_now_ns() - t0);
+    atomic_fetch_add(&w->b->round_trips, 1);
+}
+
 /* ---- connection ------------------------------------------------------------- */
 
 static void batch_notice(void *arg, const PGresult *r)
@@ -251,7 +258,9 @@ static bool batch_prepare(batch_writer *w, const char *sql, char name[16])
     snprintf(name, 16, "gc%d", i);
     if (i < w->nprepared)
         return true;
+    uint64_t t0 = metrics_now_ns();
     PGresult *p = PQprepare(w->conn, name, sql, 0, NULL);
+    batch_round_trip(w, t0);
     bool ok = p && PQresultStatus(p) == PGRES_COMMAND_OK;
     if (!ok) {
         const char *msg = p ? PQresultErrorMessage(p) : PQerrorMessage(w->conn);
@@ -292,7 +301,7 @@ static void batch_single(batch_writer *w, store_batch_op *op)
             return;
         }
     }
-    metrics_db_round_trip(metrics_now_ns() - t0);
+    batch_round_trip(w, t0);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
         metrics_db_commit();
@@ -327,7 +336,7 @@ static void batch_single(batch_writer *w, store_batch_op *op)
         return;
     t0 = metrics_now_ns();
     r = PQexecPrepared(w->conn, name, 3, op->orphan_key, NULL, NULL, 0);
-    metrics_db_round_trip(metrics_now_ns() - t0);
+    batch_round_trip(w, t0);
     if (r && PQresultStatus(r) == PGRES_TUPLES_OK)
         op->orphans_waiting = PQntuples(r) > 0;
     else if (batch_lost(w->conn, r))
@@ -411,7 +420,7 @@ static void batch_orphan_checks(batch_writer *w, int n)
         PQclear(r);
     }
     batch_drain(w->conn);
-    metrics_db_round_trip(metrics_now_ns() - t0);
+    batch_round_trip(w, t0);
 }
 
 /* Send the batch as one segment and read it. On BATCH_COMMITTED the
@@ -455,7 +464,7 @@ static batch_outcome batch_pipeline(batch_writer *w, int n)
         }
     }
     commit = batch_next(conn);
-    metrics_db_round_trip(metrics_now_ns() - t0);
+    batch_round_trip(w, t0);
     if (commit && batch_ok(commit) && strcmp(PQcmdStatus(commit), "COMMIT") == 0) {
         out = BATCH_COMMITTED;
     } else if (!commit || batch_lost(conn, commit)) {
@@ -660,4 +669,9 @@ void store_batch_stats(store_batch *b, unsigned long *commits, unsigned long *op
     *commits = atomic_load(&b->commits);
     *ops = atomic_load(&b->ops);
     *reruns = atomic_load(&b->reruns);
+}
+
+unsigned long store_batch_round_trips(store_batch *b)
+{
+    return atomic_load(&b->round_trips);
 }

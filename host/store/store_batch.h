@@ -100,4 +100,8 @@ bool store_batch_webhook_init(store_batch_op *op, const char *connector, const c
  * operations they carried, batches re-run one by one. */
 void store_batch_stats(store_batch *b, unsigned long *commits, unsigned long *ops, unsigned long *reruns);
 
+/* Round trips to PostgreSQL since open: each time a writer sent something
+ * and waited for its answer (statements prepared on first use included). */
+unsigned long store_batch_round_trips(store_batch *b);
+
 #endif

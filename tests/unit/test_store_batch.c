@@ -345,6 +345,39 @@ static void test_webhooks_in_one_batch(void **unused)
 }
 
 /* A closing batcher refuses new work (the caller writes synchronously). */
+/* A bank reply's transition and the look for webhook events that came
+ * before the bank id was known go to the server together: one round trip,
+ * not two (the look still reads after the commit: it finds an orphan). */
+static void test_transition_and_orphan_check_share_a_round_trip(void **unused)
+{
+    (void)unused;
+    static const char body[] = "{\"event\":\"payment.updated\"}";
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    make_payment("pay_rt_warm");
+    make_payment("pay_rt_1");
+    waiter warm, w;
+    /* The first one prepares the writer's statements. */
+    submit_transition(b, &warm, "pay_rt_warm", PAGOFLEX_STATE_PENDING, "tx_rt_warm", a);
+    wait_all(&warm, 1);
+    assert_int_equal(warm.op.rc, STORE_OK);
+    assert_false(warm.op.orphans_waiting);
+    pagoflex_webhook_event orphan = {
+        .event_id = "evt_rt_orphan", .tx_id = "tx_rt_1", .state = PAGOFLEX_STATE_SUCCEEDED};
+    assert_int_equal(store_orphan_keep(g_store, "BANCO_X", "default", &orphan, (const unsigned char *)body,
+                                       sizeof body - 1, a),
+                     STORE_OK);
+    unsigned long before = store_batch_round_trips(b);
+    submit_transition(b, &w, "pay_rt_1", PAGOFLEX_STATE_PENDING, "tx_rt_1", a);
+    wait_all(&w, 1);
+    assert_int_equal(w.op.rc, STORE_OK);
+    assert_true(w.op.check_orphans);
+    assert_true(w.op.orphans_waiting);
+    assert_int_equal(store_batch_round_trips(b) - before, 1);
+    store_batch_close(b);
+    arena_free(a);
+}
+
 static void test_closed_batcher_refuses(void **unused)
 {
     (void)unused;
@@ -380,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_failing_write_reruns_the_rest_singly),
         cmocka_unit_test(test_connection_lost_mid_batch),
         cmocka_unit_test(test_webhooks_in_one_batch),
+        cmocka_unit_test(test_transition_and_orphan_check_share_a_round_trip),
         cmocka_unit_test(test_closed_batcher_refuses),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
