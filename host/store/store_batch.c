@@ -8,8 +8,12 @@
  * that must look for orphan webhook events after their commit (their
  * snapshot must come after it, so that a host keeping an orphan at the same
  * moment and this one cannot both miss each other) get a second segment of
- * reads before their callbacks fire. A lone operation skips BEGIN/COMMIT:
- * it is its own transaction.
+ * reads before their callbacks fire; a bank reply's transition, whose
+ * check can be written before its result is known, has it queued as that
+ * second segment in the same pipeline (sent with the batch, read after its
+ * COMMIT): no round trip of its own. A lone operation skips BEGIN/COMMIT:
+ * it is its own transaction (a lone transition with its check ahead is
+ * pipelined all the same).
  */
 #include "store_batch.h"
 
@@ -384,14 +388,65 @@ static bool batch_ok(const PGresult *r)
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
-/* The orphan checks of the committed batch, in a second segment. */
-static void batch_orphan_checks(batch_writer *w, int n)
+/* The orphan check of a bank reply's transition, by its payment (the
+ * caller gave no connector or account). It is sent in a segment of its own
+ * behind the batch's COMMIT, in the same pipeline, so it costs no round trip
+ * of its own, and its snapshot still comes after the commit. */
+static const char sql_orphan_waiting_for_payment[] =
+    "SELECT 1 FROM payments p JOIN webhook_events e ON e.connector = p.connector AND e.tx_id = $2::text"
+    " AND e.connector_account = p.connector_account AND e.payment_id IS NULL WHERE p.id = $1::text LIMIT 1";
+
+/* Whether `op`'s orphan check can be sent with it (before its result says
+ * whether it needs one): a transition that brings a bank id. */
+static bool batch_check_ahead(const store_batch_op *op)
+{
+    return op->kind == BATCH_TRANSITION && op->orphan_key[1];
+}
+
+/* Queue the checks of batch_check_ahead's operations as the pipeline's
+ * next segment. */
+static bool batch_send_checks_ahead(batch_writer *w, int n, const char *name)
+{
+    for (int i = 0; i < n; i++) {
+        const store_batch_op *op = w->ops[i];
+        const char *const params[] = {op->params[0], op->orphan_key[1]};
+        if (batch_check_ahead(op) && !PQsendQueryPrepared(w->conn, name, 2, params, NULL, NULL, 0))
+            return false;
+    }
+    return PQpipelineSync(w->conn);
+}
+
+/* Read the segment batch_send_checks_ahead queued, after a commit. */
+static void batch_read_checks_ahead(batch_writer *w, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (batch_check_ahead(w->ops[i]))
+            w->ops[i]->orphans_waiting = w->ops[i]->check_orphans; /* until the check says otherwise */
+    for (int i = 0; i < n; i++) {
+        store_batch_op *op = w->ops[i];
+        if (!batch_check_ahead(op))
+            continue;
+        PGresult *r = batch_next(w->conn);
+        if (!r)
+            return;
+        if (op->check_orphans && PQresultStatus(r) == PGRES_TUPLES_OK)
+            op->orphans_waiting = PQntuples(r) > 0;
+        PQclear(r);
+    }
+    batch_drain(w->conn);
+}
+
+/* The orphan checks of the committed batch not made ahead (`ahead`: those
+ * of batch_check_ahead were), in a second segment. */
+static void batch_orphan_checks(batch_writer *w, int n, bool ahead)
 {
     char name[16];
     int sent = 0;
     bool prepared = false;
     for (int i = 0; i < n; i++)
-        if (w->ops[i]->check_orphans) {
+        if (ahead && batch_check_ahead(w->ops[i]))
+            continue;
+        else if (w->ops[i]->check_orphans) {
             w->ops[i]->orphans_waiting = true; /* until the check says otherwise */
             sent++;
         }
@@ -403,14 +458,14 @@ static void batch_orphan_checks(batch_writer *w, int n)
     if (!prepared || !PQenterPipelineMode(w->conn))
         return;
     for (int i = 0; i < n; i++)
-        if (w->ops[i]->check_orphans &&
+        if (w->ops[i]->check_orphans && !(ahead && batch_check_ahead(w->ops[i])) &&
             !PQsendQueryPrepared(w->conn, name, 3, w->ops[i]->orphan_key, NULL, NULL, 0))
             return;
     if (!PQpipelineSync(w->conn))
         return;
     uint64_t t0 = metrics_now_ns();
     for (int i = 0; i < n; i++) {
-        if (!w->ops[i]->check_orphans)
+        if (!w->ops[i]->check_orphans || (ahead && batch_check_ahead(w->ops[i])))
             continue;
         PGresult *r = batch_next(w->conn);
         if (!r)
@@ -437,6 +492,15 @@ static batch_outcome batch_pipeline(batch_writer *w, int n)
         if (!batch_prepare(w, w->ops[i]->sql, name))
             return batch_lost(conn, NULL) ? BATCH_LOST : BATCH_FAILED;
     }
+    char ahead_name[16];
+    bool ahead = false;
+    for (int i = 0; i < n && !ahead; i++)
+        ahead = batch_check_ahead(w->ops[i]);
+    if (ahead && !batch_prepare(w, sql_orphan_waiting_for_payment, ahead_name)) {
+        if (batch_lost(conn, NULL))
+            return BATCH_LOST;
+        ahead = false; /* checked after the commit instead */
+    }
     if (!PQenterPipelineMode(conn))
         return BATCH_FAILED;
     bool sent = PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
@@ -446,6 +510,7 @@ static batch_outcome batch_pipeline(batch_writer *w, int n)
         sent = PQsendQueryPrepared(conn, name, w->ops[i]->nparams, w->ops[i]->params, NULL, NULL, 0);
     }
     sent = sent && PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
+    sent = sent && (!ahead || batch_send_checks_ahead(w, n, ahead_name));
     if (!sent) {
         out = BATCH_LOST;
         goto done;
@@ -489,14 +554,18 @@ static batch_outcome batch_pipeline(batch_writer *w, int n)
     }
     if (out != BATCH_LOST)
         batch_drain(conn);
+    if (out == BATCH_FAILED && ahead)
+        batch_drain(conn); /* the checks ahead: nothing was committed */
     if (out == BATCH_COMMITTED) {
         metrics_db_commit();
         atomic_fetch_add(&w->b->commits, 1);
         atomic_fetch_add(&w->b->ops, (unsigned long)n);
         for (int i = 0; i < n; i++)
             batch_read(w->ops[i], w->res[i]);
+        if (ahead && PQstatus(conn) == CONNECTION_OK)
+            batch_read_checks_ahead(w, n);
         if (PQstatus(conn) == CONNECTION_OK)
-            batch_orphan_checks(w, n);
+            batch_orphan_checks(w, n, ahead);
         else
             for (int i = 0; i < n; i++)
                 w->ops[i]->orphans_waiting = w->ops[i]->check_orphans;
@@ -530,7 +599,9 @@ static int batch_cmp(const void *a, const void *b)
 /* Run the n operations in w->ops and call their callbacks. */
 static void batch_run(batch_writer *w, int n)
 {
-    if (n == 1) {
+    /* A lone transition with its check ahead is pipelined too: one round
+     * trip for both instead of two. */
+    if (n == 1 && !batch_check_ahead(w->ops[0])) {
         batch_single(w, w->ops[0]);
     } else {
         /* Insertion sort: stable (ties keep arrival order), and n is small. */
