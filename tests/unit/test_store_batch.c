@@ -378,6 +378,49 @@ static void test_transition_and_orphan_check_share_a_round_trip(void **unused)
     arena_free(a);
 }
 
+/* In a batch, each bank reply's transition gets its own answer from the
+ * checks sent behind the COMMIT: the one whose bank id has an orphan waiting
+ * is told so, the other is not. */
+static void test_batched_transitions_check_ahead(void **unused)
+{
+    (void)unused;
+    static const char body[] = "{\"event\":\"payment.updated\"}";
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    make_payment("pay_ca_lock");
+    make_payment("pay_ca_1");
+    make_payment("pay_ca_2");
+    pagoflex_webhook_event orphan = {
+        .event_id = "evt_ca_orphan", .tx_id = "tx_ca_2", .state = PAGOFLEX_STATE_SUCCEEDED};
+    assert_int_equal(store_orphan_keep(g_store, "BANCO_X", "default", &orphan, (const unsigned char *)body,
+                                       sizeof body - 1, a),
+                     STORE_OK);
+    check_exec("BEGIN");
+    check_exec("SELECT 1 FROM payments WHERE id = 'pay_ca_lock' FOR UPDATE");
+    waiter first, ws[2];
+    submit_transition(b, &first, "pay_ca_lock", PAGOFLEX_STATE_PENDING, NULL, a);
+    wait_writer_blocked();
+    submit_transition(b, &ws[0], "pay_ca_1", PAGOFLEX_STATE_PENDING, "tx_ca_1", a);
+    submit_transition(b, &ws[1], "pay_ca_2", PAGOFLEX_STATE_PENDING, "tx_ca_2", a);
+    unsigned long commits_before, ops, reruns;
+    store_batch_stats(b, &commits_before, &ops, &reruns);
+    check_exec("COMMIT");
+    wait_all(&first, 1);
+    wait_all(ws, 2);
+    unsigned long commits;
+    store_batch_stats(b, &commits, &ops, &reruns);
+    assert_int_equal(commits - commits_before, 2); /* the locked one, then both together */
+    assert_int_equal(reruns, 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ws[i].op.rc, STORE_OK);
+        assert_true(ws[i].op.check_orphans);
+    }
+    assert_false(ws[0].op.orphans_waiting);
+    assert_true(ws[1].op.orphans_waiting);
+    store_batch_close(b);
+    arena_free(a);
+}
+
 static void test_closed_batcher_refuses(void **unused)
 {
     (void)unused;
@@ -414,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_connection_lost_mid_batch),
         cmocka_unit_test(test_webhooks_in_one_batch),
         cmocka_unit_test(test_transition_and_orphan_check_share_a_round_trip),
+        cmocka_unit_test(test_batched_transitions_check_ahead),
         cmocka_unit_test(test_closed_batcher_refuses),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
