@@ -619,7 +619,8 @@ class HostFlows(unittest.TestCase):
         self.proxy.fail(1, "after", "/v71/payments")
         r = self.pay()
         self.assertEqual(r.status, 201, r)
-        self.assertIn(r.json["status"], ("processing", "pending"), r)
+        # Never failed: unknown, or already settled by a webhook that overtook this answer.
+        self.assertIn(r.json["status"], ("processing", "pending", "succeeded"), r)
         pid = r.json["id"]
         # No sync flow at Adyen: the AUTHORISATION item (merchantReference) settles it.
         self.assertEqual(self.env.wait_status(pid, ("succeeded",), timeout=15).json["amount_received"], 1000)

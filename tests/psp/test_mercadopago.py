@@ -358,7 +358,8 @@ class HostFlows(unittest.TestCase):
         self.proxy.fail(1, "after", "/v1/payments")
         r = self.pay()
         self.assertEqual(r.status, 201, r)
-        self.assertIn(r.json["status"], ("processing", "pending"), r)
+        # Never failed: unknown, or already settled by a webhook that overtook this answer.
+        self.assertIn(r.json["status"], ("processing", "pending", "succeeded"), r)
         pid = r.json["id"]
         # The notification names an id the host never got; the reconciler's
         # re-sent create (same X-Idempotency-Key) gets it back.

@@ -614,7 +614,9 @@ class HostFlows(unittest.TestCase):
         # pm_card_refundFail: Stripe answers pending, then refund.failed.
         pid = self.pay(token="pm_card_refundFail").json["id"]
         f = self.h.post("/v1/refunds", {"payment_id": pid, "amount": 400})
-        self.assertEqual((f.status, f.json["status"]), (201, "pending"), f)
+        # refund.failed may overtake this answer: pending, or already failed.
+        self.assertEqual(f.status, 201, f)
+        self.assertIn(f.json["status"], ("pending", "failed"), f)
         got = self.h.wait_refund(f.json["id"], ("failed",))
         self.assertEqual(got["status"], "failed", got)
         self.assertEqual(self.env.get(pid).json["amount_refunded"], 0)
@@ -638,7 +640,8 @@ class HostFlows(unittest.TestCase):
         self.proxy.fail(1, "after", "/v1/payment_intents")
         r = self.pay()
         self.assertEqual(r.status, 201, r)
-        self.assertIn(r.json["status"], ("processing", "pending"), r)
+        # Never failed: unknown, or already settled by a webhook that overtook this answer.
+        self.assertIn(r.json["status"], ("processing", "pending", "succeeded"), r)
         pid = r.json["id"]
         p = self.env.wait_status(pid, ("succeeded",), timeout=15).json
         self.assertEqual(p["amount_received"], 1000)
