@@ -115,13 +115,15 @@ static void submit_transition(store_batch *b, waiter *w, const char *id, pagofle
     assert_true(store_batch_submit(b, &w->op));
 }
 
-/* Wait until the batcher's session waits for a lock (it hit ours). */
+/* Wait until the batcher's session waits for a lock (it hit ours). Only
+ * this test's database: ctest -j runs hosts with their own writers, named
+ * alike, beside it on the same cluster. */
 static void wait_writer_blocked(void)
 {
     for (int i = 0; i < 2000; i++) {
         if (pgtest_long(g_seen,
                         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pagoflex-batch'"
-                        " AND wait_event_type = 'Lock'",
+                        " AND datname = current_database() AND wait_event_type = 'Lock'",
                         NULL) > 0)
             return;
         usleep(5000);
@@ -253,7 +255,7 @@ static void test_connection_lost_mid_batch(void **unused)
     assert_int_equal(
         pgtest_long(g_check,
                     "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name = 'pagoflex-batch') t",
+                    " WHERE application_name = 'pagoflex-batch' AND datname = current_database()) t",
                     NULL),
         1);
     wait_all(ws, 3);
