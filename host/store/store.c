@@ -660,7 +660,6 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
                                            const char *error_message, pagoflex_arena *arena,
                                            store_payment *out)
 {
-    PGresult *r = NULL;
     store_payment row;
     char allowed[128];
     const char *to_name = payment_state_name(to);
@@ -672,28 +671,16 @@ store_result store_payment_transition_from(store *s, const char *id, pagoflex_st
     store_allowed_from(to, allowed, sizeof allowed);
     const char *const params[] = {id,         to_name,       allowed, provider_ref,
                                   error_code, error_message, source,  detail};
-    store_result rc = store_run(s, "payment transition", store_sql_transition, 8, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    metrics_db_commit();
-    if (PQntuples(r) != 1) {
-        rc = STORE_NOT_FOUND;
-        goto fail;
+    store_result rc =
+        store_transition_run(s, "payment transition", store_sql_transition, 8, params, arena, &row);
+    /* Refused, but the bank's id is news: keep it (webhook look-ups need it). */
+    if (rc == STORE_CONFLICT && provider_ref && !row.provider_reference_id) {
+        store_result kr = transition_keep_ref(s, id, provider_ref, arena, &row);
+        if (kr != STORE_OK)
+            return kr;
     }
-    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
-    rc = store_payment_from_row(r, 0, 1, arena, &row);
-    if (rc != STORE_OK)
-        goto fail;
-    if (!moved && provider_ref && !row.provider_reference_id) {
-        rc = transition_keep_ref(s, id, provider_ref, arena, &row);
-        if (rc != STORE_OK)
-            goto fail;
-    }
-    *out = row;
-    rc = moved ? STORE_OK : STORE_CONFLICT;
-
-fail:
-    PQclear(r);
+    if (rc == STORE_OK || rc == STORE_CONFLICT)
+        *out = row;
     return rc;
 }
 

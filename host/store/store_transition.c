@@ -1,6 +1,7 @@
 /* store_transition.c - running the conditional payment transition
  * (store_sql_transition and its fenced variant) and reading its answer, for
- * the store's modules that move a payment (store_resolve.c, store_recon.c). */
+ * the store's modules that move a payment (store.c, store_resolve.c,
+ * store_recon.c). */
 #include <libpq-fe.h>
 
 #include "metrics.h"
