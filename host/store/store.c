@@ -74,15 +74,6 @@ struct store {
 
 /* ---- SQL ---------------------------------------------------------------- */
 
-/* Error fields: a given error_code is stored (with its message) in any
- * state; `succeeded` clears them; otherwise they are kept. $E = the state
- * entered, $C/$M = code/message. */
-#define ERROR_FIELDS(E, C, M)                                                          \
-    "error_code = CASE WHEN " C "::text IS NOT NULL THEN " C "::text WHEN " E          \
-    "::text = 'succeeded' THEN NULL ELSE p.error_code END, "                           \
-    "error_message = CASE WHEN " C "::text IS NOT NULL THEN " M "::text WHEN " E       \
-    "::text = 'succeeded' THEN NULL ELSE p.error_message END"
-
 /* $12 is the connector account the caller built the bank request with: the
  * row is written only while it is still the one the merchant uses for the
  * connector, resolved here in the INSERT itself (no row: it is not). */

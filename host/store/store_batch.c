@@ -30,11 +30,18 @@
 #include "log.h"
 #include "metrics.h"
 #include "payment.h"
+#include "store_batch_multi.h"
 #include "store_internal.h"
 
-#define BATCH_STMT_MAX 16 /* distinct statements a writer prepares */
+#define BATCH_STMT_MAX 24 /* distinct statements a writer prepares */
 
-enum batch_kind { BATCH_INSERT = 1, BATCH_TRANSITION, BATCH_WEBHOOK };
+/* One statement of a batch: a multi-row statement of several operations
+ * (param: their JSON array), or one operation's own. */
+typedef struct batch_stmt {
+    const char *sql;
+    int first, count; /* its operations: w->ops[w->members[first .. first + count)] */
+    char *param;
+} batch_stmt;
 
 typedef struct batch_writer {
     struct store_batch *b;
@@ -44,6 +51,11 @@ typedef struct batch_writer {
     int nprepared;
     store_batch_op **ops; /* the batch being run */
     PGresult **res;       /* and its statements' results */
+    batch_stmt *stmts;    /* the statements the batch is sent as */
+    int nstmts;
+    int *stmt_of;         /* per operation: its statement */
+    int *members;         /* operations by statement */
+    bool *found;          /* per operation: a row of its statement answered it */
 } batch_writer;
 
 struct store_batch {
@@ -56,7 +68,7 @@ struct store_batch {
     int nwriters; /* threads started */
     int nalloc;   /* writers allocated */
     batch_writer *writers;
-    atomic_ulong commits, ops, reruns, round_trips;
+    atomic_ulong commits, ops, reruns, round_trips, statements;
 };
 
 /* How a pipelined batch ended. */
@@ -150,24 +162,26 @@ bool store_batch_webhook_init(store_batch_op *op, const char *connector, const c
     return true;
 }
 
-/* Read the committed result of `op` (the same reading as the synchronous
- * call of store.c), and decide whether it needs the orphan check. */
-static void batch_read(store_batch_op *op, const PGresult *r)
+/* Read the committed result of `op` from row `row` of `r` (-1: no row
+ * answered it), its columns from `base` on (the same reading as the
+ * synchronous call of store.c), and decide whether it needs the orphan
+ * check. */
+static void batch_read_row(store_batch_op *op, const PGresult *r, int row, int base)
 {
     op->check_orphans = false;
     if (op->kind == BATCH_INSERT) {
-        op->rc = PQntuples(r) == 1 ? store_payment_from_row(r, 0, 0, op->arena, &op->row) : STORE_CONFLICT;
+        op->rc = row >= 0 ? store_payment_from_row(r, row, base, op->arena, &op->row) : STORE_CONFLICT;
         return;
     }
-    if (PQntuples(r) != 1) {
+    if (row < 0) {
         op->rc = STORE_NOT_FOUND;
         return;
     }
-    op->rc = store_payment_from_row(r, 0, 1, op->arena, &op->row);
+    op->rc = store_payment_from_row(r, row, base + 1, op->arena, &op->row);
     if (op->rc != STORE_OK)
         return;
     if (op->kind == BATCH_TRANSITION) {
-        op->rc = PQgetvalue(r, 0, 0)[0] == 't' ? STORE_OK : STORE_CONFLICT;
+        op->rc = PQgetvalue(r, row, base)[0] == 't' ? STORE_OK : STORE_CONFLICT;
         /* As store.c's callers do: the bank id the reply brought may have
          * orphans waiting, whether or not the transition moved the row. */
         op->orphan_key[0] = op->row.connector;
@@ -175,8 +189,8 @@ static void batch_read(store_batch_op *op, const PGresult *r)
         op->check_orphans = op->orphan_key[1] && op->orphan_key[0] && op->orphan_key[2];
         return;
     }
-    const char *outcome = PQgetvalue(r, 0, 0);
-    bool ref_was_null = strcmp(PQgetvalue(r, 0, 1 + PAYMENT_NCOLS), "t") == 0;
+    const char *outcome = PQgetvalue(r, row, base);
+    bool ref_was_null = strcmp(PQgetvalue(r, row, base + 1 + PAYMENT_NCOLS), "t") == 0;
     if (strcmp(outcome, "duplicate") == 0) {
         op->rc = STORE_DUPLICATE;
         return;
@@ -187,6 +201,12 @@ static void batch_read(store_batch_op *op, const PGresult *r)
      * finds the payment itself (store_orphan_keep's caller looks again). */
     op->orphan_key[1] = op->row.provider_reference_id;
     op->check_orphans = ref_was_null && op->row.provider_reference_id;
+}
+
+/* The committed result of `op`'s own statement. */
+static void batch_read(store_batch_op *op, const PGresult *r)
+{
+    batch_read_row(op, r, PQntuples(r) == 1 ? 0 : -1, 0);
 }
 
 /* One answer waited for since t0 (metrics_now_ns). */
@@ -403,25 +423,85 @@ static bool batch_check_ahead(const store_batch_op *op)
     return op->kind == BATCH_TRANSITION && op->orphan_key[1];
 }
 
-/* Queue the checks of batch_check_ahead's operations as the pipeline's
- * next segment. */
-static bool batch_send_checks_ahead(batch_writer *w, int n, const char *name)
+/* How many of the n operations have their orphan check sent ahead. */
+static int batch_checks_ahead(batch_writer *w, int n)
 {
+    int count = 0;
+    for (int i = 0; i < n; i++)
+        count += batch_check_ahead(w->ops[i]);
+    return count;
+}
+
+/* The JSON array of batch_sql_orphans_waiting_multi for the checks ahead;
+ * "n" is the operation's index in w->ops. NULL on no memory or text that
+ * is not UTF-8. The caller frees it. */
+static char *batch_checks_ahead_param(batch_writer *w, int n)
+{
+    json_t *all = json_array();
+    for (int i = 0; all && i < n; i++) {
+        const store_batch_op *op = w->ops[i];
+        if (!batch_check_ahead(op))
+            continue;
+        json_t *o = json_pack("{s:i, s:s?, s:s?}", "n", i, "id", op->params[0], "ref", op->orphan_key[1]);
+        if (!o || json_array_append_new(all, o) != 0) {
+            json_decref(all);
+            return NULL;
+        }
+    }
+    char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
+    json_decref(all);
+    return text;
+}
+
+/* Queue the checks of batch_check_ahead's operations as the pipeline's
+ * next segment: one statement for all (`multi`, the JSON array of
+ * batch_checks_ahead_param), or one each. */
+static bool batch_send_checks_ahead(batch_writer *w, int n, const char *name, const char *multi)
+{
+    if (multi) {
+        if (!PQsendQueryPrepared(w->conn, name, 1, &multi, NULL, NULL, 0))
+            return false;
+        atomic_fetch_add(&w->b->statements, 1);
+        return PQpipelineSync(w->conn);
+    }
     for (int i = 0; i < n; i++) {
         const store_batch_op *op = w->ops[i];
         const char *const params[] = {op->params[0], op->orphan_key[1]};
-        if (batch_check_ahead(op) && !PQsendQueryPrepared(w->conn, name, 2, params, NULL, NULL, 0))
+        if (!batch_check_ahead(op))
+            continue;
+        if (!PQsendQueryPrepared(w->conn, name, 2, params, NULL, NULL, 0))
             return false;
+        atomic_fetch_add(&w->b->statements, 1);
     }
     return PQpipelineSync(w->conn);
 }
 
 /* Read the segment batch_send_checks_ahead queued, after a commit. */
-static void batch_read_checks_ahead(batch_writer *w, int n)
+static void batch_read_checks_ahead(batch_writer *w, int n, bool multi)
 {
     for (int i = 0; i < n; i++)
         if (batch_check_ahead(w->ops[i]))
             w->ops[i]->orphans_waiting = w->ops[i]->check_orphans; /* until the check says otherwise */
+    if (multi) {
+        PGresult *r = batch_next(w->conn);
+        if (!r)
+            return;
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            for (int i = 0; i < n; i++)
+                w->found[i] = false;
+            for (int k = 0; k < PQntuples(r); k++) {
+                int i = atoi(PQgetvalue(r, k, 0));
+                if (i >= 0 && i < n)
+                    w->found[i] = true;
+            }
+            for (int i = 0; i < n; i++)
+                if (batch_check_ahead(w->ops[i]) && w->ops[i]->check_orphans)
+                    w->ops[i]->orphans_waiting = w->found[i];
+        }
+        PQclear(r);
+        batch_drain(w->conn);
+        return;
+    }
     for (int i = 0; i < n; i++) {
         store_batch_op *op = w->ops[i];
         if (!batch_check_ahead(op))
@@ -478,6 +558,110 @@ static void batch_orphan_checks(batch_writer *w, int n, bool ahead)
     batch_round_trip(w, t0);
 }
 
+/* Free the JSON parameters of the planned statements. */
+static void batch_unplan(batch_writer *w)
+{
+    for (int s = 0; s < w->nstmts; s++) {
+        free(w->stmts[s].param);
+        w->stmts[s].param = NULL;
+    }
+    w->nstmts = 0;
+}
+
+/* Whether operation i may join statement s: no operation of s before it
+ * clashes with it. */
+static bool batch_joins(batch_writer *w, int i, int s)
+{
+    for (int j = 0; j < i; j++)
+        if (w->stmt_of[j] == s && batch_multi_clash(w->ops[j], w->ops[i]))
+            return false;
+    return true;
+}
+
+/* Group the n operations of w->ops (sorted) into statements: operations
+ * of one multi-row statement share it unless they clash; an operation alone
+ * in its group, or of a kind without one, is sent with its own statement.
+ * With `singles`, every operation is its own statement. */
+static void batch_plan(batch_writer *w, int n, bool singles)
+{
+    w->nstmts = 0;
+    for (int i = 0; i < n; i++) {
+        const char *multi = singles ? NULL : batch_multi_sql(w->ops[i]);
+        int s = 0;
+        while (multi && s < w->nstmts && !(w->stmts[s].sql == multi && batch_joins(w, i, s)))
+            s++;
+        if (!multi || s == w->nstmts) {
+            s = w->nstmts++;
+            w->stmts[s] = (batch_stmt){.sql = multi ? multi : w->ops[i]->sql};
+        }
+        w->stmt_of[i] = s;
+        w->stmts[s].count++;
+    }
+    int first = 0;
+    for (int s = 0; s < w->nstmts; s++) {
+        w->stmts[s].first = first;
+        first += w->stmts[s].count;
+        w->stmts[s].count = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        batch_stmt *st = &w->stmts[w->stmt_of[i]];
+        w->members[st->first + st->count++] = i;
+    }
+}
+
+/* The JSON arrays of the multi-row statements; a group of one is sent as
+ * its operation's own statement. False when one cannot be made (no memory,
+ * text that is not UTF-8). */
+static bool batch_encode(batch_writer *w)
+{
+    for (int s = 0; s < w->nstmts; s++) {
+        batch_stmt *st = &w->stmts[s];
+        store_batch_op *one = w->ops[w->members[st->first]];
+        if (st->count == 1 || st->sql == one->sql) {
+            st->sql = one->sql;
+            continue;
+        }
+        json_t *all = json_array();
+        for (int k = 0; all && k < st->count; k++) {
+            json_t *o = batch_multi_object(w->ops[w->members[st->first + k]], k);
+            if (!o || json_array_append_new(all, o) != 0) {
+                json_decref(all);
+                all = NULL;
+            }
+        }
+        st->param = all ? json_dumps(all, JSON_COMPACT) : NULL;
+        json_decref(all);
+        if (!st->param)
+            return false;
+    }
+    return true;
+}
+
+/* Read the committed results of statement s into its operations. */
+static void batch_read_stmt(batch_writer *w, int s, const PGresult *r)
+{
+    const batch_stmt *st = &w->stmts[s];
+    if (!st->param) {
+        batch_read(w->ops[w->members[st->first]], r);
+        return;
+    }
+    for (int k = 0; k < st->count; k++)
+        w->found[w->members[st->first + k]] = false;
+    for (int row = 0; row < PQntuples(r); row++) {
+        int k = atoi(PQgetvalue(r, row, 0));
+        if (k < 0 || k >= st->count || w->found[w->members[st->first + k]])
+            continue;
+        int i = w->members[st->first + k];
+        w->found[i] = true;
+        batch_read_row(w->ops[i], r, row, 1);
+    }
+    for (int k = 0; k < st->count; k++) {
+        int i = w->members[st->first + k];
+        if (!w->found[i])
+            batch_read_row(w->ops[i], r, -1, 1);
+    }
+}
+
 /* Send the batch as one segment and read it. On BATCH_COMMITTED the
  * operations' results are read into them. */
 static batch_outcome batch_pipeline(batch_writer *w, int n)
@@ -485,32 +669,47 @@ static batch_outcome batch_pipeline(batch_writer *w, int n)
     PGconn *conn = w->conn;
     batch_outcome out = BATCH_FAILED;
     PGresult *begin = NULL, *commit = NULL;
+    char *ahead_multi = NULL;
     int got = 0;
+    batch_plan(w, n, false);
+    if (!batch_encode(w)) {
+        batch_unplan(w);
+        batch_plan(w, n, true);
+    }
     /* Prepare what this connection has not seen yet (outside the pipeline). */
-    for (int i = 0; i < n; i++) {
+    for (int s = 0; s < w->nstmts; s++) {
         char name[16];
-        if (!batch_prepare(w, w->ops[i]->sql, name))
-            return batch_lost(conn, NULL) ? BATCH_LOST : BATCH_FAILED;
+        if (!batch_prepare(w, w->stmts[s].sql, name)) {
+            out = batch_lost(conn, NULL) ? BATCH_LOST : BATCH_FAILED;
+            goto done;
+        }
     }
     char ahead_name[16];
-    bool ahead = false;
-    for (int i = 0; i < n && !ahead; i++)
-        ahead = batch_check_ahead(w->ops[i]);
-    if (ahead && !batch_prepare(w, sql_orphan_waiting_for_payment, ahead_name)) {
-        if (batch_lost(conn, NULL))
-            return BATCH_LOST;
-        ahead = false; /* checked after the commit instead */
+    int ahead = batch_checks_ahead(w, n);
+    if (ahead > 1)
+        ahead_multi = batch_checks_ahead_param(w, n);
+    if (ahead && !batch_prepare(w, ahead_multi ? batch_sql_orphans_waiting_multi : sql_orphan_waiting_for_payment,
+                                ahead_name)) {
+        if (batch_lost(conn, NULL)) {
+            out = BATCH_LOST;
+            goto done;
+        }
+        ahead = 0; /* checked after the commit instead */
     }
     if (!PQenterPipelineMode(conn))
-        return BATCH_FAILED;
+        goto done;
     bool sent = PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
-    for (int i = 0; i < n && sent; i++) {
+    for (int s = 0; s < w->nstmts && sent; s++) {
+        const batch_stmt *st = &w->stmts[s];
+        const store_batch_op *one = w->ops[w->members[st->first]];
         char name[16];
-        batch_prepare(w, w->ops[i]->sql, name); /* known now: only looks it up */
-        sent = PQsendQueryPrepared(conn, name, w->ops[i]->nparams, w->ops[i]->params, NULL, NULL, 0);
+        batch_prepare(w, st->sql, name); /* known now: only looks it up */
+        sent = st->param ? PQsendQueryPrepared(conn, name, 1, (const char *const *)&st->param, NULL, NULL, 0)
+                         : PQsendQueryPrepared(conn, name, one->nparams, one->params, NULL, NULL, 0);
+        atomic_fetch_add(&w->b->statements, 1);
     }
     sent = sent && PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
-    sent = sent && (!ahead || batch_send_checks_ahead(w, n, ahead_name));
+    sent = sent && (!ahead || batch_send_checks_ahead(w, n, ahead_name, ahead_multi));
     if (!sent) {
         out = BATCH_LOST;
         goto done;
@@ -521,7 +720,7 @@ static batch_outcome batch_pipeline(batch_writer *w, int n)
         out = BATCH_LOST;
         goto done;
     }
-    for (got = 0; got < n; got++) {
+    for (got = 0; got < w->nstmts; got++) {
         w->res[got] = batch_next(conn);
         if (!w->res[got]) {
             out = BATCH_LOST;
@@ -536,11 +735,11 @@ static batch_outcome batch_pipeline(batch_writer *w, int n)
         out = BATCH_LOST;
     } else {
         out = BATCH_FAILED;
-        for (int i = 0; i < n; i++)
-            if (PQresultStatus(w->res[i]) == PGRES_FATAL_ERROR) {
-                const char *msg = PQresultErrorField(w->res[i], PG_DIAG_MESSAGE_PRIMARY);
-                const char *sqlstate = PQresultErrorField(w->res[i], PG_DIAG_SQLSTATE);
-                if (batch_lost(conn, w->res[i])) {
+        for (int s = 0; s < w->nstmts; s++)
+            if (PQresultStatus(w->res[s]) == PGRES_FATAL_ERROR) {
+                const char *msg = PQresultErrorField(w->res[s], PG_DIAG_MESSAGE_PRIMARY);
+                const char *sqlstate = PQresultErrorField(w->res[s], PG_DIAG_SQLSTATE);
+                if (batch_lost(conn, w->res[s])) {
                     out = BATCH_LOST;
                     log_warn("store batch: connection lost in a batch of %d (%s); its writes are "
                              "answered as unavailable",
@@ -560,18 +759,20 @@ static batch_outcome batch_pipeline(batch_writer *w, int n)
         metrics_db_commit();
         atomic_fetch_add(&w->b->commits, 1);
         atomic_fetch_add(&w->b->ops, (unsigned long)n);
-        for (int i = 0; i < n; i++)
-            batch_read(w->ops[i], w->res[i]);
+        for (int s = 0; s < w->nstmts; s++)
+            batch_read_stmt(w, s, w->res[s]);
         if (ahead && PQstatus(conn) == CONNECTION_OK)
-            batch_read_checks_ahead(w, n);
+            batch_read_checks_ahead(w, n, ahead_multi != NULL);
         if (PQstatus(conn) == CONNECTION_OK)
-            batch_orphan_checks(w, n, ahead);
+            batch_orphan_checks(w, n, ahead > 0);
         else
             for (int i = 0; i < n; i++)
                 w->ops[i]->orphans_waiting = w->ops[i]->check_orphans;
     }
 
 done:
+    free(ahead_multi);
+    batch_unplan(w);
     PQclear(begin);
     PQclear(commit);
     for (int i = 0; i < got; i++) {
@@ -683,7 +884,11 @@ store_batch *store_batch_open(const char *conninfo, int connections, int batch_m
         w->b = b;
         w->ops = calloc((size_t)batch_max, sizeof *w->ops);
         w->res = calloc((size_t)batch_max, sizeof *w->res);
-        if (!w->ops || !w->res || pthread_create(&w->thread, NULL, batch_writer_main, w) != 0)
+        w->stmts = calloc((size_t)batch_max, sizeof *w->stmts);
+        w->stmt_of = calloc((size_t)batch_max, sizeof *w->stmt_of);
+        w->members = calloc((size_t)batch_max, sizeof *w->members);
+        w->found = calloc((size_t)batch_max, sizeof *w->found);
+        if (!w->ops || !w->res || !w->stmts || !w->stmt_of || !w->members || !w->found || pthread_create(&w->thread, NULL, batch_writer_main, w) != 0)
             goto fail;
         b->nwriters = i + 1;
     }
@@ -708,6 +913,10 @@ void store_batch_close(store_batch *b)
     for (int i = 0; b->writers && i < b->nalloc; i++) {
         free(b->writers[i].ops);
         free(b->writers[i].res);
+        free(b->writers[i].stmts);
+        free(b->writers[i].stmt_of);
+        free(b->writers[i].members);
+        free(b->writers[i].found);
     }
     free(b->writers);
     free(b->conninfo);
@@ -745,4 +954,9 @@ void store_batch_stats(store_batch *b, unsigned long *commits, unsigned long *op
 unsigned long store_batch_round_trips(store_batch *b)
 {
     return atomic_load(&b->round_trips);
+}
+
+unsigned long store_batch_statements(store_batch *b)
+{
+    return atomic_load(&b->statements);
 }

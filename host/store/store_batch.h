@@ -104,4 +104,10 @@ void store_batch_stats(store_batch *b, unsigned long *commits, unsigned long *op
  * and waited for its answer (statements prepared on first use included). */
 unsigned long store_batch_round_trips(store_batch *b);
 
+/* Statements sent in batches since open: one per multi-row statement
+ * (several operations of one kind), one per operation sent on its own,
+ * one per orphan check sent ahead. Operations run alone or re-run one by
+ * one are not counted. */
+unsigned long store_batch_statements(store_batch *b);
+
 #endif

@@ -35,6 +35,16 @@ typedef struct store_call {
     ".connector_account, " t ".metadata::text"
 #define PAYMENT_NCOLS 25
 
+/* Error fields: a given error_code is stored (with its message) in any
+ * state; `succeeded` clears them; otherwise they are kept. E = the state
+ * entered, C/M = code/message (SQL text expressions); the row updated is
+ * aliased p. */
+#define ERROR_FIELDS(E, C, M)                                                          \
+    "error_code = CASE WHEN " C "::text IS NOT NULL THEN " C "::text WHEN " E          \
+    "::text = 'succeeded' THEN NULL ELSE p.error_code END, "                           \
+    "error_message = CASE WHEN " C "::text IS NOT NULL THEN " M "::text WHEN " E       \
+    "::text = 'succeeded' THEN NULL ELSE p.error_message END"
+
 /* The connector account merchant M uses for connector C (SQL text
  * expressions): its connector_accounts row, else "default" for
  * mer_default, else NULL (migration 11). The one definition of the rule,

@@ -183,6 +183,9 @@ static void test_queued_writes_share_one_commit(void **unused)
     assert_int_equal(ops, 11);
     assert_int_equal(commits, 2); /* the blocked one alone, then the ten together */
     assert_int_equal(reruns, 0);
+    /* The blocked transition and its orphan check ahead, then one INSERT
+     * statement for the ten. */
+    assert_int_equal(store_batch_statements(b), 3);
     store_batch_close(b);
     arena_free(a);
 }
@@ -334,6 +337,9 @@ static void test_webhooks_in_one_batch(void **unused)
     store_batch_stats(b, &commits, &ops, &reruns);
     assert_int_equal(commits, 2);
     assert_int_equal(reruns, 0);
+    /* evt_gc_1 with evt_gc_2 in one statement; its repeat clashes with it
+     * and goes in a statement of its own, after it. */
+    assert_int_equal(store_batch_statements(b), 2);
     /* The caller's part: apply what waited, as store_webhook_apply does. */
     int applied = 0;
     assert_int_equal(store_orphan_apply(g_store, "BANCO_X", "default", "tx_gc_w2", &applied), STORE_OK);
@@ -419,6 +425,109 @@ static void test_batched_transitions_check_ahead(void **unused)
     }
     assert_false(ws[0].op.orphans_waiting);
     assert_true(ws[1].op.orphans_waiting);
+    /* Both transitions in one statement, both checks in one. */
+    assert_int_equal(store_batch_statements(b), 2);
+    store_batch_close(b);
+    arena_free(a);
+}
+
+static void submit_webhook(store_batch *b, waiter *w, const pagoflex_webhook_event *ev, pagoflex_arena *a)
+{
+    static const char body[] = "{\"event\":\"payment.updated\"}";
+    memset(w, 0, sizeof *w);
+    assert_true(
+        store_batch_webhook_init(&w->op, "BANCO_X", "default", ev, (const unsigned char *)body, sizeof body - 1, a));
+    w->op.done = on_done;
+    w->op.arg = w;
+    assert_true(store_batch_submit(b, &w->op));
+}
+
+/* Writes of one kind share one multi-row statement, each with its own
+ * answer, in the same transaction: two writes to one payment go in two
+ * statements, in the order they came, so both apply; an unknown payment
+ * is not found; webhooks find payments by id and by bank id. */
+static void test_multi_row_statements(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    const char *made[] = {"pay_mr_lock", "pay_mr_1", "pay_mr_2", "pay_mr_3", "pay_mr_4"};
+    for (int i = 0; i < 5; i++)
+        make_payment(made[i]);
+    store_payment row;
+    assert_int_equal(store_payment_transition_from(g_store, "pay_mr_3", PAGOFLEX_STATE_PENDING,
+                                                   STORE_SOURCE_BANK_REPLY, NULL, "tx_mr_3", NULL, NULL, a, &row),
+                     STORE_OK);
+    assert_int_equal(store_payment_transition_from(g_store, "pay_mr_4", PAGOFLEX_STATE_PENDING,
+                                                   STORE_SOURCE_BANK_REPLY, NULL, "tx_mr_4", NULL, NULL, a, &row),
+                     STORE_OK);
+    check_exec("BEGIN");
+    check_exec("SELECT 1 FROM payments WHERE id = 'pay_mr_lock' FOR UPDATE");
+    waiter first, ws[8];
+    submit_transition(b, &first, "pay_mr_lock", PAGOFLEX_STATE_PENDING, NULL, a);
+    wait_writer_blocked();
+    unsigned long stmts_before = store_batch_statements(b);
+    submit_transition(b, &ws[0], "pay_mr_1", PAGOFLEX_STATE_PENDING, "tx_mr_1", a);
+    submit_transition(b, &ws[1], "pay_mr_1", PAGOFLEX_STATE_SUCCEEDED, NULL, a);
+    submit_transition(b, &ws[2], "pay_mr_2", PAGOFLEX_STATE_PENDING, "tx_mr_2", a);
+    submit_transition(b, &ws[3], "pay_mr_nosuch", PAGOFLEX_STATE_PENDING, NULL, a);
+    pagoflex_webhook_event ev3 = {.event_id = "evt_mr_3", .tx_id = "tx_mr_3", .state = PAGOFLEX_STATE_SUCCEEDED};
+    pagoflex_webhook_event ev4 = {.event_id = "evt_mr_4",
+                                  .tx_id = "tx_mr_4",
+                                  .state = PAGOFLEX_STATE_FAILED,
+                                  .error_code = "card_declined",
+                                  .error_message = "declined"};
+    pagoflex_webhook_event ev5 = {
+        .event_id = "evt_mr_5", .payment_id = "pay_mr_gone", .state = PAGOFLEX_STATE_SUCCEEDED};
+    submit_webhook(b, &ws[4], &ev3, a);
+    submit_webhook(b, &ws[5], &ev4, a);
+    submit_webhook(b, &ws[6], &ev5, a);
+    submit_insert(b, &ws[7], "pay_mr_new", a);
+    for (int i = 0; i < 7; i++)
+        ws[i].id = NULL;
+    check_exec("COMMIT");
+    wait_all(&first, 1);
+    wait_all(ws, 8);
+    assert_int_equal(ws[0].op.rc, STORE_OK);
+    assert_int_equal(ws[0].op.row.state, PAGOFLEX_STATE_PENDING);
+    assert_string_equal(ws[0].op.row.provider_reference_id, "tx_mr_1");
+    assert_int_equal(ws[1].op.rc, STORE_OK);
+    assert_int_equal(ws[1].op.row.state, PAGOFLEX_STATE_SUCCEEDED);
+    assert_string_equal(ws[1].op.row.id, "pay_mr_1");
+    assert_int_equal(ws[2].op.rc, STORE_OK);
+    assert_string_equal(ws[2].op.row.id, "pay_mr_2");
+    assert_int_equal(ws[3].op.rc, STORE_NOT_FOUND);
+    assert_int_equal(ws[4].op.rc, STORE_OK);
+    assert_true(ws[4].op.applied);
+    assert_string_equal(ws[4].op.row.id, "pay_mr_3");
+    assert_int_equal(ws[4].op.row.state, PAGOFLEX_STATE_SUCCEEDED);
+    assert_int_equal(ws[5].op.rc, STORE_OK);
+    assert_string_equal(ws[5].op.row.id, "pay_mr_4");
+    assert_int_equal(ws[5].op.row.state, PAGOFLEX_STATE_FAILED);
+    assert_string_equal(ws[5].op.row.error_code, "card_declined");
+    assert_int_equal(ws[6].op.rc, STORE_NOT_FOUND);
+    assert_int_equal(ws[7].op.rc, STORE_OK);
+    assert_int_equal(ws[7].visible, 1);
+    assert_int_equal(pgtest_long(g_check,
+                                 "SELECT count(*) FROM payment_history WHERE payment_id = $1"
+                                 " AND to_state IN ('created', 'pending', 'succeeded')",
+                                 "pay_mr_1"),
+                     3);
+    assert_int_equal(pgtest_long(g_check,
+                                 "SELECT count(*) FROM payment_history WHERE payment_id = $1"
+                                 " AND source = 'webhook' AND detail = 'evt_mr_4'",
+                                 "pay_mr_4"),
+                     1);
+    assert_int_equal(pgtest_long(g_check, "SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", "evt_mr_%"),
+                     2);
+    unsigned long commits, ops, reruns;
+    store_batch_stats(b, &commits, &ops, &reruns);
+    assert_int_equal(reruns, 0);
+    assert_int_equal(commits, 2); /* the locked one, then all eight together */
+    /* Webhooks by bank id (3, 4): one; by id (the unknown one): one;
+     * transitions 1, 2, nosuch: one; the second of pay_mr_1: one; the
+     * insert: one; the orphan checks ahead of 1 and 2: one. */
+    assert_int_equal(store_batch_statements(b) - stmts_before, 6);
     store_batch_close(b);
     arena_free(a);
 }
@@ -460,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_webhooks_in_one_batch),
         cmocka_unit_test(test_transition_and_orphan_check_share_a_round_trip),
         cmocka_unit_test(test_batched_transitions_check_ahead),
+        cmocka_unit_test(test_multi_row_statements),
         cmocka_unit_test(test_closed_batcher_refuses),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
