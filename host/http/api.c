@@ -145,6 +145,7 @@ typedef struct api_create {
     idempotency_wait wait;
     store_batch_op op;        /* API_CREATE_INSERT, API_CREATE_RECORD */
     pagoflex_flow_result res; /* the bank's answer, mapped (API_CREATE_RECORD) */
+    bool mapped;              /* res holds the mapped answer */
 } api_create;
 
 /* ---- replies ---------------------------------------------------------- */
@@ -477,6 +478,7 @@ static enum MHD_Result api_idempotent_answer(api_request *r, const api_create *c
 }
 
 static void api_resume(void *arg);
+static void api_payment_answered(void *arg);
 static enum MHD_Result api_payment_claim(api_request *r, api_create *c);
 static enum MHD_Result api_payment_recorded(api_request *r, api_create *c);
 
@@ -511,8 +513,8 @@ static enum MHD_Result api_payment_send(api_request *r, api_create *c)
     c->waiting = API_CREATE_BANK;
     r->create = c;
     MHD_suspend_connection(r->conn);
-    bankcall_flow_start(c->pl, &c->in, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq, ctx->blocking,
-                   api_resume, r);
+    bankcall_flow_start(c->pl, &c->in, &c->breq, ctx->cfg->bank_timeout_ms, r->arena, &c->resp, ctx->bankq,
+                        ctx->blocking, api_payment_answered, r);
     return MHD_YES;
 }
 
@@ -611,10 +613,54 @@ static store_payment api_payment_row(api_request *r, const api_create *c)
     return row;
 }
 
-/* A group-committed write of POST /v1/payments is in (writer thread). */
+/* A group-committed write of POST /v1/payments is in (writer thread). A
+ * new row, committed, goes to the bank from here: the request stays
+ * suspended, and its HTTP thread is not woken only to start the call. Any
+ * other outcome is for api_payment_resumed. */
 static void api_payment_committed(void *arg)
 {
-    api_resume(arg);
+    api_request *r = arg;
+    api_create *c = r->create;
+    if (c->waiting != API_CREATE_INSERT || c->op.rc != STORE_OK) {
+        api_resume(r);
+        return;
+    }
+    reqid_set_current(r->request_id, r->traceparent[0] ? r->traceparent : NULL);
+    c->waiting = API_CREATE_BANK;
+    bankcall_flow_start(c->pl, &c->in, &c->breq, r->ctx->cfg->bank_timeout_ms, r->arena, &c->resp, r->ctx->bankq,
+                        r->ctx->blocking, api_payment_answered, r);
+    reqid_set_current(NULL, NULL);
+}
+
+/* The bank answered a new payment, or nothing could be sent (on the bank's
+ * thread, or on the caller's): map the answer and queue its record to the
+ * group commit straight away, the request still suspended; its HTTP thread
+ * runs next to reply (API_CREATE_RECORD), or to record the answer itself
+ * when the group commit is off or refuses it (API_CREATE_BANK). */
+static void api_payment_answered(void *arg)
+{
+    api_request *r = arg;
+    api_create *c = r->create;
+    if (r->ctx->batch) {
+        reqid_set_current(r->request_id, r->traceparent[0] ? r->traceparent : NULL);
+        bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
+        c->mapped = true;
+        bool queued = store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY, NULL,
+                                                  c->res.provider_reference_id, c->res.error_code,
+                                                  c->res.error_message, r->arena);
+        if (queued) {
+            c->op.done = api_resume;
+            c->op.arg = r;
+            c->waiting = API_CREATE_RECORD;
+            queued = store_batch_submit(r->ctx->batch, &c->op);
+            if (!queued)
+                c->waiting = API_CREATE_BANK;
+        }
+        reqid_set_current(NULL, NULL);
+        if (queued)
+            return;
+    }
+    api_resume(r);
 }
 
 /* Queue write c->op (made ready by a store_batch_*_init) to the group
@@ -813,7 +859,9 @@ static void api_payment_record_sync(api_request *r, api_create *c)
  * api_payment_recorded replies. */
 static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
 {
-    bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
+    if (!c->mapped)
+        bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
+    c->mapped = true;
     if (r->ctx->batch && !r->gone && store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY,
                                                      NULL, c->res.provider_reference_id, c->res.error_code,
                                                      c->res.error_message, r->arena))
