@@ -1628,7 +1628,9 @@ static void api_record_unhandled(api_request *r)
     r->flow = NULL;
     r->resumed = NULL;
     if (c && c->waiting == API_CREATE_INSERT && c->op.rc == STORE_OK) {
-        /* Its row is committed and no bank has it: the reconciler sends it
+        /* Its row is committed and no bank has it (only when the group
+         * commit refused the row, closing, and it was written here: a
+         * committed batch starts the call itself): the reconciler sends it
          * at its next poll (not after recover_after_ms). */
         log_info("%s %s: the client was gone before payment %s went to the bank; the reconciler sends it now",
                  r->method, metrics_route_name(r->route), c->pay.id);
