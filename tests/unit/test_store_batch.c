@@ -532,6 +532,50 @@ static void test_multi_row_statements(void **unused)
     arena_free(a);
 }
 
+/* A write whose text is not UTF-8 cannot travel in a multi-row statement's
+ * JSON: the batch goes one statement per write, PostgreSQL refuses that
+ * one, and the others of the batch are committed all the same. */
+static void test_text_not_utf8_falls_back_to_single_statements(void **unused)
+{
+    (void)unused;
+    static const unsigned char bad[] = {'{', '"', 0xC3, 0x28, '"', '}'};
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    make_payment("pay_u8_lock");
+    make_payment("pay_u8_1");
+    make_payment("pay_u8_2");
+    check_exec("BEGIN");
+    check_exec("SELECT 1 FROM payments WHERE id = 'pay_u8_lock' FOR UPDATE");
+    waiter first, ws[2];
+    submit_transition(b, &first, "pay_u8_lock", PAGOFLEX_STATE_PENDING, NULL, a);
+    wait_writer_blocked();
+    pagoflex_webhook_event ev1 = {
+        .event_id = "evt_u8_1", .payment_id = "pay_u8_1", .state = PAGOFLEX_STATE_SUCCEEDED};
+    pagoflex_webhook_event ev2 = {
+        .event_id = "evt_u8_2", .payment_id = "pay_u8_2", .state = PAGOFLEX_STATE_SUCCEEDED};
+    memset(&ws[0], 0, sizeof ws[0]);
+    assert_true(store_batch_webhook_init(&ws[0].op, "BANCO_X", "default", &ev1, bad, sizeof bad, a));
+    ws[0].op.done = on_done;
+    ws[0].op.arg = &ws[0];
+    assert_true(store_batch_submit(b, &ws[0].op));
+    submit_webhook(b, &ws[1], &ev2, a);
+    unsigned long stmts_before = store_batch_statements(b);
+    check_exec("COMMIT");
+    wait_all(&first, 1);
+    wait_all(ws, 2);
+    assert_int_equal(ws[0].op.rc, STORE_ERROR);
+    assert_int_equal(ws[1].op.rc, STORE_OK);
+    assert_true(ws[1].op.applied);
+    assert_int_equal(
+        pgtest_long(g_check, "SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", "evt_u8_%"), 1);
+    unsigned long commits, ops, reruns;
+    store_batch_stats(b, &commits, &ops, &reruns);
+    assert_int_equal(reruns, 1);
+    assert_int_equal(store_batch_statements(b) - stmts_before, 2); /* one each, not one for both */
+    store_batch_close(b);
+    arena_free(a);
+}
+
 static void test_closed_batcher_refuses(void **unused)
 {
     (void)unused;
@@ -570,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_transition_and_orphan_check_share_a_round_trip),
         cmocka_unit_test(test_batched_transitions_check_ahead),
         cmocka_unit_test(test_multi_row_statements),
+        cmocka_unit_test(test_text_not_utf8_falls_back_to_single_statements),
         cmocka_unit_test(test_closed_batcher_refuses),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
