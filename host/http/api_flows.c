@@ -25,6 +25,7 @@
 #include "log.h"
 #include "payment.h"
 #include "payreq.h"
+#include "store_batch.h"
 #include "store_flows.h"
 #include "store_idem.h"
 #include "textcheck.h"
@@ -52,6 +53,8 @@ struct api_flow {
     idempotency_hash hash;
     bool waiting;
     idempotency_wait wait;
+    pagoflex_flow_result res; /* the bank's answer, mapped */
+    store_batch_op bop;       /* a refund's write in the group commit (its claim, then the answer) */
 };
 
 static const char *flow_op_name(flow_op op)
@@ -301,7 +304,59 @@ static enum MHD_Result flow_refund_refused(api_request *r, struct api_flow *f, c
                                       f->amount ? f->amount : left, now->id, left, now->amount_received));
 }
 
-/* Claim the operation in the database, build the bank call, send it. */
+/* Queue f->bop (made ready by a store_batch_*_init) to the group commit
+ * and suspend the request until it is committed; `then` goes on when it is
+ * resumed. When the batcher refuses it (closing), `sync` does the write
+ * here and the request resumes at once, the same way. */
+static enum MHD_Result flow_batch(api_request *r, struct api_flow *f, api_req_resumed_fn then,
+                                  void (*sync)(api_request *, struct api_flow *))
+{
+    f->bop.done = api_req_resume;
+    f->bop.arg = r;
+    api_req_suspend_fn(r, then, f);
+    if (!store_batch_submit(api_req_ctx(r)->batch, &f->bop)) {
+        sync(r, f);
+        api_req_resume(r);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result flow_claimed(api_request *r, struct api_flow *f, store_result sr, store_payment *now);
+
+static void flow_refund_create_sync(api_request *r, struct api_flow *f)
+{
+    f->bop.rc = store_refund_create(api_req_ctx(r)->store, api_req_merchant(r), f->object_id, f->payment_id,
+                                    f->amount, f->reason, f->metadata, api_req_arena(r), &f->bop.refund,
+                                    &f->bop.row);
+}
+
+/* The refund's claim in the group commit is in (f->bop). A client gone
+ * meanwhile leaves a committed refund that no bank has: the reconciler
+ * sends it at its next poll. */
+static enum MHD_Result flow_refund_created(api_request *r, void *arg)
+{
+    struct api_flow *f = arg;
+    if (api_req_gone(r)) {
+        const store_refund *ref = &f->bop.refund;
+        const char *found = NULL;
+        if (f->bop.rc != STORE_OK)
+            return MHD_NO;
+        log_info("POST /v1/refunds: the client was gone before refund %s went to the bank; the reconciler "
+                 "sends it now",
+                 ref->id);
+        store_refund_make_due(api_req_ctx(r)->store, ref->connector, ref->connector_account, ref->id, NULL,
+                              api_req_arena(r), &found);
+        return MHD_NO;
+    }
+    if (f->bop.rc == STORE_OK)
+        f->refund = f->bop.refund;
+    return flow_claimed(r, f, f->bop.rc, &f->bop.row);
+}
+
+/* Claim the operation in the database, build the bank call, send it. A
+ * refund without an Idempotency-Key is claimed in the group commit when it
+ * is on (the bank is called only once its row is committed); one with a key
+ * is claimed here, on the pool. */
 static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
 {
     api_context *ctx = api_req_ctx(r);
@@ -309,26 +364,38 @@ static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
     store_payment now;
     store_result sr;
     if (f->op == FLOW_OP_REFUND) {
+        if (!f->idem_key && ctx->batch &&
+            store_batch_refund_create_init(&f->bop, api_req_merchant(r), f->object_id, f->payment_id,
+                                           f->amount, f->reason, f->metadata, arena))
+            return flow_batch(r, f, flow_refund_created, flow_refund_create_sync);
         sr = store_refund_create(ctx->store, api_req_merchant(r), f->object_id, f->payment_id, f->amount,
                                  f->reason, f->metadata, arena, &f->refund, &now);
-        if (sr == STORE_CONFLICT)
-            return flow_refund_refused(r, f, &now);
-        if (sr == STORE_DUPLICATE)
-            return flow_answer_stale(r, f, f->object_id);
     } else {
         sr =
             store_payment_claim_operation(ctx->store, api_req_merchant(r), f->payment_id, flow_op_name(f->op),
                                           f->op == FLOW_OP_CAPTURE ? f->amount : 0, arena, &now);
-        if (sr == STORE_CONFLICT)
-            return flow_op_refused(r, f, &now);
     }
+    return flow_claimed(r, f, sr, &now);
+}
+
+/* What the store said to the claim (sr; *now the payment as it is, and
+ * f->refund the refund made, on STORE_OK): refuse it, or build the bank
+ * call and send it. */
+static enum MHD_Result flow_claimed(api_request *r, struct api_flow *f, store_result sr, store_payment *now)
+{
+    api_context *ctx = api_req_ctx(r);
+    pagoflex_arena *arena = api_req_arena(r);
+    if (sr == STORE_CONFLICT)
+        return f->op == FLOW_OP_REFUND ? flow_refund_refused(r, f, now) : flow_op_refused(r, f, now);
+    if (sr == STORE_DUPLICATE && f->op == FLOW_OP_REFUND)
+        return flow_answer_stale(r, f, f->object_id);
     if (sr == STORE_NOT_FOUND)
         return flow_answer(r, f, MHD_HTTP_NOT_FOUND,
                            flow_error_doc(r, "not_found", f->op == FLOW_OP_REFUND ? "payment_id" : "id", NULL,
                                           NULL, "no payment with id '%s'", f->payment_id));
     if (sr != STORE_OK)
         return flow_store_error(r, sr, "claiming the operation");
-    f->row = now;
+    f->row = *now;
     if (bankcall_payment(ctx->cfg->public_url, f->pl, &f->row, arena, &f->pay) != 0)
         return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     pagoflex_flow_input *in = &f->in;
@@ -362,7 +429,7 @@ static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
                                 NULL, "connector_refused", "the connector could not build the refund request",
                                 arena, &gone);
     } else {
-        store_payment_release_operation(ctx->store, f->row.id, flow_op_name(f->op), arena, &now);
+        store_payment_release_operation(ctx->store, f->row.id, flow_op_name(f->op), arena, now);
     }
     bool refused = rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID;
     return flow_answer(r, f, refused ? MHD_HTTP_UNPROCESSABLE_CONTENT : MHD_HTTP_BAD_GATEWAY,
@@ -421,17 +488,37 @@ static enum MHD_Result flow_finish_op(api_request *r, struct api_flow *f, const 
     return flow_answer(r, f, MHD_HTTP_ACCEPTED, api_flows_payment_json(&now));
 }
 
-/* The bank answered (or did not) a refund. */
-static enum MHD_Result flow_finish_refund(api_request *r, struct api_flow *f, const pagoflex_flow_result *res)
+static void flow_refund_record_sync(api_request *r, struct api_flow *f)
 {
-    api_context *ctx = api_req_ctx(r);
-    store_refund now;
-    store_result sr = store_refund_transition(ctx->store, f->refund.id, res->state, STORE_SOURCE_BANK_REPLY, NULL,
-                                              res->provider_reference_id, res->error_code, res->error_message,
-                                              api_req_arena(r), &now);
+    const pagoflex_flow_result *res = &f->res;
+    f->bop.rc = store_refund_transition(api_req_ctx(r)->store, f->refund.id, res->state, STORE_SOURCE_BANK_REPLY,
+                                        NULL, res->provider_reference_id, res->error_code, res->error_message,
+                                        api_req_arena(r), &f->bop.refund);
+}
+
+/* The bank's answer to the refund is recorded (f->bop): the reply. */
+static enum MHD_Result flow_refund_recorded(api_request *r, void *arg)
+{
+    struct api_flow *f = arg;
+    store_result sr = f->bop.rc;
     if (sr != STORE_OK && sr != STORE_CONFLICT)
         return flow_store_error(r, sr, "recording the bank's answer to the refund");
-    return flow_answer(r, f, MHD_HTTP_CREATED, api_flows_refund_json(&now));
+    return flow_answer(r, f, MHD_HTTP_CREATED, api_flows_refund_json(&f->bop.refund));
+}
+
+/* The bank answered (or did not) a refund (f->res): record it durably
+ * (through the group commit when it is on, and the client is still there),
+ * then reply. */
+static enum MHD_Result flow_finish_refund(api_request *r, struct api_flow *f)
+{
+    const pagoflex_flow_result *res = &f->res;
+    if (api_req_ctx(r)->batch && !api_req_gone(r) &&
+        store_batch_refund_transition_init(&f->bop, f->refund.id, f->refund.payment_id, res->state,
+                                           STORE_SOURCE_BANK_REPLY, NULL, res->provider_reference_id,
+                                           res->error_code, res->error_message, api_req_arena(r)))
+        return flow_batch(r, f, flow_refund_recorded, flow_refund_record_sync);
+    flow_refund_record_sync(r, f);
+    return flow_refund_recorded(r, f);
 }
 
 /* Common checks and the plugin of payment `payment_id`. False with the
@@ -733,9 +820,8 @@ enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f)
                                  "second");
         }
     }
-    pagoflex_flow_result res;
-    bankcall_flow_map(f->pl, &f->in, &f->resp, api_req_arena(r), &res);
+    bankcall_flow_map(f->pl, &f->in, &f->resp, api_req_arena(r), &f->res);
     if (f->op == FLOW_OP_REFUND)
-        return flow_finish_refund(r, f, &res);
-    return flow_finish_op(r, f, &res);
+        return flow_finish_refund(r, f);
+    return flow_finish_op(r, f, &f->res);
 }
