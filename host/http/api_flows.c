@@ -304,6 +304,84 @@ static enum MHD_Result flow_refund_refused(api_request *r, struct api_flow *f, c
                                       f->amount ? f->amount : left, now->id, left, now->amount_received));
 }
 
+/* Set f->pl to the plugin account that serves `flow` for payment p (its
+ * own account: a refund's is its payment's, its credentials, never
+ * another's). False with the reply queued when this host has none. */
+static bool flow_plugin_of(api_request *r, struct api_flow *f, const store_payment *p, pagoflex_flow flow,
+                           enum MHD_Result *ret)
+{
+    api_context *ctx = api_req_ctx(r);
+    api_req_set_connector(r, p->connector);
+    f->pl = registry_find_account(ctx->registry, p->connector, p->connector_account);
+    if (!f->pl) {
+        bool loaded = registry_find_key(ctx->registry, p->connector) != NULL;
+        *ret = api_req_error(
+            r, MHD_HTTP_SERVICE_UNAVAILABLE,
+            loaded ? "connector_account_unavailable" : "connector_unavailable", NULL,
+            loaded ? "account %s of connector %s (payment %s) has no loaded credentials on this "
+                     "host; nothing was changed or sent"
+                   : "connector %s of payment %s is not loaded on this host; nothing was changed",
+            loaded ? p->connector_account : p->connector, loaded ? p->connector : p->id, p->id);
+        return false;
+    }
+    if (!registry_has_flow(f->pl, flow)) {
+        *ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_operation", NULL,
+                             "connector %s does not support %s; nothing was stored or sent", f->pl->desc->key,
+                             registry_flow_name(flow));
+        f->pl = NULL;
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result flow_no_payment(api_request *r, struct api_flow *f, const char *field)
+{
+    return api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", field, "no payment with id '%s'", f->payment_id);
+}
+
+/* Common checks and the plugin of payment `payment_id`. False with the
+ * reply queued. */
+static bool flow_payment_plugin(api_request *r, struct api_flow *f, pagoflex_flow flow, const char *field,
+                                enum MHD_Result *ret)
+{
+    api_context *ctx = api_req_ctx(r);
+    store_payment p;
+    store_result sr =
+        store_payment_get_of(ctx->store, api_req_merchant(r), f->payment_id, api_req_arena(r), &p);
+    if (sr == STORE_NOT_FOUND) {
+        *ret = flow_no_payment(r, f, field);
+        return false;
+    }
+    if (sr != STORE_OK) {
+        *ret = flow_store_error(r, sr, "reading the payment");
+        return false;
+    }
+    return flow_plugin_of(r, f, &p, flow, ret);
+}
+
+/* The "connector/account" pairs this host serves refunds for, as a
+ * PostgreSQL text[] literal in the request's arena (keys and account names
+ * need no quoting); NULL when out of memory. */
+static const char *flow_refund_accounts(api_request *r)
+{
+    const registry *reg = api_req_ctx(r)->registry;
+    size_t n = registry_count(reg), cap = 3, used = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(registry_at(reg, i)->desc->key) + strlen(registry_at(reg, i)->account) + 2;
+    char *list = arena_alloc(api_req_arena(r), cap);
+    if (!list)
+        return NULL;
+    list[used++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        const registry_plugin *pl = registry_at(reg, i);
+        if (registry_has_flow(pl, PAGOFLEX_FLOW_REFUND))
+            used += (size_t)snprintf(list + used, cap - used, "%s%s/%s", used > 1 ? "," : "", pl->desc->key,
+                                     pl->account);
+    }
+    snprintf(list + used, cap - used, "}");
+    return list;
+}
+
 /* Queue f->bop (made ready by a store_batch_*_init) to the group commit
  * and suspend the request until it is committed; `then` goes on when it is
  * resumed. When the batcher refuses it (closing), `sync` does the write
@@ -323,11 +401,26 @@ static enum MHD_Result flow_batch(api_request *r, struct api_flow *f, api_req_re
 
 static enum MHD_Result flow_claimed(api_request *r, struct api_flow *f, store_result sr, store_payment *now);
 
+/* The batched create done here (the batcher is closing), with the result
+ * the batched one would have: when the payment was not read first, a
+ * payment this host cannot refund is refused with its row, unwritten. */
 static void flow_refund_create_sync(api_request *r, struct api_flow *f)
 {
-    f->bop.rc = store_refund_create(api_req_ctx(r)->store, api_req_merchant(r), f->object_id, f->payment_id,
-                                    f->amount, f->reason, f->metadata, api_req_arena(r), &f->bop.refund,
-                                    &f->bop.row);
+    api_context *ctx = api_req_ctx(r);
+    pagoflex_arena *arena = api_req_arena(r);
+    if (!f->pl) {
+        f->bop.rc = store_payment_get_of(ctx->store, api_req_merchant(r), f->payment_id, arena, &f->bop.row);
+        const registry_plugin *pl =
+            f->bop.rc == STORE_OK
+                ? registry_find_account(ctx->registry, f->bop.row.connector, f->bop.row.connector_account)
+                : NULL;
+        if (f->bop.rc == STORE_OK && (!pl || !registry_has_flow(pl, PAGOFLEX_FLOW_REFUND)))
+            f->bop.rc = STORE_CONFLICT;
+        if (f->bop.rc != STORE_OK)
+            return;
+    }
+    f->bop.rc = store_refund_create(ctx->store, api_req_merchant(r), f->object_id, f->payment_id, f->amount,
+                                    f->reason, f->metadata, arena, &f->bop.refund, &f->bop.row);
 }
 
 /* The refund's claim in the group commit is in (f->bop). A client gone
@@ -350,6 +443,27 @@ static enum MHD_Result flow_refund_created(api_request *r, void *arg)
     }
     if (f->bop.rc == STORE_OK)
         f->refund = f->bop.refund;
+    if (!f->pl) {
+        /* The payment was not read first: the claim's answer has it, and
+         * says what that read would have. */
+        enum MHD_Result ret;
+        if (f->bop.rc == STORE_NOT_FOUND)
+            return flow_no_payment(r, f, "payment_id");
+        if ((f->bop.rc == STORE_OK || f->bop.rc == STORE_CONFLICT) &&
+            !flow_plugin_of(r, f, &f->bop.row, PAGOFLEX_FLOW_REFUND, &ret)) {
+            if (f->bop.rc == STORE_OK) { /* not in the list it was claimed with: cannot be */
+                store_refund gone;
+                log_error("refund %s: claimed for connector %s account %s, which cannot refund; failed, "
+                          "not sent",
+                          f->refund.id, f->bop.row.connector, f->bop.row.connector_account);
+                store_refund_transition(api_req_ctx(r)->store, f->refund.id, PAGOFLEX_STATE_FAILED,
+                                        STORE_SOURCE_API, "not sent", NULL, "connector_unavailable",
+                                        "no loaded connector account could send the refund", api_req_arena(r),
+                                        &gone);
+            }
+            return ret;
+        }
+    }
     return flow_claimed(r, f, f->bop.rc, &f->bop.row);
 }
 
@@ -364,9 +478,12 @@ static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
     store_payment now;
     store_result sr;
     if (f->op == FLOW_OP_REFUND) {
+        const char *accounts = f->pl ? NULL : flow_refund_accounts(r);
+        if (!f->pl && !accounts)
+            return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
         if (!f->idem_key && ctx->batch &&
             store_batch_refund_create_init(&f->bop, api_req_merchant(r), f->object_id, f->payment_id,
-                                           f->amount, f->reason, f->metadata, arena))
+                                           f->amount, f->reason, f->metadata, accounts, arena))
             return flow_batch(r, f, flow_refund_created, flow_refund_create_sync);
         sr = store_refund_create(ctx->store, api_req_merchant(r), f->object_id, f->payment_id, f->amount,
                                  f->reason, f->metadata, arena, &f->refund, &now);
@@ -519,47 +636,6 @@ static enum MHD_Result flow_finish_refund(api_request *r, struct api_flow *f)
         return flow_batch(r, f, flow_refund_recorded, flow_refund_record_sync);
     flow_refund_record_sync(r, f);
     return flow_refund_recorded(r, f);
-}
-
-/* Common checks and the plugin of payment `payment_id`. False with the
- * reply queued. */
-static bool flow_payment_plugin(api_request *r, struct api_flow *f, pagoflex_flow flow, const char *field,
-                                enum MHD_Result *ret)
-{
-    api_context *ctx = api_req_ctx(r);
-    store_payment p;
-    store_result sr =
-        store_payment_get_of(ctx->store, api_req_merchant(r), f->payment_id, api_req_arena(r), &p);
-    if (sr == STORE_NOT_FOUND) {
-        *ret = api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", field, "no payment with id '%s'", f->payment_id);
-        return false;
-    }
-    if (sr != STORE_OK) {
-        *ret = flow_store_error(r, sr, "reading the payment");
-        return false;
-    }
-    api_req_set_connector(r, p.connector);
-    /* The payment's own account (a refund's is its payment's): its
-     * credentials, never another's. */
-    f->pl = registry_find_account(ctx->registry, p.connector, p.connector_account);
-    if (!f->pl) {
-        bool loaded = registry_find_key(ctx->registry, p.connector) != NULL;
-        *ret = api_req_error(
-            r, MHD_HTTP_SERVICE_UNAVAILABLE,
-            loaded ? "connector_account_unavailable" : "connector_unavailable", NULL,
-            loaded ? "account %s of connector %s (payment %s) has no loaded credentials on this "
-                     "host; nothing was changed or sent"
-                   : "connector %s of payment %s is not loaded on this host; nothing was changed",
-            loaded ? p.connector_account : p.connector, loaded ? p.connector : p.id, p.id);
-        return false;
-    }
-    if (!registry_has_flow(f->pl, flow)) {
-        *ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_operation", NULL,
-                             "connector %s does not support %s; nothing was stored or sent", f->pl->desc->key,
-                             registry_flow_name(flow));
-        return false;
-    }
-    return true;
 }
 
 /* Hold the request's key (if any), then start. */
@@ -762,7 +838,12 @@ enum MHD_Result api_flows_refund_create(api_request *r)
     json_decref(root);
     if (!ok)
         return ret;
-    if (!flow_payment_plugin(r, f, PAGOFLEX_FLOW_REFUND, "payment_id", &ret))
+    /* Without a key, in the group commit, the claim itself reads the
+     * payment and refuses one this host cannot refund (flow_refund_created
+     * answers as this read would); with a key, the read comes first, before
+     * the key is held. */
+    bool keyed = MHD_lookup_connection_value(api_req_conn(r), MHD_HEADER_KIND, "Idempotency-Key") != NULL;
+    if ((keyed || !api_req_ctx(r)->batch) && !flow_payment_plugin(r, f, PAGOFLEX_FLOW_REFUND, "payment_id", &ret))
         return ret;
     if (!flow_idem_setup(r, f, "POST /v1/refunds", &ret))
         return ret;

@@ -152,7 +152,7 @@ bool store_batch_webhook_init(store_batch_op *op, const char *connector, const c
 
 bool store_batch_refund_create_init(store_batch_op *op, const char *merchant_id, const char *refund_id,
                                     const char *payment_id, int64_t amount, const char *reason,
-                                    const char *metadata_json, pagoflex_arena *arena)
+                                    const char *metadata_json, const char *accounts, pagoflex_arena *arena)
 {
     memset(op, 0, sizeof *op);
     op->rc = STORE_ERROR;
@@ -161,9 +161,9 @@ bool store_batch_refund_create_init(store_batch_op *op, const char *merchant_id,
         return false;
     }
     snprintf(op->amount, sizeof op->amount, "%" PRId64, amount > 0 ? amount : 0);
-    const char *const params[] = {refund_id, payment_id, op->amount, reason, metadata_json, merchant_id};
+    const char *const params[] = {refund_id, payment_id, op->amount, reason, metadata_json, merchant_id, accounts};
     memcpy(op->params, params, sizeof params);
-    op->nparams = 6;
+    op->nparams = 7;
     op->kind = BATCH_REFUND_CREATE;
     op->sql = store_sql_refund_create;
     op->sort_key = payment_id;

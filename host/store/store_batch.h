@@ -101,12 +101,16 @@ bool store_batch_webhook_init(store_batch_op *op, const char *connector, const c
 /* store_refund_create() as an operation: rc, op->refund and op->row (the
  * payment) as it returns them: STORE_OK (both), STORE_CONFLICT (op->row as
  * it is: nothing written), STORE_NOT_FOUND, STORE_DUPLICATE (refund_id
- * exists). Sorted among the batch's writes by its payment, whose row it
- * locks. False (rc STORE_ERROR, logged) without a merchant, refund or
- * payment id; then the op is not to be submitted. */
+ * exists). `accounts`, when not NULL, is a PostgreSQL text[] literal of
+ * the "connector/account" pairs whose payments may be refunded (those this
+ * host serves refunds for): a payment of another pair is refused too
+ * (STORE_CONFLICT with its row, nothing written), so a caller need not read
+ * the payment first. Sorted among the batch's writes by its payment, whose
+ * row it locks. False (rc STORE_ERROR, logged) without a merchant, refund
+ * or payment id; then the op is not to be submitted. */
 bool store_batch_refund_create_init(store_batch_op *op, const char *merchant_id, const char *refund_id,
                                     const char *payment_id, int64_t amount, const char *reason,
-                                    const char *metadata_json, pagoflex_arena *arena);
+                                    const char *metadata_json, const char *accounts, pagoflex_arena *arena);
 
 /* store_refund_transition() as an operation: rc STORE_OK (moved) or
  * STORE_CONFLICT (refused), both with op->refund as it is now, or

@@ -75,8 +75,11 @@ store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex
 }
 
 /* $1 refund id, $2 payment id, $3 amount (0 = the rest), $4 reason, $5
- * metadata, $6 the caller's merchant (store_refund_create, and the group
- * commit's refund create in store_batch.c). The payment row is locked first
+ * metadata, $6 the caller's merchant, $7 NULL or the "connector/account"
+ * pairs that may be refunded (store_refund_create passes NULL; the group
+ * commit's refund create in store_batch.c may pass them: a payment of
+ * another pair is then refused as any other, with its row). The payment
+ * row is locked first
  * (cur), so concurrent refunds of one payment queue on it and each sees the
  * amount the previous reserved; another merchant's payment is no row, as
  * an unknown id. */
@@ -89,6 +92,7 @@ const char store_sql_refund_create[] =
     " UPDATE payments p SET amount_refunded = p.amount_refunded + cur.n, updated_at = now()"
     " FROM cur WHERE p.id = cur.id AND p.state = 'succeeded' AND cur.n > 0"
     " AND p.amount_refunded + cur.n <= p.amount_received"
+    " AND ($7::text[] IS NULL OR cur.connector || '/' || cur.connector_account = ANY ($7::text[]))"
     " RETURNING p.*, cur.n"
     "), r AS ("
     " INSERT INTO refunds (id, payment_id, connector, amount, currency, state, reason, metadata,"
@@ -111,13 +115,13 @@ store_result store_refund_create(store *s, const char *merchant_id, const char *
     PGresult *r = NULL;
     char n[24];
     snprintf(n, sizeof n, "%" PRId64, amount > 0 ? amount : 0);
-    const char *const params[] = {refund_id, payment_id, n, reason, metadata_json, merchant_id};
+    const char *const params[] = {refund_id, payment_id, n, reason, metadata_json, merchant_id, NULL};
     store_result rc = STORE_ERROR;
     if (!merchant_id || !*merchant_id) {
         log_error("store: refund create without a merchant");
         goto fail;
     }
-    rc = store_run(s, "refund create", store_sql_refund_create, 6, params, true, &r);
+    rc = store_run(s, "refund create", store_sql_refund_create, 7, params, true, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();

@@ -57,7 +57,9 @@ store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex
 
 /* store_refund_create()'s statement (store_flows.c): $1 refund id, $2
  * payment id, $3 amount (0 = the rest), $4 reason, $5 metadata, $6 the
- * caller's merchant. Read its result with store_refund_create_read. */
+ * caller's merchant, $7 NULL or the text[] of "connector/account" pairs
+ * whose payments may be refunded (another pair's is refused, with its row).
+ * Read its result with store_refund_create_read. */
 extern const char store_sql_refund_create[];
 
 /* Read a result of store_sql_refund_create as store_refund_create returns

@@ -8,6 +8,11 @@
   refunds asked for (one per write would be two per refund made and one
   per refusal). With db_batch_max = 0 the same load takes one commit per
   write: the counter counts and the setting turns batching off.
+- Unkeyed refunds in the group commit are claimed without reading the
+  payment first: an unknown payment, a connector or account this host does
+  not serve, a payment not succeeded and an amount above what is left are
+  answered exactly as with the read first (batching off), in the same
+  precedence, and write nothing.
 - The run prints commits per refund, with and without batching: the
   host's counter, pg_stat_database's with PAGOFLEX_TEST_PG_STATS=1, and
   statements when the cluster preloads pg_stat_statements.
@@ -141,6 +146,42 @@ class GroupCommitRefunds(unittest.TestCase):
         # Batched: clearly fewer commits than refunds asked for (the bound is
         # loose on purpose; a loaded machine batches more, not less).
         self.assertLess(used[64], requests)
+
+
+    def test_refusals_answer_as_with_the_payment_read_first(self):
+        # Unkeyed refunds in the group commit skip the payment read: their
+        # claim refuses what the read refused. Every refusal answers exactly
+        # as with batching off (the read first), precedence included, and
+        # writes nothing.
+        answers = {}
+        for batch in (64, 0):
+            env = Env(sim_args=["--quiet"], extra_config="db_batch_max = %d;\n" % batch)
+            try:
+                pids = succeeded_payments(env)
+                ok, acct, conn, conn_pending, pending = pids[:5]
+                env.sql("UPDATE payments SET connector_account = 'gone' WHERE id = '%s'" % acct)
+                env.sql("UPDATE payments SET connector = 'NOPE' WHERE id IN ('%s', '%s')" % (conn, conn_pending))
+                env.sql("UPDATE payments SET state = 'pending' WHERE id IN ('%s', '%s')" % (conn_pending, pending))
+                names = {ok: "ok", acct: "acct", conn: "conn", conn_pending: "conn_pending", pending: "pending"}
+                got = []
+                for pid, amount in (("pay_nosuchpayment", 10), (acct, 10), (conn, 10), (conn_pending, 10),
+                                    (pending, 10), (ok, 5000)):
+                    r = http("POST", env.url + "/v1/refunds", {"payment_id": pid, "amount": amount}, env.auth())
+                    e = r.json["error"]
+                    text = e["message"]
+                    for p, name in names.items():
+                        text = text.replace(p, "<%s>" % name)
+                    got.append((r.status, e["code"], e.get("field"), e.get("status"), text))
+                answers[batch] = got
+                self.assertEqual(env.sql("SELECT count(*) FROM refunds"), "0")
+                self.assertEqual(env.sql("SELECT count(*) FROM payments WHERE amount_refunded <> 0"), "0")
+            finally:
+                env.close()
+        self.assertEqual([a[:3] for a in answers[64]],
+                         [(404, "not_found", "payment_id"), (503, "connector_account_unavailable", None),
+                          (503, "connector_unavailable", None), (503, "connector_unavailable", None),
+                          (409, "invalid_state", None), (422, "invalid_field", "amount")])
+        self.assertEqual(answers[64], answers[0])
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ static void submit_refund(store_batch *b, waiter *w, const char *refund_id, cons
 {
     memset(w, 0, sizeof *w);
     assert_true(store_batch_refund_create_init(&w->op, "mer_default", refund_id, payment_id, amount, "gc",
-                                               NULL, a));
+                                               NULL, NULL, a));
     w->refund_id = refund_id;
     submit(b, w);
 }
@@ -226,7 +226,7 @@ static void test_refund_create_refusals_read_as_the_synchronous_call(void **unus
     wait_all(&w, 1);
     assert_int_equal(w.op.rc, STORE_NOT_FOUND);
     memset(&w, 0, sizeof w);
-    assert_true(store_batch_refund_create_init(&w.op, "mer_other", "re_rf_other", "pay_rf_3", 100, NULL, NULL, a));
+    assert_true(store_batch_refund_create_init(&w.op, "mer_other", "re_rf_other", "pay_rf_3", 100, NULL, NULL, NULL, a));
     submit(b, &w);
     wait_all(&w, 1);
     assert_int_equal(w.op.rc, STORE_NOT_FOUND);
@@ -242,7 +242,7 @@ static void test_refund_create_refusals_read_as_the_synchronous_call(void **unus
     assert_int_equal(w.op.rc, STORE_DUPLICATE);
     assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rf_3"), 100);
     /* Invalid arguments are refused before anything is queued. */
-    assert_false(store_batch_refund_create_init(&w.op, NULL, "re_x", "pay_rf_3", 1, NULL, NULL, a));
+    assert_false(store_batch_refund_create_init(&w.op, NULL, "re_x", "pay_rf_3", 1, NULL, NULL, NULL, a));
     assert_int_equal(w.op.rc, STORE_ERROR);
     assert_false(store_batch_refund_transition_init(&w.op, NULL, NULL, PAGOFLEX_STATE_FAILED,
                                                     STORE_SOURCE_BANK_REPLY, NULL, NULL, NULL, NULL, a));
