@@ -608,9 +608,9 @@ static enum MHD_Result flow_finish_op(api_request *r, struct api_flow *f, const 
 static void flow_refund_record_sync(api_request *r, struct api_flow *f)
 {
     const pagoflex_flow_result *res = &f->res;
-    f->bop.rc = store_refund_transition(api_req_ctx(r)->store, f->refund.id, res->state, STORE_SOURCE_BANK_REPLY,
-                                        NULL, res->provider_reference_id, res->error_code, res->error_message,
-                                        api_req_arena(r), &f->bop.refund);
+    f->bop.rc = store_refund_transition(
+        api_req_ctx(r)->store, f->refund.id, res->state, STORE_SOURCE_BANK_REPLY, NULL,
+        res->provider_reference_id, res->error_code, res->error_message, api_req_arena(r), &f->bop.refund);
 }
 
 /* The bank's answer to the refund is recorded (f->bop): the reply. */
@@ -843,7 +843,8 @@ enum MHD_Result api_flows_refund_create(api_request *r)
      * answers as this read would); with a key, the read comes first, before
      * the key is held. */
     bool keyed = MHD_lookup_connection_value(api_req_conn(r), MHD_HEADER_KIND, "Idempotency-Key") != NULL;
-    if ((keyed || !api_req_ctx(r)->batch) && !flow_payment_plugin(r, f, PAGOFLEX_FLOW_REFUND, "payment_id", &ret))
+    if ((keyed || !api_req_ctx(r)->batch) &&
+        !flow_payment_plugin(r, f, PAGOFLEX_FLOW_REFUND, "payment_id", &ret))
         return ret;
     if (!flow_idem_setup(r, f, "POST /v1/refunds", &ret))
         return ret;

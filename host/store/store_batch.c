@@ -34,7 +34,13 @@
 
 #define BATCH_STMT_MAX 16 /* distinct statements a writer prepares */
 
-enum batch_kind { BATCH_INSERT = 1, BATCH_TRANSITION, BATCH_WEBHOOK, BATCH_REFUND_CREATE, BATCH_REFUND_TRANSITION };
+enum batch_kind {
+    BATCH_INSERT = 1,
+    BATCH_TRANSITION,
+    BATCH_WEBHOOK,
+    BATCH_REFUND_CREATE,
+    BATCH_REFUND_TRANSITION
+};
 
 typedef struct batch_writer {
     struct store_batch *b;
@@ -161,7 +167,8 @@ bool store_batch_refund_create_init(store_batch_op *op, const char *merchant_id,
         return false;
     }
     snprintf(op->amount, sizeof op->amount, "%" PRId64, amount > 0 ? amount : 0);
-    const char *const params[] = {refund_id, payment_id, op->amount, reason, metadata_json, merchant_id, accounts};
+    const char *const params[] = {refund_id,     payment_id,  op->amount, reason,
+                                  metadata_json, merchant_id, accounts};
     memcpy(op->params, params, sizeof params);
     op->nparams = 7;
     op->kind = BATCH_REFUND_CREATE;

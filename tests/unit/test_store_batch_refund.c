@@ -124,8 +124,8 @@ static void hold_writer(store_batch *b, waiter *first, const char *lock_id, pago
     snprintf(sql, sizeof sql, "SELECT 1 FROM payments WHERE id = '%s' FOR UPDATE", lock_id);
     pgtest_exec(g_check, sql);
     memset(first, 0, sizeof *first);
-    assert_true(store_batch_transition_init(&first->op, lock_id, PAGOFLEX_STATE_PENDING, STORE_SOURCE_BANK_REPLY,
-                                            NULL, NULL, NULL, NULL, a));
+    assert_true(store_batch_transition_init(&first->op, lock_id, PAGOFLEX_STATE_PENDING,
+                                            STORE_SOURCE_BANK_REPLY, NULL, NULL, NULL, NULL, a));
     submit(b, first);
     for (int i = 0; i < 2000; i++) {
         if (pgtest_long(g_seen,
@@ -198,8 +198,10 @@ static void test_refund_creates_share_a_commit_and_one_is_refused(void **unused)
     store_batch_stats(b, &commits, &ops, &reruns);
     assert_int_equal(commits - c0, 2); /* the held one alone, then the five together */
     assert_int_equal(reruns, 0);
-    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rf_1"), 900);
-    assert_int_equal(pgtest_long(g_check, "SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = $1",
+    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rf_1"),
+                     900);
+    assert_int_equal(pgtest_long(g_check,
+                                 "SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = $1",
                                  "pay_rf_1"),
                      900);
     assert_int_equal(pgtest_long(g_check,
@@ -226,7 +228,8 @@ static void test_refund_create_refusals_read_as_the_synchronous_call(void **unus
     wait_all(&w, 1);
     assert_int_equal(w.op.rc, STORE_NOT_FOUND);
     memset(&w, 0, sizeof w);
-    assert_true(store_batch_refund_create_init(&w.op, "mer_other", "re_rf_other", "pay_rf_3", 100, NULL, NULL, NULL, a));
+    assert_true(store_batch_refund_create_init(&w.op, "mer_other", "re_rf_other", "pay_rf_3", 100, NULL, NULL,
+                                               NULL, a));
     submit(b, &w);
     wait_all(&w, 1);
     assert_int_equal(w.op.rc, STORE_NOT_FOUND);
@@ -240,7 +243,8 @@ static void test_refund_create_refusals_read_as_the_synchronous_call(void **unus
     submit_refund(b, &w, "re_rf_3", "pay_rf_3", 100, a);
     wait_all(&w, 1);
     assert_int_equal(w.op.rc, STORE_DUPLICATE);
-    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rf_3"), 100);
+    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rf_3"),
+                     100);
     /* Invalid arguments are refused before anything is queued. */
     assert_false(store_batch_refund_create_init(&w.op, NULL, "re_x", "pay_rf_3", 1, NULL, NULL, NULL, a));
     assert_int_equal(w.op.rc, STORE_ERROR);
@@ -263,17 +267,18 @@ static void test_refund_transitions_batched_with_a_payment_transition(void **unu
     make_payment("pay_rt_b", "created");
     store_refund ref;
     store_payment pay;
-    assert_int_equal(store_refund_create(g_store, "mer_default", "re_rt_fail", "pay_rt_a", 400, NULL, NULL, a, &ref,
-                                         &pay),
-                     STORE_OK);
-    assert_int_equal(store_refund_create(g_store, "mer_default", "re_rt_ok", "pay_rt_a", 300, NULL, NULL, a, &ref,
-                                         &pay),
-                     STORE_OK);
-    assert_int_equal(store_refund_create(g_store, "mer_default", "re_rt_done", "pay_rt_a", 200, NULL, NULL, a,
-                                         &ref, &pay),
-                     STORE_OK);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_rt_fail", "pay_rt_a", 400, NULL, NULL, a, &ref, &pay),
+        STORE_OK);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_rt_ok", "pay_rt_a", 300, NULL, NULL, a, &ref, &pay),
+        STORE_OK);
+    assert_int_equal(
+        store_refund_create(g_store, "mer_default", "re_rt_done", "pay_rt_a", 200, NULL, NULL, a, &ref, &pay),
+        STORE_OK);
     assert_int_equal(store_refund_transition(g_store, "re_rt_done", PAGOFLEX_STATE_SUCCEEDED,
-                                             STORE_SOURCE_BANK_REPLY, NULL, "bx_re_done", NULL, NULL, a, &ref),
+                                             STORE_SOURCE_BANK_REPLY, NULL, "bx_re_done", NULL, NULL, a,
+                                             &ref),
                      STORE_OK);
     waiter first, ws[4];
     hold_writer(b, &first, "pay_rt_lock", a);
@@ -283,12 +288,14 @@ static void test_refund_transitions_batched_with_a_payment_transition(void **unu
     assert_true(store_batch_refund_transition_init(&ws[0].op, "re_rt_fail", "pay_rt_a", PAGOFLEX_STATE_FAILED,
                                                    STORE_SOURCE_BANK_REPLY, NULL, "bx_re_fail", "declined",
                                                    "insufficient funds", a));
-    assert_true(store_batch_transition_init(&ws[1].op, "pay_rt_b", PAGOFLEX_STATE_PENDING, STORE_SOURCE_BANK_REPLY,
-                                            NULL, "tx_rt_b", NULL, NULL, a));
-    assert_true(store_batch_refund_transition_init(&ws[2].op, "re_rt_ok", "pay_rt_a", PAGOFLEX_STATE_SUCCEEDED,
-                                                   STORE_SOURCE_BANK_REPLY, NULL, "bx_re_ok", NULL, NULL, a));
+    assert_true(store_batch_transition_init(&ws[1].op, "pay_rt_b", PAGOFLEX_STATE_PENDING,
+                                            STORE_SOURCE_BANK_REPLY, NULL, "tx_rt_b", NULL, NULL, a));
+    assert_true(store_batch_refund_transition_init(&ws[2].op, "re_rt_ok", "pay_rt_a",
+                                                   PAGOFLEX_STATE_SUCCEEDED, STORE_SOURCE_BANK_REPLY, NULL,
+                                                   "bx_re_ok", NULL, NULL, a));
     assert_true(store_batch_refund_transition_init(&ws[3].op, "re_rt_done", "pay_rt_a", PAGOFLEX_STATE_FAILED,
-                                                   STORE_SOURCE_BANK_REPLY, NULL, NULL, "late", "too late", a));
+                                                   STORE_SOURCE_BANK_REPLY, NULL, NULL, "late", "too late",
+                                                   a));
     for (int i = 0; i < 4; i++)
         submit(b, &ws[i]);
     release_writer(&first);
@@ -311,15 +318,16 @@ static void test_refund_transitions_batched_with_a_payment_transition(void **unu
     assert_int_equal(ws[3].op.refund.state, PAGOFLEX_STATE_SUCCEEDED);
     assert_null(ws[3].op.refund.error_code);
     /* 400 failed and came back: 300 + 200 stay refunded. */
-    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rt_a"), 500);
+    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rt_a"),
+                     500);
     assert_int_equal(pgtest_long(g_check,
                                  "SELECT count(*) FROM refund_history h JOIN refunds r ON r.id = h.refund_id"
                                  " WHERE r.payment_id = $1 AND h.source = 'bank_reply'",
                                  "pay_rt_a"),
                      3); /* re_rt_done's first answer, then re_rt_fail and re_rt_ok */
-    assert_int_equal(pgtest_long(g_check, "SELECT count(*) FROM payments WHERE id = $1 AND state = 'pending'",
-                                 "pay_rt_b"),
-                     1);
+    assert_int_equal(
+        pgtest_long(g_check, "SELECT count(*) FROM payments WHERE id = $1 AND state = 'pending'", "pay_rt_b"),
+        1);
     store_batch_close(b);
     arena_free(a);
 }
