@@ -478,13 +478,16 @@ static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
     store_payment now;
     store_result sr;
     if (f->op == FLOW_OP_REFUND) {
-        const char *accounts = f->pl ? NULL : flow_refund_accounts(r);
-        if (!f->pl && !accounts)
-            return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-        if (!f->idem_key && ctx->batch &&
-            store_batch_refund_create_init(&f->bop, api_req_merchant(r), f->object_id, f->payment_id,
-                                           f->amount, f->reason, f->metadata, accounts, arena))
+        if (!f->idem_key && ctx->batch) {
+            /* Unread (f->pl NULL): the claim refuses what this host cannot refund. */
+            const char *accounts = f->pl ? NULL : flow_refund_accounts(r);
+            if ((!f->pl && !accounts) ||
+                !store_batch_refund_create_init(&f->bop, api_req_merchant(r), f->object_id, f->payment_id,
+                                                f->amount, f->reason, f->metadata, accounts, arena))
+                return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                                     "the refund could not be stored; nothing was sent to the bank");
             return flow_batch(r, f, flow_refund_created, flow_refund_create_sync);
+        }
         sr = store_refund_create(ctx->store, api_req_merchant(r), f->object_id, f->payment_id, f->amount,
                                  f->reason, f->metadata, arena, &f->refund, &now);
     } else {
