@@ -8,7 +8,9 @@
  * once and nothing is sent. The bank call runs with the connection
  * suspended; its outcome is recorded, then answered. An outcome the bank
  * did not give (timeout, garbage) leaves the operation pending: never
- * failed while the bank may have done it.
+ * failed while the bank may have done it. With group commit on, a refund's
+ * claim (without Idempotency-Key) and its bank answer are batched writes
+ * (store_batch.h): the request stays suspended until each is committed.
  */
 #include "api_flows.h"
 
