@@ -8,7 +8,9 @@
  * once and nothing is sent. The bank call runs with the connection
  * suspended; its outcome is recorded, then answered. An outcome the bank
  * did not give (timeout, garbage) leaves the operation pending: never
- * failed while the bank may have done it.
+ * failed while the bank may have done it. With group commit on, a refund's
+ * claim (without Idempotency-Key) and its bank answer are batched writes
+ * (store_batch.h): the request stays suspended until each is committed.
  */
 #include "api_flows.h"
 
@@ -25,6 +27,7 @@
 #include "log.h"
 #include "payment.h"
 #include "payreq.h"
+#include "store_batch.h"
 #include "store_flows.h"
 #include "store_idem.h"
 #include "textcheck.h"
@@ -52,6 +55,8 @@ struct api_flow {
     idempotency_hash hash;
     bool waiting;
     idempotency_wait wait;
+    pagoflex_flow_result res; /* the bank's answer, mapped */
+    store_batch_op bop;       /* a refund's write in the group commit (its claim, then the answer) */
 };
 
 static const char *flow_op_name(flow_op op)
@@ -301,7 +306,173 @@ static enum MHD_Result flow_refund_refused(api_request *r, struct api_flow *f, c
                                       f->amount ? f->amount : left, now->id, left, now->amount_received));
 }
 
-/* Claim the operation in the database, build the bank call, send it. */
+/* Set f->pl to the plugin account that serves `flow` for payment p (its
+ * own account: a refund's is its payment's, its credentials, never
+ * another's). False with the reply queued when this host has none. */
+static bool flow_plugin_of(api_request *r, struct api_flow *f, const store_payment *p, pagoflex_flow flow,
+                           enum MHD_Result *ret)
+{
+    api_context *ctx = api_req_ctx(r);
+    api_req_set_connector(r, p->connector);
+    f->pl = registry_find_account(ctx->registry, p->connector, p->connector_account);
+    if (!f->pl) {
+        bool loaded = registry_find_key(ctx->registry, p->connector) != NULL;
+        *ret = api_req_error(
+            r, MHD_HTTP_SERVICE_UNAVAILABLE,
+            loaded ? "connector_account_unavailable" : "connector_unavailable", NULL,
+            loaded ? "account %s of connector %s (payment %s) has no loaded credentials on this "
+                     "host; nothing was changed or sent"
+                   : "connector %s of payment %s is not loaded on this host; nothing was changed",
+            loaded ? p->connector_account : p->connector, loaded ? p->connector : p->id, p->id);
+        return false;
+    }
+    if (!registry_has_flow(f->pl, flow)) {
+        *ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_operation", NULL,
+                             "connector %s does not support %s; nothing was stored or sent", f->pl->desc->key,
+                             registry_flow_name(flow));
+        f->pl = NULL;
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result flow_no_payment(api_request *r, struct api_flow *f, const char *field)
+{
+    return api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", field, "no payment with id '%s'", f->payment_id);
+}
+
+/* Common checks and the plugin of payment `payment_id`. False with the
+ * reply queued. */
+static bool flow_payment_plugin(api_request *r, struct api_flow *f, pagoflex_flow flow, const char *field,
+                                enum MHD_Result *ret)
+{
+    api_context *ctx = api_req_ctx(r);
+    store_payment p;
+    store_result sr =
+        store_payment_get_of(ctx->store, api_req_merchant(r), f->payment_id, api_req_arena(r), &p);
+    if (sr == STORE_NOT_FOUND) {
+        *ret = flow_no_payment(r, f, field);
+        return false;
+    }
+    if (sr != STORE_OK) {
+        *ret = flow_store_error(r, sr, "reading the payment");
+        return false;
+    }
+    return flow_plugin_of(r, f, &p, flow, ret);
+}
+
+/* The "connector/account" pairs this host serves refunds for, as a
+ * PostgreSQL text[] literal in the request's arena (keys and account names
+ * need no quoting); NULL when out of memory. */
+static const char *flow_refund_accounts(api_request *r)
+{
+    const registry *reg = api_req_ctx(r)->registry;
+    size_t n = registry_count(reg), cap = 3, used = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(registry_at(reg, i)->desc->key) + strlen(registry_at(reg, i)->account) + 2;
+    char *list = arena_alloc(api_req_arena(r), cap);
+    if (!list)
+        return NULL;
+    list[used++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        const registry_plugin *pl = registry_at(reg, i);
+        if (registry_has_flow(pl, PAGOFLEX_FLOW_REFUND))
+            used += (size_t)snprintf(list + used, cap - used, "%s%s/%s", used > 1 ? "," : "", pl->desc->key,
+                                     pl->account);
+    }
+    snprintf(list + used, cap - used, "}");
+    return list;
+}
+
+/* Queue f->bop (made ready by a store_batch_*_init) to the group commit
+ * and suspend the request until it is committed; `then` goes on when it is
+ * resumed. When the batcher refuses it (closing), `sync` does the write
+ * here and the request resumes at once, the same way. */
+static enum MHD_Result flow_batch(api_request *r, struct api_flow *f, api_req_resumed_fn then,
+                                  void (*sync)(api_request *, struct api_flow *))
+{
+    f->bop.done = api_req_resume;
+    f->bop.arg = r;
+    api_req_suspend_fn(r, then, f);
+    if (!store_batch_submit(api_req_ctx(r)->batch, &f->bop)) {
+        sync(r, f);
+        api_req_resume(r);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result flow_claimed(api_request *r, struct api_flow *f, store_result sr, store_payment *now);
+
+/* The batched create done here (the batcher is closing), with the result
+ * the batched one would have: when the payment was not read first, a
+ * payment this host cannot refund is refused with its row, unwritten. */
+static void flow_refund_create_sync(api_request *r, struct api_flow *f)
+{
+    api_context *ctx = api_req_ctx(r);
+    pagoflex_arena *arena = api_req_arena(r);
+    if (!f->pl) {
+        f->bop.rc = store_payment_get_of(ctx->store, api_req_merchant(r), f->payment_id, arena, &f->bop.row);
+        const registry_plugin *pl =
+            f->bop.rc == STORE_OK
+                ? registry_find_account(ctx->registry, f->bop.row.connector, f->bop.row.connector_account)
+                : NULL;
+        if (f->bop.rc == STORE_OK && (!pl || !registry_has_flow(pl, PAGOFLEX_FLOW_REFUND)))
+            f->bop.rc = STORE_CONFLICT;
+        if (f->bop.rc != STORE_OK)
+            return;
+    }
+    f->bop.rc = store_refund_create(ctx->store, api_req_merchant(r), f->object_id, f->payment_id, f->amount,
+                                    f->reason, f->metadata, arena, &f->bop.refund, &f->bop.row);
+}
+
+/* The refund's claim in the group commit is in (f->bop). A client gone
+ * meanwhile leaves a committed refund that no bank has: the reconciler
+ * sends it at its next poll. */
+static enum MHD_Result flow_refund_created(api_request *r, void *arg)
+{
+    struct api_flow *f = arg;
+    if (api_req_gone(r)) {
+        const store_refund *ref = &f->bop.refund;
+        const char *found = NULL;
+        if (f->bop.rc != STORE_OK)
+            return MHD_NO;
+        log_info("POST /v1/refunds: the client was gone before refund %s went to the bank; the reconciler "
+                 "sends it now",
+                 ref->id);
+        store_refund_make_due(api_req_ctx(r)->store, ref->connector, ref->connector_account, ref->id, NULL,
+                              api_req_arena(r), &found);
+        return MHD_NO;
+    }
+    if (f->bop.rc == STORE_OK)
+        f->refund = f->bop.refund;
+    if (!f->pl) {
+        /* The payment was not read first: the claim's answer has it, and
+         * says what that read would have. */
+        enum MHD_Result ret;
+        if (f->bop.rc == STORE_NOT_FOUND)
+            return flow_no_payment(r, f, "payment_id");
+        if ((f->bop.rc == STORE_OK || f->bop.rc == STORE_CONFLICT) &&
+            !flow_plugin_of(r, f, &f->bop.row, PAGOFLEX_FLOW_REFUND, &ret)) {
+            if (f->bop.rc == STORE_OK) { /* not in the list it was claimed with: cannot be */
+                store_refund gone;
+                log_error("refund %s: claimed for connector %s account %s, which cannot refund; failed, "
+                          "not sent",
+                          f->refund.id, f->bop.row.connector, f->bop.row.connector_account);
+                store_refund_transition(api_req_ctx(r)->store, f->refund.id, PAGOFLEX_STATE_FAILED,
+                                        STORE_SOURCE_API, "not sent", NULL, "connector_unavailable",
+                                        "no loaded connector account could send the refund", api_req_arena(r),
+                                        &gone);
+            }
+            return ret;
+        }
+    }
+    return flow_claimed(r, f, f->bop.rc, &f->bop.row);
+}
+
+/* Claim the operation in the database, build the bank call, send it. A
+ * refund without an Idempotency-Key is claimed in the group commit when it
+ * is on (the bank is called only once its row is committed); one with a key
+ * is claimed here, on the pool. */
 static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
 {
     api_context *ctx = api_req_ctx(r);
@@ -309,26 +480,44 @@ static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
     store_payment now;
     store_result sr;
     if (f->op == FLOW_OP_REFUND) {
+        if (!f->idem_key && ctx->batch) {
+            /* Unread (f->pl NULL): the claim refuses what this host cannot refund. */
+            const char *accounts = f->pl ? NULL : flow_refund_accounts(r);
+            if ((!f->pl && !accounts) ||
+                !store_batch_refund_create_init(&f->bop, api_req_merchant(r), f->object_id, f->payment_id,
+                                                f->amount, f->reason, f->metadata, accounts, arena))
+                return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                                     "the refund could not be stored; nothing was sent to the bank");
+            return flow_batch(r, f, flow_refund_created, flow_refund_create_sync);
+        }
         sr = store_refund_create(ctx->store, api_req_merchant(r), f->object_id, f->payment_id, f->amount,
                                  f->reason, f->metadata, arena, &f->refund, &now);
-        if (sr == STORE_CONFLICT)
-            return flow_refund_refused(r, f, &now);
-        if (sr == STORE_DUPLICATE)
-            return flow_answer_stale(r, f, f->object_id);
     } else {
         sr =
             store_payment_claim_operation(ctx->store, api_req_merchant(r), f->payment_id, flow_op_name(f->op),
                                           f->op == FLOW_OP_CAPTURE ? f->amount : 0, arena, &now);
-        if (sr == STORE_CONFLICT)
-            return flow_op_refused(r, f, &now);
     }
+    return flow_claimed(r, f, sr, &now);
+}
+
+/* What the store said to the claim (sr; *now the payment as it is, and
+ * f->refund the refund made, on STORE_OK): refuse it, or build the bank
+ * call and send it. */
+static enum MHD_Result flow_claimed(api_request *r, struct api_flow *f, store_result sr, store_payment *now)
+{
+    api_context *ctx = api_req_ctx(r);
+    pagoflex_arena *arena = api_req_arena(r);
+    if (sr == STORE_CONFLICT)
+        return f->op == FLOW_OP_REFUND ? flow_refund_refused(r, f, now) : flow_op_refused(r, f, now);
+    if (sr == STORE_DUPLICATE && f->op == FLOW_OP_REFUND)
+        return flow_answer_stale(r, f, f->object_id);
     if (sr == STORE_NOT_FOUND)
         return flow_answer(r, f, MHD_HTTP_NOT_FOUND,
                            flow_error_doc(r, "not_found", f->op == FLOW_OP_REFUND ? "payment_id" : "id", NULL,
                                           NULL, "no payment with id '%s'", f->payment_id));
     if (sr != STORE_OK)
         return flow_store_error(r, sr, "claiming the operation");
-    f->row = now;
+    f->row = *now;
     if (bankcall_payment(ctx->cfg->public_url, f->pl, &f->row, arena, &f->pay) != 0)
         return api_req_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     pagoflex_flow_input *in = &f->in;
@@ -362,7 +551,7 @@ static enum MHD_Result flow_start(api_request *r, struct api_flow *f)
                                 NULL, "connector_refused", "the connector could not build the refund request",
                                 arena, &gone);
     } else {
-        store_payment_release_operation(ctx->store, f->row.id, flow_op_name(f->op), arena, &now);
+        store_payment_release_operation(ctx->store, f->row.id, flow_op_name(f->op), arena, now);
     }
     bool refused = rc == PAGOFLEX_ERR_UNSUPPORTED || rc == PAGOFLEX_ERR_INVALID;
     return flow_answer(r, f, refused ? MHD_HTTP_UNPROCESSABLE_CONTENT : MHD_HTTP_BAD_GATEWAY,
@@ -421,58 +610,37 @@ static enum MHD_Result flow_finish_op(api_request *r, struct api_flow *f, const 
     return flow_answer(r, f, MHD_HTTP_ACCEPTED, api_flows_payment_json(&now));
 }
 
-/* The bank answered (or did not) a refund. */
-static enum MHD_Result flow_finish_refund(api_request *r, struct api_flow *f, const pagoflex_flow_result *res)
+static void flow_refund_record_sync(api_request *r, struct api_flow *f)
 {
-    api_context *ctx = api_req_ctx(r);
-    store_refund now;
-    store_result sr = store_refund_transition(ctx->store, f->refund.id, res->state, STORE_SOURCE_BANK_REPLY, NULL,
-                                              res->provider_reference_id, res->error_code, res->error_message,
-                                              api_req_arena(r), &now);
-    if (sr != STORE_OK && sr != STORE_CONFLICT)
-        return flow_store_error(r, sr, "recording the bank's answer to the refund");
-    return flow_answer(r, f, MHD_HTTP_CREATED, api_flows_refund_json(&now));
+    const pagoflex_flow_result *res = &f->res;
+    f->bop.rc = store_refund_transition(
+        api_req_ctx(r)->store, f->refund.id, res->state, STORE_SOURCE_BANK_REPLY, NULL,
+        res->provider_reference_id, res->error_code, res->error_message, api_req_arena(r), &f->bop.refund);
 }
 
-/* Common checks and the plugin of payment `payment_id`. False with the
- * reply queued. */
-static bool flow_payment_plugin(api_request *r, struct api_flow *f, pagoflex_flow flow, const char *field,
-                                enum MHD_Result *ret)
+/* The bank's answer to the refund is recorded (f->bop): the reply. */
+static enum MHD_Result flow_refund_recorded(api_request *r, void *arg)
 {
-    api_context *ctx = api_req_ctx(r);
-    store_payment p;
-    store_result sr =
-        store_payment_get_of(ctx->store, api_req_merchant(r), f->payment_id, api_req_arena(r), &p);
-    if (sr == STORE_NOT_FOUND) {
-        *ret = api_req_error(r, MHD_HTTP_NOT_FOUND, "not_found", field, "no payment with id '%s'", f->payment_id);
-        return false;
-    }
-    if (sr != STORE_OK) {
-        *ret = flow_store_error(r, sr, "reading the payment");
-        return false;
-    }
-    api_req_set_connector(r, p.connector);
-    /* The payment's own account (a refund's is its payment's): its
-     * credentials, never another's. */
-    f->pl = registry_find_account(ctx->registry, p.connector, p.connector_account);
-    if (!f->pl) {
-        bool loaded = registry_find_key(ctx->registry, p.connector) != NULL;
-        *ret = api_req_error(
-            r, MHD_HTTP_SERVICE_UNAVAILABLE,
-            loaded ? "connector_account_unavailable" : "connector_unavailable", NULL,
-            loaded ? "account %s of connector %s (payment %s) has no loaded credentials on this "
-                     "host; nothing was changed or sent"
-                   : "connector %s of payment %s is not loaded on this host; nothing was changed",
-            loaded ? p.connector_account : p.connector, loaded ? p.connector : p.id, p.id);
-        return false;
-    }
-    if (!registry_has_flow(f->pl, flow)) {
-        *ret = api_req_error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, "unsupported_operation", NULL,
-                             "connector %s does not support %s; nothing was stored or sent", f->pl->desc->key,
-                             registry_flow_name(flow));
-        return false;
-    }
-    return true;
+    struct api_flow *f = arg;
+    store_result sr = f->bop.rc;
+    if (sr != STORE_OK && sr != STORE_CONFLICT)
+        return flow_store_error(r, sr, "recording the bank's answer to the refund");
+    return flow_answer(r, f, MHD_HTTP_CREATED, api_flows_refund_json(&f->bop.refund));
+}
+
+/* The bank answered (or did not) a refund (f->res): record it durably
+ * (through the group commit when it is on, and the client is still there),
+ * then reply. */
+static enum MHD_Result flow_finish_refund(api_request *r, struct api_flow *f)
+{
+    const pagoflex_flow_result *res = &f->res;
+    if (api_req_ctx(r)->batch && !api_req_gone(r) &&
+        store_batch_refund_transition_init(&f->bop, f->refund.id, f->refund.payment_id, res->state,
+                                           STORE_SOURCE_BANK_REPLY, NULL, res->provider_reference_id,
+                                           res->error_code, res->error_message, api_req_arena(r)))
+        return flow_batch(r, f, flow_refund_recorded, flow_refund_record_sync);
+    flow_refund_record_sync(r, f);
+    return flow_refund_recorded(r, f);
 }
 
 /* Hold the request's key (if any), then start. */
@@ -675,7 +843,13 @@ enum MHD_Result api_flows_refund_create(api_request *r)
     json_decref(root);
     if (!ok)
         return ret;
-    if (!flow_payment_plugin(r, f, PAGOFLEX_FLOW_REFUND, "payment_id", &ret))
+    /* Without a key, in the group commit, the claim itself reads the
+     * payment and refuses one this host cannot refund (flow_refund_created
+     * answers as this read would); with a key, the read comes first, before
+     * the key is held. */
+    bool keyed = MHD_lookup_connection_value(api_req_conn(r), MHD_HEADER_KIND, "Idempotency-Key") != NULL;
+    if ((keyed || !api_req_ctx(r)->batch) &&
+        !flow_payment_plugin(r, f, PAGOFLEX_FLOW_REFUND, "payment_id", &ret))
         return ret;
     if (!flow_idem_setup(r, f, "POST /v1/refunds", &ret))
         return ret;
@@ -733,9 +907,8 @@ enum MHD_Result api_flows_resumed(api_request *r, struct api_flow *f)
                                  "second");
         }
     }
-    pagoflex_flow_result res;
-    bankcall_flow_map(f->pl, &f->in, &f->resp, api_req_arena(r), &res);
+    bankcall_flow_map(f->pl, &f->in, &f->resp, api_req_arena(r), &f->res);
     if (f->op == FLOW_OP_REFUND)
-        return flow_finish_refund(r, f, &res);
-    return flow_finish_op(r, f, &res);
+        return flow_finish_refund(r, f);
+    return flow_finish_op(r, f, &f->res);
 }

@@ -162,6 +162,52 @@ bool store_batch_webhook_init(store_batch_op *op, const char *connector, const c
     return true;
 }
 
+bool store_batch_refund_create_init(store_batch_op *op, const char *merchant_id, const char *refund_id,
+                                    const char *payment_id, int64_t amount, const char *reason,
+                                    const char *metadata_json, const char *accounts, pagoflex_arena *arena)
+{
+    memset(op, 0, sizeof *op);
+    op->rc = STORE_ERROR;
+    if (!merchant_id || !*merchant_id || !refund_id || !payment_id) {
+        log_error("store: refund create without a merchant, refund id or payment id");
+        return false;
+    }
+    snprintf(op->amount, sizeof op->amount, "%" PRId64, amount > 0 ? amount : 0);
+    const char *const params[] = {refund_id,     payment_id,  op->amount, reason,
+                                  metadata_json, merchant_id, accounts};
+    memcpy(op->params, params, sizeof params);
+    op->nparams = 7;
+    op->kind = BATCH_REFUND_CREATE;
+    op->sql = store_sql_refund_create;
+    op->sort_key = payment_id;
+    op->arena = arena;
+    return true;
+}
+
+bool store_batch_refund_transition_init(store_batch_op *op, const char *id, const char *payment_id,
+                                        pagoflex_state to, const char *source, const char *detail,
+                                        const char *provider_ref, const char *error_code,
+                                        const char *error_message, pagoflex_arena *arena)
+{
+    memset(op, 0, sizeof *op);
+    op->rc = STORE_ERROR;
+    const char *to_name = payment_state_name(to);
+    if (!id || !source || payment_state_parse(to_name) < 0) {
+        log_error("store: transition of refund %s to invalid state %d", id ? id : "(null)", (int)to);
+        return false;
+    }
+    store_refund_allowed_from(to, op->allowed, sizeof op->allowed);
+    const char *const params[] = {id,         to_name,       op->allowed, provider_ref,
+                                  error_code, error_message, source,      detail};
+    memcpy(op->params, params, sizeof params);
+    op->nparams = 8;
+    op->kind = BATCH_REFUND_TRANSITION;
+    op->sql = store_sql_refund_transition;
+    op->sort_key = payment_id;
+    op->arena = arena;
+    return true;
+}
+
 /* Read the committed result of `op` from row `row` of `r` (-1: no row
  * answered it), its columns from `base` on (the same reading as the
  * synchronous call of store.c), and decide whether it needs the orphan
@@ -169,6 +215,16 @@ bool store_batch_webhook_init(store_batch_op *op, const char *connector, const c
 static void batch_read_row(store_batch_op *op, const PGresult *r, int row, int base)
 {
     op->check_orphans = false;
+    /* Refund writes are always their own statement: their readers take the
+     * whole result. */
+    if (op->kind == BATCH_REFUND_CREATE) {
+        op->rc = store_refund_create_read(r, op->arena, &op->refund, &op->row);
+        return;
+    }
+    if (op->kind == BATCH_REFUND_TRANSITION) {
+        op->rc = store_refund_transition_read(r, op->arena, &op->refund);
+        return;
+    }
     if (op->kind == BATCH_INSERT) {
         op->rc = row >= 0 ? store_payment_from_row(r, row, base, op->arena, &op->row) : STORE_CONFLICT;
         return;
@@ -207,6 +263,23 @@ static void batch_read_row(store_batch_op *op, const PGresult *r, int row, int b
 static void batch_read(store_batch_op *op, const PGresult *r)
 {
     batch_read_row(op, r, PQntuples(r) == 1 ? 0 : -1, 0);
+}
+
+/* The write `kind` is, for log lines. */
+static const char *batch_kind_name(int kind)
+{
+    switch (kind) {
+    case BATCH_INSERT:
+        return "payment insert";
+    case BATCH_WEBHOOK:
+        return "webhook apply";
+    case BATCH_REFUND_CREATE:
+        return "refund create";
+    case BATCH_REFUND_TRANSITION:
+        return "refund transition";
+    default:
+        return "payment transition";
+    }
 }
 
 /* One answer waited for since t0 (metrics_now_ns). */
@@ -340,14 +413,12 @@ static void batch_single(batch_writer *w, store_batch_op *op)
         if (batch_lost(w->conn, r)) {
             op->rc = STORE_UNAVAILABLE;
             batch_disconnect(w);
-        } else if (op->kind == BATCH_INSERT && sqlstate && strcmp(sqlstate, "23505") == 0) {
+        } else if ((op->kind == BATCH_INSERT || op->kind == BATCH_REFUND_CREATE) && sqlstate &&
+                   strcmp(sqlstate, "23505") == 0) {
             op->rc = STORE_DUPLICATE;
         } else {
             op->rc = STORE_ERROR;
-            log_error("store batch: %s failed: %.*s (SQLSTATE %s)",
-                      op->kind == BATCH_INSERT    ? "payment insert"
-                      : op->kind == BATCH_WEBHOOK ? "webhook apply"
-                                                  : "payment transition",
+            log_error("store batch: %s failed: %.*s (SQLSTATE %s)", batch_kind_name(op->kind),
                       (int)strcspn(msg, "\n"), msg, sqlstate ? sqlstate : "none");
         }
     }

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 
 #include "store.h"
+#include "store_flows.h"
 
 typedef struct store_batch store_batch;
 
@@ -44,6 +45,7 @@ typedef struct store_batch_op {
     bool applied;         /* webhook: the event moved the payment */
     bool orphans_waiting; /* orphan events wait for the bank id this write stored or saw:
                              the caller runs store_orphan_apply (after this commit) */
+    store_refund refund;  /* refund kinds: the refund as the synchronous call returns it */
     /* ---- the batcher's ---- */
     int kind;
     const char *sql;
@@ -95,6 +97,30 @@ bool store_batch_transition_init(store_batch_op *op, const char *id, pagoflex_st
 bool store_batch_webhook_init(store_batch_op *op, const char *connector, const char *account,
                               const pagoflex_webhook_event *ev, const unsigned char *body, size_t body_len,
                               pagoflex_arena *arena);
+
+/* store_refund_create() as an operation: rc, op->refund and op->row (the
+ * payment) as it returns them: STORE_OK (both), STORE_CONFLICT (op->row as
+ * it is: nothing written), STORE_NOT_FOUND, STORE_DUPLICATE (refund_id
+ * exists). `accounts`, when not NULL, is a PostgreSQL text[] literal of
+ * the "connector/account" pairs whose payments may be refunded (those this
+ * host serves refunds for): a payment of another pair is refused too
+ * (STORE_CONFLICT with its row, nothing written), so a caller need not read
+ * the payment first. Sorted among the batch's writes by its payment, whose
+ * row it locks. False (rc STORE_ERROR, logged) without a merchant, refund
+ * or payment id; then the op is not to be submitted. */
+bool store_batch_refund_create_init(store_batch_op *op, const char *merchant_id, const char *refund_id,
+                                    const char *payment_id, int64_t amount, const char *reason,
+                                    const char *metadata_json, const char *accounts, pagoflex_arena *arena);
+
+/* store_refund_transition() as an operation: rc STORE_OK (moved) or
+ * STORE_CONFLICT (refused), both with op->refund as it is now, or
+ * STORE_NOT_FOUND. `payment_id`, the refund's payment (its row is written
+ * when the refund fails), sorts it among the batch's writes; NULL sorts
+ * first. False (rc STORE_ERROR, logged) on invalid arguments. */
+bool store_batch_refund_transition_init(store_batch_op *op, const char *id, const char *payment_id,
+                                        pagoflex_state to, const char *source, const char *detail,
+                                        const char *provider_ref, const char *error_code,
+                                        const char *error_message, pagoflex_arena *arena);
 
 /* Counters since open, for tests and metrics: transactions committed and
  * operations they carried, batches re-run one by one. */

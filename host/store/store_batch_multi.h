@@ -23,8 +23,15 @@
 
 #include "store_batch.h"
 
-/* What an operation is (store_batch_op.kind). */
-enum batch_kind { BATCH_INSERT = 1, BATCH_TRANSITION, BATCH_WEBHOOK };
+/* What an operation is (store_batch_op.kind). Refund writes have no
+ * multi-row statement. */
+enum batch_kind {
+    BATCH_INSERT = 1,
+    BATCH_TRANSITION,
+    BATCH_WEBHOOK,
+    BATCH_REFUND_CREATE,
+    BATCH_REFUND_TRANSITION
+};
 
 /* The multi-row statement for operations like `op`, or NULL when its kind
  * has none (it is then sent as its own statement). Operations with the same

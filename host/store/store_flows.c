@@ -34,7 +34,7 @@ bool store_refund_transition_allowed(pagoflex_state from, pagoflex_state to)
     return (refund_allowed_from[to] >> from) & 1u;
 }
 
-static void refund_allowed_list(pagoflex_state to, char *buf, size_t len)
+void store_refund_allowed_from(pagoflex_state to, char *buf, size_t len)
 {
     size_t used = (size_t)snprintf(buf, len, "{");
     int n = 0;
@@ -75,11 +75,15 @@ store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex
 }
 
 /* $1 refund id, $2 payment id, $3 amount (0 = the rest), $4 reason, $5
- * metadata, $6 the caller's merchant. The payment row is locked first
+ * metadata, $6 the caller's merchant, $7 NULL or the "connector/account"
+ * pairs that may be refunded (store_refund_create passes NULL; the group
+ * commit's refund create in store_batch.c may pass them: a payment of
+ * another pair is then refused as any other, with its row). The payment
+ * row is locked first
  * (cur), so concurrent refunds of one payment queue on it and each sees the
  * amount the previous reserved; another merchant's payment is no row, as
  * an unknown id. */
-static const char sql_refund_create[] =
+const char store_sql_refund_create[] =
     "WITH cur AS MATERIALIZED ("
     " SELECT p.*, CASE WHEN $3::bigint > 0 THEN $3::bigint"
     " ELSE p.amount_received - p.amount_refunded END AS n"
@@ -88,6 +92,7 @@ static const char sql_refund_create[] =
     " UPDATE payments p SET amount_refunded = p.amount_refunded + cur.n, updated_at = now()"
     " FROM cur WHERE p.id = cur.id AND p.state = 'succeeded' AND cur.n > 0"
     " AND p.amount_refunded + cur.n <= p.amount_received"
+    " AND ($7::text[] IS NULL OR cur.connector || '/' || cur.connector_account = ANY ($7::text[]))"
     " RETURNING p.*, cur.n"
     "), r AS ("
     " INSERT INTO refunds (id, payment_id, connector, amount, currency, state, reason, metadata,"
@@ -110,35 +115,40 @@ store_result store_refund_create(store *s, const char *merchant_id, const char *
     PGresult *r = NULL;
     char n[24];
     snprintf(n, sizeof n, "%" PRId64, amount > 0 ? amount : 0);
-    const char *const params[] = {refund_id, payment_id, n, reason, metadata_json, merchant_id};
-    store_payment pay;
-    store_refund ref = {0};
+    const char *const params[] = {refund_id, payment_id, n, reason, metadata_json, merchant_id, NULL};
     store_result rc = STORE_ERROR;
     if (!merchant_id || !*merchant_id) {
         log_error("store: refund create without a merchant");
         goto fail;
     }
-    rc = store_run(s, "refund create", sql_refund_create, 6, params, true, &r);
+    rc = store_run(s, "refund create", store_sql_refund_create, 7, params, true, &r);
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
-    if (PQntuples(r) != 1) {
-        rc = STORE_NOT_FOUND;
-        goto fail;
-    }
-    bool made = PQgetvalue(r, 0, 0)[0] == 't';
-    if ((rc = store_payment_from_row(r, 0, 1, arena, &pay)) != STORE_OK)
-        goto fail;
-    if (made && (rc = store_refund_from_row(r, 0, 1 + PAYMENT_NCOLS, arena, &ref)) != STORE_OK)
-        goto fail;
-    *payment = pay;
-    if (made)
-        *out = ref;
-    rc = made ? STORE_OK : STORE_CONFLICT;
+    rc = store_refund_create_read(r, arena, out, payment);
 
 fail:
     PQclear(r);
     return rc;
+}
+
+store_result store_refund_create_read(const PGresult *r, pagoflex_arena *arena, store_refund *out,
+                                      store_payment *payment)
+{
+    store_payment pay;
+    store_refund ref = {0};
+    store_result rc;
+    if (PQntuples(r) != 1)
+        return STORE_NOT_FOUND;
+    bool made = PQgetvalue(r, 0, 0)[0] == 't';
+    if ((rc = store_payment_from_row(r, 0, 1, arena, &pay)) != STORE_OK)
+        return rc;
+    if (made && (rc = store_refund_from_row(r, 0, 1 + PAYMENT_NCOLS, arena, &ref)) != STORE_OK)
+        return rc;
+    *payment = pay;
+    if (made)
+        *out = ref;
+    return made ? STORE_OK : STORE_CONFLICT;
 }
 
 static const char sql_refund_get[] = "SELECT " REFUND_COLS("r") " FROM refunds r WHERE r.id = $1::text";
@@ -233,7 +243,7 @@ fail:
     " UNION ALL"                                                                           \
     " SELECT false, " REFUND_COLS("cur") " FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)"
 
-static const char sql_refund_transition[] = REFUND_TRANSITION_SQL("");
+const char store_sql_refund_transition[] = REFUND_TRANSITION_SQL("");
 
 /* The reconciler's: $9 the claim's fencing token. */
 static const char sql_refund_transition_fenced[] =
@@ -246,24 +256,26 @@ static store_result refund_transition_run(store *s, const char *what, const char
                                           store_refund *out)
 {
     PGresult *r = NULL;
-    store_refund ref;
     store_result rc = store_run(s, what, sql, n, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    metrics_db_commit();
-    if (PQntuples(r) != 1) {
-        rc = STORE_NOT_FOUND;
-        goto fail;
+    if (rc == STORE_OK) {
+        metrics_db_commit();
+        rc = store_refund_transition_read(r, arena, out);
     }
-    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
-    if ((rc = store_refund_from_row(r, 0, 1, arena, &ref)) != STORE_OK)
-        goto fail;
-    *out = ref;
-    rc = moved ? STORE_OK : STORE_CONFLICT;
-
-fail:
     PQclear(r);
     return rc;
+}
+
+store_result store_refund_transition_read(const PGresult *r, pagoflex_arena *arena, store_refund *out)
+{
+    store_refund ref;
+    if (PQntuples(r) != 1)
+        return STORE_NOT_FOUND;
+    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
+    store_result rc = store_refund_from_row(r, 0, 1, arena, &ref);
+    if (rc != STORE_OK)
+        return rc;
+    *out = ref;
+    return moved ? STORE_OK : STORE_CONFLICT;
 }
 
 store_result store_refund_transition(store *s, const char *id, pagoflex_state to,
@@ -273,10 +285,10 @@ store_result store_refund_transition(store *s, const char *id, pagoflex_state to
                                      store_refund *out)
 {
     char allowed[160];
-    refund_allowed_list(to, allowed, sizeof allowed);
+    store_refund_allowed_from(to, allowed, sizeof allowed);
     const char *const params[] = {id,         payment_state_name(to), allowed, provider_ref,
                                   error_code, error_message,          source,  detail};
-    return refund_transition_run(s, "refund transition", sql_refund_transition, 8, params, arena, out);
+    return refund_transition_run(s, "refund transition", store_sql_refund_transition, 8, params, arena, out);
 }
 
 static const char sql_refund_history[] =
@@ -446,7 +458,7 @@ store_result store_refund_webhook_apply(store *s, const char *connector, const c
     char *text = arena_strndup(arena, (const char *)body, body_len);
     if (!text)
         return STORE_ERROR;
-    refund_allowed_list(ev->state, allowed, sizeof allowed);
+    store_refund_allowed_from(ev->state, allowed, sizeof allowed);
     const char *const params[] = {connector,          ev->refund_id, ev->refund_provider_reference_id,
                                   ev->event_id,       payment_state_name(ev->state), text,
                                   allowed,            ev->type,      ev->error_code,

@@ -65,6 +65,34 @@ typedef struct store_call {
 store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex_arena *arena,
                                    store_refund *out);
 
+/* store_refund_create()'s statement (store_flows.c): $1 refund id, $2
+ * payment id, $3 amount (0 = the rest), $4 reason, $5 metadata, $6 the
+ * caller's merchant, $7 NULL or the text[] of "connector/account" pairs
+ * whose payments may be refunded (another pair's is refused, with its row).
+ * Read its result with store_refund_create_read. */
+extern const char store_sql_refund_create[];
+
+/* Read a result of store_sql_refund_create as store_refund_create returns
+ * it: STORE_OK with *out and *payment, STORE_CONFLICT with *payment,
+ * STORE_NOT_FOUND, or STORE_ERROR (logged) when a row cannot be read. */
+store_result store_refund_create_read(const PGresult *r, pagoflex_arena *arena, store_refund *out,
+                                      store_payment *payment);
+
+/* store_refund_transition()'s statement: $1 id, $2 to, $3 allowed from
+ * (store_refund_allowed_from), $4 provider ref, $5 error code, $6 error
+ * message, $7 source, $8 detail. Read its result with
+ * store_refund_transition_read. */
+extern const char store_sql_refund_transition[];
+
+/* Read a result of a refund transition statement as
+ * store_refund_transition returns it: STORE_OK (moved) or STORE_CONFLICT
+ * (refused) with *out, STORE_NOT_FOUND, or STORE_ERROR (logged). */
+store_result store_refund_transition_read(const PGresult *r, pagoflex_arena *arena, store_refund *out);
+
+/* "{created,processing}": the states a refund may enter `to` from
+ * (store_refund_transition_allowed), as a PostgreSQL text[] literal. */
+void store_refund_allowed_from(pagoflex_state to, char *buf, size_t len);
+
 /* The conditional transition of store_payment_transition_from(), for use
  * inside a caller's transaction: $1 id, $2 to, $3 allowed from (text[]), $4
  * provider ref, $5 error code, $6 error message, $7 source, $8 detail.
