@@ -215,14 +215,12 @@ bool store_batch_refund_transition_init(store_batch_op *op, const char *id, cons
 static void batch_read_row(store_batch_op *op, const PGresult *r, int row, int base)
 {
     op->check_orphans = false;
-    /* Refund writes are always their own statement: their readers take the
-     * whole result. */
     if (op->kind == BATCH_REFUND_CREATE) {
-        op->rc = store_refund_create_read(r, op->arena, &op->refund, &op->row);
+        op->rc = store_refund_create_read(r, row, base, op->arena, &op->refund, &op->row);
         return;
     }
     if (op->kind == BATCH_REFUND_TRANSITION) {
-        op->rc = store_refund_transition_read(r, op->arena, &op->refund);
+        op->rc = store_refund_transition_read(r, row, base, op->arena, &op->refund);
         return;
     }
     if (op->kind == BATCH_INSERT) {

@@ -23,8 +23,7 @@
 
 #include "store_batch.h"
 
-/* What an operation is (store_batch_op.kind). Refund writes have no
- * multi-row statement. */
+/* What an operation is (store_batch_op.kind). */
 enum batch_kind {
     BATCH_INSERT = 1,
     BATCH_TRANSITION,

@@ -125,25 +125,25 @@ store_result store_refund_create(store *s, const char *merchant_id, const char *
     if (rc != STORE_OK)
         goto fail;
     metrics_db_commit();
-    rc = store_refund_create_read(r, arena, out, payment);
+    rc = PQntuples(r) == 1 ? store_refund_create_read(r, 0, 0, arena, out, payment) : STORE_NOT_FOUND;
 
 fail:
     PQclear(r);
     return rc;
 }
 
-store_result store_refund_create_read(const PGresult *r, pagoflex_arena *arena, store_refund *out,
-                                      store_payment *payment)
+store_result store_refund_create_read(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                      store_refund *out, store_payment *payment)
 {
     store_payment pay;
     store_refund ref = {0};
     store_result rc;
-    if (PQntuples(r) != 1)
+    if (row < 0 || row >= PQntuples(r))
         return STORE_NOT_FOUND;
-    bool made = PQgetvalue(r, 0, 0)[0] == 't';
-    if ((rc = store_payment_from_row(r, 0, 1, arena, &pay)) != STORE_OK)
+    bool made = PQgetvalue(r, row, col)[0] == 't';
+    if ((rc = store_payment_from_row(r, row, col + 1, arena, &pay)) != STORE_OK)
         return rc;
-    if (made && (rc = store_refund_from_row(r, 0, 1 + PAYMENT_NCOLS, arena, &ref)) != STORE_OK)
+    if (made && (rc = store_refund_from_row(r, row, col + 1 + PAYMENT_NCOLS, arena, &ref)) != STORE_OK)
         return rc;
     *payment = pay;
     if (made)
@@ -259,19 +259,20 @@ static store_result refund_transition_run(store *s, const char *what, const char
     store_result rc = store_run(s, what, sql, n, params, false, &r);
     if (rc == STORE_OK) {
         metrics_db_commit();
-        rc = store_refund_transition_read(r, arena, out);
+        rc = PQntuples(r) == 1 ? store_refund_transition_read(r, 0, 0, arena, out) : STORE_NOT_FOUND;
     }
     PQclear(r);
     return rc;
 }
 
-store_result store_refund_transition_read(const PGresult *r, pagoflex_arena *arena, store_refund *out)
+store_result store_refund_transition_read(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                          store_refund *out)
 {
     store_refund ref;
-    if (PQntuples(r) != 1)
+    if (row < 0 || row >= PQntuples(r))
         return STORE_NOT_FOUND;
-    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
-    store_result rc = store_refund_from_row(r, 0, 1, arena, &ref);
+    bool moved = PQgetvalue(r, row, col)[0] == 't';
+    store_result rc = store_refund_from_row(r, row, col + 1, arena, &ref);
     if (rc != STORE_OK)
         return rc;
     *out = ref;

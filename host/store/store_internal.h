@@ -72,11 +72,13 @@ store_result store_refund_from_row(const PGresult *r, int row, int col, pagoflex
  * Read its result with store_refund_create_read. */
 extern const char store_sql_refund_create[];
 
-/* Read a result of store_sql_refund_create as store_refund_create returns
- * it: STORE_OK with *out and *payment, STORE_CONFLICT with *payment,
- * STORE_NOT_FOUND, or STORE_ERROR (logged) when a row cannot be read. */
-store_result store_refund_create_read(const PGresult *r, pagoflex_arena *arena, store_refund *out,
-                                      store_payment *payment);
+/* Read row `row` of a result of store_sql_refund_create (or of its
+ * multi-row form), its columns from `col` on, as store_refund_create
+ * returns it: STORE_OK with *out and *payment, STORE_CONFLICT with
+ * *payment, STORE_NOT_FOUND (no such row), or STORE_ERROR (logged) when the
+ * row cannot be read. */
+store_result store_refund_create_read(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                      store_refund *out, store_payment *payment);
 
 /* store_refund_transition()'s statement: $1 id, $2 to, $3 allowed from
  * (store_refund_allowed_from), $4 provider ref, $5 error code, $6 error
@@ -84,10 +86,12 @@ store_result store_refund_create_read(const PGresult *r, pagoflex_arena *arena, 
  * store_refund_transition_read. */
 extern const char store_sql_refund_transition[];
 
-/* Read a result of a refund transition statement as
- * store_refund_transition returns it: STORE_OK (moved) or STORE_CONFLICT
- * (refused) with *out, STORE_NOT_FOUND, or STORE_ERROR (logged). */
-store_result store_refund_transition_read(const PGresult *r, pagoflex_arena *arena, store_refund *out);
+/* Read row `row` of a result of a refund transition statement, its
+ * columns from `col` on, as store_refund_transition returns it: STORE_OK
+ * (moved) or STORE_CONFLICT (refused) with *out, STORE_NOT_FOUND (no such
+ * row), or STORE_ERROR (logged). */
+store_result store_refund_transition_read(const PGresult *r, int row, int col, pagoflex_arena *arena,
+                                          store_refund *out);
 
 /* "{created,processing}": the states a refund may enter `to` from
  * (store_refund_transition_allowed), as a PostgreSQL text[] literal. */

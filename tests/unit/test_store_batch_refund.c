@@ -161,6 +161,7 @@ static void test_refund_creates_share_a_commit_and_one_is_refused(void **unused)
     hold_writer(b, &first, "pay_rf_lock1", a);
     unsigned long c0, ops, reruns;
     store_batch_stats(b, &c0, &ops, &reruns);
+    unsigned long s0 = store_batch_statements(b);
     const char *ids[5] = {"re_rf_0", "re_rf_1", "re_rf_2", "re_rf_3", "re_rf_4"};
     for (int i = 0; i < 4; i++)
         submit_refund(b, &ws[i], ids[i], "pay_rf_1", 300, a);
@@ -198,6 +199,9 @@ static void test_refund_creates_share_a_commit_and_one_is_refused(void **unused)
     store_batch_stats(b, &commits, &ops, &reruns);
     assert_int_equal(commits - c0, 2); /* the held one alone, then the five together */
     assert_int_equal(reruns, 0);
+    /* pay_rf_2's refund shares the statement of pay_rf_1's first; pay_rf_1's
+     * others each need one of their own, after it (they grow one row). */
+    assert_int_equal(store_batch_statements(b) - s0, 4);
     assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rf_1"),
                      900);
     assert_int_equal(pgtest_long(g_check,
@@ -332,6 +336,58 @@ static void test_refund_transitions_batched_with_a_payment_transition(void **unu
     arena_free(a);
 }
 
+/* Bank answers to refunds of different payments share one statement:
+ * each gets its own answer, and the failed one gives its amount back to its
+ * own payment only. */
+static void test_refund_transitions_of_many_payments_share_a_statement(void **unused)
+{
+    (void)unused;
+    pagoflex_arena *a = arena_new();
+    store_batch *b = store_batch_open(g_conninfo, 1, 64);
+    const char *pays[3] = {"pay_rm_1", "pay_rm_2", "pay_rm_3"};
+    const char *refs[3] = {"re_rm_1", "re_rm_2", "re_rm_3"};
+    store_refund ref;
+    store_payment pay;
+    for (int i = 0; i < 3; i++) {
+        make_payment(pays[i], "succeeded");
+        assert_int_equal(
+            store_refund_create(g_store, "mer_default", refs[i], pays[i], 250, NULL, NULL, a, &ref, &pay),
+            STORE_OK);
+    }
+    waiter first, ws[4];
+    hold_writer(b, &first, "pay_rm_lock", a);
+    unsigned long s0 = store_batch_statements(b);
+    memset(ws, 0, sizeof ws);
+    pagoflex_state to[3] = {PAGOFLEX_STATE_SUCCEEDED, PAGOFLEX_STATE_FAILED, PAGOFLEX_STATE_SUCCEEDED};
+    for (int i = 0; i < 3; i++)
+        assert_true(store_batch_refund_transition_init(&ws[i].op, refs[i], pays[i], to[i], STORE_SOURCE_BANK_REPLY,
+                                                       NULL, NULL, i == 1 ? "declined" : NULL,
+                                                       i == 1 ? "no" : NULL, a));
+    assert_true(store_batch_refund_transition_init(&ws[3].op, "re_rm_none", "pay_rm_none",
+                                                   PAGOFLEX_STATE_SUCCEEDED, STORE_SOURCE_BANK_REPLY, NULL, NULL,
+                                                   NULL, NULL, a));
+    for (int i = 0; i < 4; i++)
+        submit(b, &ws[i]);
+    release_writer(&first);
+    wait_all(ws, 4);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ws[i].op.rc, STORE_OK);
+        assert_string_equal(ws[i].op.refund.id, refs[i]);
+        assert_int_equal(ws[i].op.refund.state, to[i]);
+    }
+    assert_int_equal(ws[3].op.rc, STORE_NOT_FOUND);
+    assert_int_equal(store_batch_statements(b) - s0, 1);
+    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rm_1"), 250);
+    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rm_2"), 0);
+    assert_int_equal(pgtest_long(g_check, "SELECT amount_refunded FROM payments WHERE id = $1", "pay_rm_3"), 250);
+    assert_int_equal(pgtest_long(g_check,
+                                 "SELECT count(*) FROM refund_history WHERE refund_id LIKE $1 AND source = 'bank_reply'",
+                                 "re_rm_%"),
+                     3);
+    store_batch_close(b);
+    arena_free(a);
+}
+
 static int group_setup(void **unused)
 {
     (void)unused;
@@ -357,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_refund_creates_share_a_commit_and_one_is_refused),
         cmocka_unit_test(test_refund_create_refusals_read_as_the_synchronous_call),
         cmocka_unit_test(test_refund_transitions_batched_with_a_payment_transition),
+        cmocka_unit_test(test_refund_transitions_of_many_payments_share_a_statement),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
