@@ -289,6 +289,14 @@ static void batch_round_trip(batch_writer *w, uint64_t t0)
 
 /* ---- connection ------------------------------------------------------------- */
 
+/* A writer's statements find each of their few rows by index, whatever the
+ * size of the table when they were first planned. A prepared statement
+ * keeps its generic plan: a multi-row statement planned on a near-empty
+ * payments table (a new database, the first seconds of a bench) would
+ * otherwise keep a hash join over a sequential scan of the whole table,
+ * for every batch, however large the table grows. */
+const char store_batch_planner_options[] = "-c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off";
+
 static void batch_notice(void *arg, const PGresult *r)
 {
     (void)arg;
@@ -318,9 +326,11 @@ static bool batch_connect(batch_writer *w)
                                 "keepalives_count",
                                 "tcp_user_timeout",
                                 "fallback_application_name",
+                                "options",
                                 "dbname",
                                 NULL};
-    const char *const vals[] = {"2", "10", "2", "3", "10000", "pagoflex-batch", w->b->conninfo, NULL};
+    const char *const vals[] = {"2",           "10", "2", "3", "10000", "pagoflex-batch", store_batch_planner_options,
+                                w->b->conninfo, NULL};
     w->conn = PQconnectdbParams(keys, vals, 1);
     if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
         const char *msg = w->conn ? PQerrorMessage(w->conn) : "out of memory";

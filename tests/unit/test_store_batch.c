@@ -31,6 +31,7 @@
 #include "pgtest.h"
 #include "store.h"
 #include "store_batch.h"
+#include "store_batch_multi.h"
 #include "store_orphan.h"
 
 static const char *g_admin;
@@ -576,6 +577,70 @@ static void test_text_not_utf8_falls_back_to_single_statements(void **unused)
     arena_free(a);
 }
 
+/* The plan a writer's connection makes for a multi-row statement while
+ * the payments table is nearly empty (a new database) and then keeps finds
+ * the payments by index once the table is large: no sequential scan of the
+ * whole table for every batch. The statement and the connection settings
+ * are the writer's own. */
+static void test_multi_row_plan_made_on_a_small_table_stays_an_index_plan(void **unused)
+{
+    (void)unused;
+    char db[64], *ci = NULL;
+    store *st = NULL;
+    PGconn *chk = NULL;
+    snprintf(db, sizeof db, "pf_batch_plan_%d", (int)getpid());
+    assert_int_equal(pgtest_open(g_admin, db, 1, &ci, &st, &chk), 0);
+    pgtest_exec(chk, "ALTER TABLE payments SET (autovacuum_enabled = false)");
+    const char *const keys[] = {"options", "dbname", NULL};
+    const char *const vals[] = {store_batch_planner_options, ci, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pagoflex_arena *a = arena_new();
+    store_batch_op ops[2];
+    assert_true(store_batch_transition_init(&ops[0], "pay_pl_1", PAGOFLEX_STATE_PENDING, STORE_SOURCE_BANK_REPLY,
+                                            NULL, "tx_pl_1", NULL, NULL, a));
+    assert_true(store_batch_transition_init(&ops[1], "pay_pl_2", PAGOFLEX_STATE_PENDING, STORE_SOURCE_BANK_REPLY,
+                                            NULL, "tx_pl_2", NULL, NULL, a));
+    json_t *all = json_array();
+    for (int k = 0; k < 2; k++)
+        json_array_append_new(all, batch_multi_object(&ops[k], k));
+    char *param = json_dumps(all, JSON_COMPACT);
+    json_decref(all);
+    assert_non_null(param);
+    PGresult *r = PQprepare(c, "t", batch_multi_sql(&ops[0]), 1, NULL);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    /* Past the custom plans: the generic plan is made now, on a small table. */
+    for (int i = 0; i < 7; i++) {
+        PQclear(PQexec(c, "BEGIN"));
+        r = PQexecPrepared(c, "t", 1, (const char *const *)&param, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+        PQclear(PQexec(c, "ROLLBACK"));
+    }
+    pgtest_exec(chk, "INSERT INTO payments (id, connector, amount, currency, state, capture_method, merchant_id,"
+                     " connector_account) SELECT 'pay_pl_' || g, 'BANCO_X', 1000, 'EUR', 'created', 'automatic',"
+                     " 'mer_default', 'default' FROM generate_series(1, 50000) g");
+    char *lit = PQescapeLiteral(c, param, strlen(param));
+    char sql[4096];
+    snprintf(sql, sizeof sql, "EXPLAIN (COSTS OFF) EXECUTE t(%s)", lit);
+    PQfreemem(lit);
+    r = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    bool seq = false, pkey = false;
+    for (int i = 0; i < PQntuples(r); i++) {
+        seq |= strstr(PQgetvalue(r, i, 0), "Seq Scan on payments") != NULL;
+        pkey |= strstr(PQgetvalue(r, i, 0), "Index Scan using payments_pkey") != NULL;
+    }
+    PQclear(r);
+    assert_false(seq);
+    assert_true(pkey);
+    free(param);
+    arena_free(a);
+    PQfinish(c);
+    pgtest_close(g_admin, db, ci, st, chk);
+}
+
 static void test_closed_batcher_refuses(void **unused)
 {
     (void)unused;
@@ -615,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_batched_transitions_check_ahead),
         cmocka_unit_test(test_multi_row_statements),
         cmocka_unit_test(test_text_not_utf8_falls_back_to_single_statements),
+        cmocka_unit_test(test_multi_row_plan_made_on_a_small_table_stays_an_index_plan),
         cmocka_unit_test(test_closed_batcher_refuses),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
