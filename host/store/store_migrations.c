@@ -567,6 +567,58 @@ static const char migration_0013_api_contract[] =
     "        'error', notify_error(r.error_code, r.error_message),\n"
     "        'created_at', notify_time(r.created_at), 'updated_at', notify_time(r.updated_at)) $$;\n";
 
+/* Issue 16: the notification triggers of version 12 cost a trigger call
+ * per changed row, and built the row's API object (a SQL function, planned
+ * again in every transaction) before looking whether its merchant had an
+ * endpoint at all. They are replaced by one trigger per statement with
+ * transition tables: one INSERT of events, and of their deliveries, for
+ * all the rows the statement changed, joined with the endpoints that
+ * subscribe to each event type. Its plan is made once per connection
+ * (PL/pgSQL keeps it); a statement whose rows no endpoint wants builds no
+ * object and writes nothing. What is written is the same as before: one
+ * event per change of state (of a refund, per change to succeeded or
+ * failed), carrying the object as the API shows it after the statement
+ * (the BEFORE trigger's amounts included), and one delivery per subscribed
+ * endpoint; written in the changing transaction, so a rollback leaves
+ * none. A statement changes a row at most once, so its old and new images
+ * pair up by id. */
+#define NOTIFY_STATEMENT_TRIGGER(table, fn, kind, object_fn, changed)                                        \
+    "CREATE FUNCTION " fn "() RETURNS trigger LANGUAGE plpgsql AS $$\n"                                      \
+    "BEGIN\n"                                                                                                \
+    "    WITH ev AS (\n"                                                                                     \
+    "        INSERT INTO notify_events (id, merchant_id, type, object_id, payload)\n"                        \
+    "        SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), n.merchant_id,\n"                   \
+    "               '" kind ".' || n.state, n.id,\n"                                                         \
+    "               json_build_object('type', '" kind ".' || n.state,\n"                                     \
+    "                                 'timestamp', notify_time(clock_timestamp()),\n"                        \
+    "                                 'data', " object_fn "(n))::text\n"                                     \
+    "        FROM notify_new n JOIN notify_old o ON o.id = n.id\n"                                           \
+    "        WHERE " changed "\n"                                                                            \
+    "            AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.merchant_id = n.merchant_id\n"        \
+    "                        AND (e.events IS NULL OR '" kind ".' || n.state = ANY (e.events)))\n"           \
+    "        RETURNING id, merchant_id, type\n"                                                              \
+    "    )\n"                                                                                                \
+    "    INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)\n"                       \
+    "    SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), ev.id, e.id, now()\n"                   \
+    "    FROM ev JOIN webhook_endpoints e ON e.merchant_id = ev.merchant_id\n"                               \
+    "        AND (e.events IS NULL OR ev.type = ANY (e.events));\n"                                          \
+    "    RETURN NULL;\n"                                                                                     \
+    "END $$;\n"                                                                                              \
+    "CREATE TRIGGER notify_" kind " AFTER UPDATE ON " table "\n"                                             \
+    "    REFERENCING OLD TABLE AS notify_old NEW TABLE AS notify_new\n"                                      \
+    "    FOR EACH STATEMENT EXECUTE FUNCTION " fn "();\n"
+
+static const char migration_0017_notify_per_statement[] =
+    "DROP TRIGGER notify_payment ON payments;\n"
+    "DROP TRIGGER notify_refund ON refunds;\n"
+    "DROP FUNCTION notify_payment_changed();\n"
+    "DROP FUNCTION notify_refund_changed();\n"
+    "DROP FUNCTION notify_emit(text, text, text, jsonb);\n"
+    NOTIFY_STATEMENT_TRIGGER("payments", "notify_payments_changed", "payment", "notify_payment_object",
+                             "o.state IS DISTINCT FROM n.state")
+    NOTIFY_STATEMENT_TRIGGER("refunds", "notify_refunds_changed", "refund", "notify_refund_object",
+                             "o.state IS DISTINCT FROM n.state AND n.state IN ('succeeded', 'failed')");
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -592,6 +644,8 @@ static const store_migration migration_list[] = {
      migration_0013_api_contract},
     {16, "hot path: fewer indexes and foreign keys on payments, events and history",
      migration_0016_hot_path_indexes},
+    {17, "notifications: one trigger per statement, with transition tables, instead of one per changed row",
+     migration_0017_notify_per_statement},
 };
 
 const store_migration *store_migrations(size_t *count)
