@@ -571,37 +571,46 @@ static const char migration_0013_api_contract[] =
  * per changed row, and built the row's API object (a SQL function, planned
  * again in every transaction) before looking whether its merchant had an
  * endpoint at all. They are replaced by one trigger per statement with
- * transition tables: one INSERT of events, and of their deliveries, for
- * all the rows the statement changed, joined with the endpoints that
- * subscribe to each event type. Its plan is made once per connection
- * (PL/pgSQL keeps it); a statement whose rows no endpoint wants builds no
- * object and writes nothing. What is written is the same as before: one
- * event per change of state (of a refund, per change to succeeded or
- * failed), carrying the object as the API shows it after the statement
- * (the BEFORE trigger's amounts included), and one delivery per subscribed
- * endpoint; written in the changing transaction, so a rollback leaves
- * none. A statement changes a row at most once, so its old and new images
- * pair up by id. */
-#define NOTIFY_STATEMENT_TRIGGER(table, fn, kind, object_fn, changed)                                        \
+ * transition tables: one INSERT of events, and one of their deliveries,
+ * for all the rows the statement changed, each row looked up among the
+ * endpoints subscribed to its event type. What is written is the same as
+ * before: one event per change of state (of a refund, per change to
+ * succeeded or failed), carrying the object as the API shows it after the
+ * statement (the BEFORE trigger's amounts included), and one delivery per
+ * subscribed endpoint; written in the changing transaction, so a rollback
+ * leaves none.
+ * PL/pgSQL plans the statement once per connection, with the row counts
+ * of the first statement it sees, and keeps the plan: nothing in it may
+ * depend on those counts. So a statement's old states are paired with its
+ * new rows through one jsonb map of id -> old state, made once
+ * (MATERIALIZED) and searched per row (a statement changes a row at most
+ * once), not through a join, which a plan made for one row runs as a
+ * nested loop that reads the whole statement again for every row; and
+ * each row's endpoints are found through webhook_endpoints_merchant, one
+ * index probe per row (OFFSET 0 keeps those subqueries per row). A row
+ * whose merchant has no endpoint for its type builds no object. */
+#define NOTIFY_STATEMENT_TRIGGER(table, fn, kind, object_fn, extra_cond)                                     \
     "CREATE FUNCTION " fn "() RETURNS trigger LANGUAGE plpgsql AS $$\n"                                      \
     "BEGIN\n"                                                                                                \
-    "    WITH ev AS (\n"                                                                                     \
+    "    WITH was AS MATERIALIZED (\n"                                                                       \
+    "        SELECT jsonb_object_agg(o.id, o.state) AS state_of FROM notify_old o\n"                         \
+    "    ), ev AS (\n"                                                                                       \
     "        INSERT INTO notify_events (id, merchant_id, type, object_id, payload)\n"                        \
     "        SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), n.merchant_id,\n"                   \
     "               '" kind ".' || n.state, n.id,\n"                                                         \
     "               json_build_object('type', '" kind ".' || n.state,\n"                                     \
     "                                 'timestamp', notify_time(clock_timestamp()),\n"                        \
     "                                 'data', " object_fn "(n))::text\n"                                     \
-    "        FROM notify_new n JOIN notify_old o ON o.id = n.id\n"                                           \
-    "        WHERE " changed "\n"                                                                            \
+    "        FROM notify_new n, was\n"                                                                       \
+    "        WHERE n.state IS DISTINCT FROM was.state_of ->> n.id" extra_cond "\n"                           \
     "            AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.merchant_id = n.merchant_id\n"        \
-    "                        AND (e.events IS NULL OR '" kind ".' || n.state = ANY (e.events)))\n"           \
+    "                        AND (e.events IS NULL OR '" kind ".' || n.state = ANY (e.events)) OFFSET 0)\n"  \
     "        RETURNING id, merchant_id, type\n"                                                              \
     "    )\n"                                                                                                \
     "    INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)\n"                       \
     "    SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), ev.id, e.id, now()\n"                   \
-    "    FROM ev JOIN webhook_endpoints e ON e.merchant_id = ev.merchant_id\n"                               \
-    "        AND (e.events IS NULL OR ev.type = ANY (e.events));\n"                                          \
+    "    FROM ev, LATERAL (SELECT e.id FROM webhook_endpoints e WHERE e.merchant_id = ev.merchant_id\n"      \
+    "                      AND (e.events IS NULL OR ev.type = ANY (e.events)) OFFSET 0) e;\n"                \
     "    RETURN NULL;\n"                                                                                     \
     "END $$;\n"                                                                                              \
     "CREATE TRIGGER notify_" kind " AFTER UPDATE ON " table "\n"                                             \
@@ -614,10 +623,9 @@ static const char migration_0017_notify_per_statement[] =
     "DROP FUNCTION notify_payment_changed();\n"
     "DROP FUNCTION notify_refund_changed();\n"
     "DROP FUNCTION notify_emit(text, text, text, jsonb);\n"
-    NOTIFY_STATEMENT_TRIGGER("payments", "notify_payments_changed", "payment", "notify_payment_object",
-                             "o.state IS DISTINCT FROM n.state")
+    NOTIFY_STATEMENT_TRIGGER("payments", "notify_payments_changed", "payment", "notify_payment_object", "")
     NOTIFY_STATEMENT_TRIGGER("refunds", "notify_refunds_changed", "refund", "notify_refund_object",
-                             "o.state IS DISTINCT FROM n.state AND n.state IN ('succeeded', 'failed')");
+                             " AND n.state IN ('succeeded', 'failed')");
 
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},

@@ -191,6 +191,58 @@ static void test_one_statement_writes_an_event_per_changed_row(void **unused)
     check_exec("DELETE FROM notify_deliveries");
 }
 
+/* The server's messages on a connection (auto_explain's plans). */
+static char g_messages[1 << 20];
+
+static void collect_message(void *arg, const char *msg)
+{
+    (void)arg;
+    size_t used = strlen(g_messages);
+    snprintf(g_messages + used, sizeof g_messages - used, "%s", msg);
+}
+
+/* The trigger's statement is planned once per connection, with the row
+ * counts of the first statement it sees, and the plan is kept. A plan made
+ * for one row that joined a statement's old and new rows (or recomputed
+ * what it derives from them) by a nested loop would read a transition
+ * table again for every row: minutes for a statement of 30,000 rows. So,
+ * after one-row statements on a connection, a statement of 500 rows must
+ * still read each transition table once (auto_explain's loops=1 on every
+ * Named Tuplestore Scan), and write its 500 events. */
+static void test_transition_tables_read_once_whatever_the_first_plan(void **unused)
+{
+    (void)unused;
+    make_endpoint("we_l_all", "mer_l", NULL);
+    check_exec("INSERT INTO payments (id, connector, amount, currency, state, merchant_id, connector_account)"
+               " SELECT 'pay_l' || g, 'BANCO_X', 1000, 'ARS', 'created', 'mer_l', 'default'"
+               " FROM generate_series(1, 500) g");
+    PGconn *c = PQconnectdb(g_conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pgtest_exec(c, "UPDATE payments SET state = 'processing' WHERE id = 'pay_l1'");
+    pgtest_exec(c, "UPDATE payments SET state = 'processing' WHERE id = 'pay_l2'");
+    pgtest_exec(c, "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+                   " SET auto_explain.log_analyze = on; SET auto_explain.log_nested_statements = on;"
+                   " SET client_min_messages = log");
+    g_messages[0] = '\0';
+    PQsetNoticeProcessor(c, collect_message, NULL);
+    pgtest_exec(c, "UPDATE payments SET state = 'pending' WHERE merchant_id = 'mer_l'");
+    PQfinish(c);
+    int scans = 0;
+    for (const char *p = g_messages; (p = strstr(p, "Named Tuplestore Scan")); p++) {
+        const char *loops = strstr(p, "loops=");
+        assert_non_null(loops);
+        if (atoi(loops + 6) != 1)
+            fail_msg("a transition table is read %d times:\n%s", atoi(loops + 6), g_messages);
+        scans++;
+    }
+    assert_true(scans >= 2); /* the old rows and the new */
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE merchant_id = 'mer_l'"
+                                 " AND type = 'payment.pending'"),
+                     500);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_l_all'"), 502);
+    check_exec("DELETE FROM notify_deliveries");
+}
+
 static void test_claims_cap_lease_and_fence(void **unused)
 {
     (void)unused;
@@ -418,7 +470,7 @@ static int group_setup(void **unused)
         return -1;
     check_exec("INSERT INTO merchants (id, name) VALUES ('mer_t', 't'), ('mer_u', 'u'), ('mer_c', 'c'),"
                " ('mer_d', 'd'), ('mer_m', 'm'), ('mer_n', 'n'), ('mer_j', 'j'), ('mer_k', 'k'),"
-               " ('mer_s', 's'), ('mer_v', 'v')");
+               " ('mer_s', 's'), ('mer_v', 'v'), ('mer_l', 'l')");
     return 0;
 }
 
@@ -435,6 +487,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_triggers_write_the_outbox_with_the_change),
         cmocka_unit_test(test_one_statement_writes_an_event_per_changed_row),
+        cmocka_unit_test(test_transition_tables_read_once_whatever_the_first_plan),
         cmocka_unit_test(test_claims_cap_lease_and_fence),
         cmocka_unit_test(test_endpoints_are_their_merchants),
         cmocka_unit_test(test_janitor_purges_old_finished_events_only),
