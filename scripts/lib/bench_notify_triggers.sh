@@ -12,8 +12,9 @@
 # event (the outbox is emptied between runs). Prints transactions/s and
 # state changes/s of each run.
 #
-# NOTIFY_BENCH_DURATION (10 s), NOTIFY_BENCH_CLIENTS (8) and
-# NOTIFY_BENCH_SYNC (synchronous_commit of the runs, default on) change it.
+# NOTIFY_BENCH_DURATION (10 s), NOTIFY_BENCH_CLIENTS (8), NOTIFY_BENCH_ROUNDS
+# (1: how many times the whole set runs, interleaved) and NOTIFY_BENCH_SYNC
+# (synchronous_commit of the runs, default on) change it.
 # Uses the build as it is; run from the repository (loopback only).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$ROOT/scripts/lib/pg.sh"
@@ -21,6 +22,7 @@ source "$ROOT/scripts/lib/pg.sh"
 DUR=${NOTIFY_BENCH_DURATION:-10}
 CLIENTS=${NOTIFY_BENCH_CLIENTS:-8}
 SYNC=${NOTIFY_BENCH_SYNC:-on}
+ROUNDS=${NOTIFY_BENCH_ROUNDS:-1}
 NAME=notifytrig
 DIR=$VAR/$NAME
 [ -x "$BUILD/host/pagoflex" ] || die "$BUILD/host/pagoflex is missing: build the project"
@@ -37,10 +39,13 @@ q "INSERT INTO payments (id, connector, amount, currency, state, merchant_id, co
    FROM generate_series(1, 100000) g" >/dev/null
 q "VACUUM ANALYZE payments" >/dev/null
 
-# The triggers of version 12, as they were, for the "before" runs.
+# The triggers of version 12, as they were (their helpers labelled
+# IMMUTABLE, as until version 17), for the "before" runs.
 OLD_TRIGGERS=$(cat <<'SQL'
 DROP TRIGGER notify_payment ON payments;
 DROP TRIGGER notify_refund ON refunds;
+ALTER FUNCTION notify_time(timestamptz) IMMUTABLE;
+ALTER FUNCTION notify_error(text, text) IMMUTABLE;
 CREATE OR REPLACE FUNCTION notify_emit(merchant text, event_type text, object_id text, data jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -108,11 +113,14 @@ echo "pgbench: $CLIENTS clients, $DUR s per run, synchronous_commit = $SYNC, $(n
 echo
 echo "| triggers | run | endpoint | transactions/s | state changes/s | events written |"
 echo "| --- | --- | --- | ---: | ---: | ---: |"
-for script in single multi64; do
-  for endpoint in no yes; do
-    psql -X -q -d "$DB" -c "$OLD_TRIGGERS" >/dev/null
-    run "v12 (per row)" "$script" "$endpoint"
-    q "DROP TRIGGER notify_payment ON payments; $NEW_TRIGGERS" >/dev/null
-    run "v17 (per statement)" "$script" "$endpoint"
+for _ in $(seq "$ROUNDS"); do
+  for script in single multi64; do
+    for endpoint in no yes; do
+      psql -X -q -d "$DB" -c "$OLD_TRIGGERS" >/dev/null
+      run "v12 (per row)" "$script" "$endpoint"
+      q "DROP TRIGGER notify_payment ON payments; $NEW_TRIGGERS
+         ALTER FUNCTION notify_time(timestamptz) STABLE; ALTER FUNCTION notify_error(text, text) STABLE;" >/dev/null
+      run "v17 (per statement)" "$script" "$endpoint"
+    done
   done
 done
