@@ -567,6 +567,93 @@ static const char migration_0013_api_contract[] =
     "        'error', notify_error(r.error_code, r.error_message),\n"
     "        'created_at', notify_time(r.created_at), 'updated_at', notify_time(r.updated_at)) $$;\n";
 
+/* Issue 16: the notification triggers of version 12 cost a trigger call
+ * per changed row, and built the row's API object (a SQL function, planned
+ * again in every transaction) before looking whether its merchant had an
+ * endpoint at all. They are replaced by one trigger per statement with
+ * transition tables: one INSERT of events, and one of their deliveries,
+ * for all the rows the statement changed, each row looked up among the
+ * endpoints subscribed to its event type. What is written is the same as
+ * before: one event per change of state (of a refund, per change to
+ * succeeded or failed), carrying the object as the API shows it after the
+ * statement (the BEFORE trigger's amounts included), and one delivery per
+ * subscribed endpoint; written in the changing transaction, so a rollback
+ * leaves none.
+ * PL/pgSQL plans a statement once per connection, with the row counts of
+ * the first one it sees, and keeps the plan: a join of the old and new
+ * rows planned for one row is a nested loop, which for a statement of
+ * 11,000 rows read the transition table again for every row (14 s). So a
+ * statement of up to NOTIFY_KEPT_PLAN_ROWS rows (the hot path's: one row,
+ * or a group commit's batch) pairs them through one jsonb map of id -> old
+ * state, made once (MATERIALIZED) and searched per row (a statement
+ * changes a row at most once), whatever the first plan was; a larger one
+ * (an operator's or a migration's UPDATE of many payments) is planned for
+ * its own row counts (EXECUTE: a hash join, no jsonb size limit). Each
+ * row's endpoints are found through webhook_endpoints_merchant, one index
+ * probe per row (OFFSET 0 keeps those subqueries per row), and a row whose
+ * merchant has no endpoint for its type builds no object.
+ * notify_time and notify_error were labelled IMMUTABLE, but their bodies
+ * are STABLE (to_char, jsonb_build_object): PostgreSQL inlines no such
+ * function, so each ran as a SQL function of its own, parsed and planned
+ * again in every statement and called per row. Labelled STABLE, they are
+ * inlined into the object's expression, which is planned with the
+ * trigger's statement, once. */
+#define NOTIFY_KEPT_PLAN_ROWS "1000"
+
+/* The events of the rows `changed` selects from notify_new n (after the
+ * WITH items `with`), and their deliveries. */
+#define NOTIFY_WRITE(kind, object_fn, with, changed)                                                          \
+    "WITH " with "ev AS (\n"                                                                                 \
+    "            INSERT INTO notify_events (id, merchant_id, type, object_id, payload)\n"                    \
+    "            SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), n.merchant_id,\n"               \
+    "                   '" kind ".' || n.state, n.id,\n"                                                     \
+    "                   json_build_object('type', '" kind ".' || n.state,\n"                                 \
+    "                                     'timestamp', notify_time(clock_timestamp()),\n"                    \
+    "                                     'data', " object_fn "(n))::text\n"                                 \
+    "            FROM " changed "\n"                                                                         \
+    "                AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.merchant_id = n.merchant_id\n"    \
+    "                            AND (e.events IS NULL OR '" kind ".' || n.state = ANY (e.events)) OFFSET 0)\n" \
+    "            RETURNING id, merchant_id, type\n"                                                          \
+    "        )\n"                                                                                            \
+    "        INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)\n"                   \
+    "        SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), ev.id, e.id, now()\n"               \
+    "        FROM ev, LATERAL (SELECT e.id FROM webhook_endpoints e WHERE e.merchant_id = ev.merchant_id\n"  \
+    "                          AND (e.events IS NULL OR ev.type = ANY (e.events)) OFFSET 0) e"
+
+#define NOTIFY_STATEMENT_TRIGGER(table, fn, kind, object_fn, extra_cond)                                     \
+    "CREATE FUNCTION " fn "() RETURNS trigger LANGUAGE plpgsql AS $$\n"                                      \
+    "BEGIN\n"                                                                                                \
+    "    IF (SELECT count(*) FROM notify_new) <= " NOTIFY_KEPT_PLAN_ROWS " THEN\n"                           \
+    "        " NOTIFY_WRITE(kind, object_fn,                                                                 \
+                            "was AS MATERIALIZED (\n"                                                        \
+                            "            SELECT jsonb_object_agg(o.id, o.state) AS state_of"                 \
+                            " FROM notify_old o\n"                                                           \
+                            "        ), ",                                                                   \
+                            "notify_new n, was\n"                                                            \
+                            "            WHERE n.state IS DISTINCT FROM was.state_of ->> n.id" extra_cond) ";\n" \
+    "    ELSE\n"                                                                                             \
+    "        EXECUTE $q$" NOTIFY_WRITE(kind, object_fn, "",                                                  \
+                                       "notify_new n JOIN notify_old o ON o.id = n.id\n"                     \
+                                       "            WHERE n.state IS DISTINCT FROM o.state" extra_cond) "$q$;\n" \
+    "    END IF;\n"                                                                                          \
+    "    RETURN NULL;\n"                                                                                     \
+    "END $$;\n"                                                                                              \
+    "CREATE TRIGGER notify_" kind " AFTER UPDATE ON " table "\n"                                             \
+    "    REFERENCING OLD TABLE AS notify_old NEW TABLE AS notify_new\n"                                      \
+    "    FOR EACH STATEMENT EXECUTE FUNCTION " fn "();\n"
+
+static const char migration_0017_notify_per_statement[] =
+    "DROP TRIGGER notify_payment ON payments;\n"
+    "DROP TRIGGER notify_refund ON refunds;\n"
+    "DROP FUNCTION notify_payment_changed();\n"
+    "DROP FUNCTION notify_refund_changed();\n"
+    "DROP FUNCTION notify_emit(text, text, text, jsonb);\n"
+    "ALTER FUNCTION notify_time(timestamptz) STABLE;\n"
+    "ALTER FUNCTION notify_error(text, text) STABLE;\n"
+    NOTIFY_STATEMENT_TRIGGER("payments", "notify_payments_changed", "payment", "notify_payment_object", "")
+    NOTIFY_STATEMENT_TRIGGER("refunds", "notify_refunds_changed", "refund", "notify_refund_object",
+                             " AND n.state IN ('succeeded', 'failed')");
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -592,6 +679,8 @@ static const store_migration migration_list[] = {
      migration_0013_api_contract},
     {16, "hot path: fewer indexes and foreign keys on payments, events and history",
      migration_0016_hot_path_indexes},
+    {17, "notifications: one trigger per statement, with transition tables, instead of one per changed row",
+     migration_0017_notify_per_statement},
 };
 
 const store_migration *store_migrations(size_t *count)

@@ -195,6 +195,15 @@ def table(results_path, out_path):
           inp["wrk_threads"], inp["duration_s"], inp.get("workers", 1), inp["host_threads"], inp["db_pool"],
           inp.get("db_batch_max", "0 (none)"), inp.get("db_batch_connections", "-"), inp["log_level"], inp.get("access_log", "?"), inp.get("webhook_grace_s", "?")))
     w("")
+    nf = inp.get("notify")
+    if nf:
+        w("Notifications on, as in production: the bench merchant has one webhook endpoint for every event, "
+          "the simulator's sink `%s` (it verifies every Standard Webhooks signature and answers 204); "
+          "`notify_allow_private_targets = true` (the sink is on loopback), `notify_max_in_flight = %s`, "
+          "`notify_endpoint_max_in_flight = %s`; every state change writes its outbox rows and is delivered "
+          "during the runs; before the yardstick's second run the deliveries still owed are let finish "
+          "(at most %s s)." % (nf["endpoint"], nf["max_in_flight"], nf["endpoint_max_in_flight"], nf["drain_s"]))
+        w("")
     w("PostgreSQL 15, private cluster, the same for pgbench and the host: %s." %
       ", ".join("`%s = %s`" % tuple(kv) for kv in inp.get("pg_settings", [])))
     w("")

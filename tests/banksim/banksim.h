@@ -10,6 +10,8 @@
  *                       Secure expiry) and the Idempotency-Key answers
  *   webhook.c  webhook_* signed webhook delivery with retries (curl multi)
  *   timer.c    timer_*  resumes suspended connections and runs timed calls
+ *   sink.c     sink_*   POST /sink/notifications: verifies and counts
+ *                       Pagoflex's notifications (the benchmark's endpoint)
  *   util.c     bs_*     clock, random numbers, ids, hash map, min-heap, log
  *
  * Everything is in memory and lives until the process exits.
@@ -373,5 +375,25 @@ void http_quiesce(void);
 /* Resumes every waiting request at once, waits up to grace_ms for requests
  * in flight, then stops the server. */
 void http_stop(unsigned grace_ms);
+
+/* ------------------------------------------------------------------- sink */
+
+/* Sets up the sink (HMAC, the table of ids seen). Returns 0, or -1 with a
+ * logged reason. */
+int sink_start(void);
+/* Frees what sink_start() made and forgets the secret. */
+void sink_stop(void);
+/* Verifies deliveries from now on with the Standard Webhooks secret
+ * "whsec_<base64>". Returns NULL, or what is wrong with it (the secret
+ * unchanged). Thread-safe; the secret is never logged. */
+const char *sink_set_secret(const char *secret);
+/* One delivery: its webhook-id, webhook-timestamp and webhook-signature
+ * headers (NULL when absent) and body. Returns the status to answer: 204
+ * accepted (verified when a secret is set), 400 a header missing, 401 a
+ * wrong signature or a timestamp over 5 minutes off. Counts it. Thread-safe. */
+unsigned sink_receive(const char *id, const char *ts, const char *signature, const char *body, size_t len);
+/* Adds the sink's counters ("received", "accepted", "distinct" ids
+ * accepted, "bad", "verifying") to obj, a json_t * object. Thread-safe. */
+void sink_stats(void *json_obj);
 
 #endif

@@ -14,6 +14,11 @@
  *   POST /3ds/{id}            result=approve|decline (form); 303 to the
  *                             payment's return_url, or a "done" page
  *
+ * Pagoflex's notifications, for the benchmark (sink.c), no auth:
+ *   POST /sink/notifications  a Standard Webhooks delivery: 204, or 401 when
+ *                             a secret is set and the signature or timestamp
+ *                             is wrong (400: a webhook-* header missing)
+ *
  * Test and inspection endpoints, no auth:
  *   GET  /_sim/stats             counters: {"payments", "pay_requests",
  *                                "capture_requests", "void_requests",
@@ -46,6 +51,10 @@
  *                                fail_rate, timeout_rate, duplicate_rate
  *                                (numbers 0..1), reorder, webhook_first,
  *                                no_webhooks (booleans); answers the result
+ *   GET  /_sim/sink              the sink's counters {"received", "accepted",
+ *                                "distinct", "bad", "verifying"}
+ *   POST /_sim/sink              {"secret": "whsec_..."}: verify deliveries
+ *                                with it from now on; answers the counters
  *
  * Status seen by GET /pay/{id}: PENDING until webhook_delay_ms after
  * creation (the bank's decision time, when the first webhook attempt is
@@ -894,6 +903,58 @@ done:
     json_decref(o);
 }
 
+/* POST /sink/notifications: one of Pagoflex's deliveries (sink.c). */
+static void route_sink(struct req *r, struct MHD_Connection *c)
+{
+    unsigned status;
+
+    if (r->too_large) {
+        set_error(r, 413, "body is larger than 65536 bytes");
+        return;
+    }
+    status = sink_receive(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-id"),
+                          MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-timestamp"),
+                          MHD_lookup_connection_value(c, MHD_HEADER_KIND, "webhook-signature"),
+                          r->body ? r->body : "", r->len);
+    if (status == 204)
+        set_answer(r, 204, strdup(""));
+    else
+        set_error(r, status, status == 400 ? "webhook-id, webhook-timestamp and webhook-signature are required"
+                                           : "signature or timestamp does not verify");
+}
+
+/* GET /_sim/sink, and POST {"secret": "whsec_..."}. */
+static void route_sink_config(struct req *r, bool update)
+{
+    json_t *o = NULL, *secret, *stats;
+    const char *err;
+    char msg[200];
+
+    if (update) {
+        o = body_object(r);
+        if (!o)
+            return;
+        secret = json_object_get(o, "secret");
+        if (!json_is_string(secret) || json_object_size(o) != 1) {
+            set_error(r, 422, "secret: a string \"whsec_<base64>\" is expected, and nothing else");
+            goto done;
+        }
+        err = sink_set_secret(json_string_value(secret));
+        if (err) {
+            snprintf(msg, sizeof msg, "secret: %s", err);
+            set_error(r, 422, msg);
+            goto done;
+        }
+        bs_log("sink: verifying deliveries from now on");
+    }
+    stats = json_object();
+    if (stats)
+        sink_stats(stats);
+    set_json(r, 200, stats);
+done:
+    json_decref(o);
+}
+
 /* Copies the id at s (up to end or '/') into buf; returns the rest of the
  * path, or NULL when the id is empty or longer than any id we issue (then
  * buf is the empty string). */
@@ -983,6 +1044,13 @@ static void route(struct req *r, struct MHD_Connection *c, const char *url, cons
         route_inspect(r, id);
     } else if (strcmp(url, "/_sim/config") == 0 && (get || post)) {
         route_config(r, post);
+    } else if (strcmp(url, "/sink/notifications") == 0) {
+        if (post)
+            route_sink(r, c);
+        else
+            set_error(r, 405, "method not allowed");
+    } else if (strcmp(url, "/_sim/sink") == 0 && (get || post)) {
+        route_sink_config(r, post);
     } else {
         set_error(r, 404, "no such endpoint");
     }

@@ -360,7 +360,7 @@ int main(int argc, char **argv)
         bs_err("curl_global_init failed");
         return 1;
     }
-    if (store_init() != 0 || timer_start() != 0) {
+    if (store_init() != 0 || timer_start() != 0 || sink_start() != 0) {
         bs_err("out of memory at start-up");
         goto out;
     }
@@ -389,6 +389,7 @@ stop:
     http_stop(3000);
     timer_stop();
 out:
+    sink_stop();
     store_fini();
     curl_global_cleanup();
     for (size_t i = 0; i < bs_cfg.fanout_n; i++)

@@ -7,6 +7,7 @@ Starts banksim on 127.0.0.1 port 0 (--port-file), runs webhook receivers on
 127.0.0.1 (http.server in threads) and checks the contract and the sandbox
 rules. Python 3 standard library only; everything is bounded in time.
 """
+import base64
 import hashlib
 import hmac
 import html.parser
@@ -992,6 +993,67 @@ class DuplicateTest(SimCase):
         hooks = self.recv.wait_where(count=2, refund_id=rf["id"])
         self.assertEqual(len(hooks), 2)
         self.assertEqual(hooks[0]["raw"], hooks[1]["raw"])
+
+
+def std_webhooks_headers(secret, msg_id, body, ts=None, extra_sigs=()):
+    """Standard Webhooks headers for body, signed under secret ("whsec_<base64>")."""
+    ts = str(int(time.time()) if ts is None else ts)
+    key = base64.b64decode(secret[len("whsec_"):])
+    mac = hmac.new(key, ("%s.%s." % (msg_id, ts)).encode() + body, hashlib.sha256).digest()
+    sigs = list(extra_sigs) + ["v1," + base64.b64encode(mac).decode()]
+    return {"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": " ".join(sigs),
+            "Content-Type": "application/json"}
+
+
+class SinkTest(SimCase):
+    """POST /sink/notifications: the benchmark's notification endpoint. It
+    accepts (204) and counts every delivery; once a secret is set, only those
+    whose Standard Webhooks signature and timestamp verify, the rest are 401
+    and counted bad."""
+    SINK_SECRET = "whsec_c2luay10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm"
+
+    def _post(self, headers, body):
+        conn = http.client.HTTPConnection("127.0.0.1", self.sim.port, timeout=10)
+        try:
+            conn.request("POST", "/sink/notifications", body, headers)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        finally:
+            conn.close()
+
+    def sink(self, body=None):
+        return self.sim.request("POST" if body is not None else "GET", "/_sim/sink", body)
+
+    def test_sink_verifies_and_counts(self):
+        body = b'{"type":"payment.pending","data":{"id":"pay_1"}}'
+        # No secret yet: accepted unverified.
+        self.assertEqual(self._post(std_webhooks_headers("whsec_b3RoZXI=", "evt_a", body), body), 204)
+        status, doc = self.sink()
+        self.assertEqual((status, doc["received"], doc["accepted"], doc["bad"], doc["verifying"]),
+                         (200, 1, 1, 0, False))
+        for bad in ({"secret": "nope"}, {"secret": "whsec_%%%"}, {"secret": 3}, {"other": 1}):
+            status, doc = self.sink(bad)
+            self.assertEqual(status, 422, bad)
+            self.assertIn("secret", doc["error"])
+        status, doc = self.sink({"secret": self.SINK_SECRET})
+        self.assertEqual((status, doc["verifying"]), (200, True))
+        self.assertNotIn(self.SINK_SECRET[6:], self.sim.read_log())
+        good = std_webhooks_headers(self.SINK_SECRET, "evt_b", body)
+        self.assertEqual(self._post(dict(good), body), 204)
+        self.assertEqual(self._post(dict(good), body), 204)  # a retry: one more accepted, not distinct
+        # The old secret beside the new one, as during a rotation: one entry suffices.
+        rotated = std_webhooks_headers(self.SINK_SECRET, "evt_c", body, extra_sigs=["v1,AAAA"])
+        self.assertEqual(self._post(rotated, body), 204)
+        self.assertEqual(self._post(dict(good), body + b" "), 401)  # body changed
+        self.assertEqual(self._post(std_webhooks_headers("whsec_b3RoZXI=", "evt_d", body), body), 401)
+        self.assertEqual(self._post(std_webhooks_headers(self.SINK_SECRET, "evt_e", body,
+                                                         ts=int(time.time()) - 301), body), 401)
+        no_id = dict(good)
+        del no_id["webhook-id"]
+        self.assertEqual(self._post(no_id, body), 400)
+        status, doc = self.sink()
+        self.assertEqual((doc["received"], doc["accepted"], doc["distinct"], doc["bad"]), (8, 4, 3, 4))
 
 
 class FanoutTest(unittest.TestCase):

@@ -1,6 +1,7 @@
 /* test_store_migrate.c - the migration runner on a real PostgreSQL: versions
  * that must run outside a transaction block (CREATE INDEX CONCURRENTLY),
- * and the invalid index a failed concurrent build leaves behind.
+ * and the invalid index a failed concurrent build leaves behind; upgrades
+ * of databases made at older versions.
  *
  * PAGOFLEX_PG holds a conninfo to a server where we may create databases;
  * without it the program exits 77 (skipped). */
@@ -218,6 +219,79 @@ static void test_upgrade_to_connector_accounts_keeps_every_row(void **state)
     exec_on(g_admin, sql);
 }
 
+/* The single text value of `sql` on connection c ("" when no row). */
+static char *value_on(PGconn *c, const char *sql)
+{
+    static char out[256];
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    snprintf(out, sizeof out, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return out;
+}
+
+/* A database at version 16, with the row-level notification triggers of
+ * version 12, an endpoint and open payments and refunds, upgraded: the
+ * triggers are per statement (pg_trigger.tgtype bit 0 clear), the old
+ * functions are gone, and a change of state writes one event and its
+ * delivery, not two. */
+static void test_upgrade_to_statement_triggers_notifies_once(void **state)
+{
+    (void)state;
+    char err[512] = "", sql[256], conninfo[4200];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s_stmt", g_db);
+    assert_true(exec_on(g_admin, sql));
+    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_stmt", g_admin, g_db);
+    size_t count = 0, before = 0;
+    const store_migration *all = store_migrations(&count);
+    store_migration *older = calloc(count, sizeof *older);
+    assert_non_null(older);
+    for (size_t i = 0; i < count; i++)
+        if (all[i].version < 17)
+            older[before++] = all[i];
+    store *s = store_open(conninfo, 1);
+    assert_non_null(s);
+    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    assert_true(exec_on(conninfo,
+                        "INSERT INTO webhook_endpoints (id, merchant_id, url, secret_enc)"
+                        " VALUES ('we_old', 'mer_default', 'https://example.com/hook', 'sealed');"
+                        "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                        " connector_account) VALUES ('pay_old', 'BANCO_X', 100, 'EUR', 'created',"
+                        " 'mer_default', 'default');"
+                        "UPDATE payments SET state = 'succeeded' WHERE id = 'pay_old';"
+                        "INSERT INTO refunds (id, payment_id, connector, amount, currency, state,"
+                        " merchant_id, connector_account)"
+                        " VALUES ('re_old', 'pay_old', 'BANCO_X', 10, 'EUR', 'pending', 'mer_default',"
+                        " 'default')"));
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    assert_string_equal(value_on(c, "SELECT count(*) FROM notify_events"), "1"); /* by the old trigger */
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    assert_string_equal(value_on(c, "SELECT string_agg(tgname || ' ' || (tgtype & 1)::text, ',' ORDER BY tgname)"
+                                    " FROM pg_trigger WHERE tgname LIKE 'notify_%'"),
+                        "notify_payment 0,notify_refund 0");
+    assert_string_equal(value_on(c, "SELECT count(*) FROM pg_proc WHERE proname IN"
+                                    " ('notify_emit', 'notify_payment_changed', 'notify_refund_changed')"),
+                        "0");
+    PGresult *r = PQexec(c, "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                            " connector_account) VALUES ('pay_new', 'BANCO_X', 100, 'EUR', 'created',"
+                            " 'mer_default', 'default');"
+                            "UPDATE payments SET state = 'pending' WHERE id = 'pay_new';"
+                            "UPDATE refunds SET state = 'succeeded' WHERE id = 're_old'");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_string_equal(value_on(c, "SELECT string_agg(object_id || ' ' || type, ',' ORDER BY object_id)"
+                                    " FROM notify_events"),
+                        "pay_new payment.pending,pay_old payment.succeeded,re_old refund.succeeded");
+    assert_string_equal(value_on(c, "SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_old'"), "3");
+    PQfinish(c);
+    store_close(s);
+    free(older);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s_stmt WITH (FORCE)", g_db);
+    exec_on(g_admin, sql);
+}
+
 int main(void)
 {
     g_admin = getenv("PAGOFLEX_PG");
@@ -243,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_invalid_index_of_a_failed_build_is_built_again),
         cmocka_unit_test(test_status_counts_pending_versions),
         cmocka_unit_test(test_upgrade_to_connector_accounts_keeps_every_row),
+        cmocka_unit_test(test_upgrade_to_statement_triggers_notifies_once),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(g_check);

@@ -1,6 +1,7 @@
 /* Unit tests for the notification outbox (migration 12, store_notify.c)
  * against a real PostgreSQL: the triggers write an event and its
- * deliveries with each state change and nothing for a rolled-back one;
+ * deliveries with each state change and nothing for a rolled-back one,
+ * one per changed row of a many-row statement;
  * claims share the work (per-endpoint cap, lease, fencing token); an
  * endpoint is its merchant's only.
  *
@@ -119,6 +120,151 @@ static void test_triggers_write_the_outbox_with_the_change(void **unused)
     assert_int_equal(check_count(sql), 1);
     assert_int_equal(check_count("SELECT count(DISTINCT id) FROM notify_events"),
                      check_count("SELECT count(*) FROM notify_events"));
+    check_exec("DELETE FROM notify_deliveries");
+}
+
+/* Migration 17: the triggers run once per statement. A statement that
+ * changes many rows (the group commit's) writes one event per row whose
+ * state changed, each with the row's own object, and deliveries for the
+ * endpoints subscribed to its type only; rows whose state stayed, or whose
+ * merchant has no endpoint, write nothing. Changes of one table made by
+ * several parts of one statement (data-modifying WITH) are all seen. */
+static void test_one_statement_writes_an_event_per_changed_row(void **unused)
+{
+    (void)unused;
+    make_endpoint("we_s_all", "mer_s", NULL);
+    make_endpoint("we_s_failed", "mer_s", "[\"payment.failed\", \"refund.failed\"]");
+    make_payment("pay_s1", "mer_s");
+    make_payment("pay_s2", "mer_s");
+    make_payment("pay_s3", "mer_s");
+    make_payment("pay_v1", "mer_v"); /* mer_v has no endpoint */
+    check_exec("UPDATE payments SET state = 'pending' WHERE id = 'pay_s3'");
+    check_exec("DELETE FROM notify_deliveries; DELETE FROM notify_events");
+    check_exec("UPDATE payments SET state = CASE id WHEN 'pay_s2' THEN 'failed' ELSE 'pending' END"
+               " WHERE id IN ('pay_s1', 'pay_s2', 'pay_s3', 'pay_v1')");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events"), 2);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id = 'pay_s1'"
+                                 " AND type = 'payment.pending'"),
+                     1);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id = 'pay_s2'"
+                                 " AND type = 'payment.failed'"),
+                     1);
+    /* pay_s1's event to the endpoint of every type; pay_s2's to both. */
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries d JOIN notify_events e"
+                                 " ON e.id = d.event_id WHERE e.object_id = 'pay_s1'"
+                                 " AND d.endpoint_id = 'we_s_all'"),
+                     1);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries d JOIN notify_events e"
+                                 " ON e.id = d.event_id WHERE e.object_id = 'pay_s2'"),
+                     2);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries"), 3);
+    /* Each event carries its own row, as the API shows it. */
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events e JOIN payments p ON p.id = e.object_id"
+                                 " WHERE (e.payload::jsonb)->'data' = notify_payment_object(p)"
+                                 " AND e.merchant_id = p.merchant_id AND (e.payload::jsonb) ? 'timestamp'"),
+                     2);
+    /* Two data-modifying parts of one statement: both changes written. */
+    check_exec("WITH a AS (UPDATE payments SET state = 'succeeded' WHERE id = 'pay_s1' RETURNING id)"
+               " UPDATE payments SET state = 'succeeded' WHERE id = 'pay_s3'");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE type = 'payment.succeeded'"
+                                 " AND object_id IN ('pay_s1', 'pay_s3')"),
+                     2);
+    /* Refunds: of two changed in one statement, only the one the API shows as changed. */
+    check_exec("INSERT INTO refunds (id, payment_id, connector, amount, currency, state, merchant_id,"
+               " connector_account) VALUES ('re_s1', 'pay_s1', 'BANCO_X', 100, 'ARS', 'pending', 'mer_s',"
+               " 'default'), ('re_s2', 'pay_s1', 'BANCO_X', 100, 'ARS', 'created', 'mer_s', 'default')");
+    check_exec("UPDATE refunds SET state = CASE id WHEN 're_s1' THEN 'failed' ELSE 'processing' END"
+               " WHERE id IN ('re_s1', 're_s2')");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id LIKE 're_s%'"), 1);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events e JOIN refunds r ON r.id = e.object_id"
+                                 " WHERE e.type = 'refund.failed' AND (e.payload::jsonb)->'data' ="
+                                 " notify_refund_object(r)"),
+                     1);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries d JOIN notify_events e"
+                                 " ON e.id = d.event_id WHERE e.object_id = 're_s1'"),
+                     2);
+    /* A statement that changes no state, or no row, writes nothing. */
+    long before = check_count("SELECT count(*) FROM notify_events");
+    check_exec("UPDATE payments SET description = 'x' WHERE merchant_id = 'mer_s'");
+    check_exec("UPDATE payments SET state = 'failed' WHERE id = 'pay_none'");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events"), before);
+    check_exec("DELETE FROM notify_deliveries");
+}
+
+/* The server's messages on a connection that show a transition table
+ * read (auto_explain's plans). */
+static char g_messages[1 << 20];
+/* How many plans of notify_time's or notify_error's bodies were logged:
+ * each is a SQL function run on its own rather than inlined. */
+static int g_function_plans;
+
+static void collect_message(void *arg, const char *msg)
+{
+    (void)arg;
+    size_t used = strlen(g_messages);
+    if (strstr(msg, "Named Tuplestore Scan"))
+        snprintf(g_messages + used, sizeof g_messages - used, "%s", msg);
+    if (strstr(msg, "Query Text") && (strstr(msg, "to_char(t AT TIME ZONE") || strstr(msg, "'code', code")))
+        g_function_plans++;
+}
+
+/* Every Named Tuplestore Scan (a transition table read) in the plans of
+ * g_messages ran once; how many there were goes to *scans. */
+static void assert_transition_tables_read_once(int *scans)
+{
+    *scans = 0;
+    for (const char *p = g_messages; (p = strstr(p, "Named Tuplestore Scan")); p++) {
+        const char *loops = strstr(p, "loops=");
+        assert_non_null(loops);
+        if (atoi(loops + 6) != 1)
+            fail_msg("a transition table is read %d times:\n%s", atoi(loops + 6), g_messages);
+        (*scans)++;
+    }
+}
+
+/* The trigger's statement is planned once per connection, with the row
+ * counts of the first statement it sees, and the plan is kept. A plan made
+ * for one row that joined a statement's old and new rows (or recomputed
+ * what it derives from them) by a nested loop would read a transition
+ * table again for every row: minutes for a statement of 30,000 rows. So,
+ * after one-row statements on a connection, a statement of 500 rows (the
+ * kept plan) and one of 3,000 (planned for its own size) must each read
+ * every transition table once (auto_explain's loops=1 on every Named
+ * Tuplestore Scan), and write all their events. The objects are built
+ * inline, in the trigger's statement: no SQL function of the object
+ * (notify_time, notify_error) runs as a query of its own. */
+static void test_transition_tables_read_once_whatever_the_first_plan(void **unused)
+{
+    (void)unused;
+    int scans = 0;
+    make_endpoint("we_l_all", "mer_l", NULL);
+    check_exec("INSERT INTO payments (id, connector, amount, currency, state, merchant_id, connector_account)"
+               " SELECT 'pay_l' || g, 'BANCO_X', 1000, 'ARS', 'created', 'mer_l', 'default'"
+               " FROM generate_series(1, 3500) g");
+    PGconn *c = PQconnectdb(g_conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pgtest_exec(c, "UPDATE payments SET state = 'processing' WHERE id = 'pay_l1'");
+    pgtest_exec(c, "UPDATE payments SET state = 'processing' WHERE id = 'pay_l2'");
+    pgtest_exec(c, "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+                   " SET auto_explain.log_analyze = on; SET auto_explain.log_nested_statements = on;"
+                   " SET client_min_messages = log");
+    PQsetNoticeProcessor(c, collect_message, NULL);
+    g_messages[0] = '\0';
+    g_function_plans = 0;
+    pgtest_exec(c, "UPDATE payments SET state = 'pending' WHERE merchant_id = 'mer_l'"
+                   " AND substr(id, 6)::int <= 500");
+    assert_transition_tables_read_once(&scans);
+    assert_true(scans >= 2); /* the old rows and the new */
+    g_messages[0] = '\0';
+    pgtest_exec(c, "UPDATE payments SET state = 'pending' WHERE merchant_id = 'mer_l' AND state <> 'pending'");
+    assert_transition_tables_read_once(&scans);
+    assert_true(scans >= 2);
+    assert_int_equal(g_function_plans, 0);
+    PQfinish(c);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE merchant_id = 'mer_l'"
+                                 " AND type = 'payment.pending'"),
+                     3500);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_l_all'"), 3502);
     check_exec("DELETE FROM notify_deliveries");
 }
 
@@ -348,7 +494,8 @@ static int group_setup(void **unused)
     if (pgtest_open(g_admin, g_db, 4, &g_conninfo, &g_store, &g_check) != 0)
         return -1;
     check_exec("INSERT INTO merchants (id, name) VALUES ('mer_t', 't'), ('mer_u', 'u'), ('mer_c', 'c'),"
-               " ('mer_d', 'd'), ('mer_m', 'm'), ('mer_n', 'n'), ('mer_j', 'j'), ('mer_k', 'k')");
+               " ('mer_d', 'd'), ('mer_m', 'm'), ('mer_n', 'n'), ('mer_j', 'j'), ('mer_k', 'k'),"
+               " ('mer_s', 's'), ('mer_v', 'v'), ('mer_l', 'l')");
     return 0;
 }
 
@@ -364,6 +511,8 @@ int main(void)
         return 77;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_triggers_write_the_outbox_with_the_change),
+        cmocka_unit_test(test_one_statement_writes_an_event_per_changed_row),
+        cmocka_unit_test(test_transition_tables_read_once_whatever_the_first_plan),
         cmocka_unit_test(test_claims_cap_lease_and_fence),
         cmocka_unit_test(test_endpoints_are_their_merchants),
         cmocka_unit_test(test_janitor_purges_old_finished_events_only),
