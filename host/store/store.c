@@ -219,8 +219,13 @@ static PGconn *store_connect(store *s, int slot)
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     s->fatal[slot] = false;
     memset(s->prepared[slot], 0, sizeof s->prepared[slot]); /* a new session prepared nothing */
-    if (conn && PQstatus(conn) == CONNECTION_OK)
+    if (conn && PQstatus(conn) == CONNECTION_OK) {
         PQsetNoticeReceiver(conn, store_notice, &s->fatal[slot]);
+        /* No JIT: it compiles for tens of milliseconds whenever a plan's
+         * estimate is large (a generic plan's LIMIT $n is one), and every
+         * statement here is a short transaction's. */
+        PQclear(PQexec(conn, "SET jit = off"));
+    }
     return conn;
 }
 

@@ -294,8 +294,11 @@ static void batch_round_trip(batch_writer *w, uint64_t t0)
  * keeps its generic plan: a multi-row statement planned on a near-empty
  * payments table (a new database, the first seconds of a bench) would
  * otherwise keep a hash join over a sequential scan of the whole table,
- * for every batch, however large the table grows. */
-const char store_batch_planner_options[] = "-c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off";
+ * for every batch, however large the table grows. Set after connecting,
+ * so a conninfo's own "options" cannot drop them. No JIT: it compiles for
+ * tens of milliseconds to save microseconds on statements like these. */
+const char store_batch_session_settings[] =
+    "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off; SET jit = off";
 
 static void batch_notice(void *arg, const PGresult *r)
 {
@@ -326,11 +329,9 @@ static bool batch_connect(batch_writer *w)
                                 "keepalives_count",
                                 "tcp_user_timeout",
                                 "fallback_application_name",
-                                "options",
                                 "dbname",
                                 NULL};
-    const char *const vals[] = {"2",           "10", "2", "3", "10000", "pagoflex-batch", store_batch_planner_options,
-                                w->b->conninfo, NULL};
+    const char *const vals[] = {"2", "10", "2", "3", "10000", "pagoflex-batch", w->b->conninfo, NULL};
     w->conn = PQconnectdbParams(keys, vals, 1);
     if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
         const char *msg = w->conn ? PQerrorMessage(w->conn) : "out of memory";
@@ -339,6 +340,15 @@ static bool batch_connect(batch_writer *w)
         return false;
     }
     PQsetNoticeReceiver(w->conn, batch_notice, NULL);
+    PGresult *set = PQexec(w->conn, store_batch_session_settings);
+    bool ok = set && PQresultStatus(set) == PGRES_COMMAND_OK;
+    PQclear(set);
+    if (!ok) {
+        const char *msg = PQerrorMessage(w->conn);
+        log_warn("store batch: cannot set the writer's session settings: %.*s", (int)strcspn(msg, "\n"), msg);
+        batch_disconnect(w);
+        return false;
+    }
     return true;
 }
 

@@ -51,9 +51,9 @@ json_t *batch_multi_object(const store_batch_op *op, int n);
  * "ref" (bank id)}; one row ("n") per entry with orphans waiting. */
 extern const char batch_sql_orphans_waiting_multi[];
 
-/* The planner settings of the writers' connections (libpq "options"): joins
- * are nested loops of index look-ups, so a plan made on a small table
- * stays right on a large one. */
-extern const char store_batch_planner_options[];
+/* The session settings of the writers' connections (SQL, run once after
+ * connecting): joins are nested loops of index look-ups, so a plan made on
+ * a small table stays right on a large one; no JIT. */
+extern const char store_batch_session_settings[];
 
 #endif

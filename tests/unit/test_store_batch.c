@@ -591,10 +591,11 @@ static void test_multi_row_plan_made_on_a_small_table_stays_an_index_plan(void *
     snprintf(db, sizeof db, "pf_batch_plan_%d", (int)getpid());
     assert_int_equal(pgtest_open(g_admin, db, 1, &ci, &st, &chk), 0);
     pgtest_exec(chk, "ALTER TABLE payments SET (autovacuum_enabled = false)");
-    const char *const keys[] = {"options", "dbname", NULL};
-    const char *const vals[] = {store_batch_planner_options, ci, NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    PGconn *c = PQconnectdb(ci);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, store_batch_session_settings);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
     pagoflex_arena *a = arena_new();
     store_batch_op ops[2];
     assert_true(store_batch_transition_init(&ops[0], "pay_pl_1", PAGOFLEX_STATE_PENDING, STORE_SOURCE_BANK_REPLY,
@@ -607,7 +608,7 @@ static void test_multi_row_plan_made_on_a_small_table_stays_an_index_plan(void *
     char *param = json_dumps(all, JSON_COMPACT);
     json_decref(all);
     assert_non_null(param);
-    PGresult *r = PQprepare(c, "t", batch_multi_sql(&ops[0]), 1, NULL);
+    r = PQprepare(c, "t", batch_multi_sql(&ops[0]), 1, NULL);
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
     /* Past the custom plans: the generic plan is made now, on a small table. */
