@@ -197,4 +197,7 @@ void store_allowed_from(pagoflex_state to, char *buf, size_t len);
 store_result store_transition_run(store *s, const char *what, const char *sql, int n,
                                   const char *const *params, pagoflex_arena *arena, store_payment *out);
 
+/* The notifier's claim of due deliveries (store_notify.c; store_notify_claim). */
+extern const char store_sql_notify_claim[];
+
 #endif

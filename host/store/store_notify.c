@@ -364,22 +364,24 @@ done:
 }
 
 /* $1 busy endpoint ids, $2 their in-flight counts, $3 per-endpoint cap,
- * $4 limit, $5 lease ms. Endpoints at their cap are left out of the
- * candidates, so one endpoint's backlog does not fill every claim. */
-static const char sql_notify_claim[] =
+ * $4 limit, $5 lease ms. Each endpoint below its cap offers its earliest due
+ * deliveries up to its room, looked up by notify_deliveries_endpoint_due
+ * (a few index entries per endpoint, however long the backlog), so one
+ * endpoint's backlog does not fill every claim; the earliest of all these
+ * are claimed. */
+const char store_sql_notify_claim[] =
     "WITH busy AS (SELECT b.endpoint_id, b.n FROM unnest($1::text[], $2::int[]) AS b(endpoint_id, n)),"
-    " cand AS (SELECT d.id, d.endpoint_id, d.next_attempt_at FROM notify_deliveries d"
-    "   WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
-    "   AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.endpoint_id = d.endpoint_id AND b.n >= $3::int)"
-    "   ORDER BY d.next_attempt_at LIMIT $4::int FOR UPDATE OF d SKIP LOCKED),"
-    " pick AS (SELECT c.id FROM (SELECT c.id, c.endpoint_id,"
-    "     row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id) AS rn"
-    "     FROM cand c) c LEFT JOIN busy b ON b.endpoint_id = c.endpoint_id"
-    "   WHERE c.rn <= $3::int - COALESCE(b.n, 0)),"
+    " pick AS MATERIALIZED (SELECT d.id FROM webhook_endpoints e LEFT JOIN busy b ON b.endpoint_id = e.id"
+    "   CROSS JOIN LATERAL (SELECT d.id, d.next_attempt_at FROM notify_deliveries d"
+    "     WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()"
+    "     ORDER BY d.endpoint_id, d.next_attempt_at LIMIT GREATEST($3::int - COALESCE(b.n, 0), 0)"
+    "     FOR UPDATE OF d SKIP LOCKED) d"
+    "   WHERE COALESCE(b.n, 0) < $3::int"
+    "   ORDER BY d.next_attempt_at, d.id LIMIT $4::int),"
     " upd AS (UPDATE notify_deliveries d SET attempts = d.attempts + 1,"
     "   next_attempt_at = now() + $5::bigint * interval '1 millisecond',"
     "   claim_token = nextval('notify_claim_token_seq'), updated_at = now()"
-    "   FROM pick WHERE d.id = pick.id RETURNING d.*)"
+    "   WHERE d.id = ANY (ARRAY(SELECT id FROM pick)) RETURNING d.*)"
     " SELECT upd.id, upd.claim_token, upd.attempts, upd.event_id, ev.type, ev.payload, e.id, e.url,"
     " encode(e.secret_enc, 'hex'),"
     " CASE WHEN e.previous_secret_expires_at > now() THEN encode(e.previous_secret_enc, 'hex') END"
@@ -447,7 +449,7 @@ store_result store_notify_claim(store *s, int limit, int per_endpoint, const cha
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(lease, sizeof lease, "%ld", lease_ms);
     const char *const params[] = {ids, counts, cap, lim, lease};
-    return store_run_rows(s, "notify claim", sql_notify_claim, 5, params, arena, sizeof **out, job_from_row,
+    return store_run_rows(s, "notify claim", store_sql_notify_claim, 5, params, arena, sizeof **out, job_from_row,
                           (void **)out, count);
 }
 
