@@ -166,12 +166,13 @@ static void nf_job_free(nf_job *job)
     free(job);
 }
 
-/* Record an attempt's outcome; a failure is retried on the schedule, with
+/* An attempt's outcome, into *o: a failure is retried on the schedule, with
  * up to 10% jitter (so deliveries that failed together do not come back
  * together), and no sooner than the answer's Retry-After (seconds, at most
- * a day) says. A 410 Gone is not retried: the endpoint asked for no more. */
-static void nf_record(const store_notify_job *row, bool ok, int http_status, const char *error,
-                      long retry_after_s)
+ * a day) says. A 410 Gone is not retried: the endpoint asked for no more.
+ * `error` must live until the outcome is recorded. */
+static void nf_outcome(const store_notify_job *row, bool ok, int http_status, const char *error,
+                       long retry_after_s, store_notify_outcome *o)
 {
     const config *cfg = nf.ctx->cfg;
     long retry = 0; /* ms; -1: no retry left */
@@ -182,22 +183,51 @@ static void nf_record(const store_notify_job *row, bool ok, int http_status, con
         if (retry > 0 && retry_after_s > 0 && retry_after_s * 1000 > retry)
             retry = (retry_after_s > 86400 ? 86400 : retry_after_s) * 1000;
     }
-    const char *status = ok ? "succeeded" : retry < 0 ? "failed" : "pending";
     metrics_notify_attempt(ok          ? METRICS_NOTIFY_DELIVERED
                            : retry < 0 ? METRICS_NOTIFY_FAILED
                                        : METRICS_NOTIFY_RETRY);
-    store_result sr = store_notify_finish(nf.ctx->store, row->delivery_id, row->claim_token, status,
-                                          http_status, ok ? NULL : error, retry < 0 ? 0 : retry);
-    if (sr == STORE_CONFLICT)
-        log_info("notify: delivery %s was claimed again or removed meanwhile; outcome not recorded",
-                 row->delivery_id);
-    else if (sr != STORE_OK)
-        log_warn("notify: the outcome of delivery %s was not recorded (database); it is sent again "
-                 "once its lease ends",
-                 row->delivery_id);
+    *o = (store_notify_outcome){.delivery_id = row->delivery_id,
+                                .claim_token = row->claim_token,
+                                .status = ok ? "succeeded" : retry < 0 ? "failed" : "pending",
+                                .http_status = http_status,
+                                .error = ok ? NULL : error,
+                                .retry_ms = retry < 0 ? 0 : retry};
     if (!ok && retry < 0)
         log_warn("notify: delivery %s of event %s to endpoint %s failed after %d attempts (%s)",
                  row->delivery_id, row->event_id, row->endpoint_id, row->attempts, error);
+}
+
+/* Record the n outcomes: in one statement, or one by one when that cannot
+ * be made. */
+static void nf_record(store_notify_outcome *o, size_t n)
+{
+    store_result many = store_notify_finish_many(nf.ctx->store, o, n);
+    for (size_t i = 0; i < n; i++) {
+        store_result sr = STORE_OK;
+        if (many == STORE_ERROR)
+            sr = store_notify_finish(nf.ctx->store, o[i].delivery_id, o[i].claim_token, o[i].status,
+                                     o[i].http_status, o[i].error, o[i].retry_ms);
+        else if (many != STORE_OK)
+            sr = many;
+        else if (!o[i].recorded)
+            sr = STORE_CONFLICT;
+        if (sr == STORE_CONFLICT)
+            log_info("notify: delivery %s was claimed again or removed meanwhile; outcome not recorded",
+                     o[i].delivery_id);
+        else if (sr != STORE_OK)
+            log_warn("notify: the outcome of delivery %s was not recorded (database); it is sent again "
+                     "once its lease ends",
+                     o[i].delivery_id);
+    }
+}
+
+/* Record one outcome at once (a delivery that could not be started). */
+static void nf_record_one(const store_notify_job *row, bool ok, int http_status, const char *error,
+                          long retry_after_s)
+{
+    store_notify_outcome o;
+    nf_outcome(row, ok, http_status, error, retry_after_s, &o);
+    nf_record(&o, 1);
 }
 
 /* Copy a claimed row into the job's own arena. */
@@ -260,7 +290,7 @@ static void nf_launch(const store_notify_job *src)
     }
     job->allow_private = cfg->notify_allow_private_targets != 0;
     if (notify_target_check_url(job->row.url, job->allow_private, err, sizeof err) != 0) {
-        nf_record(&job->row, false, 0, err, 0);
+        nf_record_one(&job->row, false, 0, err, 0);
         nf_job_free(job);
         return;
     }
@@ -268,7 +298,7 @@ static void nf_launch(const store_notify_job *src)
     char *sig = nf_sign(src, now, err, sizeof err);
     if (!sig) {
         log_warn("notify: delivery %s to endpoint %s not sent: %s", src->delivery_id, src->endpoint_id, err);
-        nf_record(&job->row, false, 0, err, 0);
+        nf_record_one(&job->row, false, 0, err, 0);
         nf_job_free(job);
         return;
     }
@@ -290,7 +320,7 @@ static void nf_launch(const store_notify_job *src)
     ok = ok && curl_easy_setopt(e, CURLOPT_URL, job->row.url) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
     if (!ok) {
-        nf_record(&job->row, false, 0, "the URL could not be used", 0);
+        nf_record_one(&job->row, false, 0, "the URL could not be used", 0);
         nf_job_free(job);
         return;
     }
@@ -307,7 +337,7 @@ static void nf_launch(const store_notify_job *src)
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, job);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)job);
     if (curl_multi_add_handle(nf.multi, e) != CURLM_OK) {
-        nf_record(&job->row, false, 0, "the request could not be started", 0);
+        nf_record_one(&job->row, false, 0, "the request could not be started", 0);
         nf_job_free(job);
         return;
     }
@@ -358,11 +388,17 @@ done:
     return (long)got;
 }
 
-/* Record every finished transfer; returns how many finished. */
+/* Record every finished transfer, all in one statement; returns how many
+ * finished. */
 static int nf_collect(void)
 {
+    enum { NF_BATCH = 64 };
     CURLMsg *msg;
     int left, finished = 0;
+    nf_job *done[NF_BATCH];
+    char errors[NF_BATCH][200];
+    store_notify_outcome out[NF_BATCH];
+    size_t n = 0;
     while ((msg = curl_multi_info_read(nf.multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
@@ -381,22 +417,31 @@ static int nf_collect(void)
                 break;
             }
         nf.in_flight--;
-        char error[200];
+        char *error = errors[n];
         bool ok = rc == CURLE_OK && code >= 200 && code < 300;
         if (job->refused)
-            snprintf(error, sizeof error,
+            snprintf(error, sizeof errors[n],
                      "refused: the endpoint's address %s is not public (notify_allow_private_targets)",
                      job->refused_addr);
         else if (rc != CURLE_OK)
-            snprintf(error, sizeof error, "%s", curl_easy_strerror(rc));
+            snprintf(error, sizeof errors[n], "%s", curl_easy_strerror(rc));
         else if (code == 410)
-            snprintf(error, sizeof error, "HTTP 410: the endpoint is gone; not retried");
+            snprintf(error, sizeof errors[n], "HTTP 410: the endpoint is gone; not retried");
         else
-            snprintf(error, sizeof error, "HTTP %ld", code);
-        nf_record(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after);
-        nf_job_free(job);
+            snprintf(error, sizeof errors[n], "HTTP %ld", code);
+        nf_outcome(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after, &out[n]);
+        done[n++] = job;
         finished++;
+        if (n == NF_BATCH) {
+            nf_record(out, n);
+            for (size_t i = 0; i < n; i++)
+                nf_job_free(done[i]);
+            n = 0;
+        }
     }
+    nf_record(out, n);
+    for (size_t i = 0; i < n; i++)
+        nf_job_free(done[i]);
     return finished;
 }
 

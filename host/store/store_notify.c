@@ -3,6 +3,7 @@
 #include "store_notify.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,5 +474,56 @@ store_result store_notify_finish(store *s, const char *delivery_id, int64_t clai
     if (rc == STORE_OK && PQntuples(r) == 0)
         rc = STORE_CONFLICT;
     PQclear(r);
+    return rc;
+}
+
+/* sql_notify_finish for many: $1 a JSON array of {id, token, status, code,
+ * error, retry}. The deliveries are found by their ids (ANY of an array:
+ * an index look-up whatever the plan the connection keeps). */
+static const char sql_notify_finish_many[] =
+    "WITH o AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json)"
+    "   AS t(id text, token bigint, status text, code int, error text, retry bigint))"
+    " UPDATE notify_deliveries d SET status = o.status,"
+    " last_http_status = NULLIF(o.code, 0), last_error = o.error, updated_at = now(),"
+    " delivered_at = CASE WHEN o.status = 'succeeded' THEN now() END,"
+    " next_attempt_at = CASE WHEN o.status = 'pending' THEN now() + o.retry * interval '1 millisecond' END"
+    " FROM o WHERE d.id = ANY (ARRAY(SELECT id FROM o)) AND d.id = o.id AND d.claim_token = o.token"
+    " RETURNING d.id";
+
+store_result store_notify_finish_many(store *s, store_notify_outcome *o, size_t n)
+{
+    store_result rc = STORE_ERROR;
+    PGresult *r = NULL;
+    char *text = NULL;
+    for (size_t i = 0; i < n; i++)
+        o[i].recorded = false;
+    if (n == 0)
+        return STORE_OK;
+    json_t *all = json_array();
+    for (size_t i = 0; all && i < n; i++) {
+        json_t *e = json_pack("{s:s, s:I, s:s, s:i, s:s?, s:I}", "id", o[i].delivery_id, "token",
+                              (json_int_t)o[i].claim_token, "status", o[i].status, "code", o[i].http_status,
+                              "error", o[i].error, "retry", (json_int_t)o[i].retry_ms);
+        if (!e || json_array_append_new(all, e) != 0) {
+            json_decref(all);
+            all = NULL;
+        }
+    }
+    text = all ? json_dumps(all, JSON_COMPACT) : NULL;
+    json_decref(all);
+    if (!text)
+        goto done; /* no memory, or text that is not UTF-8: the caller records them one by one */
+    const char *const params[] = {text};
+    rc = store_run(s, "notify finish", sql_notify_finish_many, 1, params, false, &r);
+    if (rc != STORE_OK)
+        goto done;
+    for (int row = 0; row < PQntuples(r); row++)
+        for (size_t i = 0; i < n; i++)
+            if (!o[i].recorded && strcmp(PQgetvalue(r, row, 0), o[i].delivery_id) == 0)
+                o[i].recorded = true;
+
+done:
+    PQclear(r);
+    free(text);
     return rc;
 }

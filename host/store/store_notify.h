@@ -148,4 +148,20 @@ store_result store_notify_claim(store *s, int limit, int per_endpoint, const cha
 store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token, const char *status,
                                  int http_status, const char *error, long retry_ms);
 
+/* One attempt's outcome, as store_notify_finish takes it. */
+typedef struct store_notify_outcome {
+    const char *delivery_id;
+    int64_t claim_token;
+    const char *status;
+    int http_status;
+    const char *error;
+    long retry_ms;
+    bool recorded; /* out: written (false: the claim is no longer ours, or not written) */
+} store_notify_outcome;
+
+/* store_notify_finish for n outcomes in one statement (one commit). STORE_OK
+ * with each outcome's `recorded` set; on any other result nothing is
+ * written and every `recorded` is false. */
+store_result store_notify_finish_many(store *s, store_notify_outcome *o, size_t n);
+
 #endif

@@ -406,6 +406,48 @@ static void test_claim_reads_a_few_rows_whatever_the_backlog(void **unused)
     check_exec("DELETE FROM notify_deliveries");
 }
 
+/* Outcomes recorded together, each fenced by its own claim: a stale token
+ * writes nothing for its delivery and does not stop the others. */
+static void test_outcomes_recorded_in_one_statement(void **unused)
+{
+    (void)unused;
+    check_exec("DELETE FROM notify_deliveries");
+    make_endpoint("we_fm", "mer_bl", NULL);
+    check_exec("INSERT INTO notify_events (id, merchant_id, type, object_id, payload)"
+               " SELECT 'evt_fm' || g, 'mer_bl', 'payment.pending', 'pay_fm' || g, '{}' FROM generate_series(1, 3) g");
+    check_exec("INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
+               " SELECT 'dlv_fm' || g, 'evt_fm' || g, 'we_fm', now() FROM generate_series(1, 3) g");
+    pagoflex_arena *a = arena_new();
+    store_notify_job *jobs = NULL;
+    size_t n = 0;
+    assert_int_equal(store_notify_claim(g_store, 10, 10, NULL, NULL, 0, 60000, a, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    store_notify_outcome o[3];
+    for (size_t i = 0; i < 3; i++)
+        o[i] = (store_notify_outcome){.delivery_id = jobs[i].delivery_id,
+                                      .claim_token = jobs[i].claim_token + (i == 1), /* a stale claim */
+                                      .status = i == 2 ? "pending" : "succeeded",
+                                      .http_status = i == 2 ? 500 : 204,
+                                      .error = i == 2 ? "HTTP 500" : NULL,
+                                      .retry_ms = i == 2 ? 60000 : 0};
+    assert_int_equal(store_notify_finish_many(g_store, o, 3), STORE_OK);
+    assert_true(o[0].recorded);
+    assert_false(o[1].recorded);
+    assert_true(o[2].recorded);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM notify_deliveries WHERE id = '%s' AND status = 'succeeded'"
+             " AND last_http_status = 204 AND delivered_at IS NOT NULL AND next_attempt_at IS NULL", jobs[0].delivery_id);
+    assert_int_equal(check_count(sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM notify_deliveries WHERE id = '%s' AND status = 'pending'"
+             " AND last_http_status IS NULL", jobs[1].delivery_id);
+    assert_int_equal(check_count(sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM notify_deliveries WHERE id = '%s' AND status = 'pending'"
+             " AND last_error = 'HTTP 500' AND next_attempt_at > now() + interval '50 seconds'", jobs[2].delivery_id);
+    assert_int_equal(check_count(sql), 1);
+    arena_free(a);
+    check_exec("DELETE FROM notify_deliveries");
+}
+
 static void test_endpoints_are_their_merchants(void **unused)
 {
     (void)unused;
@@ -563,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_transition_tables_read_once_whatever_the_first_plan),
         cmocka_unit_test(test_claims_cap_lease_and_fence),
         cmocka_unit_test(test_claim_reads_a_few_rows_whatever_the_backlog),
+        cmocka_unit_test(test_outcomes_recorded_in_one_statement),
         cmocka_unit_test(test_endpoints_are_their_merchants),
         cmocka_unit_test(test_janitor_purges_old_finished_events_only),
         cmocka_unit_test(test_master_key_rotation_reseals_endpoint_secrets),
