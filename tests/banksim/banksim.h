@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+
 struct MHD_Connection;
 
 /* ------------------------------------------------------------------ config */
@@ -108,6 +110,17 @@ bool bs_rng_chance(double p);
 int bs_random_id(const char *prefix, char *buf, size_t len);
 
 /* Logs one printf-style line to stderr, prefixed "banksim: ", unless quiet. */
+/* One piece of a signed message. */
+struct bs_part {
+    const void *data;
+    size_t len;
+};
+
+/* HMAC-SHA256 (`hmac`: EVP_MAC_fetch(NULL, "HMAC", NULL)) of the n parts
+ * joined by '.', into out (32 bytes). Returns 0 or -1. */
+int bs_hmac_sha256_dotted(EVP_MAC *hmac, const unsigned char *key, size_t key_len, const struct bs_part *parts,
+                          size_t n, unsigned char out[32]);
+
 void bs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Same, but printed even with --quiet (errors). */
 void bs_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

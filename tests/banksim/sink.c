@@ -86,31 +86,12 @@ const char *sink_set_secret(const char *secret)
 static int sink_sign(const unsigned char *key, size_t key_len, const char *id, const char *ts,
                      const char *body, size_t len, char *out)
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    size_t maclen = 0;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end(),
-    };
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(sink_hmac);
-    int rc = -1;
-
-    if (!ctx)
-        goto done;
-    if (!EVP_MAC_init(ctx, key, key_len, params) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)id, strlen(id)) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)".", 1) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)ts, strlen(ts)) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)".", 1) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)body, len) ||
-        !EVP_MAC_final(ctx, mac, &maclen, sizeof mac) || maclen != 32)
-        goto done;
-    EVP_EncodeBlock((unsigned char *)out, mac, (int)maclen);
-    rc = 0;
-done:
-    EVP_MAC_CTX_free(ctx);
-    return rc;
+    unsigned char mac[32];
+    const struct bs_part parts[] = {{id, strlen(id)}, {ts, strlen(ts)}, {body, len}};
+    if (bs_hmac_sha256_dotted(sink_hmac, key, key_len, parts, 3, mac) != 0)
+        return -1;
+    EVP_EncodeBlock((unsigned char *)out, mac, (int)sizeof mac);
+    return 0;
 }
 
 /* True when one "v1,<sig>" entry of the space-separated header is want. */

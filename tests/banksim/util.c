@@ -1,6 +1,7 @@
 /* util.c: clock, random numbers, ids, a hash map, a min-heap and logging. */
 #include "banksim.h"
 
+#include <openssl/core_names.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -327,4 +328,31 @@ void bs_heap_free(struct bs_heap *h)
     free(h->v);
     h->v = NULL;
     h->n = h->cap = 0;
+}
+
+int bs_hmac_sha256_dotted(EVP_MAC *hmac, const unsigned char *key, size_t key_len, const struct bs_part *parts,
+                          size_t n, unsigned char out[32])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t maclen = 0;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac);
+    int rc = -1;
+    if (!ctx || !EVP_MAC_init(ctx, key, key_len, params))
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        if ((i && !EVP_MAC_update(ctx, (const unsigned char *)".", 1)) ||
+            !EVP_MAC_update(ctx, parts[i].data, parts[i].len))
+            goto done;
+    if (!EVP_MAC_final(ctx, mac, &maclen, sizeof mac) || maclen != 32)
+        goto done;
+    memcpy(out, mac, 32);
+    rc = 0;
+done:
+    EVP_MAC_CTX_free(ctx);
+    return rc;
 }

@@ -118,30 +118,13 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
  * bytes). Returns 0 or -1. */
 static int sign(const char *secret, const char *t, const struct wh_event *ev, char *hex)
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    size_t maclen = 0;
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-        OSSL_PARAM_construct_end(),
-    };
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(wh_hmac);
-    int rc = -1;
-
-    if (!ctx)
-        goto done;
-    if (!EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)t, strlen(t)) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)".", 1) ||
-        !EVP_MAC_update(ctx, (const unsigned char *)ev->body, ev->len) ||
-        !EVP_MAC_final(ctx, mac, &maclen, sizeof mac))
-        goto done;
-    for (size_t i = 0; i < maclen; i++)
+    unsigned char mac[32];
+    const struct bs_part parts[] = {{t, strlen(t)}, {ev->body, ev->len}};
+    if (bs_hmac_sha256_dotted(wh_hmac, (const unsigned char *)secret, strlen(secret), parts, 2, mac) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof mac; i++)
         snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    rc = 0;
-done:
-    EVP_MAC_CTX_free(ctx);
-    return rc;
+    return 0;
 }
 
 /* Builds the request headers for one attempt signed at unix time now. */
