@@ -585,28 +585,37 @@ static store_result store_one_payment(store *s, const char *what, const char *sq
     return rc;
 }
 
+bool store_payment_insert_params(const store_payment *p, char amount[24], const char *params[13])
+{
+    if (!p || !p->id || !p->connector || !p->currency || !p->merchant_id || !p->connector_account) {
+        log_error("store: payment insert without id, connector, currency, merchant or account");
+        return false;
+    }
+    snprintf(amount, 24, "%" PRId64, p->amount);
+    const char *const all[] = {p->id,
+                               p->connector,
+                               amount,
+                               p->currency,
+                               p->reference,
+                               p->description,
+                               p->manual_capture ? "manual" : "automatic",
+                               p->return_url,
+                               p->payment_method_type,
+                               p->payment_method_token,
+                               p->merchant_id,
+                               p->connector_account,
+                               p->metadata};
+    memcpy(params, all, sizeof all);
+    return true;
+}
+
 store_result store_payment_insert(store *s, const store_payment *p, pagoflex_arena *arena,
                                   store_payment *out)
 {
     char amount[24];
-    if (!p || !p->id || !p->connector || !p->currency || !p->merchant_id || !p->connector_account) {
-        log_error("store: payment insert without id, connector, currency, merchant or account");
+    const char *params[13];
+    if (!store_payment_insert_params(p, amount, params))
         return STORE_ERROR;
-    }
-    snprintf(amount, sizeof amount, "%" PRId64, p->amount);
-    const char *const params[] = {p->id,
-                                  p->connector,
-                                  amount,
-                                  p->currency,
-                                  p->reference,
-                                  p->description,
-                                  p->manual_capture ? "manual" : "automatic",
-                                  p->return_url,
-                                  p->payment_method_type,
-                                  p->payment_method_token,
-                                  p->merchant_id,
-                                  p->connector_account,
-                                  p->metadata};
     return store_one_payment(s, "payment insert", store_sql_insert, 13, params, true, true, STORE_CONFLICT,
                              arena, out);
 }

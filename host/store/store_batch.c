@@ -80,25 +80,8 @@ bool store_batch_payment_insert_init(store_batch_op *op, const store_payment *p,
 {
     memset(op, 0, sizeof *op);
     op->rc = STORE_ERROR;
-    if (!p || !p->id || !p->connector || !p->currency || !p->merchant_id || !p->connector_account) {
-        log_error("store: payment insert without id, connector, currency, merchant or account");
+    if (!store_payment_insert_params(p, op->amount, op->params))
         return false;
-    }
-    snprintf(op->amount, sizeof op->amount, "%" PRId64, p->amount);
-    const char *const params[] = {p->id,
-                                  p->connector,
-                                  op->amount,
-                                  p->currency,
-                                  p->reference,
-                                  p->description,
-                                  p->manual_capture ? "manual" : "automatic",
-                                  p->return_url,
-                                  p->payment_method_type,
-                                  p->payment_method_token,
-                                  p->merchant_id,
-                                  p->connector_account,
-                                  p->metadata};
-    memcpy(op->params, params, sizeof params);
     op->nparams = 13;
     op->kind = BATCH_INSERT;
     op->sql = store_sql_insert;

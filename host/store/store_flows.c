@@ -337,32 +337,6 @@ static const char sql_release_op[] =
     " SELECT false, " PAYMENT_COLS("p") " FROM payments p"
     " WHERE p.id = $1::text AND NOT EXISTS (SELECT 1 FROM upd)";
 
-/* Run a statement answering (moved, PAYMENT_COLS): OK/CONFLICT/NOT_FOUND. */
-static store_result store_flows_payment_op(store *s, const char *what, const char *sql, int n,
-                                           const char *const *params, pagoflex_arena *arena,
-                                           store_payment *out)
-{
-    PGresult *r = NULL;
-    store_payment row;
-    store_result rc = store_run(s, what, sql, n, params, false, &r);
-    if (rc != STORE_OK)
-        goto fail;
-    metrics_db_commit();
-    if (PQntuples(r) != 1) {
-        rc = STORE_NOT_FOUND;
-        goto fail;
-    }
-    bool moved = PQgetvalue(r, 0, 0)[0] == 't';
-    if ((rc = store_payment_from_row(r, 0, 1, arena, &row)) != STORE_OK)
-        goto fail;
-    *out = row;
-    rc = moved ? STORE_OK : STORE_CONFLICT;
-
-fail:
-    PQclear(r);
-    return rc;
-}
-
 store_result store_payment_claim_operation(store *s, const char *merchant_id, const char *id, const char *op,
                                            int64_t amount, pagoflex_arena *arena, store_payment *out)
 {
@@ -373,14 +347,14 @@ store_result store_payment_claim_operation(store *s, const char *merchant_id, co
         log_error("store: operation claim without a merchant");
         return STORE_ERROR;
     }
-    return store_flows_payment_op(s, "payment claim operation", sql_claim_op, 4, params, arena, out);
+    return store_transition_run(s, "payment claim operation", sql_claim_op, 4, params, arena, out);
 }
 
 store_result store_payment_release_operation(store *s, const char *id, const char *op,
                                              pagoflex_arena *arena, store_payment *out)
 {
     const char *const params[] = {id, op};
-    return store_flows_payment_op(s, "payment release operation", sql_release_op, 2, params,
+    return store_transition_run(s, "payment release operation", sql_release_op, 2, params,
                                   arena, out);
 }
 

@@ -57,30 +57,14 @@ store_result store_idem_create_payment(store *s, const char *scope, const char *
     PGresult *r = NULL;
     char ttl[24], amount[24];
     store_result rc = STORE_ERROR;
-    if (!scope || !key || !request_hash || !p || !p->id || !p->connector || !p->currency ||
-        !p->merchant_id || !p->connector_account) {
-        log_error("store: idempotent payment insert without scope, key, hash, payment or merchant");
+    const char *params[17] = {scope, key, request_hash, ttl};
+    if (!scope || !key || !request_hash) {
+        log_error("store: idempotent payment insert without scope, key or hash");
         goto fail;
     }
+    if (!store_payment_insert_params(p, amount, params + 4))
+        goto fail;
     snprintf(ttl, sizeof ttl, "%ld", ttl_s);
-    snprintf(amount, sizeof amount, "%" PRId64, p->amount);
-    const char *const params[] = {scope,
-                                  key,
-                                  request_hash,
-                                  ttl,
-                                  p->id,
-                                  p->connector,
-                                  amount,
-                                  p->currency,
-                                  p->reference,
-                                  p->description,
-                                  p->manual_capture ? "manual" : "automatic",
-                                  p->return_url,
-                                  p->payment_method_type,
-                                  p->payment_method_token,
-                                  p->merchant_id,
-                                  p->connector_account,
-                                  p->metadata};
     rc = store_run(s, "idempotent payment insert", sql_claim, 17, params, false, &r);
     if (rc != STORE_OK)
         goto fail;

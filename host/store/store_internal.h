@@ -185,12 +185,19 @@ store_result store_history_read(store *s, const char *what, const char *sql, int
                                 const char *const *params, pagoflex_arena *arena,
                                 store_history_entry **entries, size_t *count);
 
+/* The 13 parameters of store_sql_insert for payment `p` into params, the
+ * amount written into amount. False (logged) when p lacks an id, connector,
+ * currency, merchant or account; then nothing is to be sent. */
+bool store_payment_insert_params(const store_payment *p, char amount[24], const char *params[13]);
+
 /* "{created,processing}": the states `to` may be entered from, as a
  * PostgreSQL text[] literal. */
 void store_allowed_from(pagoflex_state to, char *buf, size_t len);
 
-/* Run `sql`, store_sql_transition or store_sql_transition_fenced with its
- * `n` parameters, and count its commit. STORE_OK when the payment moved,
+/* Run `sql`, a conditional payment update answering (moved, PAYMENT_COLS):
+ * store_sql_transition, store_sql_transition_fenced, or the claim or release
+ * of an operation (store_flows.c), with its `n` parameters, and count its
+ * commit. STORE_OK when the payment moved,
  * STORE_CONFLICT when the statement refused it, with *out the payment as it
  * is now in both cases; STORE_NOT_FOUND when there is no such payment; else
  * as store_run, *out untouched (store_transition.c). */

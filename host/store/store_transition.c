@@ -1,7 +1,8 @@
-/* store_transition.c - running the conditional payment transition
- * (store_sql_transition and its fenced variant) and reading its answer, for
- * the store's modules that move a payment (store.c, store_resolve.c,
- * store_recon.c). */
+/* store_transition.c - running a conditional payment update that answers
+ * (moved, PAYMENT_COLS) and reading its answer: the transition
+ * (store_sql_transition and its fenced variant) for the store's modules that
+ * move a payment (store.c, store_resolve.c, store_recon.c), and the claim and
+ * release of a capture or void (store_flows.c). */
 #include <libpq-fe.h>
 
 #include "metrics.h"
