@@ -613,6 +613,15 @@ static store_payment api_payment_row(api_request *r, const api_create *c)
     return row;
 }
 
+/* The record of the bank's mapped answer (c->res) as a group-commit write,
+ * in c->op; false on invalid arguments (logged). */
+static bool api_payment_record_op(api_request *r, api_create *c)
+{
+    return store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY, NULL,
+                                       c->res.provider_reference_id, c->res.error_code, c->res.error_message,
+                                       r->arena);
+}
+
 /* A group-committed write of POST /v1/payments is in (writer thread). A
  * new row, committed, goes to the bank from here: the request stays
  * suspended, and its HTTP thread is not woken only to start the call. Any
@@ -645,9 +654,7 @@ static void api_payment_answered(void *arg)
         reqid_set_current(r->request_id, r->traceparent[0] ? r->traceparent : NULL);
         bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
         c->mapped = true;
-        bool queued = store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY, NULL,
-                                                  c->res.provider_reference_id, c->res.error_code,
-                                                  c->res.error_message, r->arena);
+        bool queued = api_payment_record_op(r, c);
         if (queued) {
             c->op.done = api_resume;
             c->op.arg = r;
@@ -862,9 +869,7 @@ static enum MHD_Result api_payment_finish(api_request *r, api_create *c)
     if (!c->mapped)
         bankcall_flow_map(c->pl, &c->in, &c->resp, r->arena, &c->res);
     c->mapped = true;
-    if (r->ctx->batch && !r->gone && store_batch_transition_init(&c->op, c->pay.id, c->res.state, STORE_SOURCE_BANK_REPLY,
-                                                     NULL, c->res.provider_reference_id, c->res.error_code,
-                                                     c->res.error_message, r->arena))
+    if (r->ctx->batch && !r->gone && api_payment_record_op(r, c))
         return api_payment_batch(r, c, API_CREATE_RECORD, api_payment_record_sync);
     api_payment_record_sync(r, c);
     return api_payment_recorded(r, c);
