@@ -292,6 +292,126 @@ static void test_upgrade_to_statement_triggers_notifies_once(void **state)
     exec_on(g_admin, sql);
 }
 
+/* The SQLSTATE of `sql` run on c inside a transaction that is rolled back
+ * ("" when it succeeded). */
+static char *sqlstate_of(PGconn *c, const char *sql)
+{
+    static char out[8];
+    PQclear(PQexec(c, "BEGIN"));
+    PGresult *r = PQexec(c, sql);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(out, sizeof out, "%s", st ? st : "");
+    PQclear(r);
+    PQclear(PQexec(c, "ROLLBACK"));
+    return out;
+}
+
+/* Each value of a state, source or kind column is checked, by a domain: a
+ * CHECK with an IN list on a table is parsed and planned again for every
+ * statement that writes the table; a domain's check once per connection. */
+static void test_state_lists_are_domains_and_still_refuse_what_is_not_in_them(void **state)
+{
+    (void)state;
+    assert_string_equal(value("SELECT count(*) FROM pg_constraint WHERE contype = 'c' AND conrelid::regclass::text"
+                              " IN ('payments', 'payment_history', 'refunds', 'refund_history', 'webhook_events')"
+                              " AND conbin::text LIKE '%SCALARARRAYOPEXPR%'"),
+                        "0");
+    assert_true(exec_on(g_conninfo, "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                                    " connector_account) VALUES ('pay_dom', 'BANCO_X', 100, 'EUR', 'pending',"
+                                    " 'mer_default', 'default');"
+                                    "INSERT INTO refunds (id, payment_id, connector, amount, currency, state,"
+                                    " merchant_id, connector_account) VALUES ('re_dom', 'pay_dom', 'BANCO_X', 10,"
+                                    " 'EUR', 'pending', 'mer_default', 'default')"));
+    static const struct {
+        const char *ok, *bad;
+    } cases[] = {
+        {"UPDATE payments SET state = 'succeeded' WHERE id = 'pay_dom'",
+         "UPDATE payments SET state = 'settled' WHERE id = 'pay_dom'"},
+        {"UPDATE payments SET pending_operation = 'void' WHERE id = 'pay_dom'",
+         "UPDATE payments SET pending_operation = 'refund' WHERE id = 'pay_dom'"},
+        {"UPDATE payments SET capture_method = 'manual' WHERE id = 'pay_dom'",
+         "UPDATE payments SET capture_method = 'later' WHERE id = 'pay_dom'"},
+        {"INSERT INTO payment_history (payment_id, from_state, to_state, source)"
+         " VALUES ('pay_dom', NULL, 'requires_capture', 'operator')",
+         "INSERT INTO payment_history (payment_id, from_state, to_state, source)"
+         " VALUES ('pay_dom', NULL, 'done', 'api')"},
+        {"INSERT INTO payment_history (payment_id, from_state, to_state, source)"
+         " VALUES ('pay_dom', 'pending', 'failed', 'webhook')",
+         "INSERT INTO payment_history (payment_id, from_state, to_state, source)"
+         " VALUES ('pay_dom', 'pending', 'failed', 'cron')"},
+        {"UPDATE refunds SET state = 'failed' WHERE id = 're_dom'",
+         "UPDATE refunds SET state = 'requires_capture' WHERE id = 're_dom'"},
+        {"INSERT INTO refund_history (refund_id, from_state, to_state, source)"
+         " VALUES ('re_dom', 'pending', 'succeeded', 'sync')",
+         "INSERT INTO refund_history (refund_id, from_state, to_state, source)"
+         " VALUES ('re_dom', 'pending', 'succeeded', 'operator')"},
+        {"INSERT INTO webhook_events (connector, connector_account, event_id, tx_id, state, kind, applied)"
+         " VALUES ('BANCO_X', 'default', 'ev_dom', 'tx_dom', 'succeeded', 'refund', false)",
+         "INSERT INTO webhook_events (connector, connector_account, event_id, tx_id, state, kind, applied)"
+         " VALUES ('BANCO_X', 'default', 'ev_dom', 'tx_dom', 'succeeded', 'chargeback', false)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_string_equal(sqlstate_of(g_check, cases[i].ok), "");
+        assert_string_equal(sqlstate_of(g_check, cases[i].bad), "23514"); /* check_violation */
+    }
+}
+
+/* A database at version 18 with a row of every kind, upgraded: the values
+ * stay, and the columns that now have a domain type refuse a bad one. */
+static void test_upgrade_to_state_domains_keeps_every_value(void **state)
+{
+    (void)state;
+    char err[512] = "", sql[256], conninfo[4200];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s_dom", g_db);
+    assert_true(exec_on(g_admin, sql));
+    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_dom", g_admin, g_db);
+    size_t count = 0, before = 0;
+    const store_migration *all = store_migrations(&count);
+    store_migration *older = calloc(count, sizeof *older);
+    assert_non_null(older);
+    for (size_t i = 0; i < count; i++)
+        if (all[i].version < 22)
+            older[before++] = all[i];
+    store *s = store_open(conninfo, 1);
+    assert_non_null(s);
+    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    assert_true(exec_on(conninfo,
+                        "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                        " connector_account, capture_method, pending_operation) VALUES ('pay_old', 'BANCO_X',"
+                        " 100, 'EUR', 'requires_capture', 'mer_default', 'default', 'manual', 'capture');"
+                        "INSERT INTO payment_history (payment_id, from_state, to_state, source)"
+                        " VALUES ('pay_old', 'processing', 'requires_capture', 'bank_reply');"
+                        "INSERT INTO refunds (id, payment_id, connector, amount, currency, state,"
+                        " merchant_id, connector_account)"
+                        " VALUES ('re_old', 'pay_old', 'BANCO_X', 10, 'EUR', 'requires_review', 'mer_default',"
+                        " 'default');"
+                        "INSERT INTO refund_history (refund_id, from_state, to_state, source)"
+                        " VALUES ('re_old', 'pending', 'requires_review', 'reconciler');"
+                        "INSERT INTO webhook_events (connector, connector_account, event_id, tx_id, state, kind, applied)"
+                        " VALUES ('BANCO_X', 'default', 'ev_old', 'tx_old', 'failed', 'ignored', false)"));
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    assert_string_equal(value_on(c, "SELECT concat_ws(' ', p.state, p.capture_method, p.pending_operation,"
+                                    " h.from_state, h.to_state, h.source, r.state, rh.to_state, rh.source,"
+                                    " w.state, w.kind) FROM payments p, payment_history h, refunds r,"
+                                    " refund_history rh, webhook_events w"),
+                        "requires_capture manual capture processing requires_capture bank_reply"
+                        " requires_review requires_review reconciler failed ignored");
+    assert_string_equal(value_on(c, "SELECT string_agg(table_name || '.' || column_name || ' ' || domain_name,"
+                                    " ',' ORDER BY table_name, column_name) FROM information_schema.columns"
+                                    " WHERE table_name = 'payment_history' AND domain_name IS NOT NULL"),
+                        "payment_history.from_state payment_state,payment_history.source payment_history_source,"
+                        "payment_history.to_state payment_state");
+    assert_string_equal(sqlstate_of(c, "UPDATE payment_history SET source = 'cron'"), "23514");
+    assert_string_equal(sqlstate_of(c, "UPDATE payments SET state = 'settled'"), "23514");
+    PQfinish(c);
+    store_close(s);
+    free(older);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s_dom WITH (FORCE)", g_db);
+    exec_on(g_admin, sql);
+}
+
 int main(void)
 {
     g_admin = getenv("PAGOFLEX_PG");
@@ -318,6 +438,8 @@ int main(void)
         cmocka_unit_test(test_status_counts_pending_versions),
         cmocka_unit_test(test_upgrade_to_connector_accounts_keeps_every_row),
         cmocka_unit_test(test_upgrade_to_statement_triggers_notifies_once),
+        cmocka_unit_test(test_state_lists_are_domains_and_still_refuse_what_is_not_in_them),
+        cmocka_unit_test(test_upgrade_to_state_domains_keeps_every_value),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(g_check);
