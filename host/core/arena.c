@@ -1,6 +1,7 @@
 /* arena.c - bump allocator: a list of blocks wiped and freed together. */
 #include "arena.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,54 @@ struct pagoflex_arena {
     size_t total;
 };
 
+/* Each thread keeps a few wiped blocks of the usual size for its next
+ * arenas. Not for speed of the bump itself: glibc walks and merges every
+ * small chunk freed since (malloc_consolidate) on each allocation of 1 KiB
+ * or more, and a request made its arena's first block right after the JSON
+ * of the one before was freed (11% of pagoflexd's CPU on webhooks). A block
+ * freed on another thread joins that thread's cache. */
+enum { ARENA_CACHED_BLOCKS = 8 };
+
+typedef struct arena_cache {
+    struct arena_block *blocks;
+    int n;
+} arena_cache;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static int cache_ok;
+
+static void cache_drop(void *p)
+{
+    arena_cache *c = p;
+    while (c->blocks) {
+        struct arena_block *next = c->blocks->next;
+        free(c->blocks);
+        c->blocks = next;
+    }
+    free(c);
+}
+
+static void cache_init(void)
+{
+    cache_ok = pthread_key_create(&cache_key, cache_drop) == 0;
+}
+
+/* This thread's cache; NULL when there is none (no memory): blocks then go
+ * straight to malloc and free. */
+static arena_cache *cache_get(void)
+{
+    pthread_once(&cache_once, cache_init);
+    if (!cache_ok)
+        return NULL;
+    arena_cache *c = pthread_getspecific(cache_key);
+    if (!c && (c = calloc(1, sizeof *c)) && pthread_setspecific(cache_key, c) != 0) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
+
 pagoflex_arena *arena_new(void)
 {
     return calloc(1, sizeof(struct pagoflex_arena));
@@ -38,7 +87,14 @@ void arena_free(pagoflex_arena *arena)
          * an Authorization header, card data, bank answers. Wiped before
          * the allocator can hand it to anyone else (not optimised away). */
         OPENSSL_cleanse(b->data, b->used);
-        free(b);
+        arena_cache *c = b->cap == ARENA_BLOCK ? cache_get() : NULL;
+        if (c && c->n < ARENA_CACHED_BLOCKS) {
+            b->next = c->blocks;
+            c->blocks = b;
+            c->n++;
+        } else {
+            free(b);
+        }
         b = next;
     }
     free(arena);
@@ -56,9 +112,14 @@ void *arena_alloc(pagoflex_arena *arena, size_t size)
         size_t cap = need > ARENA_BLOCK ? need : ARENA_BLOCK;
         if (cap > SIZE_MAX - sizeof(*b))
             return NULL;
-        b = malloc(sizeof(*b) + cap);
-        if (!b)
+        arena_cache *c = cap == ARENA_BLOCK ? cache_get() : NULL;
+        if (c && c->blocks) {
+            b = c->blocks;
+            c->blocks = b->next;
+            c->n--;
+        } else if (!(b = malloc(sizeof(*b) + cap))) {
             return NULL;
+        }
         b->cap = cap;
         b->used = 0;
         b->next = arena->head;
