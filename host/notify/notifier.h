@@ -32,6 +32,19 @@
  * outcome after the attempt's deadline. */
 #define NOTIFIER_LEASE_MARGIN_MS 5000
 
+/* Deliveries are claimed ahead of their sends, a batch per claim, and
+ * wait in the worker's queue for a free slot at most this long; the lease
+ * of a claim is notify_timeout_ms + NOTIFIER_LEASE_MARGIN_MS +
+ * NOTIFIER_HOLD_MS, so a queued delivery sent within it still has a whole
+ * attempt's lease. Older ones are given back unsent. It bounds how long a
+ * worker holds deliveries another host could send. */
+#define NOTIFIER_HOLD_MS 1000
+
+/* The most deliveries a worker queues for one endpoint: this many times
+ * notify_endpoint_max_in_flight (and at most notify_max_in_flight over all
+ * endpoints). */
+#define NOTIFIER_AHEAD_MAX 4
+
 /* Start the notifier thread on ctx (its store, config and notify_keys must
  * outlive notifier_stop()). One per process. 0 on success; -1 (logged,
  * nothing started) on failure or when one runs already. */
