@@ -256,6 +256,23 @@ static void nf_record_one(const store_notify_job *row, bool ok, int http_status,
     nf_record(&o, 1);
 }
 
+/* Copy len bytes (none when src is NULL) into the arena; -1 when out of memory. */
+static int nf_copy_bytes(pagoflex_arena *a, const unsigned char *src, size_t len, const unsigned char **out,
+                         size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (!src)
+        return 0;
+    unsigned char *copy = arena_alloc(a, len ? len : 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, src, len);
+    *out = copy;
+    *out_len = len;
+    return 0;
+}
+
 /* Copy a claimed row into the job's own arena. */
 static int nf_copy_row(nf_job *job, const store_notify_job *src)
 {
@@ -268,6 +285,13 @@ static int nf_copy_row(nf_job *job, const store_notify_job *src)
     d->payload = arena_strdup(a, src->payload);
     d->endpoint_id = arena_strdup(a, src->endpoint_id);
     d->url = arena_strdup(a, src->url);
+    /* The sealed secrets too: the job is signed when it is sent, after the
+     * claim's own arena is gone. */
+    if (nf_copy_bytes(a, src->secrets.secret_enc, src->secrets.secret_enc_len, &d->secrets.secret_enc,
+                      &d->secrets.secret_enc_len) != 0 ||
+        nf_copy_bytes(a, src->secrets.previous_secret_enc, src->secrets.previous_secret_enc_len,
+                      &d->secrets.previous_secret_enc, &d->secrets.previous_secret_enc_len) != 0)
+        return -1;
     return d->delivery_id && d->event_id && d->event_type && d->payload && d->endpoint_id && d->url ? 0 : -1;
 }
 
