@@ -333,7 +333,8 @@ static void nf_launch(nf_job *job)
     const config *cfg = nf.ctx->cfg;
     char err[300];
     if (!(job->easy = curl_easy_init())) {
-        log_warn("notify: out of memory; delivery %s is sent again once its lease ends", job->row.delivery_id);
+        log_warn("notify: out of memory; delivery %s is sent again once its lease ends",
+                 job->row.delivery_id);
         nf_job_free(job);
         return;
     }
@@ -346,8 +347,8 @@ static void nf_launch(nf_job *job)
     long long now = (long long)time(NULL);
     char *sig = nf_sign(&job->row, now, err, sizeof err);
     if (!sig) {
-        log_warn("notify: delivery %s to endpoint %s not sent: %s", job->row.delivery_id, job->row.endpoint_id,
-                 err);
+        log_warn("notify: delivery %s to endpoint %s not sent: %s", job->row.delivery_id,
+                 job->row.endpoint_id, err);
         nf_record_one(&job->row, false, 0, err, 0);
         nf_job_free(job);
         return;
@@ -480,9 +481,10 @@ static void nf_give_back(nf_job **jobs, size_t n)
         }
         /* given < m: those were finished or claimed again meanwhile (not by us). */
         for (size_t i = 0; i < m; i++)
-            log_info("notify: delivery %s to endpoint %s given back unsent: its lease could no longer cover an "
-                     "attempt",
-                     ids[i], jobs[at + i]->row.endpoint_id);
+            log_info(
+                "notify: delivery %s to endpoint %s given back unsent: its lease could no longer cover an "
+                "attempt",
+                ids[i], jobs[at + i]->row.endpoint_id);
     }
     for (size_t i = 0; i < n; i++)
         nf_job_free(jobs[i]);
@@ -504,6 +506,16 @@ static long nf_dispatch(void)
     long next = -1;
     nf_job *aged[NF_AGED_MAX];
     size_t n_aged = 0;
+    /* Whoever comes first takes free worker slots first: start with the
+     * next endpoint each time, so none is always last. */
+    if (nf.endpoints && nf.endpoints->next) {
+        nf_endpoint *first = nf.endpoints, *last = first;
+        while (last->next)
+            last = last->next;
+        nf.endpoints = first->next;
+        first->next = NULL;
+        last->next = first;
+    }
     for (nf_endpoint **p = &nf.endpoints; *p;) {
         nf_endpoint *ep = *p;
         bool shrunk = false;
@@ -601,7 +613,7 @@ static long nf_claim(bool *full)
             k++;
         if (k < n && rooms[k] > 0 && claimed[k] == rooms[k]) {
             int most = NOTIFIER_AHEAD_MAX * cap < cfg->notify_max_in_flight ? NOTIFIER_AHEAD_MAX * cap
-                                                                             : cfg->notify_max_in_flight;
+                                                                            : cfg->notify_max_in_flight;
             ep->ahead = ep->ahead > 0 ? 2 * ep->ahead : 1;
             if (ep->ahead > most)
                 ep->ahead = most;

@@ -154,7 +154,8 @@ store_result store_notify_give_back(store *s, const char *const *delivery_ids, c
 /* Record an attempt's outcome, fenced by the claim token: status
  * "succeeded", "failed" (no retry left) or "pending" (retry in retry_ms).
  * http_status 0 when there was no HTTP answer; error NULL on success.
- * STORE_CONFLICT when the claim is no longer ours (nothing written). */
+ * STORE_CONFLICT when the claim is no longer ours (nothing written).
+ * Commits asynchronously, like the claim. */
 store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token, const char *status,
                                  int http_status, const char *error, long retry_ms);
 

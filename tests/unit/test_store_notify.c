@@ -460,7 +460,8 @@ static void test_claim_rooms_give_back_and_local_async_commit(void **unused)
     make_endpoint("we_gb1", "mer_bl", NULL);
     make_endpoint("we_gb2", "mer_bl", NULL);
     check_exec("INSERT INTO notify_events (id, merchant_id, type, object_id, payload)"
-               " SELECT 'evt_gb' || g, 'mer_bl', 'payment.pending', 'pay_gb' || g, '{}' FROM generate_series(1, 20) g");
+               " SELECT 'evt_gb' || g, 'mer_bl', 'payment.pending', 'pay_gb' || g, '{}' FROM "
+               "generate_series(1, 20) g");
     check_exec("INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
                " SELECT 'dlv_gb' || g, 'evt_gb' || g, CASE WHEN g <= 10 THEN 'we_gb1' ELSE 'we_gb2' END,"
                " now() - interval '1 minute' + g * interval '1 ms' FROM generate_series(1, 20) g");
@@ -503,8 +504,10 @@ static void test_claim_rooms_give_back_and_local_async_commit(void **unused)
     assert_int_equal(back0->attempts, 1);
     assert_true(back0->claim_token > jobs[0].claim_token);
     /* Every pool connection still commits synchronously after the notifier's statements. */
-    store_notify_outcome o = {.delivery_id = back0->delivery_id, .claim_token = back0->claim_token,
-                              .status = "succeeded", .http_status = 200};
+    store_notify_outcome o = {.delivery_id = back0->delivery_id,
+                              .claim_token = back0->claim_token,
+                              .status = "succeeded",
+                              .http_status = 200};
     assert_int_equal(store_notify_finish_many(g_store, &o, 1), STORE_OK);
     assert_true(o.recorded);
     for (int i = 0; i < 8; i++) {
