@@ -625,17 +625,60 @@ done:
     return (long)got;
 }
 
-/* Record every finished transfer, all in one statement; returns how many
- * finished. */
+/* Outcomes decided and not yet recorded. They are recorded together, in
+ * one statement, once the first of them is NF_RECORD_DELAY_MS old (or the
+ * buffer is full, or at stop): under load one statement then carries the
+ * outcomes of many curl rounds instead of one or two. Holding an outcome
+ * that long changes nothing a crash could not: the claim's lease still
+ * covers it, and an outcome that is never recorded means the delivery is
+ * sent again, with the same webhook-id, once its lease ends. */
+enum { NF_PENDING_MAX = 64 };
+#define NF_RECORD_DELAY_MS 20
+typedef struct nf_pending {
+    store_notify_outcome o;
+    char id[96];
+    char error[200];
+} nf_pending;
+static nf_pending nf_pend[NF_PENDING_MAX];
+static size_t nf_n_pend;
+static long long nf_pend_since; /* ms; when the oldest was decided */
+
+/* Record every outcome waiting in nf_pend. */
+static void nf_flush(void)
+{
+    store_notify_outcome out[NF_PENDING_MAX];
+    for (size_t i = 0; i < nf_n_pend; i++)
+        out[i] = nf_pend[i].o;
+    nf_record(out, nf_n_pend);
+    nf_n_pend = 0;
+}
+
+/* The outcome of a finished attempt of `row`, recorded soon (nf_flush);
+ * at once when its id does not fit the buffer. */
+static void nf_defer(const store_notify_job *row, bool ok, int http_status, const char *error,
+                     long retry_after_s)
+{
+    if (strlen(row->delivery_id) >= sizeof nf_pend[0].id) {
+        nf_record_one(row, ok, http_status, error, retry_after_s);
+        return;
+    }
+    if (nf_n_pend == NF_PENDING_MAX)
+        nf_flush();
+    nf_pending *p = &nf_pend[nf_n_pend];
+    snprintf(p->id, sizeof p->id, "%s", row->delivery_id);
+    snprintf(p->error, sizeof p->error, "%s", error);
+    nf_outcome(row, ok, http_status, p->error, retry_after_s, &p->o);
+    p->o.delivery_id = p->id;
+    if (nf_n_pend++ == 0)
+        nf_pend_since = nf_now_ms();
+}
+
+/* Take every finished transfer off the multi handle, its outcome deferred
+ * (nf_defer); returns how many finished. */
 static int nf_collect(void)
 {
-    enum { NF_BATCH = 64 };
     CURLMsg *msg;
     int left, finished = 0;
-    nf_job *done[NF_BATCH];
-    char errors[NF_BATCH][200];
-    store_notify_outcome out[NF_BATCH];
-    size_t n = 0;
     while ((msg = curl_multi_info_read(nf.multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
@@ -655,31 +698,22 @@ static int nf_collect(void)
             }
         nf.in_flight--;
         job->ep->in_flight--;
-        char *error = errors[n];
+        char error[200];
         bool ok = rc == CURLE_OK && code >= 200 && code < 300;
         if (job->refused)
-            snprintf(error, sizeof errors[n],
+            snprintf(error, sizeof error,
                      "refused: the endpoint's address %s is not public (notify_allow_private_targets)",
                      job->refused_addr);
         else if (rc != CURLE_OK)
-            snprintf(error, sizeof errors[n], "%s", curl_easy_strerror(rc));
+            snprintf(error, sizeof error, "%s", curl_easy_strerror(rc));
         else if (code == 410)
-            snprintf(error, sizeof errors[n], "HTTP 410: the endpoint is gone; not retried");
+            snprintf(error, sizeof error, "HTTP 410: the endpoint is gone; not retried");
         else
-            snprintf(error, sizeof errors[n], "HTTP %ld", code);
-        nf_outcome(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after, &out[n]);
-        done[n++] = job;
+            snprintf(error, sizeof error, "HTTP %ld", code);
+        nf_defer(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after);
+        nf_job_free(job);
         finished++;
-        if (n == NF_BATCH) {
-            nf_record(out, n);
-            for (size_t i = 0; i < n; i++)
-                nf_job_free(done[i]);
-            n = 0;
-        }
     }
-    nf_record(out, n);
-    for (size_t i = 0; i < n; i++)
-        nf_job_free(done[i]);
     return finished;
 }
 
@@ -748,12 +782,18 @@ static void *nf_main(void *arg)
         if (nf_collect() > 0 && backlog && nf_running_low())
             next_claim = 0;
         long aged = nf_dispatch(); /* the room freed by what finished */
-        long long wait = next_claim - nf_now_ms();
+        now = nf_now_ms();
+        if (nf_n_pend > 0 && now - nf_pend_since >= NF_RECORD_DELAY_MS)
+            nf_flush();
+        long long wait = next_claim - now;
         if (aged >= 0 && aged < wait)
             wait = aged;
+        if (nf_n_pend > 0 && nf_pend_since + NF_RECORD_DELAY_MS - now < wait)
+            wait = nf_pend_since + NF_RECORD_DELAY_MS - now;
         if (wait > 0)
             curl_multi_poll(nf.multi, NULL, 0, wait > 1000 ? 1000 : (int)wait, NULL);
     }
+    nf_flush();
     nf_drop_all();
     return NULL;
 }
