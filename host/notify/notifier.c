@@ -525,8 +525,9 @@ static long nf_dispatch(void)
                 ep->ahead /= 2;
             shrunk = true;
         }
-        while (ep->head && ep->in_flight < cfg->notify_endpoint_max_in_flight &&
-               nf.in_flight < cfg->notify_max_in_flight)
+        /* (An aged one left when `aged` is full waits for the next call.) */
+        while (ep->head && now - ep->head->claimed_ms <= NOTIFIER_HOLD_MS &&
+               ep->in_flight < cfg->notify_endpoint_max_in_flight && nf.in_flight < cfg->notify_max_in_flight)
             nf_launch(nf_dequeue(ep));
         if (ep->head) {
             long left = (long)(ep->head->claimed_ms + NOTIFIER_HOLD_MS - now);
