@@ -91,6 +91,7 @@ typedef struct metrics_state {
     atomic_ullong reloads;
     atomic_ullong worker_restarts;
     atomic_ullong notify_attempts[METRICS_NOTIFY_OUTCOMES];
+    atomic_ullong notify_claims;
 } metrics_state;
 
 /* Zero-initialised storage is a valid initial state for C11 atomics on
@@ -292,6 +293,11 @@ void metrics_notify_attempt(metrics_notify_outcome outcome)
 {
     if ((int)outcome >= 0 && outcome < METRICS_NOTIFY_OUTCOMES)
         atomic_fetch_add_explicit(&metrics_g->notify_attempts[outcome], 1, RLX);
+}
+
+void metrics_notify_claim(void)
+{
+    atomic_fetch_add_explicit(&metrics_g->notify_claims, 1, RLX);
 }
 
 void metrics_worker_restart(void)
@@ -553,6 +559,9 @@ static void render_process(metrics_buf *b)
         buf_value(b, "pagoflex_notify_attempts_total", labels,
                   atomic_load_explicit(&metrics_g->notify_attempts[o], RLX));
     }
+    buf_header(b, "pagoflex_notify_claims_total", "counter",
+               "Claims of due notification deliveries made by the notifiers (one statement each).");
+    buf_value(b, "pagoflex_notify_claims_total", "", atomic_load_explicit(&metrics_g->notify_claims, RLX));
 }
 
 int metrics_render(char **text, size_t *len)

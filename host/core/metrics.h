@@ -130,6 +130,10 @@ typedef enum metrics_notify_outcome {
 /* One delivery attempt to a merchant's endpoint ended with `outcome`. */
 void metrics_notify_attempt(metrics_notify_outcome outcome);
 
+/* A notifier sent one claim of due deliveries to the database (whatever
+ * it returned): claims per delivery is the notifier's bookkeeping cost. */
+void metrics_notify_claim(void);
+
 /* Render every series in Prometheus text exposition format 0.0.4 into a
  * malloc()ed, NUL-terminated buffer the caller frees: *text and *len are
  * written on success (0). On OOM returns -1 and writes nothing. Readers see

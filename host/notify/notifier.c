@@ -24,9 +24,13 @@
 #include "store_notify.h"
 #include "version.h"
 
-/* One delivery attempt in flight. */
+struct nf_endpoint;
+
+/* One claimed delivery: queued for its endpoint, then in flight. */
 typedef struct nf_job {
-    struct nf_job *next; /* in the active list */
+    struct nf_job *next; /* in its endpoint's queue, then in the active list */
+    struct nf_endpoint *ep;
+    long long claimed_ms; /* nf_now_ms() before the claim was sent */
     pagoflex_arena *arena;
     store_notify_job row; /* strings in arena */
     CURL *easy;
@@ -35,6 +39,26 @@ typedef struct nf_job {
     bool refused;          /* a connection was refused by the address check */
     char refused_addr[64]; /* the address it would have used */
 } nf_job;
+
+/* What this worker holds for one endpoint: deliveries in flight, and
+ * deliveries claimed ahead (queued, oldest first) so that one claim feeds
+ * many sends. `ahead` is how many it may hold queued beyond its
+ * notify_endpoint_max_in_flight: doubled (up to NOTIFIER_AHEAD_MAX x the
+ * cap) when a claim filled the endpoint's room, halved when a queued
+ * delivery had to be given back, so a slow endpoint holds next to nothing
+ * that another host could send. */
+typedef struct nf_endpoint {
+    struct nf_endpoint *next;
+    char *id;
+    int in_flight;
+    int queued;
+    nf_job *head, *tail;
+    int ahead;
+    long long idle_since; /* ms; when it last held nothing */
+} nf_endpoint;
+
+/* An endpoint that held nothing for this long is forgotten. */
+#define NF_ENDPOINT_IDLE_MS 60000
 
 static struct {
     pthread_mutex_t mu;
@@ -46,6 +70,8 @@ static struct {
     CURLM *multi;
     nf_job *active;
     int in_flight;
+    nf_endpoint *endpoints;
+    int queued; /* over every endpoint */
 } nf = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 long notifier_retry_ms(const config *cfg, int attempts)
@@ -230,6 +256,23 @@ static void nf_record_one(const store_notify_job *row, bool ok, int http_status,
     nf_record(&o, 1);
 }
 
+/* Copy len bytes (none when src is NULL) into the arena; -1 when out of memory. */
+static int nf_copy_bytes(pagoflex_arena *a, const unsigned char *src, size_t len, const unsigned char **out,
+                         size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (!src)
+        return 0;
+    unsigned char *copy = arena_alloc(a, len ? len : 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, src, len);
+    *out = copy;
+    *out_len = len;
+    return 0;
+}
+
 /* Copy a claimed row into the job's own arena. */
 static int nf_copy_row(nf_job *job, const store_notify_job *src)
 {
@@ -242,6 +285,13 @@ static int nf_copy_row(nf_job *job, const store_notify_job *src)
     d->payload = arena_strdup(a, src->payload);
     d->endpoint_id = arena_strdup(a, src->endpoint_id);
     d->url = arena_strdup(a, src->url);
+    /* The sealed secrets too: the job is signed when it is sent, after the
+     * claim's own arena is gone. */
+    if (nf_copy_bytes(a, src->secrets.secret_enc, src->secrets.secret_enc_len, &d->secrets.secret_enc,
+                      &d->secrets.secret_enc_len) != 0 ||
+        nf_copy_bytes(a, src->secrets.previous_secret_enc, src->secrets.previous_secret_enc_len,
+                      &d->secrets.previous_secret_enc, &d->secrets.previous_secret_enc_len) != 0)
+        return -1;
     return d->delivery_id && d->event_id && d->event_type && d->payload && d->endpoint_id && d->url ? 0 : -1;
 }
 
@@ -275,16 +325,16 @@ done:
     return sig;
 }
 
-/* Prepare and add one claimed delivery; its outcome is recorded at once
- * if it cannot be sent. */
-static void nf_launch(const store_notify_job *src)
+/* Send one claimed delivery (taken off its queue): added to the multi
+ * handle, or, when it cannot be sent, its outcome recorded at once and the
+ * job freed. */
+static void nf_launch(nf_job *job)
 {
     const config *cfg = nf.ctx->cfg;
     char err[300];
-    nf_job *job = calloc(1, sizeof *job);
-    if (!job || !(job->arena = arena_new()) || nf_copy_row(job, src) != 0 ||
-        !(job->easy = curl_easy_init())) {
-        log_warn("notify: out of memory; delivery %s is sent again once its lease ends", src->delivery_id);
+    if (!(job->easy = curl_easy_init())) {
+        log_warn("notify: out of memory; delivery %s is sent again once its lease ends",
+                 job->row.delivery_id);
         nf_job_free(job);
         return;
     }
@@ -295,9 +345,10 @@ static void nf_launch(const store_notify_job *src)
         return;
     }
     long long now = (long long)time(NULL);
-    char *sig = nf_sign(src, now, err, sizeof err);
+    char *sig = nf_sign(&job->row, now, err, sizeof err);
     if (!sig) {
-        log_warn("notify: delivery %s to endpoint %s not sent: %s", src->delivery_id, src->endpoint_id, err);
+        log_warn("notify: delivery %s to endpoint %s not sent: %s", job->row.delivery_id,
+                 job->row.endpoint_id, err);
         nf_record_one(&job->row, false, 0, err, 0);
         nf_job_free(job);
         return;
@@ -344,61 +395,291 @@ static void nf_launch(const store_notify_job *src)
     job->next = nf.active;
     nf.active = job;
     nf.in_flight++;
+    job->ep->in_flight++;
 }
 
-/* Claim what is due, within the per-worker and per-endpoint caps. Returns
- * the number claimed, or -1 when there was no room to claim any (nothing
- * asked); *full when the claim was limited by its size. */
+/* The endpoint's entry, made (holding nothing, with a look-ahead of one
+ * cap) when it has none; NULL when out of memory. */
+static nf_endpoint *nf_endpoint_get(const char *id)
+{
+    const config *cfg = nf.ctx->cfg;
+    for (nf_endpoint *ep = nf.endpoints; ep; ep = ep->next)
+        if (strcmp(ep->id, id) == 0)
+            return ep;
+    nf_endpoint *ep = calloc(1, sizeof *ep);
+    if (!ep || !(ep->id = strdup(id))) {
+        free(ep);
+        return NULL;
+    }
+    ep->ahead = cfg->notify_endpoint_max_in_flight;
+    ep->idle_since = nf_now_ms();
+    ep->next = nf.endpoints;
+    nf.endpoints = ep;
+    return ep;
+}
+
+/* The most deliveries the endpoint may be given by a claim now. */
+static int nf_endpoint_room(const nf_endpoint *ep)
+{
+    return nf.ctx->cfg->notify_endpoint_max_in_flight + ep->ahead - ep->in_flight - ep->queued;
+}
+
+/* Queue a claimed row for its endpoint. A row that cannot be queued (out of
+ * memory) is left to its lease. */
+static void nf_enqueue(const store_notify_job *src, long long claimed_ms)
+{
+    nf_endpoint *ep = nf_endpoint_get(src->endpoint_id);
+    nf_job *job = ep ? calloc(1, sizeof *job) : NULL;
+    if (!job || !(job->arena = arena_new()) || nf_copy_row(job, src) != 0) {
+        log_warn("notify: out of memory; delivery %s is sent again once its lease ends", src->delivery_id);
+        nf_job_free(job);
+        return;
+    }
+    job->ep = ep;
+    job->claimed_ms = claimed_ms;
+    if (ep->tail)
+        ep->tail->next = job;
+    else
+        ep->head = job;
+    ep->tail = job;
+    ep->queued++;
+    nf.queued++;
+}
+
+static nf_job *nf_dequeue(nf_endpoint *ep)
+{
+    nf_job *job = ep->head;
+    ep->head = job->next;
+    if (!ep->head)
+        ep->tail = NULL;
+    job->next = NULL;
+    ep->queued--;
+    nf.queued--;
+    return job;
+}
+
+/* Give back n queued jobs (never attempted) and free them: due again now
+ * for whoever claims next, this host or another. When that cannot be
+ * written their leases run out instead (and the attempt their claim
+ * counted stays counted). */
+static void nf_give_back(nf_job **jobs, size_t n)
+{
+    enum { NF_GIVE_BACK_BATCH = 64 };
+    const char *ids[NF_GIVE_BACK_BATCH];
+    int64_t tokens[NF_GIVE_BACK_BATCH];
+    for (size_t at = 0; at < n; at += NF_GIVE_BACK_BATCH) {
+        size_t m = n - at < NF_GIVE_BACK_BATCH ? n - at : NF_GIVE_BACK_BATCH, given = 0;
+        for (size_t i = 0; i < m; i++) {
+            ids[i] = jobs[at + i]->row.delivery_id;
+            tokens[i] = jobs[at + i]->row.claim_token;
+        }
+        if (store_notify_give_back(nf.ctx->store, ids, tokens, m, &given) != STORE_OK) {
+            log_warn("notify: %zu claimed deliveries could not be given back; they are sent once their lease "
+                     "ends",
+                     m);
+            continue;
+        }
+        /* given < m: those were finished or claimed again meanwhile (not by us). */
+        for (size_t i = 0; i < m; i++)
+            log_info(
+                "notify: delivery %s to endpoint %s given back unsent: its lease could no longer cover an "
+                "attempt",
+                ids[i], jobs[at + i]->row.endpoint_id);
+    }
+    for (size_t i = 0; i < n; i++)
+        nf_job_free(jobs[i]);
+}
+
+/* Send what the caps allow from the endpoints' queues. A queued delivery
+ * is sent only while its lease (notify_timeout_ms +
+ * NOTIFIER_LEASE_MARGIN_MS + NOTIFIER_HOLD_MS from its claim) still covers
+ * a whole attempt and the time to record it, that is within
+ * NOTIFIER_HOLD_MS of its claim; an older one is given back (not left to
+ * expire: given back, it is due at once for any host, and no attempt is
+ * counted for it), and its endpoint's look-ahead halved. Returns the ms
+ * until the oldest queued delivery reaches that age (-1: none queued). */
+static long nf_dispatch(void)
+{
+    enum { NF_AGED_MAX = 256 };
+    const config *cfg = nf.ctx->cfg;
+    long long now = nf_now_ms();
+    long next = -1;
+    nf_job *aged[NF_AGED_MAX];
+    size_t n_aged = 0;
+    /* Whoever comes first takes free worker slots first: start with the
+     * next endpoint each time, so none is always last. */
+    if (nf.endpoints && nf.endpoints->next) {
+        nf_endpoint *first = nf.endpoints, *last = first;
+        while (last->next)
+            last = last->next;
+        nf.endpoints = first->next;
+        first->next = NULL;
+        last->next = first;
+    }
+    for (nf_endpoint **p = &nf.endpoints; *p;) {
+        nf_endpoint *ep = *p;
+        bool shrunk = false;
+        while (ep->head && now - ep->head->claimed_ms > NOTIFIER_HOLD_MS && n_aged < NF_AGED_MAX) {
+            aged[n_aged++] = nf_dequeue(ep);
+            if (!shrunk)
+                ep->ahead /= 2;
+            shrunk = true;
+        }
+        /* (An aged one left when `aged` is full waits for the next call.) */
+        while (ep->head && now - ep->head->claimed_ms <= NOTIFIER_HOLD_MS &&
+               ep->in_flight < cfg->notify_endpoint_max_in_flight && nf.in_flight < cfg->notify_max_in_flight)
+            nf_launch(nf_dequeue(ep));
+        if (ep->head) {
+            long left = (long)(ep->head->claimed_ms + NOTIFIER_HOLD_MS - now);
+            if (next < 0 || left < next)
+                next = left < 0 ? 0 : left;
+        }
+        if (ep->in_flight > 0 || ep->queued > 0) {
+            ep->idle_since = now;
+        } else if (now - ep->idle_since > NF_ENDPOINT_IDLE_MS) {
+            *p = ep->next;
+            free(ep->id);
+            free(ep);
+            continue;
+        }
+        p = &ep->next;
+    }
+    nf_give_back(aged, n_aged);
+    return next;
+}
+
+/* Some endpoint has room for a claim worth making: at least half of what
+ * it may hold. */
+static bool nf_running_low(void)
+{
+    const config *cfg = nf.ctx->cfg;
+    for (nf_endpoint *ep = nf.endpoints; ep; ep = ep->next) {
+        int half = (cfg->notify_endpoint_max_in_flight + ep->ahead) / 2;
+        if (nf_endpoint_room(ep) >= (half > 1 ? half : 1))
+            return true;
+    }
+    return false;
+}
+
+/* Claim what is due, ahead of the sends (nf_dispatch sends them): up to
+ * notify_max_in_flight in flight and as many queued per worker, and per
+ * endpoint its cap plus its look-ahead. Returns the number claimed, or -1
+ * when there was no room to claim any (nothing asked); *full when the
+ * claim was limited by its size. */
 static long nf_claim(bool *full)
 {
     const config *cfg = nf.ctx->cfg;
-    int room = cfg->notify_max_in_flight - nf.in_flight;
+    int cap = cfg->notify_endpoint_max_in_flight;
+    int limit = 2 * cfg->notify_max_in_flight - nf.in_flight - nf.queued;
     *full = false;
-    if (room <= 0)
+    if (limit <= 0)
         return -1;
     pagoflex_arena *arena = arena_new();
     if (!arena)
         return 0;
-    /* In flight per endpoint. */
-    const char **ids = arena_alloc(arena, sizeof *ids * (size_t)(nf.in_flight + 1));
-    int *counts = arena_alloc(arena, sizeof *counts * (size_t)(nf.in_flight + 1));
     size_t n = 0, got = 0;
+    for (nf_endpoint *ep = nf.endpoints; ep; ep = ep->next)
+        n++;
+    const char **ids = arena_alloc(arena, sizeof *ids * (n + 1));
+    int *rooms = arena_alloc(arena, sizeof *rooms * (n + 1));
+    int *claimed = arena_alloc(arena, sizeof *claimed * (n + 1));
     store_notify_job *rows = NULL;
-    if (!ids || !counts)
+    if (!ids || !rooms || !claimed)
         goto done;
-    for (nf_job *j = nf.active; j; j = j->next) {
-        size_t i = 0;
-        while (i < n && strcmp(ids[i], j->row.endpoint_id) != 0)
-            i++;
-        if (i == n) {
-            ids[n] = j->row.endpoint_id;
-            counts[n++] = 0;
-        }
-        counts[i]++;
+    size_t i = 0;
+    for (nf_endpoint *ep = nf.endpoints; ep; ep = ep->next, i++) {
+        ids[i] = ep->id;
+        rooms[i] = nf_endpoint_room(ep);
+        claimed[i] = 0;
     }
-    long lease = cfg->notify_timeout_ms + NOTIFIER_LEASE_MARGIN_MS;
-    if (store_notify_claim(nf.ctx->store, room, cfg->notify_endpoint_max_in_flight, ids, counts, n, lease,
-                           arena, &rows, &got) != STORE_OK)
+    /* The lease covers the hold in the queue, then a whole attempt. */
+    long lease = cfg->notify_timeout_ms + NOTIFIER_LEASE_MARGIN_MS + NOTIFIER_HOLD_MS;
+    long long claimed_ms = nf_now_ms();
+    metrics_notify_claim();
+    if (store_notify_claim(nf.ctx->store, limit, cap + cap, ids, rooms, n, lease, arena, &rows, &got) !=
+        STORE_OK)
         goto done;
-    for (size_t i = 0; i < got; i++)
-        nf_launch(&rows[i]);
-    *full = got == (size_t)room;
+    for (size_t r = 0; r < got; r++) {
+        for (i = 0; i < n && strcmp(ids[i], rows[r].endpoint_id) != 0; i++)
+            ;
+        if (i < n)
+            claimed[i]++;
+        nf_enqueue(&rows[r], claimed_ms);
+    }
+    /* An endpoint whose room was filled has more due: it may hold more
+     * ahead next time (bounded; halved again when that proves too much). */
+    for (nf_endpoint *ep = nf.endpoints; ep; ep = ep->next) {
+        size_t k = 0;
+        while (k < n && strcmp(ids[k], ep->id) != 0)
+            k++;
+        if (k < n && rooms[k] > 0 && claimed[k] == rooms[k]) {
+            int most = NOTIFIER_AHEAD_MAX * cap < cfg->notify_max_in_flight ? NOTIFIER_AHEAD_MAX * cap
+                                                                            : cfg->notify_max_in_flight;
+            ep->ahead = ep->ahead > 0 ? 2 * ep->ahead : 1;
+            if (ep->ahead > most)
+                ep->ahead = most;
+        }
+    }
+    *full = got == (size_t)limit;
 done:
     arena_free(arena);
     return (long)got;
 }
 
-/* Record every finished transfer, all in one statement; returns how many
- * finished. */
+/* Outcomes decided and not yet recorded. They are recorded together, in
+ * one statement, once the first of them is NF_RECORD_DELAY_MS old (or the
+ * buffer is full, or at stop): under load one statement then carries the
+ * outcomes of many curl rounds instead of one or two. Holding an outcome
+ * that long changes nothing a crash could not: the claim's lease still
+ * covers it, and an outcome that is never recorded means the delivery is
+ * sent again, with the same webhook-id, once its lease ends. */
+enum { NF_PENDING_MAX = 64 };
+#define NF_RECORD_DELAY_MS 20
+typedef struct nf_pending {
+    store_notify_outcome o;
+    char id[96];
+    char error[200];
+} nf_pending;
+static nf_pending nf_pend[NF_PENDING_MAX];
+static size_t nf_n_pend;
+static long long nf_pend_since; /* ms; when the oldest was decided */
+
+/* Record every outcome waiting in nf_pend. */
+static void nf_flush(void)
+{
+    store_notify_outcome out[NF_PENDING_MAX];
+    for (size_t i = 0; i < nf_n_pend; i++)
+        out[i] = nf_pend[i].o;
+    nf_record(out, nf_n_pend);
+    nf_n_pend = 0;
+}
+
+/* The outcome of a finished attempt of `row`, recorded soon (nf_flush);
+ * at once when its id does not fit the buffer. */
+static void nf_defer(const store_notify_job *row, bool ok, int http_status, const char *error,
+                     long retry_after_s)
+{
+    if (strlen(row->delivery_id) >= sizeof nf_pend[0].id) {
+        nf_record_one(row, ok, http_status, error, retry_after_s);
+        return;
+    }
+    if (nf_n_pend == NF_PENDING_MAX)
+        nf_flush();
+    nf_pending *p = &nf_pend[nf_n_pend];
+    snprintf(p->id, sizeof p->id, "%s", row->delivery_id);
+    snprintf(p->error, sizeof p->error, "%s", error);
+    nf_outcome(row, ok, http_status, p->error, retry_after_s, &p->o);
+    p->o.delivery_id = p->id;
+    if (nf_n_pend++ == 0)
+        nf_pend_since = nf_now_ms();
+}
+
+/* Take every finished transfer off the multi handle, its outcome deferred
+ * (nf_defer); returns how many finished. */
 static int nf_collect(void)
 {
-    enum { NF_BATCH = 64 };
     CURLMsg *msg;
     int left, finished = 0;
-    nf_job *done[NF_BATCH];
-    char errors[NF_BATCH][200];
-    store_notify_outcome out[NF_BATCH];
-    size_t n = 0;
     while ((msg = curl_multi_info_read(nf.multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
@@ -417,32 +698,60 @@ static int nf_collect(void)
                 break;
             }
         nf.in_flight--;
-        char *error = errors[n];
+        job->ep->in_flight--;
+        char error[200];
         bool ok = rc == CURLE_OK && code >= 200 && code < 300;
         if (job->refused)
-            snprintf(error, sizeof errors[n],
+            snprintf(error, sizeof error,
                      "refused: the endpoint's address %s is not public (notify_allow_private_targets)",
                      job->refused_addr);
         else if (rc != CURLE_OK)
-            snprintf(error, sizeof errors[n], "%s", curl_easy_strerror(rc));
+            snprintf(error, sizeof error, "%s", curl_easy_strerror(rc));
         else if (code == 410)
-            snprintf(error, sizeof errors[n], "HTTP 410: the endpoint is gone; not retried");
+            snprintf(error, sizeof error, "HTTP 410: the endpoint is gone; not retried");
         else
-            snprintf(error, sizeof errors[n], "HTTP %ld", code);
-        nf_outcome(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after, &out[n]);
-        done[n++] = job;
+            snprintf(error, sizeof error, "HTTP %ld", code);
+        nf_defer(&job->row, ok, rc == CURLE_OK ? (int)code : 0, error, (long)retry_after);
+        nf_job_free(job);
         finished++;
-        if (n == NF_BATCH) {
-            nf_record(out, n);
-            for (size_t i = 0; i < n; i++)
-                nf_job_free(done[i]);
-            n = 0;
-        }
     }
-    nf_record(out, n);
-    for (size_t i = 0; i < n; i++)
-        nf_job_free(done[i]);
     return finished;
+}
+
+/* At stop: what is still queued is given back (nothing was sent), what
+ * is in flight is abandoned to its lease; every endpoint entry is freed. */
+static void nf_drop_all(void)
+{
+    size_t n = (size_t)nf.queued, k = 0;
+    nf_job **queued = n ? calloc(n, sizeof *queued) : NULL;
+    for (nf_endpoint *ep = nf.endpoints; ep; ep = ep->next)
+        while (ep->head) {
+            nf_job *job = nf_dequeue(ep);
+            if (queued && k < n)
+                queued[k++] = job;
+            else
+                nf_job_free(job);
+        }
+    if (k > 0 && api_db_ready(nf.ctx))
+        nf_give_back(queued, k);
+    else
+        for (size_t i = 0; i < k; i++)
+            nf_job_free(queued[i]);
+    free(queued);
+    while (nf.active) {
+        nf_job *job = nf.active;
+        nf.active = job->next;
+        curl_multi_remove_handle(nf.multi, job->easy);
+        nf_job_free(job);
+    }
+    nf.in_flight = 0;
+    while (nf.endpoints) {
+        nf_endpoint *ep = nf.endpoints;
+        nf.endpoints = ep->next;
+        free(ep->id);
+        free(ep);
+    }
+    nf.queued = 0;
 }
 
 static void *nf_main(void *arg)
@@ -465,22 +774,28 @@ static void *nf_main(void *arg)
             /* A full claim: more may be due at once (when there is room). */
             next_claim = now + (full ? 0 : cfg->notify_poll_interval_ms);
         }
+        nf_dispatch();
         curl_multi_perform(nf.multi, &running);
         /* Room freed while due deliveries wait (held back by the caps):
-         * claim again now rather than at the next poll. */
-        if (nf_collect() > 0 && backlog)
+         * claim again now rather than at the next poll, once an endpoint's
+         * queue runs low (not after every send: that is a claim per
+         * delivery). */
+        if (nf_collect() > 0 && backlog && nf_running_low())
             next_claim = 0;
-        long long wait = next_claim - nf_now_ms();
+        long aged = nf_dispatch(); /* the room freed by what finished */
+        now = nf_now_ms();
+        if (nf_n_pend > 0 && now - nf_pend_since >= NF_RECORD_DELAY_MS)
+            nf_flush();
+        long long wait = next_claim - now;
+        if (aged >= 0 && aged < wait)
+            wait = aged;
+        if (nf_n_pend > 0 && nf_pend_since + NF_RECORD_DELAY_MS - now < wait)
+            wait = nf_pend_since + NF_RECORD_DELAY_MS - now;
         if (wait > 0)
             curl_multi_poll(nf.multi, NULL, 0, wait > 1000 ? 1000 : (int)wait, NULL);
     }
-    while (nf.active) {
-        nf_job *job = nf.active;
-        nf.active = job->next;
-        curl_multi_remove_handle(nf.multi, job->easy);
-        nf_job_free(job);
-    }
-    nf.in_flight = 0;
+    nf_flush();
+    nf_drop_all();
     return NULL;
 }
 

@@ -3,12 +3,14 @@
  * One notifier thread per worker process, apart from the HTTP threads and
  * the bank thread: it claims due deliveries from the outbox
  * (store_notify_claim: FOR UPDATE SKIP LOCKED, so workers and hosts share
- * them, with a lease of notify_timeout_ms + NOTIFIER_LEASE_MARGIN_MS after
- * which a killed host's delivery is due again), signs each with its
- * endpoint's secret (and the rotated-away one during its grace period),
- * and sends them all at once through its own libcurl multi handle: at
+ * them, with a lease of notify_timeout_ms + NOTIFIER_LEASE_MARGIN_MS +
+ * NOTIFIER_HOLD_MS after which a killed host's delivery is due again) a
+ * batch at a time into a queue per endpoint, signs each with its
+ * endpoint's secret (and the rotated-away one during its grace period)
+ * when it is sent, and sends them through its own libcurl multi handle: at
  * most notify_max_in_flight per worker and notify_endpoint_max_in_flight
- * per endpoint, each attempt bounded by notify_timeout_ms. Every
+ * per endpoint, each attempt bounded by notify_timeout_ms. A queued
+ * delivery not sent within NOTIFIER_HOLD_MS of its claim is given back. Every
  * connection's address is checked (notify_target) before it is made. A 2xx
  * answer is success; anything else is retried after
  * notify_retry_schedule_s[attempt - 1], and once the schedule is used up
@@ -31,6 +33,19 @@
 /* Added to notify_timeout_ms for the lease of a claim: time to record the
  * outcome after the attempt's deadline. */
 #define NOTIFIER_LEASE_MARGIN_MS 5000
+
+/* Deliveries are claimed ahead of their sends, a batch per claim, and
+ * wait in the worker's queue for a free slot at most this long; the lease
+ * of a claim is notify_timeout_ms + NOTIFIER_LEASE_MARGIN_MS +
+ * NOTIFIER_HOLD_MS, so a queued delivery sent within it still has a whole
+ * attempt's lease. Older ones are given back unsent. It bounds how long a
+ * worker holds deliveries another host could send. */
+#define NOTIFIER_HOLD_MS 1000
+
+/* The most deliveries a worker queues for one endpoint: this many times
+ * notify_endpoint_max_in_flight (and at most notify_max_in_flight over all
+ * endpoints). */
+#define NOTIFIER_AHEAD_MAX 4
 
 /* Start the notifier thread on ctx (its store, config and notify_keys must
  * outlive notifier_stop()). One per process. 0 on success; -1 (logged,

@@ -364,25 +364,52 @@ done:
     return rc;
 }
 
-/* $1 busy endpoint ids, $2 their in-flight counts, $3 per-endpoint cap,
- * $4 limit, $5 lease ms. Each endpoint below its cap offers its earliest due
- * deliveries up to its room, looked up by notify_deliveries_endpoint_due
- * (a few index entries per endpoint, however long the backlog), so one
- * endpoint's backlog does not fill every claim; the earliest of all these
- * are claimed. */
+/* How the notifier's statements commit: asynchronously, for this
+ * transaction only. Each statement runs alone in its own implicit
+ * transaction on a pool connection (store_run), and set_config(..., true)
+ * is SET LOCAL: it ends with that transaction, so no other user of the
+ * connection commits asynchronously. Used in an UPDATE's WHERE as an
+ * uncorrelated sub-select, it is a one-time filter run before any row is
+ * written.
+ *
+ * Why a claim or an outcome may be lost in a crash of PostgreSQL (at most
+ * the last ~3 x wal_writer_delay of them; a later synchronous commit of
+ * anyone makes them durable too): delivery is at-least-once, and every
+ * attempt of an event carries the event's webhook-id, so a receiver that
+ * dedupes by id (Standard Webhooks) sees no difference.
+ * - A lost outcome: the row is still claimed; its lease ends and it is
+ *   sent again (or, for a failure, retried as planned).
+ * - A lost claim: the row is due again with its old token; whoever claims
+ *   it after the restart sends it again. The first claimer's outcome is
+ *   fenced by its token as always; the token sequence may hand out a lost
+ *   value again (its WAL went with the claim), in which case the first
+ *   claimer's outcome may be recorded for the second claim: whichever of
+ *   the two is recorded last stays, and each is the outcome of a real
+ *   attempt of the same event with the same webhook-id ("failed" only
+ *   when that attempt was the last the schedule allows), so nothing is
+ *   marked delivered that was not.
+ * - A lost give-back (store_notify_give_back): the lease ends instead. */
+#define NOTIFY_ASYNC_COMMIT "(SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
+
+/* $1 endpoint ids, $2 how many more deliveries each may be given, $3 how
+ * many an endpoint not in $1 may be given, $4 limit, $5 lease ms. Each
+ * endpoint with room offers its earliest due deliveries up to its room,
+ * looked up by notify_deliveries_endpoint_due (a few index entries per
+ * endpoint, however long the backlog), so one endpoint's backlog does not
+ * fill every claim; the earliest of all these are claimed. */
 const char store_sql_notify_claim[] =
     "WITH busy AS (SELECT b.endpoint_id, b.n FROM unnest($1::text[], $2::int[]) AS b(endpoint_id, n)),"
     " pick AS MATERIALIZED (SELECT d.id FROM webhook_endpoints e LEFT JOIN busy b ON b.endpoint_id = e.id"
     "   CROSS JOIN LATERAL (SELECT d.id, d.next_attempt_at FROM notify_deliveries d"
     "     WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()"
-    "     ORDER BY d.endpoint_id, d.next_attempt_at LIMIT GREATEST($3::int - COALESCE(b.n, 0), 0)"
+    "     ORDER BY d.endpoint_id, d.next_attempt_at LIMIT GREATEST(COALESCE(b.n, $3::int), 0)"
     "     FOR UPDATE OF d SKIP LOCKED) d"
-    "   WHERE COALESCE(b.n, 0) < $3::int"
+    "   WHERE COALESCE(b.n, $3::int) > 0"
     "   ORDER BY d.next_attempt_at, d.id LIMIT $4::int),"
     " upd AS (UPDATE notify_deliveries d SET attempts = d.attempts + 1,"
     "   next_attempt_at = now() + $5::bigint * interval '1 millisecond',"
     "   claim_token = nextval('notify_claim_token_seq'), updated_at = now()"
-    "   WHERE d.id = ANY (ARRAY(SELECT id FROM pick)) RETURNING d.*)"
+    "   WHERE d.id = ANY (ARRAY(SELECT id FROM pick)) AND " NOTIFY_ASYNC_COMMIT " RETURNING d.*)"
     " SELECT upd.id, upd.claim_token, upd.attempts, upd.event_id, ev.type, ev.payload, e.id, e.url,"
     " encode(e.secret_enc, 'hex'),"
     " CASE WHEN e.previous_secret_expires_at > now() THEN encode(e.previous_secret_enc, 'hex') END"
@@ -434,22 +461,22 @@ static char *array_literal(pagoflex_arena *arena, const char *const *items, size
     return buf;
 }
 
-store_result store_notify_claim(store *s, int limit, int per_endpoint, const char *const *busy_ids,
-                                const int *busy_counts, size_t busy_n, long lease_ms, pagoflex_arena *arena,
-                                store_notify_job **out, size_t *count)
+store_result store_notify_claim(store *s, int limit, int room, const char *const *ids, const int *rooms,
+                                size_t n, long lease_ms, pagoflex_arena *arena, store_notify_job **out,
+                                size_t *count)
 {
     char cap[16], lim[16], lease[24];
-    for (size_t i = 0; i < busy_n; i++)
-        if (strpbrk(busy_ids[i], "\"\\{},"))
+    for (size_t i = 0; i < n; i++)
+        if (strpbrk(ids[i], "\"\\{},"))
             return STORE_ERROR;
-    char *ids = array_literal(arena, busy_ids, busy_n, NULL);
-    char *counts = array_literal(arena, NULL, busy_n, busy_counts);
-    if (!ids || !counts)
+    char *id_list = array_literal(arena, ids, n, NULL);
+    char *room_list = array_literal(arena, NULL, n, rooms);
+    if (!id_list || !room_list)
         return STORE_ERROR;
-    snprintf(cap, sizeof cap, "%d", per_endpoint);
+    snprintf(cap, sizeof cap, "%d", room);
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(lease, sizeof lease, "%ld", lease_ms);
-    const char *const params[] = {ids, counts, cap, lim, lease};
+    const char *const params[] = {id_list, room_list, cap, lim, lease};
     return store_run_rows(s, "notify claim", store_sql_notify_claim, 5, params, arena, sizeof **out, job_from_row,
                           (void **)out, count);
 }
@@ -459,7 +486,7 @@ static const char sql_notify_finish[] =
     " last_http_status = NULLIF($4::int, 0), last_error = $5::text, updated_at = now(),"
     " delivered_at = CASE WHEN $3::text = 'succeeded' THEN now() END,"
     " next_attempt_at = CASE WHEN $3::text = 'pending' THEN now() + $6::bigint * interval '1 millisecond' END"
-    " WHERE id = $1::text AND claim_token = $2::bigint RETURNING id";
+    " WHERE id = $1::text AND claim_token = $2::bigint AND " NOTIFY_ASYNC_COMMIT " RETURNING id";
 
 store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token, const char *status,
                                  int http_status, const char *error, long retry_ms)
@@ -488,7 +515,7 @@ static const char sql_notify_finish_many[] =
     " delivered_at = CASE WHEN o.status = 'succeeded' THEN now() END,"
     " next_attempt_at = CASE WHEN o.status = 'pending' THEN now() + o.retry * interval '1 millisecond' END"
     " FROM o WHERE d.id = ANY (ARRAY(SELECT id FROM o)) AND d.id = o.id AND d.claim_token = o.token"
-    " RETURNING d.id";
+    " AND " NOTIFY_ASYNC_COMMIT " RETURNING d.id";
 
 store_result store_notify_finish_many(store *s, store_notify_outcome *o, size_t n)
 {
@@ -522,6 +549,46 @@ store_result store_notify_finish_many(store *s, store_notify_outcome *o, size_t 
             if (!o[i].recorded && strcmp(PQgetvalue(r, row, 0), o[i].delivery_id) == 0)
                 o[i].recorded = true;
 
+done:
+    PQclear(r);
+    free(text);
+    return rc;
+}
+
+/* $1 a JSON array of {id, token}: claimed deliveries never attempted, due
+ * again now with the attempt their claim counted taken back. */
+static const char sql_notify_give_back[] =
+    "WITH o AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json) AS t(id text, token bigint))"
+    " UPDATE notify_deliveries d SET attempts = d.attempts - 1, next_attempt_at = now(), updated_at = now()"
+    " FROM o WHERE d.id = ANY (ARRAY(SELECT id FROM o)) AND d.id = o.id AND d.claim_token = o.token"
+    " AND d.status = 'pending' AND " NOTIFY_ASYNC_COMMIT " RETURNING d.id";
+
+store_result store_notify_give_back(store *s, const char *const *delivery_ids, const int64_t *claim_tokens,
+                                    size_t n, size_t *given)
+{
+    store_result rc = STORE_ERROR;
+    PGresult *r = NULL;
+    char *text = NULL;
+    if (n == 0) {
+        *given = 0;
+        return STORE_OK;
+    }
+    json_t *all = json_array();
+    for (size_t i = 0; all && i < n; i++) {
+        json_t *e = json_pack("{s:s, s:I}", "id", delivery_ids[i], "token", (json_int_t)claim_tokens[i]);
+        if (!e || json_array_append_new(all, e) != 0) {
+            json_decref(all);
+            all = NULL;
+        }
+    }
+    text = all ? json_dumps(all, JSON_COMPACT) : NULL;
+    json_decref(all);
+    if (!text)
+        goto done;
+    const char *const params[] = {text};
+    rc = store_run(s, "notify give back", sql_notify_give_back, 1, params, false, &r);
+    if (rc == STORE_OK)
+        *given = (size_t)PQntuples(r);
 done:
     PQclear(r);
     free(text);

@@ -132,19 +132,30 @@ store_result store_delivery_resend(store *s, const char *merchant_id, const char
                                    store_delivery *out);
 
 /* Claim at most `limit` due deliveries (FOR UPDATE SKIP LOCKED, so hosts
- * and workers share them), at most per_endpoint per endpoint counting
- * busy_counts[i] deliveries already in flight here to busy_ids[i]
- * (busy_n entries). A claimed row is due again lease_ms from now unless
- * its outcome is recorded first, with a new claim token and one more
- * attempt. */
-store_result store_notify_claim(store *s, int limit, int per_endpoint, const char *const *busy_ids,
-                                const int *busy_counts, size_t busy_n, long lease_ms, pagoflex_arena *arena,
-                                store_notify_job **out, size_t *count);
+ * and workers share them): at most rooms[i] to endpoint ids[i] (n
+ * entries; what the caller holds for it already counted out) and at most
+ * `room` to any endpoint not listed. A claimed row is due again lease_ms
+ * from now unless its outcome is recorded first, with a new claim token
+ * and one more attempt. The claim commits asynchronously (see
+ * NOTIFY_ASYNC_COMMIT in store_notify.c for why that is safe). */
+store_result store_notify_claim(store *s, int limit, int room, const char *const *ids, const int *rooms,
+                                size_t n, long lease_ms, pagoflex_arena *arena, store_notify_job **out,
+                                size_t *count);
+
+/* Give back n claimed deliveries that were never attempted (their lease
+ * could not cover an attempt any more): due again now, with the attempt
+ * their claim counted taken back, each only while delivery_ids[i] is still
+ * claimed by claim_tokens[i]. *given is how many were given back (the
+ * others were claimed again or finished meanwhile). On any result but
+ * STORE_OK nothing is written: their leases run out instead. */
+store_result store_notify_give_back(store *s, const char *const *delivery_ids, const int64_t *claim_tokens,
+                                    size_t n, size_t *given);
 
 /* Record an attempt's outcome, fenced by the claim token: status
  * "succeeded", "failed" (no retry left) or "pending" (retry in retry_ms).
  * http_status 0 when there was no HTTP answer; error NULL on success.
- * STORE_CONFLICT when the claim is no longer ours (nothing written). */
+ * STORE_CONFLICT when the claim is no longer ours (nothing written).
+ * Commits asynchronously, like the claim. */
 store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token, const char *status,
                                  int http_status, const char *error, long retry_ms);
 

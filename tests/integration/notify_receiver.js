@@ -2,7 +2,8 @@
 // with the official Standard Webhooks library (npm `standardwebhooks`, which
 // no one here wrote) against each secret the test configured for its path,
 // recorded as one JSON line, then answered as the path's mode says:
-// "ok" 200, "fail" 500, "gone" 410, "hang" never.
+// "ok" 200, "fail" 500, "gone" 410, "hang" never, "slow" 200 after the
+// path's "delay_ms" (default 2000).
 // Usage: node notify_receiver.js PORT_FILE RECORD_FILE CONFIG_FILE
 //   CONFIG_FILE: {"<path>": {"secrets": ["whsec_..."], "mode": "ok"}}, re-read
 //   on every request (the test rewrites it atomically).
@@ -42,14 +43,19 @@ const server = http.createServer((req, res) => {
     });
     const mode = conf.mode || "ok";
     const status = mode === "fail" ? 500 : mode === "gone" ? 410 : mode === "hang" ? 0 : 200;
+    const answer = () => {
+      res.writeHead(status, { "Content-Type": "text/plain" });
+      res.end(status === 200 ? "ok" : "failing on purpose");
+    };
     fs.appendFileSync(recordFile, JSON.stringify({
       path, method: req.method, headers, contentType: req.headers["content-type"] || null,
       body, verified, status, at: Date.now(),
     }) + "\n");
     if (mode === "hang")
       return; // never answered: the host's timeout ends it
-    res.writeHead(status, { "Content-Type": "text/plain" });
-    res.end(status === 200 ? "ok" : "failing on purpose");
+    if (mode === "slow")
+      return setTimeout(answer, conf.delay_ms || 2000);
+    answer();
   });
 });
 server.listen(0, "127.0.0.1", () => {

@@ -297,11 +297,11 @@ static void test_claims_cap_lease_and_fence(void **unused)
         assert_memory_equal(jobs[i].secrets.secret_enc, "sealed", 6);
     }
     assert_int_equal(c1, 3);
-    /* What this worker holds counts: we_c1 at its cap is left out. */
+    /* Each listed endpoint's own room: we_c1 without room is left out. */
     const char *busy[] = {"we_c1"};
-    const int counts[] = {3};
+    const int rooms[] = {0};
     store_notify_job *more = NULL;
-    assert_int_equal(store_notify_claim(g_store, 100, 3, busy, counts, 1, 60000, a, &more, &n), STORE_OK);
+    assert_int_equal(store_notify_claim(g_store, 100, 3, busy, rooms, 1, 60000, a, &more, &n), STORE_OK);
     assert_int_equal(n, 0);
     /* Another host (nothing busy there) takes the next 3 of we_c1; leased rows are not taken twice. */
     assert_int_equal(store_notify_claim(g_store, 100, 3, NULL, NULL, 0, 200, a, &more, &n), STORE_OK);
@@ -384,14 +384,14 @@ static void test_claim_reads_a_few_rows_whatever_the_backlog(void **unused)
     pgtest_exec(c, prep);
     free(prep);
     pgtest_exec(c, "BEGIN");
-    PGresult *r = PQexec(c, "EXECUTE c('{we_bl1}', '{4}', 4, 60, 60000)");
+    PGresult *r = PQexec(c, "EXECUTE c('{we_bl1}', '{0}', 4, 60, 60000)");
     bool one = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
                strcmp(PQgetvalue(r, 0, 0), "dlv_bl5000") == 0; /* we_bl2's, behind we_bl1's 4,999 */
 
     PQclear(r);
     pgtest_exec(c, "ROLLBACK");
     pgtest_exec(c, "BEGIN");
-    r = PQexec(c, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE c('{we_bl1}', '{4}', 4, 60, 60000)");
+    r = PQexec(c, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE c('{we_bl1}', '{0}', 4, 60, 60000)");
     bool seq = PQresultStatus(r) != PGRES_TUPLES_OK, external = false;
     for (int i = 0; i < PQntuples(r); i++) {
         seq |= strstr(PQgetvalue(r, i, 0), "Seq Scan on notify_deliveries") != NULL;
@@ -444,6 +444,78 @@ static void test_outcomes_recorded_in_one_statement(void **unused)
     snprintf(sql, sizeof sql, "SELECT count(*) FROM notify_deliveries WHERE id = '%s' AND status = 'pending'"
              " AND last_error = 'HTTP 500' AND next_attempt_at > now() + interval '50 seconds'", jobs[2].delivery_id);
     assert_int_equal(check_count(sql), 1);
+    arena_free(a);
+    check_exec("DELETE FROM notify_deliveries");
+}
+
+/* A claim gives each listed endpoint its own room; deliveries given back
+ * unsent are due at once with the attempt their claim counted taken back,
+ * only while the claim is still the giver's. The notifier's statements
+ * commit asynchronously for their own transaction only: the pool's
+ * connections stay synchronous for everyone else. */
+static void test_claim_rooms_give_back_and_local_async_commit(void **unused)
+{
+    (void)unused;
+    check_exec("DELETE FROM notify_deliveries");
+    make_endpoint("we_gb1", "mer_bl", NULL);
+    make_endpoint("we_gb2", "mer_bl", NULL);
+    check_exec("INSERT INTO notify_events (id, merchant_id, type, object_id, payload)"
+               " SELECT 'evt_gb' || g, 'mer_bl', 'payment.pending', 'pay_gb' || g, '{}' FROM "
+               "generate_series(1, 20) g");
+    check_exec("INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
+               " SELECT 'dlv_gb' || g, 'evt_gb' || g, CASE WHEN g <= 10 THEN 'we_gb1' ELSE 'we_gb2' END,"
+               " now() - interval '1 minute' + g * interval '1 ms' FROM generate_series(1, 20) g");
+    pagoflex_arena *a = arena_new();
+    store_notify_job *jobs = NULL;
+    size_t n = 0;
+    const char *ids[] = {"we_gb1"};
+    const int rooms[] = {7};
+    assert_int_equal(store_notify_claim(g_store, 100, 2, ids, rooms, 1, 60000, a, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 7 + 2);
+    int gb1 = 0;
+    for (size_t i = 0; i < n; i++)
+        gb1 += strcmp(jobs[i].endpoint_id, "we_gb1") == 0;
+    assert_int_equal(gb1, 7);
+    /* Give back two, one of them with a stale token: only the other is given back. */
+    const char *back[] = {jobs[0].delivery_id, jobs[1].delivery_id};
+    const int64_t tokens[] = {jobs[0].claim_token, jobs[1].claim_token + 1000};
+    size_t given = 99;
+    assert_int_equal(store_notify_give_back(g_store, back, tokens, 2, &given), STORE_OK);
+    assert_int_equal(given, 1);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify_deliveries WHERE id = '%s' AND attempts = 0 AND status = 'pending'"
+             " AND next_attempt_at <= now()",
+             jobs[0].delivery_id);
+    assert_int_equal(check_count(sql), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM notify_deliveries WHERE id = '%s' AND attempts = 1",
+             jobs[1].delivery_id);
+    assert_int_equal(check_count(sql), 1);
+    /* The given-back one is due at once: claimed again with we_gb1's 3 never claimed. */
+    store_notify_job *again = NULL;
+    const int ten[] = {10};
+    assert_int_equal(store_notify_claim(g_store, 100, 0, ids, ten, 1, 60000, a, &again, &n), STORE_OK);
+    assert_int_equal(n, 4);
+    const store_notify_job *back0 = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(again[i].delivery_id, jobs[0].delivery_id) == 0)
+            back0 = &again[i];
+    assert_non_null(back0);
+    assert_int_equal(back0->attempts, 1);
+    assert_true(back0->claim_token > jobs[0].claim_token);
+    /* Every pool connection still commits synchronously after the notifier's statements. */
+    store_notify_outcome o = {.delivery_id = back0->delivery_id,
+                              .claim_token = back0->claim_token,
+                              .status = "succeeded",
+                              .http_status = 200};
+    assert_int_equal(store_notify_finish_many(g_store, &o, 1), STORE_OK);
+    assert_true(o.recorded);
+    for (int i = 0; i < 8; i++) {
+        PGresult *r = NULL;
+        assert_int_equal(store_run(g_store, "show", "SHOW synchronous_commit", 0, NULL, false, &r), STORE_OK);
+        assert_string_equal(PQgetvalue(r, 0, 0), "on");
+        PQclear(r);
+    }
     arena_free(a);
     check_exec("DELETE FROM notify_deliveries");
 }
@@ -606,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_claims_cap_lease_and_fence),
         cmocka_unit_test(test_claim_reads_a_few_rows_whatever_the_backlog),
         cmocka_unit_test(test_outcomes_recorded_in_one_statement),
+        cmocka_unit_test(test_claim_rooms_give_back_and_local_async_commit),
         cmocka_unit_test(test_endpoints_are_their_merchants),
         cmocka_unit_test(test_janitor_purges_old_finished_events_only),
         cmocka_unit_test(test_master_key_rotation_reseals_endpoint_secrets),
