@@ -1206,10 +1206,11 @@ static void test_amounts_trigger_skips_only_updates_it_cannot_change(void **unus
     exec_ok(sql);
     snprintf(sql, sizeof sql, "INSERT INTO payments_am_ref %s %s", cols, rows);
     exec_ok(sql);
-    exec_ok("UPDATE payments SET state = split_part(id, '|', 3), updated_at = now() WHERE id LIKE 'pay_am|%'");
+    exec_ok(
+        "UPDATE payments SET state = split_part(id, '|', 3), updated_at = now() WHERE id LIKE 'pay_am|%'");
     exec_ok("UPDATE payments_am_ref SET state = split_part(id, '|', 3), updated_at = now()");
 #define AMOUNT_COLS(t)                                                                                       \
-    "(" t ".state, " t ".amount_capturable, " t ".amount_received, " t ".pending_operation, " t            \
+    "(" t ".state, " t ".amount_capturable, " t ".amount_received, " t ".pending_operation, " t              \
     ".redirect_url, " t ".capture_amount)"
     assert_int_equal(count_rows("SELECT count(*) FROM payments p JOIN payments_am_ref r USING (id)", NULL),
                      9 * 9 * 32);
@@ -1218,12 +1219,13 @@ static void test_amounts_trigger_skips_only_updates_it_cannot_change(void **unus
                                 NULL),
                      0);
     /* The rules acted on some rows: compared with the rows as inserted. */
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM payments_am_ref r JOIN (%s) i (id, c, a, cu, f, m, ca, redirect_url,"
-             " pending_operation, capture_amount, amount_capturable, amount_received) USING (id)"
-             " WHERE (r.amount_capturable, r.amount_received, r.pending_operation, r.redirect_url)"
-             " IS DISTINCT FROM (i.amount_capturable, i.amount_received, i.pending_operation, i.redirect_url)",
-             rows);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM payments_am_ref r JOIN (%s) i (id, c, a, cu, f, m, ca, redirect_url,"
+        " pending_operation, capture_amount, amount_capturable, amount_received) USING (id)"
+        " WHERE (r.amount_capturable, r.amount_received, r.pending_operation, r.redirect_url)"
+        " IS DISTINCT FROM (i.amount_capturable, i.amount_received, i.pending_operation, i.redirect_url)",
+        rows);
     assert_true(count_rows(sql, NULL) > 1000);
 #undef AMOUNT_COLS
     exec_ok("DROP TABLE payments_am_ref");

@@ -458,16 +458,18 @@ static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
     assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
     assert_string_equal(value_on(c, rows), was);
     assert_string_equal(value_on(c, "SELECT count(*) FROM pg_class WHERE relname = 'payments_due'"), "0");
-    assert_string_equal(value_on(c, "SELECT i.indisvalid::text || ' ' || pg_get_expr(i.indpred, i.indrelid)"
-                                    " FROM pg_index i WHERE i.indexrelid = 'payments_scheduled_due'::regclass"),
+    assert_string_equal(value_on(c,
+                                 "SELECT i.indisvalid::text || ' ' || pg_get_expr(i.indpred, i.indrelid)"
+                                 " FROM pg_index i WHERE i.indexrelid = 'payments_scheduled_due'::regclass"),
                         "true ((next_attempt_at IS NOT NULL) AND (state = ANY (ARRAY['created'::text,"
                         " 'processing'::text, 'pending'::text])))");
     /* The claim's look-up of scheduled payments that are due reads it. */
     PGresult *r = PQexec(c, "SET enable_seqscan = off; SET enable_bitmapscan = off");
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
-    static const char due[] = "SELECT string_agg(id, ',' ORDER BY id) FROM payments"
-                              " WHERE state IN ('created', 'processing', 'pending') AND next_attempt_at <= now()";
+    static const char due[] =
+        "SELECT string_agg(id, ',' ORDER BY id) FROM payments"
+        " WHERE state IN ('created', 'processing', 'pending') AND next_attempt_at <= now()";
     snprintf(sql, sizeof sql, "EXPLAIN (COSTS OFF) %s", due);
     r = PQexec(c, sql);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -478,8 +480,8 @@ static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
     assert_true(by_index);
     assert_string_equal(value_on(c, due), "pay_u_due");
     /* The build counted its entries: pay_u_due and pay_u_later, not pay_u_new. */
-    assert_string_equal(value_on(c, "SELECT reltuples FROM pg_class WHERE relname = 'payments_scheduled_due'"),
-                        "2");
+    assert_string_equal(
+        value_on(c, "SELECT reltuples FROM pg_class WHERE relname = 'payments_scheduled_due'"), "2");
     assert_string_equal(value_on(c, "SELECT pg_get_triggerdef(oid) LIKE '%WHEN%' FROM pg_trigger"
                                     " WHERE tgname = 'payments_amounts'"),
                         "t");
