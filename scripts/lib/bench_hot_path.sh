@@ -26,8 +26,10 @@
 # and WAL bytes per payment and per webhook are printed per variant, over
 # ROUNDS interleaved rounds (CPU: median and least; WAL: median). WAL does
 # not depend on the machine's load: it is the surer sign of written index
-# entries on a shared machine. Autovacuum is off during runs (each copy is vacuumed
-# and analyzed before it is measured), so its work does not land in a run.
+# entries on a shared machine. Autovacuum is off during runs (each copy is
+# vacuumed and analyzed before it is measured), so its work does not land
+# in a run. Every run's payments and webhooks are then counted in the
+# database (pending with a bank id; succeeded with their amount received).
 #
 # HOTPATH_CLIENTS (8), HOTPATH_TXNS (transactions per client, 150),
 # HOTPATH_ROWS (16), HOTPATH_BACKGROUND (100000), HOTPATH_ROUNDS (3).
