@@ -27,7 +27,8 @@
     " AND next_attempt_at IS NULL AND updated_at <= now() - " MS(grace)                \
     " ORDER BY updated_at LIMIT $4::int)"
 
-/* Candidates come from index range scans that stop at "now" (payments_due,
+/* Candidates come from index range scans that stop at "now"
+ * (payments_scheduled_due, which holds only the scheduled rows, and
  * payments_unscheduled), so a claim reads the due rows only, however many
  * open payments are not due yet; the candidates are then locked and checked
  * again (a row changed since is re-read by FOR UPDATE). */

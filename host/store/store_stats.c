@@ -14,7 +14,8 @@
     " AND next_attempt_at IS NULL AND updated_at <= now() - " MS(grace) ")"
 
 /* The same due rule as the reconciler's claim (store_recon.c), over the
- * same indexes (payments_due, payments_unscheduled), and payments_review. */
+ * same indexes (payments_scheduled_due, payments_unscheduled), and
+ * payments_review. */
 const char store_stats_sql[] =
     "SELECT (SELECT count(*) FROM payments WHERE state IN ('created', 'processing', 'pending')"
     " AND next_attempt_at <= now())" UNSCHEDULED("created", "$1") UNSCHEDULED("processing", "$2")

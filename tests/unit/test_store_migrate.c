@@ -412,6 +412,99 @@ static void test_upgrade_to_state_domains_keeps_every_value(void **state)
     exec_on(g_admin, sql);
 }
 
+/* A database at the versions before 20, with open payments scheduled and
+ * not, one waiting for its customer with a redirect URL and a settled one,
+ * upgraded: every row is as it was; payments_due is gone and
+ * payments_scheduled_due (valid, built concurrently) holds the scheduled
+ * open payments only and answers the claim's "due" look-up; the amounts
+ * trigger has its WHEN clause and still sets the amounts and clears the
+ * redirect URL when the state moves. Migrating again changes nothing. */
+static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
+{
+    (void)state;
+    char err[512] = "", sql[256], conninfo[4200];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s_due", g_db);
+    assert_true(exec_on(g_admin, sql));
+    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_due", g_admin, g_db);
+    size_t count = 0, before = 0;
+    const store_migration *all = store_migrations(&count);
+    store_migration *older = calloc(count, sizeof *older);
+    assert_non_null(older);
+    for (size_t i = 0; i < count; i++)
+        if (all[i].version < 20)
+            older[before++] = all[i];
+    store *s = store_open(conninfo, 1);
+    assert_non_null(s);
+    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    assert_true(exec_on(conninfo,
+                        "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                        " connector_account, provider_reference_id, next_attempt_at, redirect_url,"
+                        " amount_received) VALUES"
+                        " ('pay_u_new', 'BANCO_X', 100, 'EUR', 'created', 'mer_default', 'default', NULL,"
+                        "  NULL, NULL, 0),"
+                        " ('pay_u_due', 'BANCO_X', 100, 'EUR', 'pending', 'mer_default', 'default', 'bx_u1',"
+                        "  now() - interval '1 minute', NULL, 0),"
+                        " ('pay_u_later', 'BANCO_X', 100, 'EUR', 'processing', 'mer_default', 'default',"
+                        "  NULL, now() + interval '1 hour', NULL, 0),"
+                        " ('pay_u_act', 'BANCO_X', 100, 'EUR', 'requires_action', 'mer_default', 'default',"
+                        "  'bx_u2', NULL, 'https://bank.example/3ds', 0),"
+                        " ('pay_u_done', 'BANCO_X', 100, 'EUR', 'succeeded', 'mer_default', 'default',"
+                        "  'bx_u3', now() - interval '1 day', NULL, 100)"));
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    static const char rows[] = "SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM payments p";
+    char was[64];
+    snprintf(was, sizeof was, "%s", value_on(c, rows));
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    assert_string_equal(value_on(c, rows), was);
+    assert_string_equal(value_on(c, "SELECT count(*) FROM pg_class WHERE relname = 'payments_due'"), "0");
+    assert_string_equal(value_on(c,
+                                 "SELECT i.indisvalid::text || ' ' || pg_get_expr(i.indpred, i.indrelid)"
+                                 " FROM pg_index i WHERE i.indexrelid = 'payments_scheduled_due'::regclass"),
+                        "true ((next_attempt_at IS NOT NULL) AND (state = ANY (ARRAY['created'::text,"
+                        " 'processing'::text, 'pending'::text])))");
+    /* The claim's look-up of scheduled payments that are due reads it. */
+    PGresult *r = PQexec(c, "SET enable_seqscan = off; SET enable_bitmapscan = off");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    static const char due[] =
+        "SELECT string_agg(id, ',' ORDER BY id) FROM payments"
+        " WHERE state IN ('created', 'processing', 'pending') AND next_attempt_at <= now()";
+    snprintf(sql, sizeof sql, "EXPLAIN (COSTS OFF) %s", due);
+    r = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    bool by_index = false;
+    for (int i = 0; i < PQntuples(r); i++)
+        by_index |= strstr(PQgetvalue(r, i, 0), "payments_scheduled_due") != NULL;
+    PQclear(r);
+    assert_true(by_index);
+    assert_string_equal(value_on(c, due), "pay_u_due");
+    /* The build counted its entries: pay_u_due and pay_u_later, not pay_u_new. */
+    assert_string_equal(
+        value_on(c, "SELECT reltuples FROM pg_class WHERE relname = 'payments_scheduled_due'"), "2");
+    assert_string_equal(value_on(c, "SELECT pg_get_triggerdef(oid) LIKE '%WHEN%' FROM pg_trigger"
+                                    " WHERE tgname = 'payments_amounts'"),
+                        "t");
+    r = PQexec(c, "UPDATE payments SET state = 'succeeded' WHERE id = 'pay_u_due';"
+                  "UPDATE payments SET state = 'pending' WHERE id = 'pay_u_act'");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_string_equal(value_on(c, "SELECT amount_received || ' ' || (redirect_url IS NULL)::text"
+                                    " FROM payments WHERE id = 'pay_u_due'"),
+                        "100 true");
+    assert_string_equal(value_on(c, "SELECT amount_received || ' ' || (redirect_url IS NULL)::text"
+                                    " FROM payments WHERE id = 'pay_u_act'"),
+                        "0 true");
+    snprintf(was, sizeof was, "%s", value_on(c, rows));
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    assert_string_equal(value_on(c, rows), was);
+    PQfinish(c);
+    store_close(s);
+    free(older);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s_due WITH (FORCE)", g_db);
+    exec_on(g_admin, sql);
+}
+
 int main(void)
 {
     g_admin = getenv("PAGOFLEX_PG");
@@ -440,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_upgrade_to_statement_triggers_notifies_once),
         cmocka_unit_test(test_state_lists_are_domains_and_still_refuse_what_is_not_in_them),
         cmocka_unit_test(test_upgrade_to_state_domains_keeps_every_value),
+        cmocka_unit_test(test_upgrade_to_scheduled_due_index_keeps_every_row),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(g_check);

@@ -384,7 +384,7 @@ static void test_hot_statements_use_indexes(void **unused)
                          true);
     fprintf(stderr, "claim, generic plan, EXPLAIN ANALYZE on 110k payments:\n%s\n", plan);
     assert_no_seq_scan_on_payments("the claim", plan);
-    assert_uses("the claim", plan, "Index Scan using payments_due on payments");
+    assert_uses("the claim", plan, "Index Scan using payments_scheduled_due on payments");
     assert_uses("the claim", plan, "Index Scan using payments_unscheduled on payments");
     if (rows_discarded(plan) > 100)
         fail_msg("the claim read and discarded %ld rows:\n%s", rows_discarded(plan), plan);
@@ -415,11 +415,15 @@ static void test_hot_statements_use_indexes(void **unused)
     free(plan);
 
     /* Issue 16 dropped payments_state_updated: the gauges of GET /metrics
-     * count by the claim's indexes and payments_review, and the retention
-     * purges find old rows by age and their payments by key. */
+     * count by the claim's indexes (since version 20 payments_scheduled_due,
+     * of the scheduled rows only, finds the due ones) and payments_review,
+     * and the retention purges find old rows by age and their payments by
+     * key. */
     plan = explain(store_stats_sql, 3, "'60000', '1000', '60000'", false);
     fprintf(stderr, "metrics gauges, generic plan:\n%s\n", plan);
     assert_no_seq_scan_on_payments("the metrics gauges", plan);
+    assert_uses("the backlog gauge", plan, "payments_scheduled_due");
+    assert_uses("the backlog gauge", plan, "payments_unscheduled");
     assert_uses("the requires_review gauge", plan, "payments_review");
     free(plan);
     plan = explain(store_janitor_sql_purge_events, 3, "'1000', '30', '{succeeded,failed,canceled}'", false);
