@@ -200,6 +200,8 @@ int worker_main(const worker_params *p)
     } while (sig != SIGTERM && sig != SIGINT && sig != SIGQUIT);
 
     api_quiesce(srv);
+    /* From here the next generation takes every new connection. */
+    log_info("worker draining: generation=%u (no longer accepting connections)", p->generation);
     int left = api_drain(srv, cfg->drain_timeout_ms);
     if (left > 0)
         log_warn("worker: drain deadline of %d ms passed with %d connection(s) open; closing them",

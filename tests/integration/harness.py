@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -376,12 +377,31 @@ class Env:
         self.host.send_signal(signal.SIGHUP)
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if want in self.log():
+            log = self.log()
+            if want in log:
+                self._wait_old_generation_quiet(log, deadline)
                 return self.generation
             if self.host.poll() is not None:
                 raise RuntimeError("pagoflexd exited during a reload")
             time.sleep(0.05)
         raise AssertionError("reload to generation %d did not finish: %s" % (self.generation, self.log()[-2000:]))
+
+    def _wait_old_generation_quiet(self, log, deadline):
+        """Once the new generation serves, the old one's workers stop accepting
+        as soon as each takes its SIGTERM: until then a new connection may
+        still reach one of them (and its connectors). Wait for every worker
+        of the draining generation to say it no longer accepts."""
+        m = re.search(r"generation %d serving \(\d+ workers\); generation (\d+) draining" % self.generation, log)
+        if not m:
+            return
+        old = int(m.group(1))
+        while time.time() < deadline:
+            log = self.log()
+            ready = log.count("worker ready: generation=%d " % old)
+            if log.count("worker draining: generation=%d " % old) >= ready:
+                return
+            time.sleep(0.02)
+        raise AssertionError("generation %d still accepts connections after the reload" % old)
 
     def connectors(self):
         return {c["key"]: c for c in http("GET", self.admin_url + "/v1/connectors").json["connectors"]}
