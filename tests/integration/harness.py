@@ -397,8 +397,10 @@ class Env:
         old = int(m.group(1))
         while time.time() < deadline:
             log = self.log()
-            ready = log.count("worker ready: generation=%d " % old)
-            if log.count("worker draining: generation=%d " % old) >= ready:
+            ready = set(re.findall(r"\[(\d+)\] worker ready: generation=%d " % old, log))
+            quiet = set(re.findall(r"\[(\d+)\] worker draining: generation=%d " % old, log))
+            gone = set(re.findall(r"worker pid (\d+) \(generation %d\)" % old, log))  # exited or died
+            if ready <= quiet | gone:
                 return
             time.sleep(0.02)
         raise AssertionError("generation %d still accepts connections after the reload" % old)
