@@ -149,15 +149,16 @@ static store_result notify_purge_batch(store_call *c, const char *const params[2
     r = NULL;
     if (rc == STORE_OK)
         rc = store_call_exec(c, "janitor: commit", "COMMIT", 0, NULL, false, &r);
-    else if (!c->broken && store_call_exec(c, "janitor: rollback", "ROLLBACK", 0, NULL, false, &r) != STORE_OK)
+    else if (!c->broken &&
+             store_call_exec(c, "janitor: rollback", "ROLLBACK", 0, NULL, false, &r) != STORE_OK)
         c->broken = true;
     PQclear(r);
     return rc;
 }
 
 /* notify_purge_batch batch after batch, as janitor_purge. */
-static store_result notify_purge(store_call *c, const store_janitor_limits *lim, const char *days, long *removed,
-                                 bool *more)
+static store_result notify_purge(store_call *c, const store_janitor_limits *lim, const char *days,
+                                 long *removed, bool *more)
 {
     char limit[16];
     snprintf(limit, sizeof limit, "%d", lim->batch);

@@ -278,13 +278,15 @@ class NotifyJanitorTest(NotifyBase, unittest.TestCase):
         raced = self.make_endpoint("/raced", auth=auth)
         self.make_endpoint("/beside", auth=auth)
         conn = PG.replace("dbname=postgres", "dbname=" + self.env.db)
-        tx = subprocess.Popen(["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-d", conn], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+        tx = subprocess.Popen(["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-d", conn],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             tx.stdin.write("BEGIN;\n"
-                           "INSERT INTO payments (id, connector, amount, currency, state, merchant_id, connector_account)"
-                           " VALUES ('pay_raced', 'BANCO_X', 100, 'EUR', 'created', 'mer_race', 'default');\n"
-                           "UPDATE payments SET state = 'failed', error_code = 'operator' WHERE id = 'pay_raced';\n"
+                           "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                           " connector_account) VALUES ('pay_raced', 'BANCO_X', 100, 'EUR', 'created',"
+                           " 'mer_race', 'default');\n"
+                           "UPDATE payments SET state = 'failed', error_code = 'operator'"
+                           " WHERE id = 'pay_raced';\n"
                            "SELECT count(*) FROM notify_deliveries WHERE endpoint_id = '%s';\n" % raced["id"])
             tx.stdin.flush()
             self.assertEqual(tx.stdout.readline().strip(), "1")  # written, not committed
@@ -300,14 +302,16 @@ class NotifyJanitorTest(NotifyBase, unittest.TestCase):
                 tx.kill()
         event = self.env.sql("SELECT id FROM notify_events WHERE object_id = 'pay_raced'")
         self.assertTrue(event)
-        self.recv.wait(lambda: [x for x in self.recv.records("/beside") if x["headers"]["webhook-id"] == event],
+        self.recv.wait(lambda: [x for x in self.recv.records("/beside")
+                                if x["headers"]["webhook-id"] == event],
                        what="the other endpoint's delivery of the event")
         self.recv.wait(lambda: self.env.sql("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = '%s'"
                                             % raced["id"]) == "0", timeout=5,
                        what="the janitor to remove the deleted endpoint's delivery")
         time.sleep(0.5)
         self.assertEqual(self.recv.records("/raced"), [])
-        self.assertEqual(self.env.sql("SELECT count(*) FROM notify_deliveries WHERE event_id = '%s'" % event), "1")
+        self.assertEqual(self.env.sql("SELECT count(*) FROM notify_deliveries WHERE event_id = '%s'"
+                                      % event), "1")
 
 
 class NotifyHungTest(NotifyBase, unittest.TestCase):

@@ -118,7 +118,8 @@ class Janitor(unittest.TestCase):
                 " SELECT 'evt_ret_' || n, 'mer_default', 'payment.succeeded', 'pay_ret', '{}', now() - age"
                 " FROM (VALUES ('old_done', interval '40 days'), ('old_pending', interval '40 days'),"
                 " ('new_done', interval '2 days')) AS v (n, age);"
-                "INSERT INTO notify_deliveries (id, event_id, endpoint_id, status, next_attempt_at, created_at)"
+                "INSERT INTO notify_deliveries"
+                " (id, event_id, endpoint_id, status, next_attempt_at, created_at)"
                 " SELECT 'dlv_ret_' || n, 'evt_ret_' || e, ep, st,"
                 " CASE WHEN st = 'pending' THEN now() + interval '1 day' END, now() - interval '40 days'"
                 " FROM (VALUES ('old_done_1', 'old_done', 'we_ret', 'succeeded'),"
@@ -126,13 +127,14 @@ class Janitor(unittest.TestCase):
                 " ('old_pending', 'old_pending', 'we_ret', 'pending'),"
                 " ('new_done', 'new_done', 'we_ret', 'succeeded'),"
                 " ('orphan', 'new_done', 'we_gone', 'pending')) AS v (n, e, ep, st)")
-        wait_until(lambda: env.sql("SELECT count(*) FROM notify_events WHERE id = 'evt_ret_old_done'") == "0", 5,
-                   "the old delivered notification event to be purged")
-        wait_until(lambda: env.sql("SELECT count(*) FROM notify_deliveries WHERE id = 'dlv_ret_orphan'") == "0", 5,
+        wait_until(lambda: env.sql("SELECT count(*) FROM notify_events WHERE id = 'evt_ret_old_done'") == "0",
+                   5, "the old delivered notification event to be purged")
+        wait_until(lambda: env.sql("SELECT count(*) FROM notify_deliveries"
+                                   " WHERE id = 'dlv_ret_orphan'") == "0", 5,
                    "the delivery of a deleted endpoint to be removed")
         time.sleep(0.5)
-        self.assertEqual(env.sql("SELECT string_agg(id, ',' ORDER BY id) FROM notify_events WHERE id LIKE 'evt_ret_%'"),
-                         "evt_ret_new_done,evt_ret_old_pending")
+        self.assertEqual(env.sql("SELECT string_agg(id, ',' ORDER BY id) FROM notify_events"
+                                 " WHERE id LIKE 'evt_ret_%'"), "evt_ret_new_done,evt_ret_old_pending")
         self.assertEqual(env.sql("SELECT string_agg(id, ',' ORDER BY id) FROM notify_deliveries"
                                  " WHERE id LIKE 'dlv_ret_%'"), "dlv_ret_new_done,dlv_ret_old_pending")
 

@@ -542,9 +542,9 @@ static void test_upgrade_to_19_keeps_the_outbox_without_its_keys(void **state)
     char kept[256];
     static const char rows[] =
         "SELECT (SELECT count(*) FROM notify_events) || ' ' || (SELECT string_agg(g, ',' ORDER BY g) FROM"
-        " (SELECT endpoint_id || ':' || status || ':' || attempts || ':' || count(*) AS g FROM notify_deliveries"
-        " GROUP BY endpoint_id, status, attempts) x) || ' ' || (SELECT count(*) FROM notify_deliveries d"
-        " JOIN notify_events e ON e.id = d.event_id)";
+        " (SELECT endpoint_id || ':' || status || ':' || attempts || ':' || count(*) AS g"
+        " FROM notify_deliveries GROUP BY endpoint_id, status, attempts) x)"
+        " || ' ' || (SELECT count(*) FROM notify_deliveries d JOIN notify_events e ON e.id = d.event_id)";
     snprintf(kept, sizeof kept, "%s", value_on(c, rows));
     assert_string_equal(kept, "3 we_a:pending:0:3,we_b:succeeded:1:3 6");
     assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
@@ -554,14 +554,16 @@ static void test_upgrade_to_19_keeps_the_outbox_without_its_keys(void **state)
                         "0");
     assert_string_equal(value_on(c, "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_index i"
                                     " JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indisvalid"
-                                    " AND i.indrelid IN ('notify_deliveries'::regclass, 'notify_events'::regclass)"),
+                                    " AND i.indrelid IN ('notify_deliveries'::regclass,"
+                                    " 'notify_events'::regclass)"),
                         "notify_deliveries_endpoint,notify_deliveries_endpoint_due,notify_deliveries_event,"
                         "notify_deliveries_pkey,notify_events_created,notify_events_pkey");
     PGresult *r = PQexec(c, "UPDATE payments SET state = 'succeeded' WHERE id = 'pay_1'");
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
     assert_string_equal(value_on(c, "SELECT count(*) FROM notify_events e JOIN notify_deliveries d"
-                                    " ON d.event_id = e.id WHERE e.object_id = 'pay_1' AND e.type = 'payment.succeeded'"),
+                                    " ON d.event_id = e.id WHERE e.object_id = 'pay_1'"
+                                    " AND e.type = 'payment.succeeded'"),
                         "2");
     assert_int_equal(store_endpoint_delete(s, "mer_default", "we_a"), STORE_OK);
     assert_string_equal(value_on(c, "SELECT string_agg(DISTINCT endpoint_id, ',') || ' ' || count(*)"
