@@ -669,13 +669,13 @@ static const char migration_0018_notify_endpoint_due[] =
 
 /* Issue 16: what each delivery row cost its state change, measured with
  * scripts/lib/bench_outbox.sh (pgbench, 64 payments moved per UPDATE, one
- * endpoint): the two foreign keys of notify_deliveries were the dearest
- * part. Each inserted delivery ran two RI checks, each an index probe that
- * locks the referenced row FOR KEY SHARE: a tuple lock, a WAL record and
- * a dirtied page per delivery, and on the one endpoint row that every
- * concurrent writer locks, a MultiXact. Dropped, they save about 20 µs of
- * PostgreSQL's CPU per change (a third of what the outbox costs it) and
- * the state changes/s rose by half. Their jobs are done explicitly:
+ * endpoint; bench/results/2026-12-02-outbox-note.md): the two foreign keys
+ * of notify_deliveries were the dearest part. Each inserted delivery ran
+ * two RI checks, each a query that locks the referenced row FOR KEY
+ * SHARE: a tuple lock and its WAL record per delivery, and on the one
+ * endpoint row that every concurrent writer locks, a MultiXact. Dropped,
+ * they save about 15 µs of PostgreSQL's CPU per change, a fifth of what
+ * the outbox cost it. Their jobs are done explicitly:
  * - ON DELETE CASCADE from webhook_endpoints: the endpoint's DELETE
  *   deletes its deliveries in the same statement (store_notify.c). A
  *   delivery a concurrent state change writes for the endpoint while it
@@ -693,17 +693,17 @@ static const char migration_0018_notify_endpoint_due[] =
  *   endpoint they have just read, and by a resend, from an existing
  *   delivery, so they could only fail in the race above.
  * notify_events_object (object_id) serves no query the host runs: it was
- * an index entry per event for nothing. Every other index serves one:
+ * an index entry per event (about 100 bytes of WAL) for nothing. Every other index serves one:
  * notify_events' key the joins from deliveries (claim, lists, resend),
  * notify_events_created the janitor's walk from the oldest event;
  * notify_deliveries' key the claims' and outcomes' look-ups by id,
  * notify_deliveries_event the janitor's pending check and purge per event
  * and the resend's, notify_deliveries_endpoint the delivery list and the
  * endpoint's DELETE, notify_deliveries_endpoint_due the claim. The ids
- * (random UUIDs) and the payload cost no more than their alternatives
- * measured (README, Performance). Each step runs on its own, so no step
- * holds the three tables' locks together; the index is dropped without
- * blocking writes. */
+ * (random UUIDs) cost no more than the alternatives measured (random(),
+ * a time-ordered prefix), so they stay. Each step runs on its own, so no
+ * step holds the three tables' locks together; the index is dropped
+ * without blocking writes. */
 static const char migration_0019_notify_fewer_checks[] =
     STORE_MIGRATION_NO_TRANSACTION
     "ALTER TABLE notify_deliveries DROP CONSTRAINT IF EXISTS notify_deliveries_endpoint_id_fkey;\n"

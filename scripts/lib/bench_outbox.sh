@@ -11,9 +11,10 @@
 # event (or none, for "no endpoint") and runs, for OUTBOX_BENCH_DURATION s
 # (10) with OUTBOX_BENCH_CLIENTS (8) clients, transactions that each move
 # 64 payments' states in one UPDATE (so 64 events and 64 deliveries).
-# Prints transactions/s, state changes/s and PostgreSQL's CPU time per
+# Prints transactions/s, state changes/s, PostgreSQL's CPU time per
 # changed row (user + system of the postmaster and all its children, from
-# /proc, around the run). OUTBOX_BENCH_ROUNDS (2) interleaves the set that
+# /proc, around the run) and the WAL written per changed row (which,
+# unlike the first three, other load on the machine does not change). OUTBOX_BENCH_ROUNDS (2) interleaves the set that
 # many times; OUTBOX_BENCH_ONLY (a regex of variant names) picks some.
 # Uses the build as it is; run from the repository (loopback only).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -116,25 +117,29 @@ run() {
   [ "$name" = "no endpoint" ] || psql -X -qAt -d "$RUN" -c "INSERT INTO webhook_endpoints
     (id, merchant_id, url, secret_enc) VALUES ('we_bench', 'mer_default', 'https://example.com/hook', 'sealed')" >/dev/null
   psql -X -qAt -d "$RUN" -c "CHECKPOINT" >/dev/null
+  lsn0=$(psql -X -qAt -d "$RUN" -c "SELECT pg_current_wal_lsn()")
   t0=$(cpu_ticks)
   out=$(pgbench -n -c "$CLIENTS" -j 2 -T "$DUR" -f "$DIR/multi64.sql" "$RUN" 2>&1) ||
     { echo "$out" >&2; die "pgbench failed"; }
   t1=$(cpu_ticks)
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
+  changes=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out" | head -1)
+  wal=$(psql -X -qAt -d "$RUN" -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')")
   events=$(psql -X -qAt -d "$RUN" -c "SELECT count(*) FROM notify_events")
-  python3 - "$name" "$tps" "$t0" "$t1" "$HZ" "$DUR" "$events" <<'PY'
+  python3 - "$name" "$tps" "$t0" "$t1" "$HZ" "$changes" "$wal" "$events" <<'PY'
 import sys
-name, tps, t0, t1, hz, dur, events = sys.argv[1:]
-rows = float(tps) * 64 * float(dur)
+name, tps, t0, t1, hz, tx, wal, events = sys.argv[1:]
+rows = int(tx) * 64
 cpu_us = (int(t1) - int(t0)) / int(hz) * 1e6
-print("| %s | %.1f | %.0f | %.1f | %s |" % (name, float(tps), float(tps) * 64, cpu_us / rows, events))
+print("| %s | %.1f | %.0f | %.1f | %.0f | %s |"
+      % (name, float(tps), float(tps) * 64, cpu_us / rows, float(wal) / rows, events))
 PY
 }
 
 echo "pgbench: UPDATE of 64 payments per transaction, $CLIENTS clients, $DUR s per run, schema version $SCHEMA, $(nproc) CPUs"
 echo
-echo "| variant (one endpoint unless said) | transactions/s | state changes/s | PostgreSQL CPU µs per change | events written |"
-echo "| --- | ---: | ---: | ---: | ---: |"
+echo "| variant (one endpoint unless said) | transactions/s | state changes/s | PostgreSQL CPU µs per change | WAL bytes per change | events written |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for _ in $(seq "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
     name=${v%%|*}
