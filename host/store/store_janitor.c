@@ -65,7 +65,8 @@ static const char sql_purge_notify_deliveries[] =
  * are never reused), and they are never claimed, so they are all pending:
  * the endpoints with pending deliveries are walked on
  * notify_deliveries_endpoint_due, one index probe per endpoint (the
- * recursive CTE), and only the gone ones' rows are read. */
+ * recursive CTE), and only the gone ones' rows are read, on the same
+ * index (LATERAL ... LIMIT: never a scan of all deliveries). */
 static const char sql_purge_notify_orphans[] =
     "DELETE FROM notify_deliveries WHERE ctid = ANY (ARRAY("
     " WITH RECURSIVE ep AS ("
@@ -73,9 +74,10 @@ static const char sql_purge_notify_orphans[] =
     "    ORDER BY d.endpoint_id LIMIT 1)"
     "   UNION ALL SELECT (SELECT d.endpoint_id FROM notify_deliveries d WHERE d.status = 'pending'"
     "    AND d.endpoint_id > ep.id ORDER BY d.endpoint_id LIMIT 1) FROM ep WHERE ep.id IS NOT NULL)"
-    " SELECT d.ctid FROM ep JOIN notify_deliveries d ON d.endpoint_id = ep.id AND d.status = 'pending'"
-    " WHERE NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = ep.id)"
-    " LIMIT $1::int FOR UPDATE OF d SKIP LOCKED))"
+    " SELECT g.ctid FROM ep CROSS JOIN LATERAL (SELECT d.ctid FROM notify_deliveries d"
+    "   WHERE d.endpoint_id = ep.id AND d.status = 'pending' LIMIT $1::int FOR UPDATE OF d SKIP LOCKED) g"
+    " WHERE ep.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = ep.id)"
+    " LIMIT $1::int))"
     " AND status = 'pending'";
 
 /* "{succeeded,failed,canceled}": the terminal states, from payment.c. */
