@@ -503,6 +503,8 @@ static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
     store_close(s);
     free(older);
     snprintf(sql, sizeof sql, "DROP DATABASE %s_due WITH (FORCE)", g_db);
+    exec_on(g_admin, sql);
+}
 
 /* A database at version 18, with an endpoint, payments and their events
  * and deliveries, upgraded to 19: every row is kept, notify_deliveries
