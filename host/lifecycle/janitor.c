@@ -44,11 +44,12 @@ typedef struct janitor_tally {
 static void janitor_report(janitor_tally *t, time_t now)
 {
     if (t->rows.idempotency_keys || t->rows.webhook_events || t->rows.payment_history ||
-        t->rows.notify_events || t->copies)
+        t->rows.notify_events || t->rows.notify_orphan_deliveries || t->copies)
         log_info("janitor: removed %ld expired idempotency keys, %ld webhook events, %ld history "
-                 "rows, %ld notification events and %ld private plugin copies in the last %ld s",
+                 "rows, %ld notification events, %ld deliveries of deleted endpoints and %ld private "
+                 "plugin copies in the last %ld s",
                  t->rows.idempotency_keys, t->rows.webhook_events, t->rows.payment_history,
-                 t->rows.notify_events, t->copies, (long)(now - t->since));
+                 t->rows.notify_events, t->rows.notify_orphan_deliveries, t->copies, (long)(now - t->since));
     *t = (janitor_tally){.since = now};
 }
 
@@ -73,6 +74,7 @@ static void *janitor_main(void *arg)
             tally.rows.webhook_events += n.webhook_events;
             tally.rows.payment_history += n.payment_history;
             tally.rows.notify_events += n.notify_events;
+            tally.rows.notify_orphan_deliveries += n.notify_orphan_deliveries;
             if (n.more)
                 log_debug("janitor: %d batches of %d rows were not enough for a table this "
                           "round; it goes on next round",

@@ -45,12 +45,40 @@ const char store_janitor_sql_purge_history[] =
     " ORDER BY h.at LIMIT $1::int FOR UPDATE OF h SKIP LOCKED))";
 
 /* $1 limit, $2 retention days. An event with a delivery still pending
- * stays, whatever its age; its deliveries go with it (ON DELETE CASCADE). */
+ * stays, whatever its age. Its deliveries go with it (notify_purge): by
+ * the janitor since migration 19, which dropped the foreign keys. */
 static const char sql_purge_notify[] =
-    "DELETE FROM notify_events WHERE ctid = ANY (ARRAY("
+    "WITH gone AS (DELETE FROM notify_events WHERE ctid = ANY (ARRAY("
     " SELECT e.ctid FROM notify_events e WHERE e.created_at < now() - $2::int * interval '1 day'"
     " AND NOT EXISTS (SELECT 1 FROM notify_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')"
-    " ORDER BY e.created_at LIMIT $1::int FOR UPDATE OF e SKIP LOCKED))";
+    " ORDER BY e.created_at LIMIT $1::int FOR UPDATE OF e SKIP LOCKED)) RETURNING id)"
+    " SELECT count(*), COALESCE(array_agg(id), '{}')::text FROM gone";
+
+/* $1 the ids of the events just purged. */
+static const char sql_purge_notify_deliveries[] =
+    "DELETE FROM notify_deliveries WHERE event_id = ANY ($1::text[])";
+
+/* $1 limit. The deliveries of endpoints that are gone: a state change
+ * that read the endpoint before its DELETE committed wrote them after the
+ * DELETE had taken the endpoint's deliveries (store_notify.c). No claim,
+ * list or resend reaches them (each joins webhook_endpoints; endpoint ids
+ * are never reused), and they are never claimed, so they are all pending:
+ * the endpoints with pending deliveries are walked on
+ * notify_deliveries_endpoint_due, one index probe per endpoint (the
+ * recursive CTE), and only the gone ones' rows are read, on the same
+ * index (LATERAL ... LIMIT: never a scan of all deliveries). */
+static const char sql_purge_notify_orphans[] =
+    "DELETE FROM notify_deliveries WHERE ctid = ANY (ARRAY("
+    " WITH RECURSIVE ep AS ("
+    "   (SELECT d.endpoint_id AS id FROM notify_deliveries d WHERE d.status = 'pending'"
+    "    ORDER BY d.endpoint_id LIMIT 1)"
+    "   UNION ALL SELECT (SELECT d.endpoint_id FROM notify_deliveries d WHERE d.status = 'pending'"
+    "    AND d.endpoint_id > ep.id ORDER BY d.endpoint_id LIMIT 1) FROM ep WHERE ep.id IS NOT NULL)"
+    " SELECT g.ctid FROM ep CROSS JOIN LATERAL (SELECT d.ctid FROM notify_deliveries d"
+    "   WHERE d.endpoint_id = ep.id AND d.status = 'pending' LIMIT $1::int FOR UPDATE OF d SKIP LOCKED) g"
+    " WHERE ep.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = ep.id)"
+    " LIMIT $1::int))"
+    " AND status = 'pending'";
 
 /* "{succeeded,failed,canceled}": the terminal states, from payment.c. */
 static void janitor_terminal_states(char *buf, size_t len)
@@ -96,6 +124,66 @@ static store_result janitor_purge(store_call *c, const char *what, const char *s
     return STORE_OK;
 }
 
+/* One batch of old notification events and their deliveries, in one
+ * transaction of two statements: the second one's snapshot sees every
+ * delivery committed before the first locked the events, so none is left
+ * without its event (a resend waiting on the lock finds no event). Sets
+ * *n to the events removed. */
+static store_result notify_purge_batch(store_call *c, const char *const params[2], long *n)
+{
+    PGresult *r = NULL;
+    store_result rc = store_call_exec(c, "janitor: begin", "BEGIN", 0, NULL, false, &r);
+    PQclear(r);
+    r = NULL;
+    if (rc != STORE_OK)
+        return rc;
+    rc = store_call_exec(c, "janitor: old notification events", sql_purge_notify, 2, params, false, &r);
+    if (rc == STORE_OK) {
+        *n = atol(PQgetvalue(r, 0, 0));
+        const char *const ids[] = {PQgetvalue(r, 0, 1)};
+        PGresult *d = NULL;
+        if (*n > 0)
+            rc = store_call_exec(c, "janitor: old notification deliveries", sql_purge_notify_deliveries, 1,
+                                 ids, false, &d);
+        PQclear(d);
+    }
+    PQclear(r);
+    r = NULL;
+    if (rc == STORE_OK)
+        rc = store_call_exec(c, "janitor: commit", "COMMIT", 0, NULL, false, &r);
+    else if (!c->broken &&
+             store_call_exec(c, "janitor: rollback", "ROLLBACK", 0, NULL, false, &r) != STORE_OK)
+        c->broken = true;
+    PQclear(r);
+    return rc;
+}
+
+/* notify_purge_batch batch after batch, as janitor_purge. */
+static store_result notify_purge(store_call *c, const store_janitor_limits *lim, const char *days,
+                                 long *removed, bool *more)
+{
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", lim->batch);
+    const char *const params[] = {limit, days};
+    long total = 0;
+    for (int b = 0; b < lim->max_batches; b++) {
+        long n = 0;
+        store_result rc = notify_purge_batch(c, params, &n);
+        if (rc != STORE_OK)
+            return rc;
+        if (n > 0)
+            metrics_db_commit();
+        total += n;
+        if (n < lim->batch) {
+            *removed = total;
+            return STORE_OK;
+        }
+    }
+    *removed = total;
+    *more = true;
+    return STORE_OK;
+}
+
 store_result store_janitor_round(store *s, const store_janitor_limits *lim,
                                  store_janitor_counts *out)
 {
@@ -127,7 +215,6 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     snprintf(history_days, sizeof history_days, "%ld", lim->payment_history_retention_days);
     const char *const events[] = {events_days, terminal};
     const char *const history[] = {history_days, terminal};
-    const char *const notify[] = {notify_days};
     snprintf(notify_days, sizeof notify_days, "%ld", lim->notify_event_retention_days);
     rc = janitor_purge(&c, "janitor: expired idempotency keys", sql_purge_keys, 1, NULL, lim,
                        &n.idempotency_keys, &n.more);
@@ -137,9 +224,11 @@ store_result store_janitor_round(store *s, const store_janitor_limits *lim,
     if (rc == STORE_OK && lim->payment_history_retention_days > 0)
         rc = janitor_purge(&c, "janitor: old payment history", store_janitor_sql_purge_history, 3,
                            history, lim, &n.payment_history, &n.more);
+    if (rc == STORE_OK)
+        rc = janitor_purge(&c, "janitor: deliveries of deleted endpoints", sql_purge_notify_orphans, 1, NULL,
+                           lim, &n.notify_orphan_deliveries, &n.more);
     if (rc == STORE_OK && lim->notify_event_retention_days > 0)
-        rc = janitor_purge(&c, "janitor: old notification events", sql_purge_notify, 2, notify, lim,
-                           &n.notify_events, &n.more);
+        rc = notify_purge(&c, lim, notify_days, &n.notify_events, &n.more);
 
 done:
     if (locked && !c.broken) {

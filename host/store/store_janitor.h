@@ -1,6 +1,6 @@
 /* store_janitor.h - purging what the store no longer needs (retention).
  *
- * Three kinds of rows grow with traffic and are only needed for a while:
+ * Some kinds of rows grow with traffic and are only needed for a while:
  *  - idempotency keys, once expired (expires_at, set from idempotency_ttl_s);
  *  - webhook events (whole bodies) received more than
  *    webhook_event_retention_days ago, of terminal payments (succeeded,
@@ -13,7 +13,9 @@
  *    kept forever, for audit). The payment row itself is never removed;
  *  - notification events (store_notify.h) made more than
  *    notify_event_retention_days ago with no delivery still pending, with
- *    their deliveries (the delivery log shows what is left).
+ *    their deliveries (the delivery log shows what is left);
+ *  - deliveries of deleted endpoints that a state change wrote while the
+ *    endpoint was being deleted (never claimed; store_notify.c).
  * Rows go in batches (one DELETE of at most `batch` rows each, committed on
  * its own: no long transaction, no long lock), the next batch only while a
  * batch came back full, at most `max_batches` per table and round. A round
@@ -42,6 +44,7 @@ typedef struct store_janitor_counts {
     long webhook_events;
     long payment_history;
     long notify_events;
+    long notify_orphan_deliveries; /* of deleted endpoints */
     bool ran;  /* false: another janitor held the lock; nothing was done */
     bool more; /* a table still returned a full batch at max_batches */
 } store_janitor_counts;

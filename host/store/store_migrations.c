@@ -667,6 +667,49 @@ static const char migration_0018_notify_endpoint_due[] =
     "    ON notify_deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';\n"
     "DROP INDEX CONCURRENTLY IF EXISTS notify_deliveries_due;\n";
 
+/* Issue 16: what each delivery row cost its state change, measured with
+ * scripts/lib/bench_outbox.sh (pgbench, 64 payments moved per UPDATE, one
+ * endpoint; bench/results/2026-12-02-outbox-note.md): the two foreign keys
+ * of notify_deliveries were the dearest part. Each inserted delivery ran
+ * two RI checks, each a query that locks the referenced row FOR KEY
+ * SHARE: a tuple lock and its WAL record per delivery, and on the one
+ * endpoint row that every concurrent writer locks, a MultiXact. Dropped,
+ * they save about 15 µs of PostgreSQL's CPU per change, a fifth of what
+ * the outbox cost it. Their jobs are done explicitly:
+ * - ON DELETE CASCADE from webhook_endpoints: the endpoint's DELETE
+ *   deletes its deliveries in the same statement (store_notify.c). A
+ *   delivery a concurrent state change writes for the endpoint while it
+ *   is being deleted (its trigger saw the endpoint before the DELETE
+ *   committed) is left behind; it is never claimed, listed or resent
+ *   (each of those joins webhook_endpoints, and endpoint ids are never
+ *   reused), and the janitor removes it (store_janitor.c). With the key,
+ *   that race failed the state change's whole transaction instead.
+ * - ON DELETE CASCADE from notify_events: the janitor deletes an expired
+ *   event's deliveries with it, in the same transaction; a resend locks
+ *   the event FOR KEY SHARE, as the key's check did, so it cannot add a
+ *   delivery to an event being purged.
+ * - The checks themselves: deliveries are only ever written by the
+ *   notification triggers, with the event they have just inserted and an
+ *   endpoint they have just read, and by a resend, from an existing
+ *   delivery, so they could only fail in the race above.
+ * notify_events_object (object_id) serves no query the host runs: it was
+ * an index entry per event (about 100 bytes of WAL) for nothing. Every other index serves one:
+ * notify_events' key the joins from deliveries (claim, lists, resend),
+ * notify_events_created the janitor's walk from the oldest event;
+ * notify_deliveries' key the claims' and outcomes' look-ups by id,
+ * notify_deliveries_event the janitor's pending check and purge per event
+ * and the resend's, notify_deliveries_endpoint the delivery list and the
+ * endpoint's DELETE, notify_deliveries_endpoint_due the claim. The ids
+ * (random UUIDs) cost no more than the alternatives measured (random(),
+ * a time-ordered prefix), so they stay. Each step runs on its own, so no
+ * step holds the three tables' locks together; the index is dropped
+ * without blocking writes. */
+static const char migration_0019_notify_fewer_checks[] =
+    STORE_MIGRATION_NO_TRANSACTION
+    "ALTER TABLE notify_deliveries DROP CONSTRAINT IF EXISTS notify_deliveries_endpoint_id_fkey;\n"
+    "ALTER TABLE notify_deliveries DROP CONSTRAINT IF EXISTS notify_deliveries_event_id_fkey;\n"
+    "DROP INDEX CONCURRENTLY IF EXISTS notify_events_object;\n";
+
 /* Issue 16: fewer index entries and no trigger call where they buy
  * nothing, measured by replaying the group commit's statements with
  * pgbench (scripts/lib/bench_hot_path.sh; figures in README.md).
@@ -783,7 +826,8 @@ static const store_migration migration_list[] = {
      migration_0017_notify_per_statement},
     {18, "notifications: index each endpoint's due deliveries for the claim, instead of all due ones",
      migration_0018_notify_endpoint_due},
-    /* 19 is another branch's; the runner applies missing versions in list order. */
+    {19, "notifications: no foreign keys on deliveries (their jobs done explicitly), no index by object",
+     migration_0019_notify_fewer_checks},
     {20, "hot path: the due index holds scheduled payments only; the amounts trigger runs when it acts",
      migration_0020_hot_path_writes},
     {22, "hot path: states, sources and kinds as domains, whose checks are not parsed again per statement",

@@ -181,8 +181,14 @@ store_result store_endpoint_get(store *s, const char *merchant_id, const char *i
                    out);
 }
 
+/* The endpoint and its deliveries, in one statement (no foreign key
+ * cascades since migration 19). A delivery a concurrent state change
+ * writes meanwhile is left behind, never claimed, and removed by the
+ * janitor (store_janitor.c). */
 static const char sql_endpoint_delete[] =
-    "DELETE FROM webhook_endpoints WHERE id = $1::text AND merchant_id = $2::text RETURNING id";
+    "WITH e AS (DELETE FROM webhook_endpoints WHERE id = $1::text AND merchant_id = $2::text RETURNING id),"
+    " d AS (DELETE FROM notify_deliveries d USING e WHERE d.endpoint_id = e.id)"
+    " SELECT id FROM e";
 
 store_result store_endpoint_delete(store *s, const char *merchant_id, const char *id)
 {
@@ -327,11 +333,14 @@ store_result store_delivery_list(store *s, const char *merchant_id, const char *
 }
 
 /* $1 endpoint, $2 merchant, $3 delivery, $4 new delivery id. First column
- * true for the new row, false for the pending one that refused it. */
+ * true for the new row, false for the pending one that refused it. The
+ * event is locked FOR KEY SHARE (as a foreign key's check would), so the
+ * janitor does not purge it under the new delivery: it skips a locked
+ * event, and a resend waiting for the janitor finds none (404). */
 static const char sql_delivery_resend[] =
     "WITH src AS (SELECT d.event_id, d.endpoint_id FROM notify_deliveries d"
-    "   JOIN webhook_endpoints e ON e.id = d.endpoint_id"
-    "   WHERE d.id = $3::text AND e.id = $1::text AND e.merchant_id = $2::text),"
+    "   JOIN webhook_endpoints e ON e.id = d.endpoint_id JOIN notify_events ev ON ev.id = d.event_id"
+    "   WHERE d.id = $3::text AND e.id = $1::text AND e.merchant_id = $2::text FOR KEY SHARE OF ev),"
     " busy AS (SELECT d.* FROM notify_deliveries d, src"
     "   WHERE d.event_id = src.event_id AND d.endpoint_id = src.endpoint_id AND d.status = 'pending'"
     "   LIMIT 1),"

@@ -10,12 +10,13 @@ runs with the default (refused).
 """
 import json
 import os
+import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Env, http, record_secret  # noqa: E402
+from harness import PG, Env, http, record_secret  # noqa: E402
 from notify_helpers import (NPM_PKG, Receiver, add_merchant, endpoints, install_official_library,  # noqa: E402
                             verified_by_all)
 
@@ -261,6 +262,56 @@ class NotifyTest(NotifyBase, unittest.TestCase):
         self.assertEqual(rec["verified"], [True, True])  # the official library accepts either secret
         self.assertNotIn("secret", endpoints(self.env, self.a, path="/" + ep["id"]).json)
         endpoints(self.env, self.a, path="/" + ep["id"], method="DELETE")
+
+
+class NotifyJanitorTest(NotifyBase, unittest.TestCase):
+    """The janitor (every 200 ms here) and the deliveries foreign keys no longer cascade to (migration 19)."""
+
+    CONFIG = FAST + "janitor_interval_ms = 200;\n"
+
+    def test_delivery_of_endpoint_deleted_meanwhile_never_sent_and_removed(self):
+        # A state change whose transaction has written a delivery to an
+        # endpoint, still open while the endpoint is deleted: the DELETE does
+        # not wait for it, the delivery it then commits is never sent (the
+        # other endpoint's, of the same event, is), and the janitor removes it.
+        auth = add_merchant(self.env, "mer_race")
+        raced = self.make_endpoint("/raced", auth=auth)
+        self.make_endpoint("/beside", auth=auth)
+        conn = PG.replace("dbname=postgres", "dbname=" + self.env.db)
+        tx = subprocess.Popen(["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-d", conn],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            tx.stdin.write("BEGIN;\n"
+                           "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                           " connector_account) VALUES ('pay_raced', 'BANCO_X', 100, 'EUR', 'created',"
+                           " 'mer_race', 'default');\n"
+                           "UPDATE payments SET state = 'failed', error_code = 'operator'"
+                           " WHERE id = 'pay_raced';\n"
+                           "SELECT count(*) FROM notify_deliveries WHERE endpoint_id = '%s';\n" % raced["id"])
+            tx.stdin.flush()
+            self.assertEqual(tx.stdout.readline().strip(), "1")  # written, not committed
+            t = time.time()
+            r = endpoints(self.env, auth, path="/" + raced["id"], method="DELETE")
+            self.assertEqual((r.status, r.json["deleted"]), (200, True), r)
+            self.assertLess(time.time() - t, 2.0, "the DELETE waited for the open state change")
+            tx.stdin.write("COMMIT;\n")
+            tx.stdin.close()
+            self.assertEqual(tx.wait(timeout=10), 0)
+        finally:
+            if tx.poll() is None:
+                tx.kill()
+        event = self.env.sql("SELECT id FROM notify_events WHERE object_id = 'pay_raced'")
+        self.assertTrue(event)
+        self.recv.wait(lambda: [x for x in self.recv.records("/beside")
+                                if x["headers"]["webhook-id"] == event],
+                       what="the other endpoint's delivery of the event")
+        self.recv.wait(lambda: self.env.sql("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = '%s'"
+                                            % raced["id"]) == "0", timeout=5,
+                       what="the janitor to remove the deleted endpoint's delivery")
+        time.sleep(0.5)
+        self.assertEqual(self.recv.records("/raced"), [])
+        self.assertEqual(self.env.sql("SELECT count(*) FROM notify_deliveries WHERE event_id = '%s'"
+                                      % event), "1")
 
 
 class NotifyHungTest(NotifyBase, unittest.TestCase):

@@ -1,7 +1,8 @@
 """Retention: every worker's janitor purges expired idempotency keys, old
-webhook events of terminal payments and (when configured) old history of
-terminal payments, even with reconcile_workers = 0; private plugin copies
-nothing uses any more are removed, the ones in use are kept."""
+webhook events of terminal payments, (when configured) old history of
+terminal payments and old notification events with their deliveries, even
+with reconcile_workers = 0; private plugin copies nothing uses any more are
+removed, the ones in use are kept."""
 import hashlib
 import os
 import sys
@@ -104,6 +105,38 @@ class Janitor(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["events"], [])
 
+    def test_old_notification_events_go_with_their_deliveries(self):
+        # Old events whose deliveries are done go, their deliveries with them
+        # (no foreign key cascades since migration 19); an old event with a
+        # delivery still pending stays, and so do recent ones. A pending
+        # delivery whose endpoint is gone (left by a state change racing the
+        # endpoint's DELETE) is removed whatever its age.
+        env = self.env
+        env.sql("INSERT INTO webhook_endpoints (id, merchant_id, url, secret_enc)"
+                " VALUES ('we_ret', 'mer_default', 'https://example.com/ret', 'sealed');"
+                "INSERT INTO notify_events (id, merchant_id, type, object_id, payload, created_at)"
+                " SELECT 'evt_ret_' || n, 'mer_default', 'payment.succeeded', 'pay_ret', '{}', now() - age"
+                " FROM (VALUES ('old_done', interval '40 days'), ('old_pending', interval '40 days'),"
+                " ('new_done', interval '2 days')) AS v (n, age);"
+                "INSERT INTO notify_deliveries"
+                " (id, event_id, endpoint_id, status, next_attempt_at, created_at)"
+                " SELECT 'dlv_ret_' || n, 'evt_ret_' || e, ep, st,"
+                " CASE WHEN st = 'pending' THEN now() + interval '1 day' END, now() - interval '40 days'"
+                " FROM (VALUES ('old_done_1', 'old_done', 'we_ret', 'succeeded'),"
+                " ('old_done_2', 'old_done', 'we_ret', 'failed'),"
+                " ('old_pending', 'old_pending', 'we_ret', 'pending'),"
+                " ('new_done', 'new_done', 'we_ret', 'succeeded'),"
+                " ('orphan', 'new_done', 'we_gone', 'pending')) AS v (n, e, ep, st)")
+        wait_until(lambda: env.sql("SELECT count(*) FROM notify_events WHERE id = 'evt_ret_old_done'") == "0",
+                   5, "the old delivered notification event to be purged")
+        wait_until(lambda: env.sql("SELECT count(*) FROM notify_deliveries"
+                                   " WHERE id = 'dlv_ret_orphan'") == "0", 5,
+                   "the delivery of a deleted endpoint to be removed")
+        time.sleep(0.5)
+        self.assertEqual(env.sql("SELECT string_agg(id, ',' ORDER BY id) FROM notify_events"
+                                 " WHERE id LIKE 'evt_ret_%'"), "evt_ret_new_done,evt_ret_old_pending")
+        self.assertEqual(env.sql("SELECT string_agg(id, ',' ORDER BY id) FROM notify_deliveries"
+                                 " WHERE id LIKE 'dlv_ret_%'"), "dlv_ret_new_done,dlv_ret_old_pending")
 
 class Defaults(unittest.TestCase):
     def test_history_is_kept_forever_by_default(self):

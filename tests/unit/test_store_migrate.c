@@ -22,6 +22,7 @@
 #include "store.h"
 #include "store_accounts.h"
 #include "store_migrations.h"
+#include "store_notify.h"
 
 static const char *g_admin;
 static char g_db[64];
@@ -505,6 +506,78 @@ static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
     exec_on(g_admin, sql);
 }
 
+/* A database at version 18, with an endpoint, payments and their events
+ * and deliveries, upgraded to 19: every row is kept, notify_deliveries
+ * has no foreign key left and notify_events no index by object, the
+ * indexes the queries use are there and valid, a state change still
+ * writes its event and delivery, and deleting the endpoint deletes its
+ * deliveries (what the cascade did). */
+static void test_upgrade_to_19_keeps_the_outbox_without_its_keys(void **state)
+{
+    (void)state;
+    char err[512] = "", sql[256], conninfo[4200];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s_v19", g_db);
+    assert_true(exec_on(g_admin, sql));
+    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_v19", g_admin, g_db);
+    size_t count = 0, before = 0;
+    const store_migration *all = store_migrations(&count);
+    store_migration *older = calloc(count, sizeof *older);
+    assert_non_null(older);
+    for (size_t i = 0; i < count; i++)
+        if (all[i].version < 19)
+            older[before++] = all[i];
+    store *s = store_open(conninfo, 1);
+    assert_non_null(s);
+    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    assert_true(exec_on(conninfo,
+                        "INSERT INTO webhook_endpoints (id, merchant_id, url, secret_enc)"
+                        " VALUES ('we_a', 'mer_default', 'https://example.com/a', 'sealed'),"
+                        " ('we_b', 'mer_default', 'https://example.com/b', 'sealed');"
+                        "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                        " connector_account) SELECT 'pay_' || g, 'BANCO_X', 100, 'EUR', 'created',"
+                        " 'mer_default', 'default' FROM generate_series(1, 3) g;"
+                        "UPDATE payments SET state = 'pending';"
+                        "UPDATE notify_deliveries SET status = 'succeeded', attempts = 1"
+                        " WHERE endpoint_id = 'we_b'"));
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    char kept[256];
+    static const char rows[] =
+        "SELECT (SELECT count(*) FROM notify_events) || ' ' || (SELECT string_agg(g, ',' ORDER BY g) FROM"
+        " (SELECT endpoint_id || ':' || status || ':' || attempts || ':' || count(*) AS g"
+        " FROM notify_deliveries GROUP BY endpoint_id, status, attempts) x)"
+        " || ' ' || (SELECT count(*) FROM notify_deliveries d JOIN notify_events e ON e.id = d.event_id)";
+    snprintf(kept, sizeof kept, "%s", value_on(c, rows));
+    assert_string_equal(kept, "3 we_a:pending:0:3,we_b:succeeded:1:3 6");
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    assert_string_equal(value_on(c, rows), kept);
+    assert_string_equal(value_on(c, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
+                                    " AND conrelid = 'notify_deliveries'::regclass"),
+                        "0");
+    assert_string_equal(value_on(c, "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_index i"
+                                    " JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indisvalid"
+                                    " AND i.indrelid IN ('notify_deliveries'::regclass,"
+                                    " 'notify_events'::regclass)"),
+                        "notify_deliveries_endpoint,notify_deliveries_endpoint_due,notify_deliveries_event,"
+                        "notify_deliveries_pkey,notify_events_created,notify_events_pkey");
+    PGresult *r = PQexec(c, "UPDATE payments SET state = 'succeeded' WHERE id = 'pay_1'");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_string_equal(value_on(c, "SELECT count(*) FROM notify_events e JOIN notify_deliveries d"
+                                    " ON d.event_id = e.id WHERE e.object_id = 'pay_1'"
+                                    " AND e.type = 'payment.succeeded'"),
+                        "2");
+    assert_int_equal(store_endpoint_delete(s, "mer_default", "we_a"), STORE_OK);
+    assert_string_equal(value_on(c, "SELECT string_agg(DISTINCT endpoint_id, ',') || ' ' || count(*)"
+                                    " FROM notify_deliveries"),
+                        "we_b 4");
+    PQfinish(c);
+    store_close(s);
+    free(older);
+    snprintf(sql, sizeof sql, "DROP DATABASE %s_v19 WITH (FORCE)", g_db);
+    exec_on(g_admin, sql);
+}
+
 int main(void)
 {
     g_admin = getenv("PAGOFLEX_PG");
@@ -534,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_state_lists_are_domains_and_still_refuse_what_is_not_in_them),
         cmocka_unit_test(test_upgrade_to_state_domains_keeps_every_value),
         cmocka_unit_test(test_upgrade_to_scheduled_due_index_keeps_every_row),
+        cmocka_unit_test(test_upgrade_to_19_keeps_the_outbox_without_its_keys),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(g_check);

@@ -3,7 +3,8 @@
  * deliveries with each state change and nothing for a rolled-back one,
  * one per changed row of a many-row statement;
  * claims share the work (per-endpoint cap, lease, fencing token); an
- * endpoint is its merchant's only.
+ * endpoint is its merchant's only; an endpoint's DELETE and the janitor
+ * remove the deliveries the foreign keys cascaded to before migration 19.
  *
  * PAGOFLEX_PG holds a conninfo to a server where we may create databases.
  * Each run creates pf_notify_<pid> and drops it at the end. Without
@@ -594,10 +595,86 @@ static void test_janitor_purges_old_finished_events_only(void **unused)
     assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries d JOIN webhook_endpoints e"
                                  " ON e.id = d.endpoint_id WHERE e.merchant_id = 'mer_j'"),
                      2);
+    /* The purged event's delivery went with it (no foreign key cascades since migration 19). */
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries d WHERE NOT EXISTS"
+                                 " (SELECT 1 FROM notify_events e WHERE e.id = d.event_id)"),
+                     0);
     lim.notify_event_retention_days = 0; /* keep everything */
     check_exec("UPDATE notify_deliveries SET status = 'failed' WHERE status = 'pending'");
     assert_int_equal(store_janitor_round(g_store, &lim, &n), STORE_OK);
     assert_int_equal(n.notify_events, 0);
+}
+
+/* Deleting an endpoint deletes its deliveries, in the same statement, and
+ * leaves the other endpoints' (and the events) alone. */
+static void test_endpoint_delete_takes_its_deliveries_only(void **unused)
+{
+    (void)unused;
+    make_endpoint("we_x1", "mer_x", NULL);
+    make_endpoint("we_x2", "mer_x", NULL);
+    make_payment("pay_x1", "mer_x");
+    make_payment("pay_x2", "mer_x");
+    check_exec("UPDATE payments SET state = 'pending' WHERE merchant_id = 'mer_x'");
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_x1'"), 2);
+    assert_int_equal(store_endpoint_delete(g_store, "mer_x", "we_x1"), STORE_OK);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_x1'"), 0);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_x2'"), 2);
+    assert_int_equal(
+        check_count("SELECT count(*) FROM notify_events WHERE object_id IN ('pay_x1', 'pay_x2')"), 2);
+    /* Another merchant's delete of it changes nothing. */
+    assert_int_equal(store_endpoint_delete(g_store, "mer_j", "we_x2"), STORE_NOT_FOUND);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_x2'"), 2);
+    assert_int_equal(store_endpoint_delete(g_store, "mer_x", "we_x2"), STORE_OK);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_x2'"), 0);
+}
+
+/* A state change whose transaction wrote a delivery to an endpoint that is
+ * deleted before it commits: the DELETE does not wait for it (no key
+ * locks the endpoint row; a store whose statements give up after 3 s of
+ * waiting for a lock tells), the delivery it leaves behind is never
+ * claimed, and the janitor removes it, whatever the retention, keeping
+ * the pending deliveries of live endpoints. */
+static void test_delivery_of_endpoint_deleted_meanwhile_never_claimed_and_purged(void **unused)
+{
+    (void)unused;
+    check_exec("DELETE FROM notify_deliveries");
+    make_endpoint("we_o1", "mer_o", NULL);
+    make_endpoint("we_o2", "mer_o", "[\"payment.succeeded\"]");
+    make_payment("pay_o1", "mer_o");
+    make_payment("pay_o2", "mer_o");
+    PGconn *tx = PQconnectdb(g_conninfo);
+    assert_int_equal(PQstatus(tx), CONNECTION_OK);
+    pgtest_exec(tx, "BEGIN; UPDATE payments SET state = 'pending' WHERE id = 'pay_o1'");
+    char conninfo[4200];
+    snprintf(conninfo, sizeof conninfo, "%s options='-c lock_timeout=3000'", g_conninfo);
+    store *waits_3s = store_open(conninfo, 1);
+    assert_non_null(waits_3s);
+    assert_int_equal(store_endpoint_delete(waits_3s, "mer_o", "we_o1"), STORE_OK);
+    store_close(waits_3s);
+    pgtest_exec(tx, "COMMIT");
+    PQfinish(tx);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_o1'"), 1);
+    check_exec("UPDATE payments SET state = 'succeeded' WHERE id = 'pay_o2'"); /* a live one, for we_o2 */
+    pagoflex_arena *a = arena_new();
+    store_notify_job *jobs = NULL;
+    size_t n = 0;
+    assert_int_equal(store_notify_claim(g_store, 100, 10, NULL, NULL, 0, 60000, a, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].endpoint_id, "we_o2");
+    arena_free(a);
+    store_janitor_limits lim = {.batch = 10, .max_batches = 10}; /* retention 0: keep every event */
+    store_janitor_counts c;
+    assert_int_equal(store_janitor_round(g_store, &lim, &c), STORE_OK);
+    assert_true(c.ran);
+    assert_int_equal(c.notify_orphan_deliveries, 1);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_o1'"), 0);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_o2'"
+                                 " AND status = 'pending'"),
+                     1);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_events WHERE object_id = 'pay_o1'"), 1);
+    assert_int_equal(store_janitor_round(g_store, &lim, &c), STORE_OK);
+    assert_int_equal(c.notify_orphan_deliveries, 0);
+    check_exec("DELETE FROM notify_deliveries");
 }
 
 static void test_master_key_rotation_reseals_endpoint_secrets(void **unused)
@@ -657,7 +734,7 @@ static int group_setup(void **unused)
         return -1;
     check_exec("INSERT INTO merchants (id, name) VALUES ('mer_t', 't'), ('mer_bl', 'bl'), ('mer_u', 'u'), ('mer_c', 'c'),"
                " ('mer_d', 'd'), ('mer_m', 'm'), ('mer_n', 'n'), ('mer_j', 'j'), ('mer_k', 'k'),"
-               " ('mer_s', 's'), ('mer_v', 'v'), ('mer_l', 'l')");
+               " ('mer_s', 's'), ('mer_v', 'v'), ('mer_l', 'l'), ('mer_x', 'x'), ('mer_o', 'o')");
     return 0;
 }
 
@@ -681,6 +758,8 @@ int main(void)
         cmocka_unit_test(test_claim_rooms_give_back_and_local_async_commit),
         cmocka_unit_test(test_endpoints_are_their_merchants),
         cmocka_unit_test(test_janitor_purges_old_finished_events_only),
+        cmocka_unit_test(test_endpoint_delete_takes_its_deliveries_only),
+        cmocka_unit_test(test_delivery_of_endpoint_deleted_meanwhile_never_claimed_and_purged),
         cmocka_unit_test(test_master_key_rotation_reseals_endpoint_secrets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
