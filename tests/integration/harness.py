@@ -47,6 +47,19 @@ BANCOX_SECRET = record_secret("whsec_" + uuid.uuid4().hex)
 _GIVEN_PORTS = set()
 
 
+def port_bindable(port):
+    """Could a server listen on 127.0.0.1:port now (SO_REUSEADDR, as pagoflexd)?"""
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def free_port():
     """A free loopback port for a server a test starts, outside the kernel's
     ephemeral range (32768-60999 here). A port picked from that range can be
@@ -357,6 +370,12 @@ class Env:
                             break
                 except OSError:
                     break
+                time.sleep(0.02)
+        # A worker's leader thread turns zombie before its other threads are
+        # gone (one in a write, say), and they share its descriptors: the
+        # listening sockets are free only once the last one exits.
+        for port in (self.port, self.admin_port):
+            while time.time() < deadline and not port_bindable(port):
                 time.sleep(0.02)
         return len(children)
 
