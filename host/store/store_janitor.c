@@ -92,25 +92,20 @@ static void janitor_terminal_states(char *buf, size_t len)
         snprintf(buf + n, len - n, "}");
 }
 
-/* Delete batch after batch of `sql` (limit, then the other parameters)
- * while a batch comes back full, at most max_batches. */
-static store_result janitor_purge(store_call *c, const char *what, const char *sql, int nparams,
-                                  const char *const *rest, const store_janitor_limits *lim,
-                                  long *removed, bool *more)
+/* One batch: sets *n to the rows it removed. */
+typedef store_result (*janitor_batch_fn)(store_call *c, void *arg, long *n);
+
+/* `batch` again while it comes back full (lim->batch rows), at most
+ * max_batches times; *more when it stopped at that cap. */
+static store_result janitor_batches(store_call *c, const store_janitor_limits *lim, janitor_batch_fn batch,
+                                    void *arg, long *removed, bool *more)
 {
-    char limit[16];
-    const char *params[3] = {limit, NULL, NULL};
-    snprintf(limit, sizeof limit, "%d", lim->batch);
-    for (int i = 1; i < nparams; i++)
-        params[i] = rest[i - 1];
     long total = 0;
     for (int b = 0; b < lim->max_batches; b++) {
-        PGresult *r = NULL;
-        store_result rc = store_call_exec(c, what, sql, nparams, params, false, &r);
+        long n = 0;
+        store_result rc = batch(c, arg, &n);
         if (rc != STORE_OK)
             return rc;
-        long n = atol(PQcmdTuples(r));
-        PQclear(r);
         if (n > 0)
             metrics_db_commit();
         total += n;
@@ -124,13 +119,44 @@ static store_result janitor_purge(store_call *c, const char *what, const char *s
     return STORE_OK;
 }
 
+typedef struct purge_statement {
+    const char *what, *sql;
+    int nparams;
+    const char *params[3]; /* the limit, then the other parameters */
+} purge_statement;
+
+static store_result purge_statement_batch(store_call *c, void *arg, long *n)
+{
+    const purge_statement *p = arg;
+    PGresult *r = NULL;
+    store_result rc = store_call_exec(c, p->what, p->sql, p->nparams, p->params, false, &r);
+    if (rc == STORE_OK)
+        *n = atol(PQcmdTuples(r));
+    PQclear(r);
+    return rc;
+}
+
+/* Delete batch after batch of `sql` (limit, then the other parameters). */
+static store_result janitor_purge(store_call *c, const char *what, const char *sql, int nparams,
+                                  const char *const *rest, const store_janitor_limits *lim,
+                                  long *removed, bool *more)
+{
+    char limit[16];
+    purge_statement p = {.what = what, .sql = sql, .nparams = nparams, .params = {limit, NULL, NULL}};
+    snprintf(limit, sizeof limit, "%d", lim->batch);
+    for (int i = 1; i < nparams; i++)
+        p.params[i] = rest[i - 1];
+    return janitor_batches(c, lim, purge_statement_batch, &p, removed, more);
+}
+
 /* One batch of old notification events and their deliveries, in one
  * transaction of two statements: the second one's snapshot sees every
  * delivery committed before the first locked the events, so none is left
  * without its event (a resend waiting on the lock finds no event). Sets
  * *n to the events removed. */
-static store_result notify_purge_batch(store_call *c, const char *const params[2], long *n)
+static store_result notify_purge_batch(store_call *c, void *arg, long *n)
 {
+    const char *const *params = arg;
     PGresult *r = NULL;
     store_result rc = store_call_exec(c, "janitor: begin", "BEGIN", 0, NULL, false, &r);
     PQclear(r);
@@ -164,24 +190,8 @@ static store_result notify_purge(store_call *c, const store_janitor_limits *lim,
 {
     char limit[16];
     snprintf(limit, sizeof limit, "%d", lim->batch);
-    const char *const params[] = {limit, days};
-    long total = 0;
-    for (int b = 0; b < lim->max_batches; b++) {
-        long n = 0;
-        store_result rc = notify_purge_batch(c, params, &n);
-        if (rc != STORE_OK)
-            return rc;
-        if (n > 0)
-            metrics_db_commit();
-        total += n;
-        if (n < lim->batch) {
-            *removed = total;
-            return STORE_OK;
-        }
-    }
-    *removed = total;
-    *more = true;
-    return STORE_OK;
+    const char *params[] = {limit, days};
+    return janitor_batches(c, lim, notify_purge_batch, (void *)params, removed, more);
 }
 
 store_result store_janitor_round(store *s, const store_janitor_limits *lim,
