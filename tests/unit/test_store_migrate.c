@@ -62,6 +62,35 @@ static char *value(const char *sql)
     return out;
 }
 
+/* A new database <g_db>_<suffix> at the versions of this build below
+ * `version`, for an upgrade test: its conninfo, and a store on it. */
+static store *older_database(const char *suffix, int version, char *conninfo, size_t len)
+{
+    char err[512] = "", sql[256];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s_%s", g_db, suffix);
+    assert_true(exec_on(g_admin, sql));
+    snprintf(conninfo, len, "%s dbname=%s_%s", g_admin, g_db, suffix);
+    size_t count = 0, before = 0;
+    const store_migration *all = store_migrations(&count);
+    store_migration *older = calloc(count, sizeof *older);
+    assert_non_null(older);
+    for (size_t i = 0; i < count; i++)
+        if (all[i].version < version)
+            older[before++] = all[i];
+    store *s = store_open(conninfo, 1);
+    assert_non_null(s);
+    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    free(older);
+    return s;
+}
+
+static void drop_database(const char *suffix)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE %s_%s WITH (FORCE)", g_db, suffix);
+    exec_on(g_admin, sql);
+}
+
 static void test_concurrent_version_runs_between_the_others(void **state)
 {
     (void)state;
@@ -153,20 +182,8 @@ static void test_status_counts_pending_versions(void **state)
 static void test_upgrade_to_connector_accounts_keeps_every_row(void **state)
 {
     (void)state;
-    char err[512] = "", sql[256], conninfo[4200];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s_acct", g_db);
-    assert_true(exec_on(g_admin, sql));
-    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_acct", g_admin, g_db);
-    size_t count = 0, before = 0;
-    const store_migration *all = store_migrations(&count);
-    store_migration *older = calloc(count, sizeof *older);
-    assert_non_null(older);
-    for (size_t i = 0; i < count; i++)
-        if (all[i].version < 11)
-            older[before++] = all[i];
-    store *s = store_open(conninfo, 1);
-    assert_non_null(s);
-    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    char err[512] = "", conninfo[4200];
+    store *s = older_database("acct", 11, conninfo, sizeof conninfo);
     assert_true(exec_on(conninfo,
                         "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
                         " provider_reference_id,"
@@ -215,9 +232,7 @@ static void test_upgrade_to_connector_accounts_keeps_every_row(void **state)
     assert_string_equal(acct, "default");
     arena_free(arena);
     store_close(s);
-    free(older);
-    snprintf(sql, sizeof sql, "DROP DATABASE %s_acct WITH (FORCE)", g_db);
-    exec_on(g_admin, sql);
+    drop_database("acct");
 }
 
 /* The single text value of `sql` on connection c ("" when no row). */
@@ -240,20 +255,8 @@ static char *value_on(PGconn *c, const char *sql)
 static void test_upgrade_to_statement_triggers_notifies_once(void **state)
 {
     (void)state;
-    char err[512] = "", sql[256], conninfo[4200];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s_stmt", g_db);
-    assert_true(exec_on(g_admin, sql));
-    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_stmt", g_admin, g_db);
-    size_t count = 0, before = 0;
-    const store_migration *all = store_migrations(&count);
-    store_migration *older = calloc(count, sizeof *older);
-    assert_non_null(older);
-    for (size_t i = 0; i < count; i++)
-        if (all[i].version < 17)
-            older[before++] = all[i];
-    store *s = store_open(conninfo, 1);
-    assert_non_null(s);
-    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    char err[512] = "", conninfo[4200];
+    store *s = older_database("stmt", 17, conninfo, sizeof conninfo);
     assert_true(exec_on(conninfo,
                         "INSERT INTO webhook_endpoints (id, merchant_id, url, secret_enc)"
                         " VALUES ('we_old', 'mer_default', 'https://example.com/hook', 'sealed');"
@@ -288,9 +291,7 @@ static void test_upgrade_to_statement_triggers_notifies_once(void **state)
     assert_string_equal(value_on(c, "SELECT count(*) FROM notify_deliveries WHERE endpoint_id = 'we_old'"), "3");
     PQfinish(c);
     store_close(s);
-    free(older);
-    snprintf(sql, sizeof sql, "DROP DATABASE %s_stmt WITH (FORCE)", g_db);
-    exec_on(g_admin, sql);
+    drop_database("stmt");
 }
 
 /* The SQLSTATE of `sql` run on c inside a transaction that is rolled back
@@ -362,20 +363,8 @@ static void test_state_lists_are_domains_and_still_refuse_what_is_not_in_them(vo
 static void test_upgrade_to_state_domains_keeps_every_value(void **state)
 {
     (void)state;
-    char err[512] = "", sql[256], conninfo[4200];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s_dom", g_db);
-    assert_true(exec_on(g_admin, sql));
-    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_dom", g_admin, g_db);
-    size_t count = 0, before = 0;
-    const store_migration *all = store_migrations(&count);
-    store_migration *older = calloc(count, sizeof *older);
-    assert_non_null(older);
-    for (size_t i = 0; i < count; i++)
-        if (all[i].version < 22)
-            older[before++] = all[i];
-    store *s = store_open(conninfo, 1);
-    assert_non_null(s);
-    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    char err[512] = "", conninfo[4200];
+    store *s = older_database("dom", 22, conninfo, sizeof conninfo);
     assert_true(exec_on(conninfo,
                         "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
                         " connector_account, capture_method, pending_operation) VALUES ('pay_old', 'BANCO_X',"
@@ -408,9 +397,7 @@ static void test_upgrade_to_state_domains_keeps_every_value(void **state)
     assert_string_equal(sqlstate_of(c, "UPDATE payments SET state = 'settled'"), "23514");
     PQfinish(c);
     store_close(s);
-    free(older);
-    snprintf(sql, sizeof sql, "DROP DATABASE %s_dom WITH (FORCE)", g_db);
-    exec_on(g_admin, sql);
+    drop_database("dom");
 }
 
 /* A database at the versions before 20, with open payments scheduled and
@@ -424,19 +411,7 @@ static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
 {
     (void)state;
     char err[512] = "", sql[256], conninfo[4200];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s_due", g_db);
-    assert_true(exec_on(g_admin, sql));
-    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_due", g_admin, g_db);
-    size_t count = 0, before = 0;
-    const store_migration *all = store_migrations(&count);
-    store_migration *older = calloc(count, sizeof *older);
-    assert_non_null(older);
-    for (size_t i = 0; i < count; i++)
-        if (all[i].version < 20)
-            older[before++] = all[i];
-    store *s = store_open(conninfo, 1);
-    assert_non_null(s);
-    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    store *s = older_database("due", 20, conninfo, sizeof conninfo);
     assert_true(exec_on(conninfo,
                         "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
                         " connector_account, provider_reference_id, next_attempt_at, redirect_url,"
@@ -501,9 +476,7 @@ static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
     assert_string_equal(value_on(c, rows), was);
     PQfinish(c);
     store_close(s);
-    free(older);
-    snprintf(sql, sizeof sql, "DROP DATABASE %s_due WITH (FORCE)", g_db);
-    exec_on(g_admin, sql);
+    drop_database("due");
 }
 
 /* A database at version 18, with an endpoint, payments and their events
@@ -515,20 +488,8 @@ static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
 static void test_upgrade_to_19_keeps_the_outbox_without_its_keys(void **state)
 {
     (void)state;
-    char err[512] = "", sql[256], conninfo[4200];
-    snprintf(sql, sizeof sql, "CREATE DATABASE %s_v19", g_db);
-    assert_true(exec_on(g_admin, sql));
-    snprintf(conninfo, sizeof conninfo, "%s dbname=%s_v19", g_admin, g_db);
-    size_t count = 0, before = 0;
-    const store_migration *all = store_migrations(&count);
-    store_migration *older = calloc(count, sizeof *older);
-    assert_non_null(older);
-    for (size_t i = 0; i < count; i++)
-        if (all[i].version < 19)
-            older[before++] = all[i];
-    store *s = store_open(conninfo, 1);
-    assert_non_null(s);
-    assert_int_equal(store_migrate_list(s, older, before, err, sizeof err), STORE_OK);
+    char err[512] = "", conninfo[4200];
+    store *s = older_database("v19", 19, conninfo, sizeof conninfo);
     assert_true(exec_on(conninfo,
                         "INSERT INTO webhook_endpoints (id, merchant_id, url, secret_enc)"
                         " VALUES ('we_a', 'mer_default', 'https://example.com/a', 'sealed'),"
@@ -573,9 +534,7 @@ static void test_upgrade_to_19_keeps_the_outbox_without_its_keys(void **state)
                         "we_b 4");
     PQfinish(c);
     store_close(s);
-    free(older);
-    snprintf(sql, sizeof sql, "DROP DATABASE %s_v19 WITH (FORCE)", g_db);
-    exec_on(g_admin, sql);
+    drop_database("v19");
 }
 
 int main(void)
