@@ -887,3 +887,21 @@ fail:
     PQclear(r);
     return rc;
 }
+
+void store_json_push(json_t **all, json_t *o)
+{
+    if (*all && o && json_array_append_new(*all, o) == 0)
+        return;
+    if (*all && o)
+        o = NULL; /* json_array_append_new released it */
+    json_decref(o);
+    json_decref(*all);
+    *all = NULL;
+}
+
+char *store_json_text(json_t *all)
+{
+    char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
+    json_decref(all);
+    return text;
+}

@@ -514,15 +514,10 @@ static char *batch_checks_ahead_param(batch_writer *w, int n)
         const store_batch_op *op = w->ops[i];
         if (!batch_check_ahead(op))
             continue;
-        json_t *o = json_pack("{s:i, s:s?, s:s?}", "n", i, "id", op->params[0], "ref", op->orphan_key[1]);
-        if (!o || json_array_append_new(all, o) != 0) {
-            json_decref(all);
-            return NULL;
-        }
+        store_json_push(
+            &all, json_pack("{s:i, s:s?, s:s?}", "n", i, "id", op->params[0], "ref", op->orphan_key[1]));
     }
-    char *text = all ? json_dumps(all, JSON_COMPACT) : NULL;
-    json_decref(all);
-    return text;
+    return store_json_text(all);
 }
 
 /* Queue the checks of batch_check_ahead's operations as the pipeline's
@@ -694,15 +689,9 @@ static bool batch_encode(batch_writer *w)
             continue;
         }
         json_t *all = json_array();
-        for (int k = 0; all && k < st->count; k++) {
-            json_t *o = batch_multi_object(w->ops[w->members[st->first + k]], k);
-            if (!o || json_array_append_new(all, o) != 0) {
-                json_decref(all);
-                all = NULL;
-            }
-        }
-        st->param = all ? json_dumps(all, JSON_COMPACT) : NULL;
-        json_decref(all);
+        for (int k = 0; all && k < st->count; k++)
+            store_json_push(&all, batch_multi_object(w->ops[w->members[st->first + k]], k));
+        st->param = store_json_text(all);
         if (!st->param)
             return false;
     }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "store.h"
@@ -203,6 +204,15 @@ void store_allowed_from(pagoflex_state to, char *buf, size_t len);
  * as store_run, *out untouched (store_transition.c). */
 store_result store_transition_run(store *s, const char *what, const char *sql, int n,
                                   const char *const *params, pagoflex_arena *arena, store_payment *out);
+
+/* A multi-row statement's parameter, a JSON array of one object per row
+ * (read with json_to_recordset): store_json_push appends o to *all; when o
+ * is NULL or cannot be appended, *all is released and set to NULL, and
+ * later pushes only release theirs. store_json_text releases all and
+ * returns its compact text (the caller frees it); NULL if all is NULL, on
+ * no memory, or when the text is not UTF-8. */
+void store_json_push(json_t **all, json_t *o);
+char *store_json_text(json_t *all);
 
 /* The notifier's claim of due deliveries (store_notify.c; store_notify_claim). */
 extern const char store_sql_notify_claim[];

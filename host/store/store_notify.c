@@ -536,17 +536,12 @@ store_result store_notify_finish_many(store *s, store_notify_outcome *o, size_t 
     if (n == 0)
         return STORE_OK;
     json_t *all = json_array();
-    for (size_t i = 0; all && i < n; i++) {
-        json_t *e = json_pack("{s:s, s:I, s:s, s:i, s:s?, s:I}", "id", o[i].delivery_id, "token",
-                              (json_int_t)o[i].claim_token, "status", o[i].status, "code", o[i].http_status,
-                              "error", o[i].error, "retry", (json_int_t)o[i].retry_ms);
-        if (!e || json_array_append_new(all, e) != 0) {
-            json_decref(all);
-            all = NULL;
-        }
-    }
-    text = all ? json_dumps(all, JSON_COMPACT) : NULL;
-    json_decref(all);
+    for (size_t i = 0; all && i < n; i++)
+        store_json_push(&all,
+                        json_pack("{s:s, s:I, s:s, s:i, s:s?, s:I}", "id", o[i].delivery_id, "token",
+                                  (json_int_t)o[i].claim_token, "status", o[i].status, "code",
+                                  o[i].http_status, "error", o[i].error, "retry", (json_int_t)o[i].retry_ms));
+    text = store_json_text(all);
     if (!text)
         goto done; /* no memory, or text that is not UTF-8: the caller records them one by one */
     const char *const params[] = {text};
@@ -583,15 +578,10 @@ store_result store_notify_give_back(store *s, const char *const *delivery_ids, c
         return STORE_OK;
     }
     json_t *all = json_array();
-    for (size_t i = 0; all && i < n; i++) {
-        json_t *e = json_pack("{s:s, s:I}", "id", delivery_ids[i], "token", (json_int_t)claim_tokens[i]);
-        if (!e || json_array_append_new(all, e) != 0) {
-            json_decref(all);
-            all = NULL;
-        }
-    }
-    text = all ? json_dumps(all, JSON_COMPACT) : NULL;
-    json_decref(all);
+    for (size_t i = 0; all && i < n; i++)
+        store_json_push(&all,
+                        json_pack("{s:s, s:I}", "id", delivery_ids[i], "token", (json_int_t)claim_tokens[i]));
+    text = store_json_text(all);
     if (!text)
         goto done;
     const char *const params[] = {text};
