@@ -21,6 +21,7 @@
 #include "arena.h"
 #include "store.h"
 #include "store_accounts.h"
+#include "store_flows.h"
 #include "store_migrations.h"
 #include "store_notify.h"
 
@@ -315,7 +316,8 @@ static void test_state_lists_are_domains_and_still_refuse_what_is_not_in_them(vo
 {
     (void)state;
     assert_string_equal(value("SELECT count(*) FROM pg_constraint WHERE contype = 'c' AND conrelid::regclass::text"
-                              " IN ('payments', 'payment_history', 'refunds', 'refund_history', 'webhook_events')"
+                              " IN ('payments', 'payment_history', 'refunds', 'refund_history', 'webhook_events',"
+                              " 'notify_deliveries')"
                               " AND conbin::text LIKE '%SCALARARRAYOPEXPR%'"),
                         "0");
     assert_true(exec_on(g_conninfo, "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
@@ -323,7 +325,9 @@ static void test_state_lists_are_domains_and_still_refuse_what_is_not_in_them(vo
                                     " 'mer_default', 'default');"
                                     "INSERT INTO refunds (id, payment_id, connector, amount, currency, state,"
                                     " merchant_id, connector_account) VALUES ('re_dom', 'pay_dom', 'BANCO_X', 10,"
-                                    " 'EUR', 'pending', 'mer_default', 'default')"));
+                                    " 'EUR', 'pending', 'mer_default', 'default');"
+                                    "INSERT INTO notify_deliveries (id, event_id, endpoint_id)"
+                                    " VALUES ('dlv_dom', 'evt_dom', 'we_dom')"));
     static const struct {
         const char *ok, *bad;
     } cases[] = {
@@ -351,6 +355,12 @@ static void test_state_lists_are_domains_and_still_refuse_what_is_not_in_them(vo
          " VALUES ('BANCO_X', 'default', 'ev_dom', 'tx_dom', 'succeeded', 'refund', false)",
          "INSERT INTO webhook_events (connector, connector_account, event_id, tx_id, state, kind, applied)"
          " VALUES ('BANCO_X', 'default', 'ev_dom', 'tx_dom', 'succeeded', 'chargeback', false)"},
+        {"INSERT INTO notify_deliveries (id, event_id, endpoint_id, status) VALUES ('dlv_dom1', 'evt_dom',"
+         " 'we_dom', 'failed')",
+         "INSERT INTO notify_deliveries (id, event_id, endpoint_id, status) VALUES ('dlv_dom2', 'evt_dom',"
+         " 'we_dom', 'lost')"},
+        {"UPDATE notify_deliveries SET status = 'succeeded' WHERE id = 'dlv_dom'",
+         "UPDATE notify_deliveries SET status = 'delivered' WHERE id = 'dlv_dom'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_string_equal(sqlstate_of(g_check, cases[i].ok), "");
@@ -398,6 +408,62 @@ static void test_upgrade_to_state_domains_keeps_every_value(void **state)
     PQfinish(c);
     store_close(s);
     drop_database("dom");
+}
+
+/* A database at the versions before 23, with a payment, its refund, the
+ * refund's history and webhook event, and a delivery, upgraded: every row
+ * is as it was, the tables a refund writes have no foreign key left (no
+ * hot-path table has one), a refund is still made and moved by the store's
+ * statements, and a delivery's status is still only one of the three. */
+static void test_upgrade_to_23_keeps_refunds_without_their_keys(void **state)
+{
+    (void)state;
+    char err[512] = "", conninfo[4200];
+    store *s = older_database("v23", 23, conninfo, sizeof conninfo);
+    assert_true(exec_on(conninfo,
+                        "INSERT INTO payments (id, connector, amount, currency, state, merchant_id,"
+                        " connector_account, amount_received) VALUES ('pay_k', 'BANCO_X', 100, 'EUR', 'succeeded',"
+                        " 'mer_default', 'default', 100);"
+                        "INSERT INTO refunds (id, payment_id, connector, amount, currency, state,"
+                        " merchant_id, connector_account)"
+                        " VALUES ('re_k', 'pay_k', 'BANCO_X', 10, 'EUR', 'pending', 'mer_default', 'default');"
+                        "INSERT INTO refund_history (refund_id, from_state, to_state, source)"
+                        " VALUES ('re_k', 'created', 'pending', 'bank_reply');"
+                        "INSERT INTO webhook_events (connector, connector_account, event_id, refund_id, kind,"
+                        " applied) VALUES ('BANCO_X', 'default', 'ev_k', 're_k', 'refund', true);"
+                        "INSERT INTO notify_deliveries (id, event_id, endpoint_id, status)"
+                        " VALUES ('dlv_k', 'evt_k', 'we_k', 'succeeded')"));
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    static const char rows[] = "SELECT concat_ws(' ', r.payment_id, r.state, h.to_state, w.refund_id, d.status)"
+                               " FROM refunds r, refund_history h, webhook_events w, notify_deliveries d";
+    assert_string_equal(value_on(c, rows), "pay_k pending pending re_k succeeded");
+    assert_string_equal(value_on(c, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
+                                    " AND conrelid = 'refund_history'::regclass"),
+                        "1");
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    assert_string_equal(value_on(c, rows), "pay_k pending pending re_k succeeded");
+    assert_string_equal(value_on(c, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid IN"
+                                    " ('payments'::regclass, 'payment_history'::regclass, 'refunds'::regclass,"
+                                    " 'refund_history'::regclass, 'webhook_events'::regclass,"
+                                    " 'notify_events'::regclass, 'notify_deliveries'::regclass)"),
+                        "0");
+    pagoflex_arena *a = arena_new();
+    store_payment pay;
+    store_refund made, moved;
+    assert_int_equal(store_refund_create(s, "mer_default", "re_k2", "pay_k", 20, NULL, NULL, a, &made, &pay),
+                     STORE_OK);
+    assert_int_equal(store_refund_transition(s, "re_k2", PAGOFLEX_STATE_SUCCEEDED, STORE_SOURCE_BANK_REPLY, NULL,
+                                             NULL, NULL, NULL, a, &moved),
+                     STORE_OK);
+    assert_string_equal(value_on(c, "SELECT string_agg(coalesce(from_state, '-') || '>' || to_state, ','"
+                                    " ORDER BY id) FROM refund_history WHERE refund_id = 're_k2'"),
+                        "->created,created>succeeded");
+    assert_string_equal(sqlstate_of(c, "UPDATE notify_deliveries SET status = 'lost'"), "23514");
+    arena_free(a);
+    PQfinish(c);
+    store_close(s);
+    drop_database("v23");
 }
 
 /* A database at the versions before 20, with open payments scheduled and
@@ -567,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_upgrade_to_state_domains_keeps_every_value),
         cmocka_unit_test(test_upgrade_to_scheduled_due_index_keeps_every_row),
         cmocka_unit_test(test_upgrade_to_19_keeps_the_outbox_without_its_keys),
+        cmocka_unit_test(test_upgrade_to_23_keeps_refunds_without_their_keys),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(g_check);
