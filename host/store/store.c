@@ -755,37 +755,13 @@ fail:
 }
 
 /* Fill one history entry from row `i`. */
-/* store_run with the generic plan forced for this one statement: SET,
- * run, RESET on the same connection (closed if the RESET fails, so no
- * other call inherits the setting). */
-static store_result store_run_generic(store *s, const char *what, const char *sql, int n,
-                                      const char *const *params, PGresult **res)
-{
-    store_call c;
-    PGresult *set = NULL;
-    store_result rc = store_call_begin(s, &c);
-    if (rc != STORE_OK)
-        return rc;
-    rc = store_call_exec(&c, what, "SET plan_cache_mode = force_generic_plan", 0, NULL, false, &set);
-    PQclear(set);
-    if (rc == STORE_OK)
-        rc = store_call_exec(&c, what, sql, n, params, false, res);
-    set = NULL;
-    if (store_call_exec(&c, what, "RESET plan_cache_mode", 0, NULL, false, &set) != STORE_OK)
-        c.broken = true;
-    PQclear(set);
-    store_call_end(&c);
-    return rc;
-}
-
-static store_result run_rows(store *s, bool generic, const char *what, const char *sql, int n,
-                             const char *const *params, pagoflex_arena *arena, size_t item_size,
-                             store_row_fn read, void **items, size_t *count)
+store_result store_run_rows(store *s, const char *what, const char *sql, int n,
+                            const char *const *params, pagoflex_arena *arena, size_t item_size,
+                            store_row_fn read, void **items, size_t *count)
 {
     PGresult *r = NULL;
     unsigned char *list = NULL;
-    store_result rc = generic ? store_run_generic(s, what, sql, n, params, &r)
-                              : store_run(s, what, sql, n, params, false, &r);
+    store_result rc = store_run(s, what, sql, n, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     size_t rows = (size_t)PQntuples(r);
@@ -802,20 +778,6 @@ static store_result run_rows(store *s, bool generic, const char *what, const cha
 fail:
     PQclear(r);
     return rc;
-}
-
-store_result store_run_rows(store *s, const char *what, const char *sql, int n,
-                            const char *const *params, pagoflex_arena *arena, size_t item_size,
-                            store_row_fn read, void **items, size_t *count)
-{
-    return run_rows(s, false, what, sql, n, params, arena, item_size, read, items, count);
-}
-
-store_result store_run_rows_generic(store *s, const char *what, const char *sql, int n,
-                                    const char *const *params, pagoflex_arena *arena, size_t item_size,
-                                    store_row_fn read, void **items, size_t *count)
-{
-    return run_rows(s, true, what, sql, n, params, arena, item_size, read, items, count);
 }
 
 static store_result history_from_row(const PGresult *r, int i, const char *what,

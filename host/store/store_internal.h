@@ -159,15 +159,6 @@ store_result store_run_rows(store *s, const char *what, const char *sql, int n,
                             const char *const *params, pagoflex_arena *arena, size_t item_size,
                             store_row_fn read, void **items, size_t *count);
 
-/* store_run_rows with PostgreSQL's generic plan, for a claim (a statement
- * run every few milliseconds on tables that keep growing): PostgreSQL
- * compares each generic plan it makes again after an ANALYZE with the mean
- * cost of the custom plans it made before, on smaller tables, so it would
- * plan such a statement afresh on every call for thousands of calls. */
-store_result store_run_rows_generic(store *s, const char *what, const char *sql, int n,
-                                    const char *const *params, pagoflex_arena *arena, size_t item_size,
-                                    store_row_fn read, void **items, size_t *count);
-
 /* The claim statements of the reconciler (payments, refunds) take the same
  * parameters: $1 recover created ms, $2 first retry ms, $3 webhook grace
  * ms, $4 limit, $5 lease ms, $6 deadline s. Run `sql` with those and read

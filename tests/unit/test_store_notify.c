@@ -447,32 +447,6 @@ static void test_claim_keeps_its_generic_plan(void **unused)
     assert_int_equal(claimed, 8 * 8);
     assert_int_equal(custom, 5);
     assert_int_equal(generic, 3);
-
-    /* The store forces the generic plan for its claims, and only for them:
-     * PostgreSQL made no custom plan (each one is a planning of the whole
-     * claim), and the connection plans other statements as before. */
-    store *one = store_open(g_conninfo, 1);
-    assert_non_null(one);
-    pagoflex_arena *a = arena_new();
-    for (int i = 0; i < 8; i++) {
-        store_notify_job *jobs = NULL;
-        size_t n = 0;
-        assert_int_equal(store_notify_claim(one, 8, 8, NULL, NULL, 0, 60000, a, &jobs, &n), STORE_OK);
-        assert_int_equal(n, 8);
-    }
-    r = NULL;
-    assert_int_equal(store_run(one, "plans",
-                               "SELECT generic_plans, custom_plans, current_setting('plan_cache_mode')"
-                               " FROM pg_prepared_statements WHERE statement LIKE '%WITH busy AS%'",
-                               0, NULL, false, &r),
-                     STORE_OK);
-    assert_int_equal(PQntuples(r), 1);
-    assert_int_equal(atoi(PQgetvalue(r, 0, 0)), 8);
-    assert_int_equal(atoi(PQgetvalue(r, 0, 1)), 0);
-    assert_string_equal(PQgetvalue(r, 0, 2), "auto");
-    PQclear(r);
-    store_close(one);
-    arena_free(a);
     check_exec("DELETE FROM notify_deliveries");
 }
 
