@@ -360,6 +360,40 @@ static void test_claims_cap_lease_and_fence(void **unused)
     arena_free(a);
 }
 
+/* n due deliveries of endpoint `endpoint` (events evt_<tag><g>, deliveries
+ * dlv_<tag><g>, g = 1..n, due an hour ago plus g ms), and fresh statistics. */
+static void make_backlog(const char *tag, const char *endpoint, int n)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO notify_events (id, merchant_id, type, object_id, payload)"
+             " SELECT 'evt_%s' || g, 'mer_bl', 'payment.pending', 'pay_%s' || g, '{}'"
+             " FROM generate_series(1, %d) g",
+             tag, tag, n);
+    check_exec(sql);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
+             " SELECT 'dlv_%s' || g, 'evt_%s' || g, '%s', now() - interval '1 hour' + g * interval '1 ms'"
+             " FROM generate_series(1, %d) g",
+             tag, tag, endpoint, n);
+    check_exec(sql);
+    check_exec("ANALYZE notify_deliveries");
+}
+
+/* A new connection with `settings` run and the claim prepared as "c". */
+static PGconn *claim_connection(const char *settings)
+{
+    PGconn *c = PQconnectdb(g_conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    pgtest_exec(c, settings);
+    char *prep = malloc(strlen(store_sql_notify_claim) + 128);
+    assert_non_null(prep);
+    sprintf(prep, "PREPARE c(text[], int[], int, int, bigint) AS %s", store_sql_notify_claim);
+    pgtest_exec(c, prep);
+    free(prep);
+    return c;
+}
+
 /* A claim with one endpoint at its cap and a long backlog of its due
  * deliveries looks up a few rows by index, whatever the plan the
  * connection keeps: no sequential scan or sort of every pending delivery
@@ -370,20 +404,9 @@ static void test_claim_reads_a_few_rows_whatever_the_backlog(void **unused)
     check_exec("DELETE FROM notify_deliveries");
     make_endpoint("we_bl1", "mer_bl", NULL);
     make_endpoint("we_bl2", "mer_bl", NULL);
-    check_exec("INSERT INTO notify_events (id, merchant_id, type, object_id, payload)"
-               " SELECT 'evt_bl' || g, 'mer_bl', 'payment.pending', 'pay_bl' || g, '{}'"
-               " FROM generate_series(1, 5000) g");
-    check_exec("INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
-               " SELECT 'dlv_bl' || g, 'evt_bl' || g, CASE WHEN g = 5000 THEN 'we_bl2' ELSE 'we_bl1' END,"
-               " now() - interval '1 hour' + g * interval '1 ms' FROM generate_series(1, 5000) g");
-    check_exec("ANALYZE notify_deliveries");
-    PGconn *c = PQconnectdb(g_conninfo);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    pgtest_exec(c, "SET plan_cache_mode = force_generic_plan; SET jit = off");
-    char *prep = malloc(strlen(store_sql_notify_claim) + 128);
-    sprintf(prep, "PREPARE c(text[], int[], int, int, bigint) AS %s", store_sql_notify_claim);
-    pgtest_exec(c, prep);
-    free(prep);
+    make_backlog("bl", "we_bl1", 5000);
+    check_exec("UPDATE notify_deliveries SET endpoint_id = 'we_bl2' WHERE id = 'dlv_bl5000'");
+    PGconn *c = claim_connection("SET plan_cache_mode = force_generic_plan; SET jit = off");
     pgtest_exec(c, "BEGIN");
     PGresult *r = PQexec(c, "EXECUTE c('{we_bl1}', '{0}', 4, 60, 60000)");
     bool one = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
@@ -416,20 +439,8 @@ static void test_claim_keeps_its_generic_plan(void **unused)
     (void)unused;
     check_exec("DELETE FROM notify_deliveries");
     make_endpoint("we_gp1", "mer_bl", NULL);
-    check_exec("INSERT INTO notify_events (id, merchant_id, type, object_id, payload)"
-               " SELECT 'evt_gp' || g, 'mer_bl', 'payment.pending', 'pay_gp' || g, '{}'"
-               " FROM generate_series(1, 20000) g");
-    check_exec("INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
-               " SELECT 'dlv_gp' || g, 'evt_gp' || g, 'we_gp1', now() - interval '1 hour' + g * interval '1 ms'"
-               " FROM generate_series(1, 20000) g");
-    check_exec("ANALYZE notify_deliveries");
-    PGconn *c = PQconnectdb(g_conninfo);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    pgtest_exec(c, "SET jit = off"); /* as the store's connections; plan_cache_mode stays auto */
-    char *prep = malloc(strlen(store_sql_notify_claim) + 128);
-    sprintf(prep, "PREPARE c(text[], int[], int, int, bigint) AS %s", store_sql_notify_claim);
-    pgtest_exec(c, prep);
-    free(prep);
+    make_backlog("gp", "we_gp1", 20000);
+    PGconn *c = claim_connection("SET jit = off"); /* as the store's connections; plan_cache_mode stays auto */
     int claimed = 0;
     for (int i = 0; i < 8; i++) {
         pgtest_exec(c, "BEGIN");
