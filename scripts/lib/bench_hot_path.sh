@@ -43,10 +43,8 @@ ROWS=${HOTPATH_ROWS:-16}
 BACKGROUND=${HOTPATH_BACKGROUND:-100000}
 ROUNDS=${HOTPATH_ROUNDS:-3}
 NAME=hotpath
-DIR=$VAR/$NAME
 TOOL="python3 $ROOT/scripts/lib/bench_tool.py"
-[ -x "$BUILD/host/pagoflex" ] || die "$BUILD/host/pagoflex is missing: build the project"
-mkdir -p "$DIR"
+bench_workdir "$NAME"
 
 # What each variant drops, on its copy of the template.
 declare -A VARIANTS=(
@@ -135,8 +133,7 @@ min_wal_size = 1GB
 checkpoint_timeout = 15min
 autovacuum = off
 synchronous_commit = on"
-pg_start "$NAME"
-trap 'pg_stop "$NAME"' EXIT
+pg_private "$NAME"
 PG_PID=$(head -1 "$PAGOFLEX_PG_DATA/postmaster.pid")
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 db() { echo "${PAGOFLEX_PG/dbname=postgres/dbname=$1}"; }

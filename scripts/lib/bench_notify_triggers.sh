@@ -24,11 +24,8 @@ CLIENTS=${NOTIFY_BENCH_CLIENTS:-8}
 SYNC=${NOTIFY_BENCH_SYNC:-on}
 ROUNDS=${NOTIFY_BENCH_ROUNDS:-1}
 NAME=notifytrig
-DIR=$VAR/$NAME
-[ -x "$BUILD/host/pagoflex" ] || die "$BUILD/host/pagoflex is missing: build the project"
-mkdir -p "$DIR"
-pg_start "$NAME"
-trap 'pg_stop "$NAME"' EXIT
+bench_workdir "$NAME"
+pg_private "$NAME"
 psql -X -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS pf_notifytrig WITH (FORCE)" \
   -c "CREATE DATABASE pf_notifytrig" >/dev/null
 DB="${PAGOFLEX_PG/dbname=postgres/dbname=pf_notifytrig}"

@@ -25,11 +25,8 @@ CLIENTS=${OUTBOX_BENCH_CLIENTS:-8}
 ROUNDS=${OUTBOX_BENCH_ROUNDS:-2}
 ONLY=${OUTBOX_BENCH_ONLY:-.}
 NAME=outboxbench
-DIR=$VAR/$NAME
-[ -x "$BUILD/host/pagoflex" ] || die "$BUILD/host/pagoflex is missing: build the project"
-mkdir -p "$DIR"
-pg_start "$NAME"
-trap 'pg_stop "$NAME"' EXIT
+bench_workdir "$NAME"
+pg_private "$NAME"
 admin() { psql -X -qAt -d postgres -c "SET client_min_messages = warning" -c "$1" >/dev/null; }
 admin "DROP DATABASE IF EXISTS pf_outbox_run WITH (FORCE)"
 admin "DROP DATABASE IF EXISTS pf_outbox_base WITH (FORCE)"

@@ -9,6 +9,14 @@ PG_BIN=/usr/lib/postgresql/15/bin
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# bench_workdir NAME: DIR=$VAR/NAME, made, for a measuring script that runs
+# the build as it is (it dies unless the build has the pagoflex CLI).
+bench_workdir() {
+  [ -x "$BUILD/host/pagoflex" ] || die "$BUILD/host/pagoflex is missing: build the project"
+  DIR=$VAR/$1
+  mkdir -p "$DIR"
+}
+
 # Debian packages the project builds, runs and tests with.
 PAGOFLEX_PACKAGES=(build-essential cmake pkg-config libcurl4-openssl-dev libjansson-dev
   libssl-dev libconfig-dev libpq-dev libmicrohttpd-dev libcmocka-dev postgresql

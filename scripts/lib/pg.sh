@@ -84,3 +84,11 @@ pg_stop() {
   [ -f "$dir/data/PG_VERSION" ] || return 0
   pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# pg_private NAME: start cluster NAME for this script alone; it is stopped
+# when the script exits.
+pg_private() {
+  pg_start "$1"
+  # shellcheck disable=SC2064 # the name is fixed now
+  trap "pg_stop '$1'" EXIT
+}
