@@ -361,10 +361,19 @@ static void test_claims_cap_lease_and_fence(void **unused)
 }
 
 /* n due deliveries of endpoint `endpoint` (events evt_<tag><g>, deliveries
- * dlv_<tag><g>, g = 1..n, due an hour ago plus g ms), and fresh statistics. */
+ * dlv_<tag><g>, g = 1..n, due an hour ago plus g ms) in a steady outbox:
+ * room left in every page by purged deliveries (as the janitor leaves it)
+ * and fresh statistics on every table the claim reads. A claim then adds
+ * no page to any table, so PostgreSQL's estimates stay where they were
+ * between two claims. (Without that room, the few rows each claim writes
+ * grow the table, every plan is costed on a bigger table than the one
+ * before, and the generic plan, costed last, loses to the mean of the
+ * custom ones by a hair: that is PostgreSQL's growing-table behaviour,
+ * not this statement's. Without statistics on webhook_endpoints,
+ * PostgreSQL assumes ten pages of endpoints, 290 rows.) */
 static void make_backlog(const char *tag, const char *endpoint, int n)
 {
-    char sql[512];
+    char sql[640];
     snprintf(sql, sizeof sql,
              "INSERT INTO notify_events (id, merchant_id, type, object_id, payload)"
              " SELECT 'evt_%s' || g, 'mer_bl', 'payment.pending', 'pay_%s' || g, '{}'"
@@ -373,11 +382,13 @@ static void make_backlog(const char *tag, const char *endpoint, int n)
     check_exec(sql);
     snprintf(sql, sizeof sql,
              "INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
-             " SELECT 'dlv_%s' || g, 'evt_%s' || g, '%s', now() - interval '1 hour' + g * interval '1 ms'"
-             " FROM generate_series(1, %d) g",
+             " SELECT 'dlv_%s' || f.k || g, 'evt_%s' || g, '%s', now() - interval '1 hour' + g * interval '1 ms'"
+             " FROM generate_series(1, %d) g, (VALUES (''), ('purged')) f(k) ORDER BY g, f.k",
              tag, tag, endpoint, n);
     check_exec(sql);
-    check_exec("ANALYZE notify_deliveries");
+    snprintf(sql, sizeof sql, "DELETE FROM notify_deliveries WHERE id LIKE 'dlv_%spurged%%'", tag);
+    check_exec(sql);
+    check_exec("VACUUM (ANALYZE) notify_deliveries, notify_events, webhook_endpoints");
 }
 
 /* A new connection with `settings` run and the claim prepared as "c". */
@@ -430,15 +441,19 @@ static void test_claim_reads_a_few_rows_whatever_the_backlog(void **unused)
     check_exec("DELETE FROM notify_deliveries");
 }
 
-/* The claim is planned once per connection: after the five custom plans
- * PostgreSQL tries first, it keeps the generic one, whatever the backlog.
- * (With its limit as a plain parameter every claim was planned again, for
- * 0.3-0.7 ms.) */
+/* In a steady outbox the claim is planned once per connection: after the
+ * five custom plans PostgreSQL tries first, it keeps the generic one,
+ * whatever the backlog. (With its limit as a plain parameter every claim
+ * was planned again, for 0.3-0.7 ms.) */
 static void test_claim_keeps_its_generic_plan(void **unused)
 {
     (void)unused;
     check_exec("DELETE FROM notify_deliveries");
-    make_endpoint("we_gp1", "mer_bl", NULL);
+    for (int i = 1; i <= 8; i++) { /* endpoints with nothing due beside the one with the backlog */
+        char id[16];
+        snprintf(id, sizeof id, "we_gp%d", i);
+        make_endpoint(id, "mer_bl", NULL);
+    }
     make_backlog("gp", "we_gp1", 20000);
     PGconn *c = claim_connection("SET jit = off"); /* as the store's connections; plan_cache_mode stays auto */
     int claimed = 0;
