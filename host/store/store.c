@@ -754,14 +754,43 @@ fail:
     return rc;
 }
 
-/* Fill one history entry from row `i`. */
-store_result store_run_rows(store *s, const char *what, const char *sql, int n,
-                            const char *const *params, pagoflex_arena *arena, size_t item_size,
-                            store_row_fn read, void **items, size_t *count)
+/* store_run with the plan pinned to the statement's indexes: the generic
+ * plan forced and sequential scans off while it runs (set and put back on
+ * the same connection, which is closed if they cannot be put back, so no
+ * other call inherits them). */
+static store_result store_run_indexed(store *s, const char *what, const char *sql, int n,
+                                      const char *const *params, PGresult **res)
+{
+    store_call c;
+    PGresult *set = NULL;
+    store_result rc = store_call_begin(s, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = store_call_exec(&c, what,
+                         "SELECT set_config('plan_cache_mode', 'force_generic_plan', false),"
+                         " set_config('enable_seqscan', 'off', false)",
+                         0, NULL, false, &set);
+    PQclear(set);
+    if (rc == STORE_OK)
+        rc = store_call_exec(&c, what, sql, n, params, false, res);
+    set = NULL;
+    if (store_call_exec(&c, what,
+                        "SELECT set_config('plan_cache_mode', 'auto', false), set_config('enable_seqscan', 'on', false)",
+                        0, NULL, false, &set) != STORE_OK)
+        c.broken = true;
+    PQclear(set);
+    store_call_end(&c);
+    return rc;
+}
+
+static store_result run_rows(store *s, bool indexed, const char *what, const char *sql, int n,
+                             const char *const *params, pagoflex_arena *arena, size_t item_size,
+                             store_row_fn read, void **items, size_t *count)
 {
     PGresult *r = NULL;
     unsigned char *list = NULL;
-    store_result rc = store_run(s, what, sql, n, params, false, &r);
+    store_result rc = indexed ? store_run_indexed(s, what, sql, n, params, &r)
+                              : store_run(s, what, sql, n, params, false, &r);
     if (rc != STORE_OK)
         goto fail;
     size_t rows = (size_t)PQntuples(r);
@@ -780,6 +809,21 @@ fail:
     return rc;
 }
 
+store_result store_run_rows(store *s, const char *what, const char *sql, int n,
+                            const char *const *params, pagoflex_arena *arena, size_t item_size,
+                            store_row_fn read, void **items, size_t *count)
+{
+    return run_rows(s, false, what, sql, n, params, arena, item_size, read, items, count);
+}
+
+store_result store_run_rows_indexed(store *s, const char *what, const char *sql, int n,
+                                    const char *const *params, pagoflex_arena *arena, size_t item_size,
+                                    store_row_fn read, void **items, size_t *count)
+{
+    return run_rows(s, true, what, sql, n, params, arena, item_size, read, items, count);
+}
+
+/* Fill one history entry from row `i`. */
 static store_result history_from_row(const PGresult *r, int i, const char *what,
                                      pagoflex_arena *arena, store_history_entry *e)
 {

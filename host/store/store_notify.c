@@ -407,20 +407,18 @@ done:
  * endpoint, however long the backlog), so one endpoint's backlog does not
  * fill every claim; the earliest of all these are claimed.
  * The arrays and the limit are read through sub-selects so that no
- * estimate depends on their values: a custom plan then costs what the
- * generic one does, and PostgreSQL keeps the generic plan after its first
- * five executions. With them as plain parameters a custom plan looked
- * cheaper (LIMIT 64 against "LIMIT $4", an unknown 10% of the rows), so
- * every claim was planned again: 0.3-0.7 ms a claim, a third of what
- * claiming and recording a delivery cost PostgreSQL with a backlog.
- * On an outbox that keeps growing PostgreSQL still goes back to custom
- * plans for long runs (each generic plan made again after an ANALYZE costs
- * more than the custom plans of the smaller tables before: 1,504 of 1,522
- * claims of a bench webhook run were planned). Forcing the generic plan
- * (plan_cache_mode set and reset around the claim) was tried and measured:
- * in side-by-side bench runs each webhook cost PostgreSQL more (about
- * +50 us; the plan, made once, is kept while the tables grow), so it is
- * not done. */
+ * estimate depends on their values (a custom plan costs what the generic
+ * one does), and the store runs it with its index plan held
+ * (store_run_rows_indexed): generic, planned once, and made with
+ * sequential scans off. Left to PostgreSQL, the claim had one of two bad
+ * plans. With the generic plan made on the empty outbox of a new
+ * database, every claim read the whole table until autovacuum next
+ * analyzed it (25-58 ms a claim with 100,000 deliveries; the cost
+ * measured last time for forcing the generic plan alone, which made it on
+ * the empty table too). Or, on a growing table, each generic plan made
+ * again after an ANALYZE cost more than the mean of the custom plans made
+ * on the smaller table, so almost every claim was planned again
+ * (0.3-0.7 ms a claim). */
 const char store_sql_notify_claim[] =
     "WITH busy AS (SELECT b.endpoint_id, b.n"
     "   FROM unnest((SELECT $1::text[]), (SELECT $2::int[])) AS b(endpoint_id, n)),"
@@ -502,8 +500,8 @@ store_result store_notify_claim(store *s, int limit, int room, const char *const
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(lease, sizeof lease, "%ld", lease_ms);
     const char *const params[] = {id_list, room_list, cap, lim, lease};
-    return store_run_rows(s, "notify claim", store_sql_notify_claim, 5, params, arena, sizeof **out, job_from_row,
-                          (void **)out, count);
+    return store_run_rows_indexed(s, "notify claim", store_sql_notify_claim, 5, params, arena, sizeof **out,
+                                  job_from_row, (void **)out, count);
 }
 
 static const char sql_notify_finish[] =
