@@ -174,7 +174,10 @@ store_result store_run_rows_indexed(store *s, const char *what, const char *sql,
 /* The claim statements of the reconciler (payments, refunds) take the same
  * parameters: $1 recover created ms, $2 first retry ms, $3 webhook grace
  * ms, $4 limit, $5 lease ms, $6 deadline s. Run `sql` with those and read
- * its rows as store_run_rows does. */
+ * its rows as store_run_rows_indexed does: the claims are run every few
+ * seconds on tables that start empty and grow, and PostgreSQL kept their
+ * generic plans made on the small tables (a sequential scan of 70,000
+ * payments, 169 ms a claim, in the bench). */
 store_result store_recon_claim_rows(store *s, const char *what, const char *sql,
                                     const store_recon_timing *t, int limit, pagoflex_arena *arena,
                                     size_t item_size, store_row_fn read, void **items,

@@ -94,7 +94,7 @@ store_result store_recon_claim_rows(store *s, const char *what, const char *sql,
     snprintf(e, sizeof e, "%ld", t->lease_ms);
     snprintf(f, sizeof f, "%ld", t->deadline_s);
     const char *const params[] = {a, b, c, d, e, f};
-    return store_run_rows(s, what, sql, 6, params, arena, item_size, read, items, count);
+    return store_run_rows_indexed(s, what, sql, 6, params, arena, item_size, read, items, count);
 }
 
 store_result store_recon_renew_row(store *s, const char *what, const char *sql, const char *id,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -164,4 +165,29 @@ long pgtest_long(PGconn *c, const char *sql, const char *param)
         fprintf(stderr, "%s: %s", sql, PQresultErrorMessage(r));
     PQclear(r);
     return n;
+}
+
+static void table_scans(PGconn *c, const char *table, long *seq, long *idx)
+{
+    pgtest_exec(c, "SELECT pg_stat_clear_snapshot()");
+    *seq = pgtest_long(c, "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = $1", table);
+    *idx = pgtest_long(c, "SELECT idx_scan FROM pg_stat_user_tables WHERE relname = $1", table);
+    if (*seq < 0 || *idx < 0)
+        fail_msg("no scan counts for table %s", table);
+}
+
+void pgtest_table_scans(PGconn *c, const char *table, long *seq, long *idx)
+{
+    table_scans(c, table, seq, idx);
+}
+
+void pgtest_table_scans_after(PGconn *c, const char *table, long idx_before, long *seq, long *idx)
+{
+    table_scans(c, table, seq, idx);
+    for (int waited = 0; *idx <= idx_before && waited < 100; waited++) {
+        usleep(100 * 1000);
+        table_scans(c, table, seq, idx);
+    }
+    if (*idx <= idx_before)
+        fail_msg("the index scans of %s did not arrive in the statistics within 10 s", table);
 }
