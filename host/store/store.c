@@ -754,12 +754,10 @@ fail:
     return rc;
 }
 
-/* store_run with the plan pinned to the statement's indexes: the generic
- * plan forced and sequential scans off while it runs (set and put back on
- * the same connection, which is closed if they cannot be put back, so no
- * other call inherits them). */
-static store_result store_run_indexed(store *s, const char *what, const char *sql, int n,
-                                      const char *const *params, PGresult **res)
+/* The settings are put back on the same connection, which is closed if
+ * they cannot be, so no other call inherits them. */
+store_result store_run_indexed(store *s, const char *what, const char *sql, int n, const char *const *params,
+                               PGresult **res)
 {
     store_call c;
     PGresult *set = NULL;

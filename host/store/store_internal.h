@@ -159,6 +159,16 @@ store_result store_run_rows(store *s, const char *what, const char *sql, int n,
                             const char *const *params, pagoflex_arena *arena, size_t item_size,
                             store_row_fn read, void **items, size_t *count);
 
+/* store_run (dup_ok false) with the plan held to the statement's indexes:
+ * generic, planned once per connection, and made with sequential scans
+ * off, set around the statement and put back after (the connection is
+ * closed if they cannot be). For statements run every few milliseconds on
+ * a queue table that starts empty and grows (the notifier's and the
+ * reconciler's); the group-commit writers' connections have the same
+ * settings for their whole session (store_batch_session_settings). */
+store_result store_run_indexed(store *s, const char *what, const char *sql, int n, const char *const *params,
+                               PGresult **res);
+
 /* store_run_rows with the plan held to the statement's indexes, for a claim
  * run every few milliseconds on a queue table that starts empty and grows:
  * PostgreSQL keeps a generic plan it made on the empty table (sequential

@@ -528,8 +528,11 @@ store_result store_notify_finish(store *s, const char *delivery_id, int64_t clai
 }
 
 /* sql_notify_finish for many: $1 a JSON array of {id, token, status, code,
- * error, retry}. The deliveries are found by their ids (ANY of an array:
- * an index look-up whatever the plan the connection keeps). */
+ * error, retry}. The deliveries are found by their ids (ANY of an array),
+ * by the key's index whatever the size of the table when the statement
+ * was planned (store_run_indexed; planned on the first outcomes of a new
+ * database, it was a hash join over a sequential scan of every delivery,
+ * kept as the table grew). */
 static const char sql_notify_finish_many[] =
     "WITH o AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json)"
     "   AS t(id text, token bigint, status text, code int, error text, retry bigint))"
@@ -559,7 +562,7 @@ store_result store_notify_finish_many(store *s, store_notify_outcome *o, size_t 
     if (!text)
         goto done; /* no memory, or text that is not UTF-8: the caller records them one by one */
     const char *const params[] = {text};
-    rc = store_run(s, "notify finish", sql_notify_finish_many, 1, params, false, &r);
+    rc = store_run_indexed(s, "notify finish", sql_notify_finish_many, 1, params, &r);
     if (rc != STORE_OK)
         goto done;
     for (int row = 0; row < PQntuples(r); row++)
@@ -574,7 +577,8 @@ done:
 }
 
 /* $1 a JSON array of {id, token}: claimed deliveries never attempted, due
- * again now with the attempt their claim counted taken back. */
+ * again now with the attempt their claim counted taken back. Run as
+ * sql_notify_finish_many is. */
 static const char sql_notify_give_back[] =
     "WITH o AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json) AS t(id text, token bigint))"
     " UPDATE notify_deliveries d SET attempts = d.attempts - 1, next_attempt_at = now(), updated_at = now()"
@@ -599,7 +603,7 @@ store_result store_notify_give_back(store *s, const char *const *delivery_ids, c
     if (!text)
         goto done;
     const char *const params[] = {text};
-    rc = store_run(s, "notify give back", sql_notify_give_back, 1, params, false, &r);
+    rc = store_run_indexed(s, "notify give back", sql_notify_give_back, 1, params, &r);
     if (rc == STORE_OK)
         *given = (size_t)PQntuples(r);
 done:
