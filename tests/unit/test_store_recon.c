@@ -210,14 +210,15 @@ static void test_renewed_lease_keeps_others_off(void **unused)
     assert_int_equal(store_recon_schedule(g_store, "pay_renew_1", 0, NULL, true, true), STORE_OK);
     store_recon_item it, other;
     /* Wide margins (a renewal and a claim may each take a while on a loaded
-     * machine): lease 1 s, renewed at 0.5 s, claimed again at 1.2 s, when
-     * the first lease is 0.2 s gone and the renewed one has 0.3 s left. */
+     * 2-core machine running the suite in parallel): lease 2 s, renewed at
+     * 1 s, claimed again at 2.5 s, when the first lease is 0.5 s gone and
+     * the renewed one has 0.5 s left. */
     store_recon_timing t = g_timing;
-    t.lease_ms = 1000;
-    assert_true(claim_one("pay_renew_1", 1000, a, &it));
-    usleep(500 * 1000);
-    assert_int_equal(store_recon_renew(g_store, &t, a, &it), STORE_OK); /* 1 s from now */
-    usleep(700 * 1000); /* past the first lease */
+    t.lease_ms = 2000;
+    assert_true(claim_one("pay_renew_1", 2000, a, &it));
+    usleep(1000 * 1000);
+    assert_int_equal(store_recon_renew(g_store, &t, a, &it), STORE_OK); /* 2 s from now */
+    usleep(1500 * 1000); /* past the first lease */
     assert_false(claim_one("pay_renew_1", 60000, a, &other));
     bool applied = false;
     assert_int_equal(store_recon_reschedule(g_store, &it, 60000, "later", true, &applied), STORE_OK);
