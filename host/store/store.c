@@ -754,8 +754,9 @@ fail:
     return rc;
 }
 
-/* The settings are put back on the same connection, which is closed if
- * they cannot be, so no other call inherits them. */
+/* Each SET and RESET pair is one round trip of utility statements (nothing
+ * to plan). RESET goes back to the session's own values; the connection is
+ * closed if it cannot, so no other call inherits the settings. */
 store_result store_run_indexed(store *s, const char *what, const char *sql, int n, const char *const *params,
                                PGresult **res)
 {
@@ -764,17 +765,13 @@ store_result store_run_indexed(store *s, const char *what, const char *sql, int 
     store_result rc = store_call_begin(s, &c);
     if (rc != STORE_OK)
         return rc;
-    rc = store_call_exec(&c, what,
-                         "SELECT set_config('plan_cache_mode', 'force_generic_plan', false),"
-                         " set_config('enable_seqscan', 'off', false)",
-                         0, NULL, false, &set);
+    rc = store_call_exec(&c, what, "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off", 0, NULL,
+                         false, &set);
     PQclear(set);
     if (rc == STORE_OK)
         rc = store_call_exec(&c, what, sql, n, params, false, res);
     set = NULL;
-    if (store_call_exec(&c, what,
-                        "SELECT set_config('plan_cache_mode', 'auto', false), set_config('enable_seqscan', 'on', false)",
-                        0, NULL, false, &set) != STORE_OK)
+    if (store_call_exec(&c, what, "RESET plan_cache_mode; RESET enable_seqscan", 0, NULL, false, &set) != STORE_OK)
         c.broken = true;
     PQclear(set);
     store_call_end(&c);

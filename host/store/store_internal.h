@@ -159,24 +159,21 @@ store_result store_run_rows(store *s, const char *what, const char *sql, int n,
                             const char *const *params, pagoflex_arena *arena, size_t item_size,
                             store_row_fn read, void **items, size_t *count);
 
-/* store_run (dup_ok false) with the plan held to the statement's indexes:
- * generic, planned once per connection, and made with sequential scans
- * off, set around the statement and put back after (the connection is
- * closed if they cannot be). For statements run every few milliseconds on
- * a queue table that starts empty and grows (the notifier's and the
- * reconciler's); the group-commit writers' connections have the same
- * settings for their whole session (store_batch_session_settings). */
+/* store_run (dup_ok false) with the plan held to the statement's indexes,
+ * for statements run every few milliseconds on a queue table that starts
+ * empty and grows (the notifier's and the reconciler's). PostgreSQL keeps a
+ * generic plan it made on the empty table (sequential scans, the right plan
+ * for no rows) until the table is next analyzed, and each call then reads
+ * the whole table (25-58 ms a claim in the bench with 100,000 deliveries,
+ * against 0.5 ms by index). With the generic plan forced and sequential
+ * scans off while it is made (set around the statement, put back after),
+ * the plan is the index plan however few rows the statistics say, and is
+ * never made again. The group-commit writers' connections have sequential
+ * scans off for their whole session (store_batch_session_settings). */
 store_result store_run_indexed(store *s, const char *what, const char *sql, int n, const char *const *params,
                                PGresult **res);
 
-/* store_run_rows with the plan held to the statement's indexes, for a claim
- * run every few milliseconds on a queue table that starts empty and grows:
- * PostgreSQL keeps a generic plan it made on the empty table (sequential
- * scans, the right plan for no rows) until the table is next analyzed, and
- * each claim then reads the whole table (25-58 ms a claim in the bench
- * with 100,000 deliveries, against 0.5 ms by index). With the generic plan
- * forced and sequential scans off while it is made, the plan is the index
- * plan however few rows the statistics say, and is never planned again. */
+/* store_run_rows through store_run_indexed. */
 store_result store_run_rows_indexed(store *s, const char *what, const char *sql, int n,
                                     const char *const *params, pagoflex_arena *arena, size_t item_size,
                                     store_row_fn read, void **items, size_t *count);
