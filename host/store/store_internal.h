@@ -236,7 +236,9 @@ store_result store_transition_run(store *s, const char *what, const char *sql, i
 void store_json_push(json_t **all, json_t *o);
 char *store_json_text(json_t *all);
 
-/* The notifier's claim of due deliveries (store_notify.c; store_notify_claim). */
+/* The notifier's claim of due deliveries and its give-back of unsent ones
+ * (store_notify.c; store_notify_claim, store_notify_give_back). */
 extern const char store_sql_notify_claim[];
+extern const char store_sql_notify_give_back[];
 
 #endif

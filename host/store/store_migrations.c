@@ -821,6 +821,30 @@ static const char migration_0023_fewer_refund_checks[] =
     DOMAIN_LIST("notify_delivery_status", "'pending', 'succeeded', 'failed'")
     CAST_CHECK("notify_deliveries", "status", "notify_delivery_status");
 
+/* Issue 16: the claim of a delivery wrote it again in every index. It
+ * leased the row by moving next_attempt_at to the lease's end, and that
+ * column is in notify_deliveries_endpoint_due, so the row's new version
+ * took an entry in each of the four indexes (and their WAL), only to be
+ * written again by the outcome a few milliseconds later. The lease now has
+ * a column of its own, in no index: the claim changes no indexed column,
+ * and on a page with room for the new version PostgreSQL makes it a HOT
+ * update (no index entry at all). The give-back clears the lease and leaves
+ * the row's due time as it was (the row keeps its place in the queue), a
+ * HOT update too. The outcome still moves status (the due index's
+ * predicate), so it stays an ordinary update. Room on the page: a delivery
+ * is claimed once in the ordinary case, so half of each new page is left
+ * free for the claims' versions (fillfactor 50; the table holds only the
+ * deliveries of the retention window, purged by the janitor). Existing
+ * pages keep their fill; rows leased the old way (next_attempt_at moved,
+ * no lease) are due when that time comes, as before. Hosts of the old
+ * build beside new ones during an upgrade do not see the new lease, and
+ * may send a delivery a new host has in flight a second time, with the
+ * same webhook-id (at-least-once, as after a lapsed lease). Adding a
+ * column without a default and setting a storage parameter write no row. */
+static const char migration_0024_notify_lease_column[] =
+    "ALTER TABLE notify_deliveries ADD COLUMN leased_until timestamptz;\n"
+    "ALTER TABLE notify_deliveries SET (fillfactor = 50);\n";
+
 static const store_migration migration_list[] = {
     {1, "init: payments, webhook_events, payment_history", migration_0001_init},
     /* Versions need not be contiguous: each is applied once, in list order. */
@@ -858,6 +882,8 @@ static const store_migration migration_list[] = {
      migration_0022_state_domains},
     {23, "hot path: no foreign-key checks on refunds, their history and events; delivery status as a domain",
      migration_0023_fewer_refund_checks},
+    {24, "notifications: a lease column of its own, so that a claim writes no index entry (HOT)",
+     migration_0024_notify_lease_column},
 };
 
 const store_migration *store_migrations(size_t *count)

@@ -23,9 +23,9 @@
 #define ENDPOINT_NCOLS 8
 
 /* The columns read into a store_delivery: d a delivery, ev its event. */
-#define DELIVERY_COLS                                                                                        \
-    "d.id, d.event_id, ev.type, d.endpoint_id, d.status, d.attempts, COALESCE(d.last_http_status, 0), "      \
-    "d.last_error, CASE WHEN d.status = 'pending' THEN " TS("d.next_attempt_at") " END, " TS(                \
+#define DELIVERY_COLS                                                                                                   \
+    "d.id, d.event_id, ev.type, d.endpoint_id, d.status, d.attempts, COALESCE(d.last_http_status, 0), "                 \
+    "d.last_error, CASE WHEN d.status = 'pending' THEN " TS("GREATEST(d.next_attempt_at, d.leased_until)") " END, " TS( \
         "d.created_at") ", " TS("d.updated_at") ", " TS("d.delivered_at")
 /* clang-format on */
 
@@ -405,7 +405,12 @@ done:
  * endpoint with room offers its earliest due deliveries up to its room,
  * looked up by notify_deliveries_endpoint_due (a few index entries per
  * endpoint, however long the backlog), so one endpoint's backlog does not
- * fill every claim; the earliest of all these are claimed.
+ * fill every claim; the earliest of all these are claimed. A claim leases
+ * its rows through leased_until, a column in no index, and leaves their
+ * due time alone (migration 24): the update changes no indexed column, so
+ * on a page with room it is HOT and writes no index entry. The leased rows
+ * stay first in the due index and are passed over by the lease test, a
+ * few per endpoint (its cap, per host).
  * The arrays and the limit are read through sub-selects so that no
  * estimate depends on their values (a custom plan costs what the generic
  * one does), and the store runs it with its index plan held
@@ -425,12 +430,13 @@ const char store_sql_notify_claim[] =
     " pick AS MATERIALIZED (SELECT d.id FROM webhook_endpoints e LEFT JOIN busy b ON b.endpoint_id = e.id"
     "   CROSS JOIN LATERAL (SELECT d.id, d.next_attempt_at FROM notify_deliveries d"
     "     WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()"
+    "       AND (d.leased_until IS NULL OR d.leased_until <= now())"
     "     ORDER BY d.endpoint_id, d.next_attempt_at LIMIT GREATEST(COALESCE(b.n, $3::int), 0)"
     "     FOR UPDATE OF d SKIP LOCKED) d"
     "   WHERE COALESCE(b.n, $3::int) > 0"
     "   ORDER BY d.next_attempt_at, d.id LIMIT (SELECT $4::int)),"
     " upd AS (UPDATE notify_deliveries d SET attempts = d.attempts + 1,"
-    "   next_attempt_at = now() + $5::bigint * interval '1 millisecond',"
+    "   leased_until = now() + $5::bigint * interval '1 millisecond',"
     "   claim_token = nextval('notify_claim_token_seq'), updated_at = now()"
     "   WHERE d.id = ANY (ARRAY(SELECT id FROM pick)) AND " NOTIFY_ASYNC_COMMIT " RETURNING d.*)"
     " SELECT upd.id, upd.claim_token, upd.attempts, upd.event_id, ev.type, ev.payload, e.id, e.url,"
@@ -508,7 +514,8 @@ static const char sql_notify_finish[] =
     "UPDATE notify_deliveries SET status = $3::text,"
     " last_http_status = NULLIF($4::int, 0), last_error = $5::text, updated_at = now(),"
     " delivered_at = CASE WHEN $3::text = 'succeeded' THEN now() END,"
-    " next_attempt_at = CASE WHEN $3::text = 'pending' THEN now() + $6::bigint * interval '1 millisecond' END"
+    " next_attempt_at = CASE WHEN $3::text = 'pending'"
+    " THEN now() + $6::bigint * interval '1 millisecond' END, leased_until = NULL"
     " WHERE id = $1::text AND claim_token = $2::bigint AND " NOTIFY_ASYNC_COMMIT " RETURNING id";
 
 store_result store_notify_finish(store *s, const char *delivery_id, int64_t claim_token, const char *status,
@@ -539,7 +546,8 @@ static const char sql_notify_finish_many[] =
     " UPDATE notify_deliveries d SET status = o.status,"
     " last_http_status = NULLIF(o.code, 0), last_error = o.error, updated_at = now(),"
     " delivered_at = CASE WHEN o.status = 'succeeded' THEN now() END,"
-    " next_attempt_at = CASE WHEN o.status = 'pending' THEN now() + o.retry * interval '1 millisecond' END"
+    " next_attempt_at = CASE WHEN o.status = 'pending' THEN now() + o.retry * interval '1 millisecond' END,"
+    " leased_until = NULL"
     " FROM o WHERE d.id = ANY (ARRAY(SELECT id FROM o)) AND d.id = o.id AND d.claim_token = o.token"
     " AND " NOTIFY_ASYNC_COMMIT " RETURNING d.id";
 
@@ -577,11 +585,13 @@ done:
 }
 
 /* $1 a JSON array of {id, token}: claimed deliveries never attempted, due
- * again now with the attempt their claim counted taken back. Run as
- * sql_notify_finish_many is. */
-static const char sql_notify_give_back[] =
+ * again at once with the attempt their claim counted taken back: the lease
+ * is cleared and the due time, already past, kept, so each keeps its place
+ * in the queue, and the update, of no indexed column, is HOT where the
+ * page has room. Run as sql_notify_finish_many is. */
+const char store_sql_notify_give_back[] =
     "WITH o AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json) AS t(id text, token bigint))"
-    " UPDATE notify_deliveries d SET attempts = d.attempts - 1, next_attempt_at = now(), updated_at = now()"
+    " UPDATE notify_deliveries d SET attempts = d.attempts - 1, leased_until = NULL, updated_at = now()"
     " FROM o WHERE d.id = ANY (ARRAY(SELECT id FROM o)) AND d.id = o.id AND d.claim_token = o.token"
     " AND d.status = 'pending' AND " NOTIFY_ASYNC_COMMIT " RETURNING d.id";
 
@@ -603,7 +613,7 @@ store_result store_notify_give_back(store *s, const char *const *delivery_ids, c
     if (!text)
         goto done;
     const char *const params[] = {text};
-    rc = store_run_indexed(s, "notify give back", sql_notify_give_back, 1, params, &r);
+    rc = store_run_indexed(s, "notify give back", store_sql_notify_give_back, 1, params, &r);
     if (rc == STORE_OK)
         *given = (size_t)PQntuples(r);
 done:

@@ -466,6 +466,55 @@ static void test_upgrade_to_23_keeps_refunds_without_their_keys(void **state)
     drop_database("v23");
 }
 
+/* A database at the versions before 24, with a delivery claimed the old way
+ * (its lease in next_attempt_at, an hour from now) and one due, upgraded:
+ * both rows are as they were, the lease has its column and the table's new
+ * pages are half free; a claim by the new build takes the due one, leases
+ * it in the new column with its due time kept, and leaves the one an old
+ * host holds alone until that hour has passed. */
+static void test_upgrade_to_24_keeps_old_leases(void **state)
+{
+    (void)state;
+    char err[512] = "", conninfo[4200];
+    store *s = older_database("v24", 24, conninfo, sizeof conninfo);
+    assert_true(exec_on(conninfo,
+                        "INSERT INTO webhook_endpoints (id, merchant_id, url, secret_enc)"
+                        " VALUES ('we_l', 'mer_default', 'https://example.com/hook', 'sealed');"
+                        "INSERT INTO notify_events (id, merchant_id, type, object_id, payload) VALUES"
+                        " ('evt_l1', 'mer_default', 'payment.pending', 'pay_l1', '{}'),"
+                        " ('evt_l2', 'mer_default', 'payment.pending', 'pay_l2', '{}');"
+                        "INSERT INTO notify_deliveries (id, event_id, endpoint_id, attempts, claim_token,"
+                        " next_attempt_at) VALUES"
+                        " ('dlv_l1', 'evt_l1', 'we_l', 1, 7, now() + interval '1 hour'),"
+                        " ('dlv_l2', 'evt_l2', 'we_l', 0, NULL, '2026-01-02 03:04:05+00')"));
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    static const char rows[] = "SELECT string_agg(concat_ws(' ', id, status, attempts, claim_token), ',' ORDER BY id)"
+                               " FROM notify_deliveries";
+    assert_string_equal(value_on(c, rows), "dlv_l1 pending 1 7,dlv_l2 pending 0");
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    assert_string_equal(value_on(c, rows), "dlv_l1 pending 1 7,dlv_l2 pending 0");
+    assert_string_equal(value_on(c, "SELECT reloptions::text FROM pg_class WHERE relname = 'notify_deliveries'"),
+                        "{fillfactor=50}");
+    pagoflex_arena *a = arena_new();
+    store_notify_job *jobs = NULL;
+    size_t n = 0;
+    assert_int_equal(store_notify_claim(s, 10, 10, NULL, NULL, 0, 60000, a, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].delivery_id, "dlv_l2");
+    assert_string_equal(value_on(c, "SELECT concat_ws(' ', attempts, next_attempt_at = '2026-01-02 03:04:05+00',"
+                                    " leased_until > now() + interval '50 seconds') FROM notify_deliveries"
+                                    " WHERE id = 'dlv_l2'"),
+                        "1 t t");
+    assert_string_equal(value_on(c, "SELECT concat_ws(' ', attempts, claim_token, leased_until IS NULL)"
+                                    " FROM notify_deliveries WHERE id = 'dlv_l1'"),
+                        "1 7 t");
+    arena_free(a);
+    PQfinish(c);
+    store_close(s);
+    drop_database("v24");
+}
+
 /* A database at the versions before 20, with open payments scheduled and
  * not, one waiting for its customer with a redirect URL and a settled one,
  * upgraded: every row is as it was; payments_due is gone and
@@ -634,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_upgrade_to_scheduled_due_index_keeps_every_row),
         cmocka_unit_test(test_upgrade_to_19_keeps_the_outbox_without_its_keys),
         cmocka_unit_test(test_upgrade_to_23_keeps_refunds_without_their_keys),
+        cmocka_unit_test(test_upgrade_to_24_keeps_old_leases),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     PQfinish(g_check);

@@ -656,6 +656,93 @@ static void test_claim_rooms_give_back_and_local_async_commit(void **unused)
     check_exec("DELETE FROM notify_deliveries");
 }
 
+/* Every delivery's id and due time, in id order (malloc'd). */
+static char *due_times(void)
+{
+    PGresult *r = PQexec(g_check, "SELECT string_agg(id || '=' || next_attempt_at, ',' ORDER BY id)"
+                                  " FROM notify_deliveries");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("due times: %s", PQresultErrorMessage(r));
+    char *text = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    assert_non_null(text);
+    return text;
+}
+
+/* Fail the running test unless `r` has `rows` rows, closing `c` first (its
+ * open transaction would keep the rows locked for the tests after). */
+static void expect_rows_or_close(PGconn *c, PGresult *r, int rows, const char *what)
+{
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == rows)
+        return;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %d rows, not %d: %s", what, PQntuples(r), rows, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+    fail_msg("%s", msg);
+}
+
+/* A claim and a give-back change no indexed column of a delivery (the
+ * lease has a column of its own, migration 24), so on the half-free pages
+ * of notify_deliveries each is a HOT update: no index entry is written.
+ * Before, the claim leased a row by moving next_attempt_at, a column of
+ * the due index, and wrote the row again in all four indexes. The store's
+ * two statements run here in one transaction, whose own update counts
+ * PostgreSQL keeps (pg_stat_get_xact_*). A given-back delivery keeps its
+ * due time, so it keeps its place in the queue. */
+static void test_claims_and_give_backs_write_no_index_entry(void **unused)
+{
+    (void)unused;
+    check_exec("DELETE FROM notify_deliveries");
+    check_exec("VACUUM notify_deliveries");
+    make_endpoint("we_hot", "mer_bl", NULL);
+    check_exec("INSERT INTO notify_events (id, merchant_id, type, object_id, payload)"
+               " SELECT 'evt_hot' || g, 'mer_bl', 'payment.pending', 'pay_hot' || g, '{}'"
+               " FROM generate_series(1, 10) g");
+    check_exec(
+        "INSERT INTO notify_deliveries (id, event_id, endpoint_id, next_attempt_at)"
+        " SELECT 'dlv_hot' || g, 'evt_hot' || g, 'we_hot', now() - interval '1 minute' + g * interval '1 ms'"
+        " FROM generate_series(1, 10) g");
+    char *due_before = due_times();
+    PGconn *c = claim_connection("SELECT 1");
+    char *prep = malloc(strlen(store_sql_notify_give_back) + 64);
+    assert_non_null(prep);
+    sprintf(prep, "PREPARE g(json) AS %s", store_sql_notify_give_back);
+    pgtest_exec(c, prep);
+    free(prep);
+    pgtest_exec(c, "BEGIN");
+    PGresult *r = PQexec(c, "EXECUTE c('{we_hot}', '{10}', 0, 100, 60000)");
+    expect_rows_or_close(c, r, 10, "the claim");
+    char back[512] = "[";
+    for (int i = 0; i < 4; i++)
+        snprintf(back + strlen(back), sizeof back - strlen(back), "%s{\"id\": \"%s\", \"token\": %s}",
+                 i ? ", " : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+    strcat(back, "]");
+    PQclear(r);
+    const char *const params[] = {back};
+    r = PQexecPrepared(c, "g", 1, params, NULL, NULL, 0);
+    expect_rows_or_close(c, r, 4, "the give-back");
+    PQclear(r);
+    long updated = pgtest_long(c, "SELECT pg_stat_get_xact_tuples_updated('notify_deliveries'::regclass)", NULL);
+    long hot = pgtest_long(c, "SELECT pg_stat_get_xact_tuples_hot_updated('notify_deliveries'::regclass)", NULL);
+    pgtest_exec(c, "COMMIT"); /* before any assertion: a failed one must not leave the rows locked */
+    PQfinish(c);
+    assert_int_equal(updated, 14);
+    assert_int_equal(hot, 14);
+    /* Every due time as it was before the claim; the given-back ones leased no longer. */
+    char *after = due_times();
+    assert_string_equal(after, due_before);
+    free(after);
+    free(due_before);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE leased_until IS NULL"
+                                 " AND attempts = 0"),
+                     4);
+    assert_int_equal(check_count("SELECT count(*) FROM notify_deliveries WHERE leased_until > now()"
+                                 " AND attempts = 1"),
+                     6);
+    check_exec("DELETE FROM notify_deliveries");
+}
+
 static void test_endpoints_are_their_merchants(void **unused)
 {
     (void)unused;
@@ -893,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_notifier_planned_on_an_empty_outbox_keeps_to_its_indexes),
         cmocka_unit_test(test_outcomes_recorded_in_one_statement),
         cmocka_unit_test(test_claim_rooms_give_back_and_local_async_commit),
+        cmocka_unit_test(test_claims_and_give_backs_write_no_index_entry),
         cmocka_unit_test(test_endpoints_are_their_merchants),
         cmocka_unit_test(test_janitor_purges_old_finished_events_only),
         cmocka_unit_test(test_endpoint_delete_takes_its_deliveries_only),
