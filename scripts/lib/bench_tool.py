@@ -103,11 +103,26 @@ def tree_cpu_us(root):
     return ticks * 1e6 / CLK_TCK
 
 
+def wal_lsn(conninfo):
+    """PostgreSQL's current WAL insert position, in bytes."""
+    out = subprocess.run(["psql", "-X", "-qAt", "-d", conninfo, "-c",
+                          "SELECT pg_current_wal_insert_lsn() - '0/0'"],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.strip())
+
+
 def measure(out, specs, cmd):
-    roots = {}
+    """CPU of each name=pid process tree around cmd; with wal=CONNINFO, the
+    WAL PostgreSQL wrote meanwhile too (it does not depend on the machine's
+    load, unlike CPU: the surer sign of what a change writes)."""
+    roots, wal_db = {}, None
     for spec in specs:
-        name, pid = spec.split("=", 1)
-        roots[name] = int(pid)
+        name, value = spec.split("=", 1)
+        if name == "wal":
+            wal_db = value
+        else:
+            roots[name] = int(value)
+    wal0 = wal_lsn(wal_db) if wal_db else None
     before = {name: tree_cpu_us(pid) for name, pid in roots.items()}
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd)
@@ -117,6 +132,8 @@ def measure(out, specs, cmd):
     res = {name: round(tree_cpu_us(pid) - before[name]) for name, pid in roots.items()}
     res["loadgen"] = round((ru.ru_utime + ru.ru_stime) * 1e6)
     res["wall_s"] = round(wall, 3)
+    if wal_db:
+        res["wal_bytes"] = wal_lsn(wal_db) - wal0
     with open(out, "w") as f:
         json.dump(res, f)
     sys.exit(proc.returncode)
@@ -215,16 +232,18 @@ def table(results_path, out_path):
         w("| %s | %s | %s | %s | %s |" % (t["name"], t["value"], t.get("ratio", "-"), t["target"],
                                           t["result"]))
     w("")
-    w("## CPU per request, by process (µs, from /proc around each run)")
+    w("## CPU per request, by process (µs, from /proc around each run), and the WAL PostgreSQL wrote per request")
     w("")
-    w("| run | requests | pagoflexd | PostgreSQL | pagoflexd + PostgreSQL | simulator | load generator |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("| run | requests | pagoflexd | PostgreSQL | pagoflexd + PostgreSQL | simulator | load generator |"
+      " WAL bytes |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in R["cpu"]:
         n = max(c["requests"], 1)
         per = lambda k: fmt(c[k] / n, 0) if k in c else "-"
         both = fmt((c.get("pagoflexd", 0) + c.get("postgres", 0)) / n, 0)
-        w("| %s | %s | %s | %s | %s | %s | %s |" % (c["name"], fmt(c["requests"]), per("pagoflexd"),
-                                                    per("postgres"), both, per("simulator"), per("loadgen")))
+        w("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            c["name"], fmt(c["requests"]), per("pagoflexd"), per("postgres"), both, per("simulator"),
+            per("loadgen"), per("wal_bytes")))
     w("")
     w("## Runs")
     w("")
