@@ -111,6 +111,15 @@ def wal_lsn(conninfo):
     return int(out.strip())
 
 
+def cpu_ticks():
+    """(all, stolen) CPU ticks of the machine so far, from /proc/stat: time
+    the hypervisor gave to other guests while this one had work (0 on bare
+    metal)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields[:8]), (fields[7] if len(fields) > 7 else 0)
+
+
 def measure(out, specs, cmd):
     """CPU of each name=pid process tree around cmd; with wal=CONNINFO, the
     WAL PostgreSQL wrote meanwhile too (it does not depend on the machine's
@@ -124,6 +133,7 @@ def measure(out, specs, cmd):
             roots[name] = int(value)
     wal0 = wal_lsn(wal_db) if wal_db else None
     before = {name: tree_cpu_us(pid) for name, pid in roots.items()}
+    ticks0 = cpu_ticks()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd)
     _, status, ru = os.wait4(proc.pid, 0)
@@ -132,6 +142,8 @@ def measure(out, specs, cmd):
     res = {name: round(tree_cpu_us(pid) - before[name]) for name, pid in roots.items()}
     res["loadgen"] = round((ru.ru_utime + ru.ru_stime) * 1e6)
     res["wall_s"] = round(wall, 3)
+    ticks1 = cpu_ticks()
+    res["steal_pct"] = round(100.0 * (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1), 1)
     if wal_db:
         res["wal_bytes"] = wal_lsn(wal_db) - wal0
     with open(out, "w") as f:
@@ -234,16 +246,20 @@ def table(results_path, out_path):
     w("")
     w("## CPU per request, by process (µs, from /proc around each run), and the WAL PostgreSQL wrote per request")
     w("")
+    w("stolen: the share of the machine's CPU time its hypervisor gave to other guests during the run"
+      " (/proc/stat); the CPU figures of a run with much of it stolen are the least comparable.")
+    w("")
     w("| run | requests | pagoflexd | PostgreSQL | pagoflexd + PostgreSQL | simulator | load generator |"
-      " WAL bytes |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+      " WAL bytes | stolen |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in R["cpu"]:
         n = max(c["requests"], 1)
         per = lambda k: fmt(c[k] / n, 0) if k in c else "-"
         both = fmt((c.get("pagoflexd", 0) + c.get("postgres", 0)) / n, 0)
-        w("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        stolen = "%.1f%%" % c["steal_pct"] if "steal_pct" in c else "-"
+        w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             c["name"], fmt(c["requests"]), per("pagoflexd"), per("postgres"), both, per("simulator"),
-            per("loadgen"), per("wal_bytes")))
+            per("loadgen"), per("wal_bytes"), stolen))
     w("")
     w("## Runs")
     w("")
