@@ -248,6 +248,23 @@ static char *value_on(PGconn *c, const char *sql)
     return out;
 }
 
+/* Upgrade the older database `conninfo` with `s`, checking that `rows`
+ * reads the same before and after (`expected`, or, when NULL, whatever it
+ * read before): an upgrade that keeps every row. A connection to it, for
+ * the test's own checks after. */
+static PGconn *upgrade_keeping(store *s, const char *conninfo, const char *rows, const char *expected)
+{
+    char err[512] = "", before[256];
+    PGconn *c = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    snprintf(before, sizeof before, "%s", value_on(c, rows));
+    if (expected)
+        assert_string_equal(before, expected);
+    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
+    assert_string_equal(value_on(c, rows), before);
+    return c;
+}
+
 /* A database at version 16, with the row-level notification triggers of
  * version 12, an endpoint and open payments and refunds, upgraded: the
  * triggers are per statement (pg_trigger.tgtype bit 0 clear), the old
@@ -475,7 +492,7 @@ static void test_upgrade_to_23_keeps_refunds_without_their_keys(void **state)
 static void test_upgrade_to_24_keeps_old_leases(void **state)
 {
     (void)state;
-    char err[512] = "", conninfo[4200];
+    char conninfo[4200];
     store *s = older_database("v24", 24, conninfo, sizeof conninfo);
     assert_true(exec_on(conninfo,
                         "INSERT INTO webhook_endpoints (id, merchant_id, url, secret_enc)"
@@ -487,13 +504,10 @@ static void test_upgrade_to_24_keeps_old_leases(void **state)
                         " next_attempt_at) VALUES"
                         " ('dlv_l1', 'evt_l1', 'we_l', 1, 7, now() + interval '1 hour'),"
                         " ('dlv_l2', 'evt_l2', 'we_l', 0, NULL, '2026-01-02 03:04:05+00')"));
-    PGconn *c = PQconnectdb(conninfo);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    static const char rows[] = "SELECT string_agg(concat_ws(' ', id, status, attempts, claim_token), ',' ORDER BY id)"
-                               " FROM notify_deliveries";
-    assert_string_equal(value_on(c, rows), "dlv_l1 pending 1 7,dlv_l2 pending 0");
-    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
-    assert_string_equal(value_on(c, rows), "dlv_l1 pending 1 7,dlv_l2 pending 0");
+    PGconn *c = upgrade_keeping(s, conninfo,
+                                "SELECT string_agg(concat_ws(' ', id, status, attempts, claim_token), ','"
+                                " ORDER BY id) FROM notify_deliveries",
+                                "dlv_l1 pending 1 7,dlv_l2 pending 0");
     assert_string_equal(value_on(c, "SELECT reloptions::text FROM pg_class WHERE relname = 'notify_deliveries'"),
                         "{fillfactor=50}");
     pagoflex_arena *a = arena_new();
@@ -603,7 +617,7 @@ static void test_upgrade_to_scheduled_due_index_keeps_every_row(void **state)
 static void test_upgrade_to_19_keeps_the_outbox_without_its_keys(void **state)
 {
     (void)state;
-    char err[512] = "", conninfo[4200];
+    char conninfo[4200];
     store *s = older_database("v19", 19, conninfo, sizeof conninfo);
     assert_true(exec_on(conninfo,
                         "INSERT INTO webhook_endpoints (id, merchant_id, url, secret_enc)"
@@ -615,18 +629,12 @@ static void test_upgrade_to_19_keeps_the_outbox_without_its_keys(void **state)
                         "UPDATE payments SET state = 'pending';"
                         "UPDATE notify_deliveries SET status = 'succeeded', attempts = 1"
                         " WHERE endpoint_id = 'we_b'"));
-    PGconn *c = PQconnectdb(conninfo);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    char kept[256];
     static const char rows[] =
         "SELECT (SELECT count(*) FROM notify_events) || ' ' || (SELECT string_agg(g, ',' ORDER BY g) FROM"
         " (SELECT endpoint_id || ':' || status || ':' || attempts || ':' || count(*) AS g"
         " FROM notify_deliveries GROUP BY endpoint_id, status, attempts) x)"
         " || ' ' || (SELECT count(*) FROM notify_deliveries d JOIN notify_events e ON e.id = d.event_id)";
-    snprintf(kept, sizeof kept, "%s", value_on(c, rows));
-    assert_string_equal(kept, "3 we_a:pending:0:3,we_b:succeeded:1:3 6");
-    assert_int_equal(store_migrate(s, err, sizeof err), STORE_OK);
-    assert_string_equal(value_on(c, rows), kept);
+    PGconn *c = upgrade_keeping(s, conninfo, rows, "3 we_a:pending:0:3,we_b:succeeded:1:3 6");
     assert_string_equal(value_on(c, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
                                     " AND conrelid = 'notify_deliveries'::regclass"),
                         "0");
