@@ -169,6 +169,12 @@ long pgtest_long(PGconn *c, const char *sql, const char *param)
 
 static void table_scans(PGconn *c, const char *table, long *seq, long *idx)
 {
+    /* This session's own counts first: a session reports them when it goes
+     * idle, but at most once a second, else up to 10 s later, so a scan it
+     * made just before (a test's DELETE of the table) could arrive after
+     * this reading and be counted as the measured session's. Forced, they
+     * are reported before this statement's answer. */
+    pgtest_exec(c, "SELECT pg_stat_force_next_flush()");
     pgtest_exec(c, "SELECT pg_stat_clear_snapshot()");
     *seq = pgtest_long(c, "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = $1", table);
     *idx = pgtest_long(c, "SELECT idx_scan FROM pg_stat_user_tables WHERE relname = $1", table);

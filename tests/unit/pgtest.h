@@ -53,12 +53,14 @@ long pgtest_long(PGconn *c, const char *sql, const char *param);
 void pgtest_exec(PGconn *c, const char *sql);
 
 /* The sequential and index scans of `table` counted so far, from a fresh
- * snapshot of the statistics; fails the running test when there are none. */
+ * snapshot of the statistics, with `c`'s own counts reported first; fails
+ * the running test when there are none. */
 void pgtest_table_scans(PGconn *c, const char *table, long *seq, long *idx);
 
-/* pgtest_table_scans once the index scans have passed `idx_before`: a
- * session's counts arrive once it has ended (or been idle a second), so it
- * waits, at most 10 s, and fails the running test when they do not. */
+/* pgtest_table_scans once the index scans have passed `idx_before`: another
+ * session's counts arrive once it has ended (or gone idle, at most once a
+ * second, else up to 10 s later), so it waits, at most 10 s, and fails the
+ * running test when they do not. */
 void pgtest_table_scans_after(PGconn *c, const char *table, long idx_before, long *seq, long *idx);
 
 #endif
