@@ -167,7 +167,7 @@ long pgtest_long(PGconn *c, const char *sql, const char *param)
     return n;
 }
 
-static void table_scans(PGconn *c, const char *table, long *seq, long *idx)
+void pgtest_table_scans(PGconn *c, const char *table, long *seq, long *idx)
 {
     /* This session's own counts first: a session reports them when it goes
      * idle, but at most once a second, else up to 10 s later, so a scan it
@@ -182,17 +182,12 @@ static void table_scans(PGconn *c, const char *table, long *seq, long *idx)
         fail_msg("no scan counts for table %s", table);
 }
 
-void pgtest_table_scans(PGconn *c, const char *table, long *seq, long *idx)
-{
-    table_scans(c, table, seq, idx);
-}
-
 void pgtest_table_scans_after(PGconn *c, const char *table, long idx_before, long *seq, long *idx)
 {
-    table_scans(c, table, seq, idx);
+    pgtest_table_scans(c, table, seq, idx);
     for (int waited = 0; *idx <= idx_before && waited < 100; waited++) {
         usleep(100 * 1000);
-        table_scans(c, table, seq, idx);
+        pgtest_table_scans(c, table, seq, idx);
     }
     if (*idx <= idx_before)
         fail_msg("the index scans of %s did not arrive in the statistics within 10 s", table);

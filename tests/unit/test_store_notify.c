@@ -385,17 +385,23 @@ static void make_backlog(const char *tag, const char *endpoint, int n)
     check_exec("VACUUM (ANALYZE) notify_deliveries, notify_events, webhook_endpoints");
 }
 
+/* PREPARE `sql` on `c` as `head` (name and parameter types). */
+static void prepare_as(PGconn *c, const char *head, const char *sql)
+{
+    char *prep = malloc(strlen(head) + strlen(sql) + 16);
+    assert_non_null(prep);
+    sprintf(prep, "PREPARE %s AS %s", head, sql);
+    pgtest_exec(c, prep);
+    free(prep);
+}
+
 /* A new connection with `settings` run and the claim prepared as "c". */
 static PGconn *claim_connection(const char *settings)
 {
     PGconn *c = PQconnectdb(g_conninfo);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     pgtest_exec(c, settings);
-    char *prep = malloc(strlen(store_sql_notify_claim) + 128);
-    assert_non_null(prep);
-    sprintf(prep, "PREPARE c(text[], int[], int, int, bigint) AS %s", store_sql_notify_claim);
-    pgtest_exec(c, prep);
-    free(prep);
+    prepare_as(c, "c(text[], int[], int, int, bigint)", store_sql_notify_claim);
     return c;
 }
 
@@ -705,11 +711,7 @@ static void test_claims_and_give_backs_write_no_index_entry(void **unused)
         " FROM generate_series(1, 10) g");
     char *due_before = due_times();
     PGconn *c = claim_connection("SELECT 1");
-    char *prep = malloc(strlen(store_sql_notify_give_back) + 64);
-    assert_non_null(prep);
-    sprintf(prep, "PREPARE g(json) AS %s", store_sql_notify_give_back);
-    pgtest_exec(c, prep);
-    free(prep);
+    prepare_as(c, "g(json)", store_sql_notify_give_back);
     pgtest_exec(c, "BEGIN");
     PGresult *r = PQexec(c, "EXECUTE c('{we_hot}', '{10}', 0, 100, 60000)");
     expect_rows_or_close(c, r, 10, "the claim");
